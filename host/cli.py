@@ -1,0 +1,147 @@
+"""The ``smshost`` command line: serve, check, purge (SPEC P8)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from host import __version__
+from host.config.loader import load_settings
+from host.config.settings import Settings
+from host.errors import ConfigError, ConfigErrors, SmshostError
+from host.logs import setup_logging
+from host.paths import default_config_dir
+
+
+def _default_config() -> Path:
+    env = os.environ.get("SMSHOST_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config")
+    return local if (local / "smshost.toml").exists() else default_config_dir()
+
+
+config_option = click.option(
+    "--config", "config_dir", type=click.Path(path_type=Path, file_okay=False),
+    default=None, help="Configuration directory [default: ./config if present, else the "
+    "embedded default; or $SMSHOST_CONFIG].")
+data_option = click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    help="Data directory (overrides server.data_dir).")
+
+
+def _load(config_dir: Path | None) -> tuple[Path, Settings]:
+    config_dir = config_dir or _default_config()
+    try:
+        return config_dir, load_settings(config_dir)
+    except ConfigErrors as errors:
+        for error in errors:
+            click.echo(f"error: {error.describe()}", err=True)
+        click.echo(f"{len(errors.errors)} configuration problem(s); not starting.", err=True)
+        sys.exit(2)
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="smshost")
+def cli() -> None:
+    """smshost: an SMS server."""
+
+
+@cli.command()
+@config_option
+@data_option
+def serve(config_dir: Path | None, data_dir: Path | None) -> None:
+    """Run the server on every configured listener until SIGTERM or Ctrl-C."""
+    from host.core import Host
+    from host.server import serve as serve_host
+
+    config_dir, settings = _load(config_dir)
+    setup_logging(settings.logging)
+    host = Host(settings, data_dir=data_dir, config_dir=config_dir)
+    try:
+        _run(serve_host(host))
+    except SmshostError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+def check(config_dir: Path | None) -> None:
+    """Validate the configuration and every plugin; exit 1 on any problem."""
+    from host.core import Host
+
+    config_dir = config_dir or _default_config()
+    try:
+        settings = load_settings(config_dir)
+    except ConfigErrors as errors:
+        for error in errors:
+            click.echo(f"error: {error.describe()}")
+        click.echo(f"{len(errors.errors)} problem(s) in {config_dir}; plugins are checked "
+                   "once the configuration loads.")
+        sys.exit(1)
+    click.echo(f"configuration {config_dir}: ok")
+    host = Host(settings, config_dir=config_dir)
+    host.load_plugins()
+    for record in host.plugins.records:
+        if record.ok:
+            click.echo(f"ok: {record.kind} {record.name} ({record.source})")
+        else:
+            click.echo(f"error: {record.error}")
+    failures = host.plugins.failures
+    if failures:
+        click.echo(f"{len(failures)} problem(s).")
+        sys.exit(1)
+    click.echo("no problems.")
+
+
+@cli.command()
+@config_option
+@data_option
+@click.option("--older-than", "days", type=int, default=None,
+              help="Age in days (> 1) [default: purge.days].")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
+          dry_run: bool) -> None:
+    """Delete messages and plugin data older than the retention age, in batches."""
+    from host.core import Host
+
+    _, settings = _load(config_dir)
+    if days is not None and days <= 1:
+        raise click.BadParameter("must be greater than 1", param_hint="--older-than")
+    setup_logging(settings.logging)
+    host = Host(settings, data_dir=data_dir, config_dir=config_dir)
+
+    async def run() -> dict[str, int]:
+        async with host.running(background=False):
+            return await host.purger.run(days, dry_run=dry_run)
+
+    try:
+        counts = _run(run())
+    except (SmshostError, ConfigError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    verb = "would delete" if dry_run else "deleted"
+    for table, n in sorted(counts.items()):
+        click.echo(f"{table}: {verb} {n}")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,95 @@
+"""Load the configuration directory into frozen :class:`Settings`.
+
+Each file of ``FILES`` is optional; a missing one means defaults. Every problem in every
+file is collected and raised together as :class:`ConfigErrors`, each naming file, line
+and key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from host.config.lines import KeyPath, LineMap
+from host.config.schema import Converter
+from host.config.settings import FILES, Settings
+from host.errors import ConfigError, ConfigErrors
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+class _Document:
+    def __init__(self, path: Path, data: dict[str, Any], lines: LineMap) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+
+def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Settings:
+    """Read every file in ``config_dir``; raise :class:`ConfigErrors` listing all problems."""
+    errors: list[ConfigError] = []
+    if not config_dir.is_dir():
+        raise ConfigErrors([ConfigError("configuration directory not found", file=config_dir)])
+    docs = _read_documents(config_dir, errors)
+    merged: dict[str, Any] = {}
+    owner: dict[str, _Document] = {}
+    for doc in docs:
+        allowed = FILES[doc.path.name]
+        for key, value in doc.data.items():
+            if key not in allowed:
+                errors.append(_misplaced(doc, key))
+                continue
+            merged[key] = value
+            owner[key] = doc
+
+    def locate(path: KeyPath) -> tuple[str | None, int | None]:
+        doc = owner.get(str(path[0])) if path else None
+        if doc is None:
+            return (str(config_dir / next(iter(FILES))), None)
+        return (str(doc.path), doc.lines.lookup(path))
+
+    converter = Converter(locate, environ)
+    settings = converter.section(Settings, merged, ())
+    errors.extend(converter.errors)
+    if errors:
+        raise ConfigErrors(sorted(errors, key=lambda e: (e.file or "", e.line or 0)))
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _read_documents(config_dir: Path, errors: list[ConfigError]) -> list[_Document]:
+    docs = []
+    for path in sorted(config_dir.glob("*.toml")):
+        if path.name not in FILES:
+            errors.append(ConfigError(
+                f"unknown configuration file; expected {', '.join(FILES)}", file=path
+            ))
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except UnicodeDecodeError:
+            errors.append(ConfigError("not UTF-8 text", file=path))
+            continue
+        except tomllib.TOMLDecodeError as exc:
+            errors.append(_syntax_error(path, exc))
+            continue
+        docs.append(_Document(path, data, LineMap(text)))
+    return docs
+
+
+def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    line = int(match.group(1)) if match else None
+    return ConfigError(f"TOML syntax error: {_TOML_POSITION.sub('', message).strip()}",
+                       file=path, line=line)
+
+
+def _misplaced(doc: _Document, key: str) -> ConfigError:
+    home = [name for name, keys in FILES.items() if key in keys]
+    hint = f"it belongs in {home[0]}" if home else f"{doc.path.name} holds {', '.join(FILES[doc.path.name])}"
+    return ConfigError(f"unknown section {key!r}; {hint}", file=doc.path,
+                       line=doc.lines.lookup((key,)), key=key)

@@ -1,0 +1,208 @@
+"""Declared settings: typed, frozen dataclasses converted from TOML with precise errors.
+
+A section is a frozen dataclass whose fields are declared with :func:`setting`, giving
+the default, the help text used by ``docs/operators.md``, and an optional ``check``.
+:func:`convert` turns parsed TOML into those dataclasses and collects every problem
+(unknown key, wrong type, missing value, failed check, cross-field rule) as a
+``ConfigError`` carrying file, line and key, instead of stopping at the first one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Union
+
+from host.config.lines import KeyPath
+from host.config.secrets import Secret, resolve_secret
+from host.errors import ConfigError
+
+Check = Callable[[Any], "str | None"]
+Locate = Callable[[KeyPath], tuple["str | None", "int | None"]]
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    check: Check | None = None,
+    factory: Callable[[], Any] | None = None,
+    doc_default: str | None = None,
+) -> Any:
+    """Declare one setting: its default (omit for a required one), help and check."""
+    meta = {"help": help, "check": check, "doc_default": doc_default}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def key_text(path: KeyPath) -> str:
+    """``("listeners", 1, "port")`` → ``listeners[1].port``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+class Converter:
+    """Converts one parsed document tree, collecting errors."""
+
+    def __init__(self, locate: Locate, environ: dict[str, str] | None = None) -> None:
+        self.locate = locate
+        self.environ = environ
+        self.errors: list[ConfigError] = []
+
+    def error(self, path: KeyPath, message: str) -> None:
+        file, line = self.locate(path)
+        self.errors.append(ConfigError(message, file=file, line=line, key=key_text(path) or None))
+
+    def convert(self, tp: Any, raw: Any, path: KeyPath) -> Any:
+        """Convert ``raw`` to ``tp``; on error record it and return ``_INVALID``."""
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            return self.convert(options[0], raw, path)
+        if dataclasses.is_dataclass(tp):
+            return self.section(typing.cast(type, tp), raw, path)
+        if tp is Secret:
+            try:
+                return resolve_secret(raw, self.environ)
+            except ValueError as exc:
+                return self._fail(path, str(exc))
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            if raw in choices:
+                return raw
+            return self._fail(path, f"must be one of {', '.join(map(repr, choices))}; got {raw!r}")
+        if origin is tuple:
+            return self._sequence(typing.get_args(tp)[0], raw, path)
+        if origin is dict:
+            return self._mapping(typing.get_args(tp)[1], raw, path)
+        return self._scalar(tp, raw, path)
+
+    def _fail(self, path: KeyPath, message: str) -> Any:
+        self.error(path, message)
+        return _INVALID
+
+    def _scalar(self, tp: Any, raw: Any, path: KeyPath) -> Any:
+        ok = {
+            bool: isinstance(raw, bool),
+            int: isinstance(raw, int) and not isinstance(raw, bool),
+            float: isinstance(raw, int | float) and not isinstance(raw, bool),
+            str: isinstance(raw, str),
+        }.get(tp)
+        if ok is None:
+            raise TypeError(f"unsupported setting type {tp!r} at {key_text(path)}")
+        if not ok:
+            return self._fail(path, f"expected {_type_name(tp)}, got {_toml_type(raw)} {raw!r}")
+        return float(raw) if tp is float else raw
+
+    def _sequence(self, item: Any, raw: Any, path: KeyPath) -> Any:
+        if not isinstance(raw, list):
+            return self._fail(path, f"expected an array, got {_toml_type(raw)}")
+        return tuple(self.convert(item, value, path + (i,)) for i, value in enumerate(raw))
+
+    def _mapping(self, item: Any, raw: Any, path: KeyPath) -> Any:
+        if not isinstance(raw, dict):
+            return self._fail(path, f"expected a table, got {_toml_type(raw)}")
+        return {k: self.convert(item, v, path + (k,)) for k, v in raw.items()}
+
+    def section(self, cls: type, raw: Any, path: KeyPath) -> Any:
+        if not isinstance(raw, dict):
+            return self._fail(path, f"expected a table, got {_toml_type(raw)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in fields:
+                self.error(path + (key,), _unknown(key, fields))
+        values: dict[str, Any] = {}
+        for name, field in fields.items():
+            if name in raw:
+                values[name] = self._checked(field, hints[name], raw[name], path + (name,))
+            elif not _has_default(field):
+                self.error(path + (name,), "missing value (this setting is required)")
+                values[name] = _INVALID
+        if any(v is _INVALID for v in values.values()):
+            return _INVALID
+        obj = cls(**values)
+        for rel, message in _problems(obj):
+            self.error(path + rel, message)
+        return obj
+
+    def _checked(self, field: dataclasses.Field[Any], tp: Any, raw: Any, path: KeyPath) -> Any:
+        value = self.convert(tp, raw, path)
+        check: Check | None = field.metadata.get("check")
+        if value is not _INVALID and check is not None:
+            problem = check(value)
+            if problem:
+                return self._fail(path, problem)
+        return value
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_INVALID: Any = _Invalid()
+
+
+def _problems(obj: Any) -> Iterable[tuple[KeyPath, str]]:
+    finder = getattr(obj, "problems", None)
+    return list(finder()) if finder is not None else []
+
+
+def _has_default(field: dataclasses.Field[Any]) -> bool:
+    return (
+        field.default is not dataclasses.MISSING
+        or field.default_factory is not dataclasses.MISSING
+    )
+
+
+def _unknown(key: str, fields: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"
+    return f"unknown key {key!r}{hint}"
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _toml_type(raw: Any) -> str:
+    return {
+        bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+        dict: "table",
+    }.get(type(raw), type(raw).__name__)
+
+
+# -- checks used by the declarations ------------------------------------------------
+
+def greater_than(limit: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value > limit else f"must be greater than {limit:g}; got {value!r}"
+    return check
+
+
+def at_least(limit: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value >= limit else f"must be at least {limit:g}; got {value!r}"
+    return check
+
+
+def port_number(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else f"must be a TCP port (0-65535); got {value!r}"
+
+
+def time_of_day(value: Any) -> str | None:
+    parts = value.split(":")
+    if len(parts) == 2 and all(p.isdigit() and len(p) == 2 for p in parts):
+        hour, minute = int(parts[0]), int(parts[1])
+        if hour < 24 and minute < 60:
+            return None
+    return f'must be a time of day "HH:MM" (24-hour); got {value!r}'

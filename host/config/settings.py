@@ -1,0 +1,223 @@
+"""Every setting of the core, declared once: type, default, help and checks.
+
+``docs/operators.md`` is generated from these declarations (``make docs``) and a test
+fails when it is out of date, so the reference cannot drift from the code.
+
+Relative paths (``data_dir``, plugin folders, certificate files) are resolved against
+the directory smshost is started in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from host.config.lines import KeyPath
+from host.config.schema import at_least, greater_than, port_number, setting, time_of_day
+from host.config.secrets import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The node as a whole."""
+
+    role: Literal["primary", "backup"] = setting(
+        "primary",
+        help="Role reported by /health and broker health checks, so a load balancer or a "
+        "primary/backup pair can tell the nodes apart.",
+    )
+    data_dir: str = setting(
+        "data",
+        help="Directory for the SQLite database and generated files (such as the API "
+        "token). Created when missing. `smshost serve --data DIR` overrides it.",
+    )
+    shutdown_timeout: float = setting(
+        30.0,
+        help="Seconds to wait for in-flight requests on SIGTERM before closing them.",
+        check=at_least(0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    """One listening socket. Brokers pick a listener by its port."""
+
+    name: str = setting(help="Unique name of the listener, used in logs.")
+    port: int = setting(help="TCP port to listen on.", check=port_number)
+    host: str = setting("127.0.0.1", help="Interface address to bind (0.0.0.0 for all).")
+    api: bool = setting(
+        False,
+        help="Serve the API (/api), /metrics and the admin on this listener. Exactly one "
+        "listener has it. Every listener serves /health and the broker webhooks "
+        "configured for its port.",
+    )
+    certfile: str | None = setting(
+        None, help="PEM certificate chain; with keyfile, the listener speaks HTTPS."
+    )
+    keyfile: str | None = setting(None, help="PEM private key for certfile.")
+
+    def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if (self.certfile is None) != (self.keyfile is None):
+            missing = "keyfile" if self.keyfile is None else "certfile"
+            yield (missing,), "certfile and keyfile go together; set both or neither"
+
+
+def _default_listeners() -> tuple[ListenerSettings, ...]:
+    return (ListenerSettings(name="admin", port=8080, api=True),)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The HTTP API under /api."""
+
+    token: Secret | None = setting(
+        None,
+        help='Bearer token every /api request must carry, usually { env = "SMSHOST_API_TOKEN" }. '
+        "When unset, a random token is generated on first start and kept in "
+        "`<data_dir>/api-token` (mode 0600).",
+    )
+    max_body_bytes: int = setting(
+        65536,
+        help="Largest request body accepted on any listener; larger requests get 413.",
+        check=greater_than(0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The SQLite database."""
+
+    filename: str = setting("smshost.db", help="Database file name inside data_dir.")
+    synchronous: Literal["FULL", "NORMAL"] = setting(
+        "FULL",
+        help="FULL: an acknowledged message survives power loss (fsync per commit). "
+        "NORMAL: survives a process crash only. Group commit makes FULL affordable.",
+    )
+    group_commit: bool = setting(
+        True,
+        help="Commit concurrent writes together in one transaction. Each caller still "
+        "waits for its own COMMIT; false commits each write alone (slower).",
+    )
+    max_batch: int = setting(
+        1000, help="Most writes in one group commit.", check=greater_than(0)
+    )
+    linger_ms: float = setting(
+        0.0,
+        help="Wait this long for more writes before committing a group. 0 commits as soon "
+        "as the previous commit ends, which already groups writes under load.",
+        check=at_least(0),
+    )
+    busy_timeout_ms: int = setting(
+        5000,
+        help="How long a connection waits for a lock held by another process "
+        "(e.g. `smshost purge` run beside the server).",
+        check=at_least(0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeSettings:
+    """Scheduled deletion of old data."""
+
+    enabled: bool = setting(True, help="Run the purge every day at `at`.")
+    days: int = setting(
+        30,
+        help="Delete messages (with their status history) and plugin data whose last "
+        "change is older than this many days. Must be greater than 1.",
+        check=greater_than(1),
+    )
+    at: str = setting("03:00", help="Local time of day (HH:MM) of the daily purge.",
+                      check=time_of_day)
+    batch_size: int = setting(
+        500, help="Rows deleted per transaction.", check=greater_than(0)
+    )
+    pause_ms: float = setting(
+        50.0,
+        help="Pause between two batches so live traffic keeps the database.",
+        check=at_least(0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Logs go to standard error."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", help="Lowest level logged.")
+    format: Literal["text", "json"] = setting(
+        "text", help="text for people; json for one JSON object per line."
+    )
+    access_log: bool = setting(
+        False, help="Log every HTTP request (method, path, status, duration, request id)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSettings:
+    """Where plugins come from."""
+
+    dirs: tuple[str, ...] = setting(
+        ("plugins",),
+        help="Plugin folders, each with brokers/, sinks/ and handlers/ inside. A file here "
+        "replaces a shipped one with the same name.",
+        doc_default='["plugins"]',
+    )
+    shipped: bool = setting(True, help="Load the brokers, sinks and handlers shipped with smshost.")
+    entry_points: bool = setting(
+        True, help="Load installed packages from the smshost.brokers and smshost.sinks groups."
+    )
+    disabled: tuple[str, ...] = setting(
+        (),
+        help="Plugin names not to load (entry point names or file stems).",
+        doc_default="[]",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings. Each top-level key lives in one file of the config directory."""
+
+    server: ServerSettings = setting(factory=ServerSettings, help="The node.")
+    listeners: tuple[ListenerSettings, ...] = setting(
+        factory=_default_listeners,
+        help="Listening sockets ([[listeners]] tables).",
+        doc_default="one API listener named admin on 127.0.0.1:8080",
+    )
+    api: ApiSettings = setting(factory=ApiSettings, help="The HTTP API.")
+    store: StoreSettings = setting(factory=StoreSettings, help="The database.")
+    purge: PurgeSettings = setting(factory=PurgeSettings, help="Data retention.")
+    logging: LoggingSettings = setting(factory=LoggingSettings, help="Logs.")
+    plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
+
+    def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        yield from _listener_problems(self.listeners)
+
+    @property
+    def api_listener(self) -> ListenerSettings:
+        return next(lst for lst in self.listeners if lst.api)
+
+
+def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tuple[KeyPath, str]]:
+    names: dict[str, int] = {}
+    ports: dict[int, int] = {}
+    for i, lst in enumerate(listeners):
+        if lst.name in names:
+            yield ("listeners", i, "name"), f"listener name {lst.name!r} is used twice"
+        names.setdefault(lst.name, i)
+        if lst.port and lst.port in ports:
+            yield ("listeners", i, "port"), (
+                f"port {lst.port} is already used by listener "
+                f"{listeners[ports[lst.port]].name!r}; brokers sharing a port share a listener"
+            )
+        ports.setdefault(lst.port, i)
+    api = [i for i, lst in enumerate(listeners) if lst.api]
+    if not api:
+        yield ("listeners",), "exactly one listener needs api = true; none has it"
+    for i in api[1:]:
+        yield ("listeners", i, "api"), "only one listener may have api = true"
+
+
+FILES: dict[str, tuple[str, ...]] = {
+    "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins"),
+}
+"""Which top-level keys each configuration file holds."""

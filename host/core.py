@@ -1,0 +1,159 @@
+"""The host: one running smshost node and everything it owns.
+
+``Host`` ties the settings, plugin manager, store, metrics and background tasks
+together. It is passed to every hook as ``host``. Start and stop it with
+``async with host.running():`` (the web apps' lifespan and ``smshost serve`` both do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from host import __version__
+from host.config.secrets import Secret
+from host.config.settings import ListenerSettings, Settings
+from host.discovery import Discovery, discover
+from host.messages import Messages
+from host.metrics import Metrics
+from host.migrations import core as core_migrations
+from host.plugins import Hooks, Plugins
+from host.purge import Purger
+from host.store import Store
+
+if TYPE_CHECKING:
+    from sqlite_utils import Migrations
+    from starlette.types import ASGIApp
+
+log = logging.getLogger("smshost")
+
+
+class Host:
+    """One smshost node. No global state: tests build as many as they like."""
+
+    def __init__(self, settings: Settings, *, data_dir: Path | None = None,
+                 config_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.config_dir = config_dir
+        self.data_dir = Path(data_dir or settings.server.data_dir)
+        self.version = __version__
+        self.plugins = Plugins()
+        self.hooks = Hooks(self.plugins)
+        self.metrics = Metrics()
+        self.plugins.on_hook_failure = self.metrics.hook_failed
+        self.store = Store(self.data_dir / settings.store.filename, settings.store,
+                           prepare=self.hooks.prepare_connection)
+        self.messages = Messages(self)
+        self.purger = Purger(self)
+        self.discovery: Discovery | None = None
+        self.api_token: Secret | None = settings.api.token
+        self.started_monotonic: float | None = None
+        self._users = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._apps: dict[str, ASGIApp] = {}
+        self.metrics.attach(self)
+
+    # -- plugins --------------------------------------------------------------------
+
+    def load_plugins(self) -> Discovery:
+        """Discover and register every plugin (once); failures are recorded, not raised."""
+        if self.discovery is None:
+            self.discovery = discover(self.plugins, self.settings.plugins)
+        return self.discovery
+
+    def migration_sets(self) -> list[Migrations]:
+        """The core set first, then the sets plugins register, in order."""
+        sets: list[Migrations] = [core_migrations]
+
+        def register(migrations: Migrations) -> None:
+            if any(m.name == migrations.name for m in sets):
+                raise ValueError(f"migration set {migrations.name!r} is registered twice")
+            sets.append(migrations)
+
+        self.hooks.register_migrations(register)
+        return sets
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, background: bool = True) -> AsyncIterator[Host]:
+        """Start on first entry, stop when the last user leaves.
+
+        ``background=False`` (CLI commands) opens everything but starts no scheduled
+        task.
+        """
+        async with self._lock:
+            if self._users == 0:
+                await self.start(background=background)
+            self._users += 1
+        try:
+            yield self
+        finally:
+            async with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    await self.stop()
+
+    async def start(self, *, background: bool = True) -> None:
+        self.load_plugins()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.api_token is None:
+            self.api_token = _generated_token(self.data_dir / "api-token")
+        await self.store.open(self.migration_sets())
+        self.started_monotonic = time.monotonic()
+        await self.hooks.startup(self)
+        if background and self.settings.purge.enabled:
+            self._spawn(self.purger.scheduled(), "purge")
+        log.info("smshost %s started (%s), database %s", self.version,
+                 self.settings.server.role, self.store.path)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.hooks.shutdown(self)
+        await self.store.close()
+        log.info("smshost stopped")
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"smshost-{name}"))  # type: ignore[arg-type]
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_monotonic if self.started_monotonic else 0.0
+
+    # -- web ------------------------------------------------------------------------
+
+    def app_for(self, listener: ListenerSettings | str | None = None) -> ASGIApp:
+        """The ASGI app of a listener (by settings or name; default: the API listener)."""
+        from host.web.app import build_app
+
+        if listener is None:
+            listener = self.settings.api_listener
+        if isinstance(listener, str):
+            listener = next(lst for lst in self.settings.listeners if lst.name == listener)
+        if listener.name not in self._apps:
+            self._apps[listener.name] = build_app(self, listener)
+        return self._apps[listener.name]
+
+
+def _generated_token(path: Path) -> Secret:
+    """Read the API token kept in ``path``, creating it (mode 0600) on first start."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return Secret(path.read_text(encoding="utf-8").strip(), f"file:{path}")
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    log.warning("no api.token configured: generated one in %s", path)
+    return Secret(token, f"file:{path}")

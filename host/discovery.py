@@ -1,0 +1,208 @@
+"""Find and load every plugin item, each in isolation (SPEC B3).
+
+Sources, in order (a later folder's file replaces an earlier one with the same stem):
+
+1. the defaults of the core (``host.defaults``), registered ``trylast``;
+2. the shipped ``plugins/`` folder, then each configured plugin folder:
+   ``sinks/*.py`` (pluggy plugins), ``brokers/*.xml`` (+ same-stem ``.py`` adapter),
+   ``handlers/*.py`` (handler scripts, also pluggy plugins);
+3. entry points of the groups ``smshost.brokers`` and ``smshost.sinks``, each loaded in
+   its own ``try`` (never ``load_setuptools_entrypoints``).
+
+Every item produces a :class:`~host.plugins.PluginRecord`; a broken one is recorded
+with its file and reason, and the rest still load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from lxml import etree
+
+from host.config.settings import PluginSettings
+from host.defaults import DEFAULT_PLUGINS
+from host.errors import PluginError
+from host.loader import load_module
+from host.paths import shipped_plugins_dir
+from host.plugins import Plugins
+
+ENTRY_POINT_GROUPS = ("smshost.brokers", "smshost.sinks")
+KINDS = ("brokers", "sinks", "handlers")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSource:
+    """A broker definition found on disk or registered by a package."""
+
+    name: str
+    definition: Path
+    adapter: ModuleType | type | None = None
+    origin: str = "folder"
+
+
+@dataclass
+class Discovery:
+    """What discovery found: brokers to define, handler modules, sink classes."""
+
+    brokers: dict[str, BrokerSource] = field(default_factory=dict)
+    handlers: dict[str, ModuleType] = field(default_factory=dict)
+    sinks: dict[str, type] = field(default_factory=dict)
+
+
+def plugin_folders(settings: PluginSettings) -> list[Path]:
+    """Shipped folder (if enabled) then configured ones, without duplicates."""
+    folders = [shipped_plugins_dir()] if settings.shipped else []
+    folders += [Path(d) for d in settings.dirs]
+    unique: list[Path] = []
+    for folder in folders:
+        resolved = folder.resolve()
+        if resolved not in unique and resolved.is_dir():
+            unique.append(resolved)
+    return unique
+
+
+def discover(plugins: Plugins, settings: PluginSettings) -> Discovery:
+    """Load everything; record each item in ``plugins.records``."""
+    found = Discovery()
+    disabled = set(settings.disabled)
+    _register_defaults(plugins)
+    files = _files_by_stem(plugin_folders(settings), disabled)
+    for path in files["sinks"]:
+        _load_python(plugins, path, "sink")
+    for path in files["brokers"]:
+        _load_broker(plugins, path, found)
+    for path in files["handlers"]:
+        module = _load_python(plugins, path, "handler", versioned=True)
+        if module is not None:
+            found.handlers[path.stem] = module
+    if settings.entry_points:
+        _load_entry_points(plugins, disabled)
+    _collect_registrations(plugins, found)
+    plugins.pm.check_pending()
+    return found
+
+
+def _register_defaults(plugins: Plugins) -> None:
+    for dotted in DEFAULT_PLUGINS:
+        module = importlib.import_module(dotted)
+        problem = plugins.register(module, name=dotted)
+        if problem is not None:  # a bug in smshost itself: fail loudly
+            raise PluginError(f"default plugin {dotted}: {problem}", name=dotted)
+
+
+def _files_by_stem(folders: Iterable[Path], disabled: set[str]) -> dict[str, list[Path]]:
+    chosen: dict[str, dict[str, Path]] = {kind: {} for kind in KINDS}
+    patterns = {"brokers": "*.xml", "sinks": "*.py", "handlers": "*.py"}
+    for folder in folders:
+        for kind in KINDS:
+            for path in sorted((folder / kind).glob(patterns[kind])):
+                if path.name.startswith(("_", ".")) or path.stem in disabled:
+                    continue
+                chosen[kind][path.stem] = path
+    return {kind: list(paths.values()) for kind, paths in chosen.items()}
+
+
+def _load_python(plugins: Plugins, path: Path, kind: str, *,
+                 versioned: bool = False) -> ModuleType | None:
+    try:
+        module = load_module(path, kind + "s", versioned=versioned).module
+    except PluginError as exc:
+        plugins.record(kind, path.stem, str(path), str(exc))
+        return None
+    problem = plugins.register(module, name=f"{kind}:{path.stem}")
+    plugins.record(kind, path.stem, str(path), problem and f"{path}: {problem}")
+    return module if problem is None else None
+
+
+def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:
+    try:
+        check_xml(path)
+    except PluginError as exc:
+        plugins.record("broker", path.stem, str(path), str(exc))
+        return
+    adapter: ModuleType | None = None
+    adapter_path = path.with_suffix(".py")
+    if adapter_path.exists():
+        try:
+            adapter = load_module(adapter_path, "brokers").module
+        except PluginError as exc:
+            plugins.record("broker", path.stem, str(adapter_path), str(exc))
+            return
+    found.brokers[path.stem] = BrokerSource(path.stem, path, adapter)
+    plugins.record("broker", path.stem, str(path))
+
+
+def safe_parser() -> etree.XMLParser:
+    """An XML parser that loads no DTD, expands no entity and never touches the network."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_comments=False)
+
+
+def check_xml(path: Path) -> etree._ElementTree:
+    """Parse ``path`` safely; a DOCTYPE is refused (no entities, no XXE)."""
+    try:
+        tree = etree.parse(str(path), safe_parser())
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno or (exc.position[0] if exc.position else None)
+        raise PluginError(f"{path}:{line}: malformed XML: {exc.msg}", name=path.stem,
+                          source=str(path)) from None
+    except OSError as exc:
+        raise PluginError(f"{path}: cannot read: {exc}", name=path.stem,
+                          source=str(path)) from None
+    if tree.docinfo.doctype:
+        raise PluginError(f"{path}:1: a DOCTYPE is not allowed in a broker definition",
+                          name=path.stem, source=str(path))
+    return tree
+
+
+def _load_entry_points(plugins: Plugins, disabled: set[str]) -> None:
+    for group in ENTRY_POINT_GROUPS:
+        for ep in importlib.metadata.entry_points(group=group):
+            if ep.name in disabled:
+                continue
+            dist = getattr(ep.dist, "name", None) or "unknown distribution"
+            source = f"entry point {group}:{ep.name} ({dist})"
+            try:
+                obj = ep.load()
+            # Installed packages may raise anything at import; record and go on (BLE001).
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
+                plugins.record("entry point", ep.name, source, f"{type(exc).__name__}: {exc}")
+                continue
+            problem = plugins.register(obj, name=f"{group}:{ep.name}")
+            plugins.record("entry point", ep.name, source, problem)
+
+
+def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
+    def register_broker(definition: Path | str, adapter: type | None = None) -> None:
+        path = Path(definition)
+        try:
+            check_xml(path)
+        except PluginError as exc:
+            plugins.record("broker", path.stem, str(path), str(exc))
+            return
+        if path.stem in found.brokers:
+            plugins.record("broker", path.stem, str(path),
+                           f"broker {path.stem!r} is already defined by "
+                           f"{found.brokers[path.stem].definition}")
+            return
+        found.brokers[path.stem] = BrokerSource(path.stem, path, adapter, "entry point")
+        plugins.record("broker", path.stem, str(path))
+
+    def register_sink(cls: type) -> None:
+        kind = getattr(cls, "kind", None)
+        source = f"{cls.__module__}.{cls.__qualname__}"
+        if not isinstance(kind, str) or not kind:
+            plugins.record("sink", cls.__name__, source, "a sink class needs a `kind` string")
+        elif kind in found.sinks:
+            other = found.sinks[kind]
+            plugins.record("sink", kind, source, f"sink kind {kind!r} is already registered "
+                           f"by {other.__module__}.{other.__qualname__}")
+        else:
+            found.sinks[kind] = cls
+
+    plugins.call_each_sync("register_brokers", register=register_broker)
+    plugins.call_each_sync("register_sinks", register=register_sink)

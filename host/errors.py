@@ -1,0 +1,96 @@
+"""The one exception tree of smshost.
+
+* SmshostError: base of everything smshost raises on purpose
+    * ConfigError: one problem in a configuration file (file, line, key, message)
+        * ConfigErrors: several ConfigErrors found in one load, reported together
+    * PluginError: a plugin failed to load or broke a rule (name, source, reason)
+    * StoreError: the database could not do what was asked
+        * StoreClosed: the store is not open (startup not finished, or shut down)
+    * ApiError: an HTTP API request was refused (status, code, message)
+
+Config and definition errors carry the file and line so an operator can go straight
+to the problem; messages say what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class SmshostError(Exception):
+    """Base class of every error smshost raises deliberately."""
+
+
+class ConfigError(SmshostError):
+    """One problem in a configuration file."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.key = key
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """``file:line: key: message`` with the parts that are known."""
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one configuration load."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0] if self.errors else None
+        super().__init__(
+            "\n".join(e.describe() for e in self.errors) or "invalid configuration",
+            file=None,
+            line=None,
+            key=None,
+        )
+        self.first = first
+
+    def __iter__(self) -> Iterator[ConfigError]:
+        return iter(self.errors)
+
+    def describe(self) -> str:
+        return "\n".join(e.describe() for e in getattr(self, "errors", [])) or self.message
+
+
+class PluginError(SmshostError):
+    """A plugin could not be loaded or used."""
+
+    def __init__(self, message: str, *, name: str | None = None, source: str | None = None):
+        self.name = name
+        self.source = source
+        super().__init__(message)
+
+
+class StoreError(SmshostError):
+    """The store failed to carry out a read or write."""
+
+
+class StoreClosed(StoreError):
+    """The store is not open."""
+
+
+class ApiError(SmshostError):
+    """An API request is refused; rendered as JSON ``{"error": code, "message": ...}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(f"{status} {code}: {message}")

@@ -1,0 +1,169 @@
+"""Every hook of smshost, in one place.
+
+Conventions (see docs/plugins.md):
+
+* Hooks are called with keyword arguments; an implementation may accept any subset of
+  them and must not give its parameters defaults.
+* ``register_*`` hooks collect through a ``register`` callback the host owns, so
+  duplicates and bad registrations fail loudly with the plugin's name.
+* Event hooks announce something that already happened. They may be ``async def`` or
+  return an awaitable. Each implementation is called in isolation: one that raises is
+  logged and counted, and the others still run.
+* Defaults shipped with smshost are ordinary plugins registered ``trylast``.
+
+Each docstring ends with a "Use in handler scripts" line: handler scripts in
+``plugins/handlers/`` are registered as plugins too and may implement the hooks marked
+yes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sqlite_utils import Migrations
+    from starlette.routing import BaseRoute
+
+    from host.core import Host
+    from host.models import Message, StatusEvent
+
+hookspec = pluggy.HookspecMarker("smshost")
+
+MaybeAwaitable = Any  # None or an awaitable resolving to None
+
+
+# -- registration -------------------------------------------------------------------
+
+@hookspec
+def register_brokers(register: Callable[..., None]) -> None:
+    """Register broker definitions shipped by a package.
+
+    :param register: ``register(definition: Path, adapter: type | None = None)``; the
+        definition is a broker XML file, the adapter an optional class overriding steps.
+
+    Folder brokers (``plugins/brokers/*.xml``) are found by scanning and need no hook;
+    this hook is for packages in the ``smshost.brokers`` entry point group.
+
+    Use in handler scripts: no.
+    """
+
+
+@hookspec
+def register_sinks(register: Callable[[type], None]) -> None:
+    """Register sink classes (destinations of inbound routes).
+
+    :param register: ``register(sink_class)``; two sinks with the same ``kind`` are a
+        plugin error naming both.
+
+    Use in handler scripts: no.
+    """
+
+
+@hookspec
+def register_migrations(register: Callable[[Migrations], None]) -> None:
+    """Register a named ``sqlite_utils.Migrations`` set for the plugin's own tables.
+
+    :param register: ``register(migrations)``; sets are applied at startup in
+        registration order, each migration once. Set names must be unique.
+
+    Use in handler scripts: no.
+    """
+
+
+@hookspec
+def register_routes(host: Host) -> list[BaseRoute] | None:
+    """Return extra Starlette routes served on the API listener.
+
+    :param host: the running host.
+    :returns: a list of routes. Paths under ``/api/`` require the API token like every
+        other API endpoint.
+
+    Use in handler scripts: no.
+    """
+
+
+# -- database -----------------------------------------------------------------------
+
+@hookspec
+def prepare_connection(conn: sqlite3.Connection) -> None:
+    """Prepare each new SQLite connection (register SQL functions, set pragmas).
+
+    :param conn: the connection, called on the thread that will use it. Synchronous.
+
+    Use in handler scripts: no.
+    """
+
+
+# -- lifecycle ----------------------------------------------------------------------
+
+@hookspec
+def startup(host: Host) -> MaybeAwaitable:
+    """Called once the store is open, migrations applied and plugins registered.
+
+    :param host: the host; may return an awaitable.
+
+    Use in handler scripts: yes.
+    """
+
+
+@hookspec
+def shutdown(host: Host) -> MaybeAwaitable:
+    """Called when the server stops, after the listeners closed, before the store closes.
+
+    :param host: the host; may return an awaitable.
+
+    Use in handler scripts: yes.
+    """
+
+
+# -- events -------------------------------------------------------------------------
+
+@hookspec
+def message_stored(host: Host, message: Message) -> MaybeAwaitable:
+    """A new message (either direction) was durably committed.
+
+    :param host: the host.
+    :param message: the stored message, with its id. Called after the COMMIT, never for
+        a de-duplicated broker retry.
+
+    Use in handler scripts: yes.
+    """
+
+
+@hookspec
+def message_status_changed(
+    host: Host, message: Message, old: str | None, new: str, event: StatusEvent
+) -> MaybeAwaitable:
+    """A message's status changed (and was committed).
+
+    :param host: the host.
+    :param message: the message after the change.
+    :param old: the previous status (None for the first one).
+    :param new: the new status.
+    :param event: the status event appended to the history.
+
+    Use in handler scripts: yes.
+    """
+
+
+# -- maintenance --------------------------------------------------------------------
+
+@hookspec
+def purge(
+    host: Host, cutoff: str, batch_size: int, dry_run: bool
+) -> Awaitable[dict[str, int]] | dict[str, int] | None:
+    """Delete the plugin's rows last changed before ``cutoff``, in batches.
+
+    :param host: the host; ``host.store.purge_table(...)`` does bounded batches with a
+        pause between them.
+    :param cutoff: ISO-8601 UTC timestamp; rows older than it go.
+    :param batch_size: rows per transaction.
+    :param dry_run: count only, delete nothing.
+    :returns: ``{table: rows deleted (or that would be)}``.
+
+    Use in handler scripts: no.
+    """

@@ -1,0 +1,169 @@
+"""Messages and their status history: the core's use of the store.
+
+Every change is one write (the message row and its status event together), committed
+before anything is announced; then the metrics move and the event hooks fire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlite_utils import Database
+
+from host.models import Direction, Message, StatusEvent, utcnow
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+_COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encoding",
+            "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What a caller knows about a message before it is stored."""
+
+    direction: Direction
+    body: str
+    status: str
+    broker: str | None = None
+    account: str | None = None
+    local: str | None = None
+    remote: str | None = None
+    encoding: str | None = None
+    segments: int | None = None
+    broker_message_id: str | None = None
+    attrs: dict[str, Any] | None = None
+    source: str = "system"
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    direction: Direction | None = None
+    status: str | None = None
+    broker: str | None = None
+    since: str | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+class Messages:
+    """Store, change and query messages of one host."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def add(self, new: NewMessage) -> tuple[Message, bool]:
+        """Store ``new`` durably; return ``(message, created)``.
+
+        A message whose (broker, broker_message_id) is already stored is not stored
+        again: the existing one comes back with ``created=False`` (a broker retry).
+        """
+        message, event = await self._host.store.write(lambda db: _insert(db, new))
+        if event is None:
+            return message, False
+        self._host.metrics.message_stored(message)
+        await self._host.hooks.message_stored(self._host, message)
+        await self._host.hooks.message_status_changed(self._host, message, None,
+                                                     message.status, event)
+        return message, True
+
+    async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
+        """Store several messages in one transaction (all or nothing)."""
+        rows = await self._host.store.write(lambda db: [_insert(db, n) for n in news])
+        out = []
+        for message, event in rows:
+            if event is not None:
+                self._host.metrics.message_stored(message)
+                await self._host.hooks.message_stored(self._host, message)
+                await self._host.hooks.message_status_changed(
+                    self._host, message, None, message.status, event)
+            out.append((message, event is not None))
+        return out
+
+    async def set_status(self, message_id: int, status: str, *, source: str,
+                         detail: dict[str, Any] | None = None) -> tuple[Message, StatusEvent]:
+        """Append a status event and make it the message's current status."""
+        old, message, event = await self._host.store.write(
+            lambda db: _set_status(db, message_id, status, source, detail or {}))
+        self._host.metrics.status_changed(message)
+        await self._host.hooks.message_status_changed(self._host, message, old, status, event)
+        return message, event
+
+    async def get(self, message_id: int) -> Message | None:
+        rows = await self._host.store.read(
+            lambda db: list(db.query("select * from messages where id = ?", [message_id])))
+        return Message.from_row(rows[0]) if rows else None
+
+    async def events(self, message_id: int) -> list[StatusEvent]:
+        rows = await self._host.store.read(lambda db: list(db.query(
+            "select * from message_events where message_id = ? order by id", [message_id])))
+        return [StatusEvent.from_row(r) for r in rows]
+
+    async def find(self, flt: MessageFilter) -> list[Message]:
+        """Newest first, ``flt.limit`` at most, before ``flt.before_id`` when given."""
+        where, args = [], []
+        for column in ("direction", "status", "broker"):
+            value = getattr(flt, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if flt.since is not None:
+            where.append("created_at >= ?")
+            args.append(flt.since)
+        if flt.before_id is not None:
+            where.append("id < ?")
+            args.append(flt.before_id)
+        sql = "select * from messages"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by id desc limit ?"
+        args.append(flt.limit)
+        rows = await self._host.store.read(lambda db: list(db.query(sql, args)))
+        return [Message.from_row(r) for r in rows]
+
+
+def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
+    now = utcnow()
+    values = {name: getattr(new, name, None) for name in _COLUMNS}
+    values.update(created_at=now, updated_at=now, attrs=json.dumps(new.attrs or {}))
+    names = ", ".join(_COLUMNS)
+    marks = ", ".join("?" * len(_COLUMNS))
+    rows = list(db.query(
+        f"insert into messages ({names}) values ({marks}) "
+        "on conflict (broker, broker_message_id) where broker_message_id is not null "
+        "do nothing returning *", [values[c] for c in _COLUMNS]))
+    if not rows:
+        existing = next(db.query(
+            "select * from messages where broker = ? and broker_message_id = ?",
+            [new.broker, new.broker_message_id]))
+        return Message.from_row(existing), None
+    message = Message.from_row(rows[0])
+    event = _add_event(db, message.id, new.status, now, new.source, new.detail or {})
+    return message, event
+
+
+def _add_event(db: Database, message_id: int, status: str, at: str, source: str,
+               detail: dict[str, Any]) -> StatusEvent:
+    cursor = db.execute(
+        "insert into message_events (message_id, status, at, source, detail) "
+        "values (?, ?, ?, ?, ?)", [message_id, status, at, source, json.dumps(detail)])
+    return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
+
+
+def _set_status(db: Database, message_id: int, status: str, source: str,
+                detail: dict[str, Any]) -> tuple[str | None, Message, StatusEvent]:
+    rows = list(db.query("select * from messages where id = ?", [message_id]))
+    if not rows:
+        raise LookupError(f"no message {message_id}")
+    old = rows[0]["status"]
+    now = utcnow()
+    event = _add_event(db, message_id, status, now, source, detail)
+    db.execute("update messages set status = ?, updated_at = ? where id = ?",
+               [status, now, message_id])
+    row = next(db.query("select * from messages where id = ?", [message_id]))
+    return old, Message.from_row(row), event

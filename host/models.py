@@ -1,0 +1,89 @@
+"""The records smshost keeps: messages and their status events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Direction = Literal["in", "out"]
+DIRECTIONS: tuple[Direction, ...] = ("in", "out")
+
+# Normalized delivery states (SPEC B1), in the order a message moves through them.
+OUTBOUND_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed",
+                   "expired", "rejected", "unknown")
+FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "expired", "rejected"})
+INBOUND_STATES = ("received", "routed", "failed")
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> str:
+    """Now as the fixed-width UTC text every timestamp column holds."""
+    return datetime.now(UTC).strftime(_TS_FORMAT)
+
+
+def to_timestamp(moment: datetime) -> str:
+    """A datetime (naive means UTC) as stored timestamp text."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def parse_timestamp(text: str) -> str:
+    """ISO-8601 (``Z`` or offset, date only allowed) → stored form; ``ValueError`` if bad."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    return to_timestamp(datetime.fromisoformat(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One SMS, inbound (MO) or outbound (MT)."""
+
+    id: int
+    direction: Direction
+    broker: str | None
+    account: str | None
+    local: str | None
+    remote: str | None
+    body: str
+    encoding: str | None
+    segments: int | None
+    status: str
+    broker_message_id: str | None
+    created_at: str
+    updated_at: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Message:
+        values = dict(row)
+        values["attrs"] = json.loads(values.get("attrs") or "{}")
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """One entry of a message's status history."""
+
+    id: int
+    message_id: int
+    status: str
+    at: str
+    source: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> StatusEvent:
+        values = dict(row)
+        values["detail"] = json.loads(values.get("detail") or "{}")
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}

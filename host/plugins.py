@@ -1,0 +1,213 @@
+"""The plugin manager of one host: isolated registration and isolated hook calls.
+
+pluggy alone is not enough for SPEC B3/H4 (see STYLE section 2): ``register`` is not
+atomic, one raising implementation stops the others, and
+``load_setuptools_entrypoints`` gives up at the first broken package. So:
+
+* :meth:`Plugins.register` validates a plugin in a scratch manager first (argument
+  names, unknown hooks via ``check_pending``, no wrappers) and touches the live manager
+  only when it passes; a failure becomes a :class:`PluginRecord`.
+* :meth:`Plugins.call_each` calls implementations one by one in pluggy's order,
+  awaiting awaitables, and isolates each: an exception is logged, counted and the
+  remaining implementations still run.
+* :class:`Hooks` is the typed facade the core uses; it never writes ``pm.hook.x()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from host import hookspecs
+
+if TYPE_CHECKING:
+    from sqlite_utils import Migrations
+    from starlette.routing import BaseRoute
+
+    from host.core import Host
+    from host.models import Message, StatusEvent
+
+log = logging.getLogger("smshost.plugins")
+
+
+@dataclass(frozen=True, slots=True)
+class PluginRecord:
+    """What happened when one plugin item was loaded."""
+
+    kind: str  # broker, sink, handler, entry point, default
+    name: str
+    source: str  # file path, or "entry point <group>:<name> (<distribution>)"
+    ok: bool
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HookFailure:
+    """A hook implementation that raised at run time."""
+
+    plugin: str
+    hook: str
+    error: str
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A new manager with smshost's hookspecs. There is no global one."""
+    pm = pluggy.PluginManager("smshost")
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("SMSHOST_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda text: log.debug("%s", text.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+class Plugins:
+    """Live plugin manager plus the record of every load."""
+
+    def __init__(self) -> None:
+        self.pm = make_plugin_manager()
+        self.records: list[PluginRecord] = []
+        self.hook_failures: deque[HookFailure] = deque(maxlen=50)
+        self.on_hook_failure: Callable[[HookFailure], None] | None = None
+
+    # -- loading --------------------------------------------------------------------
+
+    def record(self, kind: str, name: str, source: str, error: str | None = None) -> None:
+        self.records.append(PluginRecord(kind, name, source, error is None, error))
+        if error is not None:
+            log.error("plugin %s %s failed to load: %s", kind, name, error)
+
+    @property
+    def failures(self) -> list[PluginRecord]:
+        return [r for r in self.records if not r.ok]
+
+    def register(self, plugin: object, name: str) -> str | None:
+        """Register ``plugin`` if it is valid; return the reason when it is not."""
+        problem = validate_plugin(plugin, name)
+        if problem is not None:
+            return problem
+        if self.pm.has_plugin(name) or self.pm.is_blocked(name):
+            return f"a plugin named {name!r} is already registered"
+        self.pm.register(plugin, name=name)
+        return None
+
+    def unregister(self, name: str) -> None:
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+
+    # -- calling --------------------------------------------------------------------
+
+    def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
+        caller = getattr(self.pm.hook, hook_name)
+        return [impl for impl in reversed(caller.get_hookimpls())
+                if not (impl.wrapper or impl.hookwrapper)]
+
+    async def call_each(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation in turn; isolate failures; return non-None results."""
+        results = []
+        for impl in self._impls(hook_name):
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                if inspect.isawaitable(result):
+                    result = await result
+            # A plugin may raise anything; isolating it is what this loop is for (BLE001).
+            except Exception as exc:  # noqa: BLE001
+                self._failed(impl, hook_name, exc)
+                continue
+            if result is not None:
+                results.append(result)
+        return results
+
+    def call_each_sync(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """As :meth:`call_each` for synchronous hooks; an awaitable result is an error."""
+        results = []
+        for impl in self._impls(hook_name):
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(f"{hook_name} is synchronous; the implementation is async")
+            except Exception as exc:  # noqa: BLE001 - see call_each
+                self._failed(impl, hook_name, exc)
+                continue
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> None:
+        failure = HookFailure(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
+        self.hook_failures.append(failure)
+        log.error("plugin %s failed in hook %s", impl.plugin_name, hook_name, exc_info=exc)
+        if self.on_hook_failure is not None:
+            self.on_hook_failure(failure)
+
+
+def validate_plugin(plugin: object, name: str) -> str | None:
+    """Register ``plugin`` in a scratch manager; return the problem, or None if it is valid."""
+    scratch = make_plugin_manager()
+    try:
+        scratch.register(plugin, name=name)
+        scratch.check_pending()
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        return str(exc)
+    for caller in scratch.hook.__dict__.values():
+        if isinstance(caller, pluggy.HookCaller):
+            for impl in caller.get_hookimpls():
+                if impl.wrapper or impl.hookwrapper:
+                    return f"{caller.name}: wrapper implementations are not supported"
+    return None
+
+
+class Hooks:
+    """Typed facade over the hooks: the only way the core calls them."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self._plugins = plugins
+
+    def register_brokers(self, register: Callable[..., None]) -> None:
+        self._plugins.call_each_sync("register_brokers", register=register)
+
+    def register_sinks(self, register: Callable[[type], None]) -> None:
+        self._plugins.call_each_sync("register_sinks", register=register)
+
+    def register_migrations(self, register: Callable[[Migrations], None]) -> None:
+        self._plugins.call_each_sync("register_migrations", register=register)
+
+    def register_routes(self, host: Host) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        for result in self._plugins.call_each_sync("register_routes", host=host):
+            routes.extend(result)
+        return routes
+
+    def prepare_connection(self, conn: sqlite3.Connection) -> None:
+        self._plugins.call_each_sync("prepare_connection", conn=conn)
+
+    async def startup(self, host: Host) -> None:
+        await self._plugins.call_each("startup", host=host)
+
+    async def shutdown(self, host: Host) -> None:
+        await self._plugins.call_each("shutdown", host=host)
+
+    async def message_stored(self, host: Host, message: Message) -> None:
+        await self._plugins.call_each("message_stored", host=host, message=message)
+
+    async def message_status_changed(self, host: Host, message: Message, old: str | None,
+                                     new: str, event: StatusEvent) -> None:
+        await self._plugins.call_each("message_status_changed", host=host, message=message,
+                                      old=old, new=new, event=event)
+
+    async def purge(self, host: Host, cutoff: str, batch_size: int,
+                    dry_run: bool) -> list[dict[str, int]]:
+        return await self._plugins.call_each("purge", host=host, cutoff=cutoff,
+                                             batch_size=batch_size, dry_run=dry_run)

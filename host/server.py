@@ -1,0 +1,104 @@
+"""Serve every listener from one process (SPEC B6).
+
+Each listener gets its own uvicorn ``Server`` (so HTTPS can be set per listener), all
+on one event loop, all sharing one :class:`~host.core.Host`. Sockets are bound before
+anything starts, so a busy port is a clear error and not a half-started server.
+SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish (up to
+``server.shutdown_timeout``), then stops the host, which commits pending writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from host.config.settings import ListenerSettings
+from host.core import Host
+from host.errors import SmshostError
+
+log = logging.getLogger("smshost.server")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(listener: ListenerSettings) -> socket.socket:
+    """A listening socket for ``listener``; a clear error when the address is taken."""
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listener.host, listener.port))
+    except OSError as exc:
+        sock.close()
+        raise SmshostError(
+            f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
+            f"{exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(host: Host, listener: ListenerSettings) -> uvicorn.Config:
+    config = uvicorn.Config(
+        host.app_for(listener), lifespan="off", log_config=None, access_log=False,
+        server_header=False, proxy_headers=False,
+        ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,
+        timeout_graceful_shutdown=int(host.settings.server.shutdown_timeout) or None,
+    )
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:  # unreadable or mismatched certificate and key
+        raise SmshostError(f"listener {listener.name!r}: cannot set up HTTPS: {exc}") from None
+    return config
+
+
+async def serve(host: Host) -> None:
+    """Run until SIGTERM/SIGINT; return after a clean shutdown."""
+    listeners = host.settings.listeners
+    sockets = []
+    try:
+        for listener in listeners:
+            sockets.append(bind(listener))
+        servers = [_Server(_config(host, lst)) for lst in listeners]
+    except SmshostError:
+        for sock in sockets:
+            sock.close()
+        raise
+    _install_signals(servers)
+    async with host.running():
+        for lst, sock in zip(listeners, sockets, strict=True):
+            scheme = "https" if lst.certfile else "http"
+            name = sock.getsockname()
+            log.info("listener %s on %s://%s:%s%s", lst.name, scheme, name[0], name[1],
+                     " (API)" if lst.api else "")
+        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets,
+                                                                           strict=True)))
+    log.info("all listeners closed")
+
+
+def _install_signals(servers: list[_Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        first = not servers[0].should_exit
+        log.info("%s received: %s", sig.name,
+                 "finishing in-flight requests" if first else "closing now")
+        for server in servers:
+            if first:
+                server.should_exit = True
+            else:
+                server.force_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)

@@ -1,0 +1,1 @@
+"""HTTP surfaces: API, health, metrics, and (later) broker webhooks and the admin."""

@@ -1,0 +1,79 @@
+"""The message API: list and inspect stored messages (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from host.core import Host
+from host.errors import ApiError
+from host.messages import MessageFilter
+from host.models import DIRECTIONS, parse_timestamp
+
+MAX_LIMIT = 500
+_FILTERS = ("direction", "status", "broker", "since", "limit", "before")
+
+
+def _int(params: Any, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def parse_filter(params: Any) -> MessageFilter:
+    unknown = sorted(set(params) - set(_FILTERS))
+    if unknown:
+        raise ApiError(400, "bad_parameter",
+                       f"unknown parameter {unknown[0]!r}; allowed: {', '.join(_FILTERS)}")
+    direction = params.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise ApiError(400, "bad_parameter", "direction must be 'in' or 'out'")
+    since = params.get("since")
+    if since is not None:
+        try:
+            since = parse_timestamp(since)
+        except ValueError:
+            raise ApiError(400, "bad_parameter",
+                           "since must be an ISO-8601 time, e.g. 2026-11-27T09:00:00Z") from None
+    return MessageFilter(
+        direction=direction, status=params.get("status"), broker=params.get("broker"),
+        since=since, before_id=_int(params, "before", None, 1, 2**63 - 1),
+        limit=_int(params, "limit", 50, 1, MAX_LIMIT) or 50,
+    )
+
+
+async def list_messages(request: Request) -> Response:
+    host: Host = request.app.state.host
+    flt = parse_filter(request.query_params)
+    found = await host.messages.find(flt)
+    body: dict[str, Any] = {"messages": [m.to_json() for m in found], "next": None}
+    if len(found) == flt.limit:
+        params = dict(request.query_params)
+        params["before"] = str(found[-1].id)
+        body["next"] = f"{request.url.path}?{urlencode(params)}"
+    return JSONResponse(body)
+
+
+async def get_message(request: Request) -> Response:
+    host: Host = request.app.state.host
+    raw = request.path_params["message_id"]
+    message = await host.messages.get(raw)
+    if message is None:
+        raise ApiError(404, "not_found", f"no message with id {raw}")
+    body = message.to_json()
+    body["events"] = [e.to_json() for e in await host.messages.events(message.id)]
+    return JSONResponse(body)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/messages", list_messages, methods=["GET"]),
+        Route("/api/messages/{message_id:int}", get_message, methods=["GET"]),
+    ]

@@ -1,0 +1,81 @@
+"""Build the Starlette app of one listener.
+
+Every listener serves ``/health`` (and, with the brokers issue, the broker webhooks of
+its port). The API listener also serves ``/api/...`` behind the bearer token,
+``/metrics``, and the routes plugins register. Errors always come back as JSON
+``{"error": code, "message": text}``; an unexpected exception is logged with its
+request id and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from host.config.settings import ListenerSettings
+from host.core import Host
+from host.errors import ApiError
+from host.metrics import CONTENT_TYPE
+from host.web import api
+from host.web.health import health
+from host.web.middleware import ApiAuth, RequestContext
+
+log = logging.getLogger("smshost.web")
+
+
+async def metrics(request: Request) -> Response:
+    host: Host = request.app.state.host
+    return Response(host.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status_code, "http_error")
+    return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal", "message": "internal error; see the server log"},
+                        status_code=500)
+
+
+def build_app(host: Host, listener: ListenerSettings) -> Starlette:
+    host.load_plugins()
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    if listener.api:
+        routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes()]
+        routes += host.hooks.register_routes(host)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with host.running():
+            yield
+
+    middleware = [Middleware(RequestContext, host=host, listener=listener.name)]
+    if listener.api:
+        middleware.append(Middleware(ApiAuth, host=host))
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan,
+        max_body_size=host.settings.api.max_body_bytes,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            Exception: _unexpected},
+    )
+    app.state.host = host
+    app.state.listener = listener
+    return app

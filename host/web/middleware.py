@@ -1,0 +1,90 @@
+"""Pure ASGI middleware: request id, access log and metrics; bearer auth for /api."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from host.logs import request_id
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+access = logging.getLogger("smshost.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContext:
+    """Give each request an id (``X-Request-Id`` in and out), time it, count it, log it."""
+
+    def __init__(self, app: ASGIApp, host: Host, listener: str) -> None:
+        self.app = app
+        self.host = host
+        self.listener = listener
+        self.access_log = host.settings.logging.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        rid = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", None) or "unmatched"
+            self.host.metrics.observe_request(self.listener, scope["method"], route, status,
+                                              elapsed)
+            if self.access_log:
+                access.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                            elapsed * 1000, extra={"status": status, "path": scope["path"],
+                                                   "method": scope["method"],
+                                                   "duration_ms": round(elapsed * 1000, 2)})
+            request_id.reset(token)
+
+
+class ApiAuth:
+    """Every path under ``/api`` needs ``Authorization: Bearer <api token>`` (P7)."""
+
+    def __init__(self, app: ASGIApp, host: Host) -> None:
+        self.app = app
+        self.host = host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/api" or path.startswith("/api/")):
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        token = self.host.api_token
+        if scheme.lower() == "bearer" and credentials and token is not None \
+                and token.matches(credentials.strip()):
+            await self.app(scope, receive, send)
+            return
+        reason = "missing bearer token" if not header else "invalid bearer token"
+        response = JSONResponse(
+            {"error": "unauthorized", "message": f"{reason}; send Authorization: Bearer <token>"},
+            status_code=401, headers={"WWW-Authenticate": 'Bearer realm="smshost"'})
+        await response(scope, receive, send)
