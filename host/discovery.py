@@ -26,7 +26,7 @@ from lxml import etree
 from host.config.settings import PluginSettings
 from host.defaults import DEFAULT_PLUGINS
 from host.errors import PluginError
-from host.loader import load_module
+from host.loader import load_module, unload
 from host.paths import shipped_plugins_dir
 from host.plugins import Plugins
 
@@ -115,7 +115,10 @@ def _load_python(plugins: Plugins, path: Path, kind: str, *,
         return None
     problem = plugins.register(module, name=f"{kind}:{path.stem}")
     plugins.record(kind, path.stem, str(path), problem and f"{path}: {problem}")
-    return module if problem is None else None
+    if problem is not None:
+        unload(module)
+        return None
+    return module
 
 
 def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:

@@ -126,9 +126,12 @@ class Store:
         return await anyio.to_thread.run_sync(partial(self._read_call, fn))
 
     async def ping(self) -> bool:
-        """True when a read succeeds and the writer thread is alive."""
-        alive = self._thread is not None and self._thread.is_alive()
-        return alive and await self.read(lambda db: db.execute("select 1").fetchone()[0] == 1)
+        """True when a read succeeds and the writer is alive; raise with the reason if not."""
+        if not self._open:
+            raise StoreClosed("the store is not open")
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreError("the writer thread has stopped")
+        return await self.read(lambda db: db.execute("select 1").fetchone()[0] == 1)
 
     async def purge_table(
         self, table: str, column: str, cutoff: str, *, batch_size: int, pause: float,

@@ -103,12 +103,14 @@ class Converter:
     def _sequence(self, item: Any, raw: Any, path: KeyPath) -> Any:
         if not isinstance(raw, list):
             return self._fail(path, f"expected an array, got {_toml_type(raw)}")
-        return tuple(self.convert(item, value, path + (i,)) for i, value in enumerate(raw))
+        items = tuple(self.convert(item, value, path + (i,)) for i, value in enumerate(raw))
+        return _INVALID if any(v is _INVALID for v in items) else items
 
     def _mapping(self, item: Any, raw: Any, path: KeyPath) -> Any:
         if not isinstance(raw, dict):
             return self._fail(path, f"expected a table, got {_toml_type(raw)}")
-        return {k: self.convert(item, v, path + (k,)) for k, v in raw.items()}
+        items = {k: self.convert(item, v, path + (k,)) for k, v in raw.items()}
+        return _INVALID if any(v is _INVALID for v in items.values()) else items
 
     def section(self, cls: type, raw: Any, path: KeyPath) -> Any:
         if not isinstance(raw, dict):

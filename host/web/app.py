@@ -26,7 +26,7 @@ from host.errors import ApiError
 from host.metrics import CONTENT_TYPE
 from host.web import api
 from host.web.health import health
-from host.web.middleware import ApiAuth, RequestContext
+from host.web.middleware import ApiAuth, BodyLimit, RequestContext
 
 log = logging.getLogger("smshost.web")
 
@@ -67,12 +67,12 @@ def build_app(host: Host, listener: ListenerSettings) -> Starlette:
         async with host.running():
             yield
 
-    middleware = [Middleware(RequestContext, host=host, listener=listener.name)]
+    middleware = [Middleware(RequestContext, host=host, listener=listener.name),
+                  Middleware(BodyLimit, limit=host.settings.api.max_body_bytes)]
     if listener.api:
         middleware.append(Middleware(ApiAuth, host=host))
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
-        max_body_size=host.settings.api.max_body_bytes,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             Exception: _unexpected},
     )

@@ -1,0 +1,101 @@
+"""Shared fixtures: config directories on disk, hosts, clients, free ports, the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from host.config import load_settings
+from host.core import Host
+
+ROOT = Path(__file__).resolve().parent.parent
+SMSHOST = [sys.executable, "-m", "host"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Callable[..., Path]:
+    """``config_dir(smshost="...toml...")`` writes files into a fresh config directory.
+
+    Without arguments it writes a minimal valid configuration whose data and plugin
+    folders live under ``tmp_path`` and whose API token is ``test-token``.
+    """
+    def make(**files: str) -> Path:
+        cfg = tmp_path / "config"
+        cfg.mkdir(exist_ok=True)
+        if "smshost" not in files:
+            files["smshost"] = base_config(tmp_path)
+        for stem, text in files.items():
+            (cfg / f"{stem}.toml").write_text(textwrap.dedent(text), encoding="utf-8")
+        return cfg
+    return make
+
+
+def base_config(tmp_path: Path, port: int = 8080, extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        [server]
+        data_dir = "{tmp_path / 'data'}"
+
+        [[listeners]]
+        name = "admin"
+        port = {port}
+        api = true
+
+        [api]
+        token = "test-token"
+
+        [plugins]
+        dirs = ["{tmp_path / 'plugins'}"]
+        shipped = false
+        entry_points = false
+        """) + textwrap.dedent(extra)
+
+
+@pytest.fixture
+def host_factory(tmp_path: Path, config_dir: Callable[..., Path]) -> Callable[..., Host]:
+    def make(**files: str) -> Host:
+        cfg = config_dir(**files)
+        return Host(load_settings(cfg), config_dir=cfg)
+    return make
+
+
+@pytest.fixture
+def host(host_factory: Callable[..., Host]) -> Host:
+    return host_factory()
+
+
+@pytest.fixture
+def client(host: Host) -> Iterator[TestClient]:
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as c:
+        yield c
+
+
+@pytest.fixture
+def plugins_dir(tmp_path: Path) -> Path:
+    """The plugin folder the base config points at, with its three sub-folders."""
+    root = tmp_path / "plugins"
+    for kind in ("brokers", "sinks", "handlers"):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m host ARGS`` and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("SMSHOST_CONFIG", None)
+    return subprocess.run([*SMSHOST, *args], cwd=cwd or ROOT, env=full_env, text=True,
+                          capture_output=True, timeout=timeout)

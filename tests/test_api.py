@@ -1,0 +1,173 @@
+"""The message API: auth, limits, filters, paging, one message with its history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from host.core import Host
+from host.messages import NewMessage
+
+
+def seed(client: TestClient, host: Host, news: list[NewMessage]) -> list[int]:
+    async def add() -> list[int]:
+        return [(await host.messages.add(n))[0].id for n in news]
+    return client.portal.call(add) if client.portal else asyncio.run(add())  # type: ignore[union-attr]
+
+
+def msg(direction: str = "in", status: str = "received", broker: str = "sim",
+        body: str = "hi", **kw: Any) -> NewMessage:
+    return NewMessage(direction=direction, body=body, status=status,  # type: ignore[arg-type]
+                      broker=broker, **kw)
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdDp0ZXN0"},
+    {"Authorization": "Bearer"}, {"Authorization": "test-token"},
+])
+def test_api_refuses_missing_or_wrong_token(host: Host, headers: dict[str, str]) -> None:
+    with TestClient(host.app_for()) as client:
+        response = client.get("/api/messages", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_api_accepts_the_token(client: TestClient) -> None:
+    response = client.get("/api/messages")
+    assert response.status_code == 200
+    assert response.json() == {"messages": [], "next": None}
+
+
+def test_health_and_metrics_need_no_token(host: Host) -> None:
+    with TestClient(host.app_for()) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
+def test_oversized_body_is_refused_with_413(client: TestClient) -> None:
+    response = client.post("/api/messages", content=b"x" * (65536 + 1))
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+
+def test_oversized_streamed_body_is_refused(host: Host) -> None:
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from host import hookimpl
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    class Echo:
+        @hookimpl
+        def register_routes(self) -> list[Route]:
+            return [Route("/api/echo", echo, methods=["POST"])]
+
+    host.plugins.register(Echo(), "echo")
+
+    def chunks(n: int) -> Any:
+        for _ in range(n):
+            yield b"y" * 4096
+
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        assert client.post("/api/echo", content=chunks(2)).text == "8192"
+        response = client.post("/api/echo", content=chunks(20))  # no Content-Length
+        assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+
+def test_body_limit_is_configurable(host_factory: Any, tmp_path: Any) -> None:
+    from tests.conftest import base_config
+
+    host = host_factory(smshost=base_config(tmp_path).replace(
+        '[api]\ntoken = "test-token"', '[api]\ntoken = "test-token"\nmax_body_bytes = 10'))
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        assert client.post("/api/messages", content=b"12345678901").status_code == 413
+
+
+def test_list_filters_and_paging(client: TestClient, host: Host) -> None:
+    ids = seed(client, host, [
+        msg(), msg(direction="out", status="queued", broker="twilio"),
+        msg(status="routed"), msg(direction="out", status="sent", broker="twilio"),
+        msg(), msg(),
+    ])
+    body = client.get("/api/messages").json()
+    assert [m["id"] for m in body["messages"]] == ids[::-1]
+    assert body["next"] is None
+
+    out = client.get("/api/messages", params={"direction": "out"}).json()["messages"]
+    assert [m["id"] for m in out] == [ids[3], ids[1]]
+    assert [m["id"] for m in client.get(
+        "/api/messages", params={"status": "routed"}).json()["messages"]] == [ids[2]]
+    assert len(client.get("/api/messages", params={"broker": "twilio"}).json()["messages"]) == 2
+
+    page1 = client.get("/api/messages", params={"limit": 4, "direction": "in"}).json()
+    assert [m["id"] for m in page1["messages"]] == [ids[5], ids[4], ids[2], ids[0]]
+    assert page1["next"] == f"/api/messages?limit=4&direction=in&before={ids[0]}"
+    page2 = client.get(page1["next"]).json()
+    assert page2 == {"messages": [], "next": None}
+
+    page = client.get("/api/messages", params={"limit": 2}).json()
+    rest = client.get(page["next"]).json()
+    assert [m["id"] for m in rest["messages"]] == [ids[3], ids[2]]
+
+
+def test_since_filter(client: TestClient, host: Host) -> None:
+    (old_id, new_id) = seed(client, host, [msg(body="old"), msg(body="new")])
+
+    async def age() -> None:
+        await host.store.write(lambda db: db.execute(
+            "update messages set created_at = '2020-01-01T00:00:00.000000Z' where id = ?",
+            [old_id]))
+    client.portal.call(age)  # type: ignore[union-attr]
+    found = client.get("/api/messages", params={"since": "2021-06-01T00:00:00+02:00"}).json()
+    assert [m["id"] for m in found["messages"]] == [new_id]
+    assert len(client.get("/api/messages", params={"since": "2019-12-31"}).json()["messages"]) == 2
+
+
+@pytest.mark.parametrize(("params", "fragment"), [
+    ({"direction": "sideways"}, "direction must be 'in' or 'out'"),
+    ({"limit": "0"}, "limit must be an integer from 1 to 500"),
+    ({"limit": "501"}, "limit must be an integer from 1 to 500"),
+    ({"limit": "ten"}, "limit must be an integer"),
+    ({"before": "-3"}, "before must be an integer"),
+    ({"since": "yesterday"}, "since must be an ISO-8601 time"),
+    ({"colour": "red"}, "unknown parameter 'colour'"),
+])
+def test_bad_filters_are_400(client: TestClient, params: dict[str, str], fragment: str) -> None:
+    response = client.get("/api/messages", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_parameter"
+    assert fragment in response.json()["message"]
+
+
+def test_one_message_with_its_status_history(client: TestClient, host: Host) -> None:
+    (mid,) = seed(client, host, [msg(direction="out", status="queued", broker="twilio",
+                                     remote="+14155550100", attrs={"campaign": "x"})])
+
+    async def progress() -> None:
+        await host.messages.set_status(mid, "sent", source="broker",
+                                       detail={"broker_status": "sent"})
+        await host.messages.set_status(mid, "delivered", source="broker")
+    client.portal.call(progress)  # type: ignore[union-attr]
+    body = client.get(f"/api/messages/{mid}").json()
+    assert body["status"] == "delivered"
+    assert body["remote"] == "+14155550100"
+    assert body["attrs"] == {"campaign": "x"}
+    assert [(e["status"], e["source"]) for e in body["events"]] == [
+        ("queued", "system"), ("sent", "broker"), ("delivered", "broker")]
+    assert body["events"][1]["detail"] == {"broker_status": "sent"}
+
+
+def test_unknown_message_is_404_json(client: TestClient) -> None:
+    response = client.get("/api/messages/999")
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "message": "no message with id 999"}
+    assert client.get("/api/messages/abc").status_code == 404

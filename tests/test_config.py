@@ -1,0 +1,212 @@
+"""Configuration loading: every error kind names file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.config import Secret, load_settings
+from host.config.lines import LineMap
+from host.errors import ConfigErrors
+from tests.conftest import ROOT, run_cli
+
+
+def errors_of(cfg: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(cfg, environ=environ or {})
+    return [e.describe() for e in info.value]
+
+
+def write(tmp_path: Path, text: str, name: str = "smshost.toml") -> Path:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir(exist_ok=True)
+    (cfg / name).write_text(text, encoding="utf-8")
+    return cfg
+
+
+def test_shipped_default_config_loads() -> None:
+    settings = load_settings(ROOT / "config")
+    assert settings.api_listener.port == 8080
+    assert settings.api_listener.host == "127.0.0.1"
+    assert settings.store.synchronous == "FULL"
+
+
+def test_empty_directory_gives_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "empty"
+    cfg.mkdir()
+    settings = load_settings(cfg)
+    assert [lst.name for lst in settings.listeners] == ["admin"]
+    assert settings.purge.days == 30
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[purge]\ndays = 10\n"))
+    with pytest.raises(AttributeError):
+        settings.purge.days = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[server]\nrole = 'primary'\ndata_dri = 'x'\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:3: server.data_dri: unknown key 'data_dri'; "
+        "did you mean 'data_dir'?"
+    ]
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[purge]\n\ndays = '30'\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:3: purge.days: expected an integer, got string '30'"
+    ]
+
+
+def test_missing_value_in_array_of_tables(tmp_path: Path) -> None:
+    cfg = write(tmp_path, """
+[[listeners]]
+name = "admin"
+port = 8080
+api = true
+
+[[listeners]]
+name = "brokers"
+""")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:7: listeners[1].port: missing value (this setting is required)"
+    ]
+
+
+def test_choice_and_check_errors(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[store]\nsynchronous = 'OFF'\n[purge]\nat = '3am'\n")
+    found = errors_of(cfg)
+    assert f"{cfg / 'smshost.toml'}:2: store.synchronous: must be one of 'FULL', 'NORMAL'; got 'OFF'" in found
+    assert any(":4: purge.at: must be a time of day" in e for e in found)
+
+
+@pytest.mark.parametrize("days", [1, 0, -5])
+def test_purge_days_must_exceed_one(tmp_path: Path, days: int) -> None:
+    cfg = write(tmp_path, f"[purge]\ndays = {days}\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:2: purge.days: must be greater than 1; got {days}"
+    ]
+
+
+def test_cross_field_listener_rules(tmp_path: Path) -> None:
+    cfg = write(tmp_path, """
+[[listeners]]
+name = "a"
+port = 9000
+api = true
+
+[[listeners]]
+name = "a"
+port = 9000
+api = true
+certfile = "cert.pem"
+""")
+    found = errors_of(cfg)
+    assert any(":8: listeners[1].name: listener name 'a' is used twice" in e for e in found)
+    assert any(":9: listeners[1].port: port 9000 is already used" in e for e in found)
+    assert any(":10: listeners[1].api: only one listener may have api = true" in e for e in found)
+    assert any("listeners[1].keyfile: certfile and keyfile go together" in e for e in found)
+
+
+def test_no_api_listener(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[[listeners]]\nname = 'b'\nport = 9001\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:1: listeners: exactly one listener needs api = true; none has it"
+    ]
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[server]\nrole = 'primary'\nshutdown_timeout = \n")
+    (error,) = errors_of(cfg)
+    assert error.startswith(f"{cfg / 'smshost.toml'}:3: TOML syntax error")
+
+
+def test_unknown_file_and_misplaced_section(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[purge]\ndays = 5\n\n[routes]\nx = 1\n")
+    (cfg / "extra.toml").write_text("a = 1\n")
+    found = errors_of(cfg)
+    assert f"{cfg / 'extra.toml'}: unknown configuration file; expected smshost.toml" in found
+    assert any(e.startswith(f"{cfg / 'smshost.toml'}:4: routes: unknown section 'routes'")
+               for e in found)
+
+
+def test_all_problems_reported_together(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[purge]\ndays = 1\nbatch_size = 0\n[logging]\nlevel = 'LOUD'\n")
+    assert len(errors_of(cfg)) == 3
+
+
+def test_secret_from_environment_never_shown(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[api]\ntoken = { env = 'SMS_TOKEN' }\n")
+    settings = load_settings(cfg, environ={"SMS_TOKEN": "s3cr3t-value"})
+    token = settings.api.token
+    assert isinstance(token, Secret)
+    assert token.reveal() == "s3cr3t-value"
+    assert token.matches("s3cr3t-value") and not token.matches("other")
+    for text in (repr(settings), str(settings), repr(token), str(token), f"{token}"):
+        assert "s3cr3t-value" not in text
+    assert "env:SMS_TOKEN" in repr(token)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token.txt"
+    secret_file.write_text("from-file\n")
+    cfg = write(tmp_path, f"[api]\ntoken = {{ file = '{secret_file}' }}\n")
+    token = load_settings(cfg).api.token
+    assert token is not None and token.reveal() == "from-file"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{ env = 'MISSING_VAR' }", "environment variable MISSING_VAR is not set"),
+    ("{ file = '/nonexistent/secret' }", "cannot read secret file /nonexistent/secret"),
+    ("{ env = 'A', file = 'B' }", "a secret reference has exactly one key"),
+    ("42", "expected a string"),
+])
+def test_bad_secret_references(tmp_path: Path, value: str, message: str) -> None:
+    cfg = write(tmp_path, f"[api]\n\ntoken = {value}\n")
+    (error,) = errors_of(cfg)
+    assert error.startswith(f"{cfg / 'smshost.toml'}:3: api.token: {message}")
+
+
+def test_line_map_handles_multiline_values_and_array_tables() -> None:
+    lines = LineMap('''a = """
+b = 1
+"""
+c = [
+  1,
+]
+[[t]]
+x = 1
+[[t]]
+x = 2
+[t.sub]
+y = 3
+"key.with.dots" = 4
+''')
+    assert lines.lookup(("a",)) == 1
+    assert lines.lookup(("b",)) is None
+    assert lines.lookup(("c",)) == 4
+    assert lines.lookup(("t", 0, "x")) == 8
+    assert lines.lookup(("t", 1, "x")) == 10
+    assert lines.lookup(("t", 1, "sub", "y")) == 12
+    assert lines.lookup(("t", 1, "sub", "key.with.dots")) == 13
+    assert lines.lookup(("t", 1, "missing")) == 9
+
+
+def test_check_command_explains_a_broken_config(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[server]\nrole = 'leader'\n[purge]\ndays = 1\n")
+    result = run_cli("check", "--config", str(cfg))
+    assert result.returncode == 1
+    assert f"{cfg / 'smshost.toml'}:2: server.role: must be one of" in result.stdout
+    assert f"{cfg / 'smshost.toml'}:4: purge.days: must be greater than 1" in result.stdout
+
+
+def test_check_command_never_prints_secrets(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[api]\ntoken = { env = 'CHECK_TOKEN' }\n"
+                "[plugins]\nshipped = false\nentry_points = false\ndirs = []\n")
+    result = run_cli("check", "--config", str(cfg), env={"CHECK_TOKEN": "very-secret-9"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "very-secret-9" not in result.stdout + result.stderr
+    assert "no problems" in result.stdout

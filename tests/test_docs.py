@@ -1,0 +1,26 @@
+"""Docs that are generated from code must match it."""
+
+from __future__ import annotations
+
+from host.config.docs import END, START, render
+from tests.conftest import ROOT
+
+
+def test_operators_reference_is_up_to_date() -> None:
+    text = (ROOT / "docs" / "operators.md").read_text()
+    current = text[text.index(START):text.index(END) + len(END)]
+    assert current == render(), "run `make docs` to regenerate docs/operators.md"
+
+
+def test_every_setting_appears_in_the_reference() -> None:
+    import dataclasses
+    import typing
+
+    from host.config.settings import Settings
+
+    text = render()
+    for top in dataclasses.fields(Settings):
+        tp = typing.get_type_hints(Settings)[top.name]
+        cls = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+        for field in dataclasses.fields(cls):
+            assert f"| `{field.name}` |" in text, f"{top.name}.{field.name} is not documented"

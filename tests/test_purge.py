@@ -1,0 +1,137 @@
+"""Scheduled and manual purge: only old rows, in batches, days > 1, plugins included."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host import hookimpl
+from host.core import Host
+from host.errors import ConfigError
+from host.messages import NewMessage
+from host.purge import next_run
+from tests.conftest import base_config, run_cli
+
+OLD = "2000-01-01T00:00:00.000000Z"
+
+
+async def seed(host: Host, old: int, new: int) -> None:
+    for i in range(old + new):
+        message, _ = await host.messages.add(NewMessage(direction="in", body=f"m{i}",
+                                                        status="received"))
+        await host.messages.set_status(message.id, "routed", source="test")
+    await host.store.write(lambda db: db.execute(
+        "update messages set updated_at = ? where id <= ?", [OLD, old]))
+
+
+def run(host: Host, fn: Any) -> Any:
+    async def main() -> Any:
+        async with host.running(background=False):
+            return await fn()
+    return asyncio.run(main())
+
+
+def test_purge_deletes_only_old_rows_in_batches(host_factory: Any, tmp_path: Path) -> None:
+    host = host_factory(smshost=base_config(tmp_path, extra="""
+        [purge]
+        days = 7
+        batch_size = 4
+        pause_ms = 0
+        """))
+
+    async def flow() -> tuple[dict[str, int], int, list[int]]:
+        await seed(host, old=10, new=3)
+        before = host.store.stats.commits
+        counts = await host.purger.run()
+        left = await host.store.read(lambda db: [r[0] for r in db.execute(
+            "select id from messages order by id")])
+        return counts, host.store.stats.commits - before, left
+    counts, commits, left = run(host, flow)
+    assert counts == {"messages": 10, "message_events": 20}
+    assert commits == 3  # 4 + 4 + 2 rows
+    assert left == [11, 12, 13]
+
+
+def test_dry_run_counts_and_deletes_nothing(host: Host) -> None:
+    async def flow() -> tuple[dict[str, int], int]:
+        await seed(host, old=5, new=2)
+        counts = await host.purger.run(30, dry_run=True)
+        return counts, await host.store.read(lambda db: db["messages"].count)
+    assert run(host, flow) == ({"messages": 5, "message_events": 10}, 7)
+
+
+@pytest.mark.parametrize("days", [1, 0])
+def test_purge_refuses_one_day_or_less(host: Host, days: int) -> None:
+    with pytest.raises(ConfigError, match="greater than 1"):
+        run(host, lambda: host.purger.run(days))
+
+
+def test_plugin_tables_are_purged_through_the_hook(host: Host) -> None:
+    class Cleaner:
+        @hookimpl
+        async def purge(self, host: Host, cutoff: str, batch_size: int,
+                        dry_run: bool) -> dict[str, int]:
+            return await host.store.purge_table("notes", "at", cutoff, batch_size=batch_size,
+                                                pause=0, dry_run=dry_run)
+
+        @hookimpl
+        async def startup(self, host: Host) -> None:
+            await host.store.write(lambda db: db.executescript(
+                "create table notes (at text); insert into notes values ('1999-01-01'),"
+                " ('2999-01-01');"))
+
+    host.plugins.register(Cleaner(), "cleaner")
+    counts = run(host, lambda: host.purger.run(2))
+    assert counts == {"notes": 1, "messages": 0, "message_events": 0}
+
+
+def test_a_failing_plugin_purge_does_not_stop_the_core_purge(host: Host) -> None:
+    class Broken:
+        @hookimpl
+        def purge(self) -> None:
+            raise RuntimeError("plugin purge broke")
+
+    host.plugins.register(Broken(), "broken")
+
+    async def flow() -> dict[str, int]:
+        await seed(host, old=2, new=1)
+        return await host.purger.run(5)
+    assert run(host, flow)["messages"] == 2
+    assert host.plugins.hook_failures[-1].plugin == "broken"
+
+
+def test_next_run_is_the_next_time_of_day() -> None:
+    now = datetime(2026, 11, 27, 2, 30).astimezone()
+    assert next_run(now, "03:00") == now.replace(hour=3, minute=0)
+    assert next_run(now, "02:30") == now.replace(hour=2, minute=30) + timedelta(days=1)
+    assert next_run(now, "01:00") == now.replace(hour=1, minute=0) + timedelta(days=1)
+
+
+def test_cli_purge_prints_counts(tmp_path: Path, host_factory: Any) -> None:
+    host = host_factory()
+
+    async def flow() -> None:
+        await seed(host, old=3, new=1)
+    run(host, flow)
+    cfg = tmp_path / "config"
+    dry = run_cli("purge", "--config", str(cfg), "--older-than", "10", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == ["message_events: would delete 6",
+                                       "messages: would delete 3"]
+    done = run_cli("purge", "--config", str(cfg))
+    assert done.stdout.splitlines() == ["message_events: deleted 6", "messages: deleted 3"]
+    conn = sqlite3.connect(tmp_path / "data" / "smshost.db")
+    assert conn.execute("select count(*) from messages").fetchone()[0] == 1
+    conn.close()
+
+
+def test_cli_purge_refuses_one_day(tmp_path: Path, config_dir: Any) -> None:
+    cfg = config_dir()
+    result = run_cli("purge", "--config", str(cfg), "--older-than", "1")
+    assert result.returncode == 2
+    assert "--older-than" in result.stderr and "greater than 1" in result.stderr

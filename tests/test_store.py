@@ -1,0 +1,248 @@
+"""The SQLite store: migrations, group commit, isolation of failed writes, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database, Migrations
+
+from host.config.settings import StoreSettings
+from host.errors import StoreClosed
+from host.messages import NewMessage, _insert
+from host.migrations import core
+from host.store import Store
+from tests.conftest import ROOT
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def insert_one(db: Database, body: str = "hi", bid: str | None = None) -> int:
+    message, _ = _insert(db, NewMessage(direction="in", body=body, status="received",
+                                        broker="test", broker_message_id=bid))
+    return message.id
+
+
+async def opened(path: Path, **settings: object) -> Store:
+    store = Store(path, StoreSettings(**settings))  # type: ignore[arg-type]
+    await store.open([core])
+    return store
+
+
+def test_wal_mode_and_synchronous_full(tmp_path: Path) -> None:
+    async def main() -> tuple[str, int]:
+        store = await opened(tmp_path / "s.db")
+        mode = await store.read(lambda db: db.execute("pragma journal_mode").fetchone()[0])
+        sync = await store.write(lambda db: db.execute("pragma synchronous").fetchone()[0])
+        await store.close()
+        return mode, sync
+    assert run(main()) == ("wal", 2)  # 2 = FULL
+
+
+def test_migrations_are_idempotent(tmp_path: Path) -> None:
+    extra = Migrations("plugin-x")
+    calls = []
+
+    @extra()
+    def m1(db: Database) -> None:
+        calls.append("m1")
+        db.execute("create table plugin_x (id integer primary key)")
+
+    async def main() -> None:
+        for _ in range(3):
+            store = Store(tmp_path / "s.db")
+            await store.open([core, extra])
+            await store.close()
+    run(main())
+    assert calls == ["m1"]
+    db = Database(tmp_path / "s.db")
+    applied = [(r["migration_set"], r["name"]) for r in db["_sqlite_migrations"].rows]
+    assert applied == [("smshost", "m001_messages"), ("plugin-x", "m1")]
+    assert {"messages", "message_events", "plugin_x"} <= set(db.table_names())
+
+
+def test_failed_migration_rolls_back_and_stays_pending(tmp_path: Path) -> None:
+    broken = Migrations("broken")
+
+    @broken()
+    def m1(db: Database) -> None:
+        db.execute("create table half (id integer)")
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        store = Store(tmp_path / "s.db")
+        with pytest.raises(RuntimeError, match="boom"):
+            await store.open([core, broken])
+        await store.close()
+    run(main())
+    db = Database(tmp_path / "s.db")
+    assert "half" not in db.table_names()
+    assert broken.pending(db)
+
+
+def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    async def main() -> tuple[list[int], int, int]:
+        store = await opened(tmp_path / "s.db")
+        ids = await asyncio.gather(*(store.write(insert_one) for _ in range(500)))
+        stats = store.stats
+        await store.close()
+        return ids, stats.commits, stats.writes
+    ids, commits, writes = run(main())
+    assert len(set(ids)) == 500 and writes == 500
+    assert commits < 500  # grouped: fewer transactions than writes
+    assert Database(tmp_path / "s.db")["messages"].count == 500
+
+
+def test_per_row_mode_commits_each_write(tmp_path: Path) -> None:
+    async def main() -> int:
+        store = await opened(tmp_path / "s.db", group_commit=False)
+        await asyncio.gather(*(store.write(insert_one) for _ in range(50)))
+        commits = store.stats.commits
+        await store.close()
+        return commits
+    assert run(main()) == 50
+
+
+def test_failing_write_is_isolated_in_its_group(tmp_path: Path) -> None:
+    def bad(db: Database) -> None:
+        insert_one(db, "from the failing write")
+        raise ValueError("rejected")
+
+    async def main() -> list[object]:
+        store = await opened(tmp_path / "s.db")
+        results = await asyncio.gather(
+            *(store.write(insert_one) for _ in range(20)), store.write(bad),
+            *(store.write(insert_one) for _ in range(20)), return_exceptions=True)
+        await store.close()
+        return results
+    results = run(main())
+    assert sum(isinstance(r, ValueError) for r in results) == 1
+    bodies = [r["body"] for r in Database(tmp_path / "s.db")["messages"].rows]
+    assert len(bodies) == 40 and "from the failing write" not in bodies
+
+
+def test_duplicate_broker_message_id_is_not_stored_twice(tmp_path: Path) -> None:
+    async def main() -> tuple[bool, bool, int, int]:
+        store = await opened(tmp_path / "s.db")
+        first = await store.write(lambda db: _insert(db, NewMessage(
+            direction="in", body="x", status="received", broker="twilio",
+            broker_message_id="SM1")))
+        again = await store.write(lambda db: _insert(db, NewMessage(
+            direction="in", body="x", status="received", broker="twilio",
+            broker_message_id="SM1")))
+        await store.close()
+        return first[1] is not None, again[1] is not None, first[0].id, again[0].id
+    created_first, created_again, id1, id2 = run(main())
+    assert created_first and not created_again and id1 == id2
+    db = Database(tmp_path / "s.db")
+    assert db["messages"].count == 1 and db["message_events"].count == 1
+
+
+def test_closed_store_refuses_work_and_close_commits_queued_writes(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await opened(tmp_path / "s.db")
+        pending = [asyncio.ensure_future(store.write(insert_one)) for _ in range(100)]
+        await asyncio.sleep(0)  # every write is queued before close
+        await store.close()
+        assert all(f.done() and not f.exception() for f in pending)
+        with pytest.raises(StoreClosed):
+            await store.write(insert_one)
+        with pytest.raises(StoreClosed):
+            await store.read(lambda db: 1)
+    run(main())
+    assert Database(tmp_path / "s.db")["messages"].count == 100
+
+
+def test_purge_table_deletes_old_rows_in_batches(tmp_path: Path) -> None:
+    async def main() -> tuple[dict[str, int], dict[str, int], int]:
+        store = await opened(tmp_path / "s.db")
+        await asyncio.gather(*(store.write(insert_one) for _ in range(25)))
+        await store.write(lambda db: db.execute(
+            "update messages set updated_at = '2000-01-01T00:00:00.000000Z' where id <= 23"))
+        dry = await store.purge_table("messages", "updated_at", "2001-01-01", batch_size=5,
+                                      pause=0, dry_run=True,
+                                      children=[("message_events", "message_id")])
+        before = store.stats.commits
+        done = await store.purge_table("messages", "updated_at", "2001-01-01", batch_size=5,
+                                       pause=0, children=[("message_events", "message_id")])
+        commits = store.stats.commits - before
+        await store.close()
+        return dry, done, commits
+    dry, done, commits = run(main())
+    assert dry == {"messages": 23, "message_events": 23}
+    assert done == {"messages": 23, "message_events": 23}
+    assert commits == 5  # 5 + 5 + 5 + 5 + 3
+    db = Database(tmp_path / "s.db")
+    assert db["messages"].count == 2 and db["message_events"].count == 2
+
+
+CHILD = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from host.config.settings import StoreSettings
+    from host.messages import NewMessage, _insert
+    from host.migrations import core
+    from host.store import Store
+
+    async def main():
+        store = Store(Path(sys.argv[1]), StoreSettings(synchronous="FULL"))
+        await store.open([core])
+        print("ready", flush=True)
+
+        async def writer(w):
+            for i in range(1_000_000):
+                new = NewMessage(direction="in", body=f"{{w}}-{{i}}", status="received",
+                                 broker="kill", broker_message_id=f"{{w}}-{{i}}")
+                message, _ = await store.write(lambda db: _insert(db, new))
+                sys.stdout.write(f"{{message.id}}\\n")
+                sys.stdout.flush()
+        await asyncio.gather(*(writer(w) for w in range(16)))
+
+    asyncio.run(main())
+""")
+
+
+def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
+    """A child acknowledges ids as writes return; SIGKILL it; every acknowledged id is there."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT)))
+    db_path = tmp_path / "kill.db"
+    child = subprocess.Popen([sys.executable, str(script), str(db_path)],
+                             stdout=subprocess.PIPE, text=True)
+    acked: list[int] = []
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while len(acked) < 3000 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            acked.append(int(line))
+        child.send_signal(signal.SIGKILL)
+        rest, _ = child.communicate(timeout=10)
+        acked += [int(x) for x in rest.split()]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert len(acked) >= 1000, "the child acknowledged too little before the kill"
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        stored = {row[0] for row in conn.execute("select id from messages")}
+    finally:
+        conn.close()
+    missing = set(acked) - stored
+    assert not missing, f"{len(missing)} acknowledged ids lost, e.g. {sorted(missing)[:5]}"
