@@ -54,7 +54,7 @@ def _config(host: Host, listener: ListenerSettings) -> uvicorn.Config:
         host.app_for(listener), lifespan="off", log_config=None, access_log=False,
         server_header=False, proxy_headers=False,
         ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,
-        timeout_graceful_shutdown=int(host.settings.server.shutdown_timeout) or None,
+        timeout_graceful_shutdown=host.settings.server.shutdown_timeout,  # type: ignore[arg-type]
     )
     try:
         config.load()
@@ -84,7 +84,7 @@ async def serve(host: Host) -> None:
                      " (API)" if lst.api else "")
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets,
                                                                            strict=True)))
-    log.info("all listeners closed")
+        log.info("all listeners closed")
 
 
 def _install_signals(servers: list[_Server]) -> None:
