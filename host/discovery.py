@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from lxml import etree
-
 from host.config.settings import PluginSettings
 from host.defaults import DEFAULT_PLUGINS
 from host.errors import PluginError
 from host.loader import load_module, unload
 from host.paths import shipped_plugins_dir
 from host.plugins import Plugins
+from host.xmlsafe import check_xml
 
 ENTRY_POINT_GROUPS = ("smshost.brokers", "smshost.sinks")
 KINDS = ("brokers", "sinks", "handlers")
@@ -137,29 +136,6 @@ def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:
             return
     found.brokers[path.stem] = BrokerSource(path.stem, path, adapter)
     plugins.record("broker", path.stem, str(path))
-
-
-def safe_parser() -> etree.XMLParser:
-    """An XML parser that loads no DTD, expands no entity and never touches the network."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_comments=False)
-
-
-def check_xml(path: Path) -> etree._ElementTree:
-    """Parse ``path`` safely; a DOCTYPE is refused (no entities, no XXE)."""
-    try:
-        tree = etree.parse(str(path), safe_parser())
-    except etree.XMLSyntaxError as exc:
-        line = exc.lineno or (exc.position[0] if exc.position else None)
-        raise PluginError(f"{path}:{line}: malformed XML: {exc.msg}", name=path.stem,
-                          source=str(path)) from None
-    except OSError as exc:
-        raise PluginError(f"{path}: cannot read: {exc}", name=path.stem,
-                          source=str(path)) from None
-    if tree.docinfo.doctype:
-        raise PluginError(f"{path}:1: a DOCTYPE is not allowed in a broker definition",
-                          name=path.stem, source=str(path))
-    return tree
 
 
 def _load_entry_points(plugins: Plugins, disabled: set[str]) -> None:

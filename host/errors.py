@@ -4,6 +4,7 @@
     * ConfigError: one problem in a configuration file (file, line, key, message)
         * ConfigErrors: several ConfigErrors found in one load, reported together
     * PluginError: a plugin failed to load or broke a rule (name, source, reason)
+        * DefinitionError: a broker definition is invalid (file, line, reason)
     * StoreError: the database could not do what was asked
         * StoreClosed: the store is not open (startup not finished, or shut down)
     * ApiError: an HTTP API request was refused (status, code, message)
@@ -76,6 +77,16 @@ class PluginError(SmshostError):
         self.name = name
         self.source = source
         super().__init__(message)
+
+
+class DefinitionError(PluginError):
+    """A broker definition (XML or adapter) is invalid; the message starts ``file:line:``."""
+
+    def __init__(self, message: str, *, file: str, line: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {message}", name=None, source=file)
 
 
 class StoreError(SmshostError):

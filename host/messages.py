@@ -127,29 +127,35 @@ class Messages:
         return [Message.from_row(r) for r in rows]
 
 
+_INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))}) "
+           "on conflict (broker, broker_message_id) where broker_message_id is not null "
+           "do nothing returning id")
+
+
 def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
+    """Insert ``new`` with its first status event; the stored one if it is a retry."""
     now = utcnow()
-    values = {name: getattr(new, name, None) for name in _COLUMNS}
-    values.update(created_at=now, updated_at=now, attrs=json.dumps(new.attrs or {}))
-    names = ", ".join(_COLUMNS)
-    marks = ", ".join("?" * len(_COLUMNS))
-    rows = list(db.query(
-        f"insert into messages ({names}) values ({marks}) "
-        "on conflict (broker, broker_message_id) where broker_message_id is not null "
-        "do nothing returning *", [values[c] for c in _COLUMNS]))
-    if not rows:
+    attrs = new.attrs or {}
+    args = [new.direction, new.broker, new.account, new.local, new.remote, new.body,
+            new.encoding, new.segments, new.status, new.broker_message_id, now, now,
+            json.dumps(attrs)]
+    conn = db.conn
+    row = conn.execute(_INSERT, args).fetchone()
+    if row is None:
         existing = next(db.query(
             "select * from messages where broker = ? and broker_message_id = ?",
             [new.broker, new.broker_message_id]))
         return Message.from_row(existing), None
-    message = Message.from_row(rows[0])
+    message = Message(row[0], new.direction, new.broker, new.account, new.local, new.remote,
+                      new.body, new.encoding, new.segments, new.status,
+                      new.broker_message_id, now, now, attrs)
     event = _add_event(db, message.id, new.status, now, new.source, new.detail or {})
     return message, event
 
 
 def _add_event(db: Database, message_id: int, status: str, at: str, source: str,
                detail: dict[str, Any]) -> StatusEvent:
-    cursor = db.execute(
+    cursor = db.conn.execute(
         "insert into message_events (message_id, status, at, source, detail) "
         "values (?, ?, ?, ?, ?)", [message_id, status, at, source, json.dumps(detail)])
     return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)

@@ -46,3 +46,46 @@ def m001_messages(db: Database) -> None:
             detail text not null default '{}'
         )""")
     db.execute("create index message_events_message on message_events (message_id, id)")
+
+
+@core()
+def m002_brokers(db: Database) -> None:
+    # Parts of concatenated MO waiting for the rest; kept after assembly (with the
+    # message id) so a late retry of a part is recognised.
+    db.execute("""
+        create table mo_parts (
+            id integer primary key,
+            broker text not null,
+            remote text not null,
+            local text,
+            account text,
+            ref text not null,
+            total integer not null,
+            part integer not null,
+            body text not null,
+            broker_message_id text,
+            attrs text not null default '{}',
+            received_at text not null,
+            updated_at text not null,
+            message_id integer
+        )""")
+    db.execute("""create unique index mo_parts_id on mo_parts (broker, broker_message_id)
+                  where broker_message_id is not null""")
+    db.execute("""create unique index mo_parts_slot on mo_parts (broker, remote, ref, total, part)
+                  where message_id is null""")
+    db.execute("create index mo_parts_waiting on mo_parts (message_id, received_at)")
+    db.execute("create index mo_parts_updated on mo_parts (updated_at)")
+    # Receipts for a message id we do not know (yet): applied when the send is recorded.
+    db.execute("""
+        create table orphan_receipts (
+            id integer primary key,
+            broker text not null,
+            broker_message_id text,
+            ref text,
+            status text not null,
+            detail text not null default '{}',
+            received_at text not null,
+            updated_at text not null
+        )""")
+    db.execute("create index orphan_receipts_id on orphan_receipts (broker, broker_message_id)")
+    db.execute("create index orphan_receipts_updated on orphan_receipts (updated_at)")

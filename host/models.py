@@ -16,6 +16,17 @@ OUTBOUND_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "fai
 FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "expired", "rejected"})
 INBOUND_STATES = ("received", "routed", "failed")
 
+# How far along each state is: a receipt moves a message forward only (SPEC O8). A final
+# state never changes; "unknown" is kept in the history but never applied.
+STATE_RANK = {"queued": 0, "sending": 1, "sent": 2, **{s: 3 for s in FINAL_STATES}}
+
+
+def moves_forward(current: str, new: str) -> bool:
+    """True when ``new`` may replace ``current`` as a message's status."""
+    if current in FINAL_STATES or new not in STATE_RANK:
+        return False
+    return STATE_RANK[new] > STATE_RANK.get(current, -1)
+
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,6 @@ class StoreStats:
     writes: int = 0
     largest_batch: int = 0
     failed_commits: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 class Store:
@@ -114,9 +113,15 @@ class Store:
     # -- public operations ----------------------------------------------------------
 
     async def write(self, fn: Callable[[Database], T]) -> T:
-        """Run ``fn(db)`` on the writer; return its result once it is committed."""
+        """Run ``fn(db)`` on the writer; return its result once it is committed.
+
+        Cancelling the caller does not withdraw the write: once queued it runs and
+        commits, so a caller that gave up may still find its row stored.
+        """
         if not self._open:
             raise StoreClosed("the store is not open")
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreError("the writer thread has stopped")
         return await self._submit(fn)
 
     async def read(self, fn: Callable[[Database], T]) -> T:
@@ -252,17 +257,39 @@ class Store:
         _settle(op.loop, [op])
 
     def _run_batch(self, db: Database, batch: list[_Op]) -> None:
+        """Run and commit ``batch``; every op is settled whatever happens."""
+        try:
+            self._commit_batch(db, batch)
+        # The writer thread must never die: anything unexpected fails this batch only.
+        except BaseException as exc:  # noqa: BLE001
+            log.exception("write batch failed")
+            for op in batch:
+                if op.error is None:
+                    op.error = StoreError(f"write failed: {exc}")
+                    op.result = None
+            if db.conn.in_transaction:
+                db.conn.execute("rollback")
+        _settle_all(batch)
+
+    def _commit_batch(self, db: Database, batch: list[_Op]) -> None:
         conn = db.conn
-        grouped = len(batch) > 1
         try:
             conn.execute("begin immediate")
         except sqlite3.Error as exc:
             for op in batch:
                 op.error = StoreError(f"cannot start a write transaction: {exc}")
-            _settle_all(batch)
             return
+        grouped = len(batch) > 1
         for op in batch:
-            self._run_one(db, op, grouped)
+            if not self._run_one(db, op, grouped):
+                # The op's error ended the whole transaction (disk full, RAISE(ROLLBACK)):
+                # the others' work is gone with it. Run them again without the culprit.
+                again = [o for o in batch if o is not op]
+                for other in again:
+                    other.result, other.error = None, None
+                if again:
+                    self._commit_batch(db, again)
+                return
         try:
             conn.execute("commit")
         except sqlite3.Error as exc:
@@ -271,13 +298,15 @@ class Store:
                 conn.execute("rollback")
             for op in batch:
                 op.error = StoreError(f"commit failed: {exc}")
+                op.result = None
+            return
         self.stats.commits += 1
         self.stats.writes += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        _settle_all(batch)
 
     @staticmethod
-    def _run_one(db: Database, op: _Op, grouped: bool) -> None:
+    def _run_one(db: Database, op: _Op, grouped: bool) -> bool:
+        """Run one op; False when its failure destroyed the enclosing transaction."""
         conn = db.conn
         if grouped:
             conn.execute("savepoint op")
@@ -285,13 +314,16 @@ class Store:
             op.result = op.fn(db)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, others commit
             op.error = exc
+            if not conn.in_transaction:
+                return False
             if grouped:
                 conn.execute("rollback to op")
-            elif conn.in_transaction:
+            else:
                 conn.execute("rollback")
                 conn.execute("begin immediate")
         if grouped:
             conn.execute("release op")
+        return True
 
 
 def _settle_ready(ready: asyncio.Future[None], exc: BaseException | None) -> None:

@@ -19,8 +19,15 @@ def test_every_setting_appears_in_the_reference() -> None:
     from host.config.settings import Settings
 
     text = render()
-    for top in dataclasses.fields(Settings):
-        tp = typing.get_type_hints(Settings)[top.name]
-        cls = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            assert f"| `{field.name}` |" in text, f"{top.name}.{field.name} is not documented"
+            tp = hints[field.name]
+            inner = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+            if dataclasses.is_dataclass(inner):
+                walk(inner, f"{prefix}{field.name}.")  # type: ignore[arg-type]
+            else:
+                assert f"| `{field.name}` |" in text, f"{prefix}{field.name} is not documented"
+
+    walk(Settings, "")

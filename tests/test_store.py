@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,8 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert calls == ["m1"]
     db = Database(tmp_path / "s.db")
     applied = [(r["migration_set"], r["name"]) for r in db["_sqlite_migrations"].rows]
-    assert applied == [("smshost", "m001_messages"), ("plugin-x", "m1")]
+    assert applied == [("smshost", "m001_messages"), ("smshost", "m002_brokers"),
+                       ("plugin-x", "m1")]
     assert {"messages", "message_events", "plugin_x"} <= set(db.table_names())
 
 
@@ -128,6 +130,33 @@ def test_failing_write_is_isolated_in_its_group(tmp_path: Path) -> None:
     assert sum(isinstance(r, ValueError) for r in results) == 1
     bodies = [r["body"] for r in Database(tmp_path / "s.db")["messages"].rows]
     assert len(bodies) == 40 and "from the failing write" not in bodies
+
+
+def test_write_that_destroys_the_transaction_fails_alone(tmp_path: Path) -> None:
+    """RAISE(ROLLBACK) ends the whole group's transaction: the others are redone."""
+    def setup(db: Database) -> None:
+        db.execute("create table t (x text)")
+        db.execute("create trigger boom before insert on t when new.x = 'boom' "
+                   "begin select raise(rollback, 'boom'); end")
+
+    def put(x: str) -> Callable[[Database], None]:
+        return lambda db: db.execute("insert into t values (?)", [x]) and None
+
+    async def main() -> list[object]:
+        store = await opened(tmp_path / "s.db")
+        await store.write(setup)
+        results = await asyncio.gather(*(store.write(put(str(i))) for i in range(10)),
+                                       store.write(put("boom")),
+                                       *(store.write(put(str(i))) for i in range(10, 20)),
+                                       return_exceptions=True)
+        results.append(await store.write(put("after")))  # the writer is still alive
+        await store.close()
+        return results
+    results = run(main())
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and "boom" in str(errors[0])
+    rows = {r["x"] for r in Database(tmp_path / "s.db")["t"].rows}
+    assert rows == {str(i) for i in range(20)} | {"after"}
 
 
 def test_duplicate_broker_message_id_is_not_stored_twice(tmp_path: Path) -> None:

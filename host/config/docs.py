@@ -28,6 +28,8 @@ def _type(tp: Any) -> str:
         return f"array of {_type(args[0])}"
     if type(None) in args:
         return _type(next(a for a in args if a is not type(None))) + " (optional)"
+    if typing.get_origin(tp) is dict:
+        return f"table of {_type(args[1])}"
     if tp is Secret:
         return 'secret: string, `{ env = "NAME" }` or `{ file = "PATH" }`'
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
@@ -49,16 +51,29 @@ def _default(field: dataclasses.Field[Any]) -> str:
     return f"`{value}`"
 
 
+def _nested(tp: Any) -> tuple[type | None, bool]:
+    """The dataclass a field holds (directly or as an array), and whether it is an array."""
+    if typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        return (inner, True) if dataclasses.is_dataclass(inner) else (None, False)
+    return (tp, False) if dataclasses.is_dataclass(tp) else (None, False)
+
+
 def _section(key: str, cls: type, array: bool) -> list[str]:
     header = f"[[{key}]]" if array else f"[{key}]"
     lines = [f"### `{header}`", "", (cls.__doc__ or "").strip(), "",
              "| key | type | default | meaning |", "|---|---|---|---|"]
     hints = typing.get_type_hints(cls)
+    subsections: list[str] = []
     for field in dataclasses.fields(cls):
+        inner, inner_array = _nested(hints[field.name])
+        if inner is not None:
+            subsections += _section(f"{key}.{field.name}", inner, inner_array)
+            continue
         help_text = field.metadata.get("help", "").replace("|", "\\|")
         lines.append(f"| `{field.name}` | {_type(hints[field.name])} | {_default(field)} | "
                      f"{help_text} |")
-    return lines + [""]
+    return lines + [""] + subsections
 
 
 def render() -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from host.config.brokers import BrokerSettings, broker_problems
 from host.config.lines import KeyPath
 from host.config.schema import at_least, greater_than, port_number, setting, time_of_day
 from host.config.secrets import Secret
@@ -36,6 +37,20 @@ class ServerSettings:
         30.0,
         help="Seconds to wait for in-flight requests on SIGTERM before closing them.",
         check=at_least(0),
+    )
+    public_url: str | None = setting(
+        None,
+        help="The URL brokers use to reach this node (e.g. https://sms.example.com behind "
+        "a reverse proxy). Webhook signatures are checked against it, and callback URLs "
+        "given to brokers are built from it. Default: the API listener's own URL.",
+        check=lambda v: None if v.startswith(("http://", "https://")) else
+        f"must start with http:// or https://; got {v!r}",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        help="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-Proto, "
+        "-Host and -Prefix headers are believed when public_url is not set.",
+        doc_default="[]",
     )
 
 
@@ -188,9 +203,12 @@ class Settings:
     purge: PurgeSettings = setting(factory=PurgeSettings, help="Data retention.")
     logging: LoggingSettings = setting(factory=LoggingSettings, help="Logs.")
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
+    brokers: tuple[BrokerSettings, ...] = setting(
+        (), help="Broker instances ([[brokers]] tables).", doc_default="none")
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         yield from _listener_problems(self.listeners)
+        yield from broker_problems(self.brokers)
 
     @property
     def api_listener(self) -> ListenerSettings:
@@ -219,5 +237,6 @@ def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tupl
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins"),
+    "brokers.toml": ("brokers",),
 }
 """Which top-level keys each configuration file holds."""
