@@ -143,5 +143,97 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
         click.echo(f"{table}: {verb} {n}")
 
 
+@cli.group()
+def broker() -> None:
+    """Broker definitions."""
+
+
+@broker.command("test")
+@config_option
+@click.argument("name")
+@click.option("--fixtures", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Fixtures file [default: NAME.fixtures.toml beside the definition].")
+def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> None:
+    """Run a broker definition's conformance fixtures (no live account needed)."""
+    from host.brokers.kit import fixtures_path, run_kit
+    from host.core import Host
+
+    _, settings = _load(config_dir)
+    host = Host(settings)
+    found = host.load_plugins()
+    if name not in found.brokers:
+        reasons = [r.error for r in host.plugins.failures if r.name == name]
+        click.echo(f"error: {reasons[0] if reasons else f'no broker definition named {name!r}'}")
+        sys.exit(1)
+    definition = found.brokers[name].definition.path
+    path = fixtures or fixtures_path(definition)
+    if not path.exists():
+        click.echo(f"error: {path}: no fixtures for {name}")
+        sys.exit(1)
+    results = run_kit(definition, path)
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.kind}: {result.name}")
+        for problem in result.problems:
+            click.echo(f"       {problem}")
+    failed = [r for r in results if not r.ok]
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed ({path})")
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@config_option
+@click.option("--from", "sender", required=True, help="The simulated phone's number.")
+@click.option("--to", "recipient", default=None,
+              help="The number texted [default: the simulator account's number].")
+@click.option("--broker", "broker_name", default=None, help="Simulator broker instance.")
+@click.option("--url", default=None, help="Server URL [default: the API listener's].")
+@click.argument("text")
+def simulate(config_dir: Path | None, sender: str, recipient: str | None,
+             broker_name: str | None, url: str | None, text: str) -> None:
+    """Text the running server from a simulated phone (through the simulator broker)."""
+    import json as jsonlib
+    import urllib.error
+    import urllib.request
+
+    from host.brokers.instances import public_base
+
+    _, settings = _load(config_dir)
+    base = (url or public_base(settings)).rstrip("/")
+    token = _api_token(settings)
+    payload = {"from": sender, "text": text}
+    if recipient:
+        payload["to"] = recipient
+    if broker_name:
+        payload["broker"] = broker_name
+    request = urllib.request.Request(
+        f"{base}/api/simulator/mo", data=jsonlib.dumps(payload).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local
+            answer = jsonlib.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        click.echo(f"error: {exc.code}: {exc.read().decode(errors='replace')}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot reach {base}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"stored message {answer['id']} (broker {answer['broker']})")
+
+
+def _api_token(settings: Settings) -> str:
+    env = os.environ.get("SMSHOST_API_TOKEN")
+    if env:
+        return env
+    if settings.api.token is not None:
+        return settings.api.token.reveal()
+    path = Path(settings.server.data_dir) / "api-token"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        click.echo(f"error: no API token: set SMSHOST_API_TOKEN or api.token ({path} "
+                   "does not exist)", err=True)
+        sys.exit(1)
+
+
 def main() -> None:
     cli()

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from host import __version__
+from host.brokers.concat import Concat
+from host.brokers.instances import BrokerInstance, build_instances
+from host.brokers.receipts import Receipts
 from host.config.secrets import Secret
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 log = logging.getLogger("smshost")
+CONCAT_SWEEP_SECONDS = 5.0
 
 
 class Host:
@@ -51,8 +55,11 @@ class Host:
         self.store = Store(self.data_dir / settings.store.filename, settings.store,
                            prepare=self.hooks.prepare_connection)
         self.messages = Messages(self)
+        self.receipts = Receipts(self)
+        self.concat = Concat(self)
         self.purger = Purger(self)
         self.discovery: Discovery | None = None
+        self.brokers: dict[str, BrokerInstance] = {}
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
         self._users = 0
@@ -64,9 +71,20 @@ class Host:
     # -- plugins --------------------------------------------------------------------
 
     def load_plugins(self) -> Discovery:
-        """Discover and register every plugin (once); failures are recorded, not raised."""
+        """Discover and register every plugin (once); failures are recorded, not raised.
+
+        Broker instances are built from the definitions found; an instance with a
+        problem is recorded (kind "broker instance") and not started.
+        """
         if self.discovery is None:
             self.discovery = discover(self.plugins, self.settings.plugins)
+            failed = {r.name: r.error or "" for r in self.plugins.failures
+                      if r.kind == "broker"}
+            self.brokers, problems = build_instances(self.settings, self.discovery.brokers,
+                                                     failed)
+            for problem in problems:
+                self.plugins.record("broker instance", problem.broker, "brokers.toml",
+                                    problem.message)
         return self.discovery
 
     def migration_sets(self) -> list[Migrations]:
@@ -112,6 +130,8 @@ class Host:
         await self.hooks.startup(self)
         if background and self.settings.purge.enabled:
             self._spawn(self.purger.scheduled(), "purge")
+        if background:
+            self._spawn(self._concat_sweeper(), "concat")
         log.info("smshost %s started (%s), database %s", self.version,
                  self.settings.server.role, self.store.path)
 
@@ -123,6 +143,17 @@ class Host:
         await self.hooks.shutdown(self)
         await self.store.close()
         log.info("smshost stopped")
+
+    async def _concat_sweeper(self) -> None:
+        """Deliver long MOs whose missing parts did not come in time."""
+        while True:
+            await asyncio.sleep(CONCAT_SWEEP_SECONDS)
+            for instance in list(self.brokers.values()):
+                try:
+                    await self.concat.expire(instance.name, instance.settings.mo.concat_timeout)
+                # The sweep must outlive one bad round; the error is logged (BLE001).
+                except Exception:  # noqa: BLE001
+                    log.exception("concatenated MO sweep failed for %s", instance.name)
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"smshost-{name}"))  # type: ignore[arg-type]

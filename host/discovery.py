@@ -21,33 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from host.brokers.registry import BrokerType, load_broker_type
 from host.config.settings import PluginSettings
 from host.defaults import DEFAULT_PLUGINS
 from host.errors import PluginError
 from host.loader import load_module, unload
 from host.paths import shipped_plugins_dir
 from host.plugins import Plugins
-from host.xmlsafe import check_xml
 
 ENTRY_POINT_GROUPS = ("smshost.brokers", "smshost.sinks")
 KINDS = ("brokers", "sinks", "handlers")
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerSource:
-    """A broker definition found on disk or registered by a package."""
-
-    name: str
-    definition: Path
-    adapter: ModuleType | type | None = None
-    origin: str = "folder"
 
 
 @dataclass
 class Discovery:
     """What discovery found: brokers to define, handler modules, sink classes."""
 
-    brokers: dict[str, BrokerSource] = field(default_factory=dict)
+    brokers: dict[str, BrokerType] = field(default_factory=dict)
     handlers: dict[str, ModuleType] = field(default_factory=dict)
     sinks: dict[str, type] = field(default_factory=dict)
 
@@ -121,11 +111,6 @@ def _load_python(plugins: Plugins, path: Path, kind: str, *,
 
 
 def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:
-    try:
-        check_xml(path)
-    except PluginError as exc:
-        plugins.record("broker", path.stem, str(path), str(exc))
-        return
     adapter: ModuleType | None = None
     adapter_path = path.with_suffix(".py")
     if adapter_path.exists():
@@ -134,7 +119,13 @@ def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:
         except PluginError as exc:
             plugins.record("broker", path.stem, str(adapter_path), str(exc))
             return
-    found.brokers[path.stem] = BrokerSource(path.stem, path, adapter)
+    try:
+        found.brokers[path.stem] = load_broker_type(path, adapter, str(adapter_path))
+    except PluginError as exc:
+        if adapter is not None:
+            unload(adapter)
+        plugins.record("broker", path.stem, str(path), str(exc))
+        return
     plugins.record("broker", path.stem, str(path))
 
 
@@ -158,17 +149,17 @@ def _load_entry_points(plugins: Plugins, disabled: set[str]) -> None:
 def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
     def register_broker(definition: Path | str, adapter: type | None = None) -> None:
         path = Path(definition)
-        try:
-            check_xml(path)
-        except PluginError as exc:
-            plugins.record("broker", path.stem, str(path), str(exc))
-            return
         if path.stem in found.brokers:
             plugins.record("broker", path.stem, str(path),
                            f"broker {path.stem!r} is already defined by "
-                           f"{found.brokers[path.stem].definition}")
+                           f"{found.brokers[path.stem].definition.path}")
             return
-        found.brokers[path.stem] = BrokerSource(path.stem, path, adapter, "entry point")
+        source = f"{adapter.__module__}.{adapter.__qualname__}" if adapter else str(path)
+        try:
+            found.brokers[path.stem] = load_broker_type(path, adapter, source, "entry point")
+        except PluginError as exc:
+            plugins.record("broker", path.stem, str(path), str(exc))
+            return
         plugins.record("broker", path.stem, str(path))
 
     def register_sink(cls: type) -> None:

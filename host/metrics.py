@@ -46,6 +46,10 @@ class Metrics:
         self.status_changes = Counter(
             "smshost_message_status_changes", "Status changes applied to stored messages.",
             ["direction", "status"], registry=self.registry)
+        self.webhooks = Counter(
+            "smshost_broker_webhooks", "Broker webhook requests by outcome (stored, duplicate, "
+            "applied, orphan, or the HTTP status of a refusal).",
+            ["broker", "kind", "outcome"], registry=self.registry)
         self.hook_errors = Counter(
             "smshost_plugin_hook_errors", "Hook implementations that raised.",
             ["plugin", "hook"], registry=self.registry)
@@ -58,6 +62,9 @@ class Metrics:
                         seconds: float) -> None:
         self.requests.labels(listener, method, route, str(status)).inc()
         self.latency.labels(listener, route).observe(seconds)
+
+    def webhook(self, broker: str, kind: str, outcome: str) -> None:
+        self.webhooks.labels(broker, kind, outcome).inc()
 
     def message_stored(self, message: Message) -> None:
         self.stored.labels(message.direction, message.status).inc()

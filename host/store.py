@@ -153,6 +153,8 @@ class Store:
             lambda db: db.execute(f'select count(*) from "{table}" where {where}', [cutoff])
             .fetchone()[0])
         counts = {table: 0, **{child: 0 for child, _ in children}}
+        if total == 0:
+            return counts
         if dry_run:
             counts[table] = total
             for child, fk in children:

@@ -23,6 +23,8 @@ def test_every_setting_appears_in_the_reference() -> None:
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
+            if field.metadata.get("internal"):
+                continue
             tp = hints[field.name]
             inner = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
             if dataclasses.is_dataclass(inner):

@@ -66,7 +66,7 @@ def test_hook_register_brokers(host: Host, tmp_path: Path) -> None:
             register(definition)
 
     host.plugins.register(Package(), "package")
-    assert host.load_plugins().brokers["acme"].definition == definition
+    assert host.load_plugins().brokers["acme"].definition.path == definition
 
 
 def test_hook_register_sinks(host: Host) -> None:
@@ -204,5 +204,6 @@ def test_hook_purge(host: Host) -> None:
 
     host.plugins.register(Cleaner(), "cleaner")
     counts = run(host, lambda: host.purger.run(10, dry_run=True))
-    assert counts == {"cleaner_rows": 7, "messages": 0, "message_events": 0}
+    assert counts == {"cleaner_rows": 7, "messages": 0, "message_events": 0,
+                      "simulator_inbox": 0}
     assert calls and calls[0][1:] == (500, True)

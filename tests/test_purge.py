@@ -52,8 +52,8 @@ def test_purge_deletes_only_old_rows_in_batches(host_factory: Any, tmp_path: Pat
             "select id from messages order by id")])
         return counts, host.store.stats.commits - before, left
     counts, commits, left = run(host, flow)
-    assert counts == {"messages": 10, "message_events": 20}
-    assert commits == 3  # 4 + 4 + 2 rows
+    assert counts == {"messages": 10, "message_events": 20, "simulator_inbox": 0}
+    assert commits == 3  # 4 + 4 + 2 rows (the empty simulator inbox needs no commit)
     assert left == [11, 12, 13]
 
 
@@ -62,7 +62,7 @@ def test_dry_run_counts_and_deletes_nothing(host: Host) -> None:
         await seed(host, old=5, new=2)
         counts = await host.purger.run(30, dry_run=True)
         return counts, await host.store.read(lambda db: db["messages"].count)
-    assert run(host, flow) == ({"messages": 5, "message_events": 10}, 7)
+    assert run(host, flow) == ({"messages": 5, "message_events": 10, "simulator_inbox": 0}, 7)
 
 
 @pytest.mark.parametrize("days", [1, 0])
@@ -87,7 +87,7 @@ def test_plugin_tables_are_purged_through_the_hook(host: Host) -> None:
 
     host.plugins.register(Cleaner(), "cleaner")
     counts = run(host, lambda: host.purger.run(2))
-    assert counts == {"notes": 1, "messages": 0, "message_events": 0}
+    assert counts == {"notes": 1, "messages": 0, "message_events": 0, "simulator_inbox": 0}
 
 
 def test_a_failing_plugin_purge_does_not_stop_the_core_purge(host: Host) -> None:
@@ -122,9 +122,11 @@ def test_cli_purge_prints_counts(tmp_path: Path, host_factory: Any) -> None:
     dry = run_cli("purge", "--config", str(cfg), "--older-than", "10", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == ["message_events: would delete 6",
-                                       "messages: would delete 3"]
+                                       "messages: would delete 3",
+                                       "simulator_inbox: would delete 0"]
     done = run_cli("purge", "--config", str(cfg))
-    assert done.stdout.splitlines() == ["message_events: deleted 6", "messages: deleted 3"]
+    assert done.stdout.splitlines() == ["message_events: deleted 6", "messages: deleted 3",
+                                        "simulator_inbox: deleted 0"]
     conn = sqlite3.connect(tmp_path / "data" / "smshost.db")
     assert conn.execute("select count(*) from messages").fetchone()[0] == 1
     conn.close()

@@ -66,6 +66,8 @@ def _section(key: str, cls: type, array: bool) -> list[str]:
     hints = typing.get_type_hints(cls)
     subsections: list[str] = []
     for field in dataclasses.fields(cls):
+        if field.metadata.get("internal"):
+            continue
         inner, inner_array = _nested(hints[field.name])
         if inner is not None:
             subsections += _section(f"{key}.{field.name}", inner, inner_array)

@@ -7,6 +7,7 @@ and key.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from host.config.lines import KeyPath, LineMap
 from host.config.schema import Converter
-from host.config.settings import FILES, Settings
+from host.config.settings import FILES, Origin, Settings
 from host.errors import ConfigError, ConfigErrors
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
@@ -56,7 +57,7 @@ def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Se
     if errors:
         raise ConfigErrors(sorted(errors, key=lambda e: (e.file or "", e.line or 0)))
     assert isinstance(settings, Settings)
-    return settings
+    return dataclasses.replace(settings, origin=Origin(locate))
 
 
 def _read_documents(config_dir: Path, errors: list[ConfigError]) -> list[_Document]:

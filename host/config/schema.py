@@ -116,7 +116,7 @@ class Converter:
         if not isinstance(raw, dict):
             return self._fail(path, f"expected a table, got {_toml_type(raw)}")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         for key in raw:
             if key not in fields:
                 self.error(path + (key,), _unknown(key, fields))

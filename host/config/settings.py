@@ -9,8 +9,8 @@ the directory smshost is started in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Literal
 
 from host.config.brokers import BrokerSettings, broker_problems
@@ -188,6 +188,17 @@ class PluginSettings:
     )
 
 
+class Origin:
+    """Where settings came from: maps a key path to (file, line)."""
+
+    def __init__(self, locate: Callable[[KeyPath], tuple[str | None, int | None]] | None = None
+                 ) -> None:
+        self._locate = locate
+
+    def locate(self, path: KeyPath) -> tuple[str | None, int | None]:
+        return self._locate(path) if self._locate is not None else (None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All settings. Each top-level key lives in one file of the config directory."""
@@ -205,6 +216,12 @@ class Settings:
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
     brokers: tuple[BrokerSettings, ...] = setting(
         (), help="Broker instances ([[brokers]] tables).", doc_default="none")
+    origin: Origin = field(default_factory=lambda: Origin(), compare=False, repr=False,
+                           metadata={"internal": True})
+
+    def where(self, *path: str | int) -> tuple[str | None, int | None]:
+        """File and line where the setting at ``path`` is written (best effort)."""
+        return self.origin.locate(path)
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         yield from _listener_problems(self.listeners)

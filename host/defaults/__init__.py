@@ -5,4 +5,4 @@ Their implementations are ``trylast`` so a user plugin can run before them.
 
 from __future__ import annotations
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("host.defaults.retention",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("host.defaults.retention", "host.defaults.simulator")

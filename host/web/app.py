@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from host.brokers import webhooks
 from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import ApiError
@@ -58,6 +59,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def build_app(host: Host, listener: ListenerSettings) -> Starlette:
     host.load_plugins()
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    routes += webhooks.routes(host, listener.port)
     if listener.api:
         routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes()]
         routes += host.hooks.register_routes(host)

@@ -1,0 +1,399 @@
+"""Broker definitions: XML validated against ``schema/broker.xsd``, read into frozen data.
+
+Parsing never loads a DTD, expands an entity or touches the network. Every error names
+the file and line: schema violations come from lxml's error log; checks the schema
+cannot express (templates naming unknown things, bad regular expressions or XPath,
+a source attribute missing or doubled) come from the element's ``sourceline``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from host.brokers.extract import TRANSFORMS, Source, Test
+from host.brokers.templates import Condition, Template, TemplateError, parse_condition
+from host.xmlsafe import check_xml
+from host.errors import DefinitionError, PluginError
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "broker.xsd"
+SOURCE_KINDS = ("param", "query", "pointer", "xpath", "header", "regex", "value")
+TEST_KINDS = ("equals", "in", "matches", "present")
+
+
+@cache
+def schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    source: Source
+    required: bool = False
+    default: str | None = None
+    transform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int = 200
+    content_type: str = "text/plain; charset=utf-8"
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSpec:
+    """How to recognise and read an MO or a delivery receipt."""
+
+    body: str = "auto"
+    methods: tuple[str, ...] = ("GET", "POST")
+    when: tuple[Test, ...] = ()
+    fields: tuple[FieldSpec, ...] = ()
+    attributes: tuple[FieldSpec, ...] = ()
+    answer: Answer = Answer()
+    status_map: dict[str, str] = field(default_factory=dict)
+    status_default: str = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    template: Template
+    condition: Condition | None = None
+    negate: bool = False
+    type: str = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    type: str
+    templates: dict[str, Template]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    method: str
+    url: Template
+    body: str
+    auth: tuple[AuthSpec, ...] = ()
+    headers: tuple[ParamSpec, ...] = ()
+    params: tuple[ParamSpec, ...] = ()
+    template: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    outcome: str  # accepted, retry, fail
+    statuses: tuple[str, ...] = ()  # "200", "2xx"
+    test: Test | None = None
+
+    def status_matches(self, status: int) -> bool:
+        if not self.statuses:
+            return True
+        code = str(status)
+        return any(s == code or (len(s) == 3 and s[1:] == "xx" and s[0] == code[0])
+                   for s in self.statuses)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseSpec:
+    body: str = "text"
+    rules: tuple[RuleSpec, ...] = ()
+    message_id: Source | None = None
+    error: Source | None = None
+    error_code: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MtSpec:
+    request: RequestSpec
+    response: ResponseSpec
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    name: str
+    default: str = ""
+    secret: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureSpec:
+    scheme: str
+    key: Template
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    gateway: str = ""
+    outgoing_path: str = ""
+    incoming_path: str = ""
+    receipt_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingSpec:
+    name: str
+    single: int
+    multi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    defaults: dict[str, str]
+    options: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerDefinition:
+    name: str
+    path: Path
+    title: str = ""
+    description: str = ""
+    defaults: Endpoints = Endpoints()
+    options: dict[str, OptionSpec] = field(default_factory=dict)
+    encodings: dict[str, EncodingSpec] = field(default_factory=dict)
+    max_segments: int = 10
+    splits: str = "broker"
+    signature: SignatureSpec | None = None
+    mo: InboundSpec | None = None
+    receipt: InboundSpec | None = None
+    mt: MtSpec | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+
+    def with_profile(self, name: str | None) -> BrokerDefinition:
+        """This definition with a profile's defaults and option defaults applied."""
+        if not name:
+            return self
+        profile = self.profiles[name]
+        endpoints = replace(self.defaults, **profile.defaults)
+        options = {k: replace(v, default=profile.options.get(k, v.default))
+                   for k, v in self.options.items()}
+        return replace(self, defaults=endpoints, options=options)
+
+
+# -- parsing --------------------------------------------------------------------------
+
+def load_definition(path: Path) -> BrokerDefinition:
+    """Parse and validate ``path``; raise :class:`DefinitionError` naming file and line."""
+    try:
+        tree = check_xml(path)
+    except PluginError as exc:
+        raise DefinitionError(_strip_where(str(exc), path), file=str(path),
+                              line=_line_of(str(exc), path)) from None
+    xsd = schema()
+    if not xsd.validate(tree):
+        error = xsd.error_log.filter_from_errors()[0]
+        raise DefinitionError(_schema_message(error.message), file=str(path), line=error.line)
+    return _Reader(path).broker(tree.getroot())
+
+
+def _strip_where(message: str, path: Path) -> str:
+    prefix = str(path)
+    if message.startswith(prefix):
+        message = message[len(prefix):].lstrip(":0123456789").lstrip()
+    return message
+
+
+def _line_of(message: str, path: Path) -> int | None:
+    match = re.match(re.escape(str(path)) + r":(\d+):", message)
+    return int(match.group(1)) if match else None
+
+
+def _schema_message(message: str) -> str:
+    return re.sub(r"\{[^}]*\}", "", message).replace("Element '", "element '")
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.options: frozenset[str] = frozenset()
+
+    def fail(self, el: etree._Element, message: str) -> DefinitionError:
+        return DefinitionError(message, file=str(self.path), line=el.sourceline)
+
+    def template(self, el: etree._Element, text: str | None) -> Template:
+        try:
+            return Template(text or "", self.options)
+        except TemplateError as exc:
+            raise self.fail(el, str(exc)) from None
+
+    def broker(self, root: etree._Element) -> BrokerDefinition:
+        options = {o.name: o for o in self.option_list(root.find("options"))}
+        self.options = frozenset(options)
+        enc = root.find("encodings")
+        signature = root.find("signature")
+        mt = root.find("mt")
+        definition = BrokerDefinition(
+            name=root.get("name"), path=self.path, title=root.get("title", ""),
+            description=(root.findtext("description") or "").strip(),
+            defaults=Endpoints(**self.endpoints(root.find("defaults"))),
+            options=options,
+            encodings={e.get("name"): EncodingSpec(e.get("name"), int(e.get("single")),
+                                                   int(e.get("multi")))
+                       for e in (enc if enc is not None else [])},
+            max_segments=int(enc.get("max-segments", "10")) if enc is not None else 10,
+            splits=enc.get("splits", "broker") if enc is not None else "broker",
+            signature=self.signature(signature) if signature is not None else None,
+            mo=self.inbound(root.find("mo")),
+            receipt=self.inbound(root.find("receipt")),
+            mt=self.mt(mt) if mt is not None else None,
+            profiles={p.get("name"): self.profile(p, options) for p in root.findall("profile")},
+        )
+        if definition.name != self.path.stem:
+            raise self.fail(root, f"broker name {definition.name!r} must match the file name "
+                            f"{self.path.stem!r}")
+        return definition
+
+    def endpoints(self, el: etree._Element | None) -> dict[str, str]:
+        if el is None:
+            return {}
+        return {child.tag.replace("-", "_"): (child.text or "").strip() for child in el}
+
+    def option_list(self, el: etree._Element | None) -> list[OptionSpec]:
+        if el is None:
+            return []
+        return [OptionSpec(o.get("name"), o.get("default", ""), o.get("secret") == "true",
+                           " ".join((o.text or "").split())) for o in el]
+
+    def profile(self, el: etree._Element, options: dict[str, OptionSpec]) -> Profile:
+        overrides = {}
+        for opt in el.iterfind("options/option"):
+            if opt.get("name") not in options:
+                raise self.fail(opt, f"profile option {opt.get('name')!r} is not declared in "
+                                "the broker's <options>")
+            overrides[opt.get("name")] = opt.get("default", "")
+        return Profile(el.get("name"), self.endpoints(el.find("defaults")), overrides)
+
+    def signature(self, el: etree._Element) -> SignatureSpec:
+        params = {k: v for k, v in el.attrib.items() if k not in ("scheme", "key")}
+        return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params)
+
+    def source(self, el: etree._Element, required: bool = True) -> Source | None:
+        kinds = [k for k in SOURCE_KINDS if el.get(k) is not None]
+        if len(kinds) > 1:
+            raise self.fail(el, f"<{el.tag}> takes one source; it has {', '.join(kinds)}")
+        if not kinds:
+            if required:
+                raise self.fail(el, f"<{el.tag}> needs a source: one of "
+                                f"{', '.join(SOURCE_KINDS)}")
+            return None
+        kind = kinds[0]
+        try:
+            return Source.make(kind, el.get(kind), self.options)
+        except (etree.XPathSyntaxError, re.error, ValueError) as exc:
+            raise self.fail(el, f"bad {kind} {el.get(kind)!r}: {exc}") from None
+
+    def test(self, el: etree._Element, source: Source) -> Test:
+        ops = [k for k in TEST_KINDS if el.get(k) is not None]
+        if len(ops) > 1:
+            raise self.fail(el, f"<{el.tag}> takes one test; it has {', '.join(ops)}")
+        op = ops[0] if ops else "present"
+        raw = el.get(op) if ops else "true"
+        if op == "matches":
+            try:
+                return Test(source, op, (), re.compile(raw))
+            except re.error as exc:
+                raise self.fail(el, f"bad regular expression {raw!r}: {exc}") from None
+        values = tuple(raw.split()) if op == "in" else (raw,)
+        return Test(source, op, values)
+
+    def field(self, el: etree._Element) -> FieldSpec:
+        source = self.source(el)
+        assert source is not None
+        transform = el.get("transform")
+        assert transform is None or transform in TRANSFORMS
+        return FieldSpec(el.get("name"), source, el.get("required") == "true",
+                         el.get("default"), transform)
+
+    def inbound(self, el: etree._Element | None) -> InboundSpec | None:
+        if el is None:
+            return None
+        req = el.find("request")
+        answer = el.find("answer")
+        status_map: dict[str, str] = {}
+        smap = el.find("status-map")
+        for status in (smap if smap is not None else []):
+            for word in status.get("from").split():
+                status_map[word.lower()] = status.get("to")
+        fields = [self.field(f) for f in el.findall("field")]
+        names = [f.name for f in fields]
+        for dup in {n for n in names if names.count(n) > 1}:
+            raise self.fail(el, f"field {dup!r} is declared twice")
+        return InboundSpec(
+            body=req.get("body", "auto") if req is not None else "auto",
+            methods=tuple(((req.get("methods") if req is not None else None)
+                           or "GET POST").split()),
+            when=tuple(self.test(w, self.source(w)) for w in el.findall("when")),  # type: ignore[arg-type]
+            fields=tuple(fields),
+            attributes=tuple(self.field(a) for a in el.findall("attribute")),
+            answer=Answer(int(answer.get("status", "200")),
+                          answer.get("content-type", "text/plain; charset=utf-8"),
+                          answer.text or "") if answer is not None else Answer(),
+            status_map=status_map,
+            status_default=smap.get("default", "unknown") if smap is not None else "unknown",
+        )
+
+    def conditional(self, el: etree._Element) -> ParamSpec:
+        cond, negate = None, False
+        for attr, neg in (("if", False), ("unless", True)):
+            if el.get(attr) is not None:
+                if cond is not None:
+                    raise self.fail(el, "use either if or unless, not both")
+                try:
+                    cond = parse_condition(el.get(attr), self.options)
+                except TemplateError as exc:
+                    raise self.fail(el, str(exc)) from None
+                negate = neg
+        return ParamSpec(el.get("name"), self.template(el, el.text), cond, negate,
+                         el.get("type", "string"))
+
+    def mt(self, el: etree._Element) -> MtSpec:
+        req = el.find("request")
+        auth = []
+        for a in req.findall("auth"):
+            keys = {"basic": ("user", "password"), "bearer": ("token",),
+                    "header": ("name", "value"), "query": ("name", "value")}[a.get("type")]
+            missing = [k for k in keys if a.get(k) is None]
+            if missing:
+                raise self.fail(a, f"auth type {a.get('type')!r} needs {', '.join(missing)}")
+            auth.append(AuthSpec(a.get("type"), {k: self.template(a, a.get(k)) for k in keys}))
+        body = req.get("body", "form")
+        template_el = req.find("template")
+        if body == "xml" and template_el is None:
+            raise self.fail(req, 'body="xml" needs a <template> with the XML document')
+        request = RequestSpec(
+            method=req.get("method", "POST"),
+            url=self.template(req, req.get("url", "{broker.gateway}{broker.outgoing_path}")),
+            body=body, auth=tuple(auth),
+            headers=tuple(self.conditional(h) for h in req.findall("header")),
+            params=tuple(self.conditional(p) for p in req.findall("param")),
+            template=self.template(template_el, template_el.text)
+            if template_el is not None else None,
+        )
+        return MtSpec(request, self.response(el.find("response")))
+
+    def response(self, el: etree._Element | None) -> ResponseSpec:
+        if el is None:
+            return ResponseSpec()
+        rules = []
+        for rule in el:
+            if rule.tag not in ("accepted", "retry", "fail"):
+                continue
+            source = self.source(rule, required=False)
+            test = self.test(rule, source) if source is not None else None
+            rules.append(RuleSpec(rule.tag, tuple((rule.get("status") or "").split()), test))
+        extracts: dict[str, Any] = {}
+        for tag in ("message-id", "error", "error-code"):
+            child = el.find(tag)
+            extracts[tag.replace("-", "_")] = self.source(child) if child is not None else None
+        return ResponseSpec(el.get("body", "text"), tuple(rules), **extracts)

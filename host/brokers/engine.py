@@ -1,0 +1,450 @@
+"""``XmlBroker``: the XML-driven implementation of every broker step (SPEC B1, B2).
+
+An adapter is a subclass placed beside the XML (same stem) that overrides any of the
+:data:`STEPS` and calls ``super()`` for the XML-driven default where it wants. Steps
+are plain synchronous methods: they only read and build data, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape as xml_escape
+
+from host.brokers.definition import Answer, BrokerDefinition, FieldSpec, InboundSpec, ParamSpec
+from host.brokers.extract import TRANSFORMS, ExtractError, Source
+from host.brokers.http import BodyError, InboundRequest, MtRequest, MtResponse, MtResult
+from host.brokers.signatures import verify as verify_with_scheme
+from host.brokers.templates import Context, Template
+
+STEPS = ("classify", "verify_signature", "parse_mo", "parse_dlr", "answer_mo", "answer_dlr",
+         "build_mt_request", "read_mt_response")
+
+
+class ParseError(ValueError):
+    """A webhook could not be read; the message is the short reason answered with 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoFields:
+    """An inbound SMS as the broker described it (numbers not yet normalised)."""
+
+    id: str | None
+    from_: str
+    to: str | None
+    text: str
+    account: str | None = None
+    segments: int | None = None
+    encoding: str | None = None
+    timestamp: str | None = None
+    udh: str | None = None
+    concat_ref: str | None = None
+    concat_total: int | None = None
+    concat_part: int | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFields:
+    """A delivery receipt: which message (broker id or our ref), and its new state."""
+
+    id: str | None
+    status: str  # normalised
+    raw_status: str
+    ref: str | None = None
+    error: str | None = None
+    error_text: str | None = None
+    account: str | None = None
+    to: str | None = None
+    timestamp: str | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """What an MT request is built from."""
+
+    id: int
+    to: str
+    from_: str
+    text: str
+    ref: str = ""
+    encoding: str = "gsm7"
+    segments: int = 1
+    udh: str = ""
+
+
+class _RequestPayload:
+    __slots__ = ("request", "body_format", "_params")
+
+    def __init__(self, request: InboundRequest, body_format: str) -> None:
+        self.request = request
+        self.body_format = body_format
+        self._params: dict[str, list[str]] | None = None
+
+    def param(self, name: str) -> str | None:
+        if self._params is None:
+            self._params = self.request.params(self.body_format)
+        values = self._params.get(name)
+        return values[0] if values else None
+
+    def query_param(self, name: str) -> str | None:
+        values = self.request.query.get(name)
+        return values[0] if values else None
+
+    def json_data(self) -> Any:
+        return self.request.json
+
+    def xml_root(self) -> Any:
+        return self.request.xml
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name.lower())
+
+    def text(self) -> str:
+        return self.request.body.decode("utf-8", "replace")
+
+
+class _ResponsePayload:
+    __slots__ = ("response",)
+
+    def __init__(self, response: MtResponse) -> None:
+        self.response = response
+
+    def param(self, name: str) -> str | None:
+        values = parse_qs(self.response.text).get(name)
+        if values:
+            return values[0]
+        try:
+            data = json.loads(self.response.body)
+        except ValueError:
+            return None
+        return str(data[name]) if isinstance(data, dict) and name in data else None
+
+    def query_param(self, name: str) -> str | None:
+        return self.param(name)
+
+    def json_data(self) -> Any:
+        try:
+            return json.loads(self.response.body)
+        except ValueError:
+            raise ExtractError("the response is not JSON") from None
+
+    def xml_root(self) -> Any:
+        return InboundRequest("POST", "http://x/", {}, self.response.body).xml
+
+    def header(self, name: str) -> str | None:
+        return self.response.headers.get(name.lower())
+
+    def text(self) -> str:
+        return self.response.text
+
+
+class XmlBroker:
+    """One configured broker, driven by its definition. Subclass to adapt a step."""
+
+    clock: Callable[[], float] = staticmethod(time.time)  # type: ignore[assignment]
+    """Seconds since the epoch, for signature timestamps (the conformance kit fixes it)."""
+
+    def __init__(self, definition: BrokerDefinition, *, name: str | None = None,
+                 options: Mapping[str, Any] | None = None,
+                 broker_values: Mapping[str, str] | None = None,
+                 attrs: Mapping[str, str] | None = None) -> None:
+        self.definition = definition
+        self.name = name or definition.name
+        self.broker_values = dict(broker_values or {})
+        self.attrs = dict(attrs or {})
+        self.options = self._resolve_options(options or {})
+
+    def _resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        base = Context({"broker": self.broker_values, "attrs": self.attrs})
+        out: dict[str, Any] = {}
+        for name, spec in self.definition.options.items():
+            if name in given:
+                out[name] = given[name]
+            else:
+                out[name] = Template(spec.default).render(base)
+        return out
+
+    # -- inbound --------------------------------------------------------------------
+
+    def classify(self, request: InboundRequest, kinds: Sequence[str]) -> str | None:
+        """Which of ``kinds`` ("mo", "receipt") this request is; None if none fits."""
+        for kind in kinds:
+            spec = self._spec(kind)
+            if spec is None or request.method not in spec.methods:
+                continue
+            payload = _RequestPayload(request, spec.body)
+            try:
+                if all(test.holds(payload) for test in spec.when):
+                    return kind
+            except (BodyError, ExtractError) as exc:
+                raise ParseError(str(exc)) from None
+        return None
+
+    def _spec(self, kind: str) -> InboundSpec | None:
+        return self.definition.mo if kind == "mo" else self.definition.receipt
+
+    def verify_signature(self, request: InboundRequest, keys: Sequence[str]) -> None:
+        """Raise ``SignatureError`` unless ``request`` is signed with one of ``keys``.
+
+        Called only when the definition declares a scheme and a key is configured.
+        """
+        assert self.definition.signature is not None
+        verify_with_scheme(request, keys, self.definition.signature, self.clock())
+
+    def signature_keys(self, accounts: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Candidate keys: the signature key template rendered for each account."""
+        spec = self.definition.signature
+        if spec is None:
+            return []
+        keys = []
+        for account in accounts:
+            ctx = Context({"account": account, "options": self.options,
+                           "broker": self.broker_values, "attrs": self.attrs})
+            key = spec.key.render(ctx)
+            if key and key not in keys:
+                keys.append(key)
+        return keys
+
+    def _read_fields(self, spec: InboundSpec, request: InboundRequest,
+                     specs: Sequence[FieldSpec]) -> dict[str, str]:
+        payload = _RequestPayload(request, spec.body)
+        values: dict[str, str] = {}
+        for fs in specs:
+            try:
+                value = fs.source.read(payload)
+                if value is not None and fs.transform:
+                    value = TRANSFORMS[fs.transform](value)
+            except (BodyError, ExtractError) as exc:
+                raise ParseError(str(exc)) from None
+            if value is None or value == "":
+                value = fs.default
+            if value is None:
+                if fs.required:
+                    raise ParseError(f"missing {fs.name} ({_describe(fs.source)})")
+                continue
+            values[fs.name] = value
+        return values
+
+    def parse_mo(self, request: InboundRequest) -> MoFields:
+        spec = self.definition.mo
+        if spec is None:
+            raise ParseError(f"broker {self.definition.name} receives no MO")
+        v = self._read_fields(spec, request, spec.fields)
+        if not v.get("from"):
+            raise ParseError("missing from (the sender's number)")
+        return MoFields(
+            id=v.get("id"), from_=v["from"], to=v.get("to"), text=v.get("text", ""),
+            account=v.get("account"), segments=_int(v, "segments"),
+            encoding=v.get("encoding"), timestamp=v.get("timestamp"), udh=v.get("udh"),
+            concat_ref=v.get("concat-ref"), concat_total=_int(v, "concat-total"),
+            concat_part=_int(v, "concat-part"),
+            attrs=self._read_fields(spec, request, spec.attributes),
+        )
+
+    def parse_dlr(self, request: InboundRequest) -> ReceiptFields:
+        spec = self.definition.receipt
+        if spec is None:
+            raise ParseError(f"broker {self.definition.name} sends no delivery receipts")
+        v = self._read_fields(spec, request, spec.fields)
+        if not v.get("id") and not v.get("ref"):
+            raise ParseError("missing id (the broker's message id)")
+        raw = v.get("status", "")
+        return ReceiptFields(
+            id=v.get("id"), status=self.normalize_status(raw), raw_status=raw, ref=v.get("ref"),
+            error=v.get("error"), error_text=v.get("error-text"), account=v.get("account"),
+            to=v.get("to"), timestamp=v.get("timestamp"),
+            attrs=self._read_fields(spec, request, spec.attributes),
+        )
+
+    def normalize_status(self, raw: str) -> str:
+        spec = self.definition.receipt
+        assert spec is not None
+        return spec.status_map.get(raw.strip().lower(), spec.status_default)
+
+    def answer_mo(self, fields: MoFields | None) -> Answer:
+        spec = self.definition.mo
+        return spec.answer if spec is not None else Answer()
+
+    def answer_dlr(self, fields: ReceiptFields | None) -> Answer:
+        spec = self.definition.receipt
+        return spec.answer if spec is not None else Answer()
+
+    # -- outbound -------------------------------------------------------------------
+
+    def mt_context(self, message: OutboundMessage, account: Mapping[str, Any]) -> Context:
+        ucs2 = message.encoding == "ucs2"
+        return Context({
+            "message": {"id": message.id, "ref": message.ref, "to": message.to,
+                        "from": message.from_, "text": message.text,
+                        "encoding": message.encoding, "segments": message.segments,
+                        "udh": message.udh, "coding": "2" if ucs2 else "0",
+                        "charset": "UTF-16BE" if ucs2 else "UTF-8"},
+            "account": account, "options": self.options, "broker": self.broker_values,
+            "attrs": self.attrs,
+        })
+
+    def build_mt_request(self, message: OutboundMessage,
+                         account: Mapping[str, Any]) -> MtRequest:
+        """The HTTP request that sends ``message`` from ``account``."""
+        mt = self.definition.mt
+        if mt is None:
+            raise ValueError(f"broker {self.definition.name} defines no MT request")
+        spec = mt.request
+        ctx = self.mt_context(message, account)
+        url = spec.url.render(ctx, url=True)
+        headers: dict[str, str] = {}
+        query: list[tuple[str, str]] = []
+        for auth in spec.auth:
+            t = {k: v.render(ctx) for k, v in auth.templates.items()}
+            if auth.type == "basic":
+                token = base64.b64encode(f"{t['user']}:{t['password']}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            elif auth.type == "bearer":
+                headers["Authorization"] = f"Bearer {t['token']}"
+            elif auth.type == "header":
+                headers[t["name"]] = t["value"]
+            else:
+                query.append((t["name"], t["value"]))
+        for header in spec.headers:
+            if _included(header, ctx):
+                headers[header.name] = header.template.render(ctx)
+        params = [(p, p.template.render(ctx)) for p in spec.params if _included(p, ctx)]
+        params = [(p, v) for p, v in params if v != ""]
+        body = b""
+        if spec.body in ("form", "query"):
+            pairs = [(p.name, v) for p, v in params for v in _listed(p, v)]
+            if spec.body == "query":
+                query += pairs
+            else:
+                body = urlencode(pairs).encode()
+                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif spec.body == "json":
+            body = json.dumps(_nest(params), ensure_ascii=False).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif spec.body == "xml":
+            assert spec.template is not None
+            body = spec.template.render(_XmlContext(ctx)).encode()
+            headers.setdefault("Content-Type", "application/xml; charset=utf-8")
+        if query:
+            parts = urlsplit(url)
+            joined = "&".join(x for x in (parts.query, urlencode(query)) if x)
+            url = urlunsplit(parts._replace(query=joined))
+        return MtRequest(spec.method, url, headers, body, frozenset(ctx.revealed))
+
+    def read_mt_response(self, response: MtResponse, message: OutboundMessage,
+                         account: Mapping[str, Any]) -> MtResult:
+        """Accepted (with the broker's message id), retry, or fail."""
+        mt = self.definition.mt
+        spec = mt.response if mt is not None else None
+        payload = _ResponsePayload(response)
+        ctx = self.mt_context(message, account)
+        outcome = _default_outcome(response.status)
+        for rule in spec.rules if spec is not None else ():
+            try:
+                ok = rule.status_matches(response.status) and (
+                    rule.test is None or rule.test.holds(payload, ctx))
+            except (ExtractError, BodyError):
+                ok = False
+            if ok:
+                outcome = rule.outcome
+                break
+
+        def read(source: Source | None) -> str | None:
+            if source is None:
+                return None
+            try:
+                return source.read(payload, ctx) or None
+            except (ExtractError, BodyError):
+                return None
+
+        message_id = read(spec.message_id) if spec is not None else None
+        error = read(spec.error) if spec is not None else None
+        code = read(spec.error_code) if spec is not None else None
+        if outcome != "accepted" and error is None:
+            error = f"HTTP {response.status}: {response.text[:200]}"
+        return MtResult(outcome, message_id if outcome == "accepted" else None, error, code,
+                        _retry_after(response) if outcome == "retry" else None, response.status)
+
+
+class _XmlContext(Context):
+    """Renders values XML-escaped (for ``body="xml"`` templates)."""
+
+    def __init__(self, inner: Context) -> None:
+        super().__init__(inner.values, inner.revealed)
+
+    def lookup(self, namespace: str, name: str) -> str:
+        return xml_escape(super().lookup(namespace, name), {'"': "&quot;"})
+
+
+def _included(spec: ParamSpec, ctx: Context) -> bool:
+    if spec.condition is None:
+        return True
+    return spec.condition.holds(ctx) != spec.negate
+
+
+def _listed(spec: ParamSpec, value: str) -> list[str]:
+    return [v for v in value.split(",") if v] if spec.type == "list" else [value]
+
+
+def _typed(spec: ParamSpec, value: str) -> Any:
+    if spec.type == "int":
+        return int(value)
+    if spec.type == "bool":
+        return value.strip().lower() in ("1", "true", "yes")
+    if spec.type == "list":
+        return _listed(spec, value)
+    return value
+
+
+def _nest(params: list[tuple[ParamSpec, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec, value in params:
+        *path, last = spec.name.split(".")
+        node = out
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = _typed(spec, value)
+    return out
+
+
+def _default_outcome(status: int) -> Literal["accepted", "retry", "fail"]:
+    if 200 <= status < 300:
+        return "accepted"
+    if status in (408, 425, 429) or status >= 500:
+        return "retry"
+    return "fail"
+
+
+def _retry_after(response: MtResponse) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _int(values: Mapping[str, str], name: str) -> int | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ParseError(f"{name} must be a whole number; got {raw!r}") from None
+
+
+def _describe(source: Source) -> str:
+    return f"{source.kind} {source.expr!r}"

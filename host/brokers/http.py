@@ -1,0 +1,162 @@
+"""Plain HTTP descriptions shared by brokers, independent of any HTTP library.
+
+* :class:`InboundRequest`: a webhook as the broker sent it (for MO and receipts).
+* :class:`MtRequest`: the request to send for an outbound message.
+* :class:`MtResponse`: what the broker answered.
+* :class:`MtResult`: accepted (with the broker's message id), retry, or fail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from lxml import etree
+
+from host.config.secrets import MASK
+from host.xmlsafe import safe_parser
+
+
+def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in pairs:
+        out.setdefault(key, []).append(value)
+    return out
+
+
+class BodyError(ValueError):
+    """The request body is not what its content type says."""
+
+
+@dataclass(eq=False)
+class InboundRequest:
+    """One webhook request. ``url`` is the URL the broker called (public, behind proxies)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes = b""
+
+    @cached_property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @cached_property
+    def query(self) -> dict[str, list[str]]:
+        return _multi(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+
+    @cached_property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @cached_property
+    def form(self) -> dict[str, list[str]]:
+        """The body as form fields (empty when the body is not form-encoded)."""
+        if self.content_type not in ("application/x-www-form-urlencoded", "") or not self.body:
+            return {}
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BodyError("form body is not UTF-8") from None
+        return _multi(parse_qsl(text, keep_blank_values=True))
+
+    @cached_property
+    def json(self) -> Any:
+        if not self.body:
+            raise BodyError("empty body; expected JSON")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BodyError(f"body is not valid JSON: {exc}") from None
+
+    @cached_property
+    def xml(self) -> etree._Element:
+        try:
+            root = etree.fromstring(self.body, safe_parser())
+        except etree.XMLSyntaxError as exc:
+            raise BodyError(f"body is not well-formed XML: {exc.msg}") from None
+        if root is None:
+            raise BodyError("empty XML body")
+        return root
+
+    @cached_property
+    def is_json(self) -> bool:
+        return self.content_type.endswith("json") or (
+            self.content_type in ("", "text/plain") and self.body.lstrip()[:1] in (b"{", b"["))
+
+    def params(self, body_format: str) -> dict[str, list[str]]:
+        """Flat fields: the query string plus, by ``body_format``, form or top-level JSON."""
+        merged = dict(self.query)
+        if body_format == "query":
+            return merged
+        if body_format in ("form", "auto") and not (body_format == "auto" and self.is_json):
+            for key, values in self.form.items():
+                merged.setdefault(key, []).extend(values)
+        elif body_format in ("json", "auto") and self.body:
+            data = self.json
+            if isinstance(data, dict):
+                for key, value in data.items():
+                    if not isinstance(value, dict | list):
+                        merged.setdefault(key, []).append(_scalar_text(value))
+        return merged
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class MtRequest:
+    """An outbound HTTP request, ready for any client."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes = b""
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def redacted(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    def describe(self) -> str:
+        """One line for logs, with every secret replaced by ``********``."""
+        headers = {k: (MASK if k.lower() in ("authorization", "proxy-authorization") else v)
+                   for k, v in self.headers.items()}
+        return self.redacted(f"{self.method} {self.url} {headers} "
+                             f"{self.body.decode('utf-8', 'replace')}")
+
+    def __repr__(self) -> str:
+        return f"MtRequest({self.describe()})"
+
+
+@dataclass(frozen=True)
+class MtResponse:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+    @cached_property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class MtResult:
+    """What a send came to. ``retry_after`` is seconds the broker asked us to wait."""
+
+    outcome: Literal["accepted", "retry", "fail"]
+    message_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    retry_after: float | None = None
+    status: int | None = None

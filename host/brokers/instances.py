@@ -1,0 +1,215 @@
+"""Configured broker instances: settings bound to a loaded definition (SPEC B5, B6, B8).
+
+``build_instances`` checks what needs the definitions (does it exist, its profile and
+options, the paths it defaults to, schemes of MO and MT, listener ports, paths shared
+by two brokers on one port). An instance with a problem is not started; the problem is
+reported with the file and line of its ``[[brokers]]`` entry, and the others run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from host.brokers.definition import BrokerDefinition
+from host.brokers.engine import MoFields, XmlBroker
+from host.brokers.registry import BrokerType
+from host.config.brokers import AccountSettings, BrokerSettings
+from host.config.settings import Settings
+from host.numbers import normalize
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceProblem:
+    broker: str
+    message: str  # "file:line: key: what"
+
+
+@dataclass
+class BrokerInstance:
+    """One running broker: its settings, definition (profile applied) and broker object."""
+
+    settings: BrokerSettings
+    definition: BrokerDefinition
+    broker: XmlBroker
+    port: int
+    mo_path: str | None
+    receipt_path: str | None
+    accounts: dict[str, AccountSettings] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def region(self, account: AccountSettings | None) -> str:
+        return (account.region if account and account.region else self.settings.region)
+
+    def account_values(self, account: AccountSettings) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "id": account.id, "login": account.login, "password": account.password,
+            "local_address": account.local_address or "", "region": self.region(account),
+        }
+        values.update({f"attrs.{k}": v for k, v in account.attrs.items()})
+        return values
+
+    def all_account_values(self) -> list[dict[str, Any]]:
+        return [self.account_values(a) for a in self.accounts.values()]
+
+    def account_for_mo(self, fields: MoFields) -> AccountSettings | None:
+        """The account an MO belongs to: by broker account id, by number, or the only one."""
+        accounts = list(self.accounts.values())
+        if fields.account:
+            for account in accounts:
+                if account.login == fields.account or account.id == fields.account:
+                    return account
+        if fields.to:
+            to = normalize(fields.to, self.settings.region)
+            for account in accounts:
+                if account.local_address and normalize(account.local_address,
+                                                       self.region(account)) == to:
+                    return account
+        return accounts[0] if accounts else None
+
+
+def public_base(settings: Settings, port: int | None = None) -> str:
+    """The base URL brokers reach this node at (no trailing slash).
+
+    ``server.public_url`` when set; otherwise the URL of the listener on ``port`` (the
+    API listener by default), which only suits a broker on the same network.
+    """
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
+    listener = next((lst for lst in settings.listeners if lst.port == port),
+                    settings.api_listener)
+    scheme = "https" if listener.certfile else "http"
+    host = "127.0.0.1" if listener.host in ("0.0.0.0", "::", "") else listener.host
+    return f"{scheme}://{host}:{listener.port}"
+
+
+def build_instances(settings: Settings, types: Mapping[str, BrokerType],
+                    failed: Mapping[str, str] | None = None,
+                    ) -> tuple[dict[str, BrokerInstance], list[InstanceProblem]]:
+    """Instances that can run, and the problems of those that cannot."""
+    instances: dict[str, BrokerInstance] = {}
+    problems: list[InstanceProblem] = []
+    taken: dict[tuple[int, str], str] = {}
+    for index, config in enumerate(settings.brokers):
+        builder = _Builder(settings, index, config)
+        instance = builder.build(types, failed or {}, taken)
+        if builder.problems:
+            problems += [InstanceProblem(config.name, p) for p in builder.problems]
+            continue
+        assert instance is not None
+        for path in (instance.mo_path, instance.receipt_path):
+            if path is not None:
+                taken.setdefault((instance.port, path), config.name)
+        instances[config.name] = instance
+    return instances, problems
+
+
+class _Builder:
+    def __init__(self, settings: Settings, index: int, config: BrokerSettings) -> None:
+        self.settings = settings
+        self.index = index
+        self.config = config
+        self.problems: list[str] = []
+
+    def problem(self, message: str, *key: str) -> None:
+        path = ("brokers", self.index, *key)
+        file, line = self.settings.where(*path)
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        dotted = f"brokers[{self.index}]" + "".join(f".{k}" for k in key)
+        self.problems.append(f"{where}{dotted}: {message}")
+
+    def build(self, types: Mapping[str, BrokerType], failed: Mapping[str, str],
+              taken: dict[tuple[int, str], str]) -> BrokerInstance | None:
+        c = self.config
+        btype = types.get(c.definition)
+        if btype is None:
+            reason = failed.get(c.definition)
+            self.problem(f"broker definition {c.definition!r} failed to load: {reason}"
+                         if reason else f"no broker definition named {c.definition!r}; "
+                         f"known: {', '.join(sorted(types)) or 'none'}", "definition")
+            return None
+        definition = btype.definition
+        if c.profile is not None and c.profile not in definition.profiles:
+            self.problem(f"definition {definition.name!r} has no profile {c.profile!r}; "
+                         f"profiles: {', '.join(definition.profiles) or 'none'}", "profile")
+            return None
+        definition = definition.with_profile(c.profile)
+        for key in c.options:
+            if key not in definition.options:
+                self.problem(f"option {key!r} is not declared by {definition.name}; options: "
+                             f"{', '.join(definition.options) or 'none'}", "options")
+        if not c.accounts:
+            self.problem("a broker needs at least one [[brokers.accounts]]", "accounts")
+        port = c.mo.port if c.mo.port is not None else self.settings.api_listener.port
+        mo_path, receipt_path = self._paths(definition, port, taken)
+        self._schemes(definition, port)
+        if self.problems:
+            return None
+        broker_values = self._broker_values(definition, port, mo_path, receipt_path)
+        broker = btype.cls(definition, name=c.name, options=dict(c.options),
+                           broker_values=broker_values, attrs=c.attrs)
+        return BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
+                              {a.id: a for a in c.accounts})
+
+    def _paths(self, definition: BrokerDefinition, port: int,
+               taken: Mapping[tuple[int, str], str]) -> tuple[str | None, str | None]:
+        c = self.config
+        if not any(lst.port == port for lst in self.settings.listeners):
+            self.problem(f"no listener on port {port}; add a [[listeners]] table with "
+                         f"port = {port}", "mo", "port")
+        mo_path = c.mo.path or definition.defaults.incoming_path or None
+        receipt_path = c.mo.receipt_path or definition.defaults.receipt_path or None
+        if definition.mo is None:
+            mo_path = None
+        elif mo_path is None:
+            self.problem("the definition gives no incoming path; set mo.path", "mo", "path")
+        if definition.receipt is None:
+            receipt_path = None
+        for key, path in (("path", mo_path), ("receipt_path", receipt_path)):
+            if path is not None and (port, path) in taken:
+                self.problem(f"path {path} on port {port} is already used by broker "
+                             f"{taken[(port, path)]!r}; give each broker its own path",
+                             "mo", key)
+        return mo_path, receipt_path
+
+    def _schemes(self, definition: BrokerDefinition, port: int) -> None:
+        c = self.config
+        scheme = c.encryption
+        gateway = c.mt.gateway or definition.defaults.gateway
+        if c.mt_active and definition.mt is not None and gateway \
+                and "{" not in gateway and not gateway.startswith(f"{scheme}://"):
+            self.problem(f"encryption is {scheme!r} but MT goes to {gateway}; MO and MT "
+                         "must use the same scheme", "encryption")
+        if c.mo_active and definition.mo is not None:
+            mo_scheme = self._mo_scheme(port)
+            if mo_scheme != scheme:
+                self.problem(f"encryption is {scheme!r} but MO arrives over {mo_scheme} "
+                             f"(listener on port {port}); MO and MT must use the same scheme: "
+                             "set certfile/keyfile on the listener or server.public_url",
+                             "encryption")
+
+    def _mo_scheme(self, port: int) -> str:
+        public = self.settings.server.public_url
+        if public:
+            return public.split("://", 1)[0]
+        listener = next((lst for lst in self.settings.listeners if lst.port == port), None)
+        return "https" if listener is not None and listener.certfile else "http"
+
+    def _broker_values(self, definition: BrokerDefinition, port: int, mo_path: str | None,
+                       receipt_path: str | None) -> dict[str, str]:
+        c = self.config
+        base = public_base(self.settings, port)
+        return {
+            "name": c.name,
+            "gateway": (c.mt.gateway or definition.defaults.gateway or base).rstrip("/"),
+            "outgoing_path": c.mt.path or definition.defaults.outgoing_path,
+            "incoming_path": mo_path or "",
+            "receipt_path": receipt_path or "",
+            "public_url": base,
+            "mo_url": f"{base}{mo_path}" if mo_path else "",
+            "receipt_url": f"{base}{receipt_path}" if receipt_path else "",
+        }

@@ -1,0 +1,137 @@
+"""Delivery receipts: correlate, record, move status forward only (SPEC O8).
+
+A receipt names a message by the broker's message id (or by our reference, for brokers
+that echo it back). Each receipt is appended to the message's status history; the
+message's status changes only when the new state is further along (a final state never
+changes, a late "sent" after "delivered" stays in the history only). A receipt for an
+id we do not know is kept as an orphan, answered 2xx, and applied when the send it
+belongs to records its broker message id (:meth:`Receipts.adopt_orphans`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlite_utils import Database
+
+from host.brokers.engine import ReceiptFields
+from host.messages import _add_event
+from host.models import Message, StatusEvent, moves_forward, utcnow
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one receipt did."""
+
+    message: Message | None  # None: kept as an orphan
+    event: StatusEvent | None
+    old: str | None
+    changed: bool
+
+
+def _detail(fields: ReceiptFields) -> dict[str, Any]:
+    detail: dict[str, Any] = {"broker_status": fields.raw_status}
+    for key in ("error", "error_text", "timestamp", "to"):
+        value = getattr(fields, key)
+        if value:
+            detail[key] = value
+    if fields.attrs:
+        detail["attrs"] = fields.attrs
+    return detail
+
+
+def _find(db: Database, broker: str, fields: ReceiptFields) -> dict[str, Any] | None:
+    if fields.id:
+        rows = list(db.query(
+            "select * from messages where broker = ? and broker_message_id = ? "
+            "and direction = 'out'", [broker, fields.id]))
+        if rows:
+            return rows[0]
+    if fields.ref and fields.ref.isdigit():
+        rows = list(db.query("select * from messages where id = ? and direction = 'out' "
+                             "and broker = ?", [int(fields.ref), broker]))
+        if rows:
+            return rows[0]
+    return None
+
+
+def _apply_row(db: Database, row: dict[str, Any], status: str,
+               detail: dict[str, Any], at: str) -> Applied:
+    old = row["status"]
+    event = _add_event(db, row["id"], status, at, "receipt", detail)
+    changed = moves_forward(old, status)
+    if changed:
+        db.conn.execute("update messages set status = ?, updated_at = ? where id = ?",
+                        [status, at, row["id"]])
+        row = {**row, "status": status, "updated_at": at}
+    else:
+        db.conn.execute("update messages set updated_at = ? where id = ?", [at, row["id"]])
+    return Applied(Message.from_row(row), event, old, changed)
+
+
+def apply_receipt(db: Database, broker: str, fields: ReceiptFields) -> Applied:
+    """One write: apply ``fields`` to its message, or keep it as an orphan."""
+    now = utcnow()
+    row = _find(db, broker, fields)
+    detail = _detail(fields)
+    if row is None:
+        db.conn.execute(
+            "insert into orphan_receipts (broker, broker_message_id, ref, status, detail, "
+            "received_at, updated_at) values (?, ?, ?, ?, ?, ?, ?)",
+            [broker, fields.id, fields.ref, fields.status, json.dumps(detail), now, now])
+        return Applied(None, None, None, False)
+    return _apply_row(db, row, fields.status, detail, now)
+
+
+def adopt_orphans_op(db: Database, message_id: int) -> list[Applied]:
+    """Apply the orphan receipts that name ``message_id``'s broker id, oldest first."""
+    rows = list(db.query("select * from messages where id = ?", [message_id]))
+    if not rows or not rows[0]["broker_message_id"]:
+        return []
+    row = rows[0]
+    orphans = list(db.query(
+        "select * from orphan_receipts where broker = ? and (broker_message_id = ? or ref = ?) "
+        "order by id", [row["broker"], row["broker_message_id"], str(message_id)]))
+    applied: list[Applied] = []
+    if not orphans:
+        return applied
+    for orphan in orphans:
+        result = _apply_row(db, row, orphan["status"], json.loads(orphan["detail"]),
+                            utcnow())
+        assert result.message is not None
+        row = {**row, "status": result.message.status}
+        applied.append(result)
+    db.conn.execute(f"delete from orphan_receipts where id in ({','.join('?' * len(orphans))})",
+                    [o["id"] for o in orphans])
+    return applied
+
+
+class Receipts:
+    """Applies receipts for one host and announces the changes."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    async def apply(self, broker: str, fields: ReceiptFields) -> Applied:
+        applied = await self._host.store.write(lambda db: apply_receipt(db, broker, fields))
+        await self._announce(applied)
+        return applied
+
+    async def adopt_orphans(self, message_id: int) -> list[Applied]:
+        """Call after a send recorded its broker message id."""
+        results = await self._host.store.write(lambda db: adopt_orphans_op(db, message_id))
+        for applied in results:
+            await self._announce(applied)
+        return results
+
+    async def _announce(self, applied: Applied) -> None:
+        if applied.message is None or applied.event is None or not applied.changed:
+            return
+        self._host.metrics.status_changed(applied.message)
+        await self._host.hooks.message_status_changed(
+            self._host, applied.message, applied.old, applied.message.status, applied.event)

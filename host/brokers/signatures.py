@@ -1,0 +1,218 @@
+"""Webhook signature schemes brokers use (SPEC B4), selected by ``<signature scheme>``.
+
+Each scheme checks one request against candidate keys (one per configured account, or
+one option value) and raises :class:`SignatureError` (401: no signature; 403: wrong or
+stale) when none matches. Comparisons are constant-time.
+
+* ``twilio``: ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + sorted form
+  fields name+value)); JSON bodies are signed through the URL's ``bodySHA256``.
+* ``vonage``: ``sig`` parameter over ``&key=value`` of the other parameters, sorted;
+  ``algorithm`` md5hash (default), md5, sha1, sha256 or sha512 (HMAC); ``timestamp``
+  checked against ``tolerance``.
+* ``plivo-v3``: ``X-Plivo-Signature-V3`` (comma-separated) = base64(HMAC-SHA256(auth
+  token, URL with sorted query + "." + sorted POST fields + "." + nonce)).
+* ``telnyx-ed25519``: Ed25519 over ``timestamp|body`` with the account's public key;
+  ``telnyx-timestamp`` checked against ``tolerance`` (300 s by default).
+* ``hmac-sha256``: generic: HMAC-SHA256 of ``payload`` (default ``{body}``, may use
+  ``{timestamp}``) in ``header``, hex or base64, optional timestamp header + tolerance.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from host.brokers.definition import SignatureSpec
+from host.brokers.http import InboundRequest
+from host.errors import SmshostError
+
+
+class SignatureError(SmshostError):
+    """A webhook's signature is missing (401) or wrong or stale (403)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+Verifier = Callable[[InboundRequest, Sequence[str], SignatureSpec, float], None]
+
+
+def _b64_hmac(key: str, data: bytes, digest: str) -> str:
+    return base64.b64encode(hmac.new(key.encode(), data, digest).digest()).decode()
+
+
+def _any_equal(expected: str, candidates: Sequence[str]) -> bool:
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(expected.encode(), candidate.encode())
+    return found
+
+
+def _required_header(request: InboundRequest, name: str) -> str:
+    value = request.headers.get(name.lower())
+    if not value:
+        raise SignatureError(401, f"missing signature header {name}")
+    return value
+
+
+def _check_age(timestamp: str, tolerance: float, now: float) -> None:
+    try:
+        sent = float(timestamp)
+    except ValueError:
+        raise SignatureError(403, f"bad signature timestamp {timestamp!r}") from None
+    if abs(now - sent) > tolerance:
+        raise SignatureError(403, f"stale signature: timestamp {int(sent)} is more than "
+                             f"{int(tolerance)} s from now")
+
+
+# -- twilio ---------------------------------------------------------------------------
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given, plus with/without the default port (as Twilio's SDKs try)."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    variants = [url]
+    if parts.port is None and default:
+        variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
+    elif parts.port == default:
+        variants.append(urlunsplit(parts._replace(netloc=host)))
+    return variants
+
+
+def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+                  now: float) -> None:
+    signature = _required_header(request, spec.params.get("header", "X-Twilio-Signature"))
+    if request.is_json:
+        expected_hash = request.query.get("bodySHA256", [""])[0]
+        actual_hash = hashlib.sha256(request.body).hexdigest()
+        if not hmac.compare_digest(expected_hash, actual_hash):
+            raise SignatureError(403, "bodySHA256 does not match the body")
+        fields = ""
+    else:
+        fields = "".join(k + v for k in sorted(request.form) for v in request.form[k])
+    candidates = [_b64_hmac(key, (url + fields).encode(), "sha1")
+                  for key in keys for url in _url_variants(request.url)]
+    if not _any_equal(signature, candidates):
+        raise SignatureError(403, "X-Twilio-Signature does not match")
+
+
+# -- vonage ---------------------------------------------------------------------------
+
+def vonage_signature(params: dict[str, str], secret: str, algorithm: str) -> str:
+    """The ``sig`` Vonage computes over ``params`` (without ``sig``)."""
+    text = "".join(
+        f"&{key}={value.replace('&', '_').replace('=', '_')}"
+        for key, value in sorted(params.items()) if key != "sig")
+    if algorithm == "md5hash":
+        return hashlib.md5((text + secret).encode()).hexdigest()
+    digest = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "sha512": "sha512"}[algorithm]
+    return hmac.new(secret.encode(), text.encode(), digest).hexdigest()
+
+
+def verify_vonage(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+                  now: float) -> None:
+    flat = {k: v[0] for k, v in request.params("auto").items()}
+    sig = flat.get("sig")
+    if not sig:
+        raise SignatureError(401, "missing sig parameter")
+    tolerance = float(spec.params.get("tolerance", "300"))
+    if "timestamp" in flat:
+        _check_age(flat["timestamp"], tolerance, now)
+    algorithm = spec.params.get("algorithm", "md5hash")
+    candidates = [vonage_signature(flat, key, algorithm) for key in keys]
+    if not _any_equal(sig.lower(), [c.lower() for c in candidates]):
+        raise SignatureError(403, "sig does not match")
+
+
+# -- plivo ----------------------------------------------------------------------------
+
+def plivo_v3_base(url: str, method: str, form: dict[str, list[str]]) -> str:
+    parts = urlsplit(url)
+    query = sorted(parse_qsl(parts.query, keep_blank_values=True))
+    base = urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+    if method.upper() == "POST":
+        fields = "".join(k + v for k in sorted(form) for v in sorted(form[k]))
+        return f"{base}.{fields}"
+    return base
+
+
+def verify_plivo_v3(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+                    now: float) -> None:
+    header = _required_header(request, spec.params.get("header", "X-Plivo-Signature-V3"))
+    nonce = _required_header(request, spec.params.get("nonce-header",
+                                                      "X-Plivo-Signature-V3-Nonce"))
+    data = (plivo_v3_base(request.url, request.method, request.form) + "." + nonce).encode()
+    candidates = [_b64_hmac(key, data, "sha256") for key in keys]
+    given = [s.strip() for s in header.split(",")]
+    if not any(_any_equal(g, candidates) for g in given):
+        raise SignatureError(403, "X-Plivo-Signature-V3 does not match")
+
+
+# -- telnyx ---------------------------------------------------------------------------
+
+def verify_telnyx(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+                  now: float) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    signature = _required_header(request, spec.params.get("header", "telnyx-signature-ed25519"))
+    timestamp = _required_header(request, spec.params.get("timestamp-header",
+                                                          "telnyx-timestamp"))
+    _check_age(timestamp, float(spec.params.get("tolerance", "300")), now)
+    try:
+        raw_signature = base64.b64decode(signature, validate=True)
+    except binascii.Error:
+        raise SignatureError(403, "telnyx-signature-ed25519 is not base64") from None
+    message = timestamp.encode() + b"|" + request.body
+    for key in keys:
+        try:
+            Ed25519PublicKey.from_public_bytes(base64.b64decode(key)).verify(raw_signature,
+                                                                             message)
+            return
+        except (InvalidSignature, ValueError, binascii.Error):
+            continue
+    raise SignatureError(403, "telnyx-signature-ed25519 does not match")
+
+
+# -- generic --------------------------------------------------------------------------
+
+def verify_hmac_sha256(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+                       now: float) -> None:
+    signature = _required_header(request, spec.params.get("header", "X-Signature"))
+    timestamp = ""
+    ts_header = spec.params.get("timestamp-header")
+    if ts_header:
+        timestamp = _required_header(request, ts_header)
+        _check_age(timestamp, float(spec.params.get("tolerance", "300")), now)
+    payload = spec.params.get("payload", "{body}")
+    head, _, tail = payload.partition("{body}")
+    data = head.replace("{timestamp}", timestamp).encode() + request.body + \
+        tail.replace("{timestamp}", timestamp).encode()
+    signature = signature.removeprefix("sha256=")
+    encode = (lambda d: d.hex()) if spec.params.get("encoding", "hex") == "hex" else \
+        (lambda d: base64.b64encode(d).decode())
+    candidates = [encode(hmac.new(key.encode(), data, "sha256").digest()) for key in keys]
+    if not _any_equal(signature, candidates):
+        raise SignatureError(403, f"{spec.params.get('header', 'X-Signature')} does not match")
+
+
+SCHEMES: dict[str, Verifier] = {
+    "twilio": verify_twilio,
+    "vonage": verify_vonage,
+    "plivo-v3": verify_plivo_v3,
+    "telnyx-ed25519": verify_telnyx,
+    "hmac-sha256": verify_hmac_sha256,
+}
+
+
+def verify(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
+           now: float | None = None) -> None:
+    """Check ``request`` with ``spec``'s scheme against ``keys``."""
+    SCHEMES[spec.scheme](request, keys, spec, time.time() if now is None else now)

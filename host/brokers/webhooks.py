@@ -1,0 +1,255 @@
+"""Broker webhooks: MO and delivery receipts over HTTP (SPEC B6, B7, B8, P1).
+
+Each listener serves the paths of the brokers configured on its port. A request is:
+
+1. a health check (``healthcheckignore=1``): answered ``alive <role>``, nothing stored;
+2. refused 503 when the broker is disabled (the broker retries later; nothing is lost);
+3. classified (MO or receipt: paths may be shared) and its signature verified when the
+   definition declares a scheme and a key is configured (401 missing, 403 wrong), against
+   the URL the broker called (``server.public_url`` or trusted X-Forwarded-* headers);
+4. parsed (400 with a short reason when it cannot be read; never a 500);
+5. committed durably (MO with de-duplication by the broker's message id; parts of a long
+   MO are committed one by one) and only then answered with the broker's expected body.
+   A database failure answers 503 so the broker retries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from host.brokers.concat import Part, parse_udh
+from host.brokers.definition import Answer
+from host.brokers.engine import MoFields, ParseError
+from host.brokers.http import InboundRequest
+from host.brokers.instances import BrokerInstance
+from host.brokers.signatures import SignatureError
+from host.errors import StoreError
+from host.messages import NewMessage
+from host.numbers import normalize
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+log = logging.getLogger("smshost.brokers")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    instance: BrokerInstance
+    kinds: tuple[str, ...]  # "mo", "receipt"
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+def endpoints_for_port(instances: dict[str, BrokerInstance],
+                       port: int) -> dict[str, Endpoint]:
+    table: dict[str, Endpoint] = {}
+    for instance in instances.values():
+        if instance.port != port:
+            continue
+        kinds: dict[str, list[str]] = {}
+        if instance.mo_path:
+            kinds.setdefault(instance.mo_path, []).append("mo")
+        if instance.receipt_path:
+            kinds.setdefault(instance.receipt_path, []).append("receipt")
+        for path, found in kinds.items():
+            table[path] = Endpoint(instance, tuple(found))
+    return table
+
+
+def routes(host: Host, port: int) -> list[BaseRoute]:
+    """Starlette routes for every broker path on ``port``."""
+    table = endpoints_for_port(host.brokers, port)
+    return [Route(path, _endpoint(host, ep), methods=["GET", "POST", "PUT"],
+                  name=f"broker:{ep.instance.name}") for path, ep in table.items()]
+
+
+def _endpoint(host: Host, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def broker_webhook(request: Request) -> Response:
+        return await handle(host, ep, request)
+    return broker_webhook
+
+
+def _trusted(host: Host, address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False)
+               for net in host.settings.server.trusted_proxies)
+
+
+def called_url(host: Host, request: Request) -> str:
+    """The URL the broker called, as it signed it (behind a reverse proxy too)."""
+    query = request.url.query
+    path_qs = request.url.path + (f"?{query}" if query else "")
+    public = host.settings.server.public_url
+    if public:
+        return public.rstrip("/") + path_qs
+    client = request.client.host if request.client else None
+    headers = request.headers
+    if _trusted(host, client) and "x-forwarded-host" in headers:
+        proto = headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+        fhost = headers["x-forwarded-host"].split(",")[0].strip()
+        prefix = headers.get("x-forwarded-prefix", "").rstrip("/")
+        return f"{proto}://{fhost}{prefix}{path_qs}"
+    return str(request.url)
+
+
+async def handle(host: Host, ep: Endpoint, request: Request) -> Response:
+    if request.query_params.get("healthcheckignore") == "1":
+        return PlainTextResponse(f"alive {host.settings.server.role}")
+    if not ep.instance.settings.mo_active:
+        return _refuse(host, ep.instance, "?", _Refused(503, f"broker {ep.instance.name} "
+                                                        "is disabled"))
+    inbound = InboundRequest(request.method, called_url(host, request),
+                             {k: v for k, v in request.headers.items()}, await request.body())
+    return await process(host, ep, inbound)
+
+
+async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response:
+    """Verify, parse, commit and answer one webhook (also used in-process by the
+    simulator and the conformance kit)."""
+    instance = ep.instance
+    kind = "?"
+    try:
+        kind = _classify(instance, inbound, ep.kinds)
+        _verify(instance, inbound)
+        if kind == "mo":
+            return await _mo(host, instance, inbound)
+        return await _receipt(host, instance, inbound)
+    except _Refused as refused:
+        return _refuse(host, instance, kind, refused)
+
+
+def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
+    host.metrics.webhook(instance.name, kind, str(refused.status))
+    log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
+                refused.reason, extra={"broker": instance.name, "status": refused.status})
+    return PlainTextResponse(refused.reason, status_code=refused.status)
+
+
+def _classify(instance: BrokerInstance, inbound: InboundRequest,
+              kinds: tuple[str, ...]) -> str:
+    try:
+        kind = instance.broker.classify(inbound, kinds)
+    except ParseError as exc:
+        raise _Refused(400, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
+        log.exception("broker %s: classify failed", instance.name)
+        raise _Refused(400, f"cannot read the request ({type(exc).__name__})") from None
+    if kind is None:
+        if inbound.method not in {m for k in kinds for m in _spec_methods(instance, k)}:
+            raise _Refused(405, f"method {inbound.method} not accepted here")
+        raise _Refused(400, "not a message or receipt this path accepts")
+    return kind
+
+
+def _spec_methods(instance: BrokerInstance, kind: str) -> tuple[str, ...]:
+    spec = instance.definition.mo if kind == "mo" else instance.definition.receipt
+    return spec.methods if spec is not None else ()
+
+
+def _verify(instance: BrokerInstance, inbound: InboundRequest) -> None:
+    if instance.definition.signature is None:
+        return
+    keys = instance.broker.signature_keys(instance.all_account_values())
+    if not keys:
+        return  # the broker signs, but no key is configured: nothing to check against
+    try:
+        instance.broker.verify_signature(inbound, keys)
+    except SignatureError as exc:
+        raise _Refused(exc.status, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code
+        log.exception("broker %s: signature check failed", instance.name)
+        raise _Refused(403, f"signature check failed ({type(exc).__name__})") from None
+
+
+def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
+    try:
+        return instance.broker.parse_mo(inbound)
+    except ParseError as exc:
+        raise _Refused(400, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
+        log.exception("broker %s: parse_mo failed", instance.name)
+        raise _Refused(400, f"cannot read the message ({type(exc).__name__})") from None
+
+
+async def _mo(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> Response:
+    fields = _parse_mo(instance, inbound)
+    account = instance.account_for_mo(fields)
+    region = instance.region(account)
+    local_raw = fields.to or (account.local_address if account else None)  # pairing (B8)
+    local = normalize(local_raw, region) if local_raw else None
+    remote = normalize(fields.from_, region)
+    concat = _concat_of(fields)
+    try:
+        if concat is not None:
+            ref, total, number = concat
+            await host.concat.add_part(Part(
+                instance.name, remote, local, account.id if account else None, ref, total,
+                number, fields.text, fields.id, fields.attrs))
+            created = True
+        else:
+            _, created = await host.messages.add(NewMessage(
+                direction="in", body=fields.text, status="received", broker=instance.name,
+                account=account.id if account else None, local=local, remote=remote,
+                encoding=fields.encoding, segments=fields.segments,
+                broker_message_id=fields.id, attrs=fields.attrs, source="broker"))
+    except StoreError as exc:
+        log.error("broker %s: MO not stored: %s", instance.name, exc)
+        raise _Refused(503, "temporarily unable to store the message; retry") from None
+    host.metrics.webhook(instance.name, "mo", "stored" if created else "duplicate")
+    return _answer(instance.broker.answer_mo(fields))
+
+
+def _concat_of(fields: MoFields) -> tuple[str, int, int] | None:
+    if fields.concat_ref and fields.concat_total and fields.concat_part:
+        if fields.concat_total > 1:
+            if not 1 <= fields.concat_part <= fields.concat_total:
+                raise _Refused(400, f"concat part {fields.concat_part} of "
+                               f"{fields.concat_total} is out of range")
+            return fields.concat_ref, fields.concat_total, fields.concat_part
+        return None
+    if fields.udh:
+        found = parse_udh(fields.udh)
+        if found is not None and found[1] > 1 and 1 <= found[2] <= found[1]:
+            return found
+    return None
+
+
+async def _receipt(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> Response:
+    try:
+        fields = instance.broker.parse_dlr(inbound)
+    except ParseError as exc:
+        raise _Refused(400, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code
+        log.exception("broker %s: parse_dlr failed", instance.name)
+        raise _Refused(400, f"cannot read the receipt ({type(exc).__name__})") from None
+    try:
+        applied = await host.receipts.apply(instance.name, fields)
+    except StoreError as exc:
+        log.error("broker %s: receipt not stored: %s", instance.name, exc)
+        raise _Refused(503, "temporarily unable to store the receipt; retry") from None
+    host.metrics.webhook(instance.name, "receipt",
+                         "applied" if applied.message is not None else "orphan")
+    return _answer(instance.broker.answer_dlr(fields))
+
+
+def _answer(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status,
+                    media_type=answer.content_type)

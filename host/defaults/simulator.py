@@ -1,0 +1,176 @@
+"""The simulator's phones: the far end of the ``simulator`` broker (SPEC B4).
+
+* ``POST /simulator/phone``: the simulator broker's MT endpoint. The message lands in
+  the phone inbox and a delivery receipt comes back shortly after, through the broker's
+  receipt webhook path, exactly as a real broker's would.
+* ``GET /api/simulator/inbox``: what the phones received (``?number=`` to filter).
+* ``POST /api/simulator/mo``: a phone sends an SMS: ``{"from", "to", "text"}``. It goes
+  through the simulator broker's MO webhook handling and is stored like any MO.
+
+Only served when a broker instance uses the ``simulator`` definition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from sqlite_utils import Database, Migrations
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from host import hookimpl
+from host.brokers.http import InboundRequest
+from host.errors import ApiError
+from host.models import utcnow
+
+if TYPE_CHECKING:
+    from host.brokers.instances import BrokerInstance
+    from host.core import Host
+
+log = logging.getLogger("smshost.simulator")
+RECEIPT_DELAY = 0.05
+migrations = Migrations("smshost-simulator")
+_pending: set[asyncio.Task[None]] = set()
+
+
+@migrations()
+def m001_inbox(db: Database) -> None:
+    db.execute("""
+        create table simulator_inbox (
+            id text primary key,
+            broker text not null,
+            ref text,
+            sender text,
+            recipient text not null,
+            text text not null,
+            received_at text not null
+        )""")
+    db.execute("create index simulator_inbox_recipient on simulator_inbox (recipient, received_at)")
+    db.execute("create index simulator_inbox_received on simulator_inbox (received_at)")
+
+
+@hookimpl
+def register_migrations(register: Any) -> None:
+    register(migrations)
+
+
+def _instances(host: Host) -> list[BrokerInstance]:
+    return [i for i in host.brokers.values() if i.definition.name == "simulator"]
+
+
+@hookimpl
+def register_routes(host: Host) -> list[BaseRoute] | None:
+    if not _instances(host):
+        return None
+    return [
+        Route("/simulator/phone", _phone, methods=["POST"]),
+        Route("/api/simulator/inbox", _inbox, methods=["GET"]),
+        Route("/api/simulator/mo", _inject, methods=["POST"]),
+    ]
+
+
+@hookimpl(trylast=True)
+async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+    return await host.store.purge_table(
+        "simulator_inbox", "received_at", cutoff, batch_size=batch_size,
+        pause=host.settings.purge.pause_ms / 1000, dry_run=dry_run)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+async def _phone(request: Request) -> Response:
+    host: Host = request.app.state.host
+    data = await _json(request)
+    if not data.get("to") or "text" not in data:
+        return JSONResponse({"error": "to and text are required"}, status_code=400)
+    sim_id = "SIM" + uuid.uuid4().hex[:20]
+    callback = str(data.get("callback") or "")
+    instance = _by_receipt_path(host, urlsplit(callback).path) if callback else None
+    broker = instance.name if instance else "simulator"
+    await host.store.write(lambda db: db.execute(
+        "insert into simulator_inbox values (?, ?, ?, ?, ?, ?, ?)",
+        [sim_id, broker, data.get("ref"), data.get("from"), data["to"], data["text"],
+         utcnow()]))
+    if instance is not None:
+        status = str(data.get("status") or "delivered")
+        task = asyncio.create_task(_send_receipt(host, instance, sim_id, status))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+    return JSONResponse({"id": sim_id}, status_code=201)
+
+
+def _by_receipt_path(host: Host, path: str) -> BrokerInstance | None:
+    return next((i for i in _instances(host) if i.receipt_path == path), None)
+
+
+async def _send_receipt(host: Host, instance: BrokerInstance, sim_id: str, status: str) -> None:
+    from host.brokers import webhooks
+
+    await asyncio.sleep(RECEIPT_DELAY)
+    endpoint = webhooks.endpoints_for_port(host.brokers, instance.port)[instance.receipt_path or ""]
+    inbound = InboundRequest("POST", instance.broker.broker_values["receipt_url"],
+                             {"content-type": "application/json"},
+                             json.dumps({"id": sim_id, "status": status}).encode())
+    try:
+        await webhooks.process(host, endpoint, inbound)
+    except Exception:  # noqa: BLE001 - a lost simulated receipt is logged, not raised
+        log.exception("simulated receipt for %s failed", sim_id)
+
+
+async def _inbox(request: Request) -> Response:
+    host: Host = request.app.state.host
+    number = request.query_params.get("number")
+    sql = "select * from simulator_inbox"
+    args: list[Any] = []
+    if number:
+        sql += " where recipient = ?"
+        args.append(number)
+    sql += " order by received_at desc, rowid desc limit 200"
+    rows = await host.store.read(lambda db: list(db.query(sql, args)))
+    return JSONResponse({"messages": [
+        {"id": r["id"], "broker": r["broker"], "ref": r["ref"], "from": r["sender"],
+         "to": r["recipient"], "text": r["text"], "received_at": r["received_at"]}
+        for r in rows]})
+
+
+async def _inject(request: Request) -> Response:
+    from host.brokers import webhooks
+
+    host: Host = request.app.state.host
+    data = await _json(request)
+    instances = _instances(host)
+    name = data.get("broker")
+    instance = next((i for i in instances if i.name == name), None) if name else instances[0]
+    if instance is None:
+        raise ApiError(404, "not_found", f"no simulator broker named {name!r}")
+    if not isinstance(data.get("from"), str) or not data["from"].strip():
+        raise ApiError(400, "bad_parameter", "from (the phone's number) is required")
+    sim_id = "SIM" + uuid.uuid4().hex[:20]
+    payload = {"id": sim_id, "from": data["from"], "text": str(data.get("text", ""))}
+    if data.get("to"):
+        payload["to"] = str(data["to"])
+    endpoint = webhooks.endpoints_for_port(host.brokers, instance.port)[instance.mo_path or ""]
+    inbound = InboundRequest("POST", instance.broker.broker_values["mo_url"],
+                             {"content-type": "application/json"}, json.dumps(payload).encode())
+    response = await webhooks.process(host, endpoint, inbound)
+    if response.status_code != 200:
+        raise ApiError(response.status_code, "refused", bytes(response.body).decode())
+    rows = await host.store.read(lambda db: list(db.query(
+        "select id from messages where broker = ? and broker_message_id = ?",
+        [instance.name, sim_id])))
+    return JSONResponse({"id": rows[0]["id"] if rows else None, "broker": instance.name,
+                         "broker_message_id": sim_id}, status_code=201)
