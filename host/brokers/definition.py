@@ -209,6 +209,11 @@ def _line_of(message: str, path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _elements(el: etree._Element | None) -> list[etree._Element]:
+    """Child elements, without comments and processing instructions."""
+    return [] if el is None else [c for c in el if isinstance(c.tag, str)]
+
+
 def _schema_message(message: str) -> str:
     return re.sub(r"\{[^}]*\}", "", message).replace("Element '", "element '")
 
@@ -240,7 +245,7 @@ class _Reader:
             options=options,
             encodings={e.get("name"): EncodingSpec(e.get("name"), int(e.get("single")),
                                                    int(e.get("multi")))
-                       for e in (enc if enc is not None else [])},
+                       for e in _elements(enc)},
             max_segments=int(enc.get("max-segments", "10")) if enc is not None else 10,
             splits=enc.get("splits", "broker") if enc is not None else "broker",
             signature=self.signature(signature) if signature is not None else None,
@@ -257,13 +262,14 @@ class _Reader:
     def endpoints(self, el: etree._Element | None) -> dict[str, str]:
         if el is None:
             return {}
-        return {child.tag.replace("-", "_"): (child.text or "").strip() for child in el}
+        return {child.tag.replace("-", "_"): (child.text or "").strip()
+                for child in _elements(el)}
 
     def option_list(self, el: etree._Element | None) -> list[OptionSpec]:
         if el is None:
             return []
         return [OptionSpec(o.get("name"), o.get("default", ""), o.get("secret") == "true",
-                           " ".join((o.text or "").split())) for o in el]
+                           " ".join((o.text or "").split())) for o in _elements(el)]
 
     def profile(self, el: etree._Element, options: dict[str, OptionSpec]) -> Profile:
         overrides = {}
@@ -322,7 +328,7 @@ class _Reader:
         answer = el.find("answer")
         status_map: dict[str, str] = {}
         smap = el.find("status-map")
-        for status in (smap if smap is not None else []):
+        for status in _elements(smap):
             for word in status.get("from").split():
                 status_map[word.lower()] = status.get("to")
         fields = [self.field(f) for f in el.findall("field")]
@@ -386,7 +392,7 @@ class _Reader:
         if el is None:
             return ResponseSpec()
         rules = []
-        for rule in el:
+        for rule in _elements(el):
             if rule.tag not in ("accepted", "retry", "fail"):
                 continue
             source = self.source(rule, required=False)
