@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from tests.conftest import ROOT
 
 from host.paths import default_config_dir, shipped_plugins_dir
 

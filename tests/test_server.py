@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 import pytest
 import trustme
-from conftest import ROOT, base_config, free_port
+from tests.conftest import ROOT, base_config, free_port
 
 pytestmark = pytest.mark.slow
 
