@@ -1,12 +1,18 @@
-"""SQLite storage: WAL, one writer thread with group commit, pooled readers.
+"""SQLite storage: WAL, one writer connection with group commit, pooled readers.
 
-Every write is a function ``fn(db)`` sent to the writer thread. The writer takes all
-writes waiting in its queue (up to ``max_batch``), runs each inside its own SAVEPOINT
-within one ``BEGIN IMMEDIATE`` transaction, COMMITs once, and only then settles each
-caller's future. So ``await store.write(fn)`` returns after the COMMIT that made ``fn``
-durable, and many concurrent callers share one fsync (group commit). A write that
-raises is rolled back to its savepoint alone and its caller gets the exception; the
-others still commit.
+Every write is a function ``fn(db)`` queued for the writer. One drain task takes the
+writes waiting (up to ``max_batch``), starts one ``BEGIN IMMEDIATE`` transaction, runs
+each write inside its own SAVEPOINT, COMMITs once, and only then settles each caller's
+future. So ``await store.write(fn)`` returns after the COMMIT that made ``fn`` durable,
+and many concurrent callers share one fsync (group commit). A write that raises is
+rolled back to its savepoint alone and its caller gets the exception; the others still
+commit.
+
+Where the work runs: the writes themselves (short, in-memory B-tree work) run on the
+event loop; only BEGIN and COMMIT, which can block on a lock or an fsync, run on a
+dedicated thread. Running the writes on a second thread instead made the two threads
+trade the GIL for every SQL statement, which cost more than the writes themselves
+(docs/benchmarks.md, MO ingest).
 
 Reads run on worker threads, each with its own read-only connection; WAL lets them
 proceed while the writer commits.
@@ -16,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,13 +47,9 @@ Prepare = Callable[[sqlite3.Connection], None]
 class _Op:
     fn: Callable[[Database], Any]
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    bare: bool = False  # run alone, outside any transaction (migrations)
+    bare: bool = False  # run alone on the commit thread, outside any transaction
     result: Any = None
     error: BaseException | None = None
-
-
-_STOP = object()
 
 
 @dataclass
@@ -68,9 +70,13 @@ class Store:
         self.path = Path(path)
         self.settings = settings or StoreSettings()
         self._prepare = prepare
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._pending: deque[_Op] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._db: Database | None = None
         self._open = False
+        self._closing = False
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -81,25 +87,37 @@ class Store:
     async def open(self, migrations: Sequence[Migrations] = ()) -> None:
         """Create the file if needed, start the writer, apply ``migrations`` in order."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._thread = threading.Thread(
-            target=self._writer_main, args=(ready, asyncio.get_running_loop()),
-            name="smshost-writer", daemon=True,
-        )
-        self._thread.start()
-        await ready
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smshost-commit")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(self._pool, partial(self._connect,
+                                                                  readonly=False))
+        except sqlite3.Error as exc:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+        self._db = Database(conn)
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._drainer = asyncio.create_task(self._drain(), name="smshost-store-writer")
         self._open = True
         for migration_set in migrations:
             await self._submit(migration_set.apply, bare=True)
 
     async def close(self) -> None:
         """Commit every write already queued, then stop the writer and close readers."""
-        if self._thread is None:
+        if self._drainer is None:
             return
         self._open = False
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        self._closing = True
+        assert self._wakeup is not None and self._pool is not None and self._db is not None
+        self._wakeup.set()
+        await self._drainer
+        self._drainer = None
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._db.conn.close)
+        self._pool.shutdown(wait=True)
+        self._pool = None
+        self._db = None
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -113,15 +131,16 @@ class Store:
     # -- public operations ----------------------------------------------------------
 
     async def write(self, fn: Callable[[Database], T]) -> T:
-        """Run ``fn(db)`` on the writer; return its result once it is committed.
+        """Run ``fn(db)`` in the writer's next transaction; return once it is committed.
 
-        Cancelling the caller does not withdraw the write: once queued it runs and
-        commits, so a caller that gave up may still find its row stored.
+        ``fn`` runs on the event loop: keep it to SQL work. Cancelling the caller does
+        not withdraw the write: once queued it runs and commits, so a caller that gave
+        up may still find its row stored.
         """
         if not self._open:
             raise StoreClosed("the store is not open")
-        if self._thread is None or not self._thread.is_alive():
-            raise StoreError("the writer thread has stopped")
+        if self._drainer is None or self._drainer.done():
+            raise StoreError("the writer has stopped")
         return await self._submit(fn)
 
     async def read(self, fn: Callable[[Database], T]) -> T:
@@ -134,8 +153,8 @@ class Store:
         """True when a read succeeds and the writer is alive; raise with the reason if not."""
         if not self._open:
             raise StoreClosed("the store is not open")
-        if self._thread is None or not self._thread.is_alive():
-            raise StoreError("the writer thread has stopped")
+        if self._drainer is None or self._drainer.done():
+            raise StoreError("the writer has stopped")
         return await self.read(lambda db: db.execute("select 1").fetchone()[0] == 1)
 
     async def purge_table(
@@ -171,7 +190,7 @@ class Store:
             await asyncio.sleep(pause)
         return counts
 
-    # -- threads --------------------------------------------------------------------
+    # -- connections ----------------------------------------------------------------
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -198,123 +217,101 @@ class Store:
             db = self._readers.db = Database(conn)
         return fn(db)
 
+    # -- the writer -----------------------------------------------------------------
+
     async def _submit(self, fn: Callable[[Database], T], *, bare: bool = False) -> T:
-        loop = asyncio.get_running_loop()
-        op = _Op(fn, loop.create_future(), loop, bare)
-        self._queue.put(op)
+        op = _Op(fn, asyncio.get_running_loop().create_future(), bare)
+        self._pending.append(op)
+        assert self._wakeup is not None
+        self._wakeup.set()
         return await op.future  # type: ignore[no-any-return]
 
-    def _writer_main(self, ready: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            conn = self._connect(readonly=False)
-        except BaseException as exc:  # noqa: BLE001 - reported to open()'s caller
-            loop.call_soon_threadsafe(_settle_ready, ready, exc)
-            return
-        loop.call_soon_threadsafe(_settle_ready, ready, None)
-        db = Database(conn)
-        try:
-            self._writer_loop(db)
-        finally:
-            conn.close()
-
-    def _writer_loop(self, db: Database) -> None:
+    async def _drain(self) -> None:
+        """The one writer: take waiting writes in batches until closed and empty."""
+        assert self._wakeup is not None
         max_batch = self.settings.max_batch if self.settings.group_commit else 1
         linger = self.settings.linger_ms / 1000
-        pending: Any = None
         while True:
-            item = pending if pending is not None else self._queue.get()
-            pending = None
-            if item is _STOP:
-                return
-            if item.bare:
-                self._run_bare(db, item)
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
                 continue
-            batch = [item]
-            pending = self._fill(batch, max_batch, linger)
-            self._run_batch(db, batch)
-            if pending is _STOP:
-                return
-
-    def _fill(self, batch: list[_Op], max_batch: int, linger: float) -> Any:
-        """Add waiting ops to ``batch``; return an item that must run after it, if any."""
-        deadline = None
-        while len(batch) < max_batch:
+            if linger and not self._closing:
+                await asyncio.sleep(linger)
+            batch = self._take(max_batch)
             try:
-                if linger and deadline is None:
-                    deadline = time.monotonic() + linger
-                timeout = max(0.0, deadline - time.monotonic()) if deadline else 0
-                item = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
-            except queue.Empty:
-                return None
-            if item is _STOP or item.bare:
-                return item
-            batch.append(item)
-        return None
-
-    def _run_bare(self, db: Database, op: _Op) -> None:
-        try:
-            op.result = op.fn(db)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            op.error = exc
-        _settle(op.loop, [op])
-
-    def _run_batch(self, db: Database, batch: list[_Op]) -> None:
-        """Run and commit ``batch``; every op is settled whatever happens."""
-        try:
-            self._commit_batch(db, batch)
-        # The writer thread must never die: anything unexpected fails this batch only.
-        except BaseException as exc:  # noqa: BLE001
-            log.exception("write batch failed")
+                if batch[0].bare:
+                    await self._run_bare(batch[0])
+                else:
+                    await self._run_batch(batch)
+            # The writer must never die: anything unexpected fails this batch only.
+            except Exception as exc:  # noqa: BLE001
+                log.exception("write batch failed")
+                await self._abandon(batch, exc)
             for op in batch:
-                if op.error is None:
-                    op.error = StoreError(f"write failed: {exc}")
-                    op.result = None
-            if db.conn.in_transaction:
-                db.conn.execute("rollback")
-        _settle_all(batch)
+                _settle(op)
 
-    def _commit_batch(self, db: Database, batch: list[_Op]) -> None:
-        conn = db.conn
+    def _take(self, max_batch: int) -> list[_Op]:
+        first = self._pending.popleft()
+        batch = [first]
+        if first.bare:
+            return batch
+        while self._pending and len(batch) < max_batch and not self._pending[0].bare:
+            batch.append(self._pending.popleft())
+        return batch
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _run_bare(self, op: _Op) -> None:
+        assert self._db is not None
         try:
-            conn.execute("begin immediate")
+            op.result = await self._in_thread(op.fn, self._db)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            op.error = exc
+
+    async def _run_batch(self, batch: list[_Op]) -> None:
+        """Run and commit ``batch``; every op ends with a result or an error."""
+        assert self._db is not None
+        conn = self._db.conn
+        try:
+            await self._in_thread(conn.execute, "begin immediate")
         except sqlite3.Error as exc:
             for op in batch:
                 op.error = StoreError(f"cannot start a write transaction: {exc}")
             return
         grouped = len(batch) > 1
         for op in batch:
-            if not self._run_one(db, op, grouped):
+            if not self._run_one(op, grouped):
                 # The op's error ended the whole transaction (disk full, RAISE(ROLLBACK)):
                 # the others' work is gone with it. Run them again without the culprit.
                 again = [o for o in batch if o is not op]
                 for other in again:
                     other.result, other.error = None, None
                 if again:
-                    self._commit_batch(db, again)
+                    await self._run_batch(again)
                 return
         try:
-            conn.execute("commit")
+            await self._in_thread(conn.execute, "commit")
         except sqlite3.Error as exc:
             self.stats.failed_commits += 1
-            if conn.in_transaction:
-                conn.execute("rollback")
-            for op in batch:
-                op.error = StoreError(f"commit failed: {exc}")
-                op.result = None
+            await self._abandon(batch, StoreError(f"commit failed: {exc}"))
             return
         self.stats.commits += 1
         self.stats.writes += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
-    @staticmethod
-    def _run_one(db: Database, op: _Op, grouped: bool) -> bool:
+    def _run_one(self, op: _Op, grouped: bool) -> bool:
         """Run one op; False when its failure destroyed the enclosing transaction."""
-        conn = db.conn
+        assert self._db is not None
+        conn = self._db.conn
         if grouped:
             conn.execute("savepoint op")
         try:
-            op.result = op.fn(db)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, others commit
+            op.result = op.fn(self._db)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
             op.error = exc
             if not conn.in_transaction:
                 return False
@@ -327,37 +324,27 @@ class Store:
             conn.execute("release op")
         return True
 
+    async def _abandon(self, batch: list[_Op], error: BaseException) -> None:
+        """Roll back what is open and fail every op of ``batch`` not failed already."""
+        for op in batch:
+            if op.error is None:
+                op.error = error if isinstance(error, StoreError) else StoreError(
+                    f"write failed: {error}")
+                op.result = None
+        if self._db is not None and self._db.conn.in_transaction:
+            try:
+                await self._in_thread(self._db.conn.execute, "rollback")
+            except sqlite3.Error:
+                log.exception("rollback failed")
 
-def _settle_ready(ready: asyncio.Future[None], exc: BaseException | None) -> None:
-    if exc is None:
-        ready.set_result(None)
+
+def _settle(op: _Op) -> None:
+    if op.future.cancelled():
+        return
+    if op.error is not None:
+        op.future.set_exception(op.error)
     else:
-        ready.set_exception(StoreError(f"cannot open the database: {exc}"))
-
-
-def _settle_all(batch: list[_Op]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
-    for op in batch:
-        by_loop.setdefault(op.loop, []).append(op)
-    for loop, ops in by_loop.items():
-        _settle(loop, ops)
-
-
-def _settle(loop: asyncio.AbstractEventLoop, ops: list[_Op]) -> None:
-    try:
-        loop.call_soon_threadsafe(_resolve, ops)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
-
-
-def _resolve(ops: list[_Op]) -> None:
-    for op in ops:
-        if op.future.cancelled():
-            continue
-        if op.error is not None:
-            op.future.set_exception(op.error)
-        else:
-            op.future.set_result(op.result)
+        op.future.set_result(op.result)
 
 
 def _delete_batch(table: str, where: str, cutoff: str, limit: int,
