@@ -282,6 +282,11 @@ class _Reader:
 
     def signature(self, el: etree._Element) -> SignatureSpec:
         params = {k: v for k, v in el.attrib.items() if k not in ("scheme", "key")}
+        algorithm = params.get("algorithm")
+        allowed = ("md5hash", "md5", "sha1", "sha256", "sha512")
+        if algorithm is not None and (el.get("scheme") != "vonage" or algorithm not in allowed):
+            raise self.fail(el, f"algorithm {algorithm!r}: the vonage scheme takes one of "
+                            f"{', '.join(allowed)}; other schemes take none")
         return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params)
 
     def source(self, el: etree._Element, required: bool = True) -> Source | None:

@@ -86,7 +86,7 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
     "trim": str.strip,
     "lower": str.lower,
     "upper": str.upper,
-    "plus": lambda v: v if v.startswith("+") or not v.isdigit() else "+" + v,
+    "plus": lambda v: v if v.startswith("+") or not v.isdigit() or len(v) <= 6 else "+" + v,
     "hex-utf16be": _decode_hex_utf16,
     "base64": _decode_base64,
 }

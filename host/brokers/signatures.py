@@ -8,7 +8,8 @@ stale) when none matches. Comparisons are constant-time.
   fields name+value)); JSON bodies are signed through the URL's ``bodySHA256``.
 * ``vonage``: ``sig`` parameter over ``&key=value`` of the other parameters, sorted;
   ``algorithm`` md5hash (default), md5, sha1, sha256 or sha512 (HMAC); ``timestamp``
-  checked against ``tolerance``.
+  required and checked against ``tolerance`` (Vonage retries for 24 hours with the
+  first attempt's timestamp, so its definition allows 25 hours).
 * ``plivo-v3``: ``X-Plivo-Signature-V3`` (comma-separated) = base64(HMAC-SHA256(auth
   token, URL with sorted query + "." + sorted POST fields + "." + nonce)).
 * ``telnyx-ed25519``: Ed25519 over ``timestamp|body`` with the account's public key;
@@ -123,8 +124,9 @@ def verify_vonage(request: InboundRequest, keys: Sequence[str], spec: SignatureS
     if not sig:
         raise SignatureError(401, "missing sig parameter")
     tolerance = float(spec.params.get("tolerance", "300"))
-    if "timestamp" in flat:
-        _check_age(flat["timestamp"], tolerance, now)
+    if "timestamp" not in flat:
+        raise SignatureError(403, "signed request without a timestamp")
+    _check_age(flat["timestamp"], tolerance, now)
     algorithm = spec.params.get("algorithm", "md5hash")
     candidates = [vonage_signature(flat, key, algorithm) for key in keys]
     if not _any_equal(sig.lower(), [c.lower() for c in candidates]):

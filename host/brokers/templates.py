@@ -39,7 +39,10 @@ def _digits(value: str) -> str:
 
 
 def _plus(value: str) -> str:
-    return value if value.startswith("+") or not value.isdigit() else "+" + value
+    """Add the + of an international number; short codes (6 digits or fewer) stay."""
+    if value.startswith("+") or not value.isdigit() or len(value) <= 6:
+        return value
+    return "+" + value
 
 
 FILTERS: dict[str, Callable[[str], str]] = {
