@@ -10,8 +10,9 @@ stale) when none matches. Comparisons are constant-time.
   ``algorithm`` md5hash (default), md5, sha1, sha256 or sha512 (HMAC); ``timestamp``
   required and checked against ``tolerance`` (Vonage retries for 24 hours with the
   first attempt's timestamp, so its definition allows 25 hours).
-* ``plivo-v3``: ``X-Plivo-Signature-V3`` (comma-separated) = base64(HMAC-SHA256(auth
-  token, URL with sorted query + "." + sorted POST fields + "." + nonce)).
+* ``plivo-v3``: ``X-Plivo-Signature-V3`` or ``-Ma-V3`` (comma-separated lists) =
+  base64(HMAC-SHA256(auth token, :func:`plivo_v3_base` + "." + nonce)), as Plivo's SDKs
+  compute it.
 * ``telnyx-ed25519``: Ed25519 over ``timestamp|body`` with the account's public key;
   ``telnyx-timestamp`` checked against ``tolerance`` (300 s by default).
 * ``hmac-sha256``: generic: HMAC-SHA256 of ``payload`` (default ``{body}``, may use
@@ -26,7 +27,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from host.brokers.definition import SignatureSpec
 from host.brokers.http import InboundRequest
@@ -136,23 +137,33 @@ def verify_vonage(request: InboundRequest, keys: Sequence[str], spec: SignatureS
 # -- plivo ----------------------------------------------------------------------------
 
 def plivo_v3_base(url: str, method: str, form: dict[str, list[str]]) -> str:
+    """What Plivo's SDKs sign for V3 (plivo-python ``signature_v3.py``), without
+    ``.nonce``: the URL without its query, then ``?`` and the decoded query sorted as
+    ``k=v`` joined by ``&`` when there is a query or POST fields, ``.`` when there are
+    both, then the sorted POST fields as ``name+value``."""
     parts = urlsplit(url)
-    query = sorted(parse_qsl(parts.query, keep_blank_values=True))
-    base = urlunsplit(parts._replace(query=urlencode(query), fragment=""))
-    if method.upper() == "POST":
-        fields = "".join(k + v for k in sorted(form) for v in sorted(form[k]))
-        return f"{base}.{fields}"
-    return base
+    query = parse_qs(parts.query, keep_blank_values=True)
+    query_text = "&".join(f"{k}={v}" for k in sorted(query) for v in sorted(query[k]))
+    fields = form if method.upper() == "POST" else {}
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if query_text or fields:
+        text += "?" + query_text
+    if query_text and fields:
+        text += "."
+    return text + "".join(k + v for k in sorted(fields) for v in sorted(fields[k]))
 
 
 def verify_plivo_v3(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
                     now: float) -> None:
-    header = _required_header(request, spec.params.get("header", "X-Plivo-Signature-V3"))
+    names = [spec.params.get("header", "X-Plivo-Signature-V3"), "X-Plivo-Signature-Ma-V3"]
+    given = [part.strip() for name in names
+             for part in request.headers.get(name.lower(), "").split(",") if part.strip()]
+    if not given:
+        raise SignatureError(401, f"missing signature header {names[0]}")
     nonce = _required_header(request, spec.params.get("nonce-header",
                                                       "X-Plivo-Signature-V3-Nonce"))
     data = (plivo_v3_base(request.url, request.method, request.form) + "." + nonce).encode()
     candidates = [_b64_hmac(key, data, "sha256") for key in keys]
-    given = [s.strip() for s in header.split(",")]
     if not any(_any_equal(g, candidates) for g in given):
         raise SignatureError(403, "X-Plivo-Signature-V3 does not match")
 
