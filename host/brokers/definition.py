@@ -62,6 +62,14 @@ class InboundSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class IgnoreSpec:
+    """Requests to acknowledge and drop (e.g. event types a broker also sends)."""
+
+    when: tuple[Test, ...]
+    answer: Answer = Answer()
+
+
+@dataclass(frozen=True, slots=True)
 class ParamSpec:
     name: str
     template: Template
@@ -169,6 +177,7 @@ class BrokerDefinition:
     receipt: InboundSpec | None = None
     mt: MtSpec | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
+    ignore: tuple[IgnoreSpec, ...] = ()
 
     def with_profile(self, name: str | None) -> BrokerDefinition:
         """This definition with a profile's defaults and option defaults applied."""
@@ -253,6 +262,7 @@ class _Reader:
             receipt=self.inbound(root.find("receipt")),
             mt=self.mt(mt) if mt is not None else None,
             profiles={p.get("name"): self.profile(p, options) for p in root.findall("profile")},
+            ignore=tuple(self.ignore(i) for i in root.findall("ignore")),
         )
         if definition.name != self.path.stem:
             raise self.fail(root, f"broker name {definition.name!r} must match the file name "
@@ -353,6 +363,14 @@ class _Reader:
             status_map=status_map,
             status_default=smap.get("default", "unknown") if smap is not None else "unknown",
         )
+
+    def ignore(self, el: etree._Element) -> IgnoreSpec:
+        answer = el.find("answer")
+        return IgnoreSpec(
+            tuple(self.test(w, self.source(w)) for w in el.findall("when")),  # type: ignore[arg-type]
+            Answer(int(answer.get("status", "200")),
+                   answer.get("content-type", "text/plain; charset=utf-8"), answer.text or "")
+            if answer is not None else Answer())
 
     def conditional(self, el: etree._Element) -> ParamSpec:
         cond, negate = None, False

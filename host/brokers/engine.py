@@ -24,7 +24,7 @@ from host.brokers.signatures import verify as verify_with_scheme
 from host.brokers.templates import Context, Template
 
 STEPS = ("classify", "verify_signature", "parse_mo", "parse_dlr", "answer_mo", "answer_dlr",
-         "build_mt_request", "read_mt_response")
+         "answer_ignored", "build_mt_request", "read_mt_response")
 
 
 class ParseError(ValueError):
@@ -175,7 +175,15 @@ class XmlBroker:
     # -- inbound --------------------------------------------------------------------
 
     def classify(self, request: InboundRequest, kinds: Sequence[str]) -> str | None:
-        """Which of ``kinds`` ("mo", "receipt") this request is; None if none fits."""
+        """Which of ``kinds`` ("mo", "receipt") this request is, "ignore" when an
+        ``<ignore>`` block matches it, None if nothing fits."""
+        for spec in self.definition.ignore:
+            payload = _RequestPayload(request, "auto")
+            try:
+                if all(test.holds(payload) for test in spec.when):
+                    return "ignore"
+            except (BodyError, ExtractError):
+                continue
         for kind in kinds:
             spec = self._spec(kind)
             if spec is None or request.method not in spec.methods:
@@ -276,6 +284,16 @@ class XmlBroker:
     def answer_dlr(self, fields: ReceiptFields | None) -> Answer:
         spec = self.definition.receipt
         return spec.answer if spec is not None else Answer()
+
+    def answer_ignored(self, request: InboundRequest) -> Answer:
+        for spec in self.definition.ignore:
+            payload = _RequestPayload(request, "auto")
+            try:
+                if all(test.holds(payload) for test in spec.when):
+                    return spec.answer
+            except (BodyError, ExtractError):
+                continue
+        return Answer()
 
     # -- outbound -------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ def _find(db: Database, broker: str, fields: ReceiptFields) -> dict[str, Any] | 
 def _apply_row(db: Database, row: dict[str, Any], status: str,
                detail: dict[str, Any], at: str) -> Applied:
     old = row["status"]
+    last = db.conn.execute("select status, detail, source from message_events "
+                           "where message_id = ? order by id desc limit 1", [row["id"]]).fetchone()
+    if last is not None and last[2] == "receipt" and last[0] == status \
+            and json.loads(last[1]) == detail:
+        return Applied(Message.from_row(row), None, old, False)  # a broker retry
     event = _add_event(db, row["id"], status, at, "receipt", detail)
     changed = moves_forward(old, status)
     if changed:

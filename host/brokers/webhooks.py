@@ -129,6 +129,9 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
     try:
         kind = _classify(instance, inbound, ep.kinds)
         _verify(instance, inbound)
+        if kind == "ignore":
+            host.metrics.webhook(instance.name, "ignore", "ignored")
+            return _answer(instance.broker.answer_ignored(inbound))
         if kind == "mo":
             return await _mo(host, instance, inbound)
         return await _receipt(host, instance, inbound)

@@ -333,3 +333,21 @@ def test_the_url_brokers_signed_is_rebuilt_behind_a_proxy(
     (cfg / "smshost.toml").write_text(text)
     host = Host(load_settings(cfg), config_dir=cfg)
     assert called_url(host, _request(client_ip, FORWARDED)) == expected
+
+
+def test_a_retried_receipt_adds_no_second_event(broker_host: Callable[..., Host]) -> None:
+    host = generic(broker_host)
+    with serving(host) as client:
+        async def add() -> int:
+            message, _ = await host.messages.add(NewMessage(
+                direction="out", body="x", status="sent", broker="gen",
+                broker_message_id="out-9"))
+            return message.id
+        mid = client.portal.call(add)  # type: ignore[union-attr]
+        for _ in range(3):
+            client.post("/generic/receipt", json={"id": "out-9", "status": "delivered"})
+        client.post("/generic/receipt", json={"id": "out-9", "status": "delivered",
+                                              "error": "late detail"})
+        events = client.get(f"/api/messages/{mid}").json()["events"]
+    assert [(e["status"], e["detail"].get("error")) for e in events] == [
+        ("sent", None), ("delivered", None), ("delivered", "late detail")]
