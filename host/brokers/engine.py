@@ -207,19 +207,34 @@ class XmlBroker:
         assert self.definition.signature is not None
         verify_with_scheme(request, keys, self.definition.signature, self.clock())
 
-    def signature_keys(self, accounts: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Candidate keys: the signature key template rendered for each account."""
+    def signature_keys(self, accounts: Sequence[Mapping[str, Any]],
+                       request: InboundRequest | None = None,
+                       kind: str | None = None) -> list[str]:
+        """Candidate keys: the signature key rendered for each account, or only for the
+        account the request names (its ``account`` field) when that is one of them."""
         spec = self.definition.signature
         if spec is None:
             return []
+        named = self._named_account(request, kind) if request is not None and kind else None
+        chosen = [a for a in accounts if named in (a.get("login"), a.get("id"))] if named else []
         keys = []
-        for account in accounts:
+        for account in chosen or accounts:
             ctx = Context({"account": account, "options": self.options,
                            "broker": self.broker_values, "attrs": self.attrs})
             key = spec.key.render(ctx)
             if key and key not in keys:
                 keys.append(key)
         return keys
+
+    def _named_account(self, request: InboundRequest, kind: str) -> str | None:
+        spec = self._spec(kind)
+        field = next((f for f in spec.fields if f.name == "account"), None) if spec else None
+        if spec is None or field is None:
+            return None
+        try:
+            return field.source.read(_RequestPayload(request, spec.body))
+        except (BodyError, ExtractError):
+            return None
 
     def _read_fields(self, spec: InboundSpec, request: InboundRequest,
                      specs: Sequence[FieldSpec]) -> dict[str, str]:

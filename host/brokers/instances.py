@@ -184,7 +184,9 @@ class _Builder:
                 and "{" not in gateway and not gateway.startswith(f"{scheme}://"):
             self.problem(f"encryption is {scheme!r} but MT goes to {gateway}; MO and MT "
                          "must use the same scheme", "encryption")
-        if c.mo_active and definition.mo is not None:
+        if c.mo_active and definition.mo is not None and not (
+                self.settings.server.trusted_proxies and not self.settings.server.public_url):
+            # (behind trusted proxies the scheme is only known per request)
             mo_scheme = self._mo_scheme(port)
             if mo_scheme != scheme:
                 self.problem(f"encryption is {scheme!r} but MO arrives over {mo_scheme} "

@@ -98,7 +98,8 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
             raise SignatureError(403, "bodySHA256 does not match the body")
         fields = ""
     else:
-        fields = "".join(k + v for k in sorted(request.form) for v in request.form[k])
+        # as Twilio's SDKs: names sorted, each name's distinct values sorted
+        fields = "".join(k + v for k in sorted(request.form) for v in sorted(set(request.form[k])))
     candidates = [_b64_hmac(key, (url + fields).encode(), "sha1")
                   for key in keys for url in _url_variants(request.url)]
     if not _any_equal(signature, candidates):

@@ -128,7 +128,7 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
     kind = "?"
     try:
         kind = _classify(instance, inbound, ep.kinds)
-        _verify(instance, inbound)
+        _verify(instance, inbound, kind)
         if kind == "ignore":
             host.metrics.webhook(instance.name, "ignore", "ignored")
             return _answer(instance.broker.answer_ignored(inbound))
@@ -167,10 +167,10 @@ def _spec_methods(instance: BrokerInstance, kind: str) -> tuple[str, ...]:
     return spec.methods if spec is not None else ()
 
 
-def _verify(instance: BrokerInstance, inbound: InboundRequest) -> None:
+def _verify(instance: BrokerInstance, inbound: InboundRequest, kind: str) -> None:
     if instance.definition.signature is None:
         return
-    keys = instance.broker.signature_keys(instance.all_account_values())
+    keys = instance.broker.signature_keys(instance.all_account_values(), inbound, kind)
     if not keys:
         return  # the broker signs, but no key is configured: nothing to check against
     try:

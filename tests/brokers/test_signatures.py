@@ -62,3 +62,55 @@ def test_twilio_matches_the_twilio_sdk() -> None:
         verify(request, ["auth-token"], spec)
         with pytest.raises(SignatureError):
             verify(request, ["other-token"], spec)
+
+
+def test_twilio_repeated_fields_are_signed_like_the_sdk() -> None:
+    from twilio.request_validator import RequestValidator
+
+    url = "https://sms.example.com/twilio/mo"
+    signature = RequestValidator("tok").compute_signature(url, {"A": ["2", "1", "2"], "B": "x"})
+    request = InboundRequest("POST", url, {"x-twilio-signature": signature,
+                                           "content-type": "application/x-www-form-urlencoded"},
+                             b"A=2&B=x&A=1&A=2")
+    verify(request, ["tok"], SignatureSpec("twilio", Template("k")))
+
+
+def test_only_the_named_accounts_key_verifies(tmp_path: object) -> None:
+    """With two Twilio accounts, a request naming account B must be signed with B's token."""
+    from pathlib import Path
+
+    from twilio.request_validator import RequestValidator
+
+    from host.config import load_settings
+    from host.core import Host
+    from tests.brokers.conftest import broker_config, serving, stored
+
+    cfg = broker_config(Path(str(tmp_path)), """
+[[brokers]]
+name = "tw"
+definition = "twilio"
+
+[[brokers.accounts]]
+id = "a"
+login = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+password = "token-a"
+local_address = "+14155550100"
+
+[[brokers.accounts]]
+id = "b"
+login = "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+password = "token-b"
+local_address = "+14155550101"
+""")
+    host = Host(load_settings(cfg), config_dir=cfg)
+    url = "https://smshost.example.com/twilio/mo"
+    form = {"MessageSid": "SM1", "AccountSid": "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "From": "+14155550123", "To": "+14155550101", "Body": "hi"}
+    with serving(host) as client:
+        wrong = client.post("/twilio/mo", data=form, headers={
+            "X-Twilio-Signature": RequestValidator("token-a").compute_signature(url, form)})
+        right = client.post("/twilio/mo", data=form, headers={
+            "X-Twilio-Signature": RequestValidator("token-b").compute_signature(url, form)})
+        rows = stored(client, host)
+    assert (wrong.status_code, right.status_code) == (403, 200)
+    assert [r["account"] for r in rows] == ["b"]
