@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/smshost serve --config ./config --data ./data
 
 test: $(STAMP)
+	@bash .ci/system-packages || echo "warning: could not install the Debian packages some tests need (see .ci/system-packages)"
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from host.brokers.definition import Answer, BrokerDefinition, FieldSpec, InboundSpec, ParamSpec
@@ -370,7 +370,9 @@ class XmlBroker:
             parts = urlsplit(url)
             joined = "&".join(x for x in (parts.query, urlencode(query)) if x)
             url = urlunsplit(parts._replace(query=joined))
-        return MtRequest(spec.method, url, headers, body, frozenset(ctx.revealed))
+        secrets = {form for secret in ctx.revealed
+                   for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+        return MtRequest(spec.method, url, headers, body, frozenset(secrets))
 
     def read_mt_response(self, response: MtResponse, message: OutboundMessage,
                          account: Mapping[str, Any]) -> MtResult:

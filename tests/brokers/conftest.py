@@ -19,7 +19,7 @@ PUBLIC_URL = "https://smshost.example.com"
 
 
 def broker_config(tmp_path: Path, brokers_toml: str, *, public_url: str = PUBLIC_URL,
-                  extra: str = "") -> Path:
+                  extra: str = "", port: int = 8080) -> Path:
     """A config dir: shipped plugins on, one API listener, ``brokers_toml`` as brokers.toml."""
     cfg = tmp_path / "config"
     cfg.mkdir(exist_ok=True)
@@ -30,7 +30,7 @@ def broker_config(tmp_path: Path, brokers_toml: str, *, public_url: str = PUBLIC
 
         [[listeners]]
         name = "admin"
-        port = 8080
+        port = {port}
         api = true
 
         [api]

@@ -90,9 +90,7 @@ def test_server_texts_a_phone_and_gets_a_receipt(broker_host: Callable[..., Host
 def test_simulate_command_texts_a_running_server(tmp_path: Path) -> None:
     port = free_port()
     cfg = broker_config(tmp_path, SIMULATOR.format(scheme="http"),
-                        public_url=f"http://127.0.0.1:{port}")
-    text = (cfg / "smshost.toml").read_text().replace("port = 8080", f"port = {port}")
-    (cfg / "smshost.toml").write_text(text)
+                        public_url=f"http://127.0.0.1:{port}", port=port)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "host", "serve", "--config", str(cfg)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
