@@ -138,7 +138,7 @@ def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]
     attrs = new.attrs or {}
     args = [new.direction, new.broker, new.account, new.local, new.remote, new.body,
             new.encoding, new.segments, new.status, new.broker_message_id, now, now,
-            json.dumps(attrs)]
+            json.dumps(attrs) if attrs else "{}"]
     conn = db.conn
     row = conn.execute(_INSERT, args).fetchone()
     if row is None:
@@ -157,7 +157,8 @@ def _add_event(db: Database, message_id: int, status: str, at: str, source: str,
                detail: dict[str, Any]) -> StatusEvent:
     cursor = db.conn.execute(
         "insert into message_events (message_id, status, at, source, detail) "
-        "values (?, ?, ?, ?, ?)", [message_id, status, at, source, json.dumps(detail)])
+        "values (?, ?, ?, ?, ?)", [message_id, status, at, source,
+                                   json.dumps(detail) if detail else "{}"])
     return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +32,7 @@ class Metrics:
     """The counters the core updates, plus collectors read at scrape time."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "smshost_http_requests", "HTTP requests answered.",
@@ -58,19 +59,28 @@ class Metrics:
         """Add the collectors that read the host's state at scrape time."""
         self.registry.register(_HostCollector(host))
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The labelled child of ``metric``, cached (``labels()`` costs a lock and a
+        lookup on every call of the hot path)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_request(self, listener: str, method: str, route: str, status: int,
                         seconds: float) -> None:
-        self.requests.labels(listener, method, route, str(status)).inc()
-        self.latency.labels(listener, route).observe(seconds)
+        self._child(self.requests, listener, method, route, str(status)).inc()
+        self._child(self.latency, listener, route).observe(seconds)
 
     def webhook(self, broker: str, kind: str, outcome: str) -> None:
-        self.webhooks.labels(broker, kind, outcome).inc()
+        self._child(self.webhooks, broker, kind, outcome).inc()
 
     def message_stored(self, message: Message) -> None:
-        self.stored.labels(message.direction, message.status).inc()
+        self._child(self.stored, message.direction, message.status).inc()
 
     def status_changed(self, message: Message) -> None:
-        self.status_changes.labels(message.direction, message.status).inc()
+        self._child(self.status_changes, message.direction, message.status).inc()
 
     def hook_failed(self, failure: HookFailure) -> None:
         self.hook_errors.labels(failure.plugin, failure.hook).inc()

@@ -89,3 +89,11 @@ def m002_brokers(db: Database) -> None:
         )""")
     db.execute("create index orphan_receipts_id on orphan_receipts (broker, broker_message_id)")
     db.execute("create index orphan_receipts_updated on orphan_receipts (updated_at)")
+
+
+@core()
+def m003_fewer_indexes(db: Database) -> None:
+    # Every stored message paid for these on the hot path. The API pages by id and the
+    # daily purge scans in rowid order (old rows come first), so neither needs them.
+    db.execute("drop index if exists messages_created")
+    db.execute("drop index if exists messages_updated")

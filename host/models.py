@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,9 +31,21 @@ def moves_forward(current: str, new: str) -> bool:
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+_second_cache: list[Any] = [-1, ""]
+
+
 def utcnow() -> str:
-    """Now as the fixed-width UTC text every timestamp column holds."""
-    return datetime.now(UTC).strftime(_TS_FORMAT)
+    """Now as the fixed-width UTC text every timestamp column holds.
+
+    On the hot path of every stored message: the formatted second is cached, only the
+    microseconds are formatted per call.
+    """
+    now = time.time()
+    second = int(now)
+    if second != _second_cache[0]:
+        _second_cache[0] = second
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    return f"{_second_cache[1]}{int((now - second) * 1_000_000):06d}Z"
 
 
 def to_timestamp(moment: datetime) -> str:

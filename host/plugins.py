@@ -79,6 +79,7 @@ class Plugins:
         self.records: list[PluginRecord] = []
         self.hook_failures: deque[HookFailure] = deque(maxlen=50)
         self.on_hook_failure: Callable[[HookFailure], None] | None = None
+        self._impl_cache: dict[str, list[pluggy.HookImpl]] = {}
 
     # -- loading --------------------------------------------------------------------
 
@@ -99,18 +100,25 @@ class Plugins:
         if self.pm.has_plugin(name) or self.pm.is_blocked(name):
             return f"a plugin named {name!r} is already registered"
         self.pm.register(plugin, name=name)
+        self._impl_cache.clear()
         return None
 
     def unregister(self, name: str) -> None:
         if self.pm.has_plugin(name):
             self.pm.unregister(name=name)
+            self._impl_cache.clear()
 
     # -- calling --------------------------------------------------------------------
 
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
-        caller = getattr(self.pm.hook, hook_name)
-        return [impl for impl in reversed(caller.get_hookimpls())
+        """Implementations in pluggy's call order (cached; registration clears it)."""
+        found = self._impl_cache.get(hook_name)
+        if found is None:
+            caller = getattr(self.pm.hook, hook_name)
+            found = self._impl_cache[hook_name] = [
+                impl for impl in reversed(caller.get_hookimpls())
                 if not (impl.wrapper or impl.hookwrapper)]
+        return found
 
     async def call_each(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call every implementation in turn; isolate failures; return non-None results."""

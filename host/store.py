@@ -273,56 +273,53 @@ class Store:
             op.error = exc
 
     async def _run_batch(self, batch: list[_Op]) -> None:
-        """Run and commit ``batch``; every op ends with a result or an error."""
+        """Run and commit ``batch``; every op ends with a result or an error.
+
+        Ops run back to back without savepoints (they cost two statements per write on
+        the hot path). When one raises, the transaction is rolled back and the others
+        run again, without it, in a new one: a failed write never takes its
+        neighbours' writes down, and never leaves half of itself behind.
+        """
         assert self._db is not None
         conn = self._db.conn
-        try:
-            await self._in_thread(conn.execute, "begin immediate")
-        except sqlite3.Error as exc:
-            for op in batch:
-                op.error = StoreError(f"cannot start a write transaction: {exc}")
-            return
-        grouped = len(batch) > 1
-        for op in batch:
-            if not self._run_one(op, grouped):
-                # The op's error ended the whole transaction (disk full, RAISE(ROLLBACK)):
-                # the others' work is gone with it. Run them again without the culprit.
-                again = [o for o in batch if o is not op]
-                for other in again:
-                    other.result, other.error = None, None
-                if again:
-                    await self._run_batch(again)
+        pending = batch
+        for _ in range(len(batch)):  # bounded: each round drops at least one failed op
+            try:
+                await self._in_thread(conn.execute, "begin immediate")
+            except sqlite3.Error as exc:
+                for op in pending:
+                    op.error = StoreError(f"cannot start a write transaction: {exc}")
+                return
+            failed = self._run_all(pending)
+            if failed is None:
+                break
+            if conn.in_transaction:
+                conn.execute("rollback")
+            pending = [op for op in pending if op is not failed]
+            if not pending:
                 return
         try:
             await self._in_thread(conn.execute, "commit")
         except sqlite3.Error as exc:
             self.stats.failed_commits += 1
-            await self._abandon(batch, StoreError(f"commit failed: {exc}"))
+            await self._abandon(pending, StoreError(f"commit failed: {exc}"))
             return
         self.stats.commits += 1
-        self.stats.writes += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.writes += len(pending)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
 
-    def _run_one(self, op: _Op, grouped: bool) -> bool:
-        """Run one op; False when its failure destroyed the enclosing transaction."""
+    def _run_all(self, ops: list[_Op]) -> _Op | None:
+        """Run ``ops`` in the open transaction; the first that raised, if any."""
         assert self._db is not None
-        conn = self._db.conn
-        if grouped:
-            conn.execute("savepoint op")
-        try:
-            op.result = op.fn(self._db)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
-            op.error = exc
-            if not conn.in_transaction:
-                return False
-            if grouped:
-                conn.execute("rollback to op")
-            else:
-                conn.execute("rollback")
-                conn.execute("begin immediate")
-        if grouped:
-            conn.execute("release op")
-        return True
+        db = self._db
+        for op in ops:
+            op.result, op.error = None, None
+            try:
+                op.result = op.fn(db)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
+                op.error = exc
+                return op
+        return None
 
     async def _abandon(self, batch: list[_Op], error: BaseException) -> None:
         """Roll back what is open and fail every op of ``batch`` not failed already."""

@@ -215,7 +215,8 @@ class XmlBroker:
         spec = self.definition.signature
         if spec is None:
             return []
-        named = self._named_account(request, kind) if request is not None and kind else None
+        named = (self._named_account(request, kind)
+                 if request is not None and kind and len(accounts) > 1 else None)
         chosen = [a for a in accounts if named in (a.get("login"), a.get("id"))] if named else []
         keys = []
         for account in chosen or accounts:
@@ -240,9 +241,17 @@ class XmlBroker:
                      specs: Sequence[FieldSpec]) -> dict[str, str]:
         payload = _RequestPayload(request, spec.body)
         values: dict[str, str] = {}
+        params: dict[str, list[str]] | None = None
         for fs in specs:
+            source = fs.source
             try:
-                value = fs.source.read(payload)
+                if source.kind == "param":  # the common case, read without indirection
+                    if params is None:
+                        params = request.params(spec.body)
+                    found = params.get(source.expr)
+                    value = found[0] if found else None
+                else:
+                    value = source.read(payload)
                 if value is not None and fs.transform:
                     value = TRANSFORMS[fs.transform](value)
             except (BodyError, ExtractError) as exc:

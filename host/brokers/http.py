@@ -13,12 +13,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from lxml import etree
 
 from host.config.secrets import MASK
 from host.xmlsafe import safe_parser
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """``application/x-www-form-urlencoded`` pairs, blank values kept (as parse_qsl,
+    which costs more: webhook bodies are parsed on the hot path)."""
+    pairs = []
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        pairs.append((key, value))
+    return pairs
 
 
 def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -47,7 +63,7 @@ class InboundRequest:
 
     @cached_property
     def query(self) -> dict[str, list[str]]:
-        return _multi(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+        return _multi(parse_form(urlsplit(self.url).query))
 
     @cached_property
     def content_type(self) -> str:
@@ -62,7 +78,7 @@ class InboundRequest:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise BodyError("form body is not UTF-8") from None
-        return _multi(parse_qsl(text, keep_blank_values=True))
+        return _multi(parse_form(text))
 
     @cached_property
     def json(self) -> Any:
@@ -90,6 +106,13 @@ class InboundRequest:
 
     def params(self, body_format: str) -> dict[str, list[str]]:
         """Flat fields: the query string plus, by ``body_format``, form or top-level JSON."""
+        cache = self.__dict__.setdefault("_params_cache", {})
+        found = cache.get(body_format)
+        if found is None:
+            found = cache[body_format] = self._params(body_format)
+        return found  # type: ignore[no-any-return]
+
+    def _params(self, body_format: str) -> dict[str, list[str]]:
         merged = dict(self.query)
         if body_format == "query":
             return merged

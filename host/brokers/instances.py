@@ -54,7 +54,11 @@ class BrokerInstance:
         return values
 
     def all_account_values(self) -> list[dict[str, Any]]:
-        return [self.account_values(a) for a in self.accounts.values()]
+        cached: list[dict[str, Any]] | None = self.__dict__.get("_all_accounts")
+        if cached is None:
+            cached = self.__dict__["_all_accounts"] = [
+                self.account_values(a) for a in self.accounts.values()]
+        return cached
 
     def account_for_mo(self, fields: MoFields) -> AccountSettings | None:
         """The account an MO belongs to: by broker account id, by number, or the only one."""

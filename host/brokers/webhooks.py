@@ -1,6 +1,7 @@
 """Broker webhooks: MO and delivery receipts over HTTP (SPEC B6, B7, B8, P1).
 
-Each listener serves the paths of the brokers configured on its port. A request is:
+Each listener serves the paths of the brokers configured on its port
+(:class:`BrokerDispatch`). A request is:
 
 1. a health check (``healthcheckignore=1``): answered ``alive <role>``, nothing stored;
 2. refused 503 when the broker is disabled (the broker retries later; nothing is lost);
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.brokers.concat import Part, parse_udh
 from host.brokers.definition import Answer
@@ -69,17 +70,40 @@ def endpoints_for_port(instances: dict[str, BrokerInstance],
     return table
 
 
-def routes(host: Host, port: int) -> list[BaseRoute]:
-    """Starlette routes for every broker path on ``port``."""
-    table = endpoints_for_port(host.brokers, port)
-    return [Route(path, _endpoint(host, ep), methods=["GET", "POST", "PUT"],
-                  name=f"broker:{ep.instance.name}") for path, ep in table.items()]
+class BrokerDispatch:
+    """ASGI middleware answering the broker paths of one listener port.
+
+    Broker webhooks are the hot path (every inbound SMS and receipt), so they are
+    answered here, in front of the Starlette stack (routing, exception middleware,
+    request objects), which costs more per request than the webhook handling itself.
+    Anything else goes on to ``app``.
+    """
+
+    def __init__(self, app: ASGIApp, host: Host, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.table = endpoints_for_port(host.brokers, port)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.table.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        scope["endpoint"] = broker_webhook
+        try:
+            response = await _handle(self.host, endpoint, scope, receive)
+        # A bug must not take the connection down unanswered; the broker retries (BLE001).
+        except Exception:  # noqa: BLE001
+            log.exception("broker %s: unexpected error", endpoint.instance.name)
+            response = PlainTextResponse("internal error; retry later", status_code=500)
+        # Sent as two plain ASGI messages: the Response object's own call does more.
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
 
 
-def _endpoint(host: Host, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    async def broker_webhook(request: Request) -> Response:
-        return await handle(host, ep, request)
-    return broker_webhook
+def broker_webhook() -> None:
+    """Names broker webhook requests in metrics (``route="broker_webhook"``)."""
 
 
 def _trusted(host: Host, address: str | None) -> bool:
@@ -93,31 +117,53 @@ def _trusted(host: Host, address: str | None) -> bool:
                for net in host.settings.server.trusted_proxies)
 
 
-def called_url(host: Host, request: Request) -> str:
+def url_from_scope(host: Host, scope: Scope, headers: dict[str, str]) -> str:
     """The URL the broker called, as it signed it (behind a reverse proxy too)."""
-    query = request.url.query
-    path_qs = request.url.path + (f"?{query}" if query else "")
+    query = scope.get("query_string", b"").decode("latin-1")
+    path_qs = scope.get("root_path", "") + scope["path"] + (f"?{query}" if query else "")
     public = host.settings.server.public_url
     if public:
         return public.rstrip("/") + path_qs
-    client = request.client.host if request.client else None
-    headers = request.headers
-    if _trusted(host, client) and "x-forwarded-host" in headers:
-        proto = headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+    client = scope.get("client")
+    if client and _trusted(host, client[0]) and "x-forwarded-host" in headers:
+        proto = headers.get("x-forwarded-proto", scope.get("scheme", "http"))
         fhost = headers["x-forwarded-host"].split(",")[0].strip()
         prefix = headers.get("x-forwarded-prefix", "").rstrip("/")
-        return f"{proto}://{fhost}{prefix}{path_qs}"
-    return str(request.url)
+        return f"{proto.split(',')[0].strip()}://{fhost}{prefix}{path_qs}"
+    host_header = headers.get("host")
+    if not host_header:
+        server = scope.get("server") or ("localhost", 80)
+        host_header = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host_header}{path_qs}"
 
 
-async def handle(host: Host, ep: Endpoint, request: Request) -> Response:
-    if request.query_params.get("healthcheckignore") == "1":
+def called_url(host: Host, request: Request) -> str:
+    return url_from_scope(host, request.scope, dict(request.headers.items()))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _handle(host: Host, ep: Endpoint, scope: Scope, receive: Receive) -> Response:
+    query = scope.get("query_string", b"")
+    if b"healthcheckignore=1" in query and "1" in parse_qs(
+            query.decode("latin-1")).get("healthcheckignore", []):
         return PlainTextResponse(f"alive {host.settings.server.role}")
     if not ep.instance.settings.mo_active:
         return _refuse(host, ep.instance, "?", _Refused(503, f"broker {ep.instance.name} "
                                                         "is disabled"))
-    inbound = InboundRequest(request.method, called_url(host, request),
-                             {k: v for k, v in request.headers.items()}, await request.body())
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    inbound = InboundRequest(scope["method"], url_from_scope(host, scope, headers), headers,
+                             await _read_body(receive))
     return await process(host, ep, inbound)
 
 

@@ -27,7 +27,7 @@ from host.errors import ApiError
 from host.metrics import CONTENT_TYPE
 from host.web import api
 from host.web.health import health
-from host.web.middleware import ApiAuth, BodyLimit, RequestContext
+from host.web.middleware import ApiAuth, RequestContext
 
 log = logging.getLogger("smshost.web")
 
@@ -59,7 +59,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def build_app(host: Host, listener: ListenerSettings) -> Starlette:
     host.load_plugins()
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
-    routes += webhooks.routes(host, listener.port)
     if listener.api:
         routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes()]
         routes += host.hooks.register_routes(host)
@@ -69,8 +68,9 @@ def build_app(host: Host, listener: ListenerSettings) -> Starlette:
         async with host.running():
             yield
 
-    middleware = [Middleware(RequestContext, host=host, listener=listener.name),
-                  Middleware(BodyLimit, limit=host.settings.api.max_body_bytes)]
+    middleware = [Middleware(RequestContext, host=host, listener=listener.name,
+                             limit=host.settings.api.max_body_bytes),
+                  Middleware(webhooks.BrokerDispatch, host=host, port=listener.port)]
     if listener.api:
         middleware.append(Middleware(ApiAuth, host=host))
     app = Starlette(

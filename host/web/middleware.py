@@ -32,46 +32,90 @@ def new_request_id() -> str:
 
 
 class RequestContext:
-    """Give each request an id (``X-Request-Id`` in and out), time it, count it, log it."""
+    """Give each request an id (``X-Request-Id`` in and out), refuse bodies over the
+    limit with 413 (P7), time it, count it, log it.
 
-    def __init__(self, app: ASGIApp, host: Host, listener: str) -> None:
+    One middleware for all of this, reading the raw headers once: it wraps every
+    request, broker webhooks included, which are the hot path.
+    """
+
+    def __init__(self, app: ASGIApp, host: Host, listener: str, limit: int) -> None:
         self.app = app
         self.host = host
         self.listener = listener
+        self.limit = limit
         self.access_log = host.settings.logging.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        rid = incoming if _VALID_ID.match(incoming) else new_request_id()
+        incoming = declared = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
+        rid = incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        started_response = False
+        seen = 0
+        limit = self.limit
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                started_response = True
+                message["headers"] = [*message.get("headers", ()),
+                                      (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if declared.isdigit() and int(declared) > limit:
+                await self._too_large(scope, receive, send_with_id)
+            else:
+                try:
+                    await self.app(scope, counted_receive, send_with_id)
+                except _TooLarge:
+                    if started_response:
+                        raise
+                    await self._too_large(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", None) or "unmatched"
-            self.host.metrics.observe_request(self.listener, scope["method"], route, status,
-                                              elapsed)
-            if self.access_log:
-                access.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
-                            elapsed * 1000, extra={"status": status, "path": scope["path"],
-                                                   "method": scope["method"],
-                                                   "duration_ms": round(elapsed * 1000, 2)})
+            self._done(scope, status, time.perf_counter() - started)
             request_id.reset(token)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"error": "too_large", "message": f"request body over {self.limit} bytes"},
+            status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+    def _done(self, scope: Scope, status: int, elapsed: float) -> None:
+        endpoint = scope.get("endpoint")
+        route = getattr(endpoint, "__name__", None) or "unmatched"
+        self.host.metrics.observe_request(self.listener, scope["method"], route, status,
+                                          elapsed)
+        if self.access_log:
+            access.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                        elapsed * 1000, extra={"status": status, "path": scope["path"],
+                                               "method": scope["method"],
+                                               "duration_ms": round(elapsed * 1000, 2)})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class ApiAuth:
@@ -99,56 +143,3 @@ class ApiAuth:
             status_code=401, headers={"WWW-Authenticate": 'Bearer realm="smshost"'})
         await response(scope, receive, send)
 
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413 JSON (P7).
-
-    A declared ``Content-Length`` over the limit is refused before the app runs; a
-    streamed body is counted as it is read and refused when it crosses the limit.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"error": "too_large", "message": f"request body over {self.limit} bytes"},
-            status_code=413, headers={"Connection": "close"})
-        await response(scope, receive, send)
