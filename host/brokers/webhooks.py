@@ -16,12 +16,14 @@ Each listener serves the paths of the brokers configured on its port
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -92,6 +94,8 @@ class BrokerDispatch:
         scope["endpoint"] = broker_webhook
         try:
             response = await _handle(self.host, endpoint, scope, receive)
+        except HTTPException:  # the body limit: answered 413 by the request context
+            raise
         # A bug must not take the connection down unanswered; the broker retries (BLE001).
         except Exception:  # noqa: BLE001
             log.exception("broker %s: unexpected error", endpoint.instance.name)
@@ -299,6 +303,9 @@ async def _receipt(host: Host, instance: BrokerInstance, inbound: InboundRequest
     return _answer(instance.broker.answer_dlr(fields))
 
 
+@functools.lru_cache(maxsize=256)
 def _answer(answer: Answer) -> Response:
+    """The response for ``answer``, built once (answers are constant per definition;
+    callers only read the status, headers and body)."""
     return Response(answer.body, status_code=answer.status,
                     media_type=answer.content_type)

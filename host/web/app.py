@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from host.brokers import webhooks
 from host.config.settings import ListenerSettings
@@ -56,7 +57,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
                         status_code=500)
 
 
-def build_app(host: Host, listener: ListenerSettings) -> Starlette:
+def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     host.load_plugins()
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
     if listener.api:
@@ -68,11 +69,7 @@ def build_app(host: Host, listener: ListenerSettings) -> Starlette:
         async with host.running():
             yield
 
-    middleware = [Middleware(RequestContext, host=host, listener=listener.name,
-                             limit=host.settings.api.max_body_bytes),
-                  Middleware(webhooks.BrokerDispatch, host=host, port=listener.port)]
-    if listener.api:
-        middleware.append(Middleware(ApiAuth, host=host))
+    middleware = [Middleware(ApiAuth, host=host)] if listener.api else []
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
@@ -80,4 +77,8 @@ def build_app(host: Host, listener: ListenerSettings) -> Starlette:
     )
     app.state.host = host
     app.state.listener = listener
-    return app
+    # Outside Starlette: the request context, then broker webhooks (the hot path,
+    # answered without Starlette's routing and exception layers), then everything else.
+    dispatch = webhooks.BrokerDispatch(app, host=host, port=listener.port)
+    return RequestContext(dispatch, host=host, listener=listener.name,
+                          limit=host.settings.api.max_body_bytes)

@@ -367,3 +367,23 @@ def test_a_retried_receipt_adds_no_second_event(broker_host: Callable[..., Host]
         events = client.get(f"/api/messages/{mid}").json()["events"]
     assert [(e["status"], e["detail"].get("error")) for e in events] == [
         ("sent", None), ("delivered", None), ("delivered", "late detail")]
+
+
+def test_oversized_webhook_is_413_and_stores_nothing(broker_host: Callable[..., Host]) -> None:
+    host = generic(broker_host)
+
+    def chunks() -> Any:
+        yield b'{"id": "big", "from": "+14155550123", "text": "'
+        for _ in range(20):
+            yield b"x" * 4096
+        yield b'"}'
+
+    with serving(host) as client:
+        declared = client.post("/generic/mo", content=b"y" * 70000,
+                               headers={"content-type": "application/json"})
+        streamed = client.post("/generic/mo", content=chunks(),
+                               headers={"content-type": "application/json"})
+        rows = stored(client, host)
+    assert declared.status_code == 413 and streamed.status_code == 413
+    assert streamed.json()["error"] == "too_large"
+    assert rows == []
