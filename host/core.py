@@ -22,6 +22,11 @@ from host.brokers.concat import Concat
 from host.brokers.instances import BrokerInstance, build_instances
 from host.brokers.receipts import Receipts
 from host.config.secrets import Secret
+from host.optout import OptOuts
+from host.outbound import Outbound
+from host.routing.router import Router
+from host.sinks.base import Sink
+from host.sinks.registry import build_sinks, route_problems
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.messages import Messages
@@ -58,8 +63,12 @@ class Host:
         self.receipts = Receipts(self)
         self.concat = Concat(self)
         self.purger = Purger(self)
+        self.optouts = OptOuts(self)
+        self.outbound = Outbound(self)
+        self.router = Router(self)
         self.discovery: Discovery | None = None
         self.brokers: dict[str, BrokerInstance] = {}
+        self.sinks: dict[str, Sink] = {}
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
         self._users = 0
@@ -85,6 +94,12 @@ class Host:
             for problem in problems:
                 self.plugins.record("broker instance", problem.broker, "brokers.toml",
                                     problem.message)
+            self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
+            for message in sink_problems:
+                self.plugins.record("sink settings", message.split(":")[0], "sinks.toml",
+                                    message)
+            for route, message in route_problems(self, self.sinks):
+                self.plugins.record("route", route, "routes.toml", message)
         return self.discovery
 
     def migration_sets(self) -> list[Migrations]:
@@ -127,7 +142,11 @@ class Host:
             self.api_token = _generated_token(self.data_dir / "api-token")
         await self.store.open(self.migration_sets())
         self.started_monotonic = time.monotonic()
+        for sink in self.sinks.values():
+            await sink.start()
         await self.hooks.startup(self)
+        if background and self.settings.routing.enabled:
+            await self.router.start()
         if background and self.settings.purge.enabled:
             self._spawn(self.purger.scheduled(), "purge")
         if background:
@@ -140,6 +159,13 @@ class Host:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.router.stop()
+        for sink in self.sinks.values():
+            try:
+                await sink.stop()
+            # One sink failing to stop must not keep the others or the store open (BLE001).
+            except Exception:  # noqa: BLE001
+                log.exception("sink %s failed to stop", sink.kind)
         await self.hooks.shutdown(self)
         await self.store.close()
         log.info("smshost stopped")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from host.core import Host
     from host.models import Message, StatusEvent
+    from host.routing.inbound import Route
 
 hookspec = pluggy.HookspecMarker("smshost")
 
@@ -145,6 +146,23 @@ def message_status_changed(
     :param old: the previous status (None for the first one).
     :param new: the new status.
     :param event: the status event appended to the history.
+
+    Use in handler scripts: yes.
+    """
+
+
+@hookspec
+def message_routed(host: Host, message: Message, route: Route | None, outcome: str,
+                   detail: dict[str, Any]) -> MaybeAwaitable:
+    """An inbound message was routed (or failed to be), and that was committed.
+
+    :param host: the host.
+    :param message: the message after routing.
+    :param route: the route that took it (the default route after a fallback); None
+        when routing itself failed.
+    :param outcome: "routed" or "failed".
+    :param detail: what was recorded: route, destination, target, and the failures
+        that led to a fallback.
 
     Use in handler scripts: yes.
     """

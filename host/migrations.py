@@ -97,3 +97,37 @@ def m003_fewer_indexes(db: Database) -> None:
     # daily purge scans in rowid order (old rows come first), so neither needs them.
     db.execute("drop index if exists messages_created")
     db.execute("drop index if exists messages_updated")
+
+
+@core()
+def m004_routing(db: Database) -> None:
+    db.execute("alter table messages add column route text")
+    # Senders who texted STOP to one of our numbers (SPEC R6).
+    db.execute("""
+        create table optouts (
+            local text not null,
+            remote text not null,
+            opted_out_at text not null,
+            broker text,
+            primary key (local, remote)
+        )""")
+    # Per-conversation state of handler scripts (SPEC H3).
+    db.execute("""
+        create table conversation_state (
+            scope text not null,
+            local text not null,
+            remote text not null,
+            data text not null default '{}',
+            updated_at text not null,
+            primary key (scope, local, remote)
+        )""")
+    # Every load, reload, failure and removal of a handler script (SPEC H2).
+    db.execute("""
+        create table handler_loads (
+            id integer primary key,
+            name text not null,
+            digest text,
+            status text not null,
+            error text,
+            at text not null
+        )""")

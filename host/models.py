@@ -15,7 +15,7 @@ DIRECTIONS: tuple[Direction, ...] = ("in", "out")
 OUTBOUND_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed",
                    "expired", "rejected", "unknown")
 FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "expired", "rejected"})
-INBOUND_STATES = ("received", "routed", "failed")
+INBOUND_STATES = ("received", "routed", "failed")  # "failed": no destination took it
 
 # How far along each state is: a receipt moves a message forward only (SPEC O8). A final
 # state never changes; "unknown" is kept in the history but never applied.
@@ -81,12 +81,13 @@ class Message:
     created_at: str
     updated_at: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    route: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         values = dict(row)
         values["attrs"] = json.loads(values.get("attrs") or "{}")
-        return cls(**{k: values[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

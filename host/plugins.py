@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from host.core import Host
     from host.models import Message, StatusEvent
+    from host.routing.inbound import Route
 
 log = logging.getLogger("smshost.plugins")
 
@@ -214,6 +215,11 @@ class Hooks:
                                      new: str, event: StatusEvent) -> None:
         await self._plugins.call_each("message_status_changed", host=host, message=message,
                                       old=old, new=new, event=event)
+
+    async def message_routed(self, host: Host, message: Message, route: Route | None,
+                             outcome: str, detail: dict[str, Any]) -> None:
+        await self._plugins.call_each("message_routed", host=host, message=message,
+                                      route=route, outcome=outcome, detail=detail)
 
     async def purge(self, host: Host, cutoff: str, batch_size: int,
                     dry_run: bool) -> list[dict[str, int]]:

@@ -38,6 +38,7 @@ def config_dir(tmp_path: Path) -> Callable[..., Path]:
         cfg.mkdir(exist_ok=True)
         if "smshost" not in files:
             files["smshost"] = base_config(tmp_path)
+        files.setdefault("routes", NO_ROUTING)
         for stem, text in files.items():
             (cfg / f"{stem}.toml").write_text(textwrap.dedent(text), encoding="utf-8")
         return cfg
@@ -62,6 +63,10 @@ def base_config(tmp_path: Path, port: int = 8080, extra: str = "") -> str:
         shipped = false
         entry_points = false
         """) + textwrap.dedent(extra)
+
+
+NO_ROUTING = "\n[routing]\nenabled = false\n"
+"""routes.toml text turning routing off, for tests about storage alone."""
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ def test_unknown_file_and_misplaced_section(tmp_path: Path) -> None:
     cfg = write(tmp_path, "[purge]\ndays = 5\n\n[routes]\nx = 1\n")
     (cfg / "extra.toml").write_text("a = 1\n")
     found = errors_of(cfg)
-    assert f"{cfg / 'extra.toml'}: unknown configuration file; expected smshost.toml, brokers.toml" in found
+    assert f"{cfg / 'extra.toml'}: unknown configuration file; expected smshost.toml, brokers.toml, routes.toml, sinks.toml" in found
     assert any(e.startswith(f"{cfg / 'smshost.toml'}:4: routes: unknown section 'routes'")
                for e in found)
 

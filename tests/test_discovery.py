@@ -15,8 +15,9 @@ from tests.conftest import base_config, run_cli
 
 GOOD_SINK = '''
 from host import hookimpl
+from host.sinks.base import Sink
 
-class QueueLike:
+class QueueLike(Sink):
     kind = "{kind}"
 
 @hookimpl

@@ -207,3 +207,40 @@ def test_hook_purge(host: Host) -> None:
     assert counts == {"cleaner_rows": 7, "messages": 0, "message_events": 0,
                       "simulator_inbox": 0}
     assert calls and calls[0][1:] == (500, True)
+
+
+def test_hook_message_routed(host_factory: Callable[..., Host], tmp_path: Path) -> None:
+    from host.sinks.base import Delivery, Sink
+
+    seen: list[tuple[str, str | None, str]] = []
+
+    class Echo(Sink):
+        kind = "echo"
+
+        async def deliver(self, message: Any, route: Any) -> Delivery:
+            return Delivery.delivered()
+
+    class Package:
+        @hookimpl
+        def register_sinks(self, register: Callable[[type], None]) -> None:
+            register(Echo)
+
+        @hookimpl
+        def message_routed(self, message: Any, route: Any, outcome: str) -> None:
+            seen.append((message.body, route.name if route else None, outcome))
+
+    host = host_factory(routes="""
+        [[inbound]]
+        name = "everything"
+        destination = "echo"
+        default = true
+        """)
+    host.plugins.register(Package(), "package")
+
+    async def flow() -> None:
+        async with host.running():
+            await host.messages.add(NewMessage(direction="in", body="hi", status="received",
+                                               local="+1", remote="+2"))
+            assert await host.router.idle()
+    asyncio.run(flow())
+    assert seen == [("hi", "everything", "routed")]

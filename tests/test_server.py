@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 import pytest
 import trustme
-from tests.conftest import ROOT, base_config, free_port
+from tests.conftest import NO_ROUTING, ROOT, base_config, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +53,7 @@ def write_config(tmp_path: Path, text: str) -> Path:
     cfg = tmp_path / "config"
     cfg.mkdir(exist_ok=True)
     (cfg / "smshost.toml").write_text(text, encoding="utf-8")
+    (cfg / "routes.toml").write_text(NO_ROUTING, encoding="utf-8")  # storage only
     return cfg
 
 

@@ -68,7 +68,8 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     db = Database(tmp_path / "s.db")
     applied = [(r["migration_set"], r["name"]) for r in db["_sqlite_migrations"].rows]
     assert applied == [("smshost", "m001_messages"), ("smshost", "m002_brokers"),
-                       ("smshost", "m003_fewer_indexes"), ("plugin-x", "m1")]
+                       ("smshost", "m003_fewer_indexes"), ("smshost", "m004_routing"),
+                       ("plugin-x", "m1")]
     assert {"messages", "message_events", "plugin_x"} <= set(db.table_names())
 
 

@@ -84,6 +84,7 @@ class _Kit:
         raw = {
             "server": {"data_dir": str(self.tmp), "public_url": public_url},
             "purge": {"enabled": False},
+            "routing": {"enabled": False},
             "plugins": {"dirs": [str(self.definition.parent.parent)], "entry_points": False},
             "brokers": [{"name": self.definition.stem, "definition": self.definition.stem,
                          **broker}],

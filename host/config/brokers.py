@@ -38,6 +38,8 @@ class AccountSettings:
         "broker's region.", check=_region)
     attrs: dict[str, str] = setting(factory=dict, help="Custom attributes, visible to handlers.",
                                     doc_default="{}")
+    opt_out: bool = setting(True, help="Handle STOP/START/HELP keywords for this account "
+                            "(routes.toml [optout]).")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
+from host.config.schema import RawTable
 from host.config.secrets import Secret
 from host.config.settings import FILES, Settings
 
@@ -30,6 +31,8 @@ def _type(tp: Any) -> str:
         return _type(next(a for a in args if a is not type(None))) + " (optional)"
     if typing.get_origin(tp) is dict:
         return f"table of {_type(args[1])}"
+    if tp is RawTable:
+        return "table"
     if tp is Secret:
         return 'secret: string, `{ env = "NAME" }` or `{ file = "PATH" }`'
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
@@ -88,6 +91,10 @@ def render() -> str:
             tp = hints[key]
             array = typing.get_origin(tp) is tuple
             cls = typing.get_args(tp)[0] if array else tp
+            if not dataclasses.is_dataclass(cls):
+                out += [fields[key].metadata.get("help", ""), "",
+                        "Each sink documents its own table; see the sink settings below.", ""]
+                continue
             out += _section(key, cls, array)
             if array:
                 out += [f"Default: {_default(fields[key])}.", ""]

@@ -18,6 +18,7 @@ from host.config.schema import Converter
 from host.config.settings import FILES, Origin, Settings
 from host.errors import ConfigError, ConfigErrors
 
+WHOLE_FILE_KEY = "sinks"
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -38,6 +39,10 @@ def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Se
     owner: dict[str, _Document] = {}
     for doc in docs:
         allowed = FILES[doc.path.name]
+        if allowed == (WHOLE_FILE_KEY,):  # sinks.toml: every table is a sink's settings
+            merged[WHOLE_FILE_KEY] = doc.data
+            owner[WHOLE_FILE_KEY] = doc
+            continue
         for key, value in doc.data.items():
             if key not in allowed:
                 errors.append(_misplaced(doc, key))
@@ -49,6 +54,8 @@ def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Se
         doc = owner.get(str(path[0])) if path else None
         if doc is None:
             return (str(config_dir / next(iter(FILES))), None)
+        if path[0] == WHOLE_FILE_KEY:
+            path = path[1:]
         return (str(doc.path), doc.lines.lookup(path))
 
     converter = Converter(locate, environ)

@@ -21,6 +21,10 @@ from host.config.secrets import Secret, resolve_secret
 from host.errors import ConfigError
 
 Check = Callable[[Any], "str | None"]
+
+
+class RawTable(dict):  # type: ignore[type-arg]
+    """A TOML table kept as it is, checked later by whoever owns it (a sink's settings)."""
 Locate = Callable[[KeyPath], tuple["str | None", "int | None"]]
 
 
@@ -67,6 +71,10 @@ class Converter:
             return self.convert(options[0], raw, path)
         if dataclasses.is_dataclass(tp):
             return self.section(typing.cast(type, tp), raw, path)
+        if tp is RawTable:
+            if not isinstance(raw, dict):
+                return self._fail(path, f"expected a table, got {_toml_type(raw)}")
+            return RawTable(raw)
         if tp is Secret:
             try:
                 return resolve_secret(raw, self.environ)

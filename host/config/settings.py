@@ -15,6 +15,13 @@ from typing import Literal
 
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.lines import KeyPath
+from host.config.routes import (
+    InboundRouteSettings,
+    OptOutSettings,
+    RoutingSettings,
+    route_problems,
+)
+from host.config.schema import RawTable
 from host.config.schema import at_least, greater_than, port_number, setting, time_of_day
 from host.config.secrets import Secret
 
@@ -216,6 +223,14 @@ class Settings:
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
     brokers: tuple[BrokerSettings, ...] = setting(
         (), help="Broker instances ([[brokers]] tables).", doc_default="none")
+    inbound: tuple[InboundRouteSettings, ...] = setting(
+        (), help="Inbound routes ([[inbound]] tables), in order.", doc_default="none: "
+        "every message goes to email")
+    optout: OptOutSettings = setting(factory=OptOutSettings, help="Opt-out keywords.")
+    routing: RoutingSettings = setting(factory=RoutingSettings, help="Routing.")
+    sinks: dict[str, RawTable] = setting(
+        factory=dict, help="Settings of each sink, by kind (the tables of sinks.toml).",
+        doc_default="{}")
     origin: Origin = field(default_factory=lambda: Origin(), compare=False, repr=False,
                            metadata={"internal": True})
 
@@ -226,6 +241,7 @@ class Settings:
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         yield from _listener_problems(self.listeners)
         yield from broker_problems(self.brokers)
+        yield from route_problems(self.inbound)
 
     @property
     def api_listener(self) -> ListenerSettings:
@@ -255,5 +271,7 @@ def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tupl
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins"),
     "brokers.toml": ("brokers",),
+    "routes.toml": ("inbound", "optout", "routing"),
+    "sinks.toml": ("sinks",),
 }
 """Which top-level keys each configuration file holds."""

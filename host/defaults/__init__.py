@@ -5,4 +5,8 @@ Their implementations are ``trylast`` so a user plugin can run before them.
 
 from __future__ import annotations
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("host.defaults.retention", "host.defaults.simulator")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "host.defaults.retention",
+    "host.defaults.simulator",
+    "host.defaults.routing",
+)

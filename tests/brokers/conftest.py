@@ -44,6 +44,8 @@ def broker_config(tmp_path: Path, brokers_toml: str, *, public_url: str = PUBLIC
         entry_points = false
         """) + textwrap.dedent(extra))
     (cfg / "brokers.toml").write_text(textwrap.dedent(brokers_toml))
+    if not (cfg / "routes.toml").exists():  # broker tests are about storage: no routing
+        (cfg / "routes.toml").write_text("[routing]\nenabled = false\n")
     return cfg
 
 

@@ -1,0 +1,97 @@
+"""Settings of inbound routes and opt-out keywords, ``config/routes.toml`` (SPEC R1-R6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from host.config.lines import KeyPath
+from host.config.schema import setting
+
+DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRouteSettings:
+    """One inbound route; the first whose pattern matches wins."""
+
+    name: str = setting(help="Route name, unique; recorded with every message it routes.")
+    destination: str = setting(
+        help="The sink matching messages go to: chat, handler, queue, email, webhook, or "
+        "the kind of a sink plugin.")
+    target: str = setting(
+        "", help="The handler, queue or webhook name, or the email address (empty: the "
+        "sink's default).")
+    type: Literal["ani", "body", "dnis"] = setting(
+        "body", help="What the pattern is matched against: ani (the sender's number), "
+        "dnis (the number texted) or body. Numbers are in E.164 (+CC...).")
+    pattern: str = setting(
+        ".*", help="Regular expression (RE2: linear time, no backreferences or "
+        "lookaround) that must match the whole field.")
+    default: bool = setting(
+        False, help="The catch-all route: required, and last, once any route exists. "
+        "Messages whose route failed for good fall back to it.")
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutSettings:
+    """STOP/START/HELP keywords, handled before routing (per account: opt_out)."""
+
+    enabled: bool = setting(True, help="Handle the keywords at all.")
+    stop_words: tuple[str, ...] = setting(
+        ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"),
+        help="A message that is exactly one of these (any case, trimmed) opts the sender "
+        "out for the number it texted.", doc_default="STOP, STOPALL, UNSUBSCRIBE, CANCEL, "
+        "END, QUIT")
+    start_words: tuple[str, ...] = setting(
+        ("START", "UNSTOP", "YES"), help="Opt the sender back in.",
+        doc_default="START, UNSTOP, YES")
+    help_words: tuple[str, ...] = setting(("HELP", "INFO"), help="Answered with help_reply.",
+                                          doc_default="HELP, INFO")
+    stop_reply: str = setting(
+        "You are unsubscribed and will receive no more messages. Reply START to resubscribe.",
+        help="Confirmation sent after an opt-out (empty: none).")
+    start_reply: str = setting("You are subscribed again. Reply STOP to unsubscribe.",
+                               help="Confirmation sent after an opt-in (empty: none).")
+    help_reply: str = setting("Reply STOP to unsubscribe.", help="Answer to HELP.")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How routing runs."""
+
+    enabled: bool = setting(
+        True, help="Route inbound messages. When false they are only stored, and are "
+        "routed once routing is turned back on.")
+    workers: int = setting(8, help="Messages routed at the same time (messages of one "
+                           "conversation are always routed in order).")
+    retry_delays: tuple[float, ...] = setting(
+        (1.0, 5.0, 30.0, 120.0, 600.0),
+        help="Seconds to wait before each retry of a destination that failed for now; "
+        "after the last one the message falls back to the default route.",
+        doc_default="[1, 5, 30, 120, 600]")
+
+
+def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[KeyPath, str]]:
+    from host.routing.patterns import compile_pattern
+
+    names: set[str] = set()
+    defaults = [i for i, r in enumerate(routes) if r.default]
+    for i, route in enumerate(routes):
+        if route.name in names:
+            yield ("inbound", i, "name"), f"route name {route.name!r} is used twice"
+        names.add(route.name)
+        problem = compile_pattern(route.pattern)[1]
+        if problem:
+            yield ("inbound", i, "pattern"), f"route {route.name!r}: {problem}"
+    if routes and not defaults:
+        yield ("inbound",), ("once any route exists, a default route (default = true) must "
+                             "be the last one")
+    for i in defaults[:-1]:
+        yield ("inbound", i, "default"), "only one route may be the default"
+    if defaults and defaults[-1] != len(routes) - 1:
+        yield ("inbound", defaults[-1], "default"), "the default route must be the last one"
+    for i in defaults:
+        if routes[i].pattern != ".*":
+            yield ("inbound", i, "pattern"), "the default route matches everything; drop its pattern"

@@ -1,0 +1,76 @@
+"""Opt-out (SPEC R6): STOP-family keywords, handled before routing, per account.
+
+A sender who texts a stop word to one of our numbers is opted out for that number;
+sending to them from it is refused (``OptedOut``) until they text a start word.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from host.errors import SmshostError
+from host.models import Message, utcnow
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+
+class OptedOut(SmshostError):
+    """The recipient opted out of messages from this number."""
+
+    def __init__(self, local: str, remote: str) -> None:
+        self.local = local
+        self.remote = remote
+        super().__init__(f"{remote} opted out of messages from {local} (they texted STOP); "
+                         "a message is allowed again after they text START")
+
+
+class OptOuts:
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    def keyword(self, message: Message) -> str | None:
+        """"stop", "start" or "help" when the whole body is such a keyword."""
+        settings = self._host.settings.optout
+        if not settings.enabled or message.direction != "in":
+            return None
+        word = message.body.strip().upper()
+        for action, words in (("stop", settings.stop_words), ("start", settings.start_words),
+                              ("help", settings.help_words)):
+            if word in (w.upper() for w in words):
+                return action
+        return None
+
+    def reply_text(self, action: str) -> str:
+        settings = self._host.settings.optout
+        return {"stop": settings.stop_reply, "start": settings.start_reply,
+                "help": settings.help_reply}[action]
+
+    def apply(self, db: Any, message: Message, action: str) -> None:
+        """Record an opt-out or opt-in (inside the caller's write)."""
+        if action == "stop":
+            db.execute("insert into optouts (local, remote, opted_out_at, broker) values "
+                       "(?, ?, ?, ?) on conflict do nothing",
+                       [message.local or "", message.remote or "", utcnow(), message.broker])
+        elif action == "start":
+            db.execute("delete from optouts where local = ? and remote = ?",
+                       [message.local or "", message.remote or ""])
+
+    async def is_opted_out(self, local: str, remote: str) -> bool:
+        row = await self._host.store.read(lambda db: db.execute(
+            "select 1 from optouts where local = ? and remote = ?", [local, remote]).fetchone())
+        return row is not None
+
+    async def check(self, local: str | None, remote: str) -> None:
+        """Raise :class:`OptedOut` when ``remote`` opted out of ``local``."""
+        if local and await self.is_opted_out(local, remote):
+            raise OptedOut(local, remote)
+
+    async def list(self, local: str | None = None) -> list[dict[str, Any]]:
+        sql = "select local, remote, opted_out_at, broker from optouts"
+        args: list[Any] = []
+        if local:
+            sql += " where local = ?"
+            args.append(local)
+        sql += " order by opted_out_at desc"
+        return await self._host.store.read(lambda db: list(db.query(sql, args)))

@@ -1,0 +1,95 @@
+"""Ordered inbound routes: whole-field RE2 matching, first match wins (SPEC R1-R5).
+
+With no routes configured every message goes to email (R3); once any route exists the
+last one must be the default catch-all (checked when the configuration loads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from host.config.routes import InboundRouteSettings
+from host.models import Message
+from host.routing.patterns import compile_pattern
+
+FIELDS = {"ani": "remote", "dnis": "local", "body": "body"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    destination: str
+    target: str = ""
+    type: str = "body"
+    pattern: str = ".*"
+    default: bool = False
+    compiled: Any = None
+
+    def field(self, message: Message) -> str:
+        return getattr(message, FIELDS[self.type]) or ""
+
+    def matches(self, message: Message) -> bool:
+        return self.default or self.compiled.fullmatch(self.field(message)) is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "destination": self.destination, "target": self.target,
+                "type": self.type, "pattern": self.pattern, "default": self.default}
+
+
+EMAIL_ONLY = Route("email", "email", "", "body", ".*", True)
+
+
+def compile_routes(routes: tuple[InboundRouteSettings, ...]) -> list[Route]:
+    """Routes ready to match; patterns were checked when the configuration loaded."""
+    if not routes:
+        return [EMAIL_ONLY]
+    out = []
+    for r in routes:
+        compiled, problem = compile_pattern(r.pattern)
+        assert problem is None, problem
+        out.append(Route(r.name, r.destination, r.target, r.type, r.pattern, r.default,
+                         compiled))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Which route matched, and why each route before it did not."""
+
+    route: Route
+    tried: list[tuple[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"route": self.route.to_json(),
+                "tried": [{"route": name, "reason": why} for name, why in self.tried]}
+
+
+def select(routes: list[Route], message: Message) -> Decision:
+    tried = []
+    for route in routes:
+        if route.matches(message):
+            return Decision(route, tried)
+        field = FIELDS[route.type]
+        tried.append((route.name, f"{route.type} {route.field(message)!r} does not match "
+                      f"{route.pattern!r} (whole {field})"))
+    return Decision(routes[-1], tried)  # unreachable with a default route; be safe
+
+
+def default_route(routes: list[Route]) -> Route:
+    return next((r for r in reversed(routes) if r.default), routes[-1])
+
+
+def shadowed(routes: list[Route]) -> list[tuple[str, str]]:
+    """(route, reason) for routes an earlier route always wins over, when decidable."""
+    out = []
+    for i, route in enumerate(routes):
+        if route.default:
+            continue
+        for earlier in routes[:i]:
+            if earlier.pattern in (".*", "(.*)", "^.*$") or (
+                    earlier.type == route.type and earlier.pattern == route.pattern):
+                out.append((route.name, f"route {earlier.name!r} before it matches "
+                            f"everything it would ({earlier.type} {earlier.pattern!r})"))
+                break
+    return out

@@ -1,0 +1,216 @@
+"""Routing runs from the durable store, after the commit (SPEC R1-R3, H4, P5).
+
+Every stored inbound message is routed by a lane of its conversation (local, remote):
+messages of one conversation in order, conversations side by side (``routing.workers``
+at a time). Before routing, STOP/START/HELP are handled. A destination that fails for
+now is retried after ``routing.retry_delays``; one that fails for good (or runs out of
+retries) hands the message to the default route, recording why. When the default
+route fails too the message is marked ``failed`` and kept. On start, every message
+still ``received`` is routed, so a crash between commit and routing loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from host.messages import _add_event
+from host.models import Message, utcnow
+from host.routing.inbound import Route, compile_routes, default_route, select
+from host.sinks.base import Delivery
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+log = logging.getLogger("smshost.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How routing one message ended."""
+
+    status: str  # "routed", "failed", or "retry" (not final)
+    route: Route | None
+    detail: dict[str, Any]
+    retry_after: float | None = None
+
+
+class Router:
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self.routes: list[Route] = compile_routes(host.settings.inbound)
+        self._lanes: dict[tuple[str, str], deque[int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max(1, host.settings.routing.workers))
+        self._attempts: dict[int, int] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        """Route everything left unrouted (by a crash or a stop) and take new messages."""
+        self._running = True
+        rows = await self._host.store.read(lambda db: list(db.query(
+            "select id, local, remote from messages where direction = 'in' "
+            "and status = 'received' order by id")))
+        for row in rows:
+            self.submit(row["id"], row["local"], row["remote"])
+        if rows:
+            log.info("routing %d message(s) left unrouted", len(rows))
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._lanes.clear()
+
+    def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
+        if not self._running:
+            return  # picked up by start() from the store
+        key = (local or "", remote or "")
+        lane = self._lanes.get(key)
+        if lane is not None:
+            if message_id not in lane:
+                lane.append(message_id)
+            return
+        self._lanes[key] = deque([message_id])
+        task = asyncio.create_task(self._run_lane(key), name=f"smshost-route-{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted message is routed (tests, CLI); False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._lanes and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return not self._lanes
+
+    async def _run_lane(self, key: tuple[str, str]) -> None:
+        lane = self._lanes[key]
+        try:
+            while lane:
+                message_id = lane[0]
+                async with self._slots:
+                    outcome = await self._route_safely(message_id)
+                if outcome.status == "retry":
+                    await asyncio.sleep(outcome.retry_after or 1.0)
+                    continue
+                lane.popleft()
+        finally:
+            self._lanes.pop(key, None)
+
+    async def _route_safely(self, message_id: int) -> Outcome:
+        try:
+            return await self.route(message_id)
+        # Routing must go on for the other messages; this one stays "received" and is
+        # routed again at the next start (BLE001).
+        except Exception:  # noqa: BLE001
+            log.exception("routing message %d failed", message_id)
+            return Outcome("failed", None, {})
+
+    async def route(self, message_id: int) -> Outcome:
+        message = await self._host.messages.get(message_id)
+        if message is None or message.status != "received":
+            return Outcome("routed", None, {"skipped": True})  # done before
+        action = self._optout_action(message)
+        if action is not None:
+            return await self._optout(message, action)
+        decision = select(self.routes, message)
+        route = decision.route
+        delivery = await self._deliver(message, route)
+        if delivery.outcome == "retry":
+            attempt = self._attempts.get(message_id, 0)
+            delays = self._host.settings.routing.retry_delays
+            if attempt < len(delays):
+                self._attempts[message_id] = attempt + 1
+                log.warning("route %s for message %d: %s; retry %d in %ss", route.name,
+                            message_id, delivery.detail, attempt + 1, delays[attempt])
+                return Outcome("retry", route, {}, delivery.retry_after or delays[attempt])
+            delivery = Delivery.failed(f"{delivery.detail} (gave up after {attempt} retries)")
+        self._attempts.pop(message_id, None)
+        if delivery.outcome == "delivered":
+            return await self._record(message, "routed", route, delivery, [])
+        return await self._fallback(message, route, delivery)
+
+    async def _fallback(self, message: Message, failed: Route, delivery: Delivery) -> Outcome:
+        failures = [{"route": failed.name, "destination": failed.destination,
+                     "target": failed.target, "reason": delivery.detail}]
+        default = default_route(self.routes)
+        log.warning("route %s failed for message %d: %s", failed.name, message.id,
+                    delivery.detail)
+        if failed is not default:
+            second = await self._deliver(message, default)
+            if second.outcome == "delivered":
+                return await self._record(message, "routed", default, second, failures)
+            failures.append({"route": default.name, "destination": default.destination,
+                             "target": default.target, "reason": second.detail})
+        log.error("message %d could not be routed: %s", message.id, failures)
+        return await self._record(message, "failed", default, delivery, failures)
+
+    async def _deliver(self, message: Message, route: Route) -> Delivery:
+        sink = self._host.sinks.get(route.destination)
+        if sink is None:
+            return Delivery.failed(f"no {route.destination} sink is available")
+        try:
+            return await sink.deliver(message, route)
+        # A sink is a plugin: whatever it raises is a failed delivery, not a crash (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            log.exception("sink %s failed on message %d", route.destination, message.id)
+            return Delivery.failed(f"{route.destination} sink error: {type(exc).__name__}: {exc}")
+
+    async def _record(self, message: Message, status: str, route: Route | None,
+                      delivery: Delivery, failures: list[dict[str, Any]]) -> Outcome:
+        detail: dict[str, Any] = {}
+        if route is not None:
+            detail.update(route=route.name, destination=route.destination,
+                          target=route.target)
+        if delivery.detail:
+            detail["detail"] = delivery.detail
+        if delivery.data:
+            detail.update(delivery.data)
+        if failures:
+            detail["failures"] = failures
+        name = route.name if route is not None else None
+
+        def write(db: Any) -> Any:
+            now = utcnow()
+            event = _add_event(db, message.id, status, now, "router", detail)
+            db.conn.execute("update messages set status = ?, route = ?, updated_at = ? "
+                            "where id = ?", [status, name, now, message.id])
+            return event
+
+        event = await self._host.store.write(write)
+        updated = await self._host.messages.get(message.id)
+        assert updated is not None
+        self._host.metrics.status_changed(updated)
+        await self._host.hooks.message_status_changed(self._host, updated, message.status,
+                                                     status, event)
+        await self._host.hooks.message_routed(self._host, updated, route, status, detail)
+        return Outcome(status, route, detail)
+
+    def _optout_action(self, message: Message) -> str | None:
+        instance = self._host.brokers.get(message.broker or "")
+        account = instance.accounts.get(message.account or "") if instance else None
+        if account is not None and not account.opt_out:
+            return None
+        return self._host.optouts.keyword(message)
+
+    async def _optout(self, message: Message, action: str) -> Outcome:
+        await self._host.store.write(lambda db: self._host.optouts.apply(db, message, action))
+        text = self._host.optouts.reply_text(action)
+        reply_id = None
+        if text:
+            try:
+                reply = await self._host.outbound.reply(message, text, source="optout",
+                                                        optout_exempt=True)
+                reply_id = reply.id
+            # The opt-out itself is recorded; a confirmation that cannot be queued is
+            # logged and the message still counts as handled (BLE001).
+            except Exception:  # noqa: BLE001
+                log.exception("no %s confirmation for message %d", action, message.id)
+        route = Route("optout", "optout", action, "body", ".*", False)
+        return await self._record(message, "routed", route,
+                                  Delivery.delivered(f"keyword {action}", reply=reply_id), [])

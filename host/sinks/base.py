@@ -1,0 +1,78 @@
+"""The base of every sink: a destination of inbound routes.
+
+A sink plugin registers a subclass through the ``register_sinks`` hook::
+
+    from host import hookimpl
+    from host.sinks.base import Delivery, Sink
+
+    class Echo(Sink):
+        kind = "echo"
+
+        async def deliver(self, message, route):
+            print(message.body)
+            return Delivery.delivered()
+
+    @hookimpl
+    def register_sinks(register):
+        register(Echo)
+
+A sink's settings are the ``[<kind>]`` table of ``config/sinks.toml``, converted to its
+``settings_class`` (a frozen dataclass declared with ``host.config.schema.setting``) with
+the same file/line errors as the core's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from host.core import Host
+    from host.models import Message
+    from host.routing.inbound import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one delivery: delivered, retry later, or failed for good."""
+
+    outcome: Literal["delivered", "retry", "failed"]
+    detail: str = ""
+    retry_after: float | None = None
+    data: dict[str, Any] | None = None  # recorded with the routing event (ids, ...)
+
+    @classmethod
+    def delivered(cls, detail: str = "", **data: Any) -> Delivery:
+        return cls("delivered", detail, None, data or None)
+
+    @classmethod
+    def retry(cls, detail: str, retry_after: float | None = None) -> Delivery:
+        return cls("retry", detail, retry_after)
+
+    @classmethod
+    def failed(cls, detail: str) -> Delivery:
+        return cls("failed", detail)
+
+
+class Sink:
+    """A destination. One instance per kind, built when the host starts."""
+
+    kind: ClassVar[str] = ""
+    settings_class: ClassVar[type | None] = None
+
+    def __init__(self, host: Host, settings: Any) -> None:
+        self.host = host
+        self.settings = settings
+
+    def check_target(self, target: str) -> str | None:
+        """A reason ``target`` cannot work (checked for every route), or None."""
+        return None
+
+    async def start(self) -> None:
+        """Called once the store is open."""
+
+    async def stop(self) -> None:
+        """Called at shutdown, before the store closes."""
+
+    async def deliver(self, message: Message, route: Route) -> Delivery:
+        raise NotImplementedError

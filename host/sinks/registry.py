@@ -1,0 +1,62 @@
+"""Build the sink instances of a host, and check the routes that name them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from host.config.schema import Converter
+from host.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+
+def _where(host: Host, *path: str | int) -> str:
+    file, line = host.settings.where(*path)
+    return f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+
+
+def build_sinks(host: Host, classes: dict[str, type]) -> tuple[dict[str, Sink], list[str]]:
+    """One instance per sink kind, its ``[kind]`` table of sinks.toml converted to its
+    settings; problems come back as ``file:line: key: message`` lines."""
+    sinks: dict[str, Sink] = {}
+    problems: list[str] = []
+    tables = host.settings.sinks
+    for kind, cls in classes.items():
+        raw = dict(tables.get(kind, {}))
+        settings: Any = raw
+        settings_class = getattr(cls, "settings_class", None)
+        if settings_class is not None and dataclasses.is_dataclass(settings_class):
+            converter = Converter(lambda path, k=kind: host.settings.where("sinks", k, *path))
+            settings = converter.section(settings_class, raw, ())
+            if converter.errors:
+                problems += [f"{e.describe().replace(': ', f': {kind}.', 1) if e.key else e.describe()}"
+                             for e in converter.errors]
+                continue
+        try:
+            sinks[kind] = cls(host, settings)
+        # A sink is a plugin: a constructor that raises disables that sink only (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"sink {kind}: {type(exc).__name__}: {exc}")
+    for kind in tables:
+        if kind not in classes:
+            problems.append(f"{_where(host, 'sinks', kind)}{kind}: no sink of this kind is "
+                            f"installed; sinks: {', '.join(sorted(classes)) or 'none'}")
+    return sinks, problems
+
+
+def route_problems(host: Host, sinks: dict[str, Sink]) -> list[tuple[str, str]]:
+    """(route name, problem) for routes whose destination or target cannot work."""
+    out = []
+    for index, route in enumerate(host.settings.inbound):
+        where = _where(host, "inbound", index)
+        sink = sinks.get(route.destination)
+        if sink is None:
+            out.append((route.name, f"{where}inbound[{index}].destination: no "
+                        f"{route.destination} sink is available"))
+            continue
+        problem = sink.check_target(route.target)
+        if problem:
+            out.append((route.name, f"{where}inbound[{index}].target: {problem}"))
+    return out
