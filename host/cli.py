@@ -87,6 +87,7 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
 def check(config_dir: Path | None) -> None:
     """Validate the configuration and every plugin; exit 1 on any problem."""
     from host.core import Host
+    from host.routing.inbound import shadowed
 
     config_dir = config_dir or _default_config()
     try:
@@ -105,7 +106,13 @@ def check(config_dir: Path | None) -> None:
             click.echo(f"ok: {record.kind} {record.name} ({record.source})")
         else:
             click.echo(f"error: {record.error}")
-    failures = host.plugins.failures
+    for name in sorted(host.handlers.entries):
+        click.echo(f"ok: handler {name} ({host.handlers.entries[name].path})")
+    for event in host.handlers.failed.values():
+        click.echo(f"error: handler {event.name}: {event.error}")
+    for route_name, why in shadowed(host.router.routes):
+        click.echo(f"warning: route {route_name!r} can never match: {why}")
+    failures = [*host.plugins.failures, *host.handlers.failed.values()]
     if failures:
         click.echo(f"{len(failures)} problem(s).")
         sys.exit(1)
@@ -218,6 +225,57 @@ def simulate(config_dir: Path | None, sender: str, recipient: str | None,
         click.echo(f"error: cannot reach {base}: {exc}", err=True)
         sys.exit(1)
     click.echo(f"stored message {answer['id']} (broker {answer['broker']})")
+
+
+@cli.group()
+def handler() -> None:
+    """Handler scripts."""
+
+
+@handler.command("test")
+@config_option
+@click.argument("name")
+@click.option("--ani", default="+15005550006", help="The sender's number.")
+@click.option("--dnis", default=None, help="The number texted [default: the first account's].")
+@click.option("--body", default="", help="The message text.")
+@click.option("--broker", "broker_name", default=None, help="Broker instance of the message.")
+def handler_test(config_dir: Path | None, name: str, ani: str, dnis: str | None, body: str,
+                 broker_name: str | None) -> None:
+    """Run a handler on a made-up message and show what it would do (H5).
+
+    Nothing is sent or stored: the replies, sends, route and state are printed.
+    """
+    from host.handlers.dryrun import dry_run
+
+    _, settings = _load(config_dir)
+    lines, ok = _run(dry_run(settings, name, ani=ani, dnis=dnis, body=body,
+                             broker=broker_name))
+    for line in lines:
+        click.echo(line)
+    sys.exit(0 if ok else 1)
+
+
+@cli.group()
+def route() -> None:
+    """Inbound routes."""
+
+
+@route.command("test")
+@config_option
+@click.option("--ani", required=True, help="The sender's number.")
+@click.option("--dnis", default="", help="The number texted.")
+@click.option("--body", default="", help="The message text.")
+@click.option("--region", default="US", help="Country for reading national numbers.")
+def route_test(config_dir: Path | None, ani: str, dnis: str, body: str, region: str) -> None:
+    """Which inbound route a message would take, and why the earlier ones did not (R5)."""
+    from host.routing.tester import explain
+
+    _, settings = _load(config_dir)
+    decision = explain(settings, ani=ani, dnis=dnis, body=body, region=region)
+    for tried in decision.tried:
+        click.echo(f"  no  {tried[0]}: {tried[1]}")
+    target = f" {decision.route.target}" if decision.route.target else ""
+    click.echo(f"  yes {decision.route.name}: {decision.route.destination}{target}")
 
 
 def _api_token(settings: Settings) -> str:

@@ -22,6 +22,8 @@ from host.brokers.concat import Concat
 from host.brokers.instances import BrokerInstance, build_instances
 from host.brokers.receipts import Receipts
 from host.config.secrets import Secret
+from host.handlers.registry import HandlerRegistry
+from host.watch import watch_handlers
 from host.optout import OptOuts
 from host.outbound import Outbound
 from host.routing.router import Router
@@ -66,6 +68,7 @@ class Host:
         self.optouts = OptOuts(self)
         self.outbound = Outbound(self)
         self.router = Router(self)
+        self.handlers = HandlerRegistry(self)
         self.discovery: Discovery | None = None
         self.brokers: dict[str, BrokerInstance] = {}
         self.sinks: dict[str, Sink] = {}
@@ -75,6 +78,7 @@ class Host:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._apps: dict[str, ASGIApp] = {}
+        self._watch_stop: asyncio.Event | None = None
         self.metrics.attach(self)
 
     # -- plugins --------------------------------------------------------------------
@@ -94,6 +98,7 @@ class Host:
             for problem in problems:
                 self.plugins.record("broker instance", problem.broker, "brokers.toml",
                                     problem.message)
+            self.handlers.reconcile()
             self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
             for message in sink_problems:
                 self.plugins.record("sink settings", message.split(":")[0], "sinks.toml",
@@ -142,9 +147,13 @@ class Host:
             self.api_token = _generated_token(self.data_dir / "api-token")
         await self.store.open(self.migration_sets())
         self.started_monotonic = time.monotonic()
+        await self.handlers.save()
         for sink in self.sinks.values():
             await sink.start()
         await self.hooks.startup(self)
+        if background and self.settings.handlers.watch:
+            self._watch_stop = asyncio.Event()
+            self._spawn(watch_handlers(self, self._watch_stop), "watch")
         if background and self.settings.routing.enabled:
             await self.router.start()
         if background and self.settings.purge.enabled:
@@ -155,6 +164,8 @@ class Host:
                  self.settings.server.role, self.store.path)
 
     async def stop(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -35,10 +35,10 @@ KINDS = ("brokers", "sinks", "handlers")
 
 @dataclass
 class Discovery:
-    """What discovery found: brokers to define, handler modules, sink classes."""
+    """What discovery found: brokers to define and sink classes. (Handler scripts are
+    loaded by ``host.handlers.registry``, which also reloads them.)"""
 
     brokers: dict[str, BrokerType] = field(default_factory=dict)
-    handlers: dict[str, ModuleType] = field(default_factory=dict)
     sinks: dict[str, type] = field(default_factory=dict)
 
 
@@ -64,10 +64,6 @@ def discover(plugins: Plugins, settings: PluginSettings) -> Discovery:
         _load_python(plugins, path, "sink")
     for path in files["brokers"]:
         _load_broker(plugins, path, found)
-    for path in files["handlers"]:
-        module = _load_python(plugins, path, "handler", versioned=True)
-        if module is not None:
-            found.handlers[path.stem] = module
     if settings.entry_points:
         _load_entry_points(plugins, disabled)
     _collect_registrations(plugins, found)
@@ -95,10 +91,9 @@ def _files_by_stem(folders: Iterable[Path], disabled: set[str]) -> dict[str, lis
     return {kind: list(paths.values()) for kind, paths in chosen.items()}
 
 
-def _load_python(plugins: Plugins, path: Path, kind: str, *,
-                 versioned: bool = False) -> ModuleType | None:
+def _load_python(plugins: Plugins, path: Path, kind: str) -> ModuleType | None:
     try:
-        module = load_module(path, kind + "s", versioned=versioned).module
+        module = load_module(path, kind + "s").module
     except PluginError as exc:
         plugins.record(kind, path.stem, str(path), str(exc))
         return None

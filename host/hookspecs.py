@@ -168,6 +168,20 @@ def message_routed(host: Host, message: Message, route: Route | None, outcome: s
     """
 
 
+@hookspec
+def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> MaybeAwaitable:
+    """A handler script was loaded, reloaded, failed to load, or was removed.
+
+    :param host: the host.
+    :param name: the handler's name (its file stem).
+    :param status: "loaded", "failed" (the previous version, if any, stays live) or
+        "removed".
+    :param error: why it failed, with file and line; None otherwise.
+
+    Use in handler scripts: yes.
+    """
+
+
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec

@@ -221,6 +221,11 @@ class Hooks:
         await self._plugins.call_each("message_routed", host=host, message=message,
                                       route=route, outcome=outcome, detail=detail)
 
+    async def handler_reloaded(self, host: Host, name: str, status: str,
+                               error: str | None) -> None:
+        await self._plugins.call_each("handler_reloaded", host=host, name=name,
+                                      status=status, error=error)
+
     async def purge(self, host: Host, cutoff: str, batch_size: int,
                     dry_run: bool) -> list[dict[str, int]]:
         return await self._plugins.call_each("purge", host=host, cutoff=cutoff,

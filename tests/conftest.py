@@ -104,3 +104,54 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env.pop("SMSHOST_CONFIG", None)
     return subprocess.run([*SMSHOST, *args], cwd=cwd or ROOT, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+MEMORY_SINK = '''
+from host import hookimpl
+from host.sinks.base import Delivery, Sink
+
+
+class MemorySink(Sink):
+    """Test sink: keeps what it gets; target "fail" fails for good, "retry" for now."""
+
+    kind = "memory"
+
+    def __init__(self, host, settings):
+        super().__init__(host, settings)
+        self.got = []
+
+    async def deliver(self, message, route):
+        if route.target == "fail":
+            return Delivery.failed("memory sink told to fail")
+        if route.target == "retry":
+            return Delivery.retry("memory sink told to retry")
+        self.got.append((route.target, message.body, message.remote, message.local))
+        return Delivery.delivered()
+
+
+@hookimpl
+def register_sinks(register):
+    register(MemorySink)
+'''
+
+
+@pytest.fixture
+def memory_sink(plugins_dir: Path) -> Path:
+    """A ``memory`` sink plugin (``host.sinks["memory"].got`` lists deliveries)."""
+    path = plugins_dir / "sinks" / "memory.py"
+    path.write_text(MEMORY_SINK, encoding="utf-8")
+    return path
+
+
+def routes_toml(*routes: tuple[str, str, str, str, str], extra: str = "") -> str:
+    """``routes_toml(("name", "type", "pattern", "destination", "target"), ...)``;
+    a route whose name is "default" becomes the default route."""
+    text = ""
+    for name, kind, pattern, destination, target in routes:
+        text += f'[[inbound]]\nname = "{name}"\ndestination = "{destination}"\n'
+        text += f'target = "{target}"\n'
+        if name == "default":
+            text += "default = true\n\n"
+        else:
+            text += f"type = \"{kind}\"\npattern = '{pattern}'\n\n"
+    return text + extra

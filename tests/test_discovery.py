@@ -52,6 +52,7 @@ def test_broken_items_are_recorded_and_the_rest_load(
     found = host.load_plugins()
 
     failures = {r.name: r.error for r in host.plugins.failures}
+    failures.update({name: e.error for name, e in host.handlers.failed.items()})
     assert set(failures) == {"raises", "exits", "syntax", "typo", "malformed", "Broken"}
     sinks = plugins_dir / "sinks"
     assert failures["raises"] == f"{sinks / 'raises.py'}:2: RuntimeError: bad import"
@@ -64,7 +65,7 @@ def test_broken_items_are_recorded_and_the_rest_load(
 
     assert set(found.sinks) == {"good"}
     assert set(found.brokers) == {"ok"}
-    assert set(found.handlers) == {"Hello"}
+    assert set(host.handlers.entries) == {"Hello"}
     assert host.plugins.pm.has_plugin("sink:good")
     assert not host.plugins.pm.has_plugin("sink:typo")  # nothing half-registered
     assert "smshost_plugins.sinks.raises" not in sys.modules

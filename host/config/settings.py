@@ -175,6 +175,20 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HandlerSettings:
+    """Handler scripts (plugins/handlers/*.py)."""
+
+    timeout: float = setting(10.0, help="Seconds a handler call may take; then the message "
+                             "falls back to the default route.", check=greater_than(0))
+    threads: int = setting(8, help="Sync handlers running at the same time (each in a "
+                           "thread).", check=greater_than(0))
+    watch: bool = setting(True, help="Reload a handler as soon as its file is saved.")
+    debounce_ms: int = setting(150, help="Wait this long for more file changes before "
+                               "reloading (editors write in several steps).",
+                               check=at_least(0))
+
+
+@dataclass(frozen=True, slots=True)
 class PluginSettings:
     """Where plugins come from."""
 
@@ -221,6 +235,7 @@ class Settings:
     purge: PurgeSettings = setting(factory=PurgeSettings, help="Data retention.")
     logging: LoggingSettings = setting(factory=LoggingSettings, help="Logs.")
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
+    handlers: HandlerSettings = setting(factory=HandlerSettings, help="Handler scripts.")
     brokers: tuple[BrokerSettings, ...] = setting(
         (), help="Broker instances ([[brokers]] tables).", doc_default="none")
     inbound: tuple[InboundRouteSettings, ...] = setting(
@@ -269,7 +284,8 @@ def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tupl
 
 
 FILES: dict[str, tuple[str, ...]] = {
-    "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins"),
+    "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
+                     "handlers"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "optout", "routing"),
     "sinks.toml": ("sinks",),

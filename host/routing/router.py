@@ -150,6 +150,16 @@ class Router:
         log.error("message %d could not be routed: %s", message.id, failures)
         return await self._record(message, "failed", default, delivery, failures)
 
+    async def deliver_to(self, message: Message, destination: str, target: str = "", *,
+                         via: Route | None = None, data: dict[str, Any] | None = None
+                         ) -> Delivery:
+        """Hand ``message`` to a destination chosen at run time (``ctx.route_to``)."""
+        name = f"{via.name} > {destination}" if via is not None else destination
+        delivery = await self._deliver(message, Route(name, destination, target))
+        merged = {**(data or {}), **(delivery.data or {}), "routed_to": destination,
+                  "routed_to_target": target}
+        return Delivery(delivery.outcome, delivery.detail, delivery.retry_after, merged)
+
     async def _deliver(self, message: Message, route: Route) -> Delivery:
         sink = self._host.sinks.get(route.destination)
         if sink is None:

@@ -26,7 +26,7 @@ from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import ApiError
 from host.metrics import CONTENT_TYPE
-from host.web import api
+from host.web import api, routing
 from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
 
@@ -61,7 +61,8 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     host.load_plugins()
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
     if listener.api:
-        routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes()]
+        routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes(),
+                   *routing.routes()]
         routes += host.hooks.register_routes(host)
 
     @contextlib.asynccontextmanager

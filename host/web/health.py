@@ -22,7 +22,10 @@ async def health(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001
         database["error"] = f"{type(exc).__name__}: {exc}"
     failures = [r.to_json() for r in host.plugins.failures]
-    status = "ok" if not failures else "degraded"
+    handlers = host.handlers.describe()
+    missing = [{"route": r.name, "handler": r.target} for r in host.settings.inbound
+               if r.destination == "handler" and host.handlers.get(r.target) is None]
+    status = "ok" if not failures and not handlers["failures"] and not missing else "degraded"
     if not database["ok"]:
         status = "error"
     body = {
@@ -34,6 +37,11 @@ async def health(request: Request) -> Response:
         "plugins": {
             "loaded": sum(1 for r in host.plugins.records if r.ok),
             "failures": failures,
+        },
+        "handlers": {
+            "loaded": [h["name"] for h in handlers["loaded"]],
+            "failures": handlers["failures"],
+            "routes_without_handler": missing,
         },
     }
     return JSONResponse(body, status_code=200 if database["ok"] else 503)

@@ -1,0 +1,253 @@
+"""The live handler scripts, reconciled with the files on disk (SPEC H1, H2).
+
+``reconcile()`` is idempotent: it lists ``handlers/*.py`` of every plugin folder
+(skipping ``_*.py`` and dotfiles), hashes each file, and loads what is new or changed
+as a fresh module under a new name (``smshost_plugins.handlers.<Stem>__<digest>``; no
+``importlib.reload``, no ``sys.path`` edits). A version is swapped in only once it
+loaded and passed the checks (a ``handle(ctx)`` function; hooks it implements exist);
+otherwise the previous version stays live and the failure is recorded (log, /health,
+``smshost check``, the ``handler_loads`` table). A deleted file is unregistered and
+routes naming it fall back to the default route. Calls already running finish on the
+version they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from anyio import CapacityLimiter
+
+from host.discovery import plugin_folders
+from host.errors import PluginError
+from host.handlers.context import Context, Reply, Send
+from host.handlers.runner import accepts_context
+from host.loader import load_module, unload
+from host.models import Message, utcnow
+from host.outbound import SendRequest
+from host.plugins import validate_plugin
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from host.core import Host
+
+log = logging.getLogger("smshost.handlers")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerEntry:
+    name: str
+    path: Path
+    module: ModuleType
+    handle: Callable[..., Any]
+    is_async: bool
+    digest: str
+    loaded_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadEvent:
+    name: str
+    path: str
+    status: str  # loaded, failed, removed
+    digest: str | None
+    error: str | None
+    at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "status": self.status,
+                "digest": self.digest, "error": self.error, "at": self.at}
+
+
+class HandlerRegistry:
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self.entries: dict[str, HandlerEntry] = {}
+        self.failed: dict[str, LoadEvent] = {}  # name → its last failed load (still failing)
+        self._seen: dict[str, str] = {}  # name → digest of the file last tried
+        self._unsaved: list[LoadEvent] = []
+        self._lock = asyncio.Lock()
+        self.limiter = CapacityLimiter(max(1, host.settings.handlers.threads))
+
+    # -- files ------------------------------------------------------------------------
+
+    def folders(self) -> list[Path]:
+        return [f / "handlers" for f in plugin_folders(self._host.settings.plugins)
+                if (f / "handlers").is_dir()]
+
+    def scan(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for folder in self.folders():
+            for path in sorted(folder.glob("*.py")):
+                if not path.name.startswith(("_", ".")):
+                    found[path.stem] = path
+        return found
+
+    # -- loading ----------------------------------------------------------------------
+
+    def reconcile(self) -> list[LoadEvent]:
+        """Bring the live handlers in line with the files; the load events it caused."""
+        events = []
+        files = self.scan()
+        for name, path in files.items():
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue  # vanished between listing and reading: the next round sees it
+            if self._seen.get(name) == digest:
+                continue
+            self._seen[name] = digest
+            events.append(self._load(name, path))
+        for name in [n for n in list(self._seen) if n not in files]:
+            events.append(self._remove(name))
+        self._unsaved += events
+        return events
+
+    async def reconcile_async(self) -> list[LoadEvent]:
+        """Reconcile (one at a time) and record the events in the database."""
+        async with self._lock:
+            events = self.reconcile()
+            await self.save()
+        for event in events:
+            await self._host.hooks.handler_reloaded(self._host, event.name, event.status,
+                                                   event.error)
+        return events
+
+    async def save(self) -> None:
+        events, self._unsaved = self._unsaved, []
+        if events and self._host.store.is_open:
+            await self._host.store.write(lambda db: db.conn.executemany(
+                "insert into handler_loads (name, digest, status, error, at) values "
+                "(?, ?, ?, ?, ?)", [(e.name, e.digest, e.status, e.error, e.at) for e in events]))
+
+    def _load(self, name: str, path: Path) -> LoadEvent:
+        try:
+            loaded = load_module(path, "handlers", versioned=True)
+        except PluginError as exc:
+            return self._failed(name, path, None, str(exc))
+        module = loaded.module
+        problem = self._check(module, name, path)
+        if problem is not None:
+            unload(module)
+            return self._failed(name, path, loaded.digest, problem)
+        handle = module.handle
+        entry = HandlerEntry(name, path, module, handle, inspect.iscoroutinefunction(handle),
+                             loaded.digest, utcnow())
+        old = self.entries.get(name)
+        self.entries[name] = entry  # the swap: one reference
+        self._host.plugins.unregister(f"handler:{name}")
+        self._host.plugins.register(module, f"handler:{name}")  # checked just before
+        self.failed.pop(name, None)
+        if old is not None:
+            self._retire(old)
+        log.info("handler %s %s (%s)", name, "reloaded" if old else "loaded", loaded.digest[:12])
+        return LoadEvent(name, str(path), "loaded", loaded.digest, None, entry.loaded_at)
+
+    def _check(self, module: ModuleType, name: str, path: Path) -> str | None:
+        handle = getattr(module, "handle", None)
+        if not callable(handle):
+            return f"{path}: no handle(ctx) function"
+        if not accepts_context(handle):
+            return f"{path}: handle must take one argument (the context)"
+        for hook in ("setup", "teardown"):
+            if hasattr(module, hook) and not callable(getattr(module, hook)):
+                return f"{path}: {hook} must be a function"
+        problem = validate_plugin(module, f"handler:{name}")
+        return f"{path}: {problem}" if problem else None
+
+    def _failed(self, name: str, path: Path, digest: str | None, error: str) -> LoadEvent:
+        live = self.entries.get(name)
+        serving = f"; still serving the version loaded at {live.loaded_at}" if live else ""
+        log.error("handler %s failed to load: %s%s", name, error, serving)
+        event = LoadEvent(name, str(path), "failed", digest, error, utcnow())
+        self.failed[name] = event
+        return event
+
+    def _remove(self, name: str) -> LoadEvent:
+        self._seen.pop(name, None)
+        self.failed.pop(name, None)
+        old = self.entries.pop(name, None)
+        self._host.plugins.unregister(f"handler:{name}")
+        if old is not None:
+            self._retire(old)
+        log.info("handler %s removed", name)
+        return LoadEvent(name, str(old.path) if old else "", "removed", None, None, utcnow())
+
+    def _retire(self, entry: HandlerEntry) -> None:
+        teardown = getattr(entry.module, "teardown", None)
+        if callable(teardown):
+            try:
+                teardown()
+            # The old version's teardown must not stop the new one (BLE001).
+            except Exception:  # noqa: BLE001
+                log.exception("handler %s: teardown of the old version failed", entry.name)
+        unload(entry.module)
+
+    def get(self, name: str) -> HandlerEntry | None:
+        return self.entries.get(name)
+
+    # -- calls ------------------------------------------------------------------------
+
+    async def context(self, message: Message, name: str) -> Context:
+        """A context for ``message``, with attributes and the conversation's state."""
+        row = await self._host.store.read(lambda db: db.execute(
+            "select data from conversation_state where scope = ? and local = ? and remote = ?",
+            [name, message.local or "", message.remote or ""]).fetchone())
+        state = json.loads(row[0]) if row else {}
+        return Context(message, name, self.attrs(message), state,
+                       log=logging.getLogger(f"smshost.handler.{name}"))
+
+    def attrs(self, message: Message) -> dict[str, Any]:
+        """Custom attributes: the broker's, the account's, then the message's (P4)."""
+        attrs: dict[str, Any] = {}
+        instance = self._host.brokers.get(message.broker or "")
+        if instance is not None:
+            attrs.update(instance.settings.attrs)
+            account = instance.accounts.get(message.account or "")
+            if account is not None:
+                attrs.update(account.attrs)
+        attrs.update(message.attrs)
+        return attrs
+
+    async def apply(self, ctx: Context, original_state: dict[str, Any]) -> list[str]:
+        """Carry out a finished call's replies and sends and save its state; the
+        problems met (a send refused, say), each also logged."""
+        problems = []
+        for action in ctx.actions:
+            try:
+                if isinstance(action, Reply):
+                    await self._host.outbound.reply(ctx.message, action.text)
+                elif isinstance(action, Send):
+                    await self._host.outbound.submit(SendRequest(
+                        action.to, action.text, action.broker,
+                        action.account or ctx.message.account, source="handler"))
+            # One refused send (opted out, unknown account) must not undo the others.
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{type(exc).__name__}: {exc}")
+                log.warning("handler %s: %s", ctx.handler, problems[-1])
+        if ctx.state != original_state:
+            data = json.dumps(ctx.state)
+            await self._host.store.write(lambda db: db.conn.execute(
+                "insert into conversation_state (scope, local, remote, data, updated_at) "
+                "values (?, ?, ?, ?, ?) on conflict (scope, local, remote) do update set "
+                "data = excluded.data, updated_at = excluded.updated_at",
+                [ctx.handler, ctx.message.local or "", ctx.message.remote or "", data,
+                 utcnow()]))
+        return problems
+
+    def describe(self) -> dict[str, Any]:
+        """For /health and the API: what is live and what failed."""
+        return {
+            "loaded": [{"name": e.name, "digest": e.digest[:12], "loaded_at": e.loaded_at,
+                        "path": str(e.path)} for e in self.entries.values()],
+            "failures": [e.to_json() for e in self.failed.values()],
+        }
+

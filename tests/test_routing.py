@@ -1,0 +1,299 @@
+"""Inbound routing: order, whole-field RE2 matching, defaults, fallback, opt-out (R1-R6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from host.config import load_settings
+from host.core import Host
+from host.errors import ConfigErrors
+from host.messages import NewMessage
+from host.optout import OptedOut
+from host.outbound import SendRequest
+from tests.conftest import routes_toml, run_cli
+
+ROUTES = routes_toml(
+    ("from-sf", "ani", r"\+1415\d{7}", "memory", "sf"),
+    ("hello", "body", "HELLO.*", "memory", "hello"),
+    ("short-code", "dnis", "12345", "memory", "short"),
+    ("default", "", "", "memory", "default"),
+)
+
+
+def mo(body: str, remote: str = "+12125550123", local: str = "+15550100",
+       **kw: Any) -> NewMessage:
+    return NewMessage(direction="in", body=body, status="received", remote=remote,
+                      local=local, **kw)
+
+
+def route_all(host: Host, *messages: NewMessage) -> list[Any]:
+    async def flow() -> list[Any]:
+        async with host.running():
+            ids = [(await host.messages.add(m))[0].id for m in messages]
+            assert await host.router.idle()
+            return [await host.messages.get(i) for i in ids]
+    return asyncio.run(flow())
+
+
+@pytest.fixture
+def routed_host(host_factory: Callable[..., Host], memory_sink: Path) -> Host:
+    return host_factory(routes=ROUTES)
+
+
+def test_first_matching_route_wins_on_the_whole_field(routed_host: Host) -> None:
+    messages = route_all(routed_host,
+                         mo("HELLO there", remote="+14155550123"),  # ani route first
+                         mo("HELLO there"),
+                         mo("say HELLO"),                         # not the whole body
+                         mo("x", local="12345"),
+                         mo("hello"))                             # case matters
+    assert [m.route for m in messages] == ["from-sf", "hello", "default", "short-code",
+                                           "default"]
+    assert all(m.status == "routed" for m in messages)
+    got = routed_host.sinks["memory"].got  # type: ignore[attr-defined]
+    assert [g[0] for g in got] == ["sf", "hello", "default", "short", "default"]
+
+
+def test_numbers_are_e164_before_matching(broker_host_generic: Host) -> None:
+    with TestClient(broker_host_generic.app_for()) as client:
+        client.post("/generic/mo", json={"id": "1", "from": "(415) 555-0123", "text": "x"})
+        assert client.portal.call(broker_host_generic.router.idle)  # type: ignore[union-attr]
+        body = client.get("/api/messages/1",
+                          headers={"Authorization": "Bearer test-token"}).json()
+    assert body["remote"] == "+14155550123" and body["route"] == "from-sf"
+    routed = [e for e in body["events"] if e["status"] == "routed"]
+    assert routed[0]["detail"] == {"route": "from-sf", "destination": "memory", "target": "sf"}
+
+
+@pytest.fixture
+def broker_host_generic(tmp_path: Path, memory_sink: Path) -> Host:
+    from tests.brokers.conftest import broker_config
+
+    cfg = broker_config(tmp_path, """
+[[brokers]]
+name = "gen"
+definition = "generic"
+
+[[brokers.accounts]]
+id = "main"
+local_address = "+15550100"
+""")
+    (cfg / "routes.toml").write_text(ROUTES)
+    text = (cfg / "smshost.toml").read_text().replace("dirs = []", f'dirs = ["{tmp_path / "plugins"}"]')
+    (cfg / "smshost.toml").write_text(text)
+    return Host(load_settings(cfg), config_dir=cfg)
+
+
+def test_linear_time_matching_of_a_hostile_body(host_factory: Callable[..., Host],
+                                                memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(("evil", "body", "(a+)+$", "memory", "evil"),
+                                           ("default", "", "", "memory", "default")))
+    (message,) = route_all(host, mo("a" * 10_000 + "b"))
+    assert message.route == "default"  # RE2: no catastrophic backtracking
+
+
+@pytest.mark.parametrize(("routes", "fragment"), [
+    (routes_toml(("x", "body", r"(a)\1", "memory", "x"), ("default", "", "", "memory", "d")),
+     "inbound[0].pattern: route 'x': bad pattern '(a)\\\\1': invalid escape sequence: \\1 "
+     "(backreferences are not supported)"),
+    (routes_toml(("x", "body", "a(?=b)", "memory", "x"), ("default", "", "", "memory", "d")),
+     "(lookahead and lookbehind are not supported)"),
+    (routes_toml(("x", "body", "[", "memory", "x"), ("default", "", "", "memory", "d")),
+     "bad pattern '[': missing ]"),
+    (routes_toml(("x", "body", "a", "memory", "x")),
+     "inbound: once any route exists, a default route (default = true) must be the last one"),
+    (routes_toml(("default", "", "", "memory", "d"), ("x", "body", "a", "memory", "x")),
+     "inbound[0].default: the default route must be the last one"),
+    ('[[inbound]]\nname = "d"\ndestination = "memory"\ndefault = true\npattern = "a"\n',
+     "inbound[0].pattern: the default route matches everything"),
+    (routes_toml(("x", "body", "a", "memory", "x"), ("x", "body", "b", "memory", "y"),
+                 ("default", "", "", "memory", "d")),
+     "inbound[1].name: route name 'x' is used twice"),
+])
+def test_bad_routes_are_config_errors_with_file_and_line(config_dir: Callable[..., Path],
+                                                         routes: str, fragment: str) -> None:
+    cfg = config_dir(routes=routes)
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(cfg)
+    text = "\n".join(e.describe() for e in info.value)
+    assert str(cfg / "routes.toml") + ":" in text
+    assert fragment in text, text
+
+
+def test_no_routes_means_email(host_factory: Callable[..., Host]) -> None:
+    host = host_factory(routes="")
+    assert [r.name for r in host.router.routes] == ["email"]
+    assert host.router.routes[0].destination == "email" and host.router.routes[0].default
+
+
+def test_failing_destination_falls_back_to_the_default_route(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(
+        ("broken", "body", "X.*", "memory", "fail"), ("default", "", "", "memory", "default"),
+        extra="[routing]\nretry_delays = [0.01]\n"))
+    broken, retried = route_all(host, mo("X marks the spot"),
+                                mo("Xtra", remote="+13125550000"))
+    assert broken.route == "default" and broken.status == "routed"
+
+    async def events() -> list[Any]:
+        async with host.running(background=False):
+            return await host.messages.events(broken.id)
+    (routed,) = [e for e in asyncio.run(events()) if e.status == "routed"]
+    assert routed.detail["failures"] == [{"route": "broken", "destination": "memory",
+                                          "target": "fail",
+                                          "reason": "memory sink told to fail"}]
+
+
+def test_retry_then_fallback_and_unknown_destination(host_factory: Callable[..., Host],
+                                                     memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(
+        ("slow", "body", "R", "memory", "retry"), ("default", "", "", "memory", "default"),
+        extra="[routing]\nretry_delays = [0.01, 0.01]\n"))
+    (message,) = route_all(host, mo("R"))
+    assert message.route == "default"
+
+
+def test_when_even_the_default_fails_the_message_is_kept_as_failed(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(("default", "", "", "memory", "fail")))
+    (message,) = route_all(host, mo("nowhere to go"))
+    assert message.status == "failed" and message.route == "default"
+
+
+def test_unrouted_messages_are_routed_at_start(host_factory: Callable[..., Host],
+                                               memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(("default", "", "", "memory", "d")))
+
+    async def store_without_routing() -> None:
+        async with host.running(background=False):  # no router
+            for i in range(3):
+                await host.messages.add(mo(f"m{i}"))
+    asyncio.run(store_without_routing())
+    messages = route_all(host)  # starting again routes what was left
+    assert messages == []
+    assert [g[1] for g in host.sinks["memory"].got] == ["m0", "m1", "m2"]  # type: ignore[attr-defined]
+
+
+def test_route_tester_cli_and_api(config_dir: Callable[..., Path], host_factory: Callable[..., Host],
+                                  memory_sink: Path) -> None:
+    cfg = config_dir(routes=ROUTES)
+    result = run_cli("route", "test", "--config", str(cfg), "--ani", "(212) 555-0123",
+                     "--body", "HELLO")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "  no  from-sf: ani '+12125550123' does not match '\\\\+1415\\\\d{7}' (whole remote)",
+        "  yes hello: memory hello"]
+    host = host_factory(routes=ROUTES)
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        answer = client.post("/api/routes/test", json={"ani": "+14155550123", "body": "x"})
+        missing = client.post("/api/routes/test", json={"body": "x"})
+        listed = client.get("/api/routes").json()
+    assert answer.json()["route"]["name"] == "from-sf" and answer.json()["tried"] == []
+    assert missing.status_code == 400
+    assert [r["name"] for r in listed["routes"]] == ["from-sf", "hello", "short-code", "default"]
+
+
+def test_check_warns_about_a_shadowed_route(config_dir: Callable[..., Path],
+                                            memory_sink: Path) -> None:
+    cfg = config_dir(routes=routes_toml(("all", "body", ".*", "memory", "a"),
+                                        ("never", "ani", r"\+1.*", "memory", "b"),
+                                        ("default", "", "", "memory", "d")))
+    result = run_cli("check", "--config", str(cfg))
+    assert "warning: route 'never' can never match: route 'all' before it matches everything" \
+        in result.stdout
+
+
+def test_route_to_unknown_sink_or_target_is_reported(config_dir: Callable[..., Path],
+                                                     memory_sink: Path) -> None:
+    cfg = config_dir(routes=routes_toml(("x", "body", "a", "nosuch", "t"),
+                                        ("default", "", "", "memory", "d")))
+    result = run_cli("check", "--config", str(cfg))
+    assert result.returncode == 1
+    assert "inbound[0].destination: no nosuch sink is available" in result.stdout
+
+
+# -- opt-out (R6) ------------------------------------------------------------------------
+
+OPTOUT_BROKERS = """
+[[brokers]]
+name = "sim"
+definition = "simulator"
+encryption = "https"
+
+[[brokers.accounts]]
+id = "a"
+local_address = "+15550100"
+
+[[brokers.accounts]]
+id = "b"
+local_address = "+15550111"
+opt_out = false
+"""
+
+
+@pytest.fixture
+def optout_host(tmp_path: Path, memory_sink: Path) -> Host:
+    from tests.brokers.conftest import broker_config
+
+    cfg = broker_config(tmp_path, OPTOUT_BROKERS)
+    (cfg / "routes.toml").write_text(routes_toml(("default", "", "", "memory", "d")))
+    text = (cfg / "smshost.toml").read_text().replace("dirs = []", f'dirs = ["{tmp_path / "plugins"}"]')
+    (cfg / "smshost.toml").write_text(text)
+    return Host(load_settings(cfg), config_dir=cfg)
+
+
+def test_stop_start_help(optout_host: Host) -> None:
+    host = optout_host
+    sender = "+14155550123"
+
+    async def flow() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with host.running():
+            async def say(text: str, account: str = "a", local: str = "+15550100") -> None:
+                await host.messages.add(NewMessage(direction="in", body=text,
+                                                   status="received", broker="sim",
+                                                   account=account, local=local,
+                                                   remote=sender))
+                assert await host.router.idle()
+            await say(" stop ")
+            out["after_stop"] = await host.optouts.list()
+            try:
+                await host.outbound.submit(SendRequest(to=sender, text="promo", broker="sim",
+                                                       account="a"))
+            except OptedOut as exc:
+                out["refused"] = str(exc)
+            await say("HELP")
+            await say("Start")
+            out["after_start"] = await host.optouts.list()
+            await host.outbound.submit(SendRequest(to=sender, text="welcome back",
+                                                   broker="sim", account="a"))
+            await say("STOP", account="b", local="+15550111")  # keywords off for b
+            out["after_b"] = await host.optouts.list()
+            out["outbound"] = [m.body for m in await host.messages.find(
+                __import__("host.messages", fromlist=["MessageFilter"]).MessageFilter(
+                    direction="out", limit=10))][::-1]
+        return out
+    out = asyncio.run(flow())
+    assert [(o["local"], o["remote"]) for o in out["after_stop"]] == [("+15550100", sender)]
+    assert out["refused"].startswith(f"{sender} opted out of messages from +15550100")
+    assert out["after_start"] == [] and out["after_b"] == []
+    settings = host.settings.optout
+    assert out["outbound"] == [settings.stop_reply, settings.help_reply, settings.start_reply,
+                               "welcome back"]
+    assert [g[1] for g in host.sinks["memory"].got] == ["STOP"]  # account b: routed as text
+
+
+def test_optouts_api(optout_host: Host) -> None:
+    with TestClient(optout_host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        client.post("/api/simulator/mo", json={"from": "+14155550123", "text": "stop"})
+        assert client.portal.call(optout_host.router.idle)  # type: ignore[union-attr]
+        listed = client.get("/api/optouts").json()["optouts"]
+        none = client.get("/api/optouts", params={"local": "+15550111"}).json()["optouts"]
+    assert [(o["local"], o["remote"]) for o in listed] == [("+15550100", "+14155550123")]
+    assert none == []
