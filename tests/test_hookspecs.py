@@ -244,3 +244,27 @@ def test_hook_message_routed(host_factory: Callable[..., Host], tmp_path: Path) 
             assert await host.router.idle()
     asyncio.run(flow())
     assert seen == [("hi", "everything", "routed")]
+
+
+def test_hook_handler_reloaded(host: Host, plugins_dir: Path) -> None:
+    events: list[tuple[str, str, bool]] = []
+
+    class Listener:
+        @hookimpl
+        def handler_reloaded(self, name: str, status: str, error: str | None) -> None:
+            events.append((name, status, error is not None))
+
+    host.plugins.register(Listener(), "listener")
+    path = plugins_dir / "handlers" / "Greeter.py"
+
+    async def flow() -> None:
+        async with host.running(background=False):
+            path.write_text("def handle(ctx):\n    ctx.reply('hi')\n")
+            await host.handlers.reconcile_async()
+            path.write_text("def handle(ctx):\n    oops(\n")
+            await host.handlers.reconcile_async()
+            path.unlink()
+            await host.handlers.reconcile_async()
+    asyncio.run(flow())
+    assert events == [("Greeter", "loaded", False), ("Greeter", "failed", True),
+                      ("Greeter", "removed", False)]

@@ -42,7 +42,7 @@ def handle(ctx):
     ctx.state["messages"] = seen
 
     words = ctx.body.strip().split()
-    keyword = words[0].upper() if words else ""
+    keyword = words[0].upper().strip(".,!?;:") if words else ""
 
     if keyword == "HOURS":
         # ctx.reply sends an SMS back to the sender, from the number they texted.

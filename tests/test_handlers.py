@@ -1,0 +1,282 @@
+"""Handler scripts: hot reload through the real watcher, failures, context API (H1-H5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from host.core import Host
+from host.messages import MessageFilter, NewMessage
+from tests.conftest import routes_toml, run_cli
+
+BROKERS = """
+[[brokers]]
+name = "sim"
+definition = "simulator"
+encryption = "http"
+
+[[brokers.accounts]]
+id = "main"
+local_address = "+15550100"
+attrs = { team = "blue" }
+"""
+
+ROUTES = routes_toml(("to-handler", "body", "H.*", "handler", "Echo"),
+                     ("default", "", "", "memory", "default"),
+                     extra="[routing]\nretry_delays = []\n")
+
+
+def handler(plugins_dir: Path, name: str, source: str) -> Path:
+    path = plugins_dir / "handlers" / f"{name}.py"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(textwrap.dedent(source), encoding="utf-8")
+    tmp.rename(path)  # like an editor's atomic save
+    return path
+
+
+@pytest.fixture
+def make_host(host_factory: Callable[..., Host], memory_sink: Path,
+              plugins_dir: Path) -> Callable[..., Host]:
+    def make(routes: str = ROUTES, extra: str = "") -> Host:
+        from tests.conftest import base_config
+
+        tmp = plugins_dir.parent
+        # shipped plugins on: the handler sink and the simulator broker are shipped
+        config = base_config(tmp, extra=extra).replace("shipped = false", "shipped = true")
+        return host_factory(smshost=config, brokers=BROKERS, routes=routes)
+    return make
+
+
+def mo(body: str, remote: str = "+14155550123") -> NewMessage:
+    return NewMessage(direction="in", body=body, status="received", broker="sim",
+                      account="main", local="+15550100", remote=remote, attrs={"k": "v"})
+
+
+async def send(host: Host, body: str, remote: str = "+14155550123") -> Any:
+    message, _ = await host.messages.add(mo(body, remote))
+    assert await host.router.idle()
+    return await host.messages.get(message.id)
+
+
+async def outbound(host: Host) -> list[str]:
+    found = await host.messages.find(MessageFilter(direction="out", limit=50))
+    return [m.body for m in reversed(found)]
+
+
+async def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+def test_save_reload_break_and_delete_through_the_real_watcher(
+        make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    path = handler(plugins_dir, "Echo", "def handle(ctx):\n    ctx.reply('v1: ' + ctx.body)\n")
+    host = make_host()
+
+    async def flow() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with host.running():
+            await send(host, "Hi one")
+            v1 = host.handlers.get("Echo").digest  # type: ignore[union-attr]
+            handler(plugins_dir, "Echo", "async def handle(ctx):\n    ctx.reply('v2: ' + ctx.body)\n")
+            assert await wait_for(lambda: host.handlers.get("Echo").digest != v1)  # type: ignore[union-attr]
+            await send(host, "Hi two")
+            handler(plugins_dir, "Echo", "def handle(ctx):\n    ctx.reply('v3' \n")
+            assert await wait_for(lambda: "Echo" in host.handlers.failed)
+            await send(host, "Hi three")  # the old version still serves
+            out["failure"] = host.handlers.failed["Echo"].error
+            out["health"] = await asyncio.to_thread(lambda: None)
+            path.unlink()
+            assert await wait_for(lambda: host.handlers.get("Echo") is None)
+            deleted = await send(host, "Hi four")
+            out["deleted_route"] = deleted.route
+            out["outbound"] = await outbound(host)
+            out["loads"] = await host.store.read(lambda db: [
+                r[0] for r in db.execute(
+                    "select status from handler_loads where name = 'Echo' order by id")])
+        return out
+    out = asyncio.run(flow())
+    assert out["outbound"] == ["v1: Hi one", "v2: Hi two", "v2: Hi three"]
+    assert out["failure"].startswith(f"{path}:2: SyntaxError")
+    assert out["deleted_route"] == "default"
+    assert [g[1] for g in host.sinks["memory"].got] == ["Hi four"]  # type: ignore[attr-defined]
+    assert out["loads"] == ["loaded", "loaded", "failed", "removed"]
+
+
+def test_health_shows_a_failed_handler_and_a_route_without_handler(
+        make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    handler(plugins_dir, "Broken", "import nothing_here_at_all\n")
+    host = make_host(routes=routes_toml(("h", "body", "x", "handler", "Echo"),
+                                        ("default", "", "", "memory", "d")))
+    with TestClient(host.app_for()) as client:
+        health = client.get("/health").json()
+        status = client.get("/api/handlers",
+                            headers={"Authorization": "Bearer test-token"}).json()
+    assert health["status"] == "degraded"
+    (failure,) = health["handlers"]["failures"]
+    assert failure["name"] == "Broken" and "ModuleNotFoundError" in failure["error"]
+    assert health["handlers"]["routes_without_handler"] == [{"route": "h", "handler": "Echo"}]
+    assert [h["status"] for h in status["history"] if h["name"] == "Broken"] == ["failed"]
+
+
+@pytest.mark.parametrize(("source", "fragment"), [
+    ("x = 1\n", "no handle(ctx) function"),
+    ("def handle():\n    pass\n", "handle must take one argument"),
+    ("import sys\nsys.exit(2)\n", "SystemExit: 2"),
+    ("from host import hookimpl\n@hookimpl\ndef startupp(host):\n    pass\n"
+     "def handle(ctx):\n    pass\n", "unknown hook 'startupp'"),
+])
+def test_invalid_handler_files_are_refused(make_host: Callable[..., Host], plugins_dir: Path,
+                                           source: str, fragment: str) -> None:
+    handler(plugins_dir, "Echo", source)
+    host = make_host()
+    host.load_plugins()
+    assert host.handlers.get("Echo") is None
+    assert fragment in (host.handlers.failed["Echo"].error or "")
+
+
+def test_exception_and_timeout_fall_back_to_the_default_route_with_the_traceback(
+        make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    handler(plugins_dir, "Echo", """
+        import asyncio, time
+
+        def handle(ctx):
+            if ctx.body == "H boom":
+                ctx.reply("never sent")
+                raise ValueError("boom in the handler")
+            if ctx.body == "H slow":
+                time.sleep(1.5)
+            ctx.reply("ok")
+        """)
+    handler(plugins_dir, "Slowasync", """
+        import asyncio
+
+        async def handle(ctx):
+            await asyncio.sleep(5)
+        """)
+    routes = routes_toml(("a", "body", "A.*", "handler", "Slowasync"),
+                         ("to-handler", "body", "H.*", "handler", "Echo"),
+                         ("default", "", "", "memory", "default"),
+                         extra="[routing]\nretry_delays = []\n")
+    host = make_host(routes=routes, extra="[handlers]\ntimeout = 0.3\nwatch = false\n")
+
+    async def flow() -> tuple[list[Any], list[str]]:
+        async with host.running():
+            messages = [await send(host, b) for b in ("H boom", "H slow", "A sleepy", "H fine")]
+            events = [await host.messages.events(m.id) for m in messages]
+            return events, await outbound(host)
+    events, sent = asyncio.run(flow())
+    details = [[e.detail for e in ev if e.status == "routed"][0] for ev in events]
+    assert details[0]["route"] == "default"
+    reason = details[0]["failures"][0]["reason"]
+    assert reason.startswith("handler Echo raised ValueError: boom in the handler")
+    assert "Traceback (most recent call last)" in reason and 'line 7, in handle' in reason
+    assert details[1]["failures"][0]["reason"].startswith("handler Echo timed out after 0.3 s")
+    assert details[2]["failures"][0]["reason"].startswith("handler Slowasync timed out")
+    assert details[3]["route"] == "to-handler"
+    assert sent == ["ok"]  # nothing from the failed calls
+
+
+def test_context_api(make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    handler(plugins_dir, "Echo", """
+        def handle(ctx):
+            count = ctx.state.get("count", 0) + 1
+            ctx.state["count"] = count
+            ctx.reply(f"#{count} from {ctx.ani} to {ctx.dnis}: team {ctx.attrs['team']}, "
+                      f"k={ctx.attrs['k']}")
+            if count == 2:
+                ctx.send("+13125550000", "second message seen")
+                ctx.route_to("memory", "second")
+            ctx.log.info("handled %s", ctx.body)
+        """)
+    host = make_host()
+
+    async def flow() -> tuple[list[Any], list[str], Any]:
+        async with host.running():
+            messages = [await send(host, "H1"), await send(host, "H2"),
+                        await send(host, "H3", remote="+16175550100")]
+            state = await host.store.read(lambda db: list(db.query(
+                "select scope, remote, data from conversation_state order by remote")))
+            return messages, await outbound(host), state
+    messages, sent, state = asyncio.run(flow())
+    assert sent == ["#1 from +14155550123 to +15550100: team blue, k=v",
+                    "#2 from +14155550123 to +15550100: team blue, k=v",
+                    "second message seen",
+                    "#1 from +16175550100 to +15550100: team blue, k=v"]
+    assert [m.route for m in messages] == ["to-handler"] * 3
+    assert host.sinks["memory"].got == [("second", "H2", "+14155550123", "+15550100")]  # type: ignore[attr-defined]
+    assert [(r["remote"], json.loads(r["data"])) for r in state] == [
+        ("+14155550123", {"count": 2}), ("+16175550100", {"count": 1})]
+
+
+def test_dry_run_prints_and_stores_nothing(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = run_cli("handler", "test", "CustomSMSRoutingToHandler", "--config",
+                     str(root / "config"), "--ani", "4155550123", "--body", "billing question",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "  route to queue support",
+        "  reply to +14155550123: Thanks! Someone from support will text you shortly.",
+        '  state: {"messages": 1}']
+    assert not (tmp_path / "data").exists()
+    broken = run_cli("handler", "test", "Nope", "--config", str(root / "config"), cwd=tmp_path)
+    assert broken.returncode == 1 and "no handler named 'Nope'" in broken.stdout
+
+
+def test_shipped_example_handler(make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    source = (Path(__file__).resolve().parent.parent / "plugins" / "handlers" /
+              "CustomSMSRoutingToHandler.py").read_text()
+    handler(plugins_dir, "Echo", source)
+    host = make_host(routes=routes_toml(("default", "", "", "handler", "Echo"),
+                                        extra="[routing]\nretry_delays = []\n"))
+
+    async def flow() -> tuple[list[Any], list[str]]:
+        async with host.running():
+            messages = [await send(host, "hours?"),
+                        await send(host, "Sales please", remote="+16175550100"),
+                        await send(host, "sales again", remote="+16175550100"),
+                        await send(host, "hello")]
+            return messages, await outbound(host)
+    messages, sent = asyncio.run(flow())
+    assert sent == ["We are open Monday to Friday, 9:00 to 17:00.",
+                    "Thanks! Someone from sales will text you shortly.",  # first contact only
+                    "Text SALES, SUPPORT or BILLING to reach us, or HOURS for opening hours."]
+    # "Sales please" went on to the sales queue; without a queue sink it fell back
+    assert messages[1].status in ("routed", "failed")
+
+
+def test_reload_keeps_in_flight_calls_on_their_version(make_host: Callable[..., Host],
+                                                       plugins_dir: Path) -> None:
+    handler(plugins_dir, "Echo", """
+        import time
+        VERSION = "old"
+
+        def handle(ctx):
+            time.sleep(0.3)
+            ctx.reply(VERSION)
+        """)
+    host = make_host(extra="[handlers]\nwatch = false\n")
+
+    async def flow() -> list[str]:
+        async with host.running():
+            first, _ = await host.messages.add(mo("H a"))
+            await asyncio.sleep(0.1)  # the call is running in its thread
+            handler(plugins_dir, "Echo", "def handle(ctx):\n    ctx.reply('new')\n")
+            await host.handlers.reconcile_async()
+            assert await host.router.idle()
+            await send(host, "H b", remote="+16175550100")
+            return await outbound(host)
+    assert asyncio.run(flow()) == ["old", "new"]
+    assert time  # imported for handlers' sake
