@@ -295,3 +295,7 @@ def _api_token(settings: Settings) -> str:
 
 def main() -> None:
     cli()
+
+
+from host.webhook_cli import webhooks  # noqa: E402 - a command group of its own module
+cli.add_command(webhooks)

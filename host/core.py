@@ -79,6 +79,7 @@ class Host:
         self._lock = asyncio.Lock()
         self._apps: dict[str, ASGIApp] = {}
         self._watch_stop: asyncio.Event | None = None
+        self.background = True
         self.metrics.attach(self)
 
     # -- plugins --------------------------------------------------------------------
@@ -100,9 +101,8 @@ class Host:
                                     problem.message)
             self.handlers.reconcile()
             self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
-            for message in sink_problems:
-                self.plugins.record("sink settings", message.split(":")[0], "sinks.toml",
-                                    message)
+            for kind, message in sink_problems:
+                self.plugins.record("sink settings", kind, "sinks.toml", message)
             for route, message in route_problems(self, self.sinks):
                 self.plugins.record("route", route, "routes.toml", message)
         return self.discovery
@@ -141,6 +141,7 @@ class Host:
                     await self.stop()
 
     async def start(self, *, background: bool = True) -> None:
+        self.background = background  # sinks look at it: no delivery workers in CLI runs
         self.load_plugins()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.api_token is None:

@@ -95,7 +95,7 @@ class Messages:
         return message, event
 
     async def get(self, message_id: int) -> Message | None:
-        rows = await self._host.store.read(
+        rows = self._host.store.read_now(
             lambda db: list(db.query("select * from messages where id = ?", [message_id])))
         return Message.from_row(rows[0]) if rows else None
 

@@ -57,7 +57,7 @@ class OptOuts:
                        [message.local or "", message.remote or ""])
 
     async def is_opted_out(self, local: str, remote: str) -> bool:
-        row = await self._host.store.read(lambda db: db.execute(
+        row = self._host.store.read_now(lambda db: db.execute(
             "select 1 from optouts where local = ? and remote = ?", [local, remote]).fetchone())
         return row is not None
 

@@ -79,6 +79,7 @@ class Store:
         self._closing = False
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
+        self._loop_reader: Database | None = None
         self._lock = threading.Lock()
         self.stats = StoreStats()
 
@@ -122,6 +123,9 @@ class Store:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._loop_reader is not None:
+            self._loop_reader.conn.close()
+            self._loop_reader = None
         self._readers = threading.local()
 
     @property
@@ -148,6 +152,16 @@ class Store:
         if not self._open:
             raise StoreClosed("the store is not open")
         return await anyio.to_thread.run_sync(partial(self._read_call, fn))
+
+    def read_now(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn(db)`` right here on the event loop, on a read-only connection of its
+        own: for point lookups by key, which take microseconds, where handing over to a
+        worker thread would cost far more than the query. Never for scans."""
+        if not self._open:
+            raise StoreClosed("the store is not open")
+        if self._loop_reader is None:
+            self._loop_reader = Database(self._connect(readonly=True))
+        return fn(self._loop_reader)
 
     async def ping(self) -> bool:
         """True when a read succeeds and the writer is alive; raise with the reason if not."""

@@ -206,6 +206,7 @@ def test_check_command_explains_a_broken_config(tmp_path: Path) -> None:
 def test_check_command_never_prints_secrets(tmp_path: Path) -> None:
     cfg = write(tmp_path, "[api]\ntoken = { env = 'CHECK_TOKEN' }\n"
                 "[plugins]\nshipped = false\nentry_points = false\ndirs = []\n")
+    (cfg / "routes.toml").write_text("[routing]\nenabled = false\n")
     result = run_cli("check", "--config", str(cfg), env={"CHECK_TOKEN": "very-secret-9"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "very-secret-9" not in result.stdout + result.stderr

@@ -198,7 +198,7 @@ class HandlerRegistry:
 
     async def context(self, message: Message, name: str) -> Context:
         """A context for ``message``, with attributes and the conversation's state."""
-        row = await self._host.store.read(lambda db: db.execute(
+        row = self._host.store.read_now(lambda db: db.execute(
             "select data from conversation_state where scope = ? and local = ? and remote = ?",
             [name, message.local or "", message.remote or ""]).fetchone())
         state = json.loads(row[0]) if row else {}

@@ -12,6 +12,7 @@ still ``received`` is routed, so a crash between commit and routing loses nothin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -187,14 +188,14 @@ class Router:
 
         def write(db: Any) -> Any:
             now = utcnow()
-            event = _add_event(db, message.id, status, now, "router", detail)
+            event = _add_event(db, message.id, status, now, "router", detail)  # event.at = now
             db.conn.execute("update messages set status = ?, route = ?, updated_at = ? "
                             "where id = ?", [status, name, now, message.id])
             return event
 
         event = await self._host.store.write(write)
-        updated = await self._host.messages.get(message.id)
-        assert updated is not None
+        updated = dataclasses.replace(message, status=status, route=name,
+                                      updated_at=event.at)
         self._host.metrics.status_changed(updated)
         await self._host.hooks.message_status_changed(self._host, updated, message.status,
                                                      status, event)

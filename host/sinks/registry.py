@@ -17,11 +17,12 @@ def _where(host: Host, *path: str | int) -> str:
     return f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
 
 
-def build_sinks(host: Host, classes: dict[str, type]) -> tuple[dict[str, Sink], list[str]]:
+def build_sinks(host: Host, classes: dict[str, type]
+                ) -> tuple[dict[str, Sink], list[tuple[str, str]]]:
     """One instance per sink kind, its ``[kind]`` table of sinks.toml converted to its
-    settings; problems come back as ``file:line: key: message`` lines."""
+    settings; problems come back as (kind, ``file:line: key: message``)."""
     sinks: dict[str, Sink] = {}
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     tables = host.settings.sinks
     for kind, cls in classes.items():
         raw = dict(tables.get(kind, {}))
@@ -31,24 +32,33 @@ def build_sinks(host: Host, classes: dict[str, type]) -> tuple[dict[str, Sink], 
             converter = Converter(lambda path, k=kind: host.settings.where("sinks", k, *path))
             settings = converter.section(settings_class, raw, ())
             if converter.errors:
-                problems += [f"{e.describe().replace(': ', f': {kind}.', 1) if e.key else e.describe()}"
-                             for e in converter.errors]
+                for error in converter.errors:
+                    error.key = f"{kind}.{error.key}" if error.key else kind
+                    problems.append((kind, error.describe()))
                 continue
         try:
             sinks[kind] = cls(host, settings)
         # A sink is a plugin: a constructor that raises disables that sink only (BLE001).
         except Exception as exc:  # noqa: BLE001
-            problems.append(f"sink {kind}: {type(exc).__name__}: {exc}")
+            problems.append((kind, f"sink {kind}: {type(exc).__name__}: {exc}"))
     for kind in tables:
         if kind not in classes:
-            problems.append(f"{_where(host, 'sinks', kind)}{kind}: no sink of this kind is "
-                            f"installed; sinks: {', '.join(sorted(classes)) or 'none'}")
+            problems.append((kind, f"{_where(host, 'sinks', kind)}{kind}: no sink of this "
+                             f"kind is installed; sinks: {', '.join(sorted(classes)) or 'none'}"))
     return sinks, problems
 
 
 def route_problems(host: Host, sinks: dict[str, Sink]) -> list[tuple[str, str]]:
     """(route name, problem) for routes whose destination or target cannot work."""
     out = []
+    if not host.settings.inbound and host.settings.routing.enabled:
+        # no routes: everything goes to email (R3), so email must work
+        email = sinks.get("email")
+        problem = ("no email sink is available" if email is None
+                   else email.check_target(""))
+        if problem:
+            out.append(("email", f"routes.toml: no routes, so every message goes to email, "
+                        f"but: {problem}"))
     for index, route in enumerate(host.settings.inbound):
         where = _where(host, "inbound", index)
         sink = sinks.get(route.destination)
