@@ -21,6 +21,7 @@ from host import __version__
 from host.brokers.concat import Concat
 from host.brokers.instances import BrokerInstance, build_instances
 from host.brokers.receipts import Receipts
+from host.brokers.sender import Sender
 from host.config.secrets import Secret
 from host.handlers.registry import HandlerRegistry
 from host.watch import watch_handlers
@@ -69,6 +70,7 @@ class Host:
         self.outbound = Outbound(self)
         self.router = Router(self)
         self.handlers = HandlerRegistry(self)
+        self.sender = Sender(self)
         self.discovery: Discovery | None = None
         self.brokers: dict[str, BrokerInstance] = {}
         self.sinks: dict[str, Sink] = {}
@@ -80,6 +82,7 @@ class Host:
         self._apps: dict[str, ASGIApp] = {}
         self._watch_stop: asyncio.Event | None = None
         self.background = True
+        self._sending = False
         self.metrics.attach(self)
 
     # -- plugins --------------------------------------------------------------------
@@ -157,6 +160,9 @@ class Host:
             self._spawn(watch_handlers(self, self._watch_stop), "watch")
         if background and self.settings.routing.enabled:
             await self.router.start()
+        if background and self.settings.outbox.enabled:
+            await self.sender.start()
+            self._sending = True
         if background and self.settings.purge.enabled:
             self._spawn(self.purger.scheduled(), "purge")
         if background:
@@ -172,6 +178,9 @@ class Host:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.router.stop()
+        if self._sending:
+            await self.sender.stop()
+            self._sending = False
         for sink in self.sinks.values():
             try:
                 await sink.stop()

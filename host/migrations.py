@@ -131,3 +131,28 @@ def m004_routing(db: Database) -> None:
             error text,
             at text not null
         )""")
+
+
+@core()
+def m005_outbox(db: Database) -> None:
+    # Messages waiting to be sent, and their attempts (SPEC O6). A row leaves when the
+    # message is accepted by the broker or fails for good. Times are Unix seconds.
+    db.execute("""
+        create table outbox (
+            message_id integer primary key references messages (id) on delete cascade,
+            next_attempt_at real not null,
+            attempts integer not null default 0,
+            in_flight integer not null default 0,
+            recovered integer not null default 0,
+            last_error text,
+            enqueued_at real not null
+        )""")
+    db.execute("create index outbox_due on outbox (in_flight, next_attempt_at)")
+    # Idempotency-Key of the send API: a retried request gets the same messages (O1).
+    db.execute("""
+        create table idempotency (
+            key text primary key,
+            message_ids text not null,
+            request text not null,
+            created_at text not null
+        )""")

@@ -1,20 +1,40 @@
-"""Queuing outbound messages: the one path for the API, CLI and handler scripts (SPEC O1).
+"""Queuing outbound messages: the one path of the API, CLI and handler scripts (SPEC O1-O5, O9).
 
-``submit`` checks the sender (a broker instance and account), refuses a recipient who
-opted out, and stores the message as ``queued`` for the outbound worker to send.
+``send`` turns a request into stored ``queued`` messages for the sender worker:
+
+1. a retried request (same ``Idempotency-Key``) gets the messages of the first one;
+2. the sender: an account (optionally at a broker), or a workgroup or user whose queue
+   names one (O9);
+3. the outbound route for the destination: its broker and account, the number to
+   dial (``$0``/``$1``...), and whether the sender's classification may use it (O2);
+4. the number: E.164 when the broker internationalizes, and valid (O3);
+5. opt-out: a recipient who texted STOP to that number is refused (R6);
+6. encoding and length per the broker's ``parsing``: unaltered, split into one
+   message per segment, or truncated (O4); or merged into a message still waiting
+   to the same number from the same account (O5);
+7. everything stored in one transaction, with the outbox rows: persisted before any
+   network call (O6).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import phonenumbers
+
+from host.encoding import segments as count_segments
+from host.encoding import truncate
 from host.errors import SmshostError
-from host.messages import NewMessage
-from host.models import Message
-from host.numbers import normalize
+from host.messages import NewMessage, _insert
+from host.models import Message, StatusEvent, utcnow
+from host.routing.outbound import OutboundDecision, RouteRefused, compile_outbound, \
+    select_outbound
 
 if TYPE_CHECKING:
+    from sqlite_utils import Database
+
     from host.brokers.instances import BrokerInstance
     from host.config.brokers import AccountSettings
     from host.core import Host
@@ -38,11 +58,45 @@ class SendRequest:
     attrs: dict[str, Any] = field(default_factory=dict)
     source: str = "api"
     optout_exempt: bool = False  # only the STOP/START confirmations themselves
+    workgroup: str | None = None
+    user: str | None = None
+    classification: str | None = None
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        return json.dumps([self.to, self.text, self.broker, self.account, self.workgroup,
+                           self.user, self.classification, self.attrs], sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The result of a send: the stored messages (several when split)."""
+
+    messages: list[Message]
+    encoding: str
+    segments: int
+    route: str | None = None
+    replayed: bool = False  # an Idempotency-Key seen before: nothing new was queued
+    consolidated: bool = False  # merged into a message that was already waiting
+
+
+@dataclass
+class _Plan:
+    instance: BrokerInstance
+    account: AccountSettings
+    to: str
+    bodies: list[str]
+    encoding: str
+    segments: int
+    decision: OutboundDecision
 
 
 class Outbound:
     def __init__(self, host: Host) -> None:
         self._host = host
+        self.routes = compile_outbound(host.settings.outbound)
+
+    # -- the sender ---------------------------------------------------------------------
 
     def sender(self, broker: str | None, account: str | None
                ) -> tuple[BrokerInstance, AccountSettings]:
@@ -58,21 +112,114 @@ class Outbound:
                 return instance, next(iter(instance.accounts.values()))
             if account in instance.accounts:
                 return instance, instance.accounts[account]
+        if not instances:
+            raise SendError(422, "no_broker", "no broker is configured to send")
         raise SendError(422, "unknown_account", f"no account {account!r} can send"
                         + (f" through {broker!r}" if broker else ""))
 
-    async def submit(self, request: SendRequest) -> Message:
-        instance, account = self.sender(request.broker, request.account)
+    def _sender_of(self, request: SendRequest) -> tuple[BrokerInstance, AccountSettings]:
+        if request.workgroup or request.user:
+            kind, name = ("workgroup", request.workgroup) if request.workgroup else \
+                ("user", request.user)
+            broker, account = self._queue_account(kind, name or "")
+            return self.sender(request.broker or broker, account)
+        return self.sender(request.broker, request.account)
+
+    def _queue_account(self, kind: str, name: str) -> tuple[str | None, str]:
+        """The account of a workgroup's or user's queue (``[[queue.queues]]`` account)."""
+        sink = self._host.sinks.get("queue")
+        queues = getattr(getattr(sink, "settings", None), "queues", ())
+        for queue in queues:
+            if queue.name == name and getattr(queue, "kind", kind) == kind:
+                if not getattr(queue, "account", None):
+                    raise SendError(422, "no_account",
+                                    f"{kind} {name!r} has no account to send from: set "
+                                    "account in its [[queue.queues]] table")
+                return getattr(queue, "broker", None), queue.account
+        raise SendError(422, f"unknown_{kind}", f"no {kind} named {name!r}")
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(self, request: SendRequest) -> _Plan:
+        """Decide everything about a send without storing anything (also for tests)."""
+        if not request.text:
+            raise SendError(422, "empty_text", "the message has no text")
+        instance, account = self._sender_of(request)
+        try:
+            decision = select_outbound(self.routes, request.to.strip(), request.classification)
+        except RouteRefused as exc:
+            raise SendError(exc.status, exc.code, str(exc)) from None
+        if decision.route is not None and decision.route.broker:
+            instance, account = self._route_sender(decision, instance, account)
+        to = self._number(instance, account, decision.number)
+        return _Plan(instance, account, to, *self._bodies(instance, request.text), decision)
+
+    def _route_sender(self, decision: OutboundDecision, instance: BrokerInstance,
+                      account: AccountSettings) -> tuple[BrokerInstance, AccountSettings]:
+        route = decision.route
+        assert route is not None and route.broker
+        if instance.name == route.broker:
+            return instance, account
+        return self.sender(route.broker, route.account)
+
+    def _number(self, instance: BrokerInstance, account: AccountSettings, number: str) -> str:
+        raw = number.strip()
+        digits = "".join(ch for ch in raw if ch.isdigit())
+        if raw.lstrip("+").isdigit() and len(digits) <= 6:
+            return digits  # a short code
         region = instance.region(account)
-        to = normalize(request.to, region)
-        local = account.local_address
+        try:
+            parsed = phonenumbers.parse(raw, region or None)
+        except phonenumbers.NumberParseException as exc:
+            raise SendError(422, "invalid_number",
+                            f"{number!r} is not a phone number: {exc}") from None
+        if not phonenumbers.is_valid_number(parsed):
+            raise SendError(422, "invalid_number",
+                            f"{number!r} is not a valid phone number (region {region})")
+        if instance.settings.mt.internationalize:
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return raw
+
+    def _bodies(self, instance: BrokerInstance, text: str) -> tuple[list[str], str, int]:
+        seg = count_segments(text)
+        limit = instance.definition.max_segments
+        parsing = instance.settings.mt.parsing
+        if parsing == "split" and seg.segments > 1:
+            return [p for p in seg.parts], seg.encoding, 1
+        if parsing == "truncate" and seg.segments > 1:
+            short = truncate(text)
+            return [short], count_segments(short).encoding, 1
+        if seg.segments > limit:
+            raise SendError(422, "too_long", f"{seg.segments} segments, but broker "
+                            f"{instance.name} takes at most {limit}; shorten the text or "
+                            "set mt.parsing to split or truncate")
+        return [text], seg.encoding, seg.segments
+
+    # -- storing ----------------------------------------------------------------------
+
+    async def send(self, request: SendRequest) -> Queued:
+        if request.idempotency_key:
+            replay = await self._replay(request)
+            if replay is not None:
+                return replay
+        plan = self.plan(request)
         if not request.optout_exempt:
-            await self._host.optouts.check(local, to)
-        message, _ = await self._host.messages.add(NewMessage(
-            direction="out", body=request.text, status="queued", broker=instance.name,
-            account=account.id, local=local, remote=to, attrs=request.attrs,
-            source=request.source))
-        return message
+            await self._host.optouts.check(plan.account.local_address, plan.to)
+        stored = await self._host.store.write(lambda db: self._store(db, request, plan))
+        messages, events, consolidated = stored
+        for message, event in zip(messages, events, strict=True):
+            if event is not None:
+                self._host.metrics.message_stored(message)
+                await self._host.hooks.message_stored(self._host, message)
+                await self._host.hooks.message_status_changed(self._host, message, None,
+                                                             "queued", event)
+        self._host.sender.wake()
+        route = plan.decision.route.name if plan.decision.route else None
+        return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
+
+    async def submit(self, request: SendRequest) -> Message:
+        """As :meth:`send`, for callers that want the (first) message."""
+        return (await self.send(request)).messages[0]
 
     async def reply(self, message: Message, text: str, source: str = "handler",
                     optout_exempt: bool = False) -> Message:
@@ -80,3 +227,87 @@ class Outbound:
         return await self.submit(SendRequest(to=message.remote or "", text=text,
                                              broker=message.broker, account=message.account,
                                              source=source, optout_exempt=optout_exempt))
+
+    async def _replay(self, request: SendRequest) -> Queued | None:
+        row = self._host.store.read_now(lambda db: db.execute(
+            "select message_ids, request from idempotency where key = ?",
+            [request.idempotency_key]).fetchone())
+        if row is None:
+            return None
+        if row[1] != request.fingerprint():
+            raise SendError(422, "idempotency_mismatch", "this Idempotency-Key was used for "
+                            "a different request; use a new key for a new message")
+        messages = [await self._host.messages.get(i) for i in json.loads(row[0])]
+        found = [m for m in messages if m is not None]
+        first = found[0] if found else None
+        return Queued(found, first.encoding or "gsm7" if first else "gsm7",
+                      sum(m.segments or 1 for m in found), first.route if first else None,
+                      replayed=True)
+
+    def _store(self, db: Database, request: SendRequest, plan: _Plan
+               ) -> tuple[list[Message], list[StatusEvent | None], bool]:
+        if request.idempotency_key:  # the same key raced in: answer with its messages
+            row = db.execute("select message_ids from idempotency where key = ?",
+                             [request.idempotency_key]).fetchone()
+            if row is not None:
+                return [_get(db, i) for i in json.loads(row[0])], [None], False
+        merged = self._consolidate(db, request, plan) if len(plan.bodies) == 1 else None
+        if merged is not None:
+            result: tuple[list[Message], list[StatusEvent | None], bool] = (
+                [merged], [None], True)
+        else:
+            stored = [self._insert_one(db, request, plan, body) for body in plan.bodies]
+            result = ([m for m, _ in stored], [e for _, e in stored], False)
+        if request.idempotency_key:
+            db.execute("insert into idempotency (key, message_ids, request, created_at) "
+                       "values (?, ?, ?, ?)", [request.idempotency_key,
+                                               json.dumps([m.id for m in result[0]]),
+                                               request.fingerprint(), utcnow()])
+        return result
+
+    def _insert_one(self, db: Database, request: SendRequest, plan: _Plan,
+                    body: str) -> tuple[Message, StatusEvent | None]:
+        attrs = dict(request.attrs)
+        if request.classification:
+            attrs["classification"] = request.classification
+        if len(plan.bodies) > 1:
+            attrs["part_of"] = len(plan.bodies)
+        seg = count_segments(body)
+        message, event = _insert(db, NewMessage(
+            direction="out", body=body, status="queued", broker=plan.instance.name,
+            account=plan.account.id, local=plan.account.local_address, remote=plan.to,
+            encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source))
+        route = plan.decision.route.name if plan.decision.route else None
+        if route is not None:
+            db.conn.execute("update messages set route = ? where id = ?", [route, message.id])
+        now = self._host.sender.clock()
+        db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at) "
+                        "values (?, ?, ?)", [message.id, now, now])
+        return message, event
+
+    def _consolidate(self, db: Database, request: SendRequest, plan: _Plan) -> Message | None:
+        """Merge into a message still waiting (never tried) when it all fits one segment."""
+        if not plan.instance.settings.mt.consolidate:
+            return None
+        row = db.conn.execute(
+            "select m.id, m.body from messages m join outbox o on o.message_id = m.id "
+            "where m.direction = 'out' and m.status = 'queued' and m.broker = ? "
+            "and m.account = ? and m.remote = ? and o.attempts = 0 and o.in_flight = 0 "
+            "order by m.id desc limit 1",
+            [plan.instance.name, plan.account.id, plan.to]).fetchone()
+        if row is None:
+            return None
+        text = f"{row[1]}\n{plan.bodies[0]}"
+        seg = count_segments(text)
+        if seg.segments > 1:
+            return None
+        db.conn.execute("update messages set body = ?, encoding = ?, updated_at = ?, "
+                        "attrs = json_set(attrs, '$.consolidated', "
+                        "coalesce(json_extract(attrs, '$.consolidated'), 1) + 1) "
+                        "where id = ?", [text, seg.encoding, utcnow(), row[0]])
+        return _get(db, row[0])
+
+
+def _get(db: Database, message_id: int) -> Message:
+    return Message.from_row(next(db.query("select * from messages where id = ?",
+                                          [message_id])))

@@ -67,9 +67,9 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert calls == ["m1"]
     db = Database(tmp_path / "s.db")
     applied = [(r["migration_set"], r["name"]) for r in db["_sqlite_migrations"].rows]
-    assert applied == [("smshost", "m001_messages"), ("smshost", "m002_brokers"),
-                       ("smshost", "m003_fewer_indexes"), ("smshost", "m004_routing"),
-                       ("plugin-x", "m1")]
+    core_names = [("smshost", m.name) for m in core.pending(Database(memory=True))]
+    assert core_names[0] == ("smshost", "m001_messages")
+    assert applied == [*core_names, ("plugin-x", "m1")]
     assert {"messages", "message_events", "plugin_x"} <= set(db.table_names())
 
 

@@ -81,6 +81,9 @@ class BrokerMtSettings:
         "split sends one message per segment, truncate cuts to one segment.")
     rate: float = setting(0.0, help="Messages per second per account; 0 means no limit.",
                           check=at_least(0))
+    consolidate: bool = setting(
+        False, help="Merge a new message into one still waiting to the same number from "
+        "the same account when the result still fits one segment.")
 
 
 @dataclass(frozen=True, slots=True)

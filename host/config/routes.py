@@ -95,3 +95,46 @@ def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[K
     for i in defaults:
         if routes[i].pattern != ".*":
             yield ("inbound", i, "pattern"), "the default route matches everything; drop its pattern"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRouteSettings:
+    """One outbound route; the first whose pattern matches the destination wins (O2)."""
+
+    name: str = setting(help="Route name, unique; recorded with every message it sends.")
+    pattern: str = setting(
+        ".*", help="RE2 pattern the destination number must match whole (as given; use "
+        "groups to capture parts for format).")
+    format: str = setting(
+        "$0", help="The number to send to: $0 is the whole destination, $1, $2... its "
+        "groups (e.g. pattern '0(\\d{9})', format '+44$1').")
+    broker: str | None = setting(
+        None, help="Broker instance to send through; default: the sender's account's.")
+    account: str | None = setting(
+        None, help="Account to send from when the sender names none (or one at another "
+        "broker).")
+    classifications: tuple[str, ...] = setting(
+        (), help="Only senders whose classification is listed may use this route; empty: "
+        "everyone.", doc_default="[] (everyone)")
+
+
+def outbound_problems(routes: tuple[OutboundRouteSettings, ...]
+                      ) -> Iterator[tuple[KeyPath, str]]:
+    import re
+
+    from host.routing.patterns import compile_pattern
+
+    names: set[str] = set()
+    for i, route in enumerate(routes):
+        if route.name in names:
+            yield ("outbound", i, "name"), f"outbound route name {route.name!r} is used twice"
+        names.add(route.name)
+        compiled, problem = compile_pattern(route.pattern)
+        if problem:
+            yield ("outbound", i, "pattern"), f"route {route.name!r}: {problem}"
+            continue
+        groups = compiled.groups if compiled is not None else 0
+        for ref in re.findall(r"\$(\d+)", route.format):
+            if int(ref) > groups:
+                yield ("outbound", i, "format"), (
+                    f"route {route.name!r}: ${ref} but the pattern has {groups} group(s)")

@@ -18,7 +18,9 @@ from host.config.lines import KeyPath
 from host.config.routes import (
     InboundRouteSettings,
     OptOutSettings,
+    OutboundRouteSettings,
     RoutingSettings,
+    outbound_problems,
     route_problems,
 )
 from host.config.schema import RawTable
@@ -189,6 +191,26 @@ class HandlerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """Sending queued messages (SPEC O6)."""
+
+    enabled: bool = setting(True, help="Send queued messages (false: queue only).")
+    max_in_flight: int = setting(64, help="Send requests under way at once.",
+                                 check=greater_than(0))
+    max_attempts: int = setting(8, help="Attempts before a message fails for good.",
+                                check=greater_than(0))
+    max_age: float = setting(86400.0, help="Seconds after which an unsent message fails "
+                             "instead of being tried again.", check=greater_than(0))
+    first_delay: float = setting(2.0, help="Seconds before the first retry; each next one "
+                                 "waits `factor` times longer.", check=greater_than(0))
+    factor: float = setting(2.0, help="Backoff factor between retries.", check=at_least(1))
+    max_delay: float = setting(600.0, help="Longest wait between two attempts.",
+                               check=greater_than(0))
+    jitter: float = setting(0.2, help="Random spread of each wait (0.2: plus or minus "
+                            "20%).", check=at_least(0))
+
+
+@dataclass(frozen=True, slots=True)
 class PluginSettings:
     """Where plugins come from."""
 
@@ -236,8 +258,12 @@ class Settings:
     logging: LoggingSettings = setting(factory=LoggingSettings, help="Logs.")
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
     handlers: HandlerSettings = setting(factory=HandlerSettings, help="Handler scripts.")
+    outbox: OutboxSettings = setting(factory=OutboxSettings, help="Outbound sending.")
     brokers: tuple[BrokerSettings, ...] = setting(
         (), help="Broker instances ([[brokers]] tables).", doc_default="none")
+    outbound: tuple[OutboundRouteSettings, ...] = setting(
+        (), help="Outbound routes ([[outbound]] tables), in order.", doc_default="none: "
+        "the sender's account sends")
     inbound: tuple[InboundRouteSettings, ...] = setting(
         (), help="Inbound routes ([[inbound]] tables), in order.", doc_default="none: "
         "every message goes to email")
@@ -257,6 +283,7 @@ class Settings:
         yield from _listener_problems(self.listeners)
         yield from broker_problems(self.brokers)
         yield from route_problems(self.inbound)
+        yield from outbound_problems(self.outbound)
 
     @property
     def api_listener(self) -> ListenerSettings:
@@ -285,9 +312,9 @@ def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tupl
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers"),
+                     "handlers", "outbox"),
     "brokers.toml": ("brokers",),
-    "routes.toml": ("inbound", "optout", "routing"),
+    "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),
 }
 """Which top-level keys each configuration file holds."""

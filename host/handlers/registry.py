@@ -74,7 +74,7 @@ class HandlerRegistry:
         self.failed: dict[str, LoadEvent] = {}  # name → its last failed load (still failing)
         self._seen: dict[str, str] = {}  # name → digest of the file last tried
         self._unsaved: list[LoadEvent] = []
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
         self.limiter = CapacityLimiter(max(1, host.settings.handlers.threads))
 
     # -- files ------------------------------------------------------------------------
@@ -113,6 +113,8 @@ class HandlerRegistry:
 
     async def reconcile_async(self) -> list[LoadEvent]:
         """Reconcile (one at a time) and record the events in the database."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             events = self.reconcile()
             await self.save()

@@ -51,6 +51,7 @@ class Router:
 
     async def start(self) -> None:
         """Route everything left unrouted (by a crash or a stop) and take new messages."""
+        self._slots = asyncio.Semaphore(max(1, self._host.settings.routing.workers))
         self._running = True
         rows = await self._host.store.read(lambda db: list(db.query(
             "select id, local, remote from messages where direction = 'in' "

@@ -1,0 +1,323 @@
+"""The outbox worker: sends queued messages through their broker (SPEC O6, O7, O8).
+
+Every message was persisted, with its outbox row, before any network call. A send is:
+
+1. claimed: its outbox row marked in flight (committed) before the request leaves;
+2. paced by the account's token bucket (``mt.rate`` messages per second);
+3. sent with the broker definition's MT request through one shared aiohttp session
+   (through the broker's proxy, with Proxy-Authorization, when one is set), with the
+   broker instance's ``mt.timeout``;
+4. settled: accepted → ``sent`` with the broker's message id (receipts that came
+   first are applied then); retry (network error, timeout, 5xx, 429 with Retry-After)
+   → back in the outbox after an exponential backoff with jitter; anything else, or
+   ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``.
+
+After a crash, rows still marked in flight are sends whose outcome is unknown: each is
+tried again once, flagged ``possibly_duplicated`` (the broker may have accepted it
+before the crash); one found in flight a second time fails instead. A message the
+broker accepted (we hold its id) is never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from host.brokers.engine import OutboundMessage
+from host.brokers.http import MtRequest, MtResponse, MtResult
+from host.messages import _add_event
+from host.models import Message, utcnow
+
+if TYPE_CHECKING:
+    from host.brokers.instances import BrokerInstance
+    from host.core import Host
+
+log = logging.getLogger("smshost.sender")
+Clock = Callable[[], float]
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens a second, bursts of up to ``burst``; ``delay`` says how long to
+    wait for the next token (and takes it)."""
+
+    rate: float
+    clock: Clock
+    burst: float = 1.0
+    tokens: float = field(default=1.0)
+    updated: float = field(default=-1.0)
+
+    def delay(self) -> float:
+        now = self.clock()
+        if self.updated < 0:
+            self.updated = now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class Sender:
+    def __init__(self, host: Host, clock: Clock = time.time) -> None:
+        self._host = host
+        self.clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._active: set[asyncio.Task[None]] = set()
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._running = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self._host.settings.outbox
+        self._wakeup = asyncio.Event()  # bound to this start's loop
+        recovered = await self._host.store.write(self._recover)
+        if recovered:
+            log.warning("%d send(s) were in flight at the last stop: trying each again once,"
+                        " flagged possibly_duplicated", recovered)
+        connector = aiohttp.TCPConnector(limit=settings.max_in_flight, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                              trust_env=False)
+        self._running = True
+        self._task = asyncio.create_task(self._loop(), name="smshost-sender")
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._active:  # let sends under way finish: their outcome is then recorded
+            await asyncio.wait(self._active, timeout=self._host.settings.server.shutdown_timeout)
+        for task in self._active:
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _recover(self, db: Any) -> int:
+        conn = db.conn
+        rows = conn.execute("select message_id, recovered from outbox where in_flight = 1"
+                            ).fetchall()
+        for message_id, recovered in rows:
+            if recovered >= 1:
+                self._finish(db, message_id, "failed", {
+                    "error": "in flight at two crashes in a row; not tried again",
+                    "possibly_duplicated": True})
+                continue
+            conn.execute("update outbox set in_flight = 0, recovered = recovered + 1 "
+                         "where message_id = ?", [message_id])
+            conn.execute("update messages set attrs = json_set(attrs, "
+                         "'$.possibly_duplicated', json('true')) where id = ?", [message_id])
+        return len(rows)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        limit = self._host.settings.outbox.max_in_flight
+        while self._running:
+            self._wakeup.clear()
+            room = limit - len(self._active)
+            due, next_at = ([], None) if room <= 0 else await self._claim(room)
+            for message_id in due:
+                task = asyncio.create_task(self._send(message_id))
+                self._active.add(task)
+                task.add_done_callback(self._done)
+            if due and len(due) == room:
+                continue
+            wait = 1.0 if next_at is None else max(0.0, min(1.0, next_at - self.clock()))
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        self._wakeup.set()
+
+    async def _claim(self, room: int) -> tuple[list[int], float | None]:
+        now = self.clock()
+
+        def claim(db: Any) -> tuple[list[int], float | None]:
+            conn = db.conn
+            ids = [r[0] for r in conn.execute(
+                "select message_id from outbox where in_flight = 0 and next_attempt_at <= ? "
+                "order by next_attempt_at, message_id limit ?", [now, room])]
+            if ids:
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"update outbox set in_flight = 1, attempts = attempts + 1 "
+                             f"where message_id in ({marks})", ids)
+                conn.execute(f"update messages set status = 'sending', updated_at = ? "
+                             f"where id in ({marks}) and status = 'queued'", [utcnow(), *ids])
+            nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0"
+                               ).fetchone()[0]
+            return ids, nxt
+
+        return await self._host.store.write(claim)
+
+    # -- one send -----------------------------------------------------------------------
+
+    async def _send(self, message_id: int) -> None:
+        try:
+            await self._attempt(message_id)
+        # One send must not stop the worker; its row stays in flight and is recovered
+        # at the next start (BLE001).
+        except Exception:  # noqa: BLE001
+            log.exception("sending message %d failed unexpectedly", message_id)
+
+    async def _attempt(self, message_id: int) -> None:
+        message = await self._host.messages.get(message_id)
+        row = self._host.store.read_now(lambda db: db.execute(
+            "select attempts, enqueued_at from outbox where message_id = ?",
+            [message_id]).fetchone())
+        if message is None or row is None:
+            return
+        attempts, enqueued_at = row
+        instance = self._host.brokers.get(message.broker or "")
+        if instance is None or not instance.settings.mt_active:
+            await self._settle(message, MtResult("fail", error=f"broker {message.broker!r} "
+                                                 "is not configured to send"), attempts)
+            return
+        account = instance.accounts.get(message.account or "")
+        if account is None:
+            await self._settle(message, MtResult("fail", error=f"account {message.account!r}"
+                                                 " is gone from the configuration"), attempts)
+            return
+        await self._pace(instance, account.id)
+        outbound = OutboundMessage(message.id, message.remote or "", message.local or "",
+                                   message.body, str(message.id), message.encoding or "gsm7",
+                                   message.segments or 1)
+        values = instance.account_values(account)
+        try:
+            request = instance.broker.build_mt_request(outbound, values)
+        # A definition or adapter that cannot build the request: fail this message (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            await self._settle(message, MtResult("fail", error=f"cannot build the request: "
+                                                 f"{type(exc).__name__}: {exc}"), attempts)
+            return
+        result = await self._exchange(instance, request, outbound, values)
+        await self._settle(message, result, attempts, enqueued_at)
+
+    async def _pace(self, instance: BrokerInstance, account: str) -> None:
+        rate = instance.settings.mt.rate
+        if rate <= 0:
+            return
+        key = (instance.name, account)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate, self.clock)
+        wait = bucket.delay()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _exchange(self, instance: BrokerInstance, request: MtRequest,
+                        outbound: OutboundMessage, account: dict[str, Any]) -> MtResult:
+        assert self._session is not None
+        proxy = instance.settings.proxy
+        proxy_auth = None
+        if proxy.address and proxy.login:
+            password = proxy.password.reveal() if proxy.password else ""
+            proxy_auth = aiohttp.BasicAuth(proxy.login, password)
+        timeout = aiohttp.ClientTimeout(total=instance.settings.mt.timeout)
+        try:
+            async with self._session.request(
+                    request.method, request.url, headers=request.headers,
+                    data=request.body or None, timeout=timeout, proxy=proxy.address,
+                    proxy_auth=proxy_auth, allow_redirects=False) as response:
+                body = await response.read()
+                answer = MtResponse(response.status,
+                                    {k.lower(): v for k, v in response.headers.items()}, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else \
+                f"{type(exc).__name__}: {exc}"
+            log.warning("send to %s failed: %s", instance.name, request.redacted(reason))
+            return MtResult("retry", error=request.redacted(reason))
+        try:
+            return instance.broker.read_mt_response(answer, outbound, account)
+        # An adapter reading an odd answer: a failed send, with the reason (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            return MtResult("fail", error=f"cannot read the answer: {type(exc).__name__}: {exc}",
+                            status=answer.status)
+
+    async def _settle(self, message: Message, result: MtResult, attempts: int,
+                      enqueued_at: float | None = None) -> None:
+        settings = self._host.settings.outbox
+        outcome = result.outcome
+        detail: dict[str, Any] = {"attempt": attempts}
+        for key in ("status", "error", "error_code"):
+            value = getattr(result, key)
+            if value is not None:
+                detail["http_status" if key == "status" else key] = value
+        if outcome == "retry":
+            age = self.clock() - (enqueued_at or self.clock())
+            if attempts >= settings.max_attempts or age >= settings.max_age:
+                outcome = "fail"
+                detail["error"] = (f"{result.error}; gave up after {attempts} attempt(s)"
+                                   if result.error else f"gave up after {attempts} attempts")
+        if outcome == "retry":
+            delay = self.backoff(attempts, result.retry_after)
+            detail["retry_in"] = round(delay, 3)
+        status = {"accepted": "sent", "retry": "queued", "fail": "failed"}[outcome]
+        if outcome == "accepted":
+            detail["broker_message_id"] = result.message_id
+
+        def write(db: Any) -> Any:
+            if outcome == "retry":
+                db.conn.execute("update outbox set in_flight = 0, next_attempt_at = ?, "
+                                "last_error = ? where message_id = ?",
+                                [self.clock() + detail["retry_in"], result.error, message.id])
+            return self._finish(db, message.id, status, detail,
+                                result.message_id if outcome == "accepted" else None,
+                                keep=outcome == "retry")
+
+        old, updated, event = await self._host.store.write(write)
+        self._host.metrics.status_changed(updated)
+        await self._host.hooks.message_status_changed(self._host, updated, old, status, event)
+        if outcome == "accepted":
+            await self._host.receipts.adopt_orphans(message.id)
+        elif outcome == "fail":
+            log.warning("message %d failed: %s", message.id, detail.get("error"))
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        s = self._host.settings.outbox
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), s.max_delay)
+        base = min(s.first_delay * s.factor ** max(attempts - 1, 0), s.max_delay)
+        return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
+
+    @staticmethod
+    def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
+                broker_id: str | None = None, keep: bool = False) -> Any:
+        conn = db.conn
+        now = utcnow()
+        old = conn.execute("select status from messages where id = ?",
+                           [message_id]).fetchone()[0]
+        event = _add_event(db, message_id, status, now, "sender", detail)
+        if broker_id is not None:
+            try:
+                conn.execute("update messages set status = ?, broker_message_id = ?, "
+                             "updated_at = ? where id = ?", [status, broker_id, now, message_id])
+            except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
+                conn.execute("update messages set status = ?, updated_at = ?, attrs = "
+                             "json_set(attrs, '$.broker_message_id', ?) where id = ?",
+                             [status, now, broker_id, message_id])
+        else:
+            conn.execute("update messages set status = ?, updated_at = ? where id = ?",
+                         [status, now, message_id])
+        if not keep:
+            conn.execute("delete from outbox where message_id = ?", [message_id])
+        row = next(db.query("select * from messages where id = ?", [message_id]))
+        return old, Message.from_row(row), event
