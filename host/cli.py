@@ -198,32 +198,12 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
 def simulate(config_dir: Path | None, sender: str, recipient: str | None,
              broker_name: str | None, url: str | None, text: str) -> None:
     """Text the running server from a simulated phone (through the simulator broker)."""
-    import json as jsonlib
-    import urllib.error
-    import urllib.request
-
-    from host.brokers.instances import public_base
-
-    _, settings = _load(config_dir)
-    base = (url or public_base(settings)).rstrip("/")
-    token = _api_token(settings)
     payload = {"from": sender, "text": text}
     if recipient:
         payload["to"] = recipient
     if broker_name:
         payload["broker"] = broker_name
-    request = urllib.request.Request(
-        f"{base}/api/simulator/mo", data=jsonlib.dumps(payload).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local
-            answer = jsonlib.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        click.echo(f"error: {exc.code}: {exc.read().decode(errors='replace')}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"error: cannot reach {base}: {exc}", err=True)
-        sys.exit(1)
+    answer = _api_post(config_dir, url, "/api/simulator/mo", payload)
     click.echo(f"stored message {answer['id']} (broker {answer['broker']})")
 
 
@@ -260,22 +240,108 @@ def route() -> None:
     """Inbound routes."""
 
 
+@cli.command()
+@config_option
+@click.option("--to", "to", required=True, help="The recipient's number.")
+@click.option("--account", default=None, help="Account to send from.")
+@click.option("--broker", "broker_name", default=None, help="Broker instance to send through.")
+@click.option("--workgroup", default=None, help="Send as this workgroup (its number).")
+@click.option("--user", default=None, help="Send as this user (their number).")
+@click.option("--classification", default=None, help="The sender's classification.")
+@click.option("--idempotency-key", default=None, help="Retry-safe key for this message.")
+@click.option("--url", default=None, help="Server URL [default: the API listener's].")
+@click.argument("text")
+def send(config_dir: Path | None, to: str, account: str | None, broker_name: str | None,
+         workgroup: str | None, user: str | None, classification: str | None,
+         idempotency_key: str | None, url: str | None, text: str) -> None:
+    """Queue an SMS on the running server (POST /api/messages)."""
+    payload = {k: v for k, v in {"to": to, "text": text, "account": account,
+                                 "broker": broker_name, "workgroup": workgroup, "user": user,
+                                 "classification": classification}.items() if v is not None}
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    answer = _api_post(config_dir, url, "/api/messages", payload, headers)
+    click.echo(f"queued message {answer['id']} to {answer['to']} through {answer['broker']} "
+               f"({answer['encoding']}, {answer['segments']} segment(s))"
+               + (" [already queued with this key]" if answer.get("replayed") else ""))
+
+
+def _api_post(config_dir: Path | None, url: str | None, path: str, payload: dict[str, Any],
+              headers: dict[str, str] | None = None) -> Any:
+    """POST JSON to the running server's API; exit 1 with the server's reason on error."""
+    import json as jsonlib
+    import urllib.error
+    import urllib.request
+
+    from host.brokers.instances import public_base
+
+    _, settings = _load(config_dir)
+    base = (url or public_base(settings)).rstrip("/")
+    request = urllib.request.Request(
+        f"{base}{path}", data=jsonlib.dumps(payload).encode(), method="POST",
+        headers={"Authorization": f"Bearer {_api_token(settings)}",
+                 "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local
+            return jsonlib.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = jsonlib.loads(exc.read()).get("message", "")
+        except ValueError:
+            reason = ""
+        click.echo(f"error: {exc.code}: {reason}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot reach {base}: {exc}", err=True)
+        sys.exit(1)
+
+
 @route.command("test")
 @config_option
-@click.option("--ani", required=True, help="The sender's number.")
-@click.option("--dnis", default="", help="The number texted.")
+@click.option("--ani", default=None, help="The sender's number (inbound).")
+@click.option("--dnis", default="", help="The number texted (inbound) or to send to "
+              "(with --outbound).")
 @click.option("--body", default="", help="The message text.")
 @click.option("--region", default="US", help="Country for reading national numbers.")
-def route_test(config_dir: Path | None, ani: str, dnis: str, body: str, region: str) -> None:
-    """Which inbound route a message would take, and why the earlier ones did not (R5)."""
+@click.option("--outbound", is_flag=True, help="Test the outbound routes for --dnis.")
+@click.option("--classification", default=None, help="The sender's classification "
+              "(--outbound).")
+def route_test(config_dir: Path | None, ani: str | None, dnis: str, body: str, region: str,
+               outbound: bool, classification: str | None) -> None:
+    """Which route a message would take, and why the earlier ones did not (R5, O2)."""
     from host.routing.tester import explain
 
     _, settings = _load(config_dir)
+    if outbound:
+        _outbound_test(settings, dnis, classification)
+        return
+    if not ani:
+        raise click.BadParameter("required for inbound routes", param_hint="--ani")
     decision = explain(settings, ani=ani, dnis=dnis, body=body, region=region)
     for tried in decision.tried:
         click.echo(f"  no  {tried[0]}: {tried[1]}")
     target = f" {decision.route.target}" if decision.route.target else ""
     click.echo(f"  yes {decision.route.name}: {decision.route.destination}{target}")
+
+
+def _outbound_test(settings: Settings, to: str, classification: str | None) -> None:
+    from host.routing.outbound import RouteRefused, compile_outbound, select_outbound
+
+    if not to:
+        raise click.BadParameter("the number to send to", param_hint="--dnis")
+    try:
+        decision = select_outbound(compile_outbound(settings.outbound), to, classification)
+    except RouteRefused as exc:
+        click.echo(f"  refused ({exc.status}): {exc}")
+        sys.exit(1)
+    for name, why in decision.tried:
+        click.echo(f"  no  {name}: {why}")
+    if decision.route is None:
+        click.echo(f"  no outbound routes: the sender's account sends to {decision.number}")
+        return
+    via = " ".join(f"{k} {v}" for k, v in (("broker", decision.route.broker),
+                                             ("account", decision.route.account)) if v)
+    click.echo(f"  yes {decision.route.name}: send to {decision.number}"
+               + (f" via {via}" if via else ""))
 
 
 def _api_token(settings: Settings) -> str:

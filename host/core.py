@@ -23,6 +23,7 @@ from host.brokers.instances import BrokerInstance, build_instances
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.config.secrets import Secret
+from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
 from host.watch import watch_handlers
 from host.optout import OptOuts
@@ -71,6 +72,7 @@ class Host:
         self.router = Router(self)
         self.handlers = HandlerRegistry(self)
         self.sender = Sender(self)
+        self.events = EventBus()
         self.discovery: Discovery | None = None
         self.brokers: dict[str, BrokerInstance] = {}
         self.sinks: dict[str, Sink] = {}

@@ -165,7 +165,7 @@ class Outbound:
     def _number(self, instance: BrokerInstance, account: AccountSettings, number: str) -> str:
         raw = number.strip()
         digits = "".join(ch for ch in raw if ch.isdigit())
-        if raw.lstrip("+").isdigit() and len(digits) <= 6:
+        if raw.isdigit() and 3 <= len(digits) <= 6:
             return digits  # a short code
         region = instance.region(account)
         try:

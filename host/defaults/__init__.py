@@ -9,4 +9,5 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "host.defaults.retention",
     "host.defaults.simulator",
     "host.defaults.routing",
+    "host.defaults.events",
 )

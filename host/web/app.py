@@ -26,7 +26,7 @@ from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import ApiError
 from host.metrics import CONTENT_TYPE
-from host.web import api, routing
+from host.web import api, routing, send
 from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
 
@@ -62,7 +62,7 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
     if listener.api:
         routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes(),
-                   *routing.routes()]
+                   *routing.routes(), *send.routes()]
         routes += host.hooks.register_routes(host)
 
     @contextlib.asynccontextmanager

@@ -47,7 +47,7 @@ from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
     from host.core import Host
-    from host.models import Message
+    from host.models import Message, StatusEvent
     from host.routing.inbound import Route
 
 log = logging.getLogger("smshost.webhook")
@@ -115,6 +115,9 @@ class WebhookSettings:
         factory=dict, help="Named targets ([webhook.targets.NAME] tables).")
     default_target: str = setting(
         "", help="The target of routes that name none (empty: such routes are an error).")
+    status_target: str = setting(
+        "", help="Target that receives every status change of outbound messages (queued, "
+        "sent, delivered, failed...) as a JSON event (empty: none).")
     max_attempts: int = setting(10, help="Attempts before a delivery becomes a dead letter.",
                                 check=at_least(1))
     first_delay: float = setting(2.0, help="Seconds before the first retry.",
@@ -136,6 +139,9 @@ class WebhookSettings:
         "sent again after the restart.", check=at_least(0))
 
     def problems(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        if self.status_target and self.status_target not in self.targets:
+            yield ("status_target",), (f"no target named {self.status_target!r}; targets: "
+                                       f"{', '.join(sorted(self.targets)) or 'none'}")
         if self.default_target and self.default_target not in self.targets:
             yield ("default_target",), (f"no target named {self.default_target!r}; targets: "
                                         f"{', '.join(sorted(self.targets)) or 'none'}")
@@ -421,6 +427,23 @@ class WebhookSink(Sink):
             self._push(delivery_id, time.time())
         return Delivery.delivered(f"queued for webhook {name}", delivery_id=delivery_id)
 
+    async def status_changed(self, message: Message, old: str | None, new: str,
+                             event: StatusEvent) -> None:
+        """Queue a status event for ``status_target`` (O8): one delivery per change."""
+        name = self.settings.status_target
+        now = utcnow()
+        payload = json.dumps({
+            "event": "message.status", "message_id": message.id,
+            "direction": message.direction,
+            "broker": message.broker, "account": message.account, "from": message.local,
+            "to": message.remote, "broker_message_id": message.broker_message_id,
+            "old": old, "new": new, "at": event.at, "source": event.source,
+            "detail": event.detail}, ensure_ascii=False, separators=(",", ":"))
+        delivery_id, created = await self.host.store.write(
+            lambda db: _enqueue(db, message.id, f"status:{event.id}", name, payload, now))
+        if created:
+            self._push(delivery_id, time.time())
+
     def _push(self, delivery_id: int, when: float) -> None:
         if delivery_id in self._in_flight:
             self._again[delivery_id] = min(when, self._again.get(delivery_id, when))
@@ -667,6 +690,15 @@ async def _replay_route(request: Request) -> Response:
 
 
 # -- hooks ------------------------------------------------------------------------------
+
+@hookimpl
+async def message_status_changed(host: Host, message: Message, old: str | None, new: str,
+                                 event: StatusEvent) -> None:
+    sink = host.sinks.get("webhook")
+    if isinstance(sink, WebhookSink) and sink.settings.status_target and \
+            message.direction == "out" and getattr(host, "background", True):
+        await sink.status_changed(message, old, new, event)
+
 
 @hookimpl
 def register_sinks(register: Any) -> None:

@@ -635,3 +635,29 @@ def test_purge_deletes_old_deliveries_and_their_attempts(
         assert purged["webhook_deliveries"] == 1 and purged["webhook_attempts"] == 1
         assert left == [] and attempts == 0
     asyncio.run(flow())
+
+
+def test_status_changes_go_to_the_status_target(make_host: Callable[..., Host]) -> None:
+    """O8: with status_target set, every status change of an outbound message is POSTed."""
+    async def flow() -> list[dict[str, Any]]:
+        async with Receiver() as receiver:
+            host = make_host({"crm": receiver.url("/crm"), "events": receiver.url("/events")},
+                             status_target="events")
+            async with host.running():
+                message, _ = await host.messages.add(NewMessage(
+                    direction="out", body="Your code is 42", status="queued",
+                    broker="twilio", account="main", local="+15550001111",
+                    remote="+15552223333"))
+                await host.messages.set_status(message.id, "sent", source="test")
+                await host.messages.set_status(message.id, "delivered", source="receipt")
+                await inbound(host, "an inbound message is no status event")
+                assert await host.router.idle()
+                await until(lambda: len(receiver.on("/events")) == 3, "three status events")
+            assert receiver.rejected == []
+            return [hit.json for hit in receiver.on("/events")]
+    events = sorted(asyncio.run(flow()), key=lambda e: e["at"])  # POSTs may overtake
+    assert [(e["event"], e["old"], e["new"]) for e in events] == [
+        ("message.status", None, "queued"), ("message.status", "queued", "sent"),
+        ("message.status", "sent", "delivered")]
+    assert {e["message_id"] for e in events} == {1}
+    assert events[2]["source"] == "receipt" and events[0]["to"] == "+15552223333"

@@ -1,0 +1,117 @@
+"""Sending: POST /api/messages (O1), POST /api/segments (O4), GET /api/events (O8)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from host.core import Host
+from host.encoding import EncodingError, describe
+from host.errors import ApiError
+from host.optout import OptedOut
+from host.outbound import SendError, SendRequest
+
+KEEPALIVE = 15.0
+_FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
+           "metadata"}
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def _request(data: dict[str, Any], key: str | None) -> SendRequest:
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ApiError(400, "bad_parameter", f"unknown field {unknown[0]!r}; fields: "
+                       + ", ".join(sorted(_FIELDS)))
+    text = data.get("text", data.get("body"))
+    for name, value in (("to", data.get("to")), ("text", text)):
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, "bad_parameter", f"{name} is required (a string)")
+    for name in ("broker", "account", "workgroup", "user", "classification"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ApiError(400, "bad_parameter", f"{name} must be a string")
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ApiError(400, "bad_parameter", "metadata must be an object")
+    if key is not None and not 0 < len(key) <= 200:
+        raise ApiError(400, "bad_parameter", "Idempotency-Key must be 1 to 200 characters")
+    return SendRequest(to=data["to"], text=text, broker=data.get("broker"),
+                       account=data.get("account"), attrs=metadata,
+                       workgroup=data.get("workgroup"), user=data.get("user"),
+                       classification=data.get("classification"), idempotency_key=key)
+
+
+async def send_message(request: Request) -> Response:
+    host: Host = request.app.state.host
+    send = _request(await _json(request), request.headers.get("idempotency-key"))
+    try:
+        queued = await host.outbound.send(send)
+    except OptedOut as exc:
+        raise ApiError(409, "opted_out", str(exc)) from None
+    except SendError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    first = queued.messages[0]
+    body = {"id": first.id, "ids": [m.id for m in queued.messages], "status": first.status,
+            "encoding": queued.encoding, "segments": queued.segments, "route": queued.route,
+            "broker": first.broker, "account": first.account, "from": first.local,
+            "to": first.remote, "replayed": queued.replayed,
+            "consolidated": queued.consolidated}
+    return JSONResponse(body, status_code=200 if queued.replayed else 201)
+
+
+async def segments(request: Request) -> Response:
+    data = await _json(request)
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise ApiError(400, "bad_parameter", "text is required (a string)")
+    try:
+        return JSONResponse(describe(text, data.get("encoding")))
+    except EncodingError as exc:
+        raise ApiError(400, "bad_parameter", str(exc)) from None
+
+
+async def events(request: Request) -> Response:
+    host: Host = request.app.state.host
+    sub = host.events.subscribe()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if sub.dropped:
+                    yield f"event: dropped\ndata: {sub.dropped}\n\n".encode()
+                    sub.dropped = 0
+                yield (f"id: {event['message_id']}-{event['at']}\nevent: status\n"
+                       f"data: {json.dumps(event)}\n\n").encode()
+        finally:
+            host.events.unsubscribe(sub)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/messages", send_message, methods=["POST"]),
+        Route("/api/segments", segments, methods=["POST"]),
+        Route("/api/events", events, methods=["GET"]),
+    ]
