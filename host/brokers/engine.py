@@ -8,18 +8,19 @@ are plain synchronous methods: they only read and build data, no I/O.
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import parse_qs, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from host.brokers.definition import Answer, BrokerDefinition, FieldSpec, InboundSpec, ParamSpec
+from host.brokers.definition import Answer, BrokerDefinition, FieldSpec, InboundSpec
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
 from host.brokers.http import BodyError, InboundRequest, MtRequest, MtResponse, MtResult
+from host.brokers.payloads import RequestPayload, ResponsePayload
+from host.brokers.requests import default_outcome, included, listed, nest, retry_after
 from host.brokers.signatures import verify as verify_with_scheme
 from host.brokers.templates import Context, Template
 
@@ -80,72 +81,6 @@ class OutboundMessage:
     udh: str = ""
 
 
-class _RequestPayload:
-    __slots__ = ("request", "body_format", "_params")
-
-    def __init__(self, request: InboundRequest, body_format: str) -> None:
-        self.request = request
-        self.body_format = body_format
-        self._params: dict[str, list[str]] | None = None
-
-    def param(self, name: str) -> str | None:
-        if self._params is None:
-            self._params = self.request.params(self.body_format)
-        values = self._params.get(name)
-        return values[0] if values else None
-
-    def query_param(self, name: str) -> str | None:
-        values = self.request.query.get(name)
-        return values[0] if values else None
-
-    def json_data(self) -> Any:
-        return self.request.json
-
-    def xml_root(self) -> Any:
-        return self.request.xml
-
-    def header(self, name: str) -> str | None:
-        return self.request.headers.get(name.lower())
-
-    def text(self) -> str:
-        return self.request.body.decode("utf-8", "replace")
-
-
-class _ResponsePayload:
-    __slots__ = ("response",)
-
-    def __init__(self, response: MtResponse) -> None:
-        self.response = response
-
-    def param(self, name: str) -> str | None:
-        values = parse_qs(self.response.text).get(name)
-        if values:
-            return values[0]
-        try:
-            data = json.loads(self.response.body)
-        except ValueError:
-            return None
-        return str(data[name]) if isinstance(data, dict) and name in data else None
-
-    def query_param(self, name: str) -> str | None:
-        return self.param(name)
-
-    def json_data(self) -> Any:
-        try:
-            return json.loads(self.response.body)
-        except ValueError:
-            raise ExtractError("the response is not JSON") from None
-
-    def xml_root(self) -> Any:
-        return InboundRequest("POST", "http://x/", {}, self.response.body).xml
-
-    def header(self, name: str) -> str | None:
-        return self.response.headers.get(name.lower())
-
-    def text(self) -> str:
-        return self.response.text
-
-
 class XmlBroker:
     """One configured broker, driven by its definition. Subclass to adapt a step."""
 
@@ -178,7 +113,7 @@ class XmlBroker:
         """Which of ``kinds`` ("mo", "receipt") this request is, "ignore" when an
         ``<ignore>`` block matches it, None if nothing fits."""
         for spec in self.definition.ignore:
-            payload = _RequestPayload(request, "auto")
+            payload = RequestPayload(request, "auto")
             try:
                 if all(test.holds(payload) for test in spec.when):
                     return "ignore"
@@ -188,7 +123,7 @@ class XmlBroker:
             spec = self._spec(kind)
             if spec is None or request.method not in spec.methods:
                 continue
-            payload = _RequestPayload(request, spec.body)
+            payload = RequestPayload(request, spec.body)
             try:
                 if all(test.holds(payload) for test in spec.when):
                     return kind
@@ -233,13 +168,13 @@ class XmlBroker:
         if spec is None or field is None:
             return None
         try:
-            return field.source.read(_RequestPayload(request, spec.body))
+            return field.source.read(RequestPayload(request, spec.body))
         except (BodyError, ExtractError):
             return None
 
     def _read_fields(self, spec: InboundSpec, request: InboundRequest,
                      specs: Sequence[FieldSpec]) -> dict[str, str]:
-        payload = _RequestPayload(request, spec.body)
+        payload = RequestPayload(request, spec.body)
         values: dict[str, str] = {}
         params: dict[str, list[str]] | None = None
         for fs in specs:
@@ -311,7 +246,7 @@ class XmlBroker:
 
     def answer_ignored(self, request: InboundRequest) -> Answer:
         for spec in self.definition.ignore:
-            payload = _RequestPayload(request, "auto")
+            payload = RequestPayload(request, "auto")
             try:
                 if all(test.holds(payload) for test in spec.when):
                     return spec.answer
@@ -356,20 +291,20 @@ class XmlBroker:
             else:
                 query.append((t["name"], t["value"]))
         for header in spec.headers:
-            if _included(header, ctx):
+            if included(header, ctx):
                 headers[header.name] = header.template.render(ctx)
-        params = [(p, p.template.render(ctx)) for p in spec.params if _included(p, ctx)]
+        params = [(p, p.template.render(ctx)) for p in spec.params if included(p, ctx)]
         params = [(p, v) for p, v in params if v != ""]
         body = b""
         if spec.body in ("form", "query"):
-            pairs = [(p.name, v) for p, v in params for v in _listed(p, v)]
+            pairs = [(p.name, v) for p, v in params for v in listed(p, v)]
             if spec.body == "query":
                 query += pairs
             else:
                 body = urlencode(pairs).encode()
                 headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif spec.body == "json":
-            body = json.dumps(_nest(params), ensure_ascii=False).encode()
+            body = json.dumps(nest(params), ensure_ascii=False).encode()
             headers.setdefault("Content-Type", "application/json")
         elif spec.body == "xml":
             assert spec.template is not None
@@ -388,9 +323,9 @@ class XmlBroker:
         """Accepted (with the broker's message id), retry, or fail."""
         mt = self.definition.mt
         spec = mt.response if mt is not None else None
-        payload = _ResponsePayload(response)
+        payload = ResponsePayload(response)
         ctx = self.mt_context(message, account)
-        outcome = _default_outcome(response.status)
+        outcome = default_outcome(response.status)
         for rule in spec.rules if spec is not None else ():
             try:
                 ok = rule.status_matches(response.status) and (
@@ -415,7 +350,7 @@ class XmlBroker:
         if outcome != "accepted" and error is None:
             error = f"HTTP {response.status}: {response.text[:200]}"
         return MtResult(outcome, message_id if outcome == "accepted" else None, error, code,
-                        _retry_after(response) if outcome == "retry" else None, response.status)
+                        retry_after(response) if outcome == "retry" else None, response.status)
 
 
 class _XmlContext(Context):
@@ -426,58 +361,6 @@ class _XmlContext(Context):
 
     def lookup(self, namespace: str, name: str) -> str:
         return xml_escape(super().lookup(namespace, name), {'"': "&quot;"})
-
-
-def _included(spec: ParamSpec, ctx: Context) -> bool:
-    if spec.condition is None:
-        return True
-    return spec.condition.holds(ctx) != spec.negate
-
-
-def _listed(spec: ParamSpec, value: str) -> list[str]:
-    return [v for v in value.split(",") if v] if spec.type == "list" else [value]
-
-
-def _typed(spec: ParamSpec, value: str) -> Any:
-    if spec.type == "int":
-        return int(value)
-    if spec.type == "bool":
-        return value.strip().lower() in ("1", "true", "yes")
-    if spec.type == "list":
-        return _listed(spec, value)
-    return value
-
-
-def _nest(params: list[tuple[ParamSpec, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for spec, value in params:
-        *path, last = spec.name.split(".")
-        node = out
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = _typed(spec, value)
-    return out
-
-
-def _default_outcome(status: int) -> Literal["accepted", "retry", "fail"]:
-    if 200 <= status < 300:
-        return "accepted"
-    if status in (408, 425, 429) or status >= 500:
-        return "retry"
-    return "fail"
-
-
-def _retry_after(response: MtResponse) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _int(values: Mapping[str, str], name: str) -> int | None:
