@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check docs bench clean
+.PHONY: run test check docs bench bench-mo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store_bench.py
+
+# MO ingest: signed Twilio webhooks into `smshost serve` vs a bare Starlette app (wrk).
+# Flags through MO_ARGS, e.g. make bench-mo MO_ARGS="--runs 3 --json /tmp/mo.json"
+bench-mo: $(STAMP)
+	@bash bench/ensure-wrk.sh
+	$(BIN)/python bench/mo_ingest.py $(MO_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
