@@ -153,6 +153,10 @@ class XmlBroker:
         named = (self._named_account(request, kind)
                  if request is not None and kind and len(accounts) > 1 else None)
         chosen = [a for a in accounts if named in (a.get("login"), a.get("id"))] if named else []
+        if not chosen:  # every account's key: the same each time, so kept
+            cached = self.__dict__.get("_all_keys")
+            if cached is not None and cached[0] is accounts:
+                return list(cached[1])
         keys = []
         for account in chosen or accounts:
             ctx = Context({"account": account, "options": self.options,
@@ -160,6 +164,8 @@ class XmlBroker:
             key = spec.key.render(ctx)
             if key and key not in keys:
                 keys.append(key)
+        if not chosen:
+            self.__dict__["_all_keys"] = (accounts, tuple(keys))
         return keys
 
     def _named_account(self, request: InboundRequest, kind: str) -> str | None:

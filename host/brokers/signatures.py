@@ -22,6 +22,7 @@ stale) when none matches. Comparisons are constant-time.
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import hashlib
 import hmac
@@ -75,7 +76,8 @@ def _check_age(timestamp: str, tolerance: float, now: float) -> None:
 
 # -- twilio ---------------------------------------------------------------------------
 
-def _url_variants(url: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _url_variants(url: str) -> tuple[str, ...]:
     """The URL as given, plus with/without the default port (as Twilio's SDKs try)."""
     parts = urlsplit(url)
     default = {"https": 443, "http": 80}.get(parts.scheme)
@@ -85,7 +87,7 @@ def _url_variants(url: str) -> list[str]:
         variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
     elif parts.port == default:
         variants.append(urlunsplit(parts._replace(netloc=host)))
-    return variants
+    return tuple(variants)
 
 
 def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
@@ -99,7 +101,9 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
         fields = ""
     else:
         # as Twilio's SDKs: names sorted, each name's distinct values sorted
-        fields = "".join(k + v for k in sorted(request.form) for v in sorted(set(request.form[k])))
+        form = request.form
+        fields = "".join(k + v for k in sorted(form)
+                         for v in (form[k] if len(form[k]) == 1 else sorted(set(form[k]))))
     candidates = [_b64_hmac(key, (url + fields).encode(), "sha1")
                   for key in keys for url in _url_variants(request.url)]
     if not _any_equal(signature, candidates):
