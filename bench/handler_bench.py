@@ -61,6 +61,8 @@ entry_points = false
 [handlers]
 timeout = 10
 threads = 8
+[outbox]
+enabled = false   # measured up to "reply queued"; sending is bench/mt_bench.py's
 """)
     (cfg / "brokers.toml").write_text("""
 [[brokers]]
