@@ -20,7 +20,7 @@ _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"me
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = request_id.get()
+            setattr(record, "request_id", request_id.get())  # noqa: B010
         return True
 
 
@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         if getattr(record, "request_id", None):
-            out["request_id"] = record.request_id
+            out["request_id"] = getattr(record, "request_id")  # noqa: B009
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in out and key != "request_id" \
                     and not key.startswith("color_"):

@@ -130,12 +130,16 @@ class Outbound:
         sink = self._host.sinks.get("queue")
         queues = getattr(getattr(sink, "settings", None), "queues", ())
         for queue in queues:
-            if queue.name == name and getattr(queue, "kind", kind) == kind:
+            # a user queue is the user's whether named after them or not (members)
+            named = queue.name == name or (
+                kind == "user" and name in getattr(queue, "users", ()))
+            if named and getattr(queue, "kind", kind) == kind:
                 if not getattr(queue, "account", None):
                     raise SendError(422, "no_account",
                                     f"{kind} {name!r} has no account to send from: set "
                                     "account in its [[queue.queues]] table")
-                return getattr(queue, "broker", None), queue.account
+                # broker "" (the setting's default) means any broker with the account
+                return getattr(queue, "broker", None) or None, queue.account
         raise SendError(422, f"unknown_{kind}", f"no {kind} named {name!r}")
 
     # -- planning ---------------------------------------------------------------------
@@ -149,16 +153,22 @@ class Outbound:
             decision = select_outbound(self.routes, request.to.strip(), request.classification)
         except RouteRefused as exc:
             raise SendError(exc.status, exc.code, str(exc)) from None
-        if decision.route is not None and decision.route.broker:
-            instance, account = self._route_sender(decision, instance, account)
+        route = decision.route
+        if route is not None and (route.broker or route.account):
+            named = bool(request.account or request.workgroup or request.user)
+            instance, account = self._route_sender(decision, instance, account, named)
         to = self._number(instance, account, decision.number)
         return _Plan(instance, account, to, *self._bodies(instance, request.text), decision)
 
     def _route_sender(self, decision: OutboundDecision, instance: BrokerInstance,
-                      account: AccountSettings) -> tuple[BrokerInstance, AccountSettings]:
+                      account: AccountSettings, named: bool
+                      ) -> tuple[BrokerInstance, AccountSettings]:
+        """The route's broker and account, unless the sender named an account there
+        (the route's account is for senders naming none, or one at another broker)."""
         route = decision.route
-        assert route is not None and route.broker
-        if instance.name == route.broker:
+        assert route is not None and (route.broker or route.account)
+        same_broker = route.broker is None or instance.name == route.broker
+        if same_broker and (named or route.account is None):
             return instance, account
         return self.sender(route.broker, route.account)
 
@@ -185,7 +195,8 @@ class Outbound:
         limit = instance.definition.max_segments
         parsing = instance.settings.mt.parsing
         if parsing == "split" and seg.segments > 1:
-            return [p for p in seg.parts], seg.encoding, 1
+            # segments: all of them, as a replay of the request counts them
+            return [p for p in seg.parts], seg.encoding, seg.segments
         if parsing == "truncate" and seg.segments > 1:
             short = truncate(text)
             return [short], count_segments(short).encoding, 1

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from host.brokers.definition import Answer, BrokerDefinition, FieldSpec, InboundSpec
+from host.brokers.specs import Answer, BrokerDefinition, FieldSpec, InboundSpec
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
 from host.brokers.http import BodyError, InboundRequest, MtRequest, MtResponse, MtResult
 from host.brokers.payloads import RequestPayload, ResponsePayload
@@ -84,7 +84,7 @@ class OutboundMessage:
 class XmlBroker:
     """One configured broker, driven by its definition. Subclass to adapt a step."""
 
-    clock: Callable[[], float] = staticmethod(time.time)  # type: ignore[assignment]
+    clock: Callable[[], float] = staticmethod(time.time)
     """Seconds since the epoch, for signature timestamps (the conformance kit fixes it)."""
 
     def __init__(self, definition: BrokerDefinition, *, name: str | None = None,
@@ -112,10 +112,10 @@ class XmlBroker:
     def classify(self, request: InboundRequest, kinds: Sequence[str]) -> str | None:
         """Which of ``kinds`` ("mo", "receipt") this request is, "ignore" when an
         ``<ignore>`` block matches it, None if nothing fits."""
-        for spec in self.definition.ignore:
+        for ignore in self.definition.ignore:
             payload = RequestPayload(request, "auto")
             try:
-                if all(test.holds(payload) for test in spec.when):
+                if all(test.holds(payload) for test in ignore.when):
                     return "ignore"
             except (BodyError, ExtractError):
                 continue
@@ -339,7 +339,7 @@ class XmlBroker:
             except (ExtractError, BodyError):
                 ok = False
             if ok:
-                outcome = rule.outcome
+                outcome = rule.outcome  # type: ignore[assignment]  # checked by the schema
                 break
 
         def read(source: Source | None) -> str | None:

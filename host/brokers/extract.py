@@ -130,8 +130,8 @@ class Source:
             match = self.compiled.search(payload.text())
             if match is None:
                 return None
-            return match.group(1) if match.re.groups else match.group(0)
-        return self.compiled.render(ctx or Context({}))
+            return str(match.group(1) if match.re.groups else match.group(0))
+        return str(self.compiled.render(ctx or Context({})))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from host.brokers.definition import BrokerDefinition
+from host.brokers.specs import BrokerDefinition
 from host.brokers.engine import MoFields, XmlBroker
 from host.brokers.registry import BrokerType
 from host.config.brokers import AccountSettings, BrokerSettings
@@ -119,7 +119,7 @@ class _Builder:
         self.config = config
         self.problems: list[str] = []
 
-    def problem(self, message: str, *key: str) -> None:
+    def problem(self, message: str, *key: str | int) -> None:
         path = ("brokers", self.index, *key)
         file, line = self.settings.where(*path)
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")

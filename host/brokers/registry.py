@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from host.brokers.definition import BrokerDefinition, load_definition
+from host.brokers.definition import load_definition
+from host.brokers.specs import BrokerDefinition
 from host.brokers.engine import STEPS, XmlBroker
 from host.errors import DefinitionError
 

@@ -6,7 +6,7 @@ import email.utils
 import time
 from typing import Any, Literal
 
-from host.brokers.definition import ParamSpec
+from host.brokers.specs import ParamSpec
 from host.brokers.http import MtResponse
 from host.brokers.templates import Context
 

@@ -21,6 +21,7 @@ broker accepted (we hold its id) is never sent again.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import sqlite3
@@ -34,7 +35,7 @@ import aiohttp
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.messages import _add_event
-from host.models import Message, utcnow
+from host.models import FINAL_STATES, Message, utcnow
 
 if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
@@ -99,8 +100,11 @@ class Sender:
             self._task = None
         if self._active:  # let sends under way finish: their outcome is then recorded
             await asyncio.wait(self._active, timeout=self._host.settings.server.shutdown_timeout)
-        for task in self._active:
+        pending = list(self._active)
+        for task in pending:
             task.cancel()
+        if pending:  # their clean-up (a claim given back, see _attempt) runs before the close
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -196,7 +200,11 @@ class Sender:
             await self._settle(message, MtResult("fail", error=f"account {message.account!r}"
                                                  " is gone from the configuration"), attempts)
             return
-        await self._pace(instance, account.id)
+        try:
+            await self._pace(instance, account.id)
+        except asyncio.CancelledError:  # stopped while waiting for a token: never sent
+            await self._host.store.write(lambda db: self._unclaim(db, message_id))
+            raise
         outbound = OutboundMessage(message.id, message.remote or "", message.local or "",
                                    message.body, str(message.id), message.encoding or "gsm7",
                                    message.segments or 1)
@@ -227,16 +235,21 @@ class Sender:
                         outbound: OutboundMessage, account: dict[str, Any]) -> MtResult:
         assert self._session is not None
         proxy = instance.settings.proxy
-        proxy_auth = None
+        headers, proxy_headers = request.headers, None
         if proxy.address and proxy.login:
+            # Set as a header: aiohttp 3.14 deprecates proxy_auth (BasicAuth), 4.0 drops it.
             password = proxy.password.reveal() if proxy.password else ""
-            proxy_auth = aiohttp.BasicAuth(proxy.login, password)
+            token = "Basic " + base64.b64encode(f"{proxy.login}:{password}".encode()).decode()
+            if request.url.startswith("https:"):  # on the CONNECT, never inside the tunnel
+                proxy_headers = {"Proxy-Authorization": token}
+            else:  # an absolute-form request to the proxy, which strips the header
+                headers = {**request.headers, "Proxy-Authorization": token}
         timeout = aiohttp.ClientTimeout(total=instance.settings.mt.timeout)
         try:
             async with self._session.request(
-                    request.method, request.url, headers=request.headers,
+                    request.method, request.url, headers=headers,
                     data=request.body or None, timeout=timeout, proxy=proxy.address,
-                    proxy_auth=proxy_auth, allow_redirects=False) as response:
+                    proxy_headers=proxy_headers, allow_redirects=False) as response:
                 body = await response.read()
                 answer = MtResponse(response.status,
                                     {k.lower(): v for k, v in response.headers.items()}, body)
@@ -284,8 +297,10 @@ class Sender:
                                 keep=outcome == "retry")
 
         old, updated, event = await self._host.store.write(write)
-        self._host.metrics.status_changed(updated)
-        await self._host.hooks.message_status_changed(self._host, updated, old, status, event)
+        if updated.status == status:  # not when a receipt's final state stood
+            self._host.metrics.status_changed(updated)
+            await self._host.hooks.message_status_changed(self._host, updated, old, status,
+                                                         event)
         if outcome == "accepted":
             await self._host.receipts.adopt_orphans(message.id)
         elif outcome == "fail":
@@ -299,6 +314,14 @@ class Sender:
         return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
 
     @staticmethod
+    def _unclaim(db: Any, message_id: int) -> None:
+        """Give a claimed message back to the outbox as if it had not been claimed."""
+        db.conn.execute("update outbox set in_flight = 0, attempts = max(attempts - 1, 0) "
+                        "where message_id = ?", [message_id])
+        db.conn.execute("update messages set status = 'queued', updated_at = ? "
+                        "where id = ? and status = 'sending'", [utcnow(), message_id])
+
+    @staticmethod
     def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
                 broker_id: str | None = None, keep: bool = False) -> Any:
         conn = db.conn
@@ -306,6 +329,8 @@ class Sender:
         old = conn.execute("select status from messages where id = ?",
                            [message_id]).fetchone()[0]
         event = _add_event(db, message_id, status, now, "sender", detail)
+        if old in FINAL_STATES:  # a receipt (by our reference) came first: it stands
+            status, keep = old, False
         if broker_id is not None:
             try:
                 conn.execute("update messages set status = ?, broker_message_id = ?, "

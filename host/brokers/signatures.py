@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from host.brokers.definition import SignatureSpec
+from host.brokers.specs import SignatureSpec
 from host.brokers.http import InboundRequest
 from host.errors import SmshostError
 

@@ -29,7 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.brokers.concat import Part, parse_udh
-from host.brokers.definition import Answer
+from host.brokers.specs import Answer
 from host.brokers.engine import MoFields, ParseError
 from host.brokers.http import InboundRequest
 from host.brokers.instances import BrokerInstance
@@ -123,14 +123,14 @@ def _trusted(host: Host, address: str | None) -> bool:
 
 def url_from_scope(host: Host, scope: Scope, headers: dict[str, str]) -> str:
     """The URL the broker called, as it signed it (behind a reverse proxy too)."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    path_qs = scope.get("root_path", "") + scope["path"] + (f"?{query}" if query else "")
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    path_qs = str(scope.get("root_path", "")) + str(scope["path"]) + (f"?{query}" if query else "")
     public = host.settings.server.public_url
     if public:
         return public.rstrip("/") + path_qs
     client = scope.get("client")
     if client and _trusted(host, client[0]) and "x-forwarded-host" in headers:
-        proto = headers.get("x-forwarded-proto", scope.get("scheme", "http"))
+        proto = headers.get("x-forwarded-proto") or str(scope.get("scheme", "http"))
         fhost = headers["x-forwarded-host"].split(",")[0].strip()
         prefix = headers.get("x-forwarded-prefix", "").rstrip("/")
         return f"{proto.split(',')[0].strip()}://{fhost}{prefix}{path_qs}"

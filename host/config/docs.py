@@ -41,7 +41,7 @@ def _type(tp: Any) -> str:
 def _default(field: dataclasses.Field[Any]) -> str:
     shown = field.metadata.get("doc_default")
     if shown is not None:
-        return shown
+        return str(shown)
     if field.default is dataclasses.MISSING:
         return "required"
     value = field.default
@@ -58,8 +58,9 @@ def _nested(tp: Any) -> tuple[type | None, bool]:
     """The dataclass a field holds (directly or as an array), and whether it is an array."""
     if typing.get_origin(tp) is tuple:
         inner = typing.get_args(tp)[0]
-        return (inner, True) if dataclasses.is_dataclass(inner) else (None, False)
-    return (tp, False) if dataclasses.is_dataclass(tp) else (None, False)
+        return (inner, True) if isinstance(inner, type) and dataclasses.is_dataclass(inner) \
+            else (None, False)
+    return (tp, False) if isinstance(tp, type) and dataclasses.is_dataclass(tp) else (None, False)
 
 
 def _section(key: str, cls: type, array: bool) -> list[str]:
@@ -91,7 +92,7 @@ def render() -> str:
             tp = hints[key]
             array = typing.get_origin(tp) is tuple
             cls = typing.get_args(tp)[0] if array else tp
-            if not dataclasses.is_dataclass(cls):
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
                 out += [fields[key].metadata.get("help", ""), "",
                         "Each sink documents its own table; see the sink settings below.", ""]
                 continue

@@ -6,10 +6,16 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from host.config.settings import Settings
+from host.handlers.context import Context
 from host.handlers.runner import HandlerFailed, run
+from host.models import Message
 from host.routing.tester import sample_message
+
+if TYPE_CHECKING:
+    from host.core import Host
 
 
 async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, body: str,
@@ -45,8 +51,5 @@ async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, 
     return lines, True
 
 
-async def _context(host: object, message: object, name: str) -> object:
-    from host.handlers.context import Context
-
-    attrs = host.handlers.attrs(message)  # type: ignore[attr-defined]
-    return Context(message, name, attrs, {})  # type: ignore[arg-type]
+async def _context(host: Host, message: Message, name: str) -> Context:
+    return Context(message, name, host.handlers.attrs(message), {})

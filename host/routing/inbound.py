@@ -66,7 +66,7 @@ class Decision:
 
 
 def select(routes: list[Route], message: Message) -> Decision:
-    tried = []
+    tried: list[tuple[str, str]] = []
     for route in routes:
         if route.matches(message):
             return Decision(route, tried)

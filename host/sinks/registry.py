@@ -28,8 +28,11 @@ def build_sinks(host: Host, classes: dict[str, type]
         raw = dict(tables.get(kind, {}))
         settings: Any = raw
         settings_class = getattr(cls, "settings_class", None)
-        if settings_class is not None and dataclasses.is_dataclass(settings_class):
-            converter = Converter(lambda path, k=kind: host.settings.where("sinks", k, *path))
+        if isinstance(settings_class, type) and dataclasses.is_dataclass(settings_class):
+            def locate(path: tuple[str | int, ...], k: str = kind) -> tuple[str | None,
+                                                                            int | None]:
+                return host.settings.where("sinks", k, *path)
+            converter = Converter(locate)
             settings = converter.section(settings_class, raw, ())
             if converter.errors:
                 for error in converter.errors:

@@ -49,7 +49,7 @@ def _request(data: dict[str, Any], key: str | None) -> SendRequest:
         raise ApiError(400, "bad_parameter", "metadata must be an object")
     if key is not None and not 0 < len(key) <= 200:
         raise ApiError(400, "bad_parameter", "Idempotency-Key must be 1 to 200 characters")
-    return SendRequest(to=data["to"], text=text, broker=data.get("broker"),
+    return SendRequest(to=data["to"], text=str(text), broker=data.get("broker"),
                        account=data.get("account"), attrs=metadata,
                        workgroup=data.get("workgroup"), user=data.get("user"),
                        classification=data.get("classification"), idempotency_key=key)
