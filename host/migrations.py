@@ -1,7 +1,8 @@
 """The core's tables, as the named migration set ``smshost``.
 
 Plugins add their own sets through the ``register_migrations`` hook. A migration is
-never edited once released: a change is a new migration appended here.
+never edited once released (none is yet: 0.1.0 is unreleased): a change is a new
+migration appended here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ core = Migrations("smshost")
 def m001_messages(db: Database) -> None:
     db.execute("""
         create table messages (
-            id integer primary key,
+            id integer primary key autoincrement,  -- never reused, even after a purge
             direction text not null check (direction in ('in', 'out')),
             broker text,
             account text,

@@ -218,6 +218,8 @@ class Outbound:
             await self._host.optouts.check(plan.account.local_address, plan.to)
         stored = await self._host.store.write(lambda db: self._store(db, request, plan))
         messages, events, consolidated = stored
+        if events is None:  # the same key raced in and won: its messages, nothing new
+            return self._replayed(messages)
         for message, event in zip(messages, events, strict=True):
             if event is not None:
                 self._host.metrics.message_stored(message)
@@ -250,18 +252,31 @@ class Outbound:
                             "a different request; use a new key for a new message")
         messages = [await self._host.messages.get(i) for i in json.loads(row[0])]
         found = [m for m in messages if m is not None]
+        if not found:  # purged long ago: the key is forgotten, this is a new message
+            return None
+        return self._replayed(found)
+
+    @staticmethod
+    def _replayed(found: list[Message]) -> Queued:
         first = found[0] if found else None
         return Queued(found, first.encoding or "gsm7" if first else "gsm7",
                       sum(m.segments or 1 for m in found), first.route if first else None,
                       replayed=True)
 
     def _store(self, db: Database, request: SendRequest, plan: _Plan
-               ) -> tuple[list[Message], list[StatusEvent | None], bool]:
+               ) -> tuple[list[Message], list[StatusEvent | None] | None, bool]:
         if request.idempotency_key:  # the same key raced in: answer with its messages
-            row = db.execute("select message_ids from idempotency where key = ?",
+            row = db.execute("select message_ids, request from idempotency where key = ?",
                              [request.idempotency_key]).fetchone()
-            if row is not None:
-                return [_get(db, i) for i in json.loads(row[0])], [None], False
+            ids = json.loads(row[0]) if row is not None else []
+            alive = [i for i in ids if db.execute("select 1 from messages where id = ?",
+                                                  [i]).fetchone()]
+            if row is not None and alive:
+                if row[1] != request.fingerprint():
+                    raise SendError(422, "idempotency_mismatch", "this Idempotency-Key was "
+                                    "used for a different request; use a new key for a new "
+                                    "message")
+                return [_get(db, i) for i in alive], None, False
         merged = self._consolidate(db, request, plan) if len(plan.bodies) == 1 else None
         if merged is not None:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
@@ -270,8 +285,8 @@ class Outbound:
             stored = [self._insert_one(db, request, plan, body) for body in plan.bodies]
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
-            db.execute("insert into idempotency (key, message_ids, request, created_at) "
-                       "values (?, ?, ?, ?)", [request.idempotency_key,
+            db.execute("insert or replace into idempotency (key, message_ids, request, "
+                       "created_at) values (?, ?, ?, ?)", [request.idempotency_key,
                                                json.dumps([m.id for m in result[0]]),
                                                request.fingerprint(), utcnow()])
         return result

@@ -18,6 +18,8 @@ from host.purge import next_run
 from tests.conftest import base_config, run_cli
 
 OLD = "2000-01-01T00:00:00.000000Z"
+EMPTY = {"simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0, "mo_parts": 0}
+"""Tables that are purged too, and are empty in these tests."""
 
 
 async def seed(host: Host, old: int, new: int) -> None:
@@ -52,7 +54,7 @@ def test_purge_deletes_only_old_rows_in_batches(host_factory: Any, tmp_path: Pat
             "select id from messages order by id")])
         return counts, host.store.stats.commits - before, left
     counts, commits, left = run(host, flow)
-    assert counts == {"messages": 10, "message_events": 20, "simulator_inbox": 0}
+    assert counts == {"messages": 10, "message_events": 20, **EMPTY}
     assert commits == 3  # 4 + 4 + 2 rows (the empty simulator inbox needs no commit)
     assert left == [11, 12, 13]
 
@@ -62,7 +64,7 @@ def test_dry_run_counts_and_deletes_nothing(host: Host) -> None:
         await seed(host, old=5, new=2)
         counts = await host.purger.run(30, dry_run=True)
         return counts, await host.store.read(lambda db: db["messages"].count)
-    assert run(host, flow) == ({"messages": 5, "message_events": 10, "simulator_inbox": 0}, 7)
+    assert run(host, flow) == ({"messages": 5, "message_events": 10, **EMPTY}, 7)
 
 
 @pytest.mark.parametrize("days", [1, 0])
@@ -87,7 +89,7 @@ def test_plugin_tables_are_purged_through_the_hook(host: Host) -> None:
 
     host.plugins.register(Cleaner(), "cleaner")
     counts = run(host, lambda: host.purger.run(2))
-    assert counts == {"notes": 1, "messages": 0, "message_events": 0, "simulator_inbox": 0}
+    assert counts == {"notes": 1, "messages": 0, "message_events": 0, **EMPTY}
 
 
 def test_a_failing_plugin_purge_does_not_stop_the_core_purge(host: Host) -> None:
@@ -121,12 +123,11 @@ def test_cli_purge_prints_counts(tmp_path: Path, host_factory: Any) -> None:
     cfg = tmp_path / "config"
     dry = run_cli("purge", "--config", str(cfg), "--older-than", "10", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == ["message_events: would delete 6",
-                                       "messages: would delete 3",
-                                       "simulator_inbox: would delete 0"]
+    assert "message_events: would delete 6" in dry.stdout.splitlines()
+    assert "messages: would delete 3" in dry.stdout.splitlines()
     done = run_cli("purge", "--config", str(cfg))
-    assert done.stdout.splitlines() == ["message_events: deleted 6", "messages: deleted 3",
-                                        "simulator_inbox: deleted 0"]
+    assert {"message_events: deleted 6", "messages: deleted 3",
+            "idempotency: deleted 0"} <= set(done.stdout.splitlines())
     conn = sqlite3.connect(tmp_path / "data" / "smshost.db")
     assert conn.execute("select count(*) from messages").fetchone()[0] == 1
     conn.close()

@@ -1,0 +1,305 @@
+"""The outbox worker (SPEC O6) against a fake generic broker on 127.0.0.1: retries on
+5xx, timeouts and network errors with the recorded backoff, none on 4xx, Retry-After
+honoured, max attempts and max age; the per-account token bucket (fake clock)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from host.brokers.sender import TokenBucket
+from host.core import Host
+from tests.outbound.conftest import (
+    OTHER_NUMBER,
+    OUR_NUMBER,
+    PHONE,
+    FakeBroker,
+    Reply,
+    Seen,
+    Smshost,
+    free_port,
+    generic_ok,
+    generic_toml,
+    outbox_toml,
+    statuses,
+    wait_until,
+)
+
+
+def in_turn(*replies: Reply | Callable[[Seen, int], Reply]) -> Callable[[Seen, int], Reply]:
+    """The n-th request gets the n-th reply (a Reply, or a function of the request);
+    the ones after the last get the generic broker's success."""
+    def respond(seen: Seen, n: int) -> Reply:
+        if n > len(replies):
+            return generic_ok(seen, n)
+        reply = replies[n - 1]
+        return reply(seen, n) if callable(reply) else reply
+    return respond
+
+
+def sender_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in message["events"] if e["source"] == "sender"]
+
+
+def node_for(smshost: Callable[..., Smshost], fake: FakeBroker, extra: str = "",
+             **outbox: Any) -> Smshost:
+    return smshost(brokers=generic_toml(fake.url, extra=extra), outbox=outbox_toml(**outbox))
+
+
+def test_a_5xx_is_retried_and_the_message_sent_once(smshost: Callable[..., Smshost]) -> None:
+    with FakeBroker(in_turn(Reply(500, {"error": "internal"}))) as fake:
+        node = node_for(smshost, fake)
+        body = node.queued(to=PHONE, text="Your code is 1234")
+        sent = node.wait_status(body["id"], "sent")
+    ref = str(body["id"])
+    assert fake.refs() == {ref: 2}  # the same message, tried twice
+    assert statuses(sent) == ["queued", "queued", "sent"]
+    retry, accepted = sender_events(sent)
+    assert retry["detail"] == {"attempt": 1, "http_status": 500, "error": "internal",
+                               "retry_in": 0.01}
+    assert accepted["detail"] == {"attempt": 2, "http_status": 200,
+                                  "broker_message_id": f"B-{ref}"}
+    assert sent["broker_message_id"] == f"B-{ref}"
+    assert node.rows("select * from outbox") == []
+    # the request the broker saw is the documented generic MT
+    seen = fake.seen()[-1]
+    assert (seen.method, seen.path) == ("POST", "/messages")
+    assert seen.headers["authorization"] == "Bearer broker-token-1"
+    assert seen.json == {"ref": ref, "from": OUR_NUMBER, "to": PHONE,
+                         "text": "Your code is 1234", "encoding": "gsm7",
+                         "callback_url": f"{node.base}/generic/receipt"}
+
+
+def test_backoff_grows_by_the_factor_and_is_recorded(smshost: Callable[..., Smshost]) -> None:
+    busy = Reply(503, {"error": "busy"})
+    with FakeBroker(in_turn(busy, busy, busy)) as fake:
+        node = node_for(smshost, fake, first_delay=0.01, factor=3.0)
+        body = node.queued(to=PHONE, text="hi")
+        sent = node.wait_status(body["id"], "sent")
+    assert [e["detail"].get("retry_in") for e in sender_events(sent)] == [0.01, 0.03, 0.09,
+                                                                         None]
+    assert [e["detail"]["attempt"] for e in sender_events(sent)] == [1, 2, 3, 4]
+
+
+def test_jitter_spreads_the_recorded_waits_within_its_bounds(
+        smshost: Callable[..., Smshost]) -> None:
+    busy = Reply(503, {"error": "busy"})
+    with FakeBroker(in_turn(*[busy] * 6)) as fake:
+        node = node_for(smshost, fake, first_delay=0.02, factor=1.0, jitter=0.5)
+        body = node.queued(to=PHONE, text="hi")
+        sent = node.wait_status(body["id"], "sent")
+    waits = [e["detail"].get("retry_in") for e in sender_events(sent)][:-1]
+    assert len(waits) == 6
+    assert all(0.01 <= w <= 0.03 for w in waits), waits
+
+
+@pytest.mark.parametrize(("reply", "error", "code"), [
+    (Reply(400, {"error": "invalid destination", "code": "21211"}), "invalid destination",
+     "21211"),
+    (Reply(401, "who are you?"), "HTTP 401: who are you?", None),
+    (Reply(404, b""), "HTTP 404: ", None),
+    (Reply(200, {"error": "no credit", "code": "E9"}), "no credit", "E9"),  # 2xx, no id
+], ids=["400", "401", "404", "2xx-without-id"])
+def test_a_refusal_fails_at_once_without_retry(smshost: Callable[..., Smshost], reply: Reply,
+                                               error: str, code: str | None) -> None:
+    with FakeBroker(in_turn(reply)) as fake:
+        node = node_for(smshost, fake)
+        body = node.queued(to=PHONE, text="hi")
+        failed = node.wait_status(body["id"], "failed")
+    assert len(fake.seen()) == 1
+    assert statuses(failed) == ["queued", "failed"]
+    detail = failed["events"][-1]["detail"]
+    assert (detail["attempt"], detail["http_status"], detail["error"]) == (1, reply.status,
+                                                                         error)
+    assert detail.get("error_code") == code
+    assert failed["broker_message_id"] is None
+    assert node.rows("select * from outbox") == []
+
+
+def test_429_retry_after_is_honoured_in_the_recorded_wait(
+        smshost: Callable[..., Smshost]) -> None:
+    with FakeBroker(in_turn(Reply(429, {"error": "slow down"}, {"Retry-After": "1"}))) as fake:
+        node = node_for(smshost, fake, first_delay=0.01)
+        body = node.queued(to=PHONE, text="hi")
+        sent = node.wait_status(body["id"], "sent")
+    retry = sender_events(sent)[0]["detail"]
+    assert (retry["http_status"], retry["retry_in"]) == (429, 1.0)  # not first_delay
+    assert fake.refs() == {str(body["id"]): 2}
+
+
+def test_a_retry_after_longer_than_max_delay_waits_max_delay(
+        smshost: Callable[..., Smshost]) -> None:
+    with FakeBroker(in_turn(Reply(503, {}, {"Retry-After": "3600"}))) as fake:
+        node = node_for(smshost, fake, max_delay=0.05)
+        body = node.queued(to=PHONE, text="hi")
+        sent = node.wait_status(body["id"], "sent")
+    assert sender_events(sent)[0]["detail"]["retry_in"] == 0.05
+
+
+def test_a_broker_that_never_answers_times_out_and_is_retried(
+        smshost: Callable[..., Smshost]) -> None:
+    never = threading.Event()  # never set: the answer is held until the test ends
+    with FakeBroker(in_turn(Reply(hold=never))) as fake:
+        node = node_for(smshost, fake, extra="mt.timeout = 0.3")
+        body = node.queued(to=PHONE, text="hi")
+        sent = node.wait_status(body["id"], "sent")
+    retry = sender_events(sent)[0]["detail"]
+    assert retry["error"] == "timed out" and retry["retry_in"] == 0.01
+    assert "http_status" not in retry
+    assert fake.refs() == {str(body["id"]): 2}
+    assert statuses(sent) == ["queued", "queued", "sent"]
+
+
+def test_max_attempts_fails_the_message_with_the_reason(smshost: Callable[..., Smshost]) -> None:
+    always = Reply(503, {"error": "maintenance"})
+    with FakeBroker(lambda seen, n: always) as fake:
+        node = node_for(smshost, fake, max_attempts=3)
+        body = node.queued(to=PHONE, text="hi")
+        failed = node.wait_status(body["id"], "failed")
+    assert fake.refs() == {str(body["id"]): 3}
+    assert statuses(failed) == ["queued", "queued", "queued", "failed"]
+    last = failed["events"][-1]["detail"]
+    assert last["attempt"] == 3 and last["http_status"] == 503
+    assert last["error"] == "maintenance; gave up after 3 attempt(s)"
+    assert "retry_in" not in last
+    assert node.rows("select * from outbox") == []
+
+
+def test_a_network_error_is_retried_until_max_attempts(smshost: Callable[..., Smshost]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    node = smshost(brokers=generic_toml(closed), outbox=outbox_toml(max_attempts=2))
+    body = node.queued(to=PHONE, text="hi")
+    failed = node.wait_status(body["id"], "failed")
+    first, last = sender_events(failed)
+    assert first["detail"]["retry_in"] == 0.01 and "ClientConnectorError" in \
+        first["detail"]["error"]
+    assert last["detail"]["error"].endswith("gave up after 2 attempt(s)")
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_max_age_fails_a_message_that_waited_too_long(smshost: Callable[..., Smshost]) -> None:
+    clock = FakeClock()
+    release = threading.Event()
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+
+    with FakeBroker(in_turn(Reply(503, {"error": "busy"}, hold=release))) as fake:
+        node = smshost(brokers=generic_toml(fake.url), prepare=prepare,
+                       outbox=outbox_toml(max_age=60.0))
+        body = node.queued(to=PHONE, text="hi")
+        fake.wait_requests(1)
+        clock.now += 61.0  # the broker answers only after the message's max age
+        release.set()
+        failed = node.wait_status(body["id"], "failed")
+    assert failed["events"][-1]["detail"]["error"] == "busy; gave up after 1 attempt(s)"
+    assert len(fake.seen()) == 1
+
+
+# -- the rate limit ----------------------------------------------------------------------------
+
+
+def test_token_bucket_with_a_fake_clock() -> None:
+    clock = FakeClock(100.0)
+    bucket = TokenBucket(rate=2.0, clock=clock)
+    assert [bucket.delay() for _ in range(3)] == [0.0, 0.5, 1.0]  # the debt queues up
+    clock.now += 1.5  # 3 tokens' worth: pays the debt of 2, and one more is there
+    assert bucket.delay() == 0.0
+    assert bucket.delay() == 0.5
+    clock.now += 10.0  # idle: the bucket holds at most `burst` tokens
+    assert [bucket.delay() for _ in range(2)] == [0.0, 0.5]
+
+
+def test_token_bucket_burst() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(rate=1.0, clock=clock, burst=3.0, tokens=3.0)
+    assert [bucket.delay() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    clock.now += 4.0
+    assert [bucket.delay() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+
+
+RATE_ACCOUNTS = (("main", OUR_NUMBER), ("second", OTHER_NUMBER))
+
+
+def test_the_rate_limit_holds_back_one_account_only(smshost: Callable[..., Smshost],
+                                                    fake_broker: FakeBroker) -> None:
+    """mt.rate is per account: with the clock standing still, the first account's second
+    message waits for a token while the other account's message goes out."""
+    clock = FakeClock()
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001",
+                                        accounts=RATE_ACCOUNTS),
+                   prepare=prepare, shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first", account="main")
+    node.wait_status(first["id"], "sent")
+    held = node.queued(to=PHONE, text="held back", account="main")
+    other = node.queued(to=PHONE, text="other account", account="second")
+    node.wait_status(other["id"], "sent")
+    assert node.message(held["id"])["status"] == "sending"  # claimed, waiting for a token
+    assert node.rows("select in_flight, attempts from outbox where message_id = ?",
+                     [held["id"]]) == [{"in_flight": 1, "attempts": 1}]
+    assert fake_broker.refs() == {str(first["id"]): 1, str(other["id"]): 1}
+
+
+def test_messages_waiting_for_a_token_at_a_stop_are_not_crashes(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A graceful stop while messages wait for their token (their requests never left):
+    after the restart they are ordinary queued messages, not flagged
+    possibly_duplicated, and one that waits through two stops does not fail."""
+    clock = FakeClock()  # stands still: no token comes back
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001"),
+                   prepare=prepare, shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first")
+    node.wait_status(first["id"], "sent")
+    held = [node.queued(to=PHONE, text=f"held back {n}")["id"] for n in (1, 2)]
+    wait_until(lambda: all(node.message(i)["status"] == "sending" for i in held),
+               what="both messages to be claimed (and wait for tokens)")
+    node.restart()  # a new bucket: one token, for the first of the two
+    node.wait_status(held[0], "sent")
+    assert node.message(held[1])["status"] == "sending"
+    node.restart()  # the second waited through two stops; now it has its token
+    sent = [node.wait_status(i, "sent") for i in held]
+    assert [m["attrs"].get("possibly_duplicated") for m in sent] == [None, None]
+    assert fake_broker.refs() == {str(first["id"]): 1, str(held[0]): 1, str(held[1]): 1}
+
+
+def test_queued_messages_are_stored_with_their_outbox_row_and_sent_after_a_restart(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """Persisted before any network call: with the worker off the message waits in the
+    outbox; a restart with it on sends it (O6 resumes after restart)."""
+    node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(enabled=False))
+    body = node.queued(to=PHONE, text="waiting")
+    assert node.rows("select message_id, in_flight, attempts from outbox") == [
+        {"message_id": body["id"], "in_flight": 0, "attempts": 0}]
+    assert fake_broker.seen() == []
+    node.restart(outbox=outbox_toml())
+    sent = node.wait_status(body["id"], "sent")
+    assert statuses(sent) == ["queued", "sent"]
+    assert fake_broker.refs() == {str(body["id"]): 1}
+
+
+def test_a_broker_with_mt_off_is_not_a_sender(smshost: Callable[..., Smshost],
+                                              fake_broker: FakeBroker) -> None:
+    brokers = generic_toml(fake_broker.url, extra="mt.enabled = false")
+    node = smshost(brokers=brokers)
+    answer = node.send(to=PHONE, text="hi")
+    assert answer.status_code == 422 and answer.json()["error"] == "no_broker"
+    named = node.send(to=PHONE, text="hi", broker="gen")
+    assert named.status_code == 422 and named.json()["error"] == "unknown_broker"
