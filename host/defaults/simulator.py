@@ -28,6 +28,7 @@ from host import hookimpl
 from host.brokers.http import InboundRequest
 from host.errors import ApiError
 from host.models import utcnow
+from host.web.bodies import json_object
 
 if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
@@ -82,19 +83,9 @@ async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict
         pause=host.settings.purge.pause_ms / 1000, dry_run=dry_run)
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return data
-
-
 async def _phone(request: Request) -> Response:
     host: Host = request.app.state.host
-    data = await _json(request)
+    data = await json_object(request)
     if not data.get("to") or "text" not in data:
         return JSONResponse({"error": "to and text are required"}, status_code=400)
     sim_id = "SIM" + uuid.uuid4().hex[:20]
@@ -151,7 +142,7 @@ async def _inject(request: Request) -> Response:
     from host.brokers import webhooks
 
     host: Host = request.app.state.host
-    data = await _json(request)
+    data = await json_object(request)
     instances = _instances(host)
     name = data.get("broker")
     instance = next((i for i in instances if i.name == name), None) if name else instances[0]

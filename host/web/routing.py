@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -13,22 +10,13 @@ from host.core import Host
 from host.errors import ApiError
 from host.routing.inbound import select, shadowed
 from host.routing.tester import sample_message
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return data
+from host.web.bodies import json_object
 
 
 async def test_route(request: Request) -> Response:
     """POST {"ani", "dnis", "body"}: the route taken, and why earlier ones were not."""
     host: Host = request.app.state.host
-    data = await _json_body(request)
+    data = await json_object(request)
     for key in ("ani", "dnis", "body"):
         if key in data and not isinstance(data[key], str):
             raise ApiError(400, "bad_parameter", f"{key} must be a string")

@@ -16,20 +16,11 @@ from host.encoding import EncodingError, describe
 from host.errors import ApiError
 from host.optout import OptedOut
 from host.outbound import SendError, SendRequest
+from host.web.bodies import json_object
 
 KEEPALIVE = 15.0
 _FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
            "metadata"}
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise ApiError(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "the body must be a JSON object")
-    return data
 
 
 def _request(data: dict[str, Any], key: str | None) -> SendRequest:
@@ -57,7 +48,7 @@ def _request(data: dict[str, Any], key: str | None) -> SendRequest:
 
 async def send_message(request: Request) -> Response:
     host: Host = request.app.state.host
-    send = _request(await _json(request), request.headers.get("idempotency-key"))
+    send = _request(await json_object(request), request.headers.get("idempotency-key"))
     try:
         queued = await host.outbound.send(send)
     except OptedOut as exc:
@@ -74,7 +65,7 @@ async def send_message(request: Request) -> Response:
 
 
 async def segments(request: Request) -> Response:
-    data = await _json(request)
+    data = await json_object(request)
     text = data.get("text")
     if not isinstance(text, str):
         raise ApiError(400, "bad_parameter", "text is required (a string)")
