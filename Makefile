@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check docs bench bench-mo clean
+.PHONY: run test check docs bench bench-mo bench-mt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ bench: $(STAMP)
 bench-mo: $(STAMP)
 	@bash bench/ensure-wrk.sh
 	$(BIN)/python bench/mo_ingest.py $(MO_ARGS)
+
+# MT: POST /api/messages into `smshost serve`, delivered to a fake broker, beside Kannel's
+# sendsms -> HTTP SMSC (the shared harness's b-kannel-mt) in the same invocation.
+# Flags through MT_ARGS, e.g. make bench-mt MT_ARGS="--runs 3 --json /tmp/mt.json"
+bench-mt: $(STAMP)
+	@bash bench/ensure-wrk.sh
+	$(BIN)/python bench/mt_bench.py $(MT_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
