@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -173,22 +174,8 @@ class Outbound:
         return self.sender(route.broker, route.account)
 
     def _number(self, instance: BrokerInstance, account: AccountSettings, number: str) -> str:
-        raw = number.strip()
-        digits = "".join(ch for ch in raw if ch.isdigit())
-        if raw.isdigit() and 3 <= len(digits) <= 6:
-            return digits  # a short code
-        region = instance.region(account)
-        try:
-            parsed = phonenumbers.parse(raw, region or None)
-        except phonenumbers.NumberParseException as exc:
-            raise SendError(422, "invalid_number",
-                            f"{number!r} is not a phone number: {exc}") from None
-        if not phonenumbers.is_valid_number(parsed):
-            raise SendError(422, "invalid_number",
-                            f"{number!r} is not a valid phone number (region {region})")
-        if instance.settings.mt.internationalize:
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        return raw
+        return _dialable(number.strip(), instance.region(account),
+                         instance.settings.mt.internationalize)
 
     def _bodies(self, instance: BrokerInstance, text: str) -> tuple[list[str], str, int]:
         seg = count_segments(text)
@@ -332,6 +319,24 @@ class Outbound:
                         "coalesce(json_extract(attrs, '$.consolidated'), 1) + 1) "
                         "where id = ?", [text, seg.encoding, utcnow(), row[0]])
         return _get(db, row[0])
+
+
+@functools.lru_cache(maxsize=65536)
+def _dialable(raw: str, region: str, internationalize: bool) -> str:
+    """The number to send to, checked with phonenumbers (cached: recipients repeat)."""
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if raw.isdigit() and 3 <= len(digits) <= 6:
+        return digits  # a short code
+    try:
+        parsed = phonenumbers.parse(raw, region or None)
+    except phonenumbers.NumberParseException as exc:
+        raise SendError(422, "invalid_number", f"{raw!r} is not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise SendError(422, "invalid_number",
+                        f"{raw!r} is not a valid phone number (region {region})")
+    if internationalize:
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return raw
 
 
 def _get(db: Database, message_id: int) -> Message:

@@ -129,6 +129,12 @@ class Receipts:
 
     async def adopt_orphans(self, message_id: int) -> list[Applied]:
         """Call after a send recorded its broker message id."""
+        waiting = self._host.store.read_now(lambda db: db.execute(
+            "select 1 from orphan_receipts o join messages m on m.id = ? and o.broker = "
+            "m.broker and (o.broker_message_id = m.broker_message_id or o.ref = ?) limit 1",
+            [message_id, str(message_id)]).fetchone())
+        if waiting is None:  # the usual case: no write needed
+            return []
         results = await self._host.store.write(lambda db: adopt_orphans_op(db, message_id))
         for applied in results:
             await self._announce(applied)
