@@ -299,7 +299,7 @@ class Store:
         pending = batch
         for _ in range(len(batch)):  # bounded: each round drops at least one failed op
             try:
-                await self._in_thread(conn.execute, "begin immediate")
+                await self._begin(conn)
             except sqlite3.Error as exc:
                 for op in pending:
                     op.error = StoreError(f"cannot start a write transaction: {exc}")
@@ -321,6 +321,21 @@ class Store:
         self.stats.commits += 1
         self.stats.writes += len(pending)
         self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE: right here when the write lock is free (the usual case, a few
+        microseconds); on the commit thread, waiting up to busy_timeout, when another
+        process holds it (``smshost purge`` running beside the server, say)."""
+        conn.execute("pragma busy_timeout = 0")
+        try:
+            conn.execute("begin immediate")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            conn.execute(f"pragma busy_timeout = {int(self.settings.busy_timeout_ms)}")
+        await self._in_thread(conn.execute, "begin immediate")
 
     def _run_all(self, ops: list[_Op]) -> _Op | None:
         """Run ``ops`` in the open transaction; the first that raised, if any."""

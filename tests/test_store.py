@@ -276,3 +276,24 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         conn.close()
     missing = set(acked) - stored
     assert not missing, f"{len(missing)} acknowledged ids lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_write_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:
+    """BEGIN runs on the loop when the lock is free; when another connection (another
+    process, say `smshost purge`) holds it, the writer waits for it off the loop."""
+    async def main() -> tuple[int, bool]:
+        store = await opened(tmp_path / "s.db")
+        await store.write(insert_one)
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("begin immediate")  # the write lock, held elsewhere
+        pending = asyncio.ensure_future(store.write(insert_one))
+        await asyncio.sleep(0.2)
+        still_waiting = not pending.done()
+        loop_alive = await asyncio.wait_for(asyncio.sleep(0, result=True), 1)  # not blocked
+        other.execute("commit")
+        other.close()
+        new_id = await asyncio.wait_for(pending, 10)
+        await store.close()
+        return new_id, still_waiting and loop_alive
+    new_id, waited = run(main())
+    assert waited and new_id == 2

@@ -45,6 +45,15 @@ log = logging.getLogger("smshost.sender")
 Clock = Callable[[], float]
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A message claimed for one attempt (its row as claimed, with that attempt's count)."""
+
+    message: Message
+    attempts: int
+    enqueued_at: float
+
+
 @dataclass
 class TokenBucket:
     """``rate`` tokens a second, bursts of up to ``burst``; ``delay`` says how long to
@@ -136,8 +145,8 @@ class Sender:
             self._wakeup.clear()
             room = limit - len(self._active)
             due, next_at = ([], None) if room <= 0 else await self._claim(room)
-            for message_id in due:
-                task = asyncio.create_task(self._send(message_id))
+            for claimed in due:
+                task = asyncio.create_task(self._send(claimed))
                 self._active.add(task)
                 task.add_done_callback(self._done)
             if due and len(due) == room:
@@ -152,44 +161,47 @@ class Sender:
         self._active.discard(task)
         self._wakeup.set()
 
-    async def _claim(self, room: int) -> tuple[list[int], float | None]:
+    async def _claim(self, room: int) -> tuple[list[_Claimed], float | None]:
         now = self.clock()
 
-        def claim(db: Any) -> tuple[list[int], float | None]:
+        def claim(db: Any) -> tuple[list[_Claimed], float | None]:
             conn = db.conn
-            ids = [r[0] for r in conn.execute(
-                "select message_id from outbox where in_flight = 0 and next_attempt_at <= ? "
-                "order by next_attempt_at, message_id limit ?", [now, room])]
-            if ids:
+            due = conn.execute(
+                "select message_id, attempts + 1, enqueued_at from outbox where in_flight = 0 "
+                "and next_attempt_at <= ? order by next_attempt_at, message_id limit ?",
+                [now, room]).fetchall()
+            claimed: list[_Claimed] = []
+            if due:
+                ids = [r[0] for r in due]
                 marks = ",".join("?" * len(ids))
                 conn.execute(f"update outbox set in_flight = 1, attempts = attempts + 1 "
                              f"where message_id in ({marks})", ids)
                 conn.execute(f"update messages set status = 'sending', updated_at = ? "
                              f"where id in ({marks}) and status = 'queued'", [utcnow(), *ids])
+                rows = {r["id"]: r for r in db.query(
+                    f"select * from messages where id in ({marks})", ids)}
+                claimed = [_Claimed(Message.from_row(rows[i]), attempts, enqueued)
+                           for i, attempts, enqueued in due if i in rows]
             nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0"
                                ).fetchone()[0]
-            return ids, nxt
+            return claimed, nxt
 
         return await self._host.store.write(claim)
 
     # -- one send -----------------------------------------------------------------------
 
-    async def _send(self, message_id: int) -> None:
+    async def _send(self, claimed: _Claimed) -> None:
+        message_id = claimed.message.id
         try:
-            await self._attempt(message_id)
+            await self._attempt(claimed)
         # One send must not stop the worker; its row stays in flight and is recovered
         # at the next start (BLE001).
         except Exception:  # noqa: BLE001
             log.exception("sending message %d failed unexpectedly", message_id)
 
-    async def _attempt(self, message_id: int) -> None:
-        message = await self._host.messages.get(message_id)
-        row = self._host.store.read_now(lambda db: db.execute(
-            "select attempts, enqueued_at from outbox where message_id = ?",
-            [message_id]).fetchone())
-        if message is None or row is None:
-            return
-        attempts, enqueued_at = row
+    async def _attempt(self, claimed: _Claimed) -> None:
+        message, attempts, enqueued_at = claimed.message, claimed.attempts, claimed.enqueued_at
+        message_id = message.id
         instance = self._host.brokers.get(message.broker or "")
         if instance is None or not instance.settings.mt_active:
             await self._settle(message, MtResult("fail", error=f"broker {message.broker!r} "
@@ -345,4 +357,4 @@ class Sender:
         if not keep:
             conn.execute("delete from outbox where message_id = ?", [message_id])
         row = next(db.query("select * from messages where id = ?", [message_id]))
-        return old, Message.from_row(row), event
+        return old, Message.from_row(row), event  # re-read: a receipt may have changed it
