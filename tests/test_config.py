@@ -211,3 +211,50 @@ def test_check_command_never_prints_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "very-secret-9" not in result.stdout + result.stderr
     assert "no problems" in result.stdout
+
+
+@pytest.mark.parametrize(("lines", "where", "message"), [
+    ('proxy.address = "proxy.local"', "brokers[0].proxy.address",
+     "no port in 'proxy.local'; write host:port"),
+    ('proxy.address = "socks5://proxy.local:1080"', "brokers[0].proxy.address",
+     "expected host:port or an http:// or https:// URL; got 'socks5://proxy.local:1080'"),
+    ('proxy.address = "http://proxy.local:99999"', "brokers[0].proxy.address",
+     "expected host:port or an http:// or https:// URL"),
+    ('proxy.address = "http://proxy.local:3128/path"', "brokers[0].proxy.address",
+     "a proxy address has no path or query"),
+    ('proxy.address = "http://proxy.local:3128"\nproxy.ssl = true', "brokers[0].proxy.ssl",
+     "ssl = true but the address is 'http://proxy.local:3128'"),
+    ('proxy.login = "me"', "brokers[0].proxy.address",
+     "proxy login or password set, but no proxy address"),
+])
+def test_proxy_settings_are_checked(tmp_path: Path, lines: str, where: str,
+                                    message: str) -> None:
+    cfg = write(tmp_path, f'[[brokers]]\nname = "b"\ndefinition = "generic"\n{lines}\n',
+                name="brokers.toml")
+    (found,) = errors_of(cfg)
+    assert "brokers.toml:" in found and f"{where}: {message}" in found, found
+
+
+@pytest.mark.parametrize(("address", "ssl", "url"), [
+    ("proxy.local:3128", "false", "http://proxy.local:3128"),
+    ("proxy.local:3128", "true", "https://proxy.local:3128"),
+    ("http://proxy.local:3128", "false", "http://proxy.local:3128"),
+    ("https://proxy.local", "true", "https://proxy.local"),
+    ("https://[::1]:3129/", "false", "https://[::1]:3129/"),
+])
+def test_good_proxy_addresses(tmp_path: Path, address: str, ssl: str, url: str) -> None:
+    cfg = write(tmp_path, f'[[brokers]]\nname = "b"\ndefinition = "generic"\n'
+                f'proxy.address = "{address}"\nproxy.ssl = {ssl}\n', name="brokers.toml")
+    (broker,) = load_settings(cfg, environ={}).brokers
+    assert broker.proxy.url == url
+
+
+def test_outbox_ca_file_must_hold_certificates(tmp_path: Path) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    cfg = write(tmp_path, f'[outbox]\nca_file = "{tmp_path / "missing.pem"}"\n')
+    (missing,) = errors_of(cfg)
+    assert ":2: outbox.ca_file: cannot load certificate authorities from" in missing
+    assert "No such file or directory" in missing
+    cfg = write(tmp_path, f'[outbox]\nca_file = "{tmp_path / "not-a-ca.pem"}"\n')
+    (bad,) = errors_of(cfg)
+    assert ":2: outbox.ca_file: cannot load certificate authorities from" in bad

@@ -25,6 +25,7 @@ import base64
 import logging
 import random
 import sqlite3
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's trust, plus ``ca_file`` when set (``[outbox] ca_file``)."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 class Sender:
     def __init__(self, host: Host, clock: Clock = time.time) -> None:
         self._host = host
@@ -95,7 +104,8 @@ class Sender:
         if recovered:
             log.warning("%d send(s) were in flight at the last stop: trying each again once,"
                         " flagged possibly_duplicated", recovered)
-        connector = aiohttp.TCPConnector(limit=settings.max_in_flight, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=settings.max_in_flight, ttl_dns_cache=300,
+                                         ssl=tls_context(settings.ca_file))
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                               trust_env=False)
         self._running = True
@@ -248,7 +258,7 @@ class Sender:
         assert self._session is not None
         proxy = instance.settings.proxy
         headers, proxy_headers = request.headers, None
-        if proxy.address and proxy.login:
+        if proxy.url and proxy.login:
             # Set as a header: aiohttp 3.14 deprecates proxy_auth (BasicAuth), 4.0 drops it.
             password = proxy.password.reveal() if proxy.password else ""
             token = "Basic " + base64.b64encode(f"{proxy.login}:{password}".encode()).decode()
@@ -260,7 +270,7 @@ class Sender:
         try:
             async with self._session.request(
                     request.method, request.url, headers=headers,
-                    data=request.body or None, timeout=timeout, proxy=proxy.address,
+                    data=request.body or None, timeout=timeout, proxy=proxy.url,
                     proxy_headers=proxy_headers, allow_redirects=False) as response:
                 body = await response.read()
                 answer = MtResponse(response.status,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from host.config.lines import KeyPath
 from host.config.schema import at_least, greater_than, port_number, setting
@@ -90,10 +91,44 @@ class BrokerMtSettings:
 class ProxySettings:
     """HTTP proxy for outbound requests."""
 
-    address: str | None = setting(None, help="Proxy URL, e.g. http://proxy.local:3128.")
+    address: str | None = setting(
+        None, help="Proxy host and port (proxy.local:3128) or URL (http://proxy.local:3128; "
+        "https:// connects to the proxy over TLS).")
     login: str = setting("", help="Proxy user (sent as Proxy-Authorization: Basic).")
     password: Secret | None = setting(None, help="Proxy password.")
-    ssl: bool = setting(False, help="Connect to the proxy itself over TLS.")
+    ssl: bool = setting(False, help="Connect to the proxy itself over TLS (the same as an "
+                        "https:// address).")
+
+    @property
+    def url(self) -> str | None:
+        """The proxy's URL, its scheme from ``address`` or else from ``ssl``."""
+        if not self.address:
+            return None
+        if "://" in self.address:
+            return self.address
+        return f"{'https' if self.ssl else 'http'}://{self.address}"
+
+    def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if self.address is None:
+            if self.login or self.password is not None:
+                yield ("address",), "proxy login or password set, but no proxy address"
+            return
+        url = self.url or ""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port, parts = None, parts._replace(netloc="")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            yield ("address",), (f"expected host:port or an http:// or https:// URL; got "
+                                 f"{self.address!r}")
+        elif parts.path not in ("", "/") or parts.query or parts.fragment:
+            yield ("address",), f"a proxy address has no path or query; got {self.address!r}"
+        elif port is None and "://" not in self.address:
+            yield ("address",), f"no port in {self.address!r}; write host:port"
+        elif self.ssl and parts.scheme == "http":
+            yield ("ssl",), (f"ssl = true but the address is {self.address!r}; write "
+                             "https:// (or leave the scheme out)")
 
 
 @dataclass(frozen=True, slots=True)

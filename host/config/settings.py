@@ -9,6 +9,7 @@ the directory smshost is started in.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -208,6 +209,17 @@ class OutboxSettings:
                                check=greater_than(0))
     jitter: float = setting(0.2, help="Random spread of each wait (0.2: plus or minus "
                             "20%).", check=at_least(0))
+    ca_file: str | None = setting(
+        None, help="PEM file of certificate authorities to trust, besides the system's, "
+        "for TLS to brokers and proxies (a private CA, e.g. a Kannel inside the network).")
+
+    def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if self.ca_file is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                yield ("ca_file",), f"cannot load certificate authorities from " \
+                    f"{self.ca_file!r}: {exc.strerror or exc}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import http.client
 import json
 import socket
 import sqlite3
+import ssl
 import textwrap
 import threading
 import time
@@ -32,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
+import trustme
 import uvicorn
 
 from host.config import load_settings
@@ -157,11 +159,42 @@ def generic_ok(seen: Seen, n: int) -> Reply:
     return Reply(200, {"id": f"B-{seen.ref}"})
 
 
+class TlsCapableServer(ThreadingHTTPServer):
+    """A threading HTTP server on 127.0.0.1, over TLS when given a server context (the
+    handshake runs in the request's thread; a client that refuses the certificate only
+    ends its own connection)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, *,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+
+def tls_pair(tmp_path: Path, name: str = "ca") -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 signed by a fresh test CA, and that CA's PEM file."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(LOOPBACK).configure_cert(server)
+    ca_file = tmp_path / f"{name}.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server, ca_file
+
+
 class FakeBroker:
     """A broker's HTTP API on 127.0.0.1: records every request, answers by ``respond``."""
 
-    def __init__(self, respond: Respond = generic_ok) -> None:
+    def __init__(self, respond: Respond = generic_ok, *, tls: ssl.SSLContext | None = None
+                 ) -> None:
         self.respond = respond
+        self.tls = tls  # serve HTTPS with this server-side context
         self.requests: list[Seen] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -176,7 +209,7 @@ class FakeBroker:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self) -> FakeBroker:
         fake = self
@@ -228,13 +261,11 @@ class FakeBroker:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
+        class Server(TlsCapableServer):
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that went away (timeouts, kill -9): nothing to report
 
-        self._server = Server((LOOPBACK, 0), Handler)
+        self._server = Server((LOOPBACK, 0), Handler, tls=self.tls)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -518,8 +549,10 @@ class ForwardProxy:
     right credentials and 501 with them (no tunnel: the tests do not need one).
     """
 
-    def __init__(self, login: str, password: str) -> None:
+    def __init__(self, login: str, password: str, *, tls: ssl.SSLContext | None = None
+                 ) -> None:
         self.expected = basic(login, password)
+        self.tls = tls  # clients reach the proxy itself over TLS
         self.seen: list[Proxied] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -528,7 +561,7 @@ class ForwardProxy:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self._server.server_address[1]}"
 
     def start(self) -> ForwardProxy:
         proxy = self
@@ -598,13 +631,11 @@ class ForwardProxy:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
+        class Server(TlsCapableServer):
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass
 
-        self._server = Server((LOOPBACK, 0), Handler)
+        self._server = Server((LOOPBACK, 0), Handler, tls=self.tls)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
