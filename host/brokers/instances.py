@@ -15,6 +15,8 @@ from typing import Any
 from host.brokers.specs import BrokerDefinition
 from host.brokers.engine import MoFields, XmlBroker
 from host.brokers.registry import BrokerType
+from host.brokers.signatures import KEY_CHECKS
+from host.brokers.templates import Ref
 from host.config.brokers import AccountSettings, BrokerSettings
 from host.config.settings import Settings
 from host.numbers import normalize
@@ -156,8 +158,23 @@ class _Builder:
         broker_values = self._broker_values(definition, port, mo_path, receipt_path)
         broker = btype.cls(definition, name=c.name, options=dict(c.options),
                            broker_values=broker_values, attrs=c.attrs)
-        return BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
-                              {a.id: a for a in c.accounts})
+        instance = BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
+                                  {a.id: a for a in c.accounts})
+        self._signature_keys(instance)
+        return None if self.problems else instance
+
+    def _signature_keys(self, instance: BrokerInstance) -> None:
+        spec = instance.definition.signature
+        check = KEY_CHECKS.get(spec.scheme) if spec is not None else None
+        if spec is None or check is None or not self.config.mo_active:
+            return
+        refs = [p.namespace for p in spec.key.parts if isinstance(p, Ref)]
+        where = "accounts" if "account" in refs else "options"
+        for key in instance.broker.signature_keys(instance.all_account_values()):
+            problem = check(key)
+            if problem:
+                self.problem(f"the {spec.scheme} signature key ({spec.key.source}) {problem}; "
+                             "no webhook could be verified", where)
 
     def _paths(self, definition: BrokerDefinition, port: int,
                taken: Mapping[tuple[int, str], str]) -> tuple[str | None, str | None]:

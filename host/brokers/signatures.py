@@ -221,6 +221,23 @@ def verify_hmac_sha256(request: InboundRequest, keys: Sequence[str], spec: Signa
         raise SignatureError(403, f"{spec.params.get('header', 'X-Signature')} does not match")
 
 
+def ed25519_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an Ed25519 public key (base64 of 32 bytes), or None."""
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        return "is not base64"
+    if len(raw) != 32:
+        return f"decodes to {len(raw)} bytes; an Ed25519 public key has 32"
+    return None
+
+
+# Checked when the instance is built: a malformed key would otherwise refuse every
+# webhook as forged (403), which reads like an attack rather than a typo.
+KEY_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "telnyx-ed25519": ed25519_key_problem,
+}
+
 SCHEMES: dict[str, Verifier] = {
     "twilio": verify_twilio,
     "vonage": verify_vonage,

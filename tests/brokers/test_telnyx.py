@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -32,6 +33,7 @@ from host.brokers.instances import BrokerInstance
 from host.core import Host
 from host.messages import NewMessage
 from tests.brokers.conftest import serving, stored
+from tests.conftest import run_cli
 
 # The fixed, public test key of telnyx.fixtures.toml (not a secret).
 PRIVATE = Ed25519PrivateKey.from_private_bytes(
@@ -763,3 +765,25 @@ def test_send_then_receipts_end_to_end(broker_host: Callable[..., Host],
         body = client.get(f"/api/messages/{mid}").json()
     assert body["status"] == "delivered"
     assert [e["status"] for e in body["events"]] == ["sent", "sent", "delivered"]
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("not base64!", "is not base64"),
+    (base64.b64encode(b"x" * 31).decode(), "decodes to 31 bytes; an Ed25519 public key has 32"),
+])
+def test_check_reports_a_malformed_public_key_with_its_line(
+        tmp_path: Path, key: str, problem: str) -> None:
+    """A key pasted wrong would refuse every webhook as forged (403): `smshost check`
+    names the file, line and key instead, and exits non-zero."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "brokers.toml").write_text(TELNYX.format(public=key, profile=PROFILE, options="",
+                                                    extra="", api_key=API_KEY))
+    (cfg / "smshost.toml").write_text('[server]\npublic_url = "https://sms.example.com"\n')
+    (cfg / "routes.toml").write_text("[routing]\nenabled = false\n")
+    result = run_cli("check", "--config", str(cfg))
+    assert "1 problem(s)." in result.stdout, result.stdout
+    assert result.returncode != 0
+    assert (f"brokers.toml:5: brokers[0].options: the telnyx-ed25519 signature key "
+            f"({{options.PublicKey}}) {problem}; no webhook could be verified") in result.stdout
+    assert key not in result.stdout  # a public key, but still a secret option: masked
