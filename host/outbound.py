@@ -269,7 +269,8 @@ class Outbound:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
                 [merged], [None], True)
         else:
-            stored = [self._insert_one(db, request, plan, body) for body in plan.bodies]
+            stored = [self._insert_one(db, request, plan, body, n)
+                      for n, body in enumerate(plan.bodies, 1)]
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
             db.execute("insert or replace into idempotency (key, message_ids, request, "
@@ -279,12 +280,12 @@ class Outbound:
         return result
 
     def _insert_one(self, db: Database, request: SendRequest, plan: _Plan,
-                    body: str) -> tuple[Message, StatusEvent | None]:
+                    body: str, part: int) -> tuple[Message, StatusEvent | None]:
         attrs = dict(request.attrs)
         if request.classification:
             attrs["classification"] = request.classification
         if len(plan.bodies) > 1:
-            attrs["part_of"] = len(plan.bodies)
+            attrs["part"], attrs["part_of"] = part, len(plan.bodies)
         seg = count_segments(body)
         message, event = _insert(db, NewMessage(
             direction="out", body=body, status="queued", broker=plan.instance.name,

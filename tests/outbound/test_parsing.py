@@ -62,9 +62,10 @@ def test_parsing_split_sends_one_message_per_segment_never_cutting_a_character(
     body = node.queued(to=PHONE, text=text)
     assert len(body["ids"]) == expected.segments == 3
     assert body["segments"] == 3 and body["encoding"] == expected.encoding
-    for message_id in body["ids"]:
+    for n, message_id in enumerate(body["ids"], 1):
         message = node.wait_status(message_id, "sent")
-        assert message["attrs"]["part_of"] == 3 and message["segments"] == 1
+        assert (message["attrs"]["part"], message["attrs"]["part_of"]) == (n, 3)
+        assert message["segments"] == 1
     texts = received_texts(fake_broker, 3)
     assert "".join(texts) == text
     assert texts[0] == first
