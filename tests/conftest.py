@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from starlette.testclient import TestClient
 
 from host.config import load_settings
 from host.core import Host
+
+S = TypeVar("S", bound=socketserver.BaseServer)
 
 ROOT = Path(__file__).resolve().parent.parent
 SMSHOST = [sys.executable, "-m", "host"]
@@ -95,6 +101,35 @@ def plugins_dir(tmp_path: Path) -> Path:
     for kind in ("brokers", "sinks", "handlers"):
         (root / kind).mkdir(parents=True, exist_ok=True)
     return root
+
+
+class ServerThread:
+    """A socketserver (the fake brokers and proxies of the tests) served from a daemon
+    thread: ``start()`` returns it, ``stop()`` shuts it down, closes it and joins."""
+
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def server_in_thread(server: S) -> Iterator[S]:
+    """``server`` served from a thread for the ``with`` block."""
+    running = ServerThread(server).start()
+    try:
+        yield server
+    finally:
+        running.stop()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -42,6 +42,8 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import httpx2
 
+from tests.conftest import ServerThread
+
 LOOPBACK = "127.0.0.1"
 # The sms-service get-url query documented in plugins/brokers/kannel.xml.
 MO_QUERY = "id=%I&from=%p&to=%P&text=%b&udh=%u&coding=%c&charset=%C&smsc=%i&time=%T"
@@ -183,7 +185,7 @@ class FakeSmsc:
     requests: list[CarrierRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _running: ServerThread | None = None
 
     @property
     def port(self) -> int:
@@ -213,18 +215,13 @@ class FakeSmsc:
 
         self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+        self._running = ServerThread(self._server).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._running is not None:
+            self._running.stop()
+            self._running, self._server = None, None
 
     def received(self, to: str) -> list[CarrierRequest]:
         """MTs received so far for recipient ``to`` (as Kannel sent it)."""

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from host.brokers.http import MtResponse
 from host.core import Host
 from host.messages import NewMessage
 from tests.brokers.conftest import PUBLIC_URL, serving, stored
+from tests.conftest import server_in_thread
 
 AUTH_ID = "MAZDQ1ZWFHYTBHOWM0NJ"
 AUTH_TOKEN = "plivo-test-auth-token-5b0e"
@@ -444,16 +444,8 @@ def fake_plivo(answers: list[Answer]
                ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
     handler = type("Handler", (_FakePlivo,), {"received": received, "answers": list(answers)})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with server_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as server:
         yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 QUEUED: Answer = (202, {}, json.dumps({

@@ -14,7 +14,6 @@ import base64
 import copy
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from host.brokers.instances import BrokerInstance
 from host.core import Host
 from host.messages import NewMessage
 from tests.brokers.conftest import serving, stored
-from tests.conftest import run_cli
+from tests.conftest import run_cli, server_in_thread
 
 # The fixed, public test key of telnyx.fixtures.toml (not a secret).
 PRIVATE = Ed25519PrivateKey.from_private_bytes(
@@ -622,16 +621,8 @@ def fake_telnyx() -> Iterator[FakeTelnyx]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    fake.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with server_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as fake.server:
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
-        thread.join(timeout=5)
 
 
 MESSAGE = OutboundMessage(id=42, to="+13125550002", from_="+13125550001", text="Hello there!",

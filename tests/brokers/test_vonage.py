@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from host.brokers.signatures import vonage_signature
 from host.core import Host
 from host.messages import NewMessage
 from tests.brokers.conftest import serving, stored
+from tests.conftest import server_in_thread
 
 API_KEY = "abcd1234"
 API_SECRET = "test-api-secret-0f3b"
@@ -580,15 +580,8 @@ class _Server(ThreadingHTTPServer):
 def fake_vonage() -> Iterator[_Server]:
     server = _Server(("127.0.0.1", 0), _FakeVonage)
     server.received, server.answers = [], []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with server_in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def mt_host(broker_host: Callable[..., Host], port: int) -> Host:

@@ -38,6 +38,7 @@ import uvicorn
 
 from host.config import load_settings
 from host.core import Host
+from tests.conftest import ServerThread
 
 LOOPBACK = "127.0.0.1"
 WAIT = 15.0  # seconds: the bound of every wait on the running host
@@ -200,7 +201,7 @@ class FakeBroker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._running: ServerThread | None = None
 
     @property
     def port(self) -> int:
@@ -266,19 +267,14 @@ class FakeBroker:
                 pass  # a client that went away (timeouts, kill -9): nothing to report
 
         self._server = Server((LOOPBACK, 0), Handler, tls=self.tls)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._running = ServerThread(self._server).start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._running is not None:
+            self._running.stop()
+            self._running, self._server = None, None
 
     def __enter__(self) -> FakeBroker:
         return self.start()
@@ -556,7 +552,7 @@ class ForwardProxy:
         self.seen: list[Proxied] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._running: ServerThread | None = None
 
     @property
     def url(self) -> str:
@@ -636,18 +632,13 @@ class ForwardProxy:
                 pass
 
         self._server = Server((LOOPBACK, 0), Handler, tls=self.tls)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._running = ServerThread(self._server).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._running is not None:
+            self._running.stop()
+            self._running, self._server = None, None
 
     def records(self) -> list[Proxied]:
         with self._lock:
