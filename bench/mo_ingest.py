@@ -67,6 +67,8 @@ SCENARIOS = {
                      "routing off",
     "smshost-routed": "smshost serve, Twilio MO, X-Twilio-Signature checked, every message "
                       "routed to a queue",
+    "smshost-asgi": "as smshost, with server.webhook_fast_path = false (webhooks through "
+                    "the ASGI stack)",
 }
 
 
@@ -224,7 +226,8 @@ class Result:
                 and self.acked_without_id == 0)
 
 
-def smshost_config(directory: Path, port: int, signed: bool, routed: bool, sync: str) -> Path:
+def smshost_config(directory: Path, port: int, signed: bool, routed: bool, sync: str,
+                   fast_path: bool = True) -> Path:
     cfg = directory / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "smshost.toml").write_text(textwrap.dedent(f"""\
@@ -233,6 +236,7 @@ def smshost_config(directory: Path, port: int, signed: bool, routed: bool, sync:
         data_dir = "{directory / 'data'}"
         public_url = "http://{HOST}:{port}"
         shutdown_timeout = 10
+        webhook_fast_path = {str(fast_path).lower()}
 
         [[listeners]]
         name = "bench"
@@ -342,7 +346,8 @@ def measure(scenario: str, run: int, args: argparse.Namespace, files: dict[str, 
     wait_port_free(port)
     if is_smshost:
         cfg = smshost_config(rundir, port, signed=scenario != "smshost-nosig",
-                             routed=scenario == "smshost-routed", sync=args.sync)
+                             routed=scenario == "smshost-routed", sync=args.sync,
+                             fast_path=scenario != "smshost-asgi")
         data = rundir / "data"
         argv = smshost_argv(cfg, data)
     else:

@@ -21,6 +21,7 @@ import uvicorn
 from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import SmshostError
+from host.web import fastpath
 
 log = logging.getLogger("smshost.server")
 
@@ -50,8 +51,10 @@ def bind(listener: ListenerSettings) -> socket.socket:
 
 
 def _config(host: Host, listener: ListenerSettings) -> uvicorn.Config:
+    fast = host.settings.server.webhook_fast_path
     config = uvicorn.Config(
-        host.app_for(listener), lifespan="off", log_config=None, access_log=False,
+        host.app_for(listener), lifespan="off",
+        http=fastpath.protocol_for(host, listener) if fast else "httptools", log_config=None, access_log=False,
         server_header=False, proxy_headers=False,
         ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,
         timeout_graceful_shutdown=host.settings.server.shutdown_timeout,  # type: ignore[arg-type]

@@ -63,6 +63,8 @@ class InboundRequest:
 
     @cached_property
     def query(self) -> dict[str, list[str]]:
+        if "?" not in self.url:
+            return {}
         return _multi(parse_form(urlsplit(self.url).query))
 
     @cached_property
@@ -117,6 +119,8 @@ class InboundRequest:
         if body_format == "query":
             return merged
         if body_format in ("form", "auto") and not (body_format == "auto" and self.is_json):
+            if not merged:
+                return self.form  # the usual webhook: nothing in the query string
             for key, values in self.form.items():
                 merged.setdefault(key, []).extend(values)
         elif body_format in ("json", "auto") and self.body:

@@ -22,8 +22,8 @@ stale) when none matches. Comparisons are constant-time.
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import hashlib
 import hmac
 import time
@@ -47,7 +47,7 @@ Verifier = Callable[[InboundRequest, Sequence[str], SignatureSpec, float], None]
 
 
 def _b64_hmac(key: str, data: bytes, digest: str) -> str:
-    return base64.b64encode(hmac.new(key.encode(), data, digest).digest()).decode()
+    return base64.b64encode(hmac.digest(key.encode(), data, digest)).decode()
 
 
 def _any_equal(expected: str, candidates: Sequence[str]) -> bool:
@@ -77,6 +77,7 @@ def _check_age(timestamp: str, tolerance: float, now: float) -> None:
 # -- twilio ---------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _url_variants(url: str) -> tuple[str, ...]:
     """The URL as given, plus with/without the default port (as Twilio's SDKs try)."""
     parts = urlsplit(url)
@@ -104,10 +105,13 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
         form = request.form
         fields = "".join(k + v for k in sorted(form)
                          for v in (form[k] if len(form[k]) == 1 else sorted(set(form[k]))))
-    candidates = [_b64_hmac(key, (url + fields).encode(), "sha1")
-                  for key in keys for url in _url_variants(request.url)]
-    if not _any_equal(signature, candidates):
-        raise SignatureError(403, "X-Twilio-Signature does not match")
+    given = signature.encode()
+    for key in keys:  # one HMAC in the usual case: the first key and URL match
+        for url in _url_variants(request.url):
+            expected = _b64_hmac(key, (url + fields).encode(), "sha1")
+            if hmac.compare_digest(given, expected.encode()):
+                return
+    raise SignatureError(403, "X-Twilio-Signature does not match")
 
 
 # -- vonage ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
@@ -121,7 +122,7 @@ def _trusted(host: Host, address: str | None) -> bool:
                for net in host.settings.server.trusted_proxies)
 
 
-def url_from_scope(host: Host, scope: Scope, headers: dict[str, str]) -> str:
+def url_from_scope(host: Host, scope: Mapping[str, Any], headers: dict[str, str]) -> str:
     """The URL the broker called, as it signed it (behind a reverse proxy too)."""
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
     path_qs = str(scope.get("root_path", "")) + str(scope["path"]) + (f"?{query}" if query else "")
@@ -158,6 +159,15 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 async def _handle(host: Host, ep: Endpoint, scope: Scope, receive: Receive) -> Response:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return await respond(host, ep, scope, headers, receive)
+
+
+async def respond(host: Host, ep: Endpoint, scope: Mapping[str, Any], headers: dict[str, str],
+                  body: bytes | Receive) -> Response:
+    """Answer one webhook: ``scope`` holds the ASGI request keys (method, path,
+    query_string, scheme, server, client), ``headers`` the lower-case headers, ``body``
+    the body or the ASGI ``receive`` to read it from."""
     query = scope.get("query_string", b"")
     if b"healthcheckignore=1" in query and "1" in parse_qs(
             query.decode("latin-1")).get("healthcheckignore", []):
@@ -165,9 +175,10 @@ async def _handle(host: Host, ep: Endpoint, scope: Scope, receive: Receive) -> R
     if not ep.instance.settings.mo_active:
         return _refuse(host, ep.instance, "?", _Refused(503, f"broker {ep.instance.name} "
                                                         "is disabled"))
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if not isinstance(body, bytes):
+        body = await _read_body(body)
     inbound = InboundRequest(scope["method"], url_from_scope(host, scope, headers), headers,
-                             await _read_body(receive))
+                             body)
     return await process(host, ep, inbound)
 
 

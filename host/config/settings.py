@@ -62,6 +62,12 @@ class ServerSettings:
         "-Host and -Prefix headers are believed when public_url is not set.",
         doc_default="[]",
     )
+    webhook_fast_path: bool = setting(
+        True,
+        help="Answer broker webhooks straight from the HTTP parser, without the ASGI "
+        "request cycle (about twice the MO rate; same answers, limits, logs and metrics). "
+        "Set false to serve them through the ASGI stack like every other request.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,21 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
+def request_id_for(incoming: str) -> str:
+    """The caller's ``X-Request-Id`` when it is a sensible id, else a new one."""
+    return incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
+
+
+def record_request(host: Host, listener: str, method: str, path: str, route: str,
+                   status: int, elapsed: float) -> None:
+    """Count and time one answered request; log it when the access log is on."""
+    host.metrics.observe_request(listener, method, route, status, elapsed)
+    if host.settings.logging.access_log:
+        access.info("%s %s %d %.1fms", method, path, status, elapsed * 1000,
+                    extra={"status": status, "path": path, "method": method,
+                           "duration_ms": round(elapsed * 1000, 2)})
+
+
 class RequestContext:
     """Give each request an id (``X-Request-Id`` in and out), refuse bodies over the
     limit with 413 (P7), time it, count it, log it.
@@ -45,7 +60,6 @@ class RequestContext:
         self.host = host
         self.listener = listener
         self.limit = limit
-        self.access_log = host.settings.logging.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,7 +71,7 @@ class RequestContext:
                 incoming = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
-        rid = incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
+        rid = request_id_for(incoming)
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
@@ -106,13 +120,8 @@ class RequestContext:
     def _done(self, scope: Scope, status: int, elapsed: float) -> None:
         endpoint = scope.get("endpoint")
         route = getattr(endpoint, "__name__", None) or "unmatched"
-        self.host.metrics.observe_request(self.listener, scope["method"], route, status,
-                                          elapsed)
-        if self.access_log:
-            access.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
-                        elapsed * 1000, extra={"status": status, "path": scope["path"],
-                                               "method": scope["method"],
-                                               "duration_ms": round(elapsed * 1000, 2)})
+        record_request(self.host, self.listener, scope["method"], scope["path"], route,
+                       status, elapsed)
 
 
 class _TooLarge(HTTPException):

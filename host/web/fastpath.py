@@ -1,0 +1,252 @@
+"""Broker webhooks answered straight from the HTTP parser: the MO hot path.
+
+uvicorn turns every request into an ASGI cycle: a scope dict, an ``asyncio.Event``, a
+task, and ``receive``/``send`` messages through each middleware. For a broker webhook
+that costs about as much as verifying, parsing and storing the message
+(docs/benchmarks.md: ~47 us per request through uvicorn and Starlette on this machine,
+~5 us parsing with httptools and answering straight from the protocol).
+
+:class:`WebhookProtocol` is uvicorn's httptools protocol with one change: a request for
+one of the listener's broker paths, by a method the broker's definition accepts, is
+answered by a :class:`WebhookCall` in place of the ASGI cycle. It runs the same webhook
+code (:func:`host.brokers.webhooks.respond`) with the same request id, body limit (413),
+metrics and access log as the ASGI path (:class:`host.web.middleware.RequestContext`).
+Every other request (the API, /health, upgrades, other methods, percent-encoded paths)
+goes to uvicorn unchanged, on the same connection. The call takes the cycle's place in
+uvicorn's own bookkeeping (``cycle``, ``pipeline``, ``tasks``, ``on_response_complete``),
+so keep-alive, pipelined requests (answered in order), ``Expect: 100-continue``, HTTPS
+and graceful shutdown behave as for any request.
+
+That bookkeeping is uvicorn's internals: tests/web/test_fastpath.py pins the behaviour
+through real sockets, and ``server.webhook_fast_path = false`` turns this off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httptools
+from starlette.responses import PlainTextResponse, Response
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from host.brokers.webhooks import Endpoint, endpoints_for_port, respond
+from host.logs import request_id
+from host.web.middleware import record_request, request_id_for
+
+if TYPE_CHECKING:
+    from host.config.settings import ListenerSettings
+    from host.core import Host
+
+log = logging.getLogger("smshost.brokers")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class WebhookProtocol(HttpToolsProtocol):
+    """uvicorn's protocol, answering broker webhooks itself (see the module text).
+
+    Subclassed per listener by :func:`protocol_for`, which fills the class attributes.
+    """
+
+    host: ClassVar[Host]
+    listener: ClassVar[str]
+    endpoints: ClassVar[dict[str, tuple[Endpoint, frozenset[str]]]]
+    limit: ClassVar[int]
+
+    def on_headers_complete(self) -> None:
+        call = self._webhook_call()
+        if call is None:
+            super().on_headers_complete()
+            return
+        previous = self.cycle
+        self.cycle = call  # type: ignore[assignment]
+        if previous is None or previous.response_complete:
+            call.start()
+        else:  # pipelined behind an unanswered request: uvicorn starts it in turn
+            self.flow.pause_reading()
+            self.pipeline.appendleft((call, self.app))  # type: ignore[arg-type]
+
+    def _webhook_call(self) -> WebhookCall | None:
+        parser = self.parser
+        if parser.should_upgrade():
+            return None
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        if b"%" in raw_path or not raw_path.isascii():
+            return None
+        path = raw_path.decode("ascii")
+        found = self.endpoints.get(path)
+        if found is None:
+            return None
+        endpoint, methods = found
+        method = parser.get_method().decode("ascii")
+        if method not in methods:
+            return None
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        return WebhookCall(self, endpoint, method, path, url.query or b"", keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        call = self.cycle
+        if isinstance(call, WebhookCall):
+            call.feed(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        call = self.cycle
+        if isinstance(call, WebhookCall):
+            call.complete()
+        else:
+            super().on_message_complete()
+
+
+class WebhookCall:
+    """One broker webhook, in the place of uvicorn's ``RequestResponseCycle``.
+
+    Carries the attributes the protocol reads and sets on a cycle (``body``,
+    ``more_body``, ``keep_alive``, ``disconnected``, ``response_complete``,
+    ``message_event``) and ``run_asgi`` for a start from uvicorn's pipeline.
+    """
+
+    def __init__(self, protocol: WebhookProtocol, endpoint: Endpoint, method: str,
+                 path: str, query: bytes, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.endpoint = endpoint
+        self.scope: dict[str, Any] = {
+            "method": method, "path": path, "query_string": query,
+            "root_path": protocol.root_path, "scheme": protocol.scheme,
+            "server": protocol.server, "client": protocol.client}
+        self.raw_headers: list[tuple[bytes, bytes]] = protocol.headers
+        self.expect_100 = protocol.expect_100_continue
+        self.keep_alive = keep_alive
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_large = _declared_length(self.raw_headers) > protocol.limit
+        self.more_body = True
+        self.started = False
+        self.running = False
+        self.disconnected = False
+        self.response_complete = False
+        self.message_event = self  # connection_lost calls message_event.set()
+        self.began = time.perf_counter()
+
+    def set(self) -> None:
+        """The connection is gone: a call already running still stores and settles."""
+
+    async def run_asgi(self, app: Any) -> None:
+        """Started from uvicorn's pipeline, in turn."""
+        self.start()
+
+    def start(self) -> None:
+        self.started = True
+        transport = self.protocol.transport
+        if self.too_large:
+            self._too_large()
+            return
+        if self.expect_100 and self.more_body and not transport.is_closing():
+            transport.write(_CONTINUE)
+        if not self.more_body:
+            self._run()
+
+    def feed(self, body: bytes) -> None:
+        if self.too_large or self.response_complete:
+            return
+        self.size += len(body)
+        if self.size > self.protocol.limit:
+            self.too_large = True
+            self.chunks.clear()
+            if self.started:
+                self._too_large()
+            return
+        self.chunks.append(body)
+
+    def complete(self) -> None:
+        self.more_body = False
+        if self.started and not self.too_large:
+            self._run()
+
+    def _run(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        protocol = self.protocol
+        task = protocol.loop.create_task(self._answer())
+        protocol.tasks.add(task)
+        task.add_done_callback(protocol.tasks.discard)
+
+    async def _answer(self) -> None:
+        protocol = self.protocol
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in self.raw_headers}
+        rid = request_id_for(headers.get("x-request-id", ""))
+        request_id.set(rid)  # this task's own context
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        try:
+            response = await respond(protocol.host, self.endpoint, self.scope, headers, body)
+        # A bug must not leave the broker unanswered; it retries the 500 (BLE001).
+        except Exception:  # noqa: BLE001
+            log.exception("broker %s: unexpected error", self.endpoint.instance.name)
+            response = PlainTextResponse("internal error; retry later", status_code=500)
+        self._write(response, rid)
+
+    def _too_large(self) -> None:
+        limit = self.protocol.limit
+        body = json.dumps({"error": "too_large",
+                           "message": f"request body over {limit} bytes"}).encode()
+        response = Response(body, status_code=413, media_type="application/json")
+        self.keep_alive = False  # the rest of the body is still on its way
+        self._write(response, request_id_for(_header(self.raw_headers, b"x-request-id")))
+
+    def _write(self, response: Response, rid: str) -> None:
+        protocol = self.protocol
+        transport = protocol.transport
+        self.response_complete = True
+        status = response.status_code
+        record_request(protocol.host, protocol.listener, self.scope["method"],
+                       self.scope["path"], "broker_webhook", status,
+                       time.perf_counter() - self.began)
+        if self.disconnected or transport.is_closing():
+            return
+        out = [STATUS_LINE[status]]
+        for name, value in protocol.server_state.default_headers:
+            out += (name, b": ", value, b"\r\n")
+        for name, value in response.raw_headers:
+            out += (name, b": ", value, b"\r\n")
+        out += (b"x-request-id: ", rid.encode("ascii"), b"\r\n")
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        out += (b"\r\n", bytes(response.body))
+        transport.write(b"".join(out))
+        if not self.keep_alive:
+            transport.close()
+        protocol.on_response_complete()
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    declared = _header(headers, b"content-length")
+    return int(declared) if declared.isdigit() else 0
+
+
+def protocol_for(host: Host, listener: ListenerSettings) -> type[WebhookProtocol]:
+    """The protocol class for ``listener``: its broker paths and their methods."""
+    table: dict[str, tuple[Endpoint, frozenset[str]]] = {}
+    for path, endpoint in endpoints_for_port(host.brokers, listener.port).items():
+        definition = endpoint.instance.definition
+        methods: set[str] = set()
+        for kind in endpoint.kinds:
+            spec = definition.mo if kind == "mo" else definition.receipt
+            methods.update(spec.methods if spec is not None else ())
+        table[path] = (endpoint, frozenset(methods))
+    return type(f"WebhookProtocol_{listener.name}", (WebhookProtocol,), {
+        "host": host, "listener": listener.name, "endpoints": table,
+        "limit": host.settings.api.max_body_bytes})

@@ -1,0 +1,423 @@
+"""Broker webhooks answered by the protocol itself (host/web/fastpath.py), over real
+sockets: a uvicorn server on 127.0.0.1 in a thread, raw HTTP/1.1 bytes from the test.
+
+Each test checks what a broker (or a client sharing the listener) sees on the wire, and
+what ended up in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host.config import load_settings
+from host.core import Host
+from host.server import _config, _Server, bind
+from host.web.fastpath import WebhookProtocol
+from tests.brokers.conftest import broker_config
+from tests.conftest import free_port
+
+SECRET = "fast-path-secret"
+GENERIC = f"""
+[[brokers]]
+name = "gen"
+definition = "generic"
+encryption = "http"
+options = {{ SigningSecret = "{SECRET}" }}
+
+[[brokers.accounts]]
+id = "main"
+login = "acme"
+password = "bearer-secret"
+local_address = "+14155550100"
+
+[brokers.mt]
+gateway = "http://127.0.0.1:9"
+"""
+LIMIT = 4096
+TIMEOUT = 10.0  # seconds, for every socket read and for start and stop
+
+
+class Live:
+    """``host`` served by uvicorn (as ``smshost serve`` does) in a thread."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.listener = host.settings.listeners[0]
+        self.sock = bind(self.listener)
+        self.port = self.sock.getsockname()[1]
+        self.server = _Server(_config(host, self.listener))
+        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self.failure: BaseException | None = None
+        self.conns: list[Conn] = []
+
+    async def _main(self) -> None:
+        try:
+            async with self.host.running():
+                await self.server.serve(sockets=[self.sock])
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.failure = exc
+            raise
+
+    def __enter__(self) -> Live:
+        self.thread.start()
+        deadline = time.monotonic() + TIMEOUT
+        while not self.server.started and self.failure is None:
+            if time.monotonic() > deadline:
+                pytest.fail("the server did not start")
+            time.sleep(0.02)
+        assert self.failure is None, self.failure
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.server.should_exit = True
+        self.thread.join(TIMEOUT)
+        self.sock.close()
+        assert not self.thread.is_alive(), "the server did not stop"
+
+    def connect(self) -> Conn:
+        conn = Conn(socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT))
+        self.conns.append(conn)
+        return conn
+
+    def rows(self) -> list[dict[str, Any]]:
+        db = sqlite3.connect(Path(self.host.settings.server.data_dir) / "smshost.db")
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute(
+                "select * from messages where direction = 'in' order by id")]
+        finally:
+            db.close()
+
+
+class Conn:
+    """One client connection: raw bytes out, parsed HTTP/1.1 responses in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def response(self) -> Response:
+        status_line = self.file.readline()
+        assert status_line.startswith(b"HTTP/1.1 "), status_line
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        for _ in range(100):  # bounded: no test response has that many headers
+            line = self.file.readline().rstrip(b"\r\n")
+            if not line:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.file.read(int(headers.get("content-length", "0")))
+        return Response(status, headers, body)
+
+    def closed_by_server(self) -> bool:
+        return self.file.read(1) == b""
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def mo_body(n: int, text: str = "hello") -> bytes:
+    return json.dumps({"id": f"fast-{n}", "from": "+14155550123", "to": "+14155550100",
+                       "text": text}).encode()
+
+
+def signature(body: bytes, timestamp: int) -> str:
+    """The generic broker's X-Signature: hex HMAC-SHA256 of "<timestamp>.<body>"."""
+    payload = f"{timestamp}.".encode() + body
+    return hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def signed(body: bytes) -> str:
+    """The signature headers for ``body``, signed now."""
+    now = int(time.time())
+    return f"X-Timestamp: {now}\r\nX-Signature: {signature(body, now)}\r\n"
+
+
+def webhook(body: bytes, *, extra: str = "", sign: bool = True, version: str = "1.1",
+            path: str = "/generic/mo", method: str = "POST") -> bytes:
+    head = (f"{method} {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n")
+    if sign:
+        head += signed(body)
+    return (head + extra + "\r\n").encode() + body
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def make_host(tmp_path: Path, *, fast: bool) -> Host:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = broker_config(tmp_path, GENERIC, public_url="http://127.0.0.1", port=free_port())
+    text = (cfg / "smshost.toml").read_text(encoding="utf-8")
+    text = text.replace('token = "test-token"\n',
+                        f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
+    text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n")
+    (cfg / "smshost.toml").write_text(text, encoding="utf-8")
+    host = Host(load_settings(cfg), config_dir=cfg)
+    host.load_plugins()
+    assert not host.plugins.failures, [f.error for f in host.plugins.failures]
+    return host
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
+    """``live()`` starts a server (fast path on unless ``fast=False``); stopped after."""
+    started: list[Live] = []
+
+    def start(fast: bool = True) -> Live:
+        server = Live(make_host(tmp_path / f"s{len(started)}", fast=fast))
+        started.append(server)
+        return server.__enter__()
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+# -- the answer -----------------------------------------------------------------------
+
+
+def test_uses_the_webhook_protocol_only_when_on(live: Callable[..., Live]) -> None:
+    fast, slow = live(), live(fast=False)
+    assert issubclass(fast.server.config.http_protocol_class, WebhookProtocol)
+    assert not issubclass(slow.server.config.http_protocol_class, WebhookProtocol)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_mo_is_stored_and_answered_as_through_asgi(live: Callable[..., Live],
+                                                   fast: bool) -> None:
+    server = live(fast=fast)
+    conn = server.connect()
+    conn.send(webhook(mo_body(1), extra="X-Request-Id: broker-req-1\r\n"))
+    answer = conn.response()
+    conn.close()
+    assert (answer.status, answer.json()) == (200, {"ok": True})
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-request-id"] == "broker-req-1"
+    assert "date" in answer.headers
+    (row,) = server.rows()
+    assert (row["broker_message_id"], row["remote"], row["body"]) == (
+        "fast-1", "+14155550123", "hello")
+
+
+def test_forged_signature_is_refused_and_nothing_stored(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    body = mo_body(2)
+    now = int(time.time())
+    forged = f"X-Timestamp: {now}\r\nX-Signature: {signature(b'other', now)}\r\n"
+    conn.send(webhook(body, sign=False, extra=forged))
+    answer = conn.response()
+    conn.send(webhook(body, sign=False))  # no signature at all
+    missing = conn.response()
+    conn.close()
+    assert (answer.status, missing.status) == (403, 401)
+    assert server.rows() == []
+
+
+def test_retry_gets_the_same_answer_and_one_row(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    answers = []
+    for _ in range(3):
+        conn.send(webhook(mo_body(3)))
+        answers.append(conn.response().status)
+    conn.close()
+    assert answers == [200, 200, 200]
+    assert len(server.rows()) == 1
+
+
+def test_requests_are_counted_as_broker_webhooks(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(4)))
+    assert conn.response().status == 200
+    conn.send(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    metrics = conn.response().body.decode()
+    conn.close()
+    counted = [line for line in metrics.splitlines()
+               if line.startswith("smshost_http_requests_total{")
+               and 'route="broker_webhook"' in line and 'status="200"' in line]
+    assert counted and counted[0].endswith(" 1.0"), counted
+
+
+# -- one connection, many requests ----------------------------------------------------
+
+
+def test_keep_alive_mixes_webhooks_and_other_requests(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    statuses = []
+    for n, request in enumerate([webhook(mo_body(10)), HEALTH, webhook(mo_body(11)),
+                                 webhook(b"{not json"), webhook(mo_body(12))]):
+        conn.send(request)
+        answer = conn.response()
+        statuses.append(answer.status)
+        if request is HEALTH:
+            assert answer.json()["status"] == "ok", n
+    conn.close()
+    assert statuses == [200, 200, 200, 400, 200]
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-10", "fast-11", "fast-12"]
+
+
+def test_pipelined_requests_are_answered_in_order(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(20)) + HEALTH + webhook(mo_body(21)) + webhook(mo_body(22)))
+    answers = [conn.response() for _ in range(4)]
+    conn.close()
+    assert [a.status for a in answers] == [200, 200, 200, 200]
+    assert answers[1].json()["status"] == "ok"
+    assert [a.body for a in (answers[0], answers[2], answers[3])] == [b'{"ok": true}'] * 3
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-20", "fast-21", "fast-22"]
+
+
+def test_http_1_0_is_answered_then_closed(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(30), version="1.0"))
+    answer = conn.response()
+    assert answer.status == 200 and answer.headers["connection"] == "close"
+    assert conn.closed_by_server()
+    conn.close()
+
+
+def test_connection_close_is_honoured(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(31), extra="Connection: close\r\n"))
+    assert conn.response().status == 200
+    assert conn.closed_by_server()
+    conn.close()
+
+
+# -- bodies ---------------------------------------------------------------------------
+
+
+def test_chunked_body_is_read_whole(live: Callable[..., Live]) -> None:
+    server = live()
+    body = mo_body(40, text="chunked " * 20)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50])
+                      for i in range(0, len(body), 50)) + b"0\r\n\r\n"
+    conn = server.connect()
+    conn.send((f"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+               f"{signed(body)}\r\n").encode() + chunks)
+    assert conn.response().status == 200
+    conn.close()
+    assert server.rows()[0]["body"] == ("chunked " * 20)
+
+
+def test_expect_100_continue_gets_a_continue_first(live: Callable[..., Live]) -> None:
+    server = live()
+    body = mo_body(41)
+    request = webhook(body, extra="Expect: 100-continue\r\n")
+    head, body_part = request[:len(request) - len(body)], body
+    conn = server.connect()
+    conn.send(head)
+    assert conn.file.readline() == b"HTTP/1.1 100 Continue\r\n"
+    assert conn.file.readline() == b"\r\n"
+    conn.send(body_part)
+    assert conn.response().status == 200
+    conn.close()
+    assert len(server.rows()) == 1
+
+
+def test_declared_body_over_the_limit_is_413_and_closed(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: application/json\r\n"
+              + f"Content-Length: {LIMIT + 1}\r\n\r\n".encode() + b"{")
+    answer = conn.response()
+    assert answer.status == 413 and answer.json()["error"] == "too_large"
+    assert answer.headers["connection"] == "close"
+    assert conn.closed_by_server()
+    conn.close()
+    assert server.rows() == []
+
+
+def test_chunked_body_growing_over_the_limit_is_413(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 1024
+    try:
+        for _ in range(LIMIT // len(chunk) + 2):  # bounded: just over the limit
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except OSError:
+        pass  # the server may close while the test still writes
+    answer = conn.response()
+    conn.close()
+    assert answer.status == 413
+    assert server.rows() == []
+
+
+# -- what stays with uvicorn ----------------------------------------------------------
+
+
+def test_other_methods_and_paths_go_through_asgi(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(50), method="PUT"))
+    put = conn.response()
+    conn.send(webhook(mo_body(51), path="/generic/m%6F"))  # encoded: not matched here
+    encoded = conn.response()
+    conn.send(b"GET /generic/mo?healthcheckignore=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    health = conn.response()
+    conn.close()
+    assert put.status == 405
+    assert encoded.status in (200, 404)  # whatever the ASGI stack makes of it, not a 5xx
+    assert (health.status, health.body) == (200, b"alive primary")
+
+
+def test_garbage_is_400_and_the_server_lives_on(live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(b"POST /generic/mo HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+    assert conn.response().status == 400
+    conn.close()
+    again = server.connect()
+    again.send(webhook(mo_body(60)))
+    assert again.response().status == 200
+    again.close()
+
+
+def test_a_broker_that_hangs_up_early_still_gets_its_message_stored(
+        live: Callable[..., Live]) -> None:
+    server = live()
+    conn = server.connect()
+    conn.send(webhook(mo_body(70)))
+    conn.close()  # before reading the answer
+    deadline = time.monotonic() + TIMEOUT
+    while not server.rows() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-70"]
