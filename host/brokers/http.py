@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
 
 from lxml import etree
 
@@ -35,6 +35,33 @@ def parse_form(text: str) -> list[tuple[str, str]]:
             value = unquote_plus(value)
         pairs.append((key, value))
     return pairs
+
+
+def form_fields(body: bytes) -> dict[str, list[str]]:
+    """A form body's fields, each name with its values in order.
+
+    When no separator is percent-encoded (``%26``, ``%3D``), the whole body is unquoted
+    in one pass and then split, which gives what unquoting each name and value does at
+    a fraction of the cost: decoding cannot create a separator then (``+`` becomes a
+    space, and a UTF-8 sequence never contains an ASCII byte). Invalid UTF-8 in an
+    escape becomes U+FFFD, as with ``unquote_plus``.
+    """
+    lowered = body.lower() if b"%" in body else body
+    if b"%26" in lowered or b"%3d" in lowered:
+        return _multi(parse_form(body.decode("utf-8")))
+    if b"+" in body:
+        body = body.replace(b"+", b" ")
+    text = (unquote_to_bytes(body) if b"%" in body else body).decode("utf-8", "replace")
+    out: dict[str, list[str]] = {}
+    for pair in text.split("&"):
+        if pair:
+            key, _, value = pair.partition("=")
+            found = out.get(key)
+            if found is None:
+                out[key] = [value]
+            else:
+                found.append(value)
+    return out
 
 
 def _multi(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -77,10 +104,10 @@ class InboundRequest:
         if self.content_type not in ("application/x-www-form-urlencoded", "") or not self.body:
             return {}
         try:
-            text = self.body.decode("utf-8")
+            self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise BodyError("form body is not UTF-8") from None
-        return _multi(parse_form(text))
+        return form_fields(self.body)
 
     @cached_property
     def json(self) -> Any:
