@@ -102,9 +102,11 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
         fields = ""
     else:
         # as Twilio's SDKs: names sorted, each name's distinct values sorted
-        form = request.form
-        fields = "".join(k + v for k in sorted(form)
-                         for v in (form[k] if len(form[k]) == 1 else sorted(set(form[k]))))
+        items = sorted(request.form.items())
+        try:  # the usual case, one value per name; unpacking refuses any other count
+            fields = "".join([k + v for k, (v,) in items])
+        except ValueError:
+            fields = "".join(k + v for k, vs in items for v in sorted(set(vs)))
     given = signature.encode()
     for key in keys:  # one HMAC in the usual case: the first key and URL match
         for url in _url_variants(request.url):

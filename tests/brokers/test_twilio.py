@@ -262,6 +262,37 @@ def test_forged_or_unsigned_webhooks_are_refused_and_nothing_is_stored(
     assert message["status"] == "sent" and [e["status"] for e in message["events"]] == ["sent"]
 
 
+class _Repeated(dict[str, list[str]]):
+    """Form fields with repeated names, as Twilio's SDK reads them (``getall``)."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+def test_repeated_parameter_names_are_signed_as_twilio_signs_them(
+        broker_host: Callable[..., Host]) -> None:
+    host = twilio_host(broker_host)
+    pairs = [*inbound_sms(sid="SM" + "7" * 32).items(), ("Tag", "b"), ("Tag", "a"),
+             ("Tag", "b")]
+    fields = _Repeated()
+    for name, value in pairs:
+        fields.setdefault(name, []).append(value)
+    url = PUBLIC_URL + "/twilio/mo"
+    good = str(RequestValidator(AUTH_TOKEN).compute_signature(url, fields))
+    first_only = _Repeated({k: v[:1] for k, v in fields.items()})
+    bad = str(RequestValidator(AUTH_TOKEN).compute_signature(url, first_only))
+    body = urlencode(pairs)
+    ctype = {"content-type": "application/x-www-form-urlencoded"}
+    with serving(host) as client:
+        refused = client.post("/twilio/mo", content=body,
+                              headers={**ctype, "X-Twilio-Signature": bad})
+        accepted = client.post("/twilio/mo", content=body,
+                               headers={**ctype, "X-Twilio-Signature": good})
+        rows = stored(client, host)
+    assert (refused.status_code, accepted.status_code) == (403, 200)
+    assert len(rows) == 1
+
+
 def test_status_callback_sent_to_the_mo_url_is_not_stored_as_an_sms(
         broker_host: Callable[..., Host]) -> None:
     host = twilio_host(broker_host)
