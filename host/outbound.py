@@ -300,11 +300,17 @@ class Outbound:
         return message, event
 
     def _consolidate(self, db: Database, request: SendRequest, plan: _Plan) -> Message | None:
-        """Merge into a message still waiting (never tried) when it all fits one segment."""
+        """Merge into a message still waiting (never tried) when it all fits one segment.
+
+        The merged-in message's own attributes (metadata, classification) are kept, in
+        order, in the waiting message's ``attrs.merged``; ``attrs.consolidated`` counts
+        the messages in it.
+        """
         if not plan.instance.settings.mt.consolidate:
             return None
         row = db.conn.execute(
-            "select m.id, m.body from messages m join outbox o on o.message_id = m.id "
+            "select m.id, m.body, m.attrs from messages m join outbox o "
+            "on o.message_id = m.id "
             "where m.direction = 'out' and m.status = 'queued' and m.broker = ? "
             "and m.account = ? and m.remote = ? and o.attempts = 0 and o.in_flight = 0 "
             "order by m.id desc limit 1",
@@ -315,10 +321,15 @@ class Outbound:
         seg = count_segments(text)
         if seg.segments > 1:
             return None
+        attrs = json.loads(row[2] or "{}")
+        joining = dict(request.attrs)
+        if request.classification:
+            joining["classification"] = request.classification
+        attrs["merged"] = [*attrs.get("merged", ()), joining]
+        attrs["consolidated"] = int(attrs.get("consolidated", 1)) + 1
         db.conn.execute("update messages set body = ?, encoding = ?, updated_at = ?, "
-                        "attrs = json_set(attrs, '$.consolidated', "
-                        "coalesce(json_extract(attrs, '$.consolidated'), 1) + 1) "
-                        "where id = ?", [text, seg.encoding, utcnow(), row[0]])
+                        "attrs = ? where id = ?",
+                        [text, seg.encoding, utcnow(), json.dumps(attrs), row[0]])
         return _get(db, row[0])
 
 

@@ -134,8 +134,10 @@ def test_a_waiting_message_takes_in_the_next_one_when_it_fits_one_segment(
                        outbox=outbox_toml(max_in_flight=1))
         blocker = node.queued(to=PHONE2, text="blocker")
         fake.wait_requests(1)
-        first = node.queued(to=PHONE, text="Your table is ready.")
-        merged = node.send(to=PHONE, text="Please come to the front desk.")
+        first = node.queued(to=PHONE, text="Your table is ready.",
+                            metadata={"ticket": "T-1"})
+        merged = node.send(to=PHONE, text="Please come to the front desk.",
+                           metadata={"ticket": "T-2", "desk": 4})
         assert merged.status_code == 201, merged.text
         assert merged.json()["consolidated"] is True
         assert merged.json()["id"] == first["id"]
@@ -155,6 +157,9 @@ def test_a_waiting_message_takes_in_the_next_one_when_it_fits_one_segment(
     assert fake.refs() == {str(i): 1 for i in ids}
     message = node.message(first["id"])
     assert message["attrs"]["consolidated"] == 2
+    # nothing the second sender gave is lost: its metadata rides along, in order
+    assert message["attrs"]["ticket"] == "T-1"
+    assert message["attrs"]["merged"] == [{"ticket": "T-2", "desk": 4}]
     assert statuses(message) == ["queued", "sent"]
     assert len(node.outbound()) == 5
 
