@@ -91,6 +91,14 @@ def test_purge_days_must_exceed_one(tmp_path: Path, days: int) -> None:
     ]
 
 
+@pytest.mark.parametrize("workers", [0, -1])
+def test_routing_workers_must_be_positive(tmp_path: Path, workers: int) -> None:
+    cfg = write(tmp_path, f"[routing]\nworkers = {workers}\n", name="routes.toml")
+    assert errors_of(cfg) == [
+        f"{cfg / 'routes.toml'}:2: routing.workers: must be greater than 0; got {workers}"
+    ]
+
+
 def test_cross_field_listener_rules(tmp_path: Path) -> None:
     cfg = write(tmp_path, """
 [[listeners]]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from host.config.lines import KeyPath
-from host.config.schema import setting
+from host.config.schema import greater_than, setting
 
 DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
 
@@ -64,8 +64,12 @@ class RoutingSettings:
     enabled: bool = setting(
         True, help="Route inbound messages. When false they are only stored, and are "
         "routed once routing is turned back on.")
-    workers: int = setting(8, help="Messages routed at the same time (messages of one "
-                           "conversation are always routed in order).")
+    workers: int = setting(
+        64, help="Messages routed at the same time (messages of one conversation are "
+        "always routed in order). Each routing waits on its commits, so under a burst of "
+        "MO this is what lets routing keep up with ingest; destinations keep their own "
+        "limits (email and webhook connections, the handler thread pool).",
+        check=greater_than(0))
     retry_delays: tuple[float, ...] = setting(
         (1.0, 5.0, 30.0, 120.0, 600.0),
         help="Seconds to wait before each retry of a destination that failed for now; "
