@@ -54,7 +54,8 @@ def _config(host: Host, listener: ListenerSettings) -> uvicorn.Config:
     fast = host.settings.server.webhook_fast_path
     config = uvicorn.Config(
         host.app_for(listener), lifespan="off",
-        http=fastpath.protocol_for(host, listener) if fast else "httptools", log_config=None, access_log=False,
+        http=fastpath.protocol_for(host, listener) if fast else "httptools",
+        log_config=None, access_log=False,
         server_header=False, proxy_headers=False,
         ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,
         timeout_graceful_shutdown=host.settings.server.shutdown_timeout,  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ import pytest
 from host.config import load_settings
 from host.core import Host
 from host.server import _config, _Server, bind
-from host.web.fastpath import WebhookProtocol
+from host.web.fastpath import WebhookCall, WebhookProtocol
 from tests.brokers.conftest import broker_config
 from tests.conftest import free_port
 
@@ -61,6 +61,7 @@ class Live:
         self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
         self.failure: BaseException | None = None
         self.conns: list[Conn] = []
+        self.fast_runs: list[str] = []
 
     async def _main(self) -> None:
         try:
@@ -172,13 +173,17 @@ def webhook(body: bytes, *, extra: str = "", sign: bool = True, version: str = "
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def make_host(tmp_path: Path, *, fast: bool) -> Host:
+def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
+              shutdown_timeout: float = 10.0) -> Host:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = broker_config(tmp_path, GENERIC, public_url="http://127.0.0.1", port=free_port())
+    brokers = GENERIC if signed else GENERIC.replace(
+        f'options = {{ SigningSecret = "{SECRET}" }}\n', "")
+    cfg = broker_config(tmp_path, brokers, public_url="http://127.0.0.1", port=free_port())
     text = (cfg / "smshost.toml").read_text(encoding="utf-8")
     text = text.replace('token = "test-token"\n',
                         f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
-    text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n")
+    text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n"
+                        f"shutdown_timeout = {shutdown_timeout}\n")
     (cfg / "smshost.toml").write_text(text, encoding="utf-8")
     host = Host(load_settings(cfg), config_dir=cfg)
     host.load_plugins()
@@ -187,18 +192,37 @@ def make_host(tmp_path: Path, *, fast: bool) -> Host:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
-    """``live()`` starts a server (fast path on unless ``fast=False``); stopped after."""
-    started: list[Live] = []
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
+    """``live()`` starts a server (fast path on unless ``fast=False``); stopped after.
 
-    def start(fast: bool = True) -> Live:
-        server = Live(make_host(tmp_path / f"s{len(started)}", fast=fast))
+    ``Live.fast_runs`` lists the paths of the webhooks the fast path ran, so a test can
+    tell which path answered (both give the same answers by design).
+    """
+    started: list[Live] = []
+    runs: list[str] = []
+    original = WebhookCall._run
+
+    def counted(call: WebhookCall) -> None:
+        if not call.running:
+            runs.append(call.scope["path"])
+        original(call)
+
+    monkeypatch.setattr(WebhookCall, "_run", counted)
+
+    def start(fast: bool = True, **options: Any) -> Live:
+        server = Live(make_host(tmp_path / f"s{len(started)}", fast=fast, **options))
+        server.fast_runs = runs
         started.append(server)
         return server.__enter__()
 
     yield start
+    problems = []
     for server in started:
-        server.__exit__(None, None, None)
+        try:
+            server.__exit__(None, None, None)
+        except AssertionError as exc:  # stop the others all the same
+            problems.append(str(exc))
+    assert not problems, problems
 
 
 # -- the answer -----------------------------------------------------------------------
@@ -225,6 +249,7 @@ def test_mo_is_stored_and_answered_as_through_asgi(live: Callable[..., Live],
     (row,) = server.rows()
     assert (row["broker_message_id"], row["remote"], row["body"]) == (
         "fast-1", "+14155550123", "hello")
+    assert server.fast_runs == (["/generic/mo"] if fast else [])
 
 
 def test_forged_signature_is_refused_and_nothing_stored(live: Callable[..., Live]) -> None:
@@ -252,6 +277,7 @@ def test_retry_gets_the_same_answer_and_one_row(live: Callable[..., Live]) -> No
     conn.close()
     assert answers == [200, 200, 200]
     assert len(server.rows()) == 1
+    assert len(server.fast_runs) == 3
 
 
 def test_requests_are_counted_as_broker_webhooks(live: Callable[..., Live]) -> None:
@@ -285,6 +311,7 @@ def test_keep_alive_mixes_webhooks_and_other_requests(live: Callable[..., Live])
     conn.close()
     assert statuses == [200, 200, 200, 400, 200]
     assert [r["broker_message_id"] for r in server.rows()] == ["fast-10", "fast-11", "fast-12"]
+    assert len(server.fast_runs) == 4  # /health went to the ASGI app
 
 
 def test_pipelined_requests_are_answered_in_order(live: Callable[..., Live]) -> None:
@@ -297,6 +324,7 @@ def test_pipelined_requests_are_answered_in_order(live: Callable[..., Live]) -> 
     assert answers[1].json()["status"] == "ok"
     assert [a.body for a in (answers[0], answers[2], answers[3])] == [b'{"ok": true}'] * 3
     assert [r["broker_message_id"] for r in server.rows()] == ["fast-20", "fast-21", "fast-22"]
+    assert len(server.fast_runs) == 3
 
 
 def test_http_1_0_is_answered_then_closed(live: Callable[..., Live]) -> None:
@@ -333,6 +361,7 @@ def test_chunked_body_is_read_whole(live: Callable[..., Live]) -> None:
     assert conn.response().status == 200
     conn.close()
     assert server.rows()[0]["body"] == ("chunked " * 20)
+    assert server.fast_runs == ["/generic/mo"]
 
 
 def test_expect_100_continue_gets_a_continue_first(live: Callable[..., Live]) -> None:
@@ -348,6 +377,7 @@ def test_expect_100_continue_gets_a_continue_first(live: Callable[..., Live]) ->
     assert conn.response().status == 200
     conn.close()
     assert len(server.rows()) == 1
+    assert server.fast_runs == ["/generic/mo"]
 
 
 def test_declared_body_over_the_limit_is_413_and_closed(live: Callable[..., Live]) -> None:
@@ -361,7 +391,7 @@ def test_declared_body_over_the_limit_is_413_and_closed(live: Callable[..., Live
     assert answer.headers["connection"] == "close"
     assert conn.closed_by_server()
     conn.close()
-    assert server.rows() == []
+    assert server.rows() == [] and server.fast_runs == []
 
 
 def test_chunked_body_growing_over_the_limit_is_413(live: Callable[..., Live]) -> None:
@@ -395,8 +425,9 @@ def test_other_methods_and_paths_go_through_asgi(live: Callable[..., Live]) -> N
     health = conn.response()
     conn.close()
     assert put.status == 405
-    assert encoded.status in (200, 404)  # whatever the ASGI stack makes of it, not a 5xx
+    assert encoded.status == 200  # the ASGI stack decodes the path and stores it
     assert (health.status, health.body) == (200, b"alive primary")
+    assert server.fast_runs == []
 
 
 def test_garbage_is_400_and_the_server_lives_on(live: Callable[..., Live]) -> None:
@@ -421,3 +452,105 @@ def test_a_broker_that_hangs_up_early_still_gets_its_message_stored(
     while not server.rows() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert [r["broker_message_id"] for r in server.rows()] == ["fast-70"]
+    assert server.fast_runs == ["/generic/mo"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_requests_behind_a_413_in_the_same_read_are_not_run(live: Callable[..., Live],
+                                                           fast: bool) -> None:
+    server = live(fast=fast)
+    conn = server.connect()
+    too_big = (b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: application/json\r\n"
+               + f"Content-Length: {LIMIT + 1}\r\n\r\n".encode() + b"{")
+    conn.send(too_big + b"x" * LIMIT + webhook(mo_body(80)) + HEALTH)
+    answer = conn.response()
+    assert answer.status == 413 and conn.closed_by_server()
+    conn.close()
+    conn = server.connect()
+    conn.send(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    metrics = conn.response().body.decode()
+    assert server.rows() == [] and server.fast_runs == []
+    assert not [line for line in metrics.splitlines()
+                if line.startswith("smshost_http_requests_total{") and 'route="health"' in line]
+
+
+# -- a client that does not read ------------------------------------------------------
+
+
+def test_a_client_that_does_not_read_is_held_back_then_served_in_full(
+        live: Callable[..., Live]) -> None:
+    """Pipelined webhooks from a client that reads nothing: the server stops reading
+    once its answers back up (it does not buffer them without bound), and serves every
+    one of them once the client reads."""
+    server = live()
+    count = 20_000  # ~5 MB of answers: well past the socket buffers on loopback
+    payload = b"".join(webhook(mo_body(1000 + n)) for n in range(count))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT * 6)
+    sock.connect(("127.0.0.1", server.port))
+    conn = Conn(sock)
+    server.conns.append(conn)
+    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+    sender.start()
+    stored, stable_since = -1, time.monotonic()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and time.monotonic() - stable_since < 1.5:
+        now = len(server.rows())
+        if now != stored:
+            stored, stable_since = now, time.monotonic()
+        time.sleep(0.25)
+    assert 0 < stored < count, stored  # held back while the client does not read
+    statuses = [conn.response().status for _ in range(count)]
+    sender.join(TIMEOUT)
+    assert statuses == [200] * count
+    assert len(server.rows()) == count
+
+
+# -- when answering fails ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_webhook_cut_short_by_shutdown_is_answered_500_and_closed(
+        live: Callable[..., Live], fast: bool) -> None:
+    """The database is locked by another process, so the webhook's commit waits; the
+    server is stopped with a 1 s grace time: the broker gets a 500 (it retries), not a
+    silent connection. The message is committed once the lock goes (nothing lost)."""
+    server = live(fast=fast, shutdown_timeout=1)
+    db = sqlite3.connect(Path(server.host.settings.server.data_dir) / "smshost.db",
+                         isolation_level=None)
+    try:
+        db.execute("begin immediate")
+        conn = server.connect()
+        conn.send(webhook(mo_body(90)))
+        time.sleep(0.3)  # the webhook now waits on the lock
+        server.server.should_exit = True
+        answer = conn.response()
+        assert answer.status == 500 and answer.headers["connection"] == "close"
+        assert conn.closed_by_server()
+    finally:
+        db.rollback() if db.in_transaction else None
+        db.close()
+    server.__exit__(None, None, None)
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-90"]
+
+
+def test_a_body_cut_by_a_hang_up_is_not_stored_through_asgi(
+        live: Callable[..., Live]) -> None:
+    """A form body cut short still parses: the ASGI path must not store what it got."""
+    server = live(fast=False, signed=False)
+    body = b"id=cut-1&from=%2B14155550123&text=hello+there+this+is+long"
+    conn = server.connect()
+    conn.send(b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: application/x-www-form-urlencoded\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:30])
+    time.sleep(0.3)
+    conn.close()
+    complete = server.connect()
+    complete.send(b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                  + body.replace(b"cut-1", b"cut-2"))
+    assert complete.response().status == 200
+    assert [r["broker_message_id"] for r in server.rows()] == ["cut-2"]

@@ -77,18 +77,21 @@ def _check_age(timestamp: str, tolerance: float, now: float) -> None:
 # -- twilio ---------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _url_variants(url: str) -> tuple[str, ...]:
-    """The URL as given, plus with/without the default port (as Twilio's SDKs try)."""
+    """The URL as given, then as Twilio's SDKs also try it: with the scheme's default
+    port added when it has no port, without its port when it has one. The host is
+    kept as written (case, IPv6 brackets, user info)."""
     parts = urlsplit(url)
-    default = {"https": 443, "http": 80}.get(parts.scheme)
-    host = parts.hostname or ""
-    variants = [url]
-    if parts.port is None and default:
-        variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
-    elif parts.port == default:
-        variants.append(urlunsplit(parts._replace(netloc=host)))
-    return tuple(variants)
+    try:
+        port = parts.port
+    except ValueError:
+        return (url,)
+    if port is None:
+        default = {"https": 443, "http": 80}.get(parts.scheme)
+        if default is None:
+            return (url,)
+        return url, urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}"))
+    return url, urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]))
 
 
 def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -146,16 +146,17 @@ def called_url(host: Host, request: Request) -> str:
     return url_from_scope(host, request.scope, dict(request.headers.items()))
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body; None when the client went away before sending all of it (a cut
+    form still parses: it must not be stored as if it were the message)."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def _handle(host: Host, ep: Endpoint, scope: Scope, receive: Receive) -> Response:
@@ -176,7 +177,11 @@ async def respond(host: Host, ep: Endpoint, scope: Mapping[str, Any], headers: d
         return _refuse(host, ep.instance, "?", _Refused(503, f"broker {ep.instance.name} "
                                                         "is disabled"))
     if not isinstance(body, bytes):
-        body = await _read_body(body)
+        read = await _read_body(body)
+        if read is None:
+            return _refuse(host, ep.instance, "?", _Refused(400, "the client went away "
+                                                            "before the end of the body"))
+        body = read
     inbound = InboundRequest(scope["method"], url_from_scope(host, scope, headers), headers,
                              body)
     return await process(host, ep, inbound)

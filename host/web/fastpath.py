@@ -17,19 +17,18 @@ uvicorn's own bookkeeping (``cycle``, ``pipeline``, ``tasks``, ``on_response_com
 so keep-alive, pipelined requests (answered in order), ``Expect: 100-continue``, HTTPS
 and graceful shutdown behave as for any request.
 
-That bookkeeping is uvicorn's internals: tests/web/test_fastpath.py pins the behaviour
+That bookkeeping is uvicorn's internals: tests/test_fastpath.py pins the behaviour
 through real sockets, and ``server.webhook_fast_path = false`` turns this off.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from host.brokers.webhooks import Endpoint, endpoints_for_port, respond
@@ -57,6 +56,11 @@ class WebhookProtocol(HttpToolsProtocol):
     limit: ClassVar[int]
 
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():
+            # Answered and closed (a 413) while more requests sat in the same read: they
+            # are not run, as uvicorn does not run them either.
+            self.cycle = WebhookCall.dropped(self)  # type: ignore[assignment]
+            return
         call = self._webhook_call()
         if call is None:
             super().on_headers_complete()
@@ -111,7 +115,7 @@ class WebhookCall:
     ``message_event``) and ``run_asgi`` for a start from uvicorn's pipeline.
     """
 
-    def __init__(self, protocol: WebhookProtocol, endpoint: Endpoint, method: str,
+    def __init__(self, protocol: WebhookProtocol, endpoint: Endpoint | None, method: str,
                  path: str, query: bytes, keep_alive: bool) -> None:
         self.protocol = protocol
         self.endpoint = endpoint
@@ -132,6 +136,13 @@ class WebhookCall:
         self.response_complete = False
         self.message_event = self  # connection_lost calls message_event.set()
         self.began = time.perf_counter()
+
+    @classmethod
+    def dropped(cls, protocol: WebhookProtocol) -> WebhookCall:
+        """A request that is not run: its body is ignored, nothing is answered."""
+        call = cls(protocol, None, "", "", b"", False)
+        call.response_complete = True
+        return call
 
     def set(self) -> None:
         """The connection is gone: a call already running still stores and settles."""
@@ -178,58 +189,80 @@ class WebhookCall:
         task.add_done_callback(protocol.tasks.discard)
 
     async def _answer(self) -> None:
-        protocol = self.protocol
+        protocol, endpoint = self.protocol, self.endpoint
+        assert endpoint is not None  # only a dropped call has none, and it never runs
         headers = {name.decode("latin-1"): value.decode("latin-1")
                    for name, value in self.raw_headers}
         rid = request_id_for(headers.get("x-request-id", ""))
         request_id.set(rid)  # this task's own context
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         try:
-            response = await respond(protocol.host, self.endpoint, self.scope, headers, body)
-        # A bug must not leave the broker unanswered; it retries the 500 (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("broker %s: unexpected error", self.endpoint.instance.name)
-            response = PlainTextResponse("internal error; retry later", status_code=500)
-        self._write(response, rid)
+            try:
+                response = await respond(protocol.host, endpoint, self.scope, headers, body)
+            # A bug must not leave the broker unanswered; it retries the 500 (BLE001).
+            except Exception:  # noqa: BLE001
+                log.exception("broker %s: unexpected error", endpoint.instance.name)
+                response = PlainTextResponse("internal error; retry later", status_code=500)
+            if protocol.flow.write_paused and not self.disconnected:
+                await protocol.flow.drain()  # a client that does not read: wait, as uvicorn
+            self._write(response, rid)
+        # Cancelled (shutdown past its grace time) or a failure while answering: the
+        # connection must not stay open unanswered. As uvicorn's own cycle does.
+        except BaseException:  # noqa: BLE001
+            log.exception("broker %s: webhook not answered", endpoint.instance.name)
+            self._abort()
 
     def _too_large(self) -> None:
-        limit = self.protocol.limit
-        body = json.dumps({"error": "too_large",
-                           "message": f"request body over {limit} bytes"}).encode()
-        response = Response(body, status_code=413, media_type="application/json")
+        response = JSONResponse(
+            {"error": "too_large",
+             "message": f"request body over {self.protocol.limit} bytes"}, status_code=413)
         self.keep_alive = False  # the rest of the body is still on its way
         self._write(response, request_id_for(_header(self.raw_headers, b"x-request-id")))
 
     def _write(self, response: Response, rid: str) -> None:
         protocol = self.protocol
         transport = protocol.transport
-        self.response_complete = True
         status = response.status_code
-        record_request(protocol.host, protocol.listener, self.scope["method"],
-                       self.scope["path"], "broker_webhook", status,
-                       time.perf_counter() - self.began)
-        if self.disconnected or transport.is_closing():
-            return
-        out = [STATUS_LINE[status]]
-        for name, value in protocol.server_state.default_headers:
-            out += (name, b": ", value, b"\r\n")
-        for name, value in response.raw_headers:
-            out += (name, b": ", value, b"\r\n")
-        out += (b"x-request-id: ", rid.encode("ascii"), b"\r\n")
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out += (b"\r\n", bytes(response.body))
-        transport.write(b"".join(out))
+        if not self.disconnected and not transport.is_closing():
+            out = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
+            for name, value in protocol.server_state.default_headers:
+                out += (name, b": ", value, b"\r\n")
+            for name, value in response.raw_headers:
+                out += (name, b": ", value, b"\r\n")
+            out += (b"x-request-id: ", rid.encode("ascii"), b"\r\n")
+            if not self.keep_alive:
+                out.append(b"connection: close\r\n")
+            out += (b"\r\n", bytes(response.body))
+            transport.write(b"".join(out))
+        self.response_complete = True
         if not self.keep_alive:
             transport.close()
-        protocol.on_response_complete()
+        try:
+            record_request(protocol.host, protocol.listener, self.scope["method"],
+                           self.scope["path"], "broker_webhook", status,
+                           time.perf_counter() - self.began)
+        finally:
+            protocol.on_response_complete()
+
+    def _abort(self) -> None:
+        """Answer 500 and close when nothing was sent yet; close in any case."""
+        transport = self.protocol.transport
+        if not self.response_complete and not transport.is_closing():
+            transport.write(b"HTTP/1.1 500 Internal Server Error\r\n"
+                            b"content-type: text/plain; charset=utf-8\r\n"
+                            b"content-length: 21\r\nconnection: close\r\n\r\n"
+                            b"Internal Server Error")
+        self.response_complete = True
+        transport.close()
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    """The last value of header ``name`` (as a dict of the headers keeps it)."""
+    found = ""
     for key, value in headers:
         if key == name:
-            return value.decode("latin-1")
-    return ""
+            found = value.decode("latin-1")
+    return found
 
 
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:

@@ -262,6 +262,25 @@ def test_forged_or_unsigned_webhooks_are_refused_and_nothing_is_stored(
     assert message["status"] == "sent" and [e["status"] for e in message["events"]] == ["sent"]
 
 
+@pytest.mark.parametrize(("public", "signed_as", "status"), [
+    ("https://smshost.example.com", "https://smshost.example.com:443", 200),
+    ("https://Sms.Example.com:443", "https://Sms.Example.com", 200),
+    ("https://Sms.Example.com:8443", "https://Sms.Example.com:8443", 200),
+    ("https://Sms.Example.com:8443", "https://Sms.Example.com", 200),
+    ("https://Sms.Example.com:8443", "https://sms.example.com:8443", 403),
+    ("https://smshost.example.com", "https://smshost.example.com:8443", 403),
+])
+def test_signature_over_the_url_with_or_without_its_port_as_twilio_sdks_accept(
+        broker_host: Callable[..., Host], public: str, signed_as: str, status: int) -> None:
+    """Twilio's SDK accepts the URL with the default port added or the port removed;
+    the host stays as written."""
+    host = twilio_host(broker_host, public_url=public)
+    params = inbound_sms(sid="SM" + "8" * 32)
+    with serving(host) as client:
+        answer = post_signed(client, "/twilio/mo", params, signed_url=signed_as + "/twilio/mo")
+    assert answer.status_code == status, answer.text
+
+
 class _Repeated(dict[str, list[str]]):
     """Form fields with repeated names, as Twilio's SDK reads them (``getall``)."""
 
