@@ -94,6 +94,26 @@ def _url_variants(url: str) -> tuple[str, ...]:
     return url, urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]))
 
 
+TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+_TWILIO_ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+
+
+def twilio_algorithm(request: InboundRequest) -> str:
+    """The hash of a Twilio signature: SHA-1 (the auth token's), or what the
+    ``X-Twilio-Webhooks-Signature-Settings`` header names (``key=...,algorithm=...``)
+    for a webhook signed with a shared key of Twilio's Webhooks configuration API."""
+    settings = request.headers.get(TWILIO_SETTINGS_HEADER.lower(), "")
+    for part in settings.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            found = _TWILIO_ALGORITHMS.get(value.strip().upper())
+            if found is None:
+                raise SignatureError(403, "unsupported Twilio signature algorithm "
+                                     f"{value.strip()!r} in {TWILIO_SETTINGS_HEADER}")
+            return found
+    return "sha1"
+
+
 def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
                   now: float) -> None:
     signature = _required_header(request, spec.params.get("header", "X-Twilio-Signature"))
@@ -110,10 +130,11 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
             fields = "".join([k + v for k, (v,) in items])
         except ValueError:
             fields = "".join(k + v for k, vs in items for v in sorted(set(vs)))
+    algorithm = twilio_algorithm(request)
     given = signature.encode()
     for key in keys:  # one HMAC in the usual case: the first key and URL match
         for url in _url_variants(request.url):
-            expected = _b64_hmac(key, (url + fields).encode(), "sha1")
+            expected = _b64_hmac(key, (url + fields).encode(), algorithm)
             if hmac.compare_digest(given, expected.encode()):
                 return
     raise SignatureError(403, "X-Twilio-Signature does not match")

@@ -281,6 +281,72 @@ def test_signature_over_the_url_with_or_without_its_port_as_twilio_sdks_accept(
     assert answer.status_code == status, answer.text
 
 
+# -- webhooks signed with a shared key (Webhooks configuration API) ----------------------
+
+SHARED_KEY = "webhooks-shared-key-secret-9c41"
+SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+
+
+def post_shared(client: Any, params: dict[str, str], *, algorithm: str = "HMAC_SHA256",
+                key: str = SHARED_KEY, header: str | None = None) -> Any:
+    """Signed as Twilio signs under a Webhook Rule: the SharedKey secret and the
+    Setting's algorithm, by Twilio's own SDK; the settings header names both."""
+    url = PUBLIC_URL + "/twilio/mo"
+    signed = RequestValidator(key).compute_signature(url, params, algorithm)
+    return client.post("/twilio/mo", data=params, headers={
+        "X-Twilio-Signature": str(signed),
+        SETTINGS: header or f"key=KS{'a' * 32},algorithm={algorithm}"})
+
+
+SHARED = f'options = {{ WebhookSharedKey = "{SHARED_KEY}" }}'
+
+
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA256", "HMAC_SHA1"])
+def test_webhook_signed_with_the_shared_key_is_accepted(
+        broker_host: Callable[..., Host], algorithm: str) -> None:
+    host = twilio_host(broker_host, extra=SHARED)
+    with serving(host) as client:
+        shared = post_shared(client, inbound_sms(sid="SM" + "a" * 32), algorithm=algorithm)
+        legacy = post_signed(client, "/twilio/mo", inbound_sms(sid="SM" + "b" * 32))
+        rows = stored(client, host)
+    assert (shared.status_code, legacy.status_code) == (200, 200), shared.text
+    assert sorted(r["broker_message_id"] for r in rows) == ["SM" + "a" * 32, "SM" + "b" * 32]
+
+
+def test_shared_key_webhooks_are_refused_when_forged_or_not_configured(
+        broker_host: Callable[..., Host]) -> None:
+    host = twilio_host(broker_host, extra=SHARED)
+    with serving(host) as client:
+        auth_token_signed = post_shared(client, inbound_sms(sid="SM" + "c" * 32),
+                                        key=AUTH_TOKEN)
+        wrong_hash = post_shared(client, inbound_sms(sid="SM" + "d" * 32),
+                                 header="key=KSx,algorithm=HMAC_SHA1")  # signed SHA-256
+        unknown = post_shared(client, inbound_sms(sid="SM" + "e" * 32),
+                              header="key=KSx,algorithm=HMAC_MD5")
+        rows = stored(client, host)
+    assert [r.status_code for r in (auth_token_signed, wrong_hash, unknown)] == [403] * 3
+    assert "HMAC_MD5" in unknown.text
+    assert rows == []
+    plain = twilio_host(broker_host)  # no WebhookSharedKey
+    with serving(plain) as client:
+        refused = post_shared(client, inbound_sms(sid="SM" + "f" * 32))
+        assert stored(client, plain) == []
+    assert refused.status_code == 403 and "WebhookSharedKey" in refused.text
+
+
+def test_with_only_the_shared_key_every_webhook_must_carry_it(
+        broker_host: Callable[..., Host]) -> None:
+    toml = TWILIO.format(extra=SHARED, sid=ACCOUNT_SID, token="", number=OUR_NUMBER)
+    host = broker_host(toml.replace('password = ""\n', ""))
+    with serving(host) as client:
+        unsigned = client.post("/twilio/mo", data=inbound_sms(sid="SM" + "1" * 32))
+        token_signed = post_signed(client, "/twilio/mo", inbound_sms(sid="SM" + "2" * 32))
+        shared = post_shared(client, inbound_sms(sid="SM" + "3" * 32))
+        rows = stored(client, host)
+    assert [r.status_code for r in (unsigned, token_signed, shared)] == [401, 403, 200]
+    assert [r["broker_message_id"] for r in rows] == ["SM" + "3" * 32]
+
+
 class _Repeated(dict[str, list[str]]):
     """Form fields with repeated names, as Twilio's SDK reads them (``getall``)."""
 
