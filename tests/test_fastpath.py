@@ -13,6 +13,7 @@ import hmac
 import json
 import socket
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from host.config import load_settings
 from host.core import Host
@@ -89,8 +91,11 @@ class Live:
         self.sock.close()
         assert not self.thread.is_alive(), "the server did not stop"
 
-    def connect(self) -> Conn:
-        conn = Conn(socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT))
+    def connect(self, tls: ssl.SSLContext | None = None) -> Conn:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+        conn = Conn(sock)
         self.conns.append(conn)
         return conn
 
@@ -174,12 +179,20 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
-              shutdown_timeout: float = 10.0) -> Host:
+              shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None) -> Host:
     tmp_path.mkdir(parents=True, exist_ok=True)
     brokers = GENERIC if signed else GENERIC.replace(
         f'options = {{ SigningSecret = "{SECRET}" }}\n', "")
-    cfg = broker_config(tmp_path, brokers, public_url="http://127.0.0.1", port=free_port())
+    scheme = "https" if tls else "http"
+    if tls:
+        brokers = brokers.replace('encryption = "http"', 'encryption = "https"').replace(
+            "http://127.0.0.1:9", "https://127.0.0.1:9")
+    cfg = broker_config(tmp_path, brokers, public_url=f"{scheme}://127.0.0.1",
+                        port=free_port())
     text = (cfg / "smshost.toml").read_text(encoding="utf-8")
+    if tls:
+        text = text.replace("api = true\n", f'api = true\ncertfile = "{tls[0]}"\n'
+                            f'keyfile = "{tls[1]}"\n')
     text = text.replace('token = "test-token"\n',
                         f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
     text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n"
@@ -554,3 +567,27 @@ def test_a_body_cut_by_a_hang_up_is_not_stored_through_asgi(
                   + body.replace(b"cut-1", b"cut-2"))
     assert complete.response().status == 200
     assert [r["broker_message_id"] for r in server.rows()] == ["cut-2"]
+
+
+# -- HTTPS ----------------------------------------------------------------------------
+
+
+def test_webhooks_over_https_take_the_fast_path(live: Callable[..., Live],
+                                               tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    server = live(tls=(certfile, keyfile))
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    conn = server.connect(tls=trusted)
+    conn.send(webhook(mo_body(95)) + webhook(mo_body(96)))
+    answers = [conn.response() for _ in range(2)]
+    conn.send(HEALTH)
+    health = conn.response()
+    conn.close()
+    assert [a.status for a in answers] == [200, 200] and health.status == 200
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-95", "fast-96"]
+    assert len(server.fast_runs) == 2
