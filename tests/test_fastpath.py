@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from host.config import load_settings
 from host.core import Host
@@ -591,3 +593,65 @@ def test_webhooks_over_https_take_the_fast_path(live: Callable[..., Live],
     assert [a.status for a in answers] == [200, 200] and health.status == 200
     assert [r["broker_message_id"] for r in server.rows()] == ["fast-95", "fast-96"]
     assert len(server.fast_runs) == 2
+
+
+# -- fuzz -----------------------------------------------------------------------------
+
+FUZZ_HEADERS = ["Content-Type: application/json", "Content-Type: application/x-www-form-urlencoded",
+                "Content-Type: text/plain", "Expect: 100-continue", "Connection: close",
+                "X-Request-Id: ../../etc", "X-Request-Id: ok-1", "Content-Type: ;;;",
+                "X-Signature: zz", "Transfer-Encoding: chunked"]
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["POST", "GET", "PUT", "HEAD"]),
+       path=st.sampled_from(["/generic/mo", "/generic/receipt", "/generic/mo?x=%ZZ",
+                             "/generic/mo?healthcheckignore=1"]),
+       headers=st.lists(st.sampled_from(FUZZ_HEADERS), max_size=4, unique=True),
+       body=st.one_of(st.binary(max_size=200), st.dictionaries(
+           st.sampled_from(["id", "from", "to", "text", "status", "concat_ref",
+                            "concat_total", "concat_part"]),
+           st.one_of(st.text(max_size=12), st.integers(-3, 5), st.none()), max_size=6)
+           .map(lambda d: json.dumps(d).encode())),
+       declared=st.sampled_from(["exact", "short", "none"]),
+       trailer=st.sampled_from([b"", b"GARBAGE\r\n\r\n", HEALTH]))
+def test_fuzzed_requests_never_get_a_5xx(live: Callable[..., Live], fuzz: dict[str, Live],
+                                         method: str, path: str, headers: list[str],
+                                         body: bytes, declared: str, trailer: bytes) -> None:
+    """Any request to a broker path, framed right or wrong, gets a complete answer
+    under 500 (or a closed connection for bytes that are not HTTP), and the server goes
+    on serving."""
+    if "server" not in fuzz:
+        fuzz["server"] = live(signed=False)
+    server = fuzz["server"]
+    chunked = "Transfer-Encoding: chunked" in headers
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *headers]
+    if chunked:
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                           for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    else:
+        payload = body
+        if declared != "none":
+            length = len(body) if declared == "exact" else max(0, len(body) - 3)
+            head.append(f"Content-Length: {length}")
+    conn = server.connect()
+    conn.send(("\r\n".join(head) + "\r\n\r\n").encode() + payload + trailer)
+    line = conn.file.readline()
+    if line.startswith(b"HTTP/1.1 100"):
+        conn.file.readline()
+        line = conn.file.readline()
+    conn.close()
+    if line:  # b"": the server closed a connection it could not parse, which is fine
+        status = int(line.split()[1])
+        assert 100 <= status < 500, (line, head, payload[:80])
+    probe = server.connect()
+    probe.send(HEALTH)
+    assert probe.response().status == 200
+    probe.close()
+
+
+@pytest.fixture
+def fuzz() -> dict[str, Live]:
+    """One server for every example of a hypothesis test (started by the first)."""
+    return {}
