@@ -280,3 +280,27 @@ def test_reload_keeps_in_flight_calls_on_their_version(make_host: Callable[..., 
             return await outbound(host)
     assert asyncio.run(flow()) == ["old", "new"]
     assert time  # imported for handlers' sake
+
+
+def test_timeout_counts_the_run_not_the_wait_for_a_thread(
+        make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    """Four conversations at once, one handler thread: the calls take turns, and none
+    times out for having waited its turn (each runs 1 s, under the 2.5 s timeout)."""
+    handler(plugins_dir, "Echo", """
+        import time
+
+        def handle(ctx):
+            time.sleep(1.0)
+            ctx.reply("done")
+        """)
+    host = make_host(extra="[handlers]\ntimeout = 2.5\nthreads = 1\nwatch = false\n")
+
+    async def flow() -> list[Any]:
+        async with host.running():
+            added = [await host.messages.add(mo("H turn", f"+1415555012{n}"))
+                     for n in range(4)]
+            assert await host.router.idle(timeout=30)
+            return [await host.messages.events(m.id) for m, _ in added]
+    events = asyncio.run(flow())
+    routes = [[e.detail for e in ev if e.status == "routed"][0]["route"] for ev in events]
+    assert routes == ["to-handler"] * 4

@@ -1,7 +1,8 @@
 """Running one handler call: async ones under a timeout, sync ones in a thread (SPEC H3).
 
-A sync handler runs through ``anyio.to_thread.run_sync`` with a capacity limiter
-(``handlers.threads``) so a slow handler cannot take every thread. A thread cannot be
+A sync handler runs through ``anyio.to_thread.run_sync`` once it holds a slot of the
+capacity limiter (``handlers.threads``), so a slow handler cannot take every thread;
+its timeout starts when it runs, not while it waits for a slot. A thread cannot be
 killed: on timeout the call is abandoned (its result ignored, its recorded actions
 never applied) and the message falls back to the default route; the thread finishes
 in the background.
@@ -39,9 +40,12 @@ async def run(entry: HandlerEntry, ctx: Context, timeout: float,
     try:
         if entry.is_async:
             return await asyncio.wait_for(entry.handle(ctx), timeout)
-        return await asyncio.wait_for(
-            anyio.to_thread.run_sync(entry.handle, ctx, limiter=limiter,
-                                     abandon_on_cancel=True), timeout)
+        # The timeout counts the handler's own run, not the wait for a free thread:
+        # with more conversations routed at once than threads, calls queue here.
+        async with limiter:
+            return await asyncio.wait_for(
+                anyio.to_thread.run_sync(entry.handle, ctx, limiter=CapacityLimiter(1),
+                                         abandon_on_cancel=True), timeout)
     except TimeoutError:
         raise HandlerFailed(f"handler {entry.name} timed out after {timeout:g} s",
                             f"timed out after {timeout:g} s") from None
