@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from host.core import Host
 
 _COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encoding",
-            "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs")
+            "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs",
+            "route")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class NewMessage:
     attrs: dict[str, Any] | None = None
     source: str = "system"
     detail: dict[str, Any] | None = None
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]
     attrs = new.attrs or {}
     args = [new.direction, new.broker, new.account, new.local, new.remote, new.body,
             new.encoding, new.segments, new.status, new.broker_message_id, now, now,
-            json.dumps(attrs) if attrs else "{}"]
+            json.dumps(attrs) if attrs else "{}", new.route]
     conn = db.conn
     row = conn.execute(_INSERT, args).fetchone()
     if row is None:
@@ -148,9 +150,17 @@ def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]
         return Message.from_row(existing), None
     message = Message(row[0], new.direction, new.broker, new.account, new.local, new.remote,
                       new.body, new.encoding, new.segments, new.status,
-                      new.broker_message_id, now, now, attrs)
+                      new.broker_message_id, now, now, attrs, new.route)
     event = _add_event(db, message.id, new.status, now, new.source, new.detail or {})
     return message, event
+
+
+def message_from_cursor(cursor: Any) -> Message | None:
+    """The message of a ``... returning *`` statement's row (None when it changed none)."""
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return Message.from_row(dict(zip([d[0] for d in cursor.description], row, strict=True)))
 
 
 def _add_event(db: Database, message_id: int, status: str, at: str, source: str,

@@ -290,10 +290,8 @@ class Outbound:
         message, event = _insert(db, NewMessage(
             direction="out", body=body, status="queued", broker=plan.instance.name,
             account=plan.account.id, local=plan.account.local_address, remote=plan.to,
-            encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source))
-        route = plan.decision.route.name if plan.decision.route else None
-        if route is not None:
-            db.conn.execute("update messages set route = ? where id = ?", [route, message.id])
+            encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
+            route=plan.decision.route.name if plan.decision.route else None))
         now = self._host.sender.clock()
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at) "
                         "values (?, ?, ?)", [message.id, now, now])

@@ -35,7 +35,7 @@ import aiohttp
 
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
-from host.messages import _add_event
+from host.messages import _add_event, message_from_cursor
 from host.models import FINAL_STATES, Message, utcnow
 
 if TYPE_CHECKING:
@@ -353,18 +353,23 @@ class Sender:
         event = _add_event(db, message_id, status, now, "sender", detail)
         if old in FINAL_STATES:  # a receipt (by our reference) came first: it stands
             status, keep = old, False
+        # Each update returns the row as it now is (a receipt may have changed it before).
         if broker_id is not None:
             try:
-                conn.execute("update messages set status = ?, broker_message_id = ?, "
-                             "updated_at = ? where id = ?", [status, broker_id, now, message_id])
+                cursor = conn.execute(
+                    "update messages set status = ?, broker_message_id = ?, updated_at = ? "
+                    "where id = ? returning *", [status, broker_id, now, message_id])
+                message = message_from_cursor(cursor)
             except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
-                conn.execute("update messages set status = ?, updated_at = ?, attrs = "
-                             "json_set(attrs, '$.broker_message_id', ?) where id = ?",
-                             [status, now, broker_id, message_id])
+                message = message_from_cursor(conn.execute(
+                    "update messages set status = ?, updated_at = ?, attrs = "
+                    "json_set(attrs, '$.broker_message_id', ?) where id = ? returning *",
+                    [status, now, broker_id, message_id]))
         else:
-            conn.execute("update messages set status = ?, updated_at = ? where id = ?",
-                         [status, now, message_id])
+            message = message_from_cursor(conn.execute(
+                "update messages set status = ?, updated_at = ? where id = ? returning *",
+                [status, now, message_id]))
         if not keep:
             conn.execute("delete from outbox where message_id = ?", [message_id])
-        row = next(db.query("select * from messages where id = ?", [message_id]))
-        return old, Message.from_row(row), event  # re-read: a receipt may have changed it
+        assert message is not None  # the row was read above, in this transaction
+        return old, message, event

@@ -5,6 +5,7 @@ and account, classifications refuse with 403 naming the route, no match is 422."
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,26 @@ def test_route_test_cli_explains_the_decision(smshost: Callable[..., Smshost],
                       "--dnis", "+447911123456", "--classification", "sales")
     assert refused.returncode == 1 and "refused (403)" in refused.stdout
     assert "uk-marketing" in refused.stdout
+
+
+def test_plugins_see_the_route_of_a_message_when_it_is_stored(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker,
+        second_broker: FakeBroker) -> None:
+    """The message handed to ``message_stored`` (and returned to handlers) carries the
+    outbound route it was stored with, as the database row does."""
+    from host import hookimpl
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Watcher:
+        @hookimpl
+        def message_stored(self, host: object, message: Any) -> None:
+            seen.append((message.direction, message.route))
+
+    def prepare(host: Any) -> None:
+        host.plugins.register(Watcher(), "watcher")
+
+    node = routed(smshost, fake_broker, second_broker, prepare=prepare)
+    body = node.queued(to="0612345678", text="routed")
+    assert body["route"] == "fr-national"
+    assert seen == [("out", "fr-national")]
