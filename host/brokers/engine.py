@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
-from host.brokers.specs import Answer, BrokerDefinition, FieldSpec, InboundSpec
+from host.brokers.specs import (Answer, BrokerDefinition, FieldSpec, InboundSpec,
+                                SignatureSpec)
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
 from host.brokers.http import BodyError, InboundRequest, MtRequest, MtResponse, MtResult
 from host.brokers.payloads import RequestPayload, ResponsePayload
@@ -153,19 +154,27 @@ class XmlBroker:
         named = (self._named_account(request, kind)
                  if request is not None and kind and len(accounts) > 1 else None)
         chosen = [a for a in accounts if named in (a.get("login"), a.get("id"))] if named else []
-        if not chosen:  # every account's key: the same each time, so kept
-            cached = self.__dict__.get("_all_keys")
-            if cached is not None and cached[0] is accounts:
-                return list(cached[1])
-        keys = []
-        for account in chosen or accounts:
+        if chosen:
+            keys = self._keys_of(spec, chosen)
+            if keys:
+                return keys
+            # The named account has no key: the request names it, so it must not decide
+            # that nothing is checked; any configured key must have signed it.
+        cached = self.__dict__.get("_all_keys")
+        if cached is not None and cached[0] is accounts:
+            return list(cached[1])
+        keys = self._keys_of(spec, accounts)  # every account's: the same each time, kept
+        self.__dict__["_all_keys"] = (accounts, tuple(keys))
+        return keys
+
+    def _keys_of(self, spec: SignatureSpec, accounts: Sequence[Mapping[str, Any]]) -> list[str]:
+        keys: list[str] = []
+        for account in accounts:
             ctx = Context({"account": account, "options": self.options,
                            "broker": self.broker_values, "attrs": self.attrs})
             key = spec.key.render(ctx)
             if key and key not in keys:
                 keys.append(key)
-        if not chosen:
-            self.__dict__["_all_keys"] = (accounts, tuple(keys))
         return keys
 
     def _named_account(self, request: InboundRequest, kind: str) -> str | None:

@@ -98,20 +98,30 @@ TWILIO_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 _TWILIO_ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
 
 
-def twilio_algorithm(request: InboundRequest) -> str:
-    """The hash of a Twilio signature: SHA-1 (the auth token's), or what the
-    ``X-Twilio-Webhooks-Signature-Settings`` header names (``key=...,algorithm=...``)
-    for a webhook signed with a shared key of Twilio's Webhooks configuration API."""
+def twilio_shared_key_algorithm(request: InboundRequest) -> str | None:
+    """The ``algorithm`` named by ``X-Twilio-Webhooks-Signature-Settings``
+    (``key=...,algorithm=HMAC_SHA256``): set when Twilio signed with a shared key of its
+    Webhooks configuration API. None without one (no header, an empty one, or one
+    without ``algorithm=``): the auth token's HMAC-SHA1, as Twilio's SDKs read it."""
     settings = request.headers.get(TWILIO_SETTINGS_HEADER.lower(), "")
     for part in settings.split(","):
         name, sep, value = part.partition("=")
         if sep and name.strip() == "algorithm" and value.strip():
-            found = _TWILIO_ALGORITHMS.get(value.strip().upper())
-            if found is None:
-                raise SignatureError(403, "unsupported Twilio signature algorithm "
-                                     f"{value.strip()!r} in {TWILIO_SETTINGS_HEADER}")
-            return found
-    return "sha1"
+            return value.strip()
+    return None
+
+
+def twilio_algorithm(request: InboundRequest) -> str:
+    """The hash of a Twilio signature: SHA-1, or SHA-256 when the settings header says
+    so; 403 for an algorithm Twilio's SDKs do not know."""
+    named = twilio_shared_key_algorithm(request)
+    if named is None:
+        return "sha1"
+    found = _TWILIO_ALGORITHMS.get(named.upper())
+    if found is None:
+        raise SignatureError(403, f"unsupported Twilio signature algorithm in "
+                             f"{TWILIO_SETTINGS_HEADER}")
+    return found
 
 
 def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,

@@ -11,8 +11,11 @@ fields); only the key and the hash differ:
   twilio-python ``twilio/request_validator.py`` (``get_signature_algorithm``)
 
 This adapter checks such a webhook with the option ``WebhookSharedKey`` (the secret),
-and refuses it (403, saying why) when that option is not set. With only the shared key
-configured (accounts without a token), every webhook must be signed with it.
+and refuses it (403, saying why) when that option is not set but auth tokens are (with
+no key configured at all nothing is checked, as for any broker). With only the shared
+key configured (accounts without a token), every webhook must be signed with it. A
+settings header without ``algorithm=`` means the auth token's signature, as in
+Twilio's SDKs.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Any
 
 from host.brokers.engine import XmlBroker
 from host.brokers.http import InboundRequest
-from host.brokers.signatures import TWILIO_SETTINGS_HEADER, SignatureError
+from host.brokers.signatures import (TWILIO_SETTINGS_HEADER, SignatureError,
+                                     twilio_shared_key_algorithm)
 from host.config.secrets import Secret
 
 
 def _shared_key_signed(request: InboundRequest) -> bool:
-    return TWILIO_SETTINGS_HEADER.lower() in request.headers
+    return twilio_shared_key_algorithm(request) is not None
 
 
 class Twilio(XmlBroker):

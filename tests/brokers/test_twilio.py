@@ -325,13 +325,48 @@ def test_shared_key_webhooks_are_refused_when_forged_or_not_configured(
                               header="key=KSx,algorithm=HMAC_MD5")
         rows = stored(client, host)
     assert [r.status_code for r in (auth_token_signed, wrong_hash, unknown)] == [403] * 3
-    assert "HMAC_MD5" in unknown.text
+    assert "unsupported Twilio signature algorithm" in unknown.text
     assert rows == []
     plain = twilio_host(broker_host)  # no WebhookSharedKey
     with serving(plain) as client:
         refused = post_shared(client, inbound_sms(sid="SM" + "f" * 32))
         assert stored(client, plain) == []
     assert refused.status_code == 403 and "WebhookSharedKey" in refused.text
+
+
+@pytest.mark.parametrize("header", ["", "key=KS" + "b" * 32, " Algorithm=HMAC_SHA256"])
+def test_a_settings_header_without_algorithm_means_the_auth_token(
+        broker_host: Callable[..., Host], header: str) -> None:
+    """As Twilio's SDKs read it: no ``algorithm=`` part, no shared key."""
+    host = twilio_host(broker_host, extra=SHARED)
+    params = inbound_sms(sid="SM" + "4" * 32)
+    url = PUBLIC_URL + "/twilio/mo"
+    with serving(host) as client:
+        answer = client.post("/twilio/mo", data=params, headers={
+            "X-Twilio-Signature": signature(url, params), SETTINGS: header})
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_account_without_a_token_does_not_switch_the_check_off(
+        broker_host: Callable[..., Host]) -> None:
+    """Naming a configured account that has no auth token (the field is the sender's to
+    choose) still needs a signature by one of the configured tokens."""
+    tokenless = f"""
+[[brokers.accounts]]
+id = "second"
+login = "{OTHER_SID}"
+local_address = "+14155550199"
+"""
+    host = twilio_host(broker_host, accounts=tokenless)
+    params = inbound_sms(sid="SM" + "5" * 32, account_sid=OTHER_SID)
+    with serving(host) as client:
+        unsigned = client.post("/twilio/mo", data=params)
+        forged = post_signed(client, "/twilio/mo", params, token="guessed")
+        genuine = post_signed(client, "/twilio/mo", params)  # by the configured token
+        rows = stored(client, host)
+    assert [r.status_code for r in (unsigned, forged, genuine)] == [401, 403, 200]
+    assert [(r["broker_message_id"], r["account"]) for r in rows] == [
+        ("SM" + "5" * 32, "second")]
 
 
 def test_with_only_the_shared_key_every_webhook_must_carry_it(
