@@ -284,8 +284,9 @@ def test_reload_keeps_in_flight_calls_on_their_version(make_host: Callable[..., 
 
 def test_timeout_counts_the_run_not_the_wait_for_a_thread(
         make_host: Callable[..., Host], plugins_dir: Path) -> None:
-    """Four conversations at once, one handler thread: the calls take turns, and none
-    times out for having waited its turn (each runs 1 s, under the 2.5 s timeout)."""
+    """Three conversations at once, one handler thread: the calls take turns, and none
+    times out for having waited its turn (each runs 1 s, the last waits 2 s: both under
+    the 2.5 s timeout, their sum is not)."""
     handler(plugins_dir, "Echo", """
         import time
 
@@ -298,9 +299,53 @@ def test_timeout_counts_the_run_not_the_wait_for_a_thread(
     async def flow() -> list[Any]:
         async with host.running():
             added = [await host.messages.add(mo("H turn", f"+1415555012{n}"))
-                     for n in range(4)]
+                     for n in range(3)]
             assert await host.router.idle(timeout=30)
             return [await host.messages.events(m.id) for m, _ in added]
     events = asyncio.run(flow())
     routes = [[e.detail for e in ev if e.status == "routed"][0]["route"] for ev in events]
-    assert routes == ["to-handler"] * 4
+    assert routes == ["to-handler"] * 3
+
+
+def test_a_hung_handler_holds_its_threads_and_later_calls_fall_back(
+        make_host: Callable[..., Host], plugins_dir: Path, tmp_path: Path) -> None:
+    """A sync handler that hangs: its threads cannot be killed, so they keep their slots
+    (two, handlers.threads) until they end; the other calls do not start more threads,
+    they fall back to the default route; once the hung calls end, the next one runs."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    handler(plugins_dir, "Echo", f"""
+        import pathlib, time
+
+        def handle(ctx):
+            with open({str(started)!r}, "a") as f:
+                f.write(ctx.body + "\\n")
+            if ctx.body == "H hang":
+                for _ in range(400):  # bounded: 20 s at most
+                    if pathlib.Path({str(release)!r}).exists():
+                        break
+                    time.sleep(0.05)
+            ctx.reply("done " + ctx.body)
+        """)
+    host = make_host(extra="[handlers]\ntimeout = 0.3\nthreads = 2\nwatch = false\n")
+
+    async def flow() -> tuple[list[str], list[str]]:
+        async with host.running():
+            added = [await host.messages.add(mo("H hang", f"+1415555013{n}"))
+                     for n in range(6)]
+            assert await host.router.idle(timeout=30)
+            routes = [[e.detail for e in await host.messages.events(m.id)
+                       if e.status == "routed"][0]["route"] for m, _ in added]
+            release.touch()
+            later = None
+            for n in range(100):  # bounded: the hung threads end within ~0.1 s
+                later = await send(host, "H after", f"+1415555014{n % 10}")
+                events = await host.messages.events(later.id)
+                if [e.detail for e in events if e.status == "routed"][0]["route"] \
+                        == "to-handler":
+                    break
+                await asyncio.sleep(0.05)
+            return routes, [line for line in started.read_text().splitlines()]
+    routes, calls = asyncio.run(flow())
+    assert routes == ["default"] * 6
+    assert calls.count("H hang") == 2  # no more threads than handlers.threads
+    assert calls[-1] == "H after"

@@ -191,7 +191,9 @@ class HandlerSettings:
     timeout: float = setting(10.0, help="Seconds a handler call may take; then the message "
                              "falls back to the default route.", check=greater_than(0))
     threads: int = setting(8, help="Sync handlers running at the same time (each in a "
-                           "thread).", check=greater_than(0))
+                           "thread; a timed-out call keeps its thread until it ends). A "
+                           "call waits at most `timeout` for a free one.",
+                           check=greater_than(0))
     watch: bool = setting(True, help="Reload a handler as soon as its file is saved.")
     debounce_ms: int = setting(150, help="Wait this long for more file changes before "
                                "reloading (editors write in several steps).",

@@ -40,7 +40,7 @@ async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, 
             broker=instance.name if instance else None, account=account.id if account else None)
         ctx = await _context(host, message, name)
         try:
-            await run(entry, ctx, settings.handlers.timeout, host.handlers.limiter)
+            await run(entry, ctx, settings.handlers.timeout, host.handlers.slots)
         except HandlerFailed as exc:
             return [f"handler {name} ({entry.digest[:12]}) failed; the message would go to the "
                     "default route:", exc.details.rstrip()], False

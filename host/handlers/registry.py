@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anyio import CapacityLimiter
-
 from host.discovery import plugin_folders
 from host.errors import PluginError
 from host.handlers.context import Context, Reply, Send
-from host.handlers.runner import accepts_context
+from host.handlers.runner import ThreadSlots, accepts_context
 from host.loader import load_module, unload
 from host.models import Message, utcnow
 from host.outbound import SendRequest
@@ -75,7 +73,7 @@ class HandlerRegistry:
         self._seen: dict[str, str] = {}  # name → digest of the file last tried
         self._unsaved: list[LoadEvent] = []
         self._lock: asyncio.Lock | None = None
-        self.limiter = CapacityLimiter(max(1, host.settings.handlers.threads))
+        self.slots = ThreadSlots(host.settings.handlers.threads)
 
     # -- files ------------------------------------------------------------------------
 

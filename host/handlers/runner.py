@@ -1,17 +1,19 @@
 """Running one handler call: async ones under a timeout, sync ones in a thread (SPEC H3).
 
-A sync handler runs through ``anyio.to_thread.run_sync`` once it holds a slot of the
-capacity limiter (``handlers.threads``), so a slow handler cannot take every thread;
-its timeout starts when it runs, not while it waits for a slot. A thread cannot be
-killed: on timeout the call is abandoned (its result ignored, its recorded actions
-never applied) and the message falls back to the default route; the thread finishes
-in the background.
+A sync handler runs in a thread once it holds one of the ``handlers.threads`` slots
+(:class:`ThreadSlots`), and its timeout starts then: a call waiting for a slot is not
+timed as if it ran, but gives up after the same timeout (the message falls back to
+the default route). A thread cannot be killed: on timeout the call is abandoned (its
+result ignored, its recorded actions never applied), the thread finishes in the
+background, and it keeps its slot until it does. So a handler that hangs uses at most
+``handlers.threads`` threads, and later calls fall back instead of piling up threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -34,18 +36,39 @@ class HandlerFailed(SmshostError):
         super().__init__(summary)
 
 
-async def run(entry: HandlerEntry, ctx: Context, timeout: float,
-              limiter: CapacityLimiter) -> Any:
+class ThreadSlots:
+    """At most ``size`` sync handler threads alive, abandoned ones included: a slot is
+    given back when its thread ends, not when its caller stops waiting for it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._free: asyncio.Semaphore | None = None
+
+    async def acquire(self) -> None:
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.size)
+        await self._free.acquire()
+
+    def release(self) -> None:
+        assert self._free is not None
+        self._free.release()
+
+
+class _Call:
+    """Who gives a call's slot back: its thread when it started, else its caller."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = False
+        self.abandoned = False
+
+
+async def run(entry: HandlerEntry, ctx: Context, timeout: float, slots: ThreadSlots) -> Any:
     """Call ``entry``'s ``handle(ctx)``; raise :class:`HandlerFailed` on error or timeout."""
     try:
         if entry.is_async:
             return await asyncio.wait_for(entry.handle(ctx), timeout)
-        # The timeout counts the handler's own run, not the wait for a free thread:
-        # with more conversations routed at once than threads, calls queue here.
-        async with limiter:
-            return await asyncio.wait_for(
-                anyio.to_thread.run_sync(entry.handle, ctx, limiter=CapacityLimiter(1),
-                                         abandon_on_cancel=True), timeout)
+        return await _in_thread(entry, ctx, timeout, slots)
     except TimeoutError:
         raise HandlerFailed(f"handler {entry.name} timed out after {timeout:g} s",
                             f"timed out after {timeout:g} s") from None
@@ -54,6 +77,42 @@ async def run(entry: HandlerEntry, ctx: Context, timeout: float,
         details = "".join(traceback.format_exception(exc))
         raise HandlerFailed(f"handler {entry.name} raised {type(exc).__name__}: {exc}",
                             details) from None
+
+
+async def _in_thread(entry: HandlerEntry, ctx: Context, timeout: float,
+                     slots: ThreadSlots) -> Any:
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout)
+    except TimeoutError:
+        reason = (f"no free handler thread within {timeout:g} s (all {slots.size} busy: "
+                  "slow or hung sync handlers; see handlers.threads)")
+        raise HandlerFailed(f"handler {entry.name}: {reason}", reason) from None
+    loop = asyncio.get_running_loop()
+    call = _Call()
+
+    def work() -> Any:
+        with call.lock:
+            if call.abandoned:
+                return None  # given up before it started: its caller freed the slot
+            call.started = True
+        try:
+            return entry.handle(ctx)
+        finally:
+            try:
+                loop.call_soon_threadsafe(slots.release)
+            except RuntimeError:
+                pass  # the loop is closed: the process is stopping
+
+    try:
+        return await asyncio.wait_for(
+            anyio.to_thread.run_sync(work, limiter=CapacityLimiter(1), abandon_on_cancel=True),
+            timeout)
+    except BaseException:
+        with call.lock:
+            if not call.started:
+                call.abandoned = True
+                slots.release()
+        raise
 
 
 def accepts_context(fn: Any) -> bool:

@@ -41,7 +41,7 @@ class HandlerSink(Sink):
         ctx = await self.host.handlers.context(message, entry.name)
         state_before = dict(ctx.state)
         try:
-            await run(entry, ctx, self.host.settings.handlers.timeout, self.host.handlers.limiter)
+            await run(entry, ctx, self.host.settings.handlers.timeout, self.host.handlers.slots)
         except HandlerFailed as exc:
             return Delivery.failed(f"{exc.summary}\n{exc.details}"[:4000])
         problems = await self.host.handlers.apply(ctx, state_before)
