@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
 import threading
 from collections import deque
@@ -77,7 +78,10 @@ class Store:
         self._db: Database | None = None
         self._open = False
         self._closing = False
-        self._readers = threading.local()
+        # Read-only connections, lent to one read at a time. Not one per thread: anyio
+        # retires idle worker threads and starts new ones, and a per-thread connection
+        # outlived its thread (one left open per retired thread, found by review).
+        self._idle_readers: queue.SimpleQueue[Database] = queue.SimpleQueue()
         self._reader_conns: list[sqlite3.Connection] = []
         self._loop_reader: Database | None = None
         self._lock = threading.Lock()
@@ -123,10 +127,10 @@ class Store:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+            self._idle_readers = queue.SimpleQueue()
         if self._loop_reader is not None:
             self._loop_reader.conn.close()
             self._loop_reader = None
-        self._readers = threading.local()
 
     @property
     def is_open(self) -> bool:
@@ -223,13 +227,20 @@ class Store:
         return conn
 
     def _read_call(self, fn: Callable[[Database], T]) -> T:
-        db: Database | None = getattr(self._readers, "db", None)
-        if db is None:
+        """Run ``fn`` on an idle reader, or a new one when all are lent (so there are as
+        many readers as reads ever ran at once, at most anyio's thread limit)."""
+        idle = self._idle_readers
+        try:
+            db = idle.get_nowait()
+        except queue.Empty:
             conn = self._connect(readonly=True)
             with self._lock:
                 self._reader_conns.append(conn)
-            db = self._readers.db = Database(conn)
-        return fn(db)
+            db = Database(conn)
+        try:
+            return fn(db)
+        finally:
+            idle.put(db)
 
     # -- the writer -----------------------------------------------------------------
 

@@ -297,3 +297,47 @@ def test_write_waits_for_another_process_holding_the_lock(tmp_path: Path) -> Non
         return new_id, still_waiting and loop_alive
     new_id, waited = run(main())
     assert waited and new_id == 2
+
+
+def _open_files(path: Path) -> int:
+    """File descriptors of this process open on ``path`` (Linux /proc)."""
+    fd_dir = Path("/proc/self/fd")
+    found = 0
+    for fd in fd_dir.iterdir():
+        try:
+            found += Path(fd.readlink()) == path
+        except OSError:
+            continue  # closed meanwhile
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_readers_do_not_pile_up_as_worker_threads_come_and_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """anyio retires worker threads idle for a while (10 s; 0.2 s here) and starts new
+    ones for the next burst of reads: the store keeps no more connections open than
+    reads that ran at once."""
+    from anyio._backends._asyncio import WorkerThread
+    monkeypatch.setattr(WorkerThread, "MAX_IDLE_TIME", 0.2)
+    path = tmp_path / "s.db"
+
+    def slow(db: Database) -> int:
+        time.sleep(0.05)  # so the burst's reads overlap, each on its own thread
+        return int(db.execute("select 1").fetchone()[0])
+
+    async def main() -> list[int]:
+        store = await opened(path)
+        counts = []
+        for _ in range(4):
+            assert await asyncio.gather(*(store.read(slow) for _ in range(10))) == [1] * 10
+            await asyncio.sleep(0.4)  # the burst's threads go idle past the limit
+            await store.read(lambda db: 1)  # the next job retires them
+            await store.read(lambda db: 1)
+            counts.append(_open_files(path.resolve()))
+        await store.close()
+        counts.append(_open_files(path.resolve()))
+        return counts
+    counts = run(main())
+    assert counts[-1] == 0
+    assert max(counts[:-1]) <= 12, counts  # 10 readers + the writer (+ the loop reader)
+    assert counts[0] == counts[3], counts
