@@ -24,6 +24,7 @@ from host.brokers.payloads import RequestPayload, ResponsePayload
 from host.brokers.requests import default_outcome, included, listed, nest, retry_after
 from host.brokers.signatures import verify as verify_with_scheme
 from host.brokers.templates import Context, Template
+from host.config.secrets import Secret
 
 STEPS = ("classify", "verify_signature", "parse_mo", "parse_dlr", "answer_mo", "answer_dlr",
          "answer_ignored", "build_mt_request", "read_mt_response")
@@ -97,6 +98,12 @@ class XmlBroker:
         self.broker_values = dict(broker_values or {})
         self.attrs = dict(attrs or {})
         self.options = self._resolve_options(options or {})
+
+    def option_text(self, name: str) -> str:
+        """Option ``name`` as plain text: its secret revealed (values set in brokers.toml
+        are ``Secret``s), its default, or "" when it has none."""
+        value = self.options.get(name)
+        return value.reveal() if isinstance(value, Secret) else str(value or "")
 
     def _resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         base = Context({"broker": self.broker_values, "attrs": self.attrs})

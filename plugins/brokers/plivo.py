@@ -48,7 +48,6 @@ from urllib.parse import parse_qs, urlsplit
 from host.brokers.engine import ReceiptFields, XmlBroker
 from host.brokers.http import InboundRequest
 from host.brokers.signatures import SignatureError
-from host.config.secrets import Secret
 
 V3_HEADERS = ("X-Plivo-Signature-V3", "X-Plivo-Signature-Ma-V3")
 V3_NONCE = "X-Plivo-Signature-V3-Nonce"
@@ -133,13 +132,9 @@ class Plivo(XmlBroker):
             fields = replace(fields, error=None)
         return fields
 
-    def _option(self, name: str) -> str:
-        value = self.options.get(name)
-        return value.reveal() if isinstance(value, Secret) else str(value or "")
-
     def _keys(self, keys: Sequence[str]) -> list[str]:
-        main = self._option("MainAuthToken")
+        main = self.option_text("MainAuthToken")
         return [*keys, main] if main and main not in keys else list(keys)
 
     def _accepts_v2(self) -> bool:
-        return self._option("AcceptSignatureV2").strip().lower() not in NO
+        return self.option_text("AcceptSignatureV2").strip().lower() not in NO

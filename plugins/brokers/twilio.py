@@ -27,7 +27,6 @@ from host.brokers.engine import XmlBroker
 from host.brokers.http import InboundRequest
 from host.brokers.signatures import (TWILIO_SETTINGS_HEADER, SignatureError,
                                      twilio_shared_key_algorithm)
-from host.config.secrets import Secret
 
 
 def _shared_key_signed(request: InboundRequest) -> bool:
@@ -55,5 +54,4 @@ class Twilio(XmlBroker):
         super().verify_signature(request, keys)
 
     def _shared_key(self) -> str:
-        value = self.options.get("WebhookSharedKey")
-        return value.reveal() if isinstance(value, Secret) else str(value or "")
+        return self.option_text("WebhookSharedKey")

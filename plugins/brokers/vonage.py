@@ -21,7 +21,6 @@ from host.brokers.engine import MoFields, ReceiptFields, XmlBroker
 from host.brokers.http import InboundRequest
 from host.brokers.signatures import SignatureError
 from host.brokers.signatures import verify as verify_with_scheme
-from host.config.secrets import Secret
 
 # The names Vonage's SDKs use (signatureMethod / signature_method), plus "md5hash".
 _METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
@@ -32,10 +31,8 @@ class Vonage(XmlBroker):
     def verify_signature(self, request: InboundRequest, keys: Sequence[str]) -> None:
         spec = self.definition.signature
         assert spec is not None
-        value = self.options.get("SignatureMethod")
-        if isinstance(value, Secret):  # set in brokers.toml: option values are Secrets
-            value = value.reveal()
-        method = str(value or spec.params.get("algorithm", "md5hash")).strip().lower()
+        method = (self.option_text("SignatureMethod")
+                  or spec.params.get("algorithm", "md5hash")).strip().lower()
         if method not in _METHODS:
             raise SignatureError(403, f"option SignatureMethod is {method!r}; use one of "
                                  f"{', '.join(_METHODS)}")
