@@ -147,15 +147,24 @@ from host.sinks.base import Delivery, Sink
 
 
 class MemorySink(Sink):
-    """Test sink: keeps what it gets; target "fail" fails for good, "retry" for now."""
+    """Test sink: keeps what it gets; target "fail" fails for good, "retry" for now,
+    "flaky" for now on a message's first try only, "gate" waits for ``self.gate``
+    (an asyncio.Event) when one is set. ``tried`` lists every call, in order."""
 
     kind = "memory"
 
     def __init__(self, host, settings):
         super().__init__(host, settings)
         self.got = []
+        self.tried = []
+        self.gate = None
 
     async def deliver(self, message, route):
+        self.tried.append((route.target, message.id))
+        if route.target == "flaky" and self.tried.count(("flaky", message.id)) == 1:
+            return Delivery.retry("memory sink: flaky, first try")
+        if route.target == "gate" and self.gate is not None:
+            await self.gate.wait()
         if route.target == "fail":
             return Delivery.failed("memory sink told to fail")
         if route.target == "retry":

@@ -137,6 +137,8 @@ def test_since_filter(client: TestClient, host: Host) -> None:
     ({"limit": "0"}, "limit must be an integer from 1 to 500"),
     ({"limit": "501"}, "limit must be an integer from 1 to 500"),
     ({"limit": "ten"}, "limit must be an integer"),
+    ({"limit": "\u00b2"}, "limit must be an integer"),  # a digit to isdigit, no number
+    ({"before": "\u0663"}, "before must be an integer"),
     ({"before": "-3"}, "before must be an integer"),
     ({"since": "yesterday"}, "since must be an ISO-8601 time"),
     ({"colour": "red"}, "unknown parameter 'colour'"),
@@ -146,6 +148,11 @@ def test_bad_filters_are_400(client: TestClient, params: dict[str, str], fragmen
     assert response.status_code == 400
     assert response.json()["error"] == "bad_parameter"
     assert fragment in response.json()["message"]
+
+
+def test_an_id_beyond_sqlite_integers_is_404(client: TestClient) -> None:
+    response = client.get("/api/messages/99999999999999999999")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
 def test_one_message_with_its_status_history(client: TestClient, host: Host) -> None:

@@ -16,7 +16,7 @@ from host.errors import ConfigErrors
 from host.messages import NewMessage
 from host.optout import OptedOut
 from host.outbound import SendRequest
-from tests.conftest import routes_toml, run_cli
+from tests.conftest import base_config, routes_toml, run_cli
 
 ROUTES = routes_toml(
     ("from-sf", "ani", r"\+1415\d{7}", "memory", "sf"),
@@ -157,6 +157,55 @@ def test_retry_then_fallback_and_unknown_destination(host_factory: Callable[...,
         extra="[routing]\nretry_delays = [0.01, 0.01]\n"))
     (message,) = route_all(host, mo("R"))
     assert message.route == "default"
+
+
+def test_a_default_route_that_fails_for_now_is_retried_not_the_failed_route(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    host = host_factory(routes=routes_toml(
+        ("broken", "body", "X.*", "memory", "fail"),
+        ("default", "", "", "memory", "flaky"),
+        extra="[routing]\nretry_delays = [0.01, 0.01]\n"))
+    (message,) = route_all(host, mo("X then the default, which hiccups"))
+    assert (message.status, message.route) == ("routed", "default")
+    tried = host.sinks["memory"].tried
+    assert tried == [("fail", message.id), ("flaky", message.id), ("flaky", message.id)]
+
+
+def test_a_routing_error_is_retried_and_keeps_the_conversation_in_order(
+        host_factory: Callable[..., Host], memory_sink: Path, tmp_path: Path) -> None:
+    """Recording the routing fails (another process holds the database's write lock
+    past busy_timeout): the message is tried again, and the next message of the same
+    conversation waits for it instead of overtaking it."""
+    import sqlite3
+
+    host = host_factory(
+        routes=routes_toml(("default", "", "", "memory", "gate"),
+                           extra="[routing]\nretry_delays = [0.3]\n"),
+        smshost=base_config(tmp_path) + "\n[store]\nbusy_timeout_ms = 100\n")
+
+    async def flow() -> tuple[list[Any], list[str]]:
+        async with host.running():
+            sink = host.sinks["memory"]
+            sink.gate = asyncio.Event()
+            first = (await host.messages.add(mo("first")))[0]
+            second = (await host.messages.add(mo("second")))[0]
+            db = sqlite3.connect(host.store.path, isolation_level=None)
+            db.execute("begin immediate")  # the router's record of "first" must wait
+            sink.gate.set()
+            await asyncio.sleep(0.6)  # > busy_timeout: that record failed
+            db.rollback()
+            db.close()
+            assert await host.router.idle(timeout=20)
+            routed = [await host.messages.get(m.id) for m in (first, second)]
+            events = [[e for e in await host.messages.events(m.id) if e.status == "routed"]
+                      for m in (first, second)]
+            return routed, [ev[0].at for ev in events]
+    (first, second), at = asyncio.run(flow())
+    assert (first.status, second.status) == ("routed", "routed")
+    assert at[0] <= at[1]
+    tried = [t for t in host.sinks["memory"].tried]
+    assert tried[:2] == [("gate", first.id), ("gate", first.id)]  # its record failed once
+    assert [m for _, m in tried].index(second.id) > 1
 
 
 def test_when_even_the_default_fails_the_message_is_kept_as_failed(

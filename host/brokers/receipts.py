@@ -52,7 +52,8 @@ def _find(db: Database, broker: str, fields: ReceiptFields) -> dict[str, Any] | 
             "and direction = 'out'", [broker, fields.id]))
         if rows:
             return rows[0]
-    if fields.ref and fields.ref.isdigit():
+    if fields.ref and fields.ref.isascii() and fields.ref.isdigit() \
+            and int(fields.ref) <= 2**63 - 1:
         rows = list(db.query("select * from messages where id = ? and direction = 'out' "
                              "and broker = ?", [int(fields.ref), broker]))
         if rows:

@@ -54,7 +54,7 @@ def retry_after(response: MtResponse) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

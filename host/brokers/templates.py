@@ -35,7 +35,7 @@ RAW_IN_URLS = frozenset({"broker.gateway", "broker.outgoing_path", "broker.incom
 
 
 def _digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
+    return "".join(ch for ch in value if ch in "0123456789")
 
 
 def _plus(value: str) -> str:

@@ -39,6 +39,14 @@ class Outcome:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    """Why a message is on its way to the default route."""
+
+    failures: list[dict[str, Any]]
+    delivery: Delivery
+
+
 class Router:
     def __init__(self, host: Host) -> None:
         self._host = host
@@ -47,6 +55,7 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max(1, host.settings.routing.workers))
         self._attempts: dict[int, int] = {}
+        self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
         self._running = False
 
     async def start(self) -> None:
@@ -107,11 +116,27 @@ class Router:
     async def _route_safely(self, message_id: int) -> Outcome:
         try:
             return await self.route(message_id)
-        # Routing must go on for the other messages; this one stays "received" and is
-        # routed again at the next start (BLE001).
+        # Routing must go on for the other messages. This one is tried again after
+        # routing.retry_delays, its conversation waiting behind it (order); when they
+        # run out it stays "received", and is routed again at the next start (BLE001).
         except Exception:  # noqa: BLE001
-            log.exception("routing message %d failed", message_id)
+            delay = self._next_retry(message_id)
+            log.exception("routing message %d failed%s", message_id,
+                          f"; retry in {delay}s" if delay is not None else "")
+            if delay is not None:
+                return Outcome("retry", None, {}, delay)
+            self._fallbacks.pop(message_id, None)
             return Outcome("failed", None, {})
+
+    def _next_retry(self, message_id: int) -> float | None:
+        """The delay before the next try of ``message_id``; None when retries ran out."""
+        attempt = self._attempts.get(message_id, 0)
+        delays = self._host.settings.routing.retry_delays
+        if attempt < len(delays):
+            self._attempts[message_id] = attempt + 1
+            return delays[attempt]
+        self._attempts.pop(message_id, None)
+        return None
 
     async def route(self, message_id: int) -> Outcome:
         message = await self._host.messages.get(message_id)
@@ -120,6 +145,9 @@ class Router:
         action = self._optout_action(message)
         if action is not None:
             return await self._optout(message, action)
+        pending = self._fallbacks.get(message_id)
+        if pending is not None:  # its route failed for good; the default route failed
+            return await self._to_default(message, pending)  # for now: try it again
         decision = select(self.routes, message)
         route = decision.route
         delivery = await self._deliver(message, route)
@@ -140,17 +168,37 @@ class Router:
     async def _fallback(self, message: Message, failed: Route, delivery: Delivery) -> Outcome:
         failures = [{"route": failed.name, "destination": failed.destination,
                      "target": failed.target, "reason": delivery.detail}]
-        default = default_route(self.routes)
         log.warning("route %s failed for message %d: %s", failed.name, message.id,
                     delivery.detail)
-        if failed is not default:
-            second = await self._deliver(message, default)
-            if second.outcome == "delivered":
-                return await self._record(message, "routed", default, second, failures)
-            failures.append({"route": default.name, "destination": default.destination,
-                             "target": default.target, "reason": second.detail})
+        if failed is not default_route(self.routes):
+            return await self._to_default(message, _Fallback(failures, delivery))
         log.error("message %d could not be routed: %s", message.id, failures)
-        return await self._record(message, "failed", default, delivery, failures)
+        return await self._record(message, "failed", failed, delivery, failures)
+
+    async def _to_default(self, message: Message, fallback: _Fallback) -> Outcome:
+        """Deliver to the default route after the message's own route failed for good.
+        A default route that fails for now is retried (routing.retry_delays), the
+        message's own route is not tried again."""
+        default = default_route(self.routes)
+        second = await self._deliver(message, default)
+        if second.outcome == "delivered":
+            self._fallbacks.pop(message.id, None)
+            return await self._record(message, "routed", default, second, fallback.failures)
+        if second.outcome == "retry":
+            delay = self._next_retry(message.id)
+            if delay is not None:
+                self._fallbacks[message.id] = fallback
+                log.warning("default route %s for message %d: %s; retry in %ss",
+                            default.name, message.id, second.detail,
+                            second.retry_after or delay)
+                return Outcome("retry", default, {}, second.retry_after or delay)
+            second = Delivery.failed(f"{second.detail} (gave up after retries)")
+        self._fallbacks.pop(message.id, None)
+        failures = [*fallback.failures, {"route": default.name,
+                                         "destination": default.destination,
+                                         "target": default.target, "reason": second.detail}]
+        log.error("message %d could not be routed: %s", message.id, failures)
+        return await self._record(message, "failed", default, fallback.delivery, failures)
 
     async def deliver_to(self, message: Message, destination: str, target: str = "", *,
                          via: Route | None = None, data: dict[str, Any] | None = None

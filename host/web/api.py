@@ -18,11 +18,14 @@ MAX_LIMIT = 500
 _FILTERS = ("direction", "status", "broker", "since", "limit", "before")
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names nothing
+
+
 def _int(params: Any, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
@@ -64,7 +67,7 @@ async def list_messages(request: Request) -> Response:
 async def get_message(request: Request) -> Response:
     host: Host = request.app.state.host
     raw = request.path_params["message_id"]
-    message = await host.messages.get(raw)
+    message = await host.messages.get(raw) if raw <= MAX_ID else None
     if message is None:
         raise ApiError(404, "not_found", f"no message with id {raw}")
     body = message.to_json()

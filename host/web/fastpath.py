@@ -267,7 +267,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     declared = _header(headers, b"content-length")
-    return int(declared) if declared.isdigit() else 0
+    return int(declared) if declared.isascii() and declared.isdigit() else 0
 
 
 def protocol_for(host: Host, listener: ListenerSettings) -> type[WebhookProtocol]:

@@ -98,7 +98,7 @@ class RequestContext:
             await send(message)
 
         try:
-            if declared.isdigit() and int(declared) > limit:
+            if declared.isascii() and declared.isdigit() and int(declared) > limit:
                 await self._too_large(scope, receive, send_with_id)
             else:
                 try:

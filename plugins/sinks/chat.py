@@ -221,7 +221,7 @@ def _int(params: Any, name: str, default: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be an integer from 1 to {high}")
     return int(raw)
 
@@ -263,7 +263,7 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
-    found = await _sink(request).get(conversation_id)
+    found = await _sink(request).get(conversation_id) if conversation_id <= 2**63 - 1 else None
     if found is None:
         raise ApiError(404, "not_found", f"no conversation with id {conversation_id}")
     return JSONResponse(found)

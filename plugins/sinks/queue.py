@@ -292,7 +292,7 @@ async def get_queue(request: Request) -> Response:
     if unknown:
         raise ApiError(400, "bad_parameter", f"unknown parameter {unknown[0]!r}; allowed: limit")
     raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(400, "bad_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}")
     if name not in sink.queues:
         raise ApiError(404, "not_found", f"no queue named {name!r}")

@@ -165,7 +165,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -350,6 +350,7 @@ class WebhookSink(Sink):
         self._queued: set[int] = set()  # ids in _due
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._again: dict[int, float] = {}  # queued again while in flight (a replay)
+        self._errors: dict[int, int] = {}  # unexpected failures in a row, per delivery
         self._running = False
 
     # -- targets ------------------------------------------------------------------------
@@ -507,10 +508,15 @@ class WebhookSink(Sink):
                             result.error)
         except asyncio.CancelledError:
             raise
-        # One delivery must not stop the worker; it stays pending and is sent again after
-        # the restart (BLE001).
+        # One delivery must not stop the worker, nor be left behind: it stays pending and
+        # is tried again after a backoff, as after a failed attempt (BLE001).
         except Exception:  # noqa: BLE001
-            log.exception("webhook delivery %d failed unexpectedly", delivery_id)
+            errors = self._errors[delivery_id] = self._errors.get(delivery_id, 0) + 1
+            log.exception("webhook delivery %d failed unexpectedly; trying again later",
+                          delivery_id)
+            retry_at = time.time() + backoff(self.settings, row["attempts"] + errors)
+        else:
+            self._errors.pop(delivery_id, None)
         finally:
             self._in_flight.pop(delivery_id, None)
             again = self._again.pop(delivery_id, None)
@@ -613,7 +619,7 @@ def _int_param(request: Request, name: str, default: int | None, high: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be an integer from 1 to {high}")
     return int(raw)
 
@@ -657,7 +663,7 @@ async def _deliveries(request: Request) -> Response:
 
 def _path_id(request: Request) -> int:
     raw = request.path_params["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**63 - 1:
         raise ApiError(404, "not_found", f"no webhook delivery {raw!r}")
     return int(raw)
 

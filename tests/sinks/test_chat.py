@@ -240,7 +240,7 @@ def test_filters_and_paging(chat_host: Callable[..., Host]) -> None:
         nobody = conversations(client, local="+15550199")
         bad = [client.get("/api/conversations", params=p) for p in (
             {"state": "sleeping"}, {"limit": "0"}, {"limit": "501"}, {"before": "x"},
-            {"color": "red"})]
+            {"color": "red"}, {"limit": "\u00b2"}, {"before": "\u00b2"})]
 
     remotes = [c["remote"] for c in page["conversations"] + rest["conversations"]
                + last["conversations"]]
@@ -249,7 +249,7 @@ def test_filters_and_paging(chat_host: Callable[..., Host]) -> None:
     assert [c["remote"] for c in by_remote] == [numbers[3]]
     assert [c["remote"] for c in unencoded["conversations"]] == [numbers[3]]
     assert len(by_local) == 5 and nobody == []
-    assert [r.status_code for r in bad] == [400] * 5
+    assert [r.status_code for r in bad] == [400] * 7
     assert {r.json()["error"] for r in bad} == {"bad_parameter"}
 
 
@@ -257,7 +257,8 @@ def test_unknown_conversation_is_404(chat_host: Callable[..., Host]) -> None:
     with serving(chat_host()) as client:
         unknown = client.get("/api/conversations/424242")
         not_a_number = client.get("/api/conversations/abc")
-    assert unknown.status_code == 404
+        too_big = client.get("/api/conversations/99999999999999999999")
+    assert unknown.status_code == 404 and too_big.status_code == 404
     assert unknown.json() == {"error": "not_found", "message": "no conversation with id 424242"}
     assert not_a_number.status_code == 404
 

@@ -166,8 +166,8 @@ def make_host(tmp_path: Path, config_dir: Callable[..., Path], plugins_dir: Path
     (plugins_dir / "sinks" / "webhook.py").symlink_to(PLUGIN)
 
     def make(targets: dict[str, str], *, api_port: int = 8080, routes: str | None = None,
-             sinks: str | None = None, **policy: Any) -> Host:
-        cfg = config_dir(smshost=base_config(tmp_path, port=api_port),
+             sinks: str | None = None, extra: str = "", **policy: Any) -> Host:
+        cfg = config_dir(smshost=base_config(tmp_path, port=api_port, extra=extra),
                          routes=routes if routes is not None else routes_toml(list(targets)),
                          sinks=sinks if sinks is not None else sinks_toml(targets, **policy))
         return Host(load_settings(cfg), config_dir=cfg)
@@ -405,6 +405,47 @@ def test_too_many_requests_waits_for_retry_after(make_host: Callable[..., Host])
     asyncio.run(flow())
 
 
+def test_a_retry_after_that_is_no_number_is_an_ordinary_retry(
+        make_host: Callable[..., Host]) -> None:
+    """"²" is a digit to str.isdigit but no number: it must not stop the delivery."""
+    async def flow() -> None:
+        async with Receiver() as receiver:
+            receiver.script("/sup", (503, {"Retry-After": "\u00b2"}), 200)
+            host = make_host({"sup": receiver.url("/sup")}, max_attempts=5)
+            async with host.running():
+                await inbound(host, "sup: hello")
+                row = await until(lambda: status_is(host, "delivered"), "the delivery")
+            assert row["attempts"] == 2 and len(receiver.on("/sup")) == 2
+    asyncio.run(flow())
+
+
+def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., Host]) -> None:
+    """The receiver took the POST, but recording it failed (another process held the
+    database's write lock past busy_timeout): the delivery is not left pending until a
+    restart; it is sent again (same X-Smshost-Delivery: receivers de-duplicate)."""
+    import sqlite3
+
+    async def flow() -> None:
+        async with Receiver() as receiver:
+            receiver.script("/rec", 0, 200)  # the first answer waits for release
+            host = make_host({"rec": receiver.url("/rec")}, max_attempts=5,
+                             extra="\n[store]\nbusy_timeout_ms = 100\n")
+            async with host.running():
+                await inbound(host, "rec: hello")
+                await until(lambda: len(receiver.on("/rec")) == 1, "the first POST")
+                db = sqlite3.connect(host.store.path, isolation_level=None)
+                db.execute("begin immediate")
+                receiver.release.set()
+                await asyncio.sleep(0.5)  # > busy_timeout: recording the answer failed
+                db.rollback()
+                db.close()
+                row = await until(lambda: status_is(host, "delivered"), "the delivery")
+            hits = receiver.on("/rec")
+            assert len(hits) >= 2  # each try while the lock was held was taken, not recorded
+            assert {h.headers["X-Smshost-Delivery"] for h in hits} == {str(row["id"])}
+    asyncio.run(flow())
+
+
 async def _all_tried(host: Host, count: int) -> list[dict[str, Any]] | None:
     rows = await deliveries(host)
     return rows if len(rows) == count and all(r["attempts"] >= 1 for r in rows) else None
@@ -478,6 +519,15 @@ def test_dead_letter_is_listed_and_replayed_by_api_and_cli(
                 async with aiohttp.ClientSession() as anonymous, \
                         anonymous.get(f"{base}/api/webhooks/dead-letters") as answer:
                     assert answer.status == 401
+                for bad, expected in (("/api/webhooks/deliveries?limit=%C2%B2", 400),
+                                      ("/api/webhooks/dead-letters?before=%C2%B2", 400),
+                                      ("/api/webhooks/deliveries/%C2%B2", 404),
+                                      ("/api/webhooks/deliveries/99999999999999999999", 404)):
+                    async with api.get(f"{base}{bad}") as answer:
+                        assert answer.status == expected, bad
+                async with api.post(f"{base}/api/webhooks/dead-letters/99999999999999999999"
+                                    "/replay") as answer:
+                    assert answer.status == 404
 
                 shown = await cli("webhooks", "dead-letters", "--config", str(cfg))
                 assert shown.returncode == 0, shown.stderr
