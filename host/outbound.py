@@ -30,6 +30,7 @@ from host.encoding import truncate
 from host.errors import SmshostError
 from host.messages import NewMessage, _insert
 from host.models import Message, StatusEvent, utcnow
+from host.numbers import normalize
 from host.routing.outbound import OutboundDecision, RouteRefused, compile_outbound, \
     select_outbound
 
@@ -202,7 +203,12 @@ class Outbound:
                 return replay
         plan = self.plan(request)
         if not request.optout_exempt:
-            await self._host.optouts.check(plan.account.local_address, plan.to)
+            # Opt-outs are kept in E.164, as inbound numbers are stored: compare the same
+            # form whatever the account or the caller wrote.
+            region = plan.instance.region(plan.account)
+            local = plan.account.local_address
+            await self._host.optouts.check(normalize(local, region) if local else local,
+                                           normalize(plan.to, region))
         stored = await self._host.store.write(lambda db: self._store(db, request, plan))
         messages, events, consolidated = stored
         if events is None:  # the same key raced in and won: its messages, nothing new
@@ -311,6 +317,7 @@ class Outbound:
             "on o.message_id = m.id "
             "where m.direction = 'out' and m.status = 'queued' and m.broker = ? "
             "and m.account = ? and m.remote = ? and o.attempts = 0 and o.in_flight = 0 "
+            "and json_extract(m.attrs, '$.part') is null "
             "order by m.id desc limit 1",
             [plan.instance.name, plan.account.id, plan.to]).fetchone()
         if row is None:

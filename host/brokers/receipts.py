@@ -74,6 +74,11 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
     if changed:
         db.conn.execute("update messages set status = ?, updated_at = ? where id = ?",
                         [status, at, row["id"]])
+        if status not in ("queued", "sending"):
+            # The broker has it: a retry waiting in the outbox must not send it again (a
+            # send under way settles by this status, see Sender._finish).
+            db.conn.execute("delete from outbox where message_id = ? and in_flight = 0",
+                            [row["id"]])
         row = {**row, "status": status, "updated_at": at}
     else:
         db.conn.execute("update messages set updated_at = ? where id = ?", [at, row["id"]])

@@ -36,7 +36,7 @@ import aiohttp
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.messages import _add_event, message_from_cursor
-from host.models import FINAL_STATES, Message, utcnow
+from host.models import Message, utcnow
 
 if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
@@ -332,7 +332,11 @@ class Sender:
         s = self._host.settings.outbox
         if retry_after is not None:
             return min(max(retry_after, 0.0), s.max_delay)
-        base = min(s.first_delay * s.factor ** max(attempts - 1, 0), s.max_delay)
+        try:
+            grown = s.first_delay * s.factor ** max(attempts - 1, 0)
+        except OverflowError:  # a thousand attempts at factor 2: the cap, not a crash
+            grown = s.max_delay
+        base = min(grown, s.max_delay)
         return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
 
     @staticmethod
@@ -351,7 +355,9 @@ class Sender:
         old = conn.execute("select status from messages where id = ?",
                            [message_id]).fetchone()[0]
         event = _add_event(db, message_id, status, now, "sender", detail)
-        if old in FINAL_STATES:  # a receipt (by our reference) came first: it stands
+        if old not in ("queued", "sending"):
+            # A receipt (by our reference) came first: the broker has the message. Its
+            # status stands (never back to queued), and nothing is sent again.
             status, keep = old, False
         # Each update returns the row as it now is (a receipt may have changed it before).
         if broker_id is not None:

@@ -1,0 +1,99 @@
+"""Edge cases of the send path found by review: receipts that overtake a retry, opt-outs
+written in other forms, non-standard JSON, consolidation next to split messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.outbound.conftest import (PHONE, FakeBroker, Reply, Seen, Smshost, generic_ok,
+                                     generic_toml, outbox_toml, wait_until)
+from tests.outbound.test_receipts_events import post_receipt
+from tests.outbound.test_send_api import INBOX_QUEUE, INBOX_ROUTE
+
+
+def test_a_sent_receipt_during_the_send_is_not_undone_by_a_5xx(
+        smshost: Callable[..., Smshost]) -> None:
+    """The broker reports the message sent (by our reference) and then answers the send
+    503: the message stays sent and is not sent again."""
+    box: list[Smshost] = []
+
+    def respond(seen: Seen, n: int) -> Reply:
+        if n == 1:
+            def before() -> None:
+                post_receipt(box[0], ref=seen.ref or "", status="sent")
+            return Reply(503, {"error": "busy"}, before=before)
+        return generic_ok(seen, n)
+    with FakeBroker(respond) as fake:
+        node = smshost(brokers=generic_toml(fake.url), outbox=outbox_toml(first_delay=0.3))
+        box.append(node)
+        mid = node.queued(to=PHONE, text="hi")["id"]
+        wait_until(lambda: len(node.message(mid)["events"]) >= 3, what="three events")
+        time.sleep(0.6)  # past the retry that must not come
+        message = node.message(mid)
+        assert message["status"] == "sent"
+        assert len(fake.seen()) == 1
+        assert node.rows("select * from outbox") == []
+
+
+def test_a_delivered_receipt_cancels_the_retry_waiting_in_the_outbox(
+        smshost: Callable[..., Smshost]) -> None:
+    def respond(seen: Seen, n: int) -> Reply:
+        return Reply(503, {"error": "busy"}) if n == 1 else generic_ok(seen, n)
+    with FakeBroker(respond) as fake:
+        node = smshost(brokers=generic_toml(fake.url), outbox=outbox_toml(first_delay=0.5))
+        mid = node.queued(to=PHONE, text="hi")["id"]
+        wait_until(lambda: len(node.message(mid)["events"]) >= 2, what="the retry event")
+        assert post_receipt(node, ref=str(mid), status="delivered").status_code == 200
+        time.sleep(1.0)  # past the retry that must not come
+        assert node.message(mid)["status"] == "delivered"
+        assert len(fake.seen()) == 1
+        assert node.rows("select * from outbox") == []
+
+
+@pytest.mark.parametrize(("local", "extra", "to"), [
+    ("4155550100", "", PHONE),                                     # account not in E.164
+    ("+14155550100", "mt.internationalize = false\n", "(415) 555-0123"),  # caller's form
+])
+def test_an_opt_out_holds_whatever_form_the_numbers_are_written_in(
+        smshost: Callable[..., Smshost], local: str, extra: str, to: str) -> None:
+    brokers = f"""
+[[brokers]]
+name = "sim"
+definition = "simulator"
+encryption = "http"
+{extra}
+[[brokers.accounts]]
+id = "default"
+local_address = "{local}"
+"""
+    node = smshost(brokers=brokers, routes=INBOX_ROUTE, sinks=INBOX_QUEUE)
+    stop = node.api.post("/api/simulator/mo", json={"from": PHONE, "to": local, "text": "STOP"})
+    assert stop.status_code == 201, stop.text
+    wait_until(lambda: node.api.get("/api/optouts").json()["optouts"], what="the opt-out")
+    answer = node.send(to=to, text="offer")
+    assert answer.status_code == 409, answer.text
+
+
+def test_nan_or_infinity_in_the_body_is_400(smshost: Callable[..., Smshost],
+                                            fake_broker: FakeBroker) -> None:
+    node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(enabled=False))
+    for bad in (b'NaN', b'Infinity', b'-Infinity'):
+        answer = node.api.post("/api/messages", headers={"Content-Type": "application/json"},
+                               content=b'{"to": "%s", "text": "x", "metadata": {"a": %s}}'
+                               % (PHONE.encode(), bad))
+        assert answer.status_code == 400 and answer.json()["error"] == "bad_json", bad
+    assert node.outbound() == []
+
+
+def test_consolidation_never_joins_a_part_of_a_split_message(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    node = smshost(brokers=generic_toml(fake_broker.url,
+                                        extra='mt.parsing = "split"\nmt.consolidate = true\n'),
+                   outbox=outbox_toml(enabled=False))
+    node.queued(to=PHONE, text="A" * 160 + " end.")
+    second = node.queued(to=PHONE, text="Unrelated reminder")
+    assert second["consolidated"] is False
+    assert [m["body"] for m in node.outbound()][-1] == "Unrelated reminder"
