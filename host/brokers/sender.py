@@ -154,7 +154,13 @@ class Sender:
         while self._running:
             self._wakeup.clear()
             room = limit - len(self._active)
-            due, next_at = ([], None) if room <= 0 else await self._claim(room)
+            try:
+                due, next_at = ([], None) if room <= 0 else await self._claim(room)
+            # The worker must outlive a failed claim (the database locked by another
+            # process past busy_timeout, say): nothing was claimed; try again (BLE001).
+            except Exception:  # noqa: BLE001
+                log.exception("claiming due messages failed; trying again in 1 s")
+                due, next_at = [], self.clock() + 1.0
             for claimed in due:
                 task = asyncio.create_task(self._send(claimed))
                 self._active.add(task)

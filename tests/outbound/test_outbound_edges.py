@@ -97,3 +97,27 @@ def test_consolidation_never_joins_a_part_of_a_split_message(
     second = node.queued(to=PHONE, text="Unrelated reminder")
     assert second["consolidated"] is False
     assert [m["body"] for m in node.outbound()][-1] == "Unrelated reminder"
+
+
+def test_the_sender_outlives_a_claim_that_fails(smshost: Callable[..., Smshost],
+                                               fake_broker: FakeBroker) -> None:
+    """Another process holds the write lock past busy_timeout while messages are due:
+    the claim fails, and the sender claims them once the lock is gone (it used to stop
+    for good until a restart)."""
+    import sqlite3
+
+    node = smshost(brokers=generic_toml(fake_broker.url),
+                   extra="\n[store]\nbusy_timeout_ms = 100\n")
+    db = sqlite3.connect(node.db_path, isolation_level=None)
+    try:
+        mid = node.queued(to=PHONE, text="before the lock")["id"]
+        node.wait_status(mid, "sent")
+        db.execute("begin immediate")
+        time.sleep(1.5)  # claims run at least once a second: one failed meanwhile
+    finally:
+        if db.in_transaction:
+            db.rollback()
+        db.close()
+    later = node.queued(to=PHONE, text="after the lock")["id"]
+    node.wait_status(later, "sent")
+    assert len(fake_broker.seen()) == 2
