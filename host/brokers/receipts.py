@@ -100,14 +100,17 @@ def apply_receipt(db: Database, broker: str, fields: ReceiptFields) -> Applied:
 
 
 def adopt_orphans_op(db: Database, message_id: int) -> list[Applied]:
-    """Apply the orphan receipts that name ``message_id``'s broker id, oldest first."""
+    """Apply the orphan receipts that name ``message_id``'s broker id, or our reference
+    with no broker id of their own (one that names another id is someone else's, e.g.
+    from before a data reset), oldest first."""
     rows = list(db.query("select * from messages where id = ?", [message_id]))
     if not rows or not rows[0]["broker_message_id"]:
         return []
     row = rows[0]
     orphans = list(db.query(
-        "select * from orphan_receipts where broker = ? and (broker_message_id = ? or ref = ?) "
-        "order by id", [row["broker"], row["broker_message_id"], str(message_id)]))
+        "select * from orphan_receipts where broker = ? and (broker_message_id = ? or "
+        "(ref = ? and (broker_message_id is null or broker_message_id = ''))) order by id",
+        [row["broker"], row["broker_message_id"], str(message_id)]))
     applied: list[Applied] = []
     if not orphans:
         return applied
@@ -137,7 +140,8 @@ class Receipts:
         """Call after a send recorded its broker message id."""
         waiting = self._host.store.read_now(lambda db: db.execute(
             "select 1 from orphan_receipts o join messages m on m.id = ? and o.broker = "
-            "m.broker and (o.broker_message_id = m.broker_message_id or o.ref = ?) limit 1",
+            "m.broker and (o.broker_message_id = m.broker_message_id or (o.ref = ? and "
+            "(o.broker_message_id is null or o.broker_message_id = ''))) limit 1",
             [message_id, str(message_id)]).fetchone())
         if waiting is None:  # the usual case: no write needed
             return []

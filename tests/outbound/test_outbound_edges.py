@@ -121,3 +121,20 @@ def test_the_sender_outlives_a_claim_that_fails(smshost: Callable[..., Smshost],
     later = node.queued(to=PHONE, text="after the lock")["id"]
     node.wait_status(later, "sent")
     assert len(fake_broker.seen()) == 2
+
+
+def test_an_orphan_receipt_naming_another_broker_id_is_not_applied_by_reference(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A receipt for our reference 2 but the broker id OLD-77 (e.g. from before a data
+    reset) waits as an orphan; message 2, sent later as B-2, is not its message."""
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    assert post_receipt(node, id="OLD-77", ref="2", status="undelivered").status_code == 200
+    first = node.queued(to=PHONE, text="one")["id"]
+    second = node.queued(to=PHONE, text="two")["id"]
+    assert second == 2
+    node.wait_status(first, "sent")
+    node.wait_status(second, "sent")
+    time.sleep(0.3)  # adoption runs right after the settle
+    message = node.message(second)
+    assert message["status"] == "sent"
+    assert [e["source"] for e in message["events"]] == ["api", "sender"]
