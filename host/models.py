@@ -63,6 +63,15 @@ def parse_timestamp(text: str) -> str:
     return to_timestamp(datetime.fromisoformat(value))
 
 
+
+MAX_ID = 2**63 - 1
+"""SQLite's largest integer: an id beyond it names no row (and cannot be bound)."""
+
+
+def is_decimal(text: str) -> bool:
+    """True for ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One SMS, inbound (MO) or outbound (MT)."""

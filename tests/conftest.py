@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import socketserver
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -130,6 +131,20 @@ def server_in_thread(server: S) -> Iterator[S]:
         yield server
     finally:
         running.stop()
+
+
+@contextmanager
+def write_lock(path: Path | str) -> Iterator[None]:
+    """Hold ``path``'s SQLite write lock, as another process would (``smshost purge``
+    beside the server): smshost's writes wait busy_timeout, then fail."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("begin immediate")
+        yield
+    finally:
+        if db.in_transaction:
+            db.rollback()
+        db.close()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -30,7 +30,7 @@ from host.core import Host
 from host.server import _config, _Server, bind
 from host.web.fastpath import WebhookCall, WebhookProtocol
 from tests.brokers.conftest import broker_config
-from tests.conftest import free_port
+from tests.conftest import free_port, write_lock
 
 SECRET = "fast-path-secret"
 GENERIC = f"""
@@ -533,10 +533,7 @@ def test_a_webhook_cut_short_by_shutdown_is_answered_500_and_closed(
     server is stopped with a 1 s grace time: the broker gets a 500 (it retries), not a
     silent connection. The message is committed once the lock goes (nothing lost)."""
     server = live(fast=fast, shutdown_timeout=1)
-    db = sqlite3.connect(Path(server.host.settings.server.data_dir) / "smshost.db",
-                         isolation_level=None)
-    try:
-        db.execute("begin immediate")
+    with write_lock(Path(server.host.settings.server.data_dir) / "smshost.db"):
         conn = server.connect()
         conn.send(webhook(mo_body(90)))
         time.sleep(0.3)  # the webhook now waits on the lock
@@ -544,9 +541,6 @@ def test_a_webhook_cut_short_by_shutdown_is_answered_500_and_closed(
         answer = conn.response()
         assert answer.status == 500 and answer.headers["connection"] == "close"
         assert conn.closed_by_server()
-    finally:
-        db.rollback() if db.in_transaction else None
-        db.close()
     server.__exit__(None, None, None)
     assert [r["broker_message_id"] for r in server.rows()] == ["fast-90"]
 

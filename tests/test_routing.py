@@ -16,7 +16,7 @@ from host.errors import ConfigErrors
 from host.messages import NewMessage
 from host.optout import OptedOut
 from host.outbound import SendRequest
-from tests.conftest import base_config, routes_toml, run_cli
+from tests.conftest import base_config, routes_toml, run_cli, write_lock
 
 ROUTES = routes_toml(
     ("from-sf", "ani", r"\+1415\d{7}", "memory", "sf"),
@@ -176,8 +176,6 @@ def test_a_routing_error_is_retried_and_keeps_the_conversation_in_order(
     """Recording the routing fails (another process holds the database's write lock
     past busy_timeout): the message is tried again, and the next message of the same
     conversation waits for it instead of overtaking it."""
-    import sqlite3
-
     host = host_factory(
         routes=routes_toml(("default", "", "", "memory", "gate"),
                            extra="[routing]\nretry_delays = [0.3]\n"),
@@ -189,12 +187,9 @@ def test_a_routing_error_is_retried_and_keeps_the_conversation_in_order(
             sink.gate = asyncio.Event()
             first = (await host.messages.add(mo("first")))[0]
             second = (await host.messages.add(mo("second")))[0]
-            db = sqlite3.connect(host.store.path, isolation_level=None)
-            db.execute("begin immediate")  # the router's record of "first" must wait
-            sink.gate.set()
-            await asyncio.sleep(0.6)  # > busy_timeout: that record failed
-            db.rollback()
-            db.close()
+            with write_lock(host.store.path):  # the router's record of "first" waits
+                sink.gate.set()
+                await asyncio.sleep(0.6)  # > busy_timeout: that record failed
             assert await host.router.idle(timeout=20)
             routed = [await host.messages.get(m.id) for m in (first, second)]
             events = [[e for e in await host.messages.events(m.id) if e.status == "routed"]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from lxml import etree
 
 from host.brokers.templates import Context, Template
+from host.models import is_decimal
 
 
 class Payload(Protocol):
@@ -47,7 +48,7 @@ def json_pointer(data: Any, pointer: str) -> Any:
         token = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(data, dict):
             data = data.get(token, _MISSING)
-        elif isinstance(data, list) and token.isascii() and token.isdigit() and int(token) < len(data):
+        elif isinstance(data, list) and is_decimal(token) and int(token) < len(data):
             data = data[int(token)]
         else:
             return _MISSING

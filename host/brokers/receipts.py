@@ -18,7 +18,7 @@ from sqlite_utils import Database
 
 from host.brokers.engine import ReceiptFields
 from host.messages import _add_event
-from host.models import Message, StatusEvent, moves_forward, utcnow
+from host.models import MAX_ID, Message, StatusEvent, is_decimal, moves_forward, utcnow
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -52,8 +52,7 @@ def _find(db: Database, broker: str, fields: ReceiptFields) -> dict[str, Any] | 
             "and direction = 'out'", [broker, fields.id]))
         if rows:
             return rows[0]
-    if fields.ref and fields.ref.isascii() and fields.ref.isdigit() \
-            and int(fields.ref) <= 2**63 - 1:
+    if fields.ref and is_decimal(fields.ref) and int(fields.ref) <= MAX_ID:
         rows = list(db.query("select * from messages where id = ? and direction = 'out' "
                              "and broker = ?", [int(fields.ref), broker]))
         if rows:

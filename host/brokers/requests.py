@@ -9,6 +9,7 @@ from typing import Any, Literal
 from host.brokers.specs import ParamSpec
 from host.brokers.http import MtResponse
 from host.brokers.templates import Context
+from host.models import is_decimal
 
 
 def included(spec: ParamSpec, ctx: Context) -> bool:
@@ -54,7 +55,7 @@ def retry_after(response: MtResponse) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
-    if value.strip().isascii() and value.strip().isdigit():
+    if is_decimal(value.strip()):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

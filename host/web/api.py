@@ -11,23 +11,12 @@ from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
+from host.web.params import MAX_ID, int_param
 from host.messages import MessageFilter
 from host.models import DIRECTIONS, parse_timestamp
 
 MAX_LIMIT = 500
 _FILTERS = ("direction", "status", "broker", "since", "limit", "before")
-
-
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names nothing
-
-
-def _int(params: Any, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer from {low} to {high}")
-    return int(raw)
 
 
 def parse_filter(params: Any) -> MessageFilter:
@@ -47,8 +36,8 @@ def parse_filter(params: Any) -> MessageFilter:
                            "since must be an ISO-8601 time, e.g. 2026-11-27T09:00:00Z") from None
     return MessageFilter(
         direction=direction, status=params.get("status"), broker=params.get("broker"),
-        since=since, before_id=_int(params, "before", None, 1, 2**63 - 1),
-        limit=_int(params, "limit", 50, 1, MAX_LIMIT) or 50,
+        since=since, before_id=int_param(params, "before", None, 1, MAX_ID),
+        limit=int_param(params, "limit", 50, 1, MAX_LIMIT) or 50,
     )
 
 

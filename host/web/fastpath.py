@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from host.brokers.webhooks import Endpoint, endpoints_for_port, respond
 from host.logs import request_id
+from host.models import is_decimal
 from host.web.middleware import record_request, request_id_for
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     declared = _header(headers, b"content-length")
-    return int(declared) if declared.isascii() and declared.isdigit() else 0
+    return int(declared) if is_decimal(declared) else 0
 
 
 def protocol_for(host: Host, listener: ListenerSettings) -> type[WebhookProtocol]:

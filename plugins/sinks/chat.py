@@ -31,6 +31,7 @@ from host import hookimpl
 from host.config.schema import setting
 from host.errors import ApiError
 from host.models import Message, utcnow
+from host.web.params import MAX_ID, int_param
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -217,15 +218,6 @@ def _sink(request: Request) -> ChatSink:
     return sink
 
 
-def _int(params: Any, name: str, default: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer from 1 to {high}")
-    return int(raw)
-
-
 def _number(raw: str) -> str:
     # An unencoded "+" in a query string arrives as a space: take it back.
     return "+" + raw[1:] if raw.startswith(" ") else raw
@@ -251,8 +243,8 @@ async def list_conversations(request: Request) -> Response:
             args.append(_number(params[column]))
     if params.get("before") is not None:
         where.append("id < ?")
-        args.append(_int(params, "before", 0, 2**63 - 1))
-    limit = _int(params, "limit", 50, MAX_LIMIT)
+        args.append(int_param(params, "before", 0, 1, MAX_ID))
+    limit = int_param(params, "limit", 50, 1, MAX_LIMIT)
     found = await sink.find(where, args, limit)
     body: dict[str, Any] = {"conversations": found, "next": None}
     if len(found) == limit:
@@ -263,7 +255,7 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     conversation_id = request.path_params["conversation_id"]
-    found = await _sink(request).get(conversation_id) if conversation_id <= 2**63 - 1 else None
+    found = await _sink(request).get(conversation_id) if conversation_id <= MAX_ID else None
     if found is None:
         raise ApiError(404, "not_found", f"no conversation with id {conversation_id}")
     return JSONResponse(found)

@@ -37,6 +37,7 @@ from host.config.lines import KeyPath
 from host.config.schema import setting
 from host.errors import ApiError
 from host.models import Message, utcnow
+from host.web.params import int_param
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -291,12 +292,10 @@ async def get_queue(request: Request) -> Response:
     unknown = sorted(set(request.query_params) - {"limit"})
     if unknown:
         raise ApiError(400, "bad_parameter", f"unknown parameter {unknown[0]!r}; allowed: limit")
-    raw = request.query_params.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(400, "bad_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    limit = int_param(request.query_params, "limit", 100, 1, MAX_LIMIT) or 100
     if name not in sink.queues:
         raise ApiError(404, "not_found", f"no queue named {name!r}")
-    return JSONResponse(await sink.waiting(name, int(raw)))
+    return JSONResponse(await sink.waiting(name, limit))
 
 
 # -- hooks ------------------------------------------------------------------------------

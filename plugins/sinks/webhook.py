@@ -43,6 +43,7 @@ from host.config.schema import at_least, greater_than, setting
 from host.config.secrets import Secret
 from host.errors import ApiError
 from host.models import utcnow
+from host.web.params import MAX_ID, int_param, is_decimal
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():
+    if is_decimal(value):
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -615,15 +616,6 @@ def _sink(request: Request) -> WebhookSink:
     return sink
 
 
-def _int_param(request: Request, name: str, default: int | None, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer from 1 to {high}")
-    return int(raw)
-
-
 async def _list(request: Request, status: str | None) -> Response:
     sink = _sink(request)
     allowed = {"target", "limit", "before"} | ({"status"} if status is None else set())
@@ -634,8 +626,8 @@ async def _list(request: Request, status: str | None) -> Response:
     status = status or request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(STATUSES)}")
-    limit = _int_param(request, "limit", 50, 500) or 50
-    before = _int_param(request, "before", None, 2**63 - 1)
+    limit = int_param(request.query_params, "limit", 50, 1, 500) or 50
+    before = int_param(request.query_params, "before", None, 1, MAX_ID)
     where, args = [], []
     if status is not None:
         where.append("status = ?")
@@ -663,7 +655,7 @@ async def _deliveries(request: Request) -> Response:
 
 def _path_id(request: Request) -> int:
     raw = request.path_params["id"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > 2**63 - 1:
+    if not is_decimal(raw) or int(raw) > MAX_ID:
         raise ApiError(404, "not_found", f"no webhook delivery {raw!r}")
     return int(raw)
 

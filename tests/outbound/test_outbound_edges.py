@@ -11,6 +11,7 @@ import pytest
 from tests.outbound.conftest import (PHONE, FakeBroker, Reply, Seen, Smshost, generic_ok,
                                      generic_toml, outbox_toml, wait_until)
 from tests.outbound.test_receipts_events import post_receipt
+from tests.conftest import write_lock
 from tests.outbound.test_send_api import INBOX_QUEUE, INBOX_ROUTE
 
 
@@ -104,20 +105,12 @@ def test_the_sender_outlives_a_claim_that_fails(smshost: Callable[..., Smshost],
     """Another process holds the write lock past busy_timeout while messages are due:
     the claim fails, and the sender claims them once the lock is gone (it used to stop
     for good until a restart)."""
-    import sqlite3
-
     node = smshost(brokers=generic_toml(fake_broker.url),
                    extra="\n[store]\nbusy_timeout_ms = 100\n")
-    db = sqlite3.connect(node.db_path, isolation_level=None)
-    try:
-        mid = node.queued(to=PHONE, text="before the lock")["id"]
-        node.wait_status(mid, "sent")
-        db.execute("begin immediate")
+    mid = node.queued(to=PHONE, text="before the lock")["id"]
+    node.wait_status(mid, "sent")
+    with write_lock(node.db_path):
         time.sleep(1.5)  # claims run at least once a second: one failed meanwhile
-    finally:
-        if db.in_transaction:
-            db.rollback()
-        db.close()
     later = node.queued(to=PHONE, text="after the lock")["id"]
     node.wait_status(later, "sent")
     assert len(fake_broker.seen()) == 2

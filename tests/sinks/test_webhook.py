@@ -35,7 +35,7 @@ from aiohttp import web
 from host.config import load_settings
 from host.core import Host
 from host.messages import NewMessage
-from tests.conftest import ROOT, base_config, free_port, run_cli
+from tests.conftest import ROOT, base_config, free_port, run_cli, write_lock
 
 SECRET = "whsec-test-0123456789"
 SECRET_ENV = "SMSHOST_TEST_WEBHOOK_SECRET"
@@ -423,8 +423,6 @@ def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., H
     """The receiver took the POST, but recording it failed (another process held the
     database's write lock past busy_timeout): the delivery is not left pending until a
     restart; it is sent again (same X-Smshost-Delivery: receivers de-duplicate)."""
-    import sqlite3
-
     async def flow() -> None:
         async with Receiver() as receiver:
             receiver.script("/rec", 0, 200)  # the first answer waits for release
@@ -433,12 +431,9 @@ def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., H
             async with host.running():
                 await inbound(host, "rec: hello")
                 await until(lambda: len(receiver.on("/rec")) == 1, "the first POST")
-                db = sqlite3.connect(host.store.path, isolation_level=None)
-                db.execute("begin immediate")
-                receiver.release.set()
-                await asyncio.sleep(0.5)  # > busy_timeout: recording the answer failed
-                db.rollback()
-                db.close()
+                with write_lock(host.store.path):
+                    receiver.release.set()
+                    await asyncio.sleep(0.5)  # > busy_timeout: recording the answer failed
                 row = await until(lambda: status_is(host, "delivered"), "the delivery")
             hits = receiver.on("/rec")
             assert len(hits) >= 2  # each try while the lock was held was taken, not recorded
