@@ -6,13 +6,13 @@ before anything is announced; then the metrics move and the event hooks fire.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
+from host import jsontext
 from host.models import Direction, Message, StatusEvent, utcnow
 
 if TYPE_CHECKING:
@@ -23,9 +23,10 @@ _COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encodi
             "route")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewMessage:
-    """What a caller knows about a message before it is stored."""
+    """What a caller knows about a message before it is stored (not frozen: see
+    :class:`host.brokers.engine.MoFields`)."""
 
     direction: Direction
     body: str
@@ -140,7 +141,7 @@ def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]
     attrs = new.attrs or {}
     args = [new.direction, new.broker, new.account, new.local, new.remote, new.body,
             new.encoding, new.segments, new.status, new.broker_message_id, now, now,
-            json.dumps(attrs) if attrs else "{}", new.route]
+            jsontext.dumps(attrs) if attrs else "{}", new.route]
     conn = db.conn
     row = conn.execute(_INSERT, args).fetchone()
     if row is None:
@@ -168,7 +169,7 @@ def _add_event(db: Database, message_id: int, status: str, at: str, source: str,
     cursor = db.conn.execute(
         "insert into message_events (message_id, status, at, source, detail) "
         "values (?, ?, ?, ?, ?)", [message_id, status, at, source,
-                                   json.dumps(detail) if detail else "{}"])
+                                   jsontext.dumps(detail) if detail else "{}"])
     return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
 
 

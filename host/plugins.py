@@ -127,7 +127,7 @@ class Plugins:
         for impl in self._impls(hook_name):
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     result = await result
             # A plugin may raise anything; isolating it is what this loop is for (BLE001).
             except Exception as exc:  # noqa: BLE001

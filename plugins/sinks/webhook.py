@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -690,12 +690,16 @@ async def _replay_route(request: Request) -> Response:
 # -- hooks ------------------------------------------------------------------------------
 
 @hookimpl
-async def message_status_changed(host: Host, message: Message, old: str | None, new: str,
-                                 event: StatusEvent) -> None:
+def message_status_changed(host: Host, message: Message, old: str | None, new: str,
+                           event: StatusEvent) -> Awaitable[None] | None:
+    # Synchronous when there is nothing to deliver (every MO): no coroutine per message.
+    if message.direction != "out":
+        return None
     sink = host.sinks.get("webhook")
     if isinstance(sink, WebhookSink) and sink.settings.status_target and \
-            message.direction == "out" and getattr(host, "background", True):
-        await sink.status_changed(message, old, new, event)
+            getattr(host, "background", True):
+        return sink.status_changed(message, old, new, event)
+    return None
 
 
 @hookimpl
