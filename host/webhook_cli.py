@@ -26,8 +26,13 @@ _url_option = click.option("--url", default=None,
                            help="Server URL [default: the API listener's].")
 
 
+class _Refused(Exception):
+    """The server answered the call with an error (the text says which)."""
+
+
 def _call(config_dir: Path | None, url: str | None, method: str, path: str) -> Any:
-    """Call the API; print the server's refusal and exit 1 on an error."""
+    """Call the API. Raise ``_Refused`` with the server's reason when it answers with an
+    error; print why and exit 1 when the server cannot be reached."""
     # Imported here: host.cli imports this module at its end.
     from host.brokers.instances import public_base
     from host.cli import _api_token, _load
@@ -47,10 +52,17 @@ def _call(config_dir: Path | None, url: str | None, method: str, path: str) -> A
             text = json.loads(text).get("message", text)
         except (ValueError, AttributeError):
             pass
-        click.echo(f"error: {exc.code}: {text}", err=True)
-        sys.exit(1)
+        raise _Refused(f"{exc.code}: {text}") from None
     except OSError as exc:
         click.echo(f"error: cannot reach {base}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _call_or_exit(config_dir: Path | None, url: str | None, method: str, path: str) -> Any:
+    try:
+        return _call(config_dir, url, method, path)
+    except _Refused as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
@@ -70,7 +82,7 @@ def dead_letters(config_dir: Path | None, url: str | None, target: str | None, l
                  as_json: bool) -> None:
     """List webhook deliveries that gave up (newest first)."""
     query = {"limit": str(limit), **({"target": target} if target else {})}
-    answer = _call(config_dir, url, "GET",
+    answer = _call_or_exit(config_dir, url, "GET",
                    f"/api/webhooks/dead-letters?{urllib.parse.urlencode(query)}")
     rows = answer["deliveries"]
     if as_json:
@@ -93,8 +105,17 @@ def dead_letters(config_dir: Path | None, url: str | None, target: str | None, l
 @_url_option
 @click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))
 def replay(config_dir: Path | None, url: str | None, ids: tuple[int, ...]) -> None:
-    """Queue dead letters ID... for delivery again."""
+    """Queue dead letters ID... for delivery again (each one; exit 1 if any was refused)."""
+    refused = 0
     for delivery_id in ids:
-        row = _call(config_dir, url, "POST",
-                    f"/api/webhooks/dead-letters/{delivery_id}/replay")
+        try:
+            row = _call(config_dir, url, "POST",
+                        f"/api/webhooks/dead-letters/{delivery_id}/replay")
+        except _Refused as exc:
+            click.echo(f"error: delivery {delivery_id}: {exc}", err=True)
+            refused += 1
+            continue
         click.echo(f"delivery {row['id']} to {row['target']}: queued again")
+    if refused:
+        click.echo(f"{refused} of {len(ids)} not replayed", err=True)
+        sys.exit(1)

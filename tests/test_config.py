@@ -266,3 +266,12 @@ def test_outbox_ca_file_must_hold_certificates(tmp_path: Path) -> None:
     cfg = write(tmp_path, f'[outbox]\nca_file = "{tmp_path / "not-a-ca.pem"}"\n')
     (bad,) = errors_of(cfg)
     assert ":2: outbox.ca_file: cannot load certificate authorities from" in bad
+
+
+@pytest.mark.parametrize("jitter", [1.5, -0.1])
+def test_outbox_jitter_is_a_fraction(tmp_path: Path, jitter: float) -> None:
+    """A jitter beyond 1 would make waits negative (then zero): a retry storm."""
+    cfg = write(tmp_path, f"[outbox]\njitter = {jitter}\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:2: outbox.jitter: must be between 0 and 1; got {jitter}"
+    ]

@@ -2,8 +2,11 @@
 
 Every message was persisted, with its outbox row, before any network call. A send is:
 
-1. claimed: its outbox row marked in flight (committed) before the request leaves;
-2. paced by the account's token bucket (``mt.rate`` messages per second);
+1. claimed: its outbox row marked in flight (committed) before the request leaves,
+   once its account has a token (``mt.rate`` messages per second, see
+   :mod:`host.brokers.pacing`; until then it stays queued and takes no slot);
+2. built from the broker definition (an adapter or definition that cannot build it
+   fails the message);
 3. sent with the broker definition's MT request through one shared aiohttp session
    (through the broker's proxy, with Proxy-Authorization, when one is set), with the
    broker instance's ``mt.timeout``;
@@ -12,7 +15,10 @@ Every message was persisted, with its outbox row, before any network call. A sen
    → back in the outbox after an exponential backoff with jitter; anything else, or
    ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``.
 
-After a crash, rows still marked in flight are sends whose outcome is unknown: each is
+A send that fails in an unexpected way (a bug) is retried like a network error, and a
+settlement the database refuses for a while (locked by another process) is written
+again with a backoff: no message stays in flight until a restart. After a crash, rows
+still marked in flight are sends whose outcome is unknown: each is
 tried again once, flagged ``possibly_duplicated`` (the broker may have accepted it
 before the crash); one found in flight a second time fails instead. A message the
 broker accepted (we hold its id) is never sent again.
@@ -28,13 +34,15 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
+from host.brokers.pacing import Clock, Key, Pacer
+from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
 
@@ -43,7 +51,11 @@ if TYPE_CHECKING:
     from host.core import Host
 
 log = logging.getLogger("smshost.sender")
-Clock = Callable[[], float]
+
+# Waits between writes of a settlement the database refused (locked past busy_timeout
+# by another process, say): about a minute in all, then the row is left in flight for
+# the next start to recover.
+SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,25 +67,15 @@ class _Claimed:
     enqueued_at: float
 
 
-@dataclass
-class TokenBucket:
-    """``rate`` tokens a second, bursts of up to ``burst``; ``delay`` says how long to
-    wait for the next token (and takes it)."""
-
-    rate: float
-    clock: Clock
-    burst: float = 1.0
-    tokens: float = field(default=1.0)
-    updated: float = field(default=-1.0)
-
-    def delay(self) -> float:
-        now = self.clock()
-        if self.updated < 0:
-            self.updated = now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+def _without(keys: list[Key]) -> tuple[str, list[str]]:
+    """The SQL that leaves out the messages of ``keys`` (accounts without a token), so
+    that a long backlog of one of them cannot fill the claim's window and hide the
+    other accounts' messages; and its arguments."""
+    if not keys:
+        return "", []
+    rows = ", ".join("(?, ?)" for _ in keys)
+    return (f" and (coalesce(m.broker, ''), coalesce(m.account, '')) not in (values {rows})",
+            [part for key in keys for part in key])
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -87,13 +89,20 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 class Sender:
     def __init__(self, host: Host, clock: Clock = time.time) -> None:
         self._host = host
-        self.clock = clock
+        self._pacer = Pacer(host, clock)
         self._session: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._running = False
+
+    @property
+    def clock(self) -> Clock:
+        return self._pacer.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:  # tests stand the clock still
+        self._pacer.clock = clock
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -122,7 +131,7 @@ class Sender:
         pending = list(self._active)
         for task in pending:
             task.cancel()
-        if pending:  # their clean-up (a claim given back, see _attempt) runs before the close
+        if pending:  # they end before the session closes (their rows stay in flight)
             await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
@@ -178,61 +187,73 @@ class Sender:
         self._wakeup.set()
 
     async def _claim(self, room: int) -> tuple[list[_Claimed], float | None]:
+        """Claim up to ``room`` due messages whose accounts have a token; also say when
+        to look again (the next retry due, or the next token of an account that had to
+        leave a message behind)."""
         now = self.clock()
+        pacer = self._pacer
+        exhausted = pacer.exhausted()
+        behind: set[Key] = set()
 
         def claim(db: Any) -> tuple[list[_Claimed], float | None]:
+            nonlocal behind
             conn = db.conn
-            due = conn.execute(
-                "select message_id, attempts + 1, enqueued_at from outbox where in_flight = 0 "
-                "and next_attempt_at <= ? order by next_attempt_at, message_id limit ?",
-                [now, room]).fetchall()
+            skip, skipped = _without(exhausted)
+            rows = conn.execute(
+                "select o.message_id, o.attempts + 1, o.enqueued_at, m.broker, m.account "
+                "from outbox o join messages m on m.id = o.message_id "
+                f"where o.in_flight = 0 and o.next_attempt_at <= ?{skip} "
+                "order by o.next_attempt_at, o.message_id limit ?",
+                [now, *skipped, room * 2 + 16]).fetchall()
+            ids, behind = pacer.choose([((r[3] or "", r[4] or ""), r[0]) for r in rows], room)
             claimed: list[_Claimed] = []
-            if due:
-                ids = [r[0] for r in due]
+            if ids:
                 marks = ",".join("?" * len(ids))
                 conn.execute(f"update outbox set in_flight = 1, attempts = attempts + 1 "
                              f"where message_id in ({marks})", ids)
                 conn.execute(f"update messages set status = 'sending', updated_at = ? "
                              f"where id in ({marks}) and status = 'queued'", [utcnow(), *ids])
-                rows = {r["id"]: r for r in db.query(
+                found = {r["id"]: r for r in db.query(
                     f"select * from messages where id in ({marks})", ids)}
-                claimed = [_Claimed(Message.from_row(rows[i]), attempts, enqueued)
-                           for i, attempts, enqueued in due if i in rows]
-            nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0"
-                               ).fetchone()[0]
+                chosen = set(ids)
+                claimed = [_Claimed(Message.from_row(found[r[0]]), r[1], r[2])
+                           for r in rows if r[0] in chosen and r[0] in found]
+            nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0 "
+                               "and next_attempt_at > ?", [now]).fetchone()[0]
             return claimed, nxt
 
-        return await self._host.store.write(claim)
+        claimed, next_at = await self._host.store.write(claim)
+        for item in claimed:
+            pacer.took((item.message.broker or "", item.message.account or ""))
+        token = pacer.next_token(behind | set(exhausted))
+        if token is not None:
+            at = self.clock() + token
+            next_at = at if next_at is None else min(next_at, at)
+        return claimed, next_at
 
     # -- one send -----------------------------------------------------------------------
 
     async def _send(self, claimed: _Claimed) -> None:
-        message_id = claimed.message.id
+        message = claimed.message
         try:
-            await self._attempt(claimed)
-        # One send must not stop the worker; its row stays in flight and is recovered
-        # at the next start (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("sending message %d failed unexpectedly", message_id)
+            result = await self._attempt(message)
+        # A bug while building or sending: the request may or may not have left, as with
+        # a network error, so it is retried like one (bounded by max_attempts) (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            log.exception("sending message %d failed unexpectedly", message.id)
+            result = MtResult("retry", error=f"internal error: {type(exc).__name__}: {exc}")
+        await self._settle(message, result, claimed.attempts, claimed.enqueued_at)
 
-    async def _attempt(self, claimed: _Claimed) -> None:
-        message, attempts, enqueued_at = claimed.message, claimed.attempts, claimed.enqueued_at
-        message_id = message.id
+    async def _attempt(self, message: Message) -> MtResult:
+        """Build and send ``message``'s request; its outcome."""
         instance = self._host.brokers.get(message.broker or "")
         if instance is None or not instance.settings.mt_active:
-            await self._settle(message, MtResult("fail", error=f"broker {message.broker!r} "
-                                                 "is not configured to send"), attempts)
-            return
+            return MtResult("fail", error=f"broker {message.broker!r} is not configured "
+                            "to send")
         account = instance.accounts.get(message.account or "")
         if account is None:
-            await self._settle(message, MtResult("fail", error=f"account {message.account!r}"
-                                                 " is gone from the configuration"), attempts)
-            return
-        try:
-            await self._pace(instance, account.id)
-        except asyncio.CancelledError:  # stopped while waiting for a token: never sent
-            await self._host.store.write(lambda db: self._unclaim(db, message_id))
-            raise
+            return MtResult("fail", error=f"account {message.account!r} is gone from the "
+                            "configuration")
         outbound = OutboundMessage(message.id, message.remote or "", message.local or "",
                                    message.body, str(message.id), message.encoding or "gsm7",
                                    message.segments or 1)
@@ -241,23 +262,9 @@ class Sender:
             request = instance.broker.build_mt_request(outbound, values)
         # A definition or adapter that cannot build the request: fail this message (BLE001).
         except Exception as exc:  # noqa: BLE001
-            await self._settle(message, MtResult("fail", error=f"cannot build the request: "
-                                                 f"{type(exc).__name__}: {exc}"), attempts)
-            return
-        result = await self._exchange(instance, request, outbound, values)
-        await self._settle(message, result, attempts, enqueued_at)
-
-    async def _pace(self, instance: BrokerInstance, account: str) -> None:
-        rate = instance.settings.mt.rate
-        if rate <= 0:
-            return
-        key = (instance.name, account)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(rate, self.clock)
-        wait = bucket.delay()
-        if wait > 0:
-            await asyncio.sleep(wait)
+            return MtResult("fail", error=f"cannot build the request: "
+                            f"{type(exc).__name__}: {exc}")
+        return await self._exchange(instance, request, outbound, values)
 
     async def _exchange(self, instance: BrokerInstance, request: MtRequest,
                         outbound: OutboundMessage, account: dict[str, Any]) -> MtResult:
@@ -317,22 +324,47 @@ class Sender:
 
         def write(db: Any) -> Any:
             if outcome == "retry":
+                # recovered = 0: this attempt ended, so a crash later is not "in a row"
                 db.conn.execute("update outbox set in_flight = 0, next_attempt_at = ?, "
-                                "last_error = ? where message_id = ?",
+                                "last_error = ?, recovered = 0 where message_id = ?",
                                 [self.clock() + detail["retry_in"], result.error, message.id])
             return self._finish(db, message.id, status, detail,
                                 result.message_id if outcome == "accepted" else None,
                                 keep=outcome == "retry")
 
-        old, updated, event = await self._host.store.write(write)
+        written = await self._write_settlement(message.id, write)
+        if written is None:
+            return
+        old, updated, event = written
         if updated.status == status:  # not when a receipt's final state stood
             self._host.metrics.status_changed(updated)
             await self._host.hooks.message_status_changed(self._host, updated, old, status,
                                                          event)
         if outcome == "accepted":
-            await self._host.receipts.adopt_orphans(message.id)
+            try:
+                await self._host.receipts.adopt_orphans(message.id)
+            except StoreError as exc:  # the receipts stay orphans, kept and listed
+                log.error("message %d: receipts that came first not applied: %s",
+                          message.id, exc)
         elif outcome == "fail":
             log.warning("message %d failed: %s", message.id, detail.get("error"))
+
+    async def _write_settlement(self, message_id: int, write: Callable[[Any], Any]) -> Any:
+        """``write`` committed; tried again while the database refuses it. None when it
+        never was: the row stays in flight, recovered at the next start."""
+        for delay in (*SETTLE_RETRIES, None):
+            try:
+                return await self._host.store.write(write)
+            except StoreError as exc:
+                if delay is None or not self._running:
+                    log.error("message %d: its send's outcome could not be recorded (%s); "
+                              "left in flight for the next start to recover", message_id,
+                              exc)
+                    return None
+                log.warning("message %d: recording its send's outcome failed (%s); "
+                            "trying again in %.1f s", message_id, exc, delay)
+                await asyncio.sleep(delay)
+        return None
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         s = self._host.settings.outbox
@@ -344,14 +376,6 @@ class Sender:
             grown = s.max_delay
         base = min(grown, s.max_delay)
         return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
-
-    @staticmethod
-    def _unclaim(db: Any, message_id: int) -> None:
-        """Give a claimed message back to the outbox as if it had not been claimed."""
-        db.conn.execute("update outbox set in_flight = 0, attempts = max(attempts - 1, 0) "
-                        "where message_id = ?", [message_id])
-        db.conn.execute("update messages set status = 'queued', updated_at = ? "
-                        "where id = ? and status = 'sending'", [utcnow(), message_id])
 
     @staticmethod
     def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],

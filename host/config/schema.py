@@ -205,6 +205,13 @@ def at_least(limit: float) -> Check:
     return check
 
 
+def between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else \
+            f"must be between {low:g} and {high:g}; got {value!r}"
+    return check
+
+
 def port_number(value: Any) -> str | None:
     return None if 0 <= value <= 65535 else f"must be a TCP port (0-65535); got {value!r}"
 

@@ -25,7 +25,8 @@ from host.config.routes import (
     route_problems,
 )
 from host.config.schema import RawTable
-from host.config.schema import at_least, greater_than, port_number, setting, time_of_day
+from host.config.schema import (at_least, between, greater_than, port_number, setting,
+                                time_of_day)
 from host.config.secrets import Secret
 
 
@@ -217,7 +218,7 @@ class OutboxSettings:
     max_delay: float = setting(600.0, help="Longest wait between two attempts.",
                                check=greater_than(0))
     jitter: float = setting(0.2, help="Random spread of each wait (0.2: plus or minus "
-                            "20%).", check=at_least(0))
+                            "20%), from 0 to 1.", check=between(0, 1))
     ca_file: str | None = setting(
         None, help="PEM file of certificate authorities to trust, besides the system's, "
         "for TLS to brokers and proxies (a private CA, e.g. a Kannel inside the network).")

@@ -3,6 +3,7 @@ written in other forms, non-standard JSON, consolidation next to split messages.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -131,3 +132,57 @@ def test_an_orphan_receipt_naming_another_broker_id_is_not_applied_by_reference(
     message = node.message(second)
     assert message["status"] == "sent"
     assert [e["source"] for e in message["events"]] == ["api", "sender"]
+
+
+def test_a_settlement_the_database_refuses_is_written_again(
+        smshost: Callable[..., Smshost]) -> None:
+    """The broker accepts the message while another process holds the write lock past
+    busy_timeout: recording the outcome fails, and is tried again until the lock is
+    gone. (The message used to stay "sending" until a restart, whose recovery would
+    have sent it a second time.)"""
+    box: list[Smshost] = []
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with write_lock(box[0].db_path):
+            locked.set()
+            release.wait(10)
+
+    def respond(seen: Seen, n: int) -> Reply:
+        def before() -> None:  # take the lock, then answer: the settlement meets it
+            threading.Thread(target=hold_lock, daemon=True).start()
+            locked.wait(5)
+        return Reply(200, {"id": f"B-{seen.ref}"}, before=before)
+
+    try:
+        with FakeBroker(respond) as fake:
+            node = smshost(brokers=generic_toml(fake.url),
+                           extra="\n[store]\nbusy_timeout_ms = 100\n")
+            box.append(node)
+            mid = node.queued(to=PHONE, text="accepted while locked")["id"]
+            fake.wait_requests(1)
+            time.sleep(1.0)  # the settlement fails meanwhile (100 ms busy_timeout)
+            assert locked.is_set() and node.message(mid)["status"] == "sending"
+            release.set()
+            sent = node.wait_status(mid, "sent")
+            assert sent["broker_message_id"] == f"B-{mid}"
+            assert fake.refs() == {str(mid): 1}
+            assert node.rows("select * from outbox") == []
+    finally:
+        release.set()
+
+
+def test_a_send_that_fails_unexpectedly_is_retried_then_failed_not_left_in_flight(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A line break in the account's password makes the HTTP client refuse the bearer
+    header with a ValueError, which is no network error: the send is retried like one
+    and fails after max_attempts, with the reason. (It used to stay "sending", its
+    outbox row in flight, until a restart.)"""
+    node = smshost(brokers=generic_toml(fake_broker.url, password="token\\nline two"),
+                   outbox=outbox_toml(max_attempts=2))
+    mid = node.queued(to=PHONE, text="never leaves")["id"]
+    failed = node.wait_status(mid, "failed")
+    error = failed["events"][-1]["detail"]["error"]
+    assert error.startswith("internal error: ValueError: ") and "2 attempt(s)" in error
+    assert fake_broker.seen() == []
+    assert node.rows("select * from outbox") == []

@@ -185,3 +185,33 @@ def test_in_flight_at_two_kills_in_a_row_fails_instead_of_a_third_try(
         "error": "in flight at two crashes in a row; not tried again",
         "possibly_duplicated": True}
     assert node.db("select count(*) from outbox", []) == [(0,)]
+
+
+def test_a_kill_after_an_attempt_that_ended_is_not_a_second_crash_in_a_row(
+        node: Node, broker: Broker) -> None:
+    """Killed with the send in flight; after the restart that attempt ends (the broker
+    answers 503: try later); killed again with the next attempt in flight. Those are
+    not two crashes in a row: the message is tried again and sent, not failed (the
+    recovery count used to survive the attempt that ended in between)."""
+    fake = broker.fake
+
+    def respond(seen: Seen, n: int) -> Reply:
+        if n in (1, 3):
+            return Reply(200, {"id": f"B-{seen.ref}"}, hold=broker.never)
+        if n == 2:
+            return Reply(503, {"error": "busy"})
+        return generic_ok(seen, n)
+
+    fake.respond = respond
+    node.start()
+    message_id = node.send("in flight at two kills, with an attempt between")
+    fake.wait_requests(1)
+    node.kill()
+    node.start()  # recovered: tried again (503), then once more (held)
+    fake.wait_requests(3)
+    node.kill()
+    node.start()
+    sent = node.wait_status(message_id, "sent")
+    assert fake.refs() == {str(message_id): 4}
+    assert sent["attrs"]["possibly_duplicated"] is True
+    assert node.db("select count(*) from outbox", []) == [(0,)]

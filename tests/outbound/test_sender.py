@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from host.brokers.sender import TokenBucket
+from host.brokers.pacing import TokenBucket
 from host.core import Host
 from tests.outbound.conftest import (
     OTHER_NUMBER,
@@ -25,7 +25,6 @@ from tests.outbound.conftest import (
     generic_toml,
     outbox_toml,
     statuses,
-    wait_until,
 )
 
 
@@ -212,30 +211,67 @@ def test_max_age_fails_a_message_that_waited_too_long(smshost: Callable[..., Sms
 def test_token_bucket_with_a_fake_clock() -> None:
     clock = FakeClock(100.0)
     bucket = TokenBucket(rate=2.0, clock=clock)
-    assert [bucket.delay() for _ in range(3)] == [0.0, 0.5, 1.0]  # the debt queues up
-    clock.now += 1.5  # 3 tokens' worth: pays the debt of 2, and one more is there
-    assert bucket.delay() == 0.0
-    assert bucket.delay() == 0.5
+    assert (bucket.whole(), bucket.wait()) == (1, 0.0)
+    bucket.take()
+    assert (bucket.whole(), bucket.wait()) == (0, 0.5)
+    clock.now += 0.25
+    assert (bucket.whole(), bucket.wait()) == (0, 0.25)
+    clock.now += 0.25
+    assert (bucket.whole(), bucket.wait()) == (1, 0.0)
     clock.now += 10.0  # idle: the bucket holds at most `burst` tokens
-    assert [bucket.delay() for _ in range(2)] == [0.0, 0.5]
+    assert bucket.whole() == 1
 
 
 def test_token_bucket_burst() -> None:
     clock = FakeClock(0.0)
     bucket = TokenBucket(rate=1.0, clock=clock, burst=3.0, tokens=3.0)
-    assert [bucket.delay() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    assert bucket.whole() == 3
+    for _ in range(3):
+        bucket.take()
+    assert (bucket.whole(), bucket.wait()) == (0, 1.0)
     clock.now += 4.0
-    assert [bucket.delay() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    assert bucket.whole() == 3
 
 
 RATE_ACCOUNTS = (("main", OUR_NUMBER), ("second", OTHER_NUMBER))
 
 
-def test_the_rate_limit_holds_back_one_account_only(smshost: Callable[..., Smshost],
-                                                    fake_broker: FakeBroker) -> None:
-    """mt.rate is per account: with the clock standing still, the first account's second
-    message waits for a token while the other account's message goes out."""
+def test_a_rate_limited_account_holds_back_its_own_messages_only(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """mt.rate is per account, and an account waiting for a token takes no send slot:
+    with the clock standing still and one slot (max_in_flight = 1), the first account's
+    second message stays queued (not claimed) while the other account's goes out. (It
+    used to be claimed and wait for its token in the only slot, holding back every
+    other account.)"""
     clock = FakeClock()
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001",
+                                        accounts=RATE_ACCOUNTS),
+                   outbox=outbox_toml(max_in_flight=1), prepare=prepare,
+                   shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first", account="main")
+    node.wait_status(first["id"], "sent")
+    held = node.queued(to=PHONE, text="held back", account="main")
+    other = node.queued(to=PHONE, text="other account", account="second")
+    node.wait_status(other["id"], "sent")
+    assert node.message(held["id"])["status"] == "queued"
+    assert node.rows("select in_flight, attempts from outbox where message_id = ?",
+                     [held["id"]]) == [{"in_flight": 0, "attempts": 0}]
+    assert fake_broker.refs() == {str(first["id"]): 1, str(other["id"]): 1}
+    clock.now += 1000.0  # the account's next token
+    node.wait_status(held["id"], "sent")
+    assert fake_broker.refs()[str(held["id"])] == 1
+
+
+def test_messages_waiting_for_a_token_at_a_stop_are_plain_queued_messages(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A graceful stop while messages wait for their token: they were never claimed, so
+    after the restart they are ordinary queued messages (not flagged
+    possibly_duplicated), and one that waits through two stops does not fail."""
+    clock = FakeClock()  # stands still: no token comes back
 
     def prepare(host: Host) -> None:
         host.sender.clock = clock
@@ -245,39 +281,19 @@ def test_the_rate_limit_holds_back_one_account_only(smshost: Callable[..., Smsho
                    prepare=prepare, shutdown_timeout=0.5)
     first = node.queued(to=PHONE, text="first", account="main")
     node.wait_status(first["id"], "sent")
-    held = node.queued(to=PHONE, text="held back", account="main")
-    other = node.queued(to=PHONE, text="other account", account="second")
-    node.wait_status(other["id"], "sent")
-    assert node.message(held["id"])["status"] == "sending"  # claimed, waiting for a token
-    assert node.rows("select in_flight, attempts from outbox where message_id = ?",
-                     [held["id"]]) == [{"in_flight": 1, "attempts": 1}]
-    assert fake_broker.refs() == {str(first["id"]): 1, str(other["id"]): 1}
-
-
-def test_messages_waiting_for_a_token_at_a_stop_are_not_crashes(
-        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
-    """A graceful stop while messages wait for their token (their requests never left):
-    after the restart they are ordinary queued messages, not flagged
-    possibly_duplicated, and one that waits through two stops does not fail."""
-    clock = FakeClock()  # stands still: no token comes back
-
-    def prepare(host: Host) -> None:
-        host.sender.clock = clock
-
-    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001"),
-                   prepare=prepare, shutdown_timeout=0.5)
-    first = node.queued(to=PHONE, text="first")
-    node.wait_status(first["id"], "sent")
-    held = [node.queued(to=PHONE, text=f"held back {n}")["id"] for n in (1, 2)]
-    wait_until(lambda: all(node.message(i)["status"] == "sending" for i in held),
-               what="both messages to be claimed (and wait for tokens)")
+    held = [node.queued(to=PHONE, text=f"held back {n}", account="main")["id"]
+            for n in (1, 2)]
+    other = node.queued(to=PHONE, text="other account", account="second")["id"]
+    node.wait_status(other, "sent")  # the worker has looked at the held ones since
+    assert [node.message(i)["status"] for i in held] == ["queued", "queued"]
     node.restart()  # a new bucket: one token, for the first of the two
     node.wait_status(held[0], "sent")
-    assert node.message(held[1])["status"] == "sending"
+    assert node.message(held[1])["status"] == "queued"
     node.restart()  # the second waited through two stops; now it has its token
     sent = [node.wait_status(i, "sent") for i in held]
     assert [m["attrs"].get("possibly_duplicated") for m in sent] == [None, None]
-    assert fake_broker.refs() == {str(first["id"]): 1, str(held[0]): 1, str(held[1]): 1}
+    assert fake_broker.refs() == {str(first["id"]): 1, str(other): 1, str(held[0]): 1,
+                                  str(held[1]): 1}
 
 
 def test_queued_messages_are_stored_with_their_outbox_row_and_sent_after_a_restart(

@@ -531,9 +531,12 @@ def test_dead_letter_is_listed_and_replayed_by_api_and_cli(
                 assert "down" in line and "HTTP 500" in line
 
                 receiver.script("/down", 200)  # the receiver is fixed
-                replayed = await cli("webhooks", "replay", str(row["id"]), "--config",
-                                     str(cfg))
-                assert replayed.returncode == 0, replayed.stderr
+                # an id that is no dead letter first: reported, and the others still go
+                replayed = await cli("webhooks", "replay", "999999", str(row["id"]),
+                                     "--config", str(cfg))
+                assert replayed.returncode == 1, replayed.stderr
+                assert "error: delivery 999999: 404" in replayed.stderr
+                assert "1 of 2 not replayed" in replayed.stderr
                 assert f"delivery {row['id']} to down: queued again" in replayed.stdout
                 done = await until(lambda: status_is(host, "delivered"), "the replay")
                 assert len(receiver.on("/down")) == 4

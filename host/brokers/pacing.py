@@ -1,0 +1,110 @@
+"""Per-account send rates (SPEC O6: ``mt.rate`` messages a second for each account).
+
+The outbox worker asks before it claims: a message whose account has no token left
+stays queued (not claimed, not ``sending``) and takes none of the ``max_in_flight``
+slots, so one slow account never holds back the others. A token is taken only for a
+message that was claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from host.core import Host
+
+Clock = Callable[[], float]
+Key = tuple[str, str]  # (broker instance, account id)
+
+_EPSILON = 1e-9  # a token refilled to 0.9999999999 by float arithmetic is a token
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` kept while idle."""
+
+    rate: float
+    clock: Clock
+    burst: float = 1.0
+    tokens: float = 1.0
+    updated: float = -1.0
+
+    def available(self) -> float:
+        """The tokens there are now (refilled for the time passed); none taken."""
+        now = self.clock()
+        if self.updated < 0:
+            self.updated = now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return self.tokens
+
+    def whole(self) -> int:
+        """How many messages may go now."""
+        return int(self.available() + _EPSILON)
+
+    def take(self) -> None:
+        self.tokens -= 1.0
+
+    def wait(self) -> float:
+        """Seconds until the next token is there (0 when one is)."""
+        tokens = self.available()
+        return 0.0 if tokens + _EPSILON >= 1.0 else (1.0 - tokens) / self.rate
+
+
+class Pacer:
+    """The token buckets of every rate-limited account of one host."""
+
+    def __init__(self, host: Host, clock: Clock) -> None:
+        self._host = host
+        self.clock = clock
+        self._buckets: dict[Key, TokenBucket] = {}
+
+    def bucket(self, key: Key) -> TokenBucket | None:
+        """``key``'s bucket; None when its broker sets no rate (or is not configured)."""
+        instance = self._host.brokers.get(key[0])
+        rate = instance.settings.mt.rate if instance is not None else 0.0
+        if rate <= 0:
+            return None
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.rate != rate or bucket.clock is not self.clock:
+            bucket = self._buckets[key] = TokenBucket(rate, self.clock)
+        return bucket
+
+    def exhausted(self) -> list[Key]:
+        """The accounts with no token now."""
+        return [key for key in list(self._buckets)
+                if (bucket := self.bucket(key)) is not None and bucket.whole() < 1]
+
+    def choose(self, candidates: list[tuple[Key, int]], room: int) -> tuple[list[int], set[Key]]:
+        """Which of ``candidates`` (key, message id), in order, may be claimed now: at
+        most ``room``, and per rate-limited account no more than its tokens. Returns
+        their ids and the accounts that had to leave a message behind. Takes no token
+        (the claim may run again, see :meth:`took`)."""
+        left: dict[Key, int] = {}
+        chosen: list[int] = []
+        behind: set[Key] = set()
+        for key, message_id in candidates:
+            if len(chosen) >= room:
+                break
+            bucket = self.bucket(key)
+            if bucket is not None:
+                spare = left.setdefault(key, bucket.whole())
+                if spare < 1:
+                    behind.add(key)
+                    continue
+                left[key] = spare - 1
+            chosen.append(message_id)
+        return chosen, behind
+
+    def next_token(self, keys: set[Key] | dict[Key, float]) -> float | None:
+        """Seconds until the first of ``keys`` has a token again (None for no keys)."""
+        waits = [bucket.wait() for key in keys if (bucket := self.bucket(key)) is not None]
+        return min(waits) if waits else None
+
+    def took(self, key: Key) -> None:
+        """A message of ``key`` was claimed: it used one token."""
+        bucket = self.bucket(key)
+        if bucket is not None:
+            bucket.take()
