@@ -185,6 +185,22 @@ def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> M
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec
+def messages_kept(host: Host) -> str | None:
+    """SQL selecting the ids of messages the purge must keep however old: the ones
+    something still open shows (a waiting queue interaction's SMS, an active chat
+    conversation's messages). SPEC P2 and P5: the purge takes history, not work in
+    progress.
+
+    :param host: the host.
+    :returns: one ``select`` of message ids (it runs inside ``id not in (...)``), or
+        None. A query that fails stops the purge of messages (reported in the log), as
+        it would otherwise delete what it was meant to keep.
+
+    Use in handler scripts: no.
+    """
+
+
+@hookspec
 def purge(
     host: Host, cutoff: str, batch_size: int, dry_run: bool
 ) -> Awaitable[dict[str, int]] | dict[str, int] | None:

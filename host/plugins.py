@@ -226,6 +226,10 @@ class Hooks:
         await self._plugins.call_each("handler_reloaded", host=host, name=name,
                                       status=status, error=error)
 
+    def messages_kept(self, host: Host) -> list[str]:
+        return [sql for sql in self._plugins.call_each_sync("messages_kept", host=host)
+                if isinstance(sql, str) and sql.strip()]
+
     async def purge(self, host: Host, cutoff: str, batch_size: int,
                     dry_run: bool) -> list[dict[str, int]]:
         return await self._plugins.call_each("purge", host=host, cutoff=cutoff,

@@ -178,14 +178,16 @@ class Store:
     async def purge_table(
         self, table: str, column: str, cutoff: str, *, batch_size: int, pause: float,
         dry_run: bool = False, children: Sequence[tuple[str, str]] = (),
+        keep: str | None = None,
     ) -> dict[str, int]:
         """Delete rows of ``table`` whose ``column`` < ``cutoff`` in bounded batches.
 
-        ``children`` are ``(table, foreign key column)`` pairs deleted with each batch.
+        ``children`` are ``(table, foreign key column)`` pairs deleted with each batch;
+        ``keep`` a query of rowids that stay however old.
         Each batch is one transaction; ``pause`` seconds pass between batches so live
         writes interleave. Returns rows per table (counted only, with ``dry_run``).
         """
-        where = f'"{column}" < ?'
+        where = f'"{column}" < ?' + (f" and rowid not in ({keep})" if keep else "")
         total = await self.read(
             lambda db: db.execute(f'select count(*) from "{table}" where {where}', [cutoff])
             .fetchone()[0])

@@ -210,6 +210,38 @@ def test_hook_purge(host: Host) -> None:
     assert calls and calls[0][1:] == (500, True)
 
 
+def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> None:
+    """The purge keeps what a plugin's query names, however old; a query that fails
+    keeps every message that run (and says so) instead of deleting what it keeps."""
+    query = ["select id from messages where body = 'still open'"]
+
+    class Keeper:
+        @hookimpl
+        def messages_kept(self, host: Host) -> str:
+            return query[0]
+
+    host.plugins.register(Keeper(), "keeper")
+    later = "9999-01-01T00:00:00.000000Z"  # every message is older
+
+    async def flow() -> tuple[list[dict[str, int]], list[dict[str, int]], list[str]]:
+        for body in ("done", "still open", "done too"):
+            await host.messages.add(NewMessage(direction="in", body=body, status="received"))
+        query[0] = "select nope from nowhere"
+        refused = await host.hooks.purge(host, later, 100, False)
+        query[0] = "select id from messages where body = 'still open'"
+        purged = await host.hooks.purge(host, later, 100, False)
+        left = await host.store.read(lambda db: [r["body"] for r in db.query(
+            "select body from messages")])
+        return refused, purged, left
+
+    refused, purged, left = run(host, flow)
+    assert not any("messages" in counts for counts in refused)
+    assert "a plugin's query of the messages to keep failed" in caplog.text
+    assert {"messages": 2, "message_events": 2} in [
+        {k: v for k, v in c.items() if k.startswith("message")} for c in purged]
+    assert left == ["still open"]
+
+
 def test_hook_message_routed(host_factory: Callable[..., Host], tmp_path: Path) -> None:
     from host.sinks.base import Delivery, Sink
 

@@ -332,6 +332,13 @@ def message_stored(host: Host, message: Message) -> Awaitable[None] | None:
 
 
 @hookimpl
+def messages_kept(host: Host) -> str:
+    """The messages of every conversation not closed: the agent's view of it."""
+    return ("select l.message_id from chat_messages l join chat_conversations c "
+            "on c.id = l.conversation_id where c.closed_at is null")
+
+
+@hookimpl
 async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     """Conversations closed before the cutoff, with their message links (the messages
     themselves are the core's); active ones are kept however old (SPEC P5)."""

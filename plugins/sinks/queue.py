@@ -365,6 +365,13 @@ def register_routes(host: Host) -> list[BaseRoute]:
 
 
 @hookimpl
+def messages_kept(host: Host) -> str:
+    """The SMS of every interaction not ended: an agent may still pick it up."""
+    return ("select message_id from queue_interactions "
+            "where ended_at is null and message_id is not null")
+
+
+@hookimpl
 async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     """Finished interactions (``ended_at`` set) older than the cutoff, with their events;
     waiting and live ones are kept however old (SPEC P5)."""

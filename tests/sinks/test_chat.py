@@ -315,12 +315,17 @@ def test_purge_takes_closed_conversations_and_keeps_open_ones(
         purged = call(client, host.hooks.purge, host, later, 100, False)
         left = conversations(client)
         gone = client.get(f"/api/conversations/{listed[ANN]}")
+        bob = client.get(f"/api/conversations/{listed[BOB]}").json()
         rows = call(client, host.store.read, lambda db: db.execute(
             "select count(*) from chat_messages").fetchone()[0])
+        bodies = call(client, host.store.read, lambda db: sorted(
+            r["body"] for r in db.query("select body from messages")))
     assert {"chat_conversations": 1, "chat_messages": 2} in counted
     assert {"chat_conversations": 1, "chat_messages": 2} in purged
     assert [c["id"] for c in left] == [listed[BOB]] and gone.status_code == 404
-    assert rows == 0  # the core purged Bob's message too; its link went with it
+    # Bob's conversation is open: its message is kept with its link (Ann's went).
+    assert rows == 1 and bodies == ["hello"]
+    assert [m["body"] for m in bob["messages"]] == ["hello"]
 
 
 def test_the_chat_sink_is_shipped(tmp_path: Path, config_dir: Callable[..., Path]) -> None:

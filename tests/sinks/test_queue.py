@@ -347,9 +347,9 @@ def test_purge_takes_finished_interactions_and_keeps_waiting_ones(
             db.execute("select count(*) from queue_events").fetchone()[0]))
     assert {"queue_interactions": 1, "queue_events": 2} in counted
     assert {"queue_interactions": 1, "queue_events": 2} in purged
-    # The waiting one stays; the core purged every message, so its SMS is gone.
+    # The waiting one stays, and so does its SMS (the finished one's went).
     assert [(i["id"], i["message_id"], i["body"]) for i in left["interactions"]] == [
-        (waiting[1]["id"], None, None)]
+        (waiting[1]["id"], waiting[1]["message_id"], "sms 1")]
     assert rows == ([waiting[1]["id"]], 1)
     assert (done, kept) == (waiting[0]["message_id"], waiting[1]["message_id"])
 
