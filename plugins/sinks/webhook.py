@@ -481,7 +481,10 @@ class WebhookSink(Sink):
     async def _launch(self, batch: list[int]) -> None:
         marks = ",".join("?" * len(batch))
         try:
-            rows = await self.host.store.read(lambda db: list(db.query(
+            # At most max_in_flight rows by primary key: read on the loop, as a hop to a
+            # worker thread per batch would cost more than the lookup (one per delivery
+            # when messages come one by one).
+            rows = self.host.store.read_now(lambda db: list(db.query(
                 f"select * from webhook_deliveries where id in ({marks}) "
                 "and status = 'pending'", batch)))
         # The worker must live on: put the batch back and try again shortly (BLE001).
