@@ -151,6 +151,23 @@ class Store:
             raise StoreError("the writer has stopped")
         return await self._submit(fn)
 
+    def write_soon(self, fn: Callable[[Database], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the writer now; the future gives its result once committed.
+
+        Writes are committed in the order they were queued (in one transaction or in
+        later ones), so a caller can queue a write and go on to queue the next one
+        without waiting for the first commit: the second is never committed before it.
+        """
+        if not self._open:
+            raise StoreClosed("the store is not open")
+        if self._drainer is None or self._drainer.done():
+            raise StoreError("the writer has stopped")
+        op = _Op(fn, asyncio.get_running_loop().create_future(), False)
+        self._pending.append(op)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return op.future
+
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on a read-only connection in a worker thread."""
         if not self._open:

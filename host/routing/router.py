@@ -7,6 +7,12 @@ now is retried after ``routing.retry_delays``; one that fails for good (or runs 
 retries) hands the message to the default route, recording why. When the default
 route fails too the message is marked ``failed`` and kept. On start, every message
 still ``received`` is routed, so a crash between commit and routing loses nothing.
+
+A conversation does not wait for each message's final status (``routed``/``failed``) to
+be committed before routing its next message: the status write is queued and the next
+message's writes are queued after it, and the store commits in that order. Its hooks
+(``message_status_changed``, ``message_routed``) run once it is committed, in the
+conversation's order. So one conversation costs one commit per message, not two.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from host.errors import StoreError
 from host.messages import _add_event
 from host.models import Message, utcnow
 from host.routing.inbound import Route, compile_routes, default_route, select
@@ -56,6 +64,8 @@ class Router:
         self._slots = asyncio.Semaphore(max(1, host.settings.routing.workers))
         self._attempts: dict[int, int] = {}
         self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
+        self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # last, per lane
+        self._recorded: set[int] = set()  # final status queued, not yet committed
         self._running = False
 
     async def start(self) -> None:
@@ -77,6 +87,13 @@ class Router:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._lanes.clear()
+        recording = list(self._recording.values())
+        if recording:  # statuses queued: let them commit and announce (bounded)
+            _, late = await asyncio.wait(recording, timeout=5.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*recording, return_exceptions=True)
+        self._recording.clear()
 
     def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
         if not self._running:
@@ -93,11 +110,13 @@ class Router:
         task.add_done_callback(self._tasks.discard)
 
     async def idle(self, timeout: float = 10.0) -> bool:
-        """Wait until every submitted message is routed (tests, CLI); False on timeout."""
+        """Wait until every submitted message is routed and its status committed and
+        announced (tests, CLI); False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._lanes and asyncio.get_running_loop().time() < deadline:
+        while (self._lanes or self._recording) and \
+                asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
-        return not self._lanes
+        return not self._lanes and not self._recording
 
     async def _run_lane(self, key: tuple[str, str]) -> None:
         lane = self._lanes[key]
@@ -140,7 +159,7 @@ class Router:
 
     async def route(self, message_id: int) -> Outcome:
         message = await self._host.messages.get(message_id)
-        if message is None or message.status != "received":
+        if message is None or message.status != "received" or message_id in self._recorded:
             return Outcome("routed", None, {"skipped": True})  # done before
         action = self._optout_action(message)
         if action is not None:
@@ -242,14 +261,65 @@ class Router:
                             "where id = ?", [status, name, now, message.id])
             return event
 
-        event = await self._host.store.write(write)
-        updated = dataclasses.replace(message, status=status, route=name,
+        # Queued, not awaited: the conversation goes on (see the module text).
+        committed = self._host.store.write_soon(write)
+        key = (message.local or "", message.remote or "")
+        task = asyncio.create_task(self._announce(
+            message, status, route, detail, committed, write, self._recording.get(key)))
+        self._recording[key] = task
+        self._recorded.add(message.id)
+        task.add_done_callback(lambda done: self._recorded_done(key, message.id, done))
+        return Outcome(status, route, detail)
+
+    def _recorded_done(self, key: tuple[str, str], message_id: int,
+                       task: asyncio.Task[None]) -> None:
+        self._recorded.discard(message_id)
+        if self._recording.get(key) is task:
+            del self._recording[key]
+
+    async def _announce(self, message: Message, status: str, route: Route | None,
+                        detail: dict[str, Any], committed: asyncio.Future[Any],
+                        write: Callable[[Any], Any],
+                        previous: asyncio.Task[None] | None) -> None:
+        """Once ``message``'s status is committed, announce it, after the conversation's
+        previous message."""
+        try:
+            event = await committed
+        except StoreError as exc:
+            if previous is not None:  # written again after the previous one's status
+                await asyncio.wait([previous])
+            event = await self._write_again(message.id, write, exc)
+            if event is None:
+                return
+        if previous is not None:
+            await asyncio.wait([previous])  # in the conversation's order; never raises
+        updated = dataclasses.replace(message, status=status,
+                                      route=route.name if route is not None else None,
                                       updated_at=event.at)
         self._host.metrics.status_changed(updated)
         await self._host.hooks.message_status_changed(self._host, updated, message.status,
                                                      status, event)
         await self._host.hooks.message_routed(self._host, updated, route, status, detail)
-        return Outcome(status, route, detail)
+
+    async def _write_again(self, message_id: int, write: Callable[[Any], Any],
+                           error: StoreError) -> Any:
+        """The status write again, while the database refuses it (locked by another
+        process, say); None when it never goes through: the message stays
+        ``received`` and is routed again at the next start (sinks take a message
+        routed twice as one)."""
+        for delay in (0.1, 0.5, 1.0, 2.0, 4.0, None):
+            log.warning("message %d: its routing status was not stored (%s)%s", message_id,
+                        error, f"; trying again in {delay}s" if delay is not None else "")
+            if delay is None or not self._running:
+                break
+            await asyncio.sleep(delay)
+            try:
+                return await self._host.store.write(write)
+            except StoreError as exc:
+                error = exc
+        log.error("message %d: routed, but its status could not be stored; it is routed "
+                  "again at the next start", message_id)
+        return None
 
     def _optout_action(self, message: Message) -> str | None:
         instance = self._host.brokers.get(message.broker or "")
