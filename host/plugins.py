@@ -226,9 +226,17 @@ class Hooks:
         await self._plugins.call_each("handler_reloaded", host=host, name=name,
                                       status=status, error=error)
 
-    def messages_kept(self, host: Host) -> list[str]:
-        return [sql for sql in self._plugins.call_each_sync("messages_kept", host=host)
-                if isinstance(sql, str) and sql.strip()]
+    def messages_kept(self, host: Host) -> list[str] | None:
+        """The plugins' queries; None when one failed or gave something else than SQL
+        text (then nothing may be purged: its messages would go)."""
+        failures = len(self._plugins.hook_failures)
+        found = self._plugins.call_each_sync("messages_kept", host=host)
+        if len(self._plugins.hook_failures) > failures:
+            return None
+        if not all(isinstance(sql, str) for sql in found):
+            log.error("a messages_kept implementation returned no SQL text: %r", found)
+            return None
+        return [sql for sql in found if sql.strip()]
 
     async def purge(self, host: Host, cutoff: str, batch_size: int,
                     dry_run: bool) -> list[dict[str, int]]:

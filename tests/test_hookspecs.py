@@ -217,7 +217,9 @@ def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> Non
 
     class Keeper:
         @hookimpl
-        def messages_kept(self, host: Host) -> str:
+        def messages_kept(self, host: Host) -> Any:
+            if query[0] == "raise":
+                raise RuntimeError("keeper broke")
             return query[0]
 
     host.plugins.register(Keeper(), "keeper")
@@ -226,8 +228,11 @@ def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> Non
     async def flow() -> tuple[list[dict[str, int]], list[dict[str, int]], list[str]]:
         for body in ("done", "still open", "done too"):
             await host.messages.add(NewMessage(direction="in", body=body, status="received"))
-        query[0] = "select nope from nowhere"
-        refused = await host.hooks.purge(host, later, 100, False)
+        refused = []
+        for bad in ("select nope from nowhere", "select id, body from messages", "raise",
+                    42):  # a failing query, two columns, an error, no SQL text
+            query[0] = bad  # type: ignore[call-overload]
+            refused += await host.hooks.purge(host, later, 100, False)
         query[0] = "select id from messages where body = 'still open'"
         purged = await host.hooks.purge(host, later, 100, False)
         left = await host.store.read(lambda db: [r["body"] for r in db.query(
@@ -236,7 +241,10 @@ def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> Non
 
     refused, purged, left = run(host, flow)
     assert not any("messages" in counts for counts in refused)
-    assert "a plugin's query of the messages to keep failed" in caplog.text
+    assert {"idempotency": 0, "orphan_receipts": 0, "mo_parts": 0}.items() <= \
+        next(c for c in refused if "mo_parts" in c).items()  # the rest is purged
+    assert caplog.text.count("a plugin's query of the messages to keep failed") == 2
+    assert caplog.text.count("a plugin failed to say which messages it keeps") == 2
     assert {"messages": 2, "message_events": 2} in [
         {k: v for k, v in c.items() if k.startswith("message")} for c in purged]
     assert left == ["still open"]

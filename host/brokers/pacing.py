@@ -23,7 +23,8 @@ _EPSILON = 1e-9  # a token refilled to 0.9999999999 by float arithmetic is a tok
 
 @dataclass
 class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` kept while idle."""
+    """``rate`` tokens a second, at most ``burst`` kept while idle; it starts with
+    ``tokens``."""
 
     rate: float
     clock: Clock
@@ -69,7 +70,10 @@ class Pacer:
             return None
         bucket = self._buckets.get(key)
         if bucket is None or bucket.rate != rate or bucket.clock is not self.clock:
-            bucket = self._buckets[key] = TokenBucket(rate, self.clock)
+            # A tenth of a second's worth kept while idle (one at least): a high rate is
+            # not bounded by how often the worker looks, a low one sends one at a time.
+            bucket = self._buckets[key] = TokenBucket(rate, self.clock,
+                                                      burst=max(1.0, rate / 10))
         return bucket
 
     def exhausted(self) -> list[Key]:

@@ -16,9 +16,10 @@ Every message was persisted, with its outbox row, before any network call. A sen
    ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``.
 
 A send that fails in an unexpected way (a bug) is retried like a network error, and a
-settlement the database refuses for a while (locked by another process) is written
-again with a backoff: no message stays in flight until a restart. After a crash, rows
-still marked in flight are sends whose outcome is unknown: each is
+settlement the database refuses for a while (locked by another process, a full disk)
+is written again with a backoff for about a minute; only one refused longer than that,
+or during a stop, stays in flight until the next start. After a crash, rows still
+marked in flight are sends whose outcome is unknown: each is
 tried again once, flagged ``possibly_duplicated`` (the broker may have accepted it
 before the crash); one found in flight a second time fails instead. A message the
 broker accepted (we hold its id) is never sent again.
@@ -193,31 +194,37 @@ class Sender:
         now = self.clock()
         pacer = self._pacer
         exhausted = pacer.exhausted()
-        behind: set[Key] = set()
+        window = room * 2 + 16
+        skip, skipped = _without(exhausted)
+        # Read on a reader thread: with a long backlog of an account out of tokens, the
+        # scan passes over all of it, which must not hold up the event loop.
+        rows = await self._host.store.read(lambda db: db.execute(
+            "select o.message_id, m.broker, m.account "
+            "from outbox o join messages m on m.id = o.message_id "
+            f"where o.in_flight = 0 and o.next_attempt_at <= ?{skip} "
+            "order by o.next_attempt_at, o.message_id limit ?",
+            [now, *skipped, window]).fetchall())
+        ids, behind = pacer.choose([((r[1] or "", r[2] or ""), r[0]) for r in rows], room)
 
         def claim(db: Any) -> tuple[list[_Claimed], float | None]:
-            nonlocal behind
             conn = db.conn
-            skip, skipped = _without(exhausted)
-            rows = conn.execute(
-                "select o.message_id, o.attempts + 1, o.enqueued_at, m.broker, m.account "
-                "from outbox o join messages m on m.id = o.message_id "
-                f"where o.in_flight = 0 and o.next_attempt_at <= ?{skip} "
-                "order by o.next_attempt_at, o.message_id limit ?",
-                [now, *skipped, room * 2 + 16]).fetchall()
-            ids, behind = pacer.choose([((r[3] or "", r[4] or ""), r[0]) for r in rows], room)
             claimed: list[_Claimed] = []
             if ids:
                 marks = ",".join("?" * len(ids))
-                conn.execute(f"update outbox set in_flight = 1, attempts = attempts + 1 "
-                             f"where message_id in ({marks})", ids)
-                conn.execute(f"update messages set status = 'sending', updated_at = ? "
-                             f"where id in ({marks}) and status = 'queued'", [utcnow(), *ids])
-                found = {r["id"]: r for r in db.query(
-                    f"select * from messages where id in ({marks})", ids)}
-                chosen = set(ids)
-                claimed = [_Claimed(Message.from_row(found[r[0]]), r[1], r[2])
-                           for r in rows if r[0] in chosen and r[0] in found]
+                # Only the rows still waiting (a receipt may have taken one meanwhile).
+                taken = {r[0]: (r[1], r[2]) for r in conn.execute(
+                    f"update outbox set in_flight = 1, attempts = attempts + 1 where "
+                    f"message_id in ({marks}) and in_flight = 0 "
+                    "returning message_id, attempts, enqueued_at", ids).fetchall()}
+                if taken:
+                    marks = ",".join("?" * len(taken))
+                    conn.execute(f"update messages set status = 'sending', updated_at = ? "
+                                 f"where id in ({marks}) and status = 'queued'",
+                                 [utcnow(), *taken])
+                    found = {r["id"]: r for r in db.query(
+                        f"select * from messages where id in ({marks})", list(taken))}
+                    claimed = [_Claimed(Message.from_row(found[i]), *taken[i])
+                               for i in ids if i in taken and i in found]
             nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0 "
                                "and next_attempt_at > ?", [now]).fetchone()[0]
             return claimed, nxt
@@ -229,6 +236,8 @@ class Sender:
         if token is not None:
             at = self.clock() + token
             next_at = at if next_at is None else min(next_at, at)
+        if len(rows) == window and len(claimed) < room:
+            next_at = now  # the window was full of others' messages: look past them now
         return claimed, next_at
 
     # -- one send -----------------------------------------------------------------------
@@ -242,7 +251,12 @@ class Sender:
         except Exception as exc:  # noqa: BLE001
             log.exception("sending message %d failed unexpectedly", message.id)
             result = MtResult("retry", error=f"internal error: {type(exc).__name__}: {exc}")
-        await self._settle(message, result, claimed.attempts, claimed.enqueued_at)
+        try:
+            await self._settle(message, result, claimed.attempts, claimed.enqueued_at)
+        # What _write_settlement does not handle (a bug after the write, in a hook): the
+        # worker goes on; the row, if not settled, is recovered at the next start (BLE001).
+        except Exception:  # noqa: BLE001
+            log.exception("message %d: settling its send failed", message.id)
 
     async def _attempt(self, message: Message) -> MtResult:
         """Build and send ``message``'s request; its outcome."""
@@ -355,7 +369,9 @@ class Sender:
         for delay in (*SETTLE_RETRIES, None):
             try:
                 return await self._host.store.write(write)
-            except StoreError as exc:
+            # StoreError from BEGIN/COMMIT, sqlite3.Error from a statement of the write
+            # (a full disk, say): the write was rolled back either way.
+            except (StoreError, sqlite3.Error) as exc:
                 if delay is None or not self._running:
                     log.error("message %d: its send's outcome could not be recorded (%s); "
                               "left in flight for the next start to recover", message_id,

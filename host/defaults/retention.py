@@ -42,6 +42,10 @@ async def _kept(host: Host) -> str | None:
     """The plugins' queries of messages to keep, joined ("" for none); None when one of
     them fails: then no message is purged this time, rather than the ones it keeps."""
     queries = host.hooks.messages_kept(host)
+    if queries is None:
+        log.error("purge: messages are kept this time, as a plugin failed to say which "
+                  "messages it keeps")
+        return None
     for sql in queries:
         try:
             await host.store.read(partial(_count, sql))
@@ -53,4 +57,6 @@ async def _kept(host: Host) -> str | None:
 
 
 def _count(sql: str, db: Any) -> int:
-    return int(db.execute(f"select count(*) from ({sql})").fetchone()[0])
+    """Run ``sql`` the way the purge does (one column, in ``not in``); raise if it cannot."""
+    return int(db.execute(f"select count(*) from (select rowid from messages where rowid "
+                          f"not in ({sql}) limit 1)").fetchone()[0])

@@ -3,6 +3,7 @@ written in other forms, non-standard JSON, consolidation next to split messages.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -185,4 +186,29 @@ def test_a_send_that_fails_unexpectedly_is_retried_then_failed_not_left_in_fligh
     error = failed["events"][-1]["detail"]["error"]
     assert error.startswith("internal error: ValueError: ") and "2 attempt(s)" in error
     assert fake_broker.seen() == []
+    assert node.rows("select * from outbox") == []
+
+
+def test_a_settlement_a_statement_fails_is_written_again(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """An error from a statement of the settlement itself (here a trigger another
+    process installed refuses the update, as a full disk would) is retried like a
+    refused transaction. (It used to escape the send's task: the message stayed
+    "sending", in flight, until a restart.)"""
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    db = sqlite3.connect(node.db_path, isolation_level=None)
+    try:
+        db.execute("create trigger refuse_sent before update of status on messages "
+                   "when new.status = 'sent' begin select raise(abort, 'refused by test'); "
+                   "end")
+        mid = node.queued(to=PHONE, text="accepted, then refused")["id"]
+        fake_broker.wait_requests(1)
+        time.sleep(0.5)  # settlement writes fail meanwhile
+        assert node.message(mid)["status"] == "sending"
+        db.execute("drop trigger refuse_sent")
+        sent = node.wait_status(mid, "sent")
+    finally:
+        db.close()
+    assert sent["broker_message_id"] == f"B-{mid}"
+    assert fake_broker.refs() == {str(mid): 1}
     assert node.rows("select * from outbox") == []

@@ -266,6 +266,34 @@ def test_a_rate_limited_account_holds_back_its_own_messages_only(
     assert fake_broker.refs()[str(held["id"])] == 1
 
 
+def test_a_high_rate_sends_a_tenth_of_a_second_at_once(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """mt.rate = 30: after a second idle the account has 3 tokens (a tenth of a
+    second's worth), so three waiting messages go out together; the fourth waits. A
+    high rate is not bounded by how often the worker looks (one message per look, as
+    with a single token, capped ~1k/s whatever the rate)."""
+    clock = FakeClock()
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 30",
+                                        accounts=RATE_ACCOUNTS),
+                   prepare=prepare, shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first", account="main")["id"]
+    node.wait_status(first, "sent")
+    held = [node.queued(to=PHONE, text=f"held {n}", account="main")["id"] for n in range(4)]
+    other = node.queued(to=PHONE, text="other account", account="second")["id"]
+    node.wait_status(other, "sent")  # the worker has looked at the held ones since
+    assert [node.message(i)["status"] for i in held] == ["queued"] * 4
+    clock.now += 1.0
+    for i in held[:3]:
+        node.wait_status(i, "sent")
+    assert node.message(held[3])["status"] == "queued"
+    clock.now += 1.0 / 30
+    node.wait_status(held[3], "sent")
+
+
 def test_messages_waiting_for_a_token_at_a_stop_are_plain_queued_messages(
         smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
     """A graceful stop while messages wait for their token: they were never claimed, so
