@@ -112,3 +112,14 @@ class Pacer:
         bucket = self.bucket(key)
         if bucket is not None:
             bucket.take()
+
+
+def without(keys: list[Key]) -> tuple[str, list[str]]:
+    """The SQL that leaves out the messages of ``keys`` (accounts without a token), so
+    that a long backlog of one of them cannot fill the claim's window and hide the
+    other accounts' messages; and its arguments."""
+    if not keys:
+        return "", []
+    rows = ", ".join("(?, ?)" for _ in keys)
+    return (f" and (coalesce(m.broker, ''), coalesce(m.account, '')) not in (values {rows})",
+            [part for key in keys for part in key])

@@ -42,7 +42,7 @@ import aiohttp
 
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
-from host.brokers.pacing import Clock, Key, Pacer
+from host.brokers.pacing import Clock, Pacer, without
 from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
@@ -66,17 +66,6 @@ class _Claimed:
     message: Message
     attempts: int
     enqueued_at: float
-
-
-def _without(keys: list[Key]) -> tuple[str, list[str]]:
-    """The SQL that leaves out the messages of ``keys`` (accounts without a token), so
-    that a long backlog of one of them cannot fill the claim's window and hide the
-    other accounts' messages; and its arguments."""
-    if not keys:
-        return "", []
-    rows = ", ".join("(?, ?)" for _ in keys)
-    return (f" and (coalesce(m.broker, ''), coalesce(m.account, '')) not in (values {rows})",
-            [part for key in keys for part in key])
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -195,7 +184,7 @@ class Sender:
         pacer = self._pacer
         exhausted = pacer.exhausted()
         window = room * 2 + 16
-        skip, skipped = _without(exhausted)
+        skip, skipped = without(exhausted)
         # Read on a reader thread: with a long backlog of an account out of tokens, the
         # scan passes over all of it, which must not hold up the event loop.
         rows = await self._host.store.read(lambda db: db.execute(
