@@ -79,7 +79,9 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 class Sender:
     def __init__(self, host: Host, clock: Clock = time.time) -> None:
         self._host = host
-        self._pacer = Pacer(host, clock)
+        self._clock = clock  # wall time: next_attempt_at and enqueued_at are stored
+        # Token buckets measure intervals: a clock that never jumps back, unless given one.
+        self._pacer = Pacer(host, time.monotonic if clock is time.time else clock)
         self._session: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -88,10 +90,11 @@ class Sender:
 
     @property
     def clock(self) -> Clock:
-        return self._pacer.clock
+        return self._clock
 
     @clock.setter
-    def clock(self, clock: Clock) -> None:  # tests stand the clock still
+    def clock(self, clock: Clock) -> None:  # tests stand the clock still, buckets too
+        self._clock = clock
         self._pacer.clock = clock
 
     # -- lifecycle ----------------------------------------------------------------------
