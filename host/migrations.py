@@ -157,3 +157,17 @@ def m005_outbox(db: Database) -> None:
             request text not null,
             created_at text not null
         )""")
+
+
+@core()
+def m006_outbox_accounts(db: Database) -> None:
+    # Each outbox row names its message's broker and account, so that the worker reads
+    # the due messages account by account (its token buckets, SPEC O6) from an index,
+    # however long the backlog of an account waiting for its tokens.
+    db.execute("alter table outbox add column broker text not null default ''")
+    db.execute("alter table outbox add column account text not null default ''")
+    db.execute("update outbox set broker = coalesce((select broker from messages "
+               "where id = message_id), ''), account = coalesce((select account from "
+               "messages where id = message_id), '')")
+    db.execute("create index outbox_account_due on outbox "
+               "(broker, account, in_flight, next_attempt_at, message_id)")

@@ -299,8 +299,9 @@ class Outbound:
             encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
             route=plan.decision.route.name if plan.decision.route else None))
         now = self._host.sender.clock()
-        db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at) "
-                        "values (?, ?, ?)", [message.id, now, now])
+        db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
+                        "broker, account) values (?, ?, ?, ?, ?)",
+                        [message.id, now, now, plan.instance.name, plan.account.id])
         return message, event
 
     def _consolidate(self, db: Database, request: SendRequest, plan: _Plan) -> Message | None:

@@ -73,6 +73,36 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert {"messages", "message_events", "plugin_x"} <= set(db.table_names())
 
 
+def test_outbox_rows_of_an_older_database_get_their_broker_and_account(
+        tmp_path: Path) -> None:
+    """m006 names each waiting outbox row's broker and account (the worker reads the
+    outbox account by account): rows queued before it are filled in from their
+    messages."""
+    from host import migrations
+
+    older = Migrations("smshost")  # the core set as it was before m006
+    for name in ("m001_messages", "m002_brokers", "m003_fewer_indexes", "m004_routing",
+                 "m005_outbox"):
+        older()(getattr(migrations, name))
+    path = tmp_path / "s.db"
+    db = Database(path)
+    older.apply(db)
+    message, _ = _insert(db, NewMessage(direction="out", body="waiting", status="queued",
+                                        broker="gen", account="main", remote="+1555"))
+    db.execute("insert into outbox (message_id, next_attempt_at, enqueued_at) "
+               "values (?, 0, 0)", [message.id])
+    db.conn.commit()
+    db.close()
+
+    async def main() -> None:
+        store = Store(path)
+        await store.open([core])
+        await store.close()
+    run(main())
+    rows = list(Database(path).query("select message_id, broker, account from outbox"))
+    assert rows == [{"message_id": message.id, "broker": "gen", "account": "main"}]
+
+
 def test_failed_migration_rolls_back_and_stays_pending(tmp_path: Path) -> None:
     broken = Migrations("broken")
 

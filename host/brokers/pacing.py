@@ -76,6 +76,11 @@ class Pacer:
                                                       burst=max(1.0, rate / 10))
         return bucket
 
+    def tokens(self, key: Key, unlimited: int) -> int:
+        """How many messages of ``key`` may go now (``unlimited`` when it has no rate)."""
+        bucket = self.bucket(key)
+        return unlimited if bucket is None else bucket.whole()
+
     def exhausted(self) -> list[Key]:
         """The accounts with no token now."""
         return [key for key in list(self._buckets)
@@ -115,11 +120,10 @@ class Pacer:
 
 
 def without(keys: list[Key]) -> tuple[str, list[str]]:
-    """The SQL that leaves out the messages of ``keys`` (accounts without a token), so
-    that a long backlog of one of them cannot fill the claim's window and hide the
-    other accounts' messages; and its arguments."""
+    """The SQL (over the outbox's ``broker`` and ``account``) that leaves out the
+    messages of ``keys``, and its arguments."""
     if not keys:
         return "", []
     rows = ", ".join("(?, ?)" for _ in keys)
-    return (f" and (coalesce(m.broker, ''), coalesce(m.account, '')) not in (values {rows})",
+    return (f" and (broker, account) not in (values {rows})",
             [part for key in keys for part in key])

@@ -36,13 +36,14 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
-from host.brokers.pacing import Clock, Pacer, without
+from host.brokers.pacing import Clock, Key, Pacer, without
 from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
@@ -57,6 +58,8 @@ log = logging.getLogger("smshost.sender")
 # by another process, say): about a minute in all, then the row is left in flight for
 # the next start to recover.
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# How often the worker also looks for messages of accounts no longer configured.
+STRAYS_EVERY = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,30 @@ class _Claimed:
     message: Message
     attempts: int
     enqueued_at: float
+
+
+def _due(asks: list[tuple[Key, int]], now: float, window: int, strays: bool,
+         accounts: list[Key], db: Any) -> list[tuple[int, str, str]]:
+    """The first due messages (id, broker, account) in due order: at most ``limit`` of
+    each asked account, read from its index, so that however long the backlog of an
+    account without tokens it is not read at all. With ``strays``, also the messages of
+    accounts not in ``accounts`` (a scan: only now and then)."""
+    rows: list[tuple[float, int, str, str]] = []
+    for (broker, account), limit in asks:
+        rows += db.execute(
+            "select next_attempt_at, message_id, broker, account from outbox "
+            "where broker = ? and account = ? and in_flight = 0 and next_attempt_at <= ? "
+            "order by next_attempt_at, message_id limit ?",
+            [broker, account, now, limit]).fetchall()
+    if strays:
+        skip, skipped = without(accounts)
+        rows += db.execute(
+            "select next_attempt_at, message_id, broker, account from outbox o "
+            f"where in_flight = 0 and next_attempt_at <= ?{skip} "
+            "order by next_attempt_at, message_id limit ?", [now, *skipped, window]
+        ).fetchall()
+    rows.sort()
+    return [(message_id, broker, account) for _, message_id, broker, account in rows]
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -87,6 +114,7 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
         self._running = False
+        self._strays_at = 0.0  # the first claim looks for them
 
     @property
     def clock(self) -> Clock:
@@ -181,22 +209,18 @@ class Sender:
 
     async def _claim(self, room: int) -> tuple[list[_Claimed], float | None]:
         """Claim up to ``room`` due messages whose accounts have a token; also say when
-        to look again (the next retry due, or the next token of an account that had to
-        leave a message behind)."""
+        to look again (the next retry due, or the next token of an account without)."""
         now = self.clock()
         pacer = self._pacer
-        exhausted = pacer.exhausted()
+        strays = now >= self._strays_at
+        if strays:  # accounts gone from the configuration: their messages fail
+            self._strays_at = now + STRAYS_EVERY
         window = room * 2 + 16
-        skip, skipped = without(exhausted)
-        # Read on a reader thread: with a long backlog of an account out of tokens, the
-        # scan passes over all of it, which must not hold up the event loop.
-        rows = await self._host.store.read(lambda db: db.execute(
-            "select o.message_id, m.broker, m.account "
-            "from outbox o join messages m on m.id = o.message_id "
-            f"where o.in_flight = 0 and o.next_attempt_at <= ?{skip} "
-            "order by o.next_attempt_at, o.message_id limit ?",
-            [now, *skipped, window]).fetchall())
-        ids, behind = pacer.choose([((r[1] or "", r[2] or ""), r[0]) for r in rows], room)
+        asks = [(key, min(window, whole)) for key in self._accounts()
+                if (whole := pacer.tokens(key, window)) > 0]
+        rows = await self._host.store.read(partial(_due, asks, now, window, strays,
+                                                   self._accounts()))
+        ids, _ = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
         def claim(db: Any) -> tuple[list[_Claimed], float | None]:
             conn = db.conn
@@ -224,13 +248,16 @@ class Sender:
         claimed, next_at = await self._host.store.write(claim)
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
-        token = pacer.next_token(behind | set(exhausted))
+        token = pacer.next_token(set(pacer.exhausted()))
         if token is not None:
             at = self.clock() + token
             next_at = at if next_at is None else min(next_at, at)
-        if len(rows) == window and len(claimed) < room:
-            next_at = now  # the window was full of others' messages: look past them now
         return claimed, next_at
+
+    def _accounts(self) -> list[Key]:
+        """Every configured (broker, account): the outbox is read account by account."""
+        return [(name, account) for name, instance in self._host.brokers.items()
+                for account in instance.accounts]
 
     # -- one send -----------------------------------------------------------------------
 

@@ -339,6 +339,23 @@ def test_queued_messages_are_stored_with_their_outbox_row_and_sent_after_a_resta
     assert fake_broker.refs() == {str(body["id"]): 1}
 
 
+def test_a_message_of_an_account_gone_from_the_configuration_fails(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """The outbox is read account by account; a message whose account was removed
+    while it waited is found all the same (the worker looks for such strays at start
+    and now and then) and fails with the reason, instead of waiting for ever."""
+    node = smshost(brokers=generic_toml(fake_broker.url, accounts=RATE_ACCOUNTS),
+                   outbox=outbox_toml(enabled=False))
+    gone = node.queued(to=PHONE, text="from the second account", account="second")["id"]
+    kept = node.queued(to=PHONE, text="from the main account", account="main")["id"]
+    node.restart(brokers=generic_toml(fake_broker.url), outbox=outbox_toml())
+    node.wait_status(kept, "sent")
+    failed = node.wait_status(gone, "failed")
+    assert failed["events"][-1]["detail"]["error"] == \
+        "account 'second' is gone from the configuration"
+    assert fake_broker.refs() == {str(kept): 1}
+
+
 def test_a_broker_with_mt_off_is_not_a_sender(smshost: Callable[..., Smshost],
                                               fake_broker: FakeBroker) -> None:
     brokers = generic_toml(fake_broker.url, extra="mt.enabled = false")
