@@ -370,3 +370,25 @@ def test_one_conversation_does_not_wait_for_each_status_commit(
     assert [g[1] for g in host.sinks["memory"].got] == [f"burst {n}" for n in range(40)]
     assert order == [m.id for m in messages]  # statuses stored in the conversation's order
     assert used < 20, f"{used} commits for 40 messages of one conversation"
+
+
+def test_a_conversation_waiting_for_a_retry_does_not_hold_a_worker(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    """With one routing worker, a conversation whose destination fails for now waits
+    for its retry without the worker: the next conversation is routed meanwhile."""
+    host = host_factory(routes=routes_toml(
+        ("later", "ani", r"\+12125550100", "memory", "retry"),
+        ("default", "", "", "memory", "default"),
+        extra="[routing]\nworkers = 1\nretry_delays = [30]\n"))
+
+    async def flow() -> tuple[str, str]:
+        async with host.running():
+            waiting = (await host.messages.add(mo("try later", remote="+12125550100")))[0]
+            other = (await host.messages.add(mo("go now", remote="+12125550199")))[0]
+            for _ in range(500):  # bounded: ~5 s
+                if (await host.messages.get(other.id)).status == "routed":
+                    break
+                await asyncio.sleep(0.01)
+            return ((await host.messages.get(waiting.id)).status,
+                    (await host.messages.get(other.id)).status)
+    assert asyncio.run(flow()) == ("received", "routed")

@@ -2,7 +2,7 @@
 
 Every stored inbound message is routed by a lane of its conversation (local, remote):
 messages of one conversation in order, conversations side by side (``routing.workers``
-at a time). Before routing, STOP/START/HELP are handled. A destination that fails for
+worker tasks). Before routing, STOP/START/HELP are handled. A destination that fails for
 now is retried after ``routing.retry_delays``; one that fails for good (or runs out of
 retries) hands the message to the default route, recording why. When the default
 route fails too the message is marked ``failed`` and kept. On start, every message
@@ -60,8 +60,9 @@ class Router:
         self._host = host
         self.routes: list[Route] = compile_routes(host.settings.inbound)
         self._lanes: dict[tuple[str, str], deque[int]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(max(1, host.settings.routing.workers))
+        self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # lanes to route
+        self._workers: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()  # lanes waiting for a retry
         self._attempts: dict[int, int] = {}
         self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # last, per lane
@@ -69,8 +70,13 @@ class Router:
         self._running = False
 
     async def start(self) -> None:
-        """Route everything left unrouted (by a crash or a stop) and take new messages."""
-        self._slots = asyncio.Semaphore(max(1, self._host.settings.routing.workers))
+        """Route everything left unrouted (by a crash or a stop) and take new messages.
+
+        ``routing.workers`` tasks take the conversations that have messages to route,
+        one at a time each (a task per conversation would cost a task per message)."""
+        self._ready = asyncio.Queue()
+        self._workers = [asyncio.create_task(self._work(), name=f"smshost-router-{n}")
+                         for n in range(max(1, self._host.settings.routing.workers))]
         self._running = True
         rows = await self._host.store.read(lambda db: list(db.query(
             "select id, local, remote from messages where direction = 'in' "
@@ -82,10 +88,13 @@ class Router:
 
     async def stop(self) -> None:
         self._running = False
-        for task in list(self._tasks):
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for task in self._workers:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
         self._lanes.clear()
         recording = list(self._recording.values())
         if recording:  # statuses queued: let them commit and announce (bounded)
@@ -100,14 +109,12 @@ class Router:
             return  # picked up by start() from the store
         key = (local or "", remote or "")
         lane = self._lanes.get(key)
-        if lane is not None:
+        if lane is not None:  # being routed, or waiting for a worker or a retry
             if message_id not in lane:
                 lane.append(message_id)
             return
         self._lanes[key] = deque([message_id])
-        task = asyncio.create_task(self._run_lane(key), name=f"smshost-route-{key[1]}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._ready.put_nowait(key)
 
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted message is routed and its status committed and
@@ -118,19 +125,27 @@ class Router:
             await asyncio.sleep(0.01)
         return not self._lanes and not self._recording
 
-    async def _run_lane(self, key: tuple[str, str]) -> None:
-        lane = self._lanes[key]
-        try:
+    async def _work(self) -> None:
+        """One worker: route the messages of one conversation after another."""
+        while True:
+            key = await self._ready.get()
+            lane = self._lanes.get(key)
             while lane:
-                message_id = lane[0]
-                async with self._slots:
-                    outcome = await self._route_safely(message_id)
-                if outcome.status == "retry":
-                    await asyncio.sleep(outcome.retry_after or 1.0)
-                    continue
+                outcome = await self._route_safely(lane[0])
+                if outcome.status == "retry":  # the lane waits; the worker goes on
+                    self._retry_later(key, outcome.retry_after or 1.0)
+                    break
                 lane.popleft()
-        finally:
-            self._lanes.pop(key, None)
+            else:
+                self._lanes.pop(key, None)
+
+    def _retry_later(self, key: tuple[str, str], delay: float) -> None:
+        def ready() -> None:
+            self._timers.discard(timer)
+            if self._running:
+                self._ready.put_nowait(key)
+        timer = asyncio.get_running_loop().call_later(delay, ready)
+        self._timers.add(timer)
 
     async def _route_safely(self, message_id: int) -> Outcome:
         try:
