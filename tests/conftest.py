@@ -164,7 +164,9 @@ from host.sinks.base import Delivery, Sink
 class MemorySink(Sink):
     """Test sink: keeps what it gets; target "fail" fails for good, "retry" for now,
     "flaky" for now on a message's first try only, "gate" waits for ``self.gate``
-    (an asyncio.Event) when one is set. ``tried`` lists every call, in order."""
+    (an asyncio.Event) when one is set, "stored" commits a write first (as real sinks
+    do), "cancel" raises CancelledError on a message's first try. ``tried`` lists
+    every call, in order."""
 
     kind = "memory"
 
@@ -180,6 +182,11 @@ class MemorySink(Sink):
             return Delivery.retry("memory sink: flaky, first try")
         if route.target == "gate" and self.gate is not None:
             await self.gate.wait()
+        if route.target == "stored":
+            await self.host.store.write(lambda db: db.execute("select 1"))
+        if route.target == "cancel" and self.tried.count(("cancel", message.id)) == 1:
+            import asyncio
+            raise asyncio.CancelledError()
         if route.target == "fail":
             return Delivery.failed("memory sink told to fail")
         if route.target == "retry":

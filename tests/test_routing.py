@@ -345,11 +345,11 @@ def test_optouts_api(optout_host: Host) -> None:
 
 def test_one_conversation_does_not_wait_for_each_status_commit(
         host_factory: Callable[..., Host], memory_sink: Path) -> None:
-    """The messages of one conversation are routed one after another, in order, but
-    each queues its "routed" status without waiting for its commit (the store commits
-    in queue order), so a burst from one sender is not one commit per message apart.
-    Without that, 40 messages took 40 commits here."""
-    host = host_factory(routes=routes_toml(("default", "", "", "memory", "default"),
+    """The messages of one conversation are routed one after another, in order, but a
+    message's "routed" status is queued without waiting for its commit: the store
+    commits it together with the next message's delivery. 40 messages to a sink that
+    writes take ~40 commits (they took 80: each delivery, then each status)."""
+    host = host_factory(routes=routes_toml(("default", "", "", "memory", "stored"),
                                            extra="[routing]\nenabled = false\n"))
 
     async def flow() -> tuple[int, list[Any], list[int]]:
@@ -369,7 +369,60 @@ def test_one_conversation_does_not_wait_for_each_status_commit(
     assert all(m.status == "routed" for m in messages)
     assert [g[1] for g in host.sinks["memory"].got] == [f"burst {n}" for n in range(40)]
     assert order == [m.id for m in messages]  # statuses stored in the conversation's order
-    assert used < 20, f"{used} commits for 40 messages of one conversation"
+    assert used <= 42, f"{used} commits for 40 messages of one conversation"
+
+
+def test_a_destination_that_lets_a_cancellation_out_does_not_stop_routing(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    """A sink raising CancelledError (not the router's own stop) is a failure for now:
+    the message is tried again and the only worker goes on with the others. (It used
+    to end the worker: with one, every later message stayed "received".)"""
+    host = host_factory(routes=routes_toml(
+        ("cancels", "ani", r"\+12125550100", "memory", "cancel"),
+        ("default", "", "", "memory", "default"),
+        extra="[routing]\nworkers = 1\nretry_delays = [0.1]\n"))
+
+    async def flow() -> list[str]:
+        async with host.running():
+            first = (await host.messages.add(mo("cancelled once", remote="+12125550100")))[0]
+            second = (await host.messages.add(mo("next", remote="+12125550199")))[0]
+            assert await host.router.idle()
+            return [(await host.messages.get(m.id)).status for m in (first, second)]
+    assert asyncio.run(flow()) == ["routed", "routed"]
+    assert [t for t, _ in host.sinks["memory"].tried].count("cancel") == 2
+
+
+def test_hooks_of_routed_messages_run_before_the_stop_not_after(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    """Statuses are announced after their commit, in the background, but never more
+    than one per conversation ahead of routing, and the stop waits for them: slow hooks
+    do not pile up, nor run on a stopped host."""
+    from host import hookimpl
+
+    calls: list[bool] = []
+    host = host_factory(routes=routes_toml(("default", "", "", "memory", "stored")))
+
+    class SlowListener:
+        @hookimpl
+        async def message_routed(self, host: Host) -> None:
+            await asyncio.sleep(0.02)
+            calls.append(host.store.is_open)
+
+    host.plugins.register(SlowListener(), "slow")
+    pending: list[int] = []
+
+    async def flow() -> None:
+        async with host.running():
+            for n in range(20):
+                await host.messages.add(mo(f"slow {n}"))
+            for _ in range(300):  # bounded: ~3 s
+                pending.append(len(host.router._announcing))
+                if not host.router._lanes:
+                    break
+                await asyncio.sleep(0.01)
+    asyncio.run(flow())
+    assert max(pending) <= 1
+    assert len(calls) == 20 and all(calls)
 
 
 def test_a_conversation_waiting_for_a_retry_does_not_hold_a_worker(

@@ -65,7 +65,9 @@ class Pacer:
     def bucket(self, key: Key) -> TokenBucket | None:
         """``key``'s bucket; None when its broker sets no rate (or is not configured)."""
         instance = self._host.brokers.get(key[0])
-        rate = instance.settings.mt.rate if instance is not None else 0.0
+        # An account gone from the configuration sends nothing (its messages fail).
+        rate = instance.settings.mt.rate \
+            if instance is not None and key[1] in instance.accounts else 0.0
         if rate <= 0:
             return None
         bucket = self._buckets.get(key)

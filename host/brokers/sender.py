@@ -72,12 +72,13 @@ class _Claimed:
 
 
 def _due(asks: list[tuple[Key, int]], now: float, window: int, strays: bool,
-         accounts: list[Key], db: Any) -> list[tuple[int, str, str]]:
+         accounts: list[Key], db: Any) -> tuple[list[tuple[int, str, str]], bool]:
     """The first due messages (id, broker, account) in due order: at most ``limit`` of
     each asked account, read from its index, so that however long the backlog of an
     account without tokens it is not read at all. With ``strays``, also the messages of
-    accounts not in ``accounts`` (a scan: only now and then)."""
+    accounts not in ``accounts`` (a scan: only now and then), and whether there were."""
     rows: list[tuple[float, int, str, str]] = []
+    found = False
     for (broker, account), limit in asks:
         rows += db.execute(
             "select next_attempt_at, message_id, broker, account from outbox "
@@ -86,13 +87,16 @@ def _due(asks: list[tuple[Key, int]], now: float, window: int, strays: bool,
             [broker, account, now, limit]).fetchall()
     if strays:
         skip, skipped = without(accounts)
-        rows += db.execute(
+        stray_rows = db.execute(
             "select next_attempt_at, message_id, broker, account from outbox o "
             f"where in_flight = 0 and next_attempt_at <= ?{skip} "
             "order by next_attempt_at, message_id limit ?", [now, *skipped, window]
         ).fetchall()
-    rows.sort()
-    return [(message_id, broker, account) for _, message_id, broker, account in rows]
+        found = bool(stray_rows)
+        rows = stray_rows + rows  # first: they fail at once, and must not wait behind
+    known = set(accounts)
+    rows.sort(key=lambda r: (0 if (r[2], r[3]) not in known else 1, r[0], r[1]))
+    return [(message_id, broker, account) for _, message_id, broker, account in rows], found
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -114,7 +118,7 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
         self._running = False
-        self._strays_at = 0.0  # the first claim looks for them
+        self._strays_at = 0.0  # monotonic; the first claim looks for them
 
     @property
     def clock(self) -> Clock:
@@ -139,6 +143,7 @@ class Sender:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                               trust_env=False)
         self._running = True
+        self._strays_at = 0.0
         self._task = asyncio.create_task(self._loop(), name="smshost-sender")
 
     async def stop(self) -> None:
@@ -212,14 +217,14 @@ class Sender:
         to look again (the next retry due, or the next token of an account without)."""
         now = self.clock()
         pacer = self._pacer
-        strays = now >= self._strays_at
-        if strays:  # accounts gone from the configuration: their messages fail
-            self._strays_at = now + STRAYS_EVERY
+        strays = time.monotonic() >= self._strays_at  # accounts gone from the config
         window = room * 2 + 16
         asks = [(key, min(window, whole)) for key in self._accounts()
                 if (whole := pacer.tokens(key, window)) > 0]
-        rows = await self._host.store.read(partial(_due, asks, now, window, strays,
-                                                   self._accounts()))
+        rows, found_strays = await self._host.store.read(partial(
+            _due, asks, now, window, strays, self._accounts()))
+        if strays:  # looked: again in a while, or at once while there are more
+            self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids, _ = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
         def claim(db: Any) -> tuple[list[_Claimed], float | None]:
@@ -252,6 +257,8 @@ class Sender:
         if token is not None:
             at = self.clock() + token
             next_at = at if next_at is None else min(next_at, at)
+        if len(claimed) < len(ids) or len(rows) > window or found_strays:
+            next_at = now  # some were taken meanwhile, or more are waiting: look again
         return claimed, next_at
 
     def _accounts(self) -> list[Key]:

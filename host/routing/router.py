@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class Router:
         self._attempts: dict[int, int] = {}
         self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # last, per lane
+        self._announcing: set[asyncio.Task[None]] = set()  # every status not announced
         self._recorded: set[int] = set()  # final status queued, not yet committed
         self._running = False
 
@@ -96,13 +98,15 @@ class Router:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
         self._lanes.clear()
-        recording = list(self._recording.values())
-        if recording:  # statuses queued: let them commit and announce (bounded)
-            _, late = await asyncio.wait(recording, timeout=5.0)
-            for task in late:
+        announcing = list(self._announcing)
+        if announcing:  # statuses queued: let them commit and announce (bounded)
+            _, late = await asyncio.wait(announcing, timeout=5.0)
+            for task in late:  # not stored: routed again at the next start
                 task.cancel()
-            await asyncio.gather(*recording, return_exceptions=True)
+            await asyncio.gather(*announcing, return_exceptions=True)
+        self._announcing.clear()
         self._recording.clear()
+        self._recorded.clear()
 
     def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
         if not self._running:
@@ -120,10 +124,10 @@ class Router:
         """Wait until every submitted message is routed and its status committed and
         announced (tests, CLI); False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while (self._lanes or self._recording) and \
+        while (self._lanes or self._announcing) and \
                 asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
-        return not self._lanes and not self._recording
+        return not self._lanes and not self._announcing
 
     async def _work(self) -> None:
         """One worker: route the messages of one conversation after another."""
@@ -150,17 +154,28 @@ class Router:
     async def _route_safely(self, message_id: int) -> Outcome:
         try:
             return await self.route(message_id)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the router is stopping
+            # A sink or handler let a cancellation out: a failure like any other, not
+            # the end of this worker (which would strand the conversation).
+            log.error("routing message %d was cancelled by its destination", message_id)
+            return self._failed_for_now(message_id)
         # Routing must go on for the other messages. This one is tried again after
         # routing.retry_delays, its conversation waiting behind it (order); when they
         # run out it stays "received", and is routed again at the next start (BLE001).
         except Exception:  # noqa: BLE001
-            delay = self._next_retry(message_id)
-            log.exception("routing message %d failed%s", message_id,
-                          f"; retry in {delay}s" if delay is not None else "")
-            if delay is not None:
-                return Outcome("retry", None, {}, delay)
-            self._fallbacks.pop(message_id, None)
-            return Outcome("failed", None, {})
+            log.exception("routing message %d failed", message_id)
+            return self._failed_for_now(message_id)
+
+    def _failed_for_now(self, message_id: int) -> Outcome:
+        delay = self._next_retry(message_id)
+        if delay is not None:
+            log.warning("routing message %d: retry in %ss", message_id, delay)
+            return Outcome("retry", None, {}, delay)
+        self._fallbacks.pop(message_id, None)
+        return Outcome("failed", None, {})
 
     def _next_retry(self, message_id: int) -> float | None:
         """The delay before the next try of ``message_id``; None when retries ran out."""
@@ -276,38 +291,40 @@ class Router:
                             "where id = ?", [status, name, now, message.id])
             return event
 
+        key = (message.local or "", message.remote or "")
+        previous = self._recording.get(key)
+        if previous is not None and not previous.done():
+            # One status per conversation at most waits for its commit while the next
+            # message is routed: the pipeline stays bounded, and a status the database
+            # refused is stored before the next one is queued (order).
+            await asyncio.wait([previous])
         # Queued, not awaited: the conversation goes on (see the module text).
         committed = self._host.store.write_soon(write)
-        key = (message.local or "", message.remote or "")
-        task = asyncio.create_task(self._announce(
-            message, status, route, detail, committed, write, self._recording.get(key)))
+        task = asyncio.create_task(self._announce(message, status, route, detail, committed,
+                                                  write))
         self._recording[key] = task
+        self._announcing.add(task)
         self._recorded.add(message.id)
         task.add_done_callback(lambda done: self._recorded_done(key, message.id, done))
         return Outcome(status, route, detail)
 
     def _recorded_done(self, key: tuple[str, str], message_id: int,
                        task: asyncio.Task[None]) -> None:
+        self._announcing.discard(task)
         self._recorded.discard(message_id)
         if self._recording.get(key) is task:
             del self._recording[key]
 
     async def _announce(self, message: Message, status: str, route: Route | None,
                         detail: dict[str, Any], committed: asyncio.Future[Any],
-                        write: Callable[[Any], Any],
-                        previous: asyncio.Task[None] | None) -> None:
-        """Once ``message``'s status is committed, announce it, after the conversation's
-        previous message."""
+                        write: Callable[[Any], Any]) -> None:
+        """Once ``message``'s status is committed, announce it (metrics, hooks)."""
         try:
             event = await committed
-        except StoreError as exc:
-            if previous is not None:  # written again after the previous one's status
-                await asyncio.wait([previous])
+        except (StoreError, sqlite3.Error) as exc:
             event = await self._write_again(message.id, write, exc)
             if event is None:
                 return
-        if previous is not None:
-            await asyncio.wait([previous])  # in the conversation's order; never raises
         updated = dataclasses.replace(message, status=status,
                                       route=route.name if route is not None else None,
                                       updated_at=event.at)
@@ -317,23 +334,25 @@ class Router:
         await self._host.hooks.message_routed(self._host, updated, route, status, detail)
 
     async def _write_again(self, message_id: int, write: Callable[[Any], Any],
-                           error: StoreError) -> Any:
+                           error: Exception) -> Any:
         """The status write again, while the database refuses it (locked by another
-        process, say); None when it never goes through: the message stays
-        ``received`` and is routed again at the next start (sinks take a message
-        routed twice as one)."""
-        for delay in (0.1, 0.5, 1.0, 2.0, 4.0, None):
-            log.warning("message %d: its routing status was not stored (%s)%s", message_id,
-                        error, f"; trying again in {delay}s" if delay is not None else "")
-            if delay is None or not self._running:
-                break
+        process, a full disk), with a backoff, until it goes through or the router
+        stops; the conversation's next status waits (see ``_record``). None at a stop:
+        the message stays ``received`` and is routed again at the next start, as after
+        a crash."""
+        for attempt in range(1_000_000):  # bounded in practice by the stop
+            delay = min(5.0, 0.1 * 2 ** min(attempt, 6))
+            log.warning("message %d: its routing status was not stored (%s); trying again "
+                        "in %.1fs", message_id, error, delay)
             await asyncio.sleep(delay)
+            if not self._running:
+                break
             try:
                 return await self._host.store.write(write)
-            except StoreError as exc:
+            except (StoreError, sqlite3.Error) as exc:
                 error = exc
-        log.error("message %d: routed, but its status could not be stored; it is routed "
-                  "again at the next start", message_id)
+        log.error("message %d: routed, but its status was not stored before the stop; it "
+                  "is routed again at the next start", message_id)
         return None
 
     def _optout_action(self, message: Message) -> str | None:
