@@ -124,10 +124,16 @@ class Store:
         self._pool = None
         self._db = None
         with self._lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
-            self._idle_readers = queue.SimpleQueue()
+            # Only the idle readers: one lent to a read under way (a worker thread) is
+            # closed by that read when it ends (closing it under the read crashes).
+            idle, self._idle_readers = self._idle_readers, queue.SimpleQueue()
+            while True:
+                try:
+                    db = idle.get_nowait()
+                except queue.Empty:
+                    break
+                db.conn.close()
+                self._reader_conns.remove(db.conn)
         if self._loop_reader is not None:
             self._loop_reader.conn.close()
             self._loop_reader = None
@@ -259,7 +265,12 @@ class Store:
         try:
             return fn(db)
         finally:
-            idle.put(db)
+            with self._lock:
+                if idle is self._idle_readers:
+                    idle.put(db)
+                else:  # the store closed (or reopened) meanwhile: this reader is done
+                    db.conn.close()
+                    self._reader_conns.remove(db.conn)
 
     # -- the writer -----------------------------------------------------------------
 

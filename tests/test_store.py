@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -371,3 +372,25 @@ def test_readers_do_not_pile_up_as_worker_threads_come_and_go(
     assert counts[-1] == 0
     assert max(counts[:-1]) <= 12, counts  # 10 readers + the writer (+ the loop reader)
     assert counts[0] == counts[3], counts
+
+
+def test_closing_the_store_does_not_close_a_reader_under_a_read(tmp_path: Path) -> None:
+    """close() during a read on a worker thread: the read finishes on its connection,
+    which is closed when it ends. (close() used to close every reader at once, under a
+    read still running: an error in the read, or a segmentation fault in SQLite when
+    it was inside a statement, as CI saw with the sender's claim scan.)"""
+    async def main() -> tuple[Any, list[Any]]:
+        store = Store(tmp_path / "s.db")
+        await store.open([core])
+
+        def slow(db: Database) -> Any:
+            time.sleep(0.3)  # close() runs meanwhile
+            return db.execute("select 1").fetchone()
+
+        read = asyncio.ensure_future(store.read(slow))
+        await asyncio.sleep(0.1)
+        await store.close()
+        return await read, list(store._reader_conns)
+    result, left = run(main())
+    assert tuple(result) == (1,)
+    assert left == []  # the lent reader was closed by its read
