@@ -119,13 +119,3 @@ class Pacer:
         bucket = self.bucket(key)
         if bucket is not None:
             bucket.take()
-
-
-def without(keys: list[Key]) -> tuple[str, list[str]]:
-    """The SQL (over the outbox's ``broker`` and ``account``) that leaves out the
-    messages of ``keys``, and its arguments."""
-    if not keys:
-        return "", []
-    rows = ", ".join("(?, ?)" for _ in keys)
-    return (f" and (broker, account) not in (values {rows})",
-            [part for key in keys for part in key])

@@ -35,7 +35,6 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,8 @@ import aiohttp
 
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
-from host.brokers.pacing import Clock, Key, Pacer, without
+from host.brokers.claims import Claimed, claim, due_messages
+from host.brokers.pacing import Clock, Key, Pacer
 from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
@@ -60,43 +60,6 @@ log = logging.getLogger("smshost.sender")
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How often the worker also looks for messages of accounts no longer configured.
 STRAYS_EVERY = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Claimed:
-    """A message claimed for one attempt (its row as claimed, with that attempt's count)."""
-
-    message: Message
-    attempts: int
-    enqueued_at: float
-
-
-def _due(asks: list[tuple[Key, int]], now: float, window: int, strays: bool,
-         accounts: list[Key], db: Any) -> tuple[list[tuple[int, str, str]], bool]:
-    """The first due messages (id, broker, account) in due order: at most ``limit`` of
-    each asked account, read from its index, so that however long the backlog of an
-    account without tokens it is not read at all. With ``strays``, also the messages of
-    accounts not in ``accounts`` (a scan: only now and then), and whether there were."""
-    rows: list[tuple[float, int, str, str]] = []
-    found = False
-    for (broker, account), limit in asks:
-        rows += db.execute(
-            "select next_attempt_at, message_id, broker, account from outbox "
-            "where broker = ? and account = ? and in_flight = 0 and next_attempt_at <= ? "
-            "order by next_attempt_at, message_id limit ?",
-            [broker, account, now, limit]).fetchall()
-    if strays:
-        skip, skipped = without(accounts)
-        stray_rows = db.execute(
-            "select next_attempt_at, message_id, broker, account from outbox o "
-            f"where in_flight = 0 and next_attempt_at <= ?{skip} "
-            "order by next_attempt_at, message_id limit ?", [now, *skipped, window]
-        ).fetchall()
-        found = bool(stray_rows)
-        rows = stray_rows + rows  # first: they fail at once, and must not wait behind
-    known = set(accounts)
-    rows.sort(key=lambda r: (0 if (r[2], r[3]) not in known else 1, r[0], r[1]))
-    return [(message_id, broker, account) for _, message_id, broker, account in rows], found
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -212,7 +175,7 @@ class Sender:
         self._active.discard(task)
         self._wakeup.set()
 
-    async def _claim(self, room: int) -> tuple[list[_Claimed], float | None]:
+    async def _claim(self, room: int) -> tuple[list[Claimed], float | None]:
         """Claim up to ``room`` due messages whose accounts have a token; also say when
         to look again (the next retry due, or the next token of an account without)."""
         now = self.clock()
@@ -222,35 +185,12 @@ class Sender:
         asks = [(key, min(window, whole)) for key in self._accounts()
                 if (whole := pacer.tokens(key, window)) > 0]
         rows, found_strays = await self._host.store.read(partial(
-            _due, asks, now, window, strays, self._accounts()))
+            due_messages, asks, now, window, strays, self._accounts()))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids, _ = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
-        def claim(db: Any) -> tuple[list[_Claimed], float | None]:
-            conn = db.conn
-            claimed: list[_Claimed] = []
-            if ids:
-                marks = ",".join("?" * len(ids))
-                # Only the rows still waiting (a receipt may have taken one meanwhile).
-                taken = {r[0]: (r[1], r[2]) for r in conn.execute(
-                    f"update outbox set in_flight = 1, attempts = attempts + 1 where "
-                    f"message_id in ({marks}) and in_flight = 0 "
-                    "returning message_id, attempts, enqueued_at", ids).fetchall()}
-                if taken:
-                    marks = ",".join("?" * len(taken))
-                    conn.execute(f"update messages set status = 'sending', updated_at = ? "
-                                 f"where id in ({marks}) and status = 'queued'",
-                                 [utcnow(), *taken])
-                    found = {r["id"]: r for r in db.query(
-                        f"select * from messages where id in ({marks})", list(taken))}
-                    claimed = [_Claimed(Message.from_row(found[i]), *taken[i])
-                               for i in ids if i in taken and i in found]
-            nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0 "
-                               "and next_attempt_at > ?", [now]).fetchone()[0]
-            return claimed, nxt
-
-        claimed, next_at = await self._host.store.write(claim)
+        claimed, next_at = await self._host.store.write(partial(claim, ids, now))
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
         token = pacer.next_token(set(pacer.exhausted()))
@@ -268,7 +208,7 @@ class Sender:
 
     # -- one send -----------------------------------------------------------------------
 
-    async def _send(self, claimed: _Claimed) -> None:
+    async def _send(self, claimed: Claimed) -> None:
         message = claimed.message
         try:
             result = await self._attempt(message)
