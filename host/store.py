@@ -26,7 +26,7 @@ import queue
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -151,11 +151,7 @@ class Store:
         not withdraw the write: once queued it runs and commits, so a caller that gave
         up may still find its row stored.
         """
-        if not self._open:
-            raise StoreClosed("the store is not open")
-        if self._drainer is None or self._drainer.done():
-            raise StoreError("the writer has stopped")
-        return await self._submit(fn)
+        return await self.write_soon(fn)
 
     def write_soon(self, fn: Callable[[Database], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for the writer now; the future gives its result once committed.
@@ -168,11 +164,28 @@ class Store:
             raise StoreClosed("the store is not open")
         if self._drainer is None or self._drainer.done():
             raise StoreError("the writer has stopped")
-        op = _Op(fn, asyncio.get_running_loop().create_future(), False)
-        self._pending.append(op)
-        assert self._wakeup is not None
-        self._wakeup.set()
-        return op.future
+        return self._queue(fn)
+
+    async def write_retrying(self, fn: Callable[[Database], T], delays: Iterable[float],
+                             keep_going: Callable[[], bool], what: str) -> T | None:
+        """``fn`` written, tried at once and again after each of ``delays`` while the
+        database refuses it (``StoreError`` from BEGIN or COMMIT, ``sqlite3.Error`` from
+        a statement: a lock another process holds, a full disk; the write was rolled
+        back either way) and ``keep_going()``. None when it never went through."""
+        waits = iter(delays)
+        while True:
+            try:
+                return await self.write(fn)
+            except (StoreError, sqlite3.Error) as exc:
+                delay = next(waits, None)
+                if delay is None or not keep_going():
+                    log.error("%s not stored (%s); giving up", what, exc)
+                    return None
+                log.warning("%s not stored (%s); trying again in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+            if not keep_going():
+                log.error("%s not stored; stopping", what)
+                return None
 
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on a read-only connection in a worker thread."""
@@ -275,11 +288,14 @@ class Store:
     # -- the writer -----------------------------------------------------------------
 
     async def _submit(self, fn: Callable[[Database], T], *, bare: bool = False) -> T:
+        return await self._queue(fn, bare=bare)
+
+    def _queue(self, fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Future[T]:
         op = _Op(fn, asyncio.get_running_loop().create_future(), bare)
         self._pending.append(op)
         assert self._wakeup is not None
         self._wakeup.set()
-        return await op.future  # type: ignore[no-any-return]
+        return op.future
 
     async def _drain(self) -> None:
         """The one writer: take waiting writes in batches until closed and empty."""

@@ -8,7 +8,7 @@ message that was claimed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,14 +88,12 @@ class Pacer:
         return [key for key in list(self._buckets)
                 if (bucket := self.bucket(key)) is not None and bucket.whole() < 1]
 
-    def choose(self, candidates: list[tuple[Key, int]], room: int) -> tuple[list[int], set[Key]]:
+    def choose(self, candidates: list[tuple[Key, int]], room: int) -> list[int]:
         """Which of ``candidates`` (key, message id), in order, may be claimed now: at
-        most ``room``, and per rate-limited account no more than its tokens. Returns
-        their ids and the accounts that had to leave a message behind. Takes no token
-        (the claim may run again, see :meth:`took`)."""
+        most ``room``, and per rate-limited account no more than its tokens. Takes no
+        token (the claim may run again, see :meth:`took`)."""
         left: dict[Key, int] = {}
         chosen: list[int] = []
-        behind: set[Key] = set()
         for key, message_id in candidates:
             if len(chosen) >= room:
                 break
@@ -103,13 +101,12 @@ class Pacer:
             if bucket is not None:
                 spare = left.setdefault(key, bucket.whole())
                 if spare < 1:
-                    behind.add(key)
                     continue
                 left[key] = spare - 1
             chosen.append(message_id)
-        return chosen, behind
+        return chosen
 
-    def next_token(self, keys: set[Key] | dict[Key, float]) -> float | None:
+    def next_token(self, keys: Iterable[Key]) -> float | None:
         """Seconds until the first of ``keys`` has a token again (None for no keys)."""
         waits = [bucket.wait() for key in keys if (bucket := self.bucket(key)) is not None]
         return min(waits) if waits else None

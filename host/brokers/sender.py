@@ -34,7 +34,6 @@ import random
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -188,12 +187,12 @@ class Sender:
             due_messages, asks, now, window, strays, self._accounts()))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
-        ids, _ = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
+        ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
         claimed, next_at = await self._host.store.write(partial(claim, ids, now))
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
-        token = pacer.next_token(set(pacer.exhausted()))
+        token = pacer.next_token(pacer.exhausted())
         if token is not None:
             at = self.clock() + token
             next_at = at if next_at is None else min(next_at, at)
@@ -312,8 +311,10 @@ class Sender:
                                 result.message_id if outcome == "accepted" else None,
                                 keep=outcome == "retry")
 
-        written = await self._write_settlement(message.id, write)
-        if written is None:
+        written = await self._host.store.write_retrying(
+            write, SETTLE_RETRIES, lambda: self._running, f"message {message.id}: the "
+            "outcome of its send")
+        if written is None:  # the row stays in flight: the next start recovers it
             return
         old, updated, event = written
         if updated.status == status:  # not when a receipt's final state stood
@@ -328,25 +329,6 @@ class Sender:
                           message.id, exc)
         elif outcome == "fail":
             log.warning("message %d failed: %s", message.id, detail.get("error"))
-
-    async def _write_settlement(self, message_id: int, write: Callable[[Any], Any]) -> Any:
-        """``write`` committed; tried again while the database refuses it. None when it
-        never was: the row stays in flight, recovered at the next start."""
-        for delay in (*SETTLE_RETRIES, None):
-            try:
-                return await self._host.store.write(write)
-            # StoreError from BEGIN/COMMIT, sqlite3.Error from a statement of the write
-            # (a full disk, say): the write was rolled back either way.
-            except (StoreError, sqlite3.Error) as exc:
-                if delay is None or not self._running:
-                    log.error("message %d: its send's outcome could not be recorded (%s); "
-                              "left in flight for the next start to recover", message_id,
-                              exc)
-                    return None
-                log.warning("message %d: recording its send's outcome failed (%s); "
-                            "trying again in %.1f s", message_id, exc, delay)
-                await asyncio.sleep(delay)
-        return None
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         s = self._host.settings.outbox

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -321,8 +321,13 @@ class Router:
         """Once ``message``'s status is committed, announce it (metrics, hooks)."""
         try:
             event = await committed
-        except (StoreError, sqlite3.Error) as exc:
-            event = await self._write_again(message.id, write, exc)
+        except (StoreError, sqlite3.Error):
+            # Again until it goes through (the conversation's next status waits, see
+            # _record) or the router stops: then the message stays "received" and is
+            # routed again at the next start, as after a crash.
+            event = await self._host.store.write_retrying(
+                write, _backoff(), lambda: self._running,
+                f"message {message.id}: its routing status")
             if event is None:
                 return
         updated = dataclasses.replace(message, status=status,
@@ -332,28 +337,6 @@ class Router:
         await self._host.hooks.message_status_changed(self._host, updated, message.status,
                                                      status, event)
         await self._host.hooks.message_routed(self._host, updated, route, status, detail)
-
-    async def _write_again(self, message_id: int, write: Callable[[Any], Any],
-                           error: Exception) -> Any:
-        """The status write again, while the database refuses it (locked by another
-        process, a full disk), with a backoff, until it goes through or the router
-        stops; the conversation's next status waits (see ``_record``). None at a stop:
-        the message stays ``received`` and is routed again at the next start, as after
-        a crash."""
-        for attempt in range(1_000_000):  # bounded in practice by the stop
-            delay = min(5.0, 0.1 * 2 ** min(attempt, 6))
-            log.warning("message %d: its routing status was not stored (%s); trying again "
-                        "in %.1fs", message_id, error, delay)
-            await asyncio.sleep(delay)
-            if not self._running:
-                break
-            try:
-                return await self._host.store.write(write)
-            except (StoreError, sqlite3.Error) as exc:
-                error = exc
-        log.error("message %d: routed, but its status was not stored before the stop; it "
-                  "is routed again at the next start", message_id)
-        return None
 
     def _optout_action(self, message: Message) -> str | None:
         instance = self._host.brokers.get(message.broker or "")
@@ -378,3 +361,11 @@ class Router:
         route = Route("optout", "optout", action, "body", ".*", False)
         return await self._record(message, "routed", route,
                                   Delivery.delivered(f"keyword {action}", reply=reply_id), [])
+
+
+def _backoff() -> Iterator[float]:
+    """0.1 s, doubling up to 5 s, for ever (the router's stop ends the waits)."""
+    delay = 0.1
+    while True:
+        yield delay
+        delay = min(5.0, delay * 2)
