@@ -11,6 +11,7 @@ from typing import Any
 
 from host.config.routes import InboundRouteSettings
 from host.models import Message
+from host.quoting import quoted
 from host.routing.patterns import compile_pattern
 
 FIELDS = {"ani": "remote", "dnis": "local", "body": "body"}
@@ -71,8 +72,8 @@ def select(routes: list[Route], message: Message) -> Decision:
         if route.matches(message):
             return Decision(route, tried)
         field = FIELDS[route.type]
-        tried.append((route.name, f"{route.type} {route.field(message)!r} does not match "
-                      f"{route.pattern!r} (whole {field})"))
+        tried.append((route.name, f"{route.type} {quoted(route.field(message))} does not "
+                      f"match {quoted(route.pattern)} (whole {field})"))
     return Decision(routes[-1], tried)  # unreachable with a default route; be safe
 
 
