@@ -87,7 +87,8 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
 def check(config_dir: Path | None) -> None:
     """Validate the configuration and every plugin; exit 1 on any problem."""
     from host.core import Host
-    from host.routing.inbound import shadowed
+    from host.routing.outbound import compile_outbound
+    from host.routing.shadows import inbound_shadows, outbound_shadows
 
     config_dir = config_dir or _default_config()
     try:
@@ -110,8 +111,10 @@ def check(config_dir: Path | None) -> None:
         click.echo(f"ok: handler {name} ({host.handlers.entries[name].path})")
     for event in host.handlers.failed.values():
         click.echo(f"error: handler {event.name}: {event.error}")
-    for route_name, why in shadowed(host.router.routes):
-        click.echo(f"warning: route {route_name!r} can never match: {why}")
+    for shadow in inbound_shadows(host.router.routes):
+        click.echo(f"warning: {shadow.describe()}")
+    for shadow in outbound_shadows(compile_outbound(settings.outbound)):
+        click.echo(f"warning: {shadow.describe('outbound route')}")
     failures = [*host.plugins.failures, *host.handlers.failed.values()]
     if failures:
         click.echo(f"{len(failures)} problem(s).")

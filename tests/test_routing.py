@@ -271,7 +271,7 @@ def test_route_test_shows_patterns_and_text_as_written(
 
 def test_check_warns_about_a_shadowed_route(config_dir: Callable[..., Path],
                                             memory_sink: Path) -> None:
-    cfg = config_dir(routes=routes_toml(("all", "body", ".*", "memory", "a"),
+    cfg = config_dir(routes=routes_toml(("all", "body", "(?s).*", "memory", "a"),
                                         ("never", "ani", r"\+1.*", "memory", "b"),
                                         ("default", "", "", "memory", "d")))
     result = run_cli("check", "--config", str(cfg))

@@ -80,17 +80,3 @@ def select(routes: list[Route], message: Message) -> Decision:
 def default_route(routes: list[Route]) -> Route:
     return next((r for r in reversed(routes) if r.default), routes[-1])
 
-
-def shadowed(routes: list[Route]) -> list[tuple[str, str]]:
-    """(route, reason) for routes an earlier route always wins over, when decidable."""
-    out = []
-    for i, route in enumerate(routes):
-        if route.default:
-            continue
-        for earlier in routes[:i]:
-            if earlier.pattern in (".*", "(.*)", "^.*$") or (
-                    earlier.type == route.type and earlier.pattern == route.pattern):
-                out.append((route.name, f"route {earlier.name!r} before it matches "
-                            f"everything it would ({earlier.type} {earlier.pattern!r})"))
-                break
-    return out
