@@ -303,8 +303,7 @@ def _record(db: Database, row: dict[str, Any], result: _Result) -> bool:
         "last_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?, "
         "delivered_at = ?, dead_at = ? where id = ? and status = 'pending' and replays = ?",
         ["pending" if result.outcome == "retry" else result.outcome, attempts, next_at,
-         _stamp(result.started), result.http_status,
-         result.error if result.error is not None else row["last_error"], finished,
+         _stamp(result.started), result.http_status, result.error, finished,
          finished if result.outcome == "delivered" else None,
          finished if result.outcome == "dead" else None, row["id"], row["replays"]])
     if cur.rowcount != 1:

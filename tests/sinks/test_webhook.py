@@ -346,6 +346,8 @@ def test_server_errors_are_retried_with_backoff_and_delivered_once(
             assert {h.headers["X-Smshost-Delivery"] for h in hits} == {str(row["id"])}
             assert len({h.body for h in hits}) == 1  # the same bytes every time
             assert row["attempts"] == 3 and row["last_status"] == 200
+            # the last attempt's outcome, not an earlier failure's
+            assert row["last_error"] is None and row["next_attempt_at"] is None
             assert [(a["attempt"], a["http_status"], a["outcome"]) for a in log] == [
                 (1, 500, "retry"), (2, 500, "retry"), (3, 200, "delivered")]
             assert log[0]["error"].startswith("HTTP 500")
@@ -541,6 +543,10 @@ def test_dead_letter_is_listed_and_replayed_by_api_and_cli(
                 done = await until(lambda: status_is(host, "delivered"), "the replay")
                 assert len(receiver.on("/down")) == 4
                 assert done["replays"] == 1 and done["attempts"] == 1
+                # nothing left over from the dead letter once the replay went through
+                assert (done["last_status"], done["last_error"], done["dead_at"],
+                        done["next_attempt_at"]) == (200, None, None, None)
+                assert done["delivered_at"] is not None
                 log = await attempt_log(host, row["id"])
                 assert [(a["replay"], a["outcome"]) for a in log] == [
                     (0, "retry"), (0, "retry"), (0, "dead"), (1, "delivered")]
