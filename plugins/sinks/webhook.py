@@ -378,9 +378,8 @@ class WebhookSink(Sink):
             connector=aiohttp.TCPConnector(limit=self.settings.max_in_flight),
             headers={"User-Agent": f"smshost/{__version__}"}, trust_env=False)
         # A CLI command (purge, ...) opens the host with background=False and must not send
-        # deliveries the server process owns. Host does not expose that flag yet (sinks
-        # are started either way); this honours it once it does.
-        if not getattr(self.host, "background", True):
+        # deliveries the server process owns.
+        if not self.host.background:
             return
         rows = await self.host.store.read(lambda db: list(db.execute(
             "select id, next_attempt_at from webhook_deliveries where status = 'pending'")))
@@ -699,7 +698,7 @@ def message_status_changed(host: Host, message: Message, old: str | None, new: s
         return None
     sink = host.sinks.get("webhook")
     if isinstance(sink, WebhookSink) and sink.settings.status_target and \
-            getattr(host, "background", True):
+            host.background:
         return sink.status_changed(message, old, new, event)
     return None
 
