@@ -254,11 +254,13 @@ class PluginSettings:
 
 
 class Origin:
-    """Where settings came from: maps a key path to (file, line)."""
+    """Where settings came from: maps a key path to (file, line); and whether secrets
+    that cannot be read were deferred (plugins convert their own tables the same way)."""
 
-    def __init__(self, locate: Callable[[KeyPath], tuple[str | None, int | None]] | None = None
-                 ) -> None:
+    def __init__(self, locate: Callable[[KeyPath], tuple[str | None, int | None]] | None = None,
+                 *, defer_secrets: bool = False) -> None:
         self._locate = locate
+        self.defer_secrets = defer_secrets
 
     def locate(self, path: KeyPath) -> tuple[str | None, int | None]:
         return self._locate(path) if self._locate is not None else (None, None)
