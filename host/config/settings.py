@@ -115,6 +115,13 @@ class ApiSettings:
         help="Largest request body accepted on any listener; larger requests get 413.",
         check=greater_than(0),
     )
+    events_replay: int = setting(
+        1000,
+        help="Stored status events GET /api/events sends first to a client that "
+        "reconnects with Last-Event-ID: at most this many, the newest after that id (the "
+        "stream says how many older ones it left out). 0: no replay.",
+        check=between(0, 100000),
+    )
 
 
 @dataclass(frozen=True, slots=True)
