@@ -326,6 +326,18 @@ def _replay(db: Database, delivery_id: int, now: str) -> dict[str, Any] | None:
     return _one(db, delivery_id)
 
 
+WAITING_AND_DEAD = ("select status, count(*) from webhook_deliveries where status in "
+                    "('pending', 'dead') group by status")
+
+
+def _waiting_and_dead(db: Database) -> Iterator[tuple[tuple[str], int]]:
+    """Pending and dead deliveries, counted on the index webhook_deliveries_status
+    (no table row read; delivered ones, the bulk, are not walked)."""
+    counts = dict(db.execute(WAITING_AND_DEAD).fetchall())
+    for status in ("pending", "dead"):
+        yield (status,), counts.get(status, 0)
+
+
 def _one(db: Database, delivery_id: int) -> dict[str, Any] | None:
     rows = list(db.query(f"select {_COLUMNS} from webhook_deliveries where id = ?",
                          [delivery_id]))
@@ -352,6 +364,9 @@ class WebhookSink(Sink):
         self._again: dict[int, float] = {}  # queued again while in flight (a replay)
         self._errors: dict[int, int] = {}  # unexpected failures in a row, per delivery
         self._running = False
+        host.metrics.stored_gauge(
+            "smshost_webhook_deliveries", "Webhook deliveries waiting (pending) and dead "
+            "letters (dead), at scrape time.", ("status",), _waiting_and_dead)
 
     # -- targets ------------------------------------------------------------------------
 
