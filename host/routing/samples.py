@@ -86,10 +86,19 @@ def samples(pattern: str, alphabet: str = BASE_ALPHABET,
         strings, complete = gen.sequence(parsed.data, parsed.state.flags)
     except Unsupported:
         return None
-    found = tuple(dict.fromkeys(strings))
+    found = tuple(s for s in dict.fromkeys(strings) if _encodable(s))
     if not found or any(compiled.fullmatch(s) is None for s in found):
         return None  # Python read the pattern otherwise than RE2 does: no claim
     return Samples(found, complete)
+
+
+def _encodable(text: str) -> bool:
+    """RE2 matches UTF-8: a lone surrogate (from a range's edge) cannot be tried."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def pattern_chars(pattern: str) -> tuple[str, list[int]]:
