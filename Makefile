@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: run test check docs bench bench-mo bench-mt clean
 
 $(STAMP): pyproject.toml
+	@echo "make: installing smshost and its dependencies into $(VENV) (pip, quiet); the first run takes about a minute"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+	@echo "make: $(VENV) is ready"
 
 run: $(STAMP)
 	$(BIN)/smshost serve --config ./config --data ./data

@@ -1,7 +1,7 @@
 """The bare baseline of ``bench/mo_ingest.py``: a Starlette app that reads the body of
 ``POST /twilio/mo`` and answers 200, nothing else (no parsing, no signature, no store).
 
-Copied from the team's shared harness, ``/work/shared/bench/app_starlette.py``
+Copied from the team's shared harness, ``../shared/bench/app_starlette.py``
 (``BENCH_MODE=bare``, scenario ``c2-bare-uvloop``), reduced to that mode so the
 project's benchmark does not need the shared folder at run time. Two changes: the route
 is the Twilio MO path smshost serves, so wrk sends the very same request line, and

@@ -24,6 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
+# The team's shared harness: ../shared/bench beside the project (a checkout, a worktree
+# or CI's clone all have shared/ beside them); HARNESS names another run.sh.
+HARNESS = Path(os.environ.get("HARNESS") or ROOT.parent / "shared" / "bench" / "run.sh")
 
 
 def log(msg: str) -> None:

@@ -2,9 +2,9 @@
 
 A raw asyncio Protocol speaking just enough HTTP/1.1 (keep-alive, Content-Length and
 chunked bodies) to stay far below the cost of the server under test. It is the shared
-harness's sink (``/work/shared/bench/sink.py``, the fake broker of its ``b-kannel-mt``
+harness's sink (``../shared/bench/sink.py``, the fake broker of its ``b-kannel-mt``
 scenario: ``200 OK``, ``Content-Type: text/plain``, body ``OK``), copied so the project
-does not depend on ``/work/shared``, plus one record per message:
+does not depend on ``../shared``, plus one record per message:
 
 - the message's reference: ``ref=<digits>`` in the form body (the ``mtbench`` broker
   definition sends ``{message.ref}``, smshost's message id, as ``ref``);

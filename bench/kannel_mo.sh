@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# MO beside Kannel: the team's shared harness (/work/shared/bench) drives Kannel's MO
+# MO beside Kannel: the team's shared harness (../shared/bench beside the project;
+# HARNESS=path/to/run.sh for another) drives Kannel's MO
 # (a-kannel-mo: HTTP SMSC -> bearerbox -> smsbox -> post-url on the fake app), the bare
 # Starlette app (c2-bare-uvloop), SQLite group commit with synchronous=FULL
 # (f2-group-full) and smshost (p-smshost-mo) in one invocation, with the same wrk
@@ -19,7 +20,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$HERE")"
-HARNESS="${HARNESS:-/work/shared/bench/run.sh}"
+HARNESS="${HARNESS:-$(dirname "$ROOT")/shared/bench/run.sh}"
 OUT="${OUT:-$(mktemp -d /tmp/kannel-mo.XXXXXX)}"
 PORT=23100
 SMSHOST="$ROOT/.venv/bin/smshost"

@@ -13,7 +13,7 @@ from the fake broker's records:
   message reached the fake broker exactly once (by reference) and is ``sent``.
 
 Scenarios, each run: ``kannel`` (the shared harness's ``b-kannel-mt`` in the same
-invocation: ``/work/shared/bench/run.sh --only b-kannel-mt``, which also runs
+invocation: ``../shared/bench/run.sh --only b-kannel-mt``, which also runs
 ``b-kannel-mt-store``), ``closed`` (wrk, closed loop, as the harness drives Kannel), and
 ``open@R`` (an open-loop generator at R messages/s, by default Kannel's delivered rate of
 this run and 0.8 × smshost's own closed-loop rate).
@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import (HERE, HOST, PROCS, ROOT, bounded, busy_pct, busy_s, children_cpu_s,
+from common import (HARNESS, HERE, HOST, PROCS, ROOT, bounded, busy_pct, busy_s, children_cpu_s,
                     cpu_times, git_state, log, pinned, port_open, proc_cpu_s, smshost_argv,
                     tail, wait_health, wait_port_free)
 
@@ -60,7 +60,7 @@ FAKE_BROKER = HERE / "fake_broker.py"
 BROKER = "mtbench"                # instance name = definition name (bench/brokers/mtbench.xml)
 API_TOKEN = "mt-bench-token"
 LOCAL_NUMBER = "+14155550100"     # the account's number (sender of every MT)
-KANNEL_RUN = Path("/work/shared/bench/run.sh")
+KANNEL_RUN = HARNESS               # ../shared/bench/run.sh, or $HARNESS
 KANNEL_KEYS = ("b-kannel-mt", "b-kannel-mt-store")
 KANNEL_FALLBACK_RATE = 6000.0     # open@kannel without a Kannel run (issue: 5.7-7.2k)
 TARGET_P50_MS = 100.0             # the issue: p50 under 100 ms at Kannel's delivered rate

@@ -36,14 +36,18 @@ data_option = click.option(
     help="Data directory (overrides server.data_dir).")
 
 
-def _load(config_dir: Path | None) -> tuple[Path, Settings]:
+def _load(config_dir: Path | None, *, defer_secrets: bool = False,
+          refusal: str = "nothing done") -> tuple[Path, Settings]:
+    """The configuration; exit 2 with every problem. Commands that need none of its
+    secrets (``send``, ``purge``...) pass ``defer_secrets``: a secret whose variable is
+    not set in their environment is then an error only if they reveal it."""
     config_dir = config_dir or _default_config()
     try:
-        return config_dir, load_settings(config_dir)
+        return config_dir, load_settings(config_dir, defer_secrets=defer_secrets)
     except ConfigErrors as errors:
         for error in errors:
             click.echo(f"error: {error.describe()}", err=True)
-        click.echo(f"{len(errors.errors)} configuration problem(s); not starting.", err=True)
+        click.echo(f"{len(errors.errors)} configuration problem(s); {refusal}.", err=True)
         sys.exit(2)
 
 
@@ -72,7 +76,7 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
     from host.core import Host
     from host.server import serve as serve_host
 
-    config_dir, settings = _load(config_dir)
+    config_dir, settings = _load(config_dir, refusal="not starting")
     setup_logging(settings.logging)
     host = Host(settings, data_dir=data_dir, config_dir=config_dir)
     try:
@@ -87,7 +91,8 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
 def check(config_dir: Path | None) -> None:
     """Validate the configuration and every plugin; exit 1 on any problem."""
     from host.core import Host
-    from host.routing.inbound import shadowed
+    from host.routing.outbound import compile_outbound
+    from host.routing.shadows import inbound_shadows, outbound_shadows
 
     config_dir = config_dir or _default_config()
     try:
@@ -110,8 +115,10 @@ def check(config_dir: Path | None) -> None:
         click.echo(f"ok: handler {name} ({host.handlers.entries[name].path})")
     for event in host.handlers.failed.values():
         click.echo(f"error: handler {event.name}: {event.error}")
-    for route_name, why in shadowed(host.router.routes):
-        click.echo(f"warning: route {route_name!r} can never match: {why}")
+    for shadow in inbound_shadows(host.router.routes):
+        click.echo(f"warning: {shadow.describe()}")
+    for shadow in outbound_shadows(compile_outbound(settings.outbound)):
+        click.echo(f"warning: {shadow.describe('outbound route')}")
     failures = [*host.plugins.failures, *host.handlers.failed.values()]
     if failures:
         click.echo(f"{len(failures)} problem(s).")
@@ -130,7 +137,7 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
     """Delete messages and plugin data older than the retention age, in batches."""
     from host.core import Host
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     if days is not None and days <= 1:
         raise click.BadParameter("must be greater than 1", param_hint="--older-than")
     setup_logging(settings.logging)
@@ -165,7 +172,7 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
     from host.brokers.kit import fixtures_path, run_kit
     from host.core import Host
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     host = Host(settings)
     found = host.load_plugins()
     if name not in found.brokers:
@@ -227,7 +234,7 @@ def handler_test(config_dir: Path | None, name: str, ani: str, dnis: str | None,
     """
     from host.handlers.dryrun import dry_run
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     lines, ok = _run(dry_run(settings, name, ani=ani, dnis=dnis, body=body,
                              broker=broker_name))
     for line in lines:
@@ -274,7 +281,7 @@ def _api_post(config_dir: Path | None, url: str | None, path: str, payload: dict
 
     from host.brokers.instances import public_base
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     base = (url or public_base(settings)).rstrip("/")
     request = urllib.request.Request(
         f"{base}{path}", data=jsonlib.dumps(payload).encode(), method="POST",
@@ -310,7 +317,7 @@ def route_test(config_dir: Path | None, ani: str | None, dnis: str, body: str, r
     """Which route a message would take, and why the earlier ones did not (R5, O2)."""
     from host.routing.tester import explain
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     if outbound:
         _outbound_test(settings, dnis, classification)
         return
@@ -349,7 +356,12 @@ def _api_token(settings: Settings) -> str:
     if env:
         return env
     if settings.api.token is not None:
-        return settings.api.token.reveal()
+        try:
+            return settings.api.token.reveal()
+        except ConfigError as exc:
+            click.echo(f"error: no API token: {exc.describe()} (or set SMSHOST_API_TOKEN)",
+                       err=True)
+            sys.exit(1)
     path = Path(settings.server.data_dir) / "api-token"
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -360,7 +372,11 @@ def _api_token(settings: Settings) -> str:
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:  # a deferred secret the command turned out to need
+        click.echo(f"error: {exc.describe()}", err=True)
+        sys.exit(1)
 
 
 from host.webhook_cli import webhooks  # noqa: E402 - a command group of its own module

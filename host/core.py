@@ -169,8 +169,11 @@ class Host:
             self._spawn(self.purger.scheduled(), "purge")
         if background:
             self._spawn(self._concat_sweeper(), "concat")
-        log.info("smshost %s started (%s), database %s", self.version,
-                 self.settings.server.role, self.store.path)
+            log.info("smshost %s started (%s), database %s", self.version,
+                     self.settings.server.role, self.store.path)
+        else:  # a CLI command (purge, ...): no server, no background work
+            log.info("smshost %s: database %s opened for this command", self.version,
+                     self.store.path)
 
     async def stop(self) -> None:
         if self._watch_stop is not None:
@@ -191,7 +194,10 @@ class Host:
                 log.exception("sink %s failed to stop", sink.kind)
         await self.hooks.shutdown(self)
         await self.store.close()
-        log.info("smshost stopped")
+        if self.background:
+            log.info("smshost stopped")
+        else:
+            log.info("database %s closed", self.store.path)
 
     async def _concat_sweeper(self) -> None:
         """Deliver long MOs whose missing parts did not come in time."""

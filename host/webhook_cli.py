@@ -37,7 +37,7 @@ def _call(config_dir: Path | None, url: str | None, method: str, path: str) -> A
     from host.brokers.instances import public_base
     from host.cli import _api_token, _load
 
-    _, settings = _load(config_dir)
+    _, settings = _load(config_dir, defer_secrets=True)
     base = (url or public_base(settings)).rstrip("/")
     request = urllib.request.Request(
         f"{base}{path}", method=method, data=b"" if method == "POST" else None,

@@ -8,7 +8,7 @@ import pytest
 
 from host.config import Secret, load_settings
 from host.config.lines import LineMap
-from host.errors import ConfigErrors
+from host.errors import ConfigError, ConfigErrors
 from tests.conftest import ROOT, run_cli
 
 
@@ -219,6 +219,81 @@ def test_check_command_never_prints_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "very-secret-9" not in result.stdout + result.stderr
     assert "no problems" in result.stdout
+
+
+UNSET_SECRETS = {
+    "smshost.toml": "[server]\ndata_dir = '{data}'\npublic_url = 'https://sms.example.com'\n[[listeners]]\nname = 'admin'\n"
+                    "port = 1\napi = true\n[api]\ntoken = 'api-token-1'\n"
+                    "[plugins]\nentry_points = false\ndirs = []\n",
+    "brokers.toml": "[[brokers]]\nname = 'tw'\ndefinition = 'twilio'\n"
+                    "[[brokers.accounts]]\nid = 'main'\nlogin = 'AC1'\n"
+                    "password = { env = 'SMALL_UNSET_TWILIO' }\nlocal_address = '+15550100'\n",
+    "sinks.toml": "[webhook.targets.crm]\nurl = 'http://127.0.0.1:1/hook'\n"
+                  "secret = { env = 'SMALL_UNSET_HOOK' }\n",
+    "routes.toml": "[[inbound]]\nname = 'crm'\ndestination = 'webhook'\ntarget = 'crm'\n"
+                   "pattern = 'crm.*'\n[[inbound]]\nname = 'default'\ndestination = 'webhook'\n"
+                   "target = 'crm'\ndefault = true\n",
+}
+
+
+def unset_secrets(tmp_path: Path) -> Path:
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    for name, text in UNSET_SECRETS.items():
+        (cfg / name).write_text(text.replace("{data}", str(tmp_path / "data")))
+    return cfg
+
+
+def test_commands_that_need_no_secret_run_without_its_variable(tmp_path: Path) -> None:
+    """serve and check report an unset secret variable; commands that never use the
+    secrets (route test, purge, handler test...) run; one that needs a secret it cannot
+    read says which, with file, line and key."""
+    cfg = unset_secrets(tmp_path)
+    brokers, sinks = cfg / "brokers.toml", cfg / "sinks.toml"
+    checked = run_cli("check", "--config", str(cfg))
+    assert checked.returncode == 1
+    assert f"error: {brokers}:7: brokers[0].accounts[0].password: environment variable " \
+           "SMALL_UNSET_TWILIO is not set" in checked.stdout
+    served = run_cli("serve", "--config", str(cfg))
+    assert served.returncode == 2 and "SMALL_UNSET_TWILIO is not set" in served.stderr
+    assert "not starting" in served.stderr
+    routed = run_cli("route", "test", "--config", str(cfg), "--ani", "+14155550123",
+                     "--body", "crm lead")
+    assert routed.returncode == 0, routed.stderr
+    assert routed.stdout.splitlines() == ["  yes crm: webhook crm"]
+    purged = run_cli("purge", "--config", str(cfg))
+    assert purged.returncode == 0, purged.stderr
+    assert "messages: deleted 0" in purged.stdout.splitlines()
+    assert "webhook_deliveries: deleted 0" in purged.stdout.splitlines()  # sink loaded
+    assert "SMALL_UNSET" not in purged.stderr
+    (cfg / "smshost.toml").write_text(UNSET_SECRETS["smshost.toml"].replace(
+        "token = 'api-token-1'", "token = { env = 'SMALL_UNSET_API' }").replace(
+        "{data}", str(tmp_path / "data")))
+    needs = run_cli("webhooks", "dead-letters", "--config", str(cfg))
+    assert needs.returncode == 1
+    assert needs.stderr.strip() == (
+        f"error: no API token: {cfg / 'smshost.toml'}:9: api.token: environment variable "
+        "SMALL_UNSET_API is not set (or set SMSHOST_API_TOKEN)")
+    assert str(sinks) not in needs.stderr
+
+
+def test_an_unavailable_secret_fails_only_when_revealed(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[api]\n\ntoken = { env = 'SMALL_UNSET' }\n")
+    settings = load_settings(cfg, environ={}, defer_secrets=True)
+    token = settings.api.token
+    assert token is not None and token and not token.available
+    assert repr(token) == "Secret(env:SMALL_UNSET)"
+    with pytest.raises(ConfigError) as info:
+        token.reveal()
+    assert info.value.describe() == (f"{cfg / 'smshost.toml'}:3: api.token: environment "
+                                     "variable SMALL_UNSET is not set")
+    with pytest.raises(ConfigError):
+        token.matches("anything")
+    assert token != Secret("") and token == token
+    # a reference written wrong is an error whatever the command
+    bad = write(tmp_path, "[api]\ntoken = { env = 'A', file = 'B' }\n")
+    with pytest.raises(ConfigErrors):
+        load_settings(bad, environ={}, defer_secrets=True)
 
 
 @pytest.mark.parametrize(("lines", "where", "message"), [

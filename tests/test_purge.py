@@ -131,6 +131,11 @@ def test_cli_purge_prints_counts(tmp_path: Path, host_factory: Any) -> None:
     conn = sqlite3.connect(tmp_path / "data" / "smshost.db")
     assert conn.execute("select count(*) from messages").fetchone()[0] == 1
     conn.close()
+    # its log says what it did, not that a server started and stopped
+    database = tmp_path / "data" / "smshost.db"
+    assert f"database {database} opened for this command" in done.stderr
+    assert f"database {database} closed" in done.stderr
+    assert " started (" not in done.stderr and "smshost stopped" not in done.stderr
 
 
 def test_cli_purge_refuses_one_day(tmp_path: Path, config_dir: Any) -> None:

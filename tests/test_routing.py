@@ -100,7 +100,7 @@ def test_linear_time_matching_of_a_hostile_body(host_factory: Callable[..., Host
 
 @pytest.mark.parametrize(("routes", "fragment"), [
     (routes_toml(("x", "body", r"(a)\1", "memory", "x"), ("default", "", "", "memory", "d")),
-     "inbound[0].pattern: route 'x': bad pattern '(a)\\\\1': invalid escape sequence: \\1 "
+     "inbound[0].pattern: route 'x': bad pattern '(a)\\1': invalid escape sequence: \\1 "
      "(backreferences are not supported)"),
     (routes_toml(("x", "body", "a(?=b)", "memory", "x"), ("default", "", "", "memory", "d")),
      "(lookahead and lookbehind are not supported)"),
@@ -231,7 +231,7 @@ def test_route_tester_cli_and_api(config_dir: Callable[..., Path], host_factory:
                      "--body", "HELLO")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "  no  from-sf: ani '+12125550123' does not match '\\\\+1415\\\\d{7}' (whole remote)",
+        r"  no  from-sf: ani '+12125550123' does not match '\+1415\d{7}' (whole remote)",
         "  yes hello: memory hello"]
     host = host_factory(routes=ROUTES)
     with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
@@ -243,9 +243,35 @@ def test_route_tester_cli_and_api(config_dir: Callable[..., Path], host_factory:
     assert [r["name"] for r in listed["routes"]] == ["from-sf", "hello", "short-code", "default"]
 
 
+def test_route_test_shows_patterns_and_text_as_written(
+        config_dir: Callable[..., Path], host_factory: Callable[..., Host],
+        memory_sink: Path) -> None:
+    """Backslashes are shown once (not doubled as repr does, and again by JSON); a line
+    break in the text is shown as \\n so each route stays on one line."""
+    routes = routes_toml(("paths", "body", r"C:\\\w+", "memory", "p"),
+                         ("default", "", "", "memory", "d"),
+                         extra="[[outbound]]\nname = \"us\"\npattern = '\\+1\\d{10}'\n"
+                         "[[outbound]]\nname = \"rest\"\n")
+    cfg = config_dir(routes=routes)
+    inbound = run_cli("route", "test", "--config", str(cfg), "--ani", "+14155550123",
+                      "--body", "D:\\x\ny")
+    assert inbound.returncode == 0, inbound.stderr
+    reason = r"body 'D:\x\ny' does not match 'C:\\\w+' (whole body)"
+    assert inbound.stdout.splitlines() == [f"  no  paths: {reason}", "  yes default: memory d"]
+    outbound = run_cli("route", "test", "--config", str(cfg), "--outbound", "--dnis", "12")
+    assert outbound.returncode == 0, outbound.stderr
+    assert outbound.stdout.splitlines() == [
+        r"  no  us: '12' does not match '\+1\d{10}'", "  yes rest: send to 12"]
+    host = host_factory(routes=routes)
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        answer = client.post("/api/routes/test", json={"ani": "+14155550123",
+                                                       "body": "D:\\x\ny"}).json()
+    assert answer["tried"] == [{"route": "paths", "reason": reason}]
+
+
 def test_check_warns_about_a_shadowed_route(config_dir: Callable[..., Path],
                                             memory_sink: Path) -> None:
-    cfg = config_dir(routes=routes_toml(("all", "body", ".*", "memory", "a"),
+    cfg = config_dir(routes=routes_toml(("all", "body", "(?s).*", "memory", "a"),
                                         ("never", "ani", r"\+1.*", "memory", "b"),
                                         ("default", "", "", "memory", "d")))
     result = run_cli("check", "--config", str(cfg))

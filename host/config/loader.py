@@ -29,8 +29,12 @@ class _Document:
         self.lines = lines
 
 
-def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Settings:
-    """Read every file in ``config_dir``; raise :class:`ConfigErrors` listing all problems."""
+def load_settings(config_dir: Path, environ: dict[str, str] | None = None, *,
+                  defer_secrets: bool = False) -> Settings:
+    """Read every file in ``config_dir``; raise :class:`ConfigErrors` listing all problems.
+
+    With ``defer_secrets`` (commands that need none of the secrets) a secret whose
+    variable or file is missing is no error here: revealing it raises the error."""
     errors: list[ConfigError] = []
     if not config_dir.is_dir():
         raise ConfigErrors([ConfigError("configuration directory not found", file=config_dir)])
@@ -58,13 +62,13 @@ def load_settings(config_dir: Path, environ: dict[str, str] | None = None) -> Se
             path = path[1:]
         return (str(doc.path), doc.lines.lookup(path))
 
-    converter = Converter(locate, environ)
+    converter = Converter(locate, environ, defer_secrets=defer_secrets)
     settings = converter.section(Settings, merged, ())
     errors.extend(converter.errors)
     if errors:
         raise ConfigErrors(sorted(errors, key=lambda e: (e.file or "", e.line or 0)))
     assert isinstance(settings, Settings)
-    return dataclasses.replace(settings, origin=Origin(locate))
+    return dataclasses.replace(settings, origin=Origin(locate, defer_secrets=defer_secrets))
 
 
 def _read_documents(config_dir: Path, errors: list[ConfigError]) -> list[_Document]:

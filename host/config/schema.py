@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, Union
 
 from host.config.lines import KeyPath
-from host.config.secrets import Secret, resolve_secret
+from host.config.secrets import Secret, SecretUnavailable, resolve_secret
 from host.errors import ConfigError
 
 Check = Callable[[Any], "str | None"]
@@ -54,14 +54,19 @@ def key_text(path: KeyPath) -> str:
 class Converter:
     """Converts one parsed document tree, collecting errors."""
 
-    def __init__(self, locate: Locate, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, locate: Locate, environ: dict[str, str] | None = None, *,
+                 defer_secrets: bool = False) -> None:
         self.locate = locate
         self.environ = environ
+        self.defer_secrets = defer_secrets  # an unreadable secret fails when revealed
         self.errors: list[ConfigError] = []
 
     def error(self, path: KeyPath, message: str) -> None:
+        self.errors.append(self._problem(path, message))
+
+    def _problem(self, path: KeyPath, message: str) -> ConfigError:
         file, line = self.locate(path)
-        self.errors.append(ConfigError(message, file=file, line=line, key=key_text(path) or None))
+        return ConfigError(message, file=file, line=line, key=key_text(path) or None)
 
     def convert(self, tp: Any, raw: Any, path: KeyPath) -> Any:
         """Convert ``raw`` to ``tp``; on error record it and return ``_INVALID``."""
@@ -78,6 +83,10 @@ class Converter:
         if tp is Secret:
             try:
                 return resolve_secret(raw, self.environ)
+            except SecretUnavailable as exc:
+                if self.defer_secrets:
+                    return Secret.unavailable(exc.source, self._problem(path, str(exc)))
+                return self._fail(path, str(exc))
             except ValueError as exc:
                 return self._fail(path, str(exc))
         if origin is Literal:

@@ -115,6 +115,13 @@ class ApiSettings:
         help="Largest request body accepted on any listener; larger requests get 413.",
         check=greater_than(0),
     )
+    events_replay: int = setting(
+        1000,
+        help="Stored status events GET /api/events sends first to a client that "
+        "reconnects with Last-Event-ID: at most this many, the newest after that id (the "
+        "stream says how many older ones it left out). 0: no replay.",
+        check=between(0, 100000),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +261,13 @@ class PluginSettings:
 
 
 class Origin:
-    """Where settings came from: maps a key path to (file, line)."""
+    """Where settings came from: maps a key path to (file, line); and whether secrets
+    that cannot be read were deferred (plugins convert their own tables the same way)."""
 
-    def __init__(self, locate: Callable[[KeyPath], tuple[str | None, int | None]] | None = None
-                 ) -> None:
+    def __init__(self, locate: Callable[[KeyPath], tuple[str | None, int | None]] | None = None,
+                 *, defer_secrets: bool = False) -> None:
         self._locate = locate
+        self.defer_secrets = defer_secrets
 
     def locate(self, path: KeyPath) -> tuple[str | None, int | None]:
         return self._locate(path) if self._locate is not None else (None, None)

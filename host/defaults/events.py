@@ -16,7 +16,7 @@ def message_status_changed(host: Host, message: Message, old: str | None, new: s
                            event: StatusEvent) -> None:
     if host.events.subscribers:
         host.events.publish({
-            "message_id": message.id, "direction": message.direction,
+            "id": event.id, "message_id": message.id, "direction": message.direction,
             "broker": message.broker, "local": message.local, "remote": message.remote,
             "old": old, "new": new, "at": event.at, "source": event.source,
             "detail": event.detail,

@@ -12,6 +12,7 @@ from host.config.settings import Settings
 from host.handlers.context import Context
 from host.handlers.runner import HandlerFailed, run
 from host.models import Message
+from host.quoting import quoted
 from host.routing.tester import sample_message
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, 
             return [f"handler {name} ({entry.digest[:12]}) failed; the message would go to the "
                     "default route:", exc.details.rstrip()], False
     lines = [f"handler {name} ({entry.digest[:12]}) on a message from {message.remote} "
-             f"to {message.local}: {body!r}"]
+             f"to {message.local}: {quoted(body)}"]
     lines += [f"  {line}" for line in ctx.describe()] or ["  (no action)"]
     lines.append(f"  state: {json.dumps(ctx.state, sort_keys=True)}")
     return lines, True

@@ -11,6 +11,7 @@ from typing import Any
 
 from host.config.routes import InboundRouteSettings
 from host.models import Message
+from host.quoting import quoted
 from host.routing.patterns import compile_pattern
 
 FIELDS = {"ani": "remote", "dnis": "local", "body": "body"}
@@ -71,25 +72,11 @@ def select(routes: list[Route], message: Message) -> Decision:
         if route.matches(message):
             return Decision(route, tried)
         field = FIELDS[route.type]
-        tried.append((route.name, f"{route.type} {route.field(message)!r} does not match "
-                      f"{route.pattern!r} (whole {field})"))
+        tried.append((route.name, f"{route.type} {quoted(route.field(message))} does not "
+                      f"match {quoted(route.pattern)} (whole {field})"))
     return Decision(routes[-1], tried)  # unreachable with a default route; be safe
 
 
 def default_route(routes: list[Route]) -> Route:
     return next((r for r in reversed(routes) if r.default), routes[-1])
 
-
-def shadowed(routes: list[Route]) -> list[tuple[str, str]]:
-    """(route, reason) for routes an earlier route always wins over, when decidable."""
-    out = []
-    for i, route in enumerate(routes):
-        if route.default:
-            continue
-        for earlier in routes[:i]:
-            if earlier.pattern in (".*", "(.*)", "^.*$") or (
-                    earlier.type == route.type and earlier.pattern == route.pattern):
-                out.append((route.name, f"route {earlier.name!r} before it matches "
-                            f"everything it would ({earlier.type} {earlier.pattern!r})"))
-                break
-    return out

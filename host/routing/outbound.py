@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.config.routes import OutboundRouteSettings
+from host.quoting import quoted
 from host.routing.patterns import compile_pattern
 
 _REF = re.compile(r"\$(\d+)")
@@ -68,7 +69,7 @@ def select_outbound(routes: list[OutboundRoute], to: str,
     for route in routes:
         match = route.compiled.fullmatch(to)
         if match is None:
-            tried.append((route.name, f"{to!r} does not match {route.pattern!r}"))
+            tried.append((route.name, f"{quoted(to)} does not match {quoted(route.pattern)}"))
             continue
         if route.classifications and classification not in route.classifications:
             who = f"classification {classification!r}" if classification else \
@@ -78,5 +79,5 @@ def select_outbound(routes: list[OutboundRoute], to: str,
                                f"allows {', '.join(route.classifications)}")
         number = _REF.sub(lambda m: match.group(int(m.group(1))) or "", route.format)
         return OutboundDecision(route, number, tried)
-    raise RouteRefused(422, "no_route", f"no outbound route matches {to!r}; tried "
+    raise RouteRefused(422, "no_route", f"no outbound route matches {quoted(to)}; tried "
                        + ", ".join(name for name, _ in tried))

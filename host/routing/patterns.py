@@ -7,6 +7,8 @@ from typing import Any
 
 import re2
 
+from host.quoting import quoted
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 
@@ -23,4 +25,4 @@ def compile_pattern(pattern: str) -> tuple[Any | None, str | None]:
             hint = " (backreferences are not supported)"
         elif "perl operator" in reason and "(?" in pattern:
             hint = " (lookahead and lookbehind are not supported)"
-        return None, f"bad pattern {pattern!r}: {reason}{hint}"
+        return None, f"bad pattern {quoted(pattern)}: {reason}{hint}"

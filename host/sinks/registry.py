@@ -32,7 +32,8 @@ def build_sinks(host: Host, classes: dict[str, type]
             def locate(path: tuple[str | int, ...], k: str = kind) -> tuple[str | None,
                                                                             int | None]:
                 return host.settings.where("sinks", k, *path)
-            converter = Converter(locate)
+            converter = Converter(locate,
+                                  defer_secrets=host.settings.origin.defer_secrets)
             settings = converter.section(settings_class, raw, ())
             if converter.errors:
                 for error in converter.errors:

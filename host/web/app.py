@@ -35,6 +35,7 @@ log = logging.getLogger("smshost.web")
 
 async def metrics(request: Request) -> Response:
     host: Host = request.app.state.host
+    await host.metrics.refresh(host.store)
     return Response(host.metrics.render(), media_type=CONTENT_TYPE)
 
 

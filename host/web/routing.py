@@ -8,7 +8,8 @@ from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
-from host.routing.inbound import select, shadowed
+from host.routing.inbound import select
+from host.routing.shadows import inbound_shadows
 from host.routing.tester import sample_message
 from host.web.bodies import json_object
 
@@ -34,7 +35,7 @@ async def list_routes(request: Request) -> Response:
     host: Host = request.app.state.host
     routes = host.router.routes
     return JSONResponse({"routes": [r.to_json() for r in routes],
-                         "shadowed": [{"route": n, "reason": why} for n, why in shadowed(routes)]})
+                         "shadowed": [s.to_json() for s in inbound_shadows(routes)]})
 
 
 async def list_optouts(request: Request) -> Response:

@@ -14,6 +14,8 @@ from starlette.routing import BaseRoute, Route
 from host.core import Host
 from host.encoding import EncodingError, describe
 from host.errors import ApiError
+from host.events import stored_after
+from host.models import MAX_ID, is_decimal
 from host.optout import OptedOut
 from host.outbound import SendError, SendRequest
 from host.web.bodies import json_object
@@ -75,13 +77,36 @@ async def segments(request: Request) -> Response:
         raise ApiError(400, "bad_parameter", str(exc)) from None
 
 
+def _last_event_id(request: Request) -> int | None:
+    """The stored event id a reconnecting client saw last (None: none, or not one of
+    ours, e.g. the ``message-at`` ids of earlier versions)."""
+    raw = request.headers.get("last-event-id", "").strip()
+    return int(raw) if is_decimal(raw) and int(raw) <= MAX_ID else None
+
+
+def _status(event: dict[str, Any]) -> bytes:
+    return f"id: {event['id']}\nevent: status\ndata: {json.dumps(event)}\n\n".encode()
+
+
 async def events(request: Request) -> Response:
+    """Server-Sent Events of status changes; with Last-Event-ID, the stored events after
+    it first (at most ``api.events_replay``, the newest), then the live ones."""
     host: Host = request.app.state.host
-    sub = host.events.subscribe()
+    last_id = _last_event_id(request)
+    sub = host.events.subscribe()  # before the replay's read: nothing falls between
 
     async def stream() -> AsyncIterator[bytes]:
         try:
             yield b": connected\n\n"
+            seen = 0
+            if last_id is not None:
+                limit = host.settings.api.events_replay
+                rows, left_out, seen = await host.store.read(
+                    lambda db: stored_after(db, last_id, limit))
+                if left_out:
+                    yield f"event: dropped\ndata: {left_out}\n\n".encode()
+                for row in rows:
+                    yield _status(row)
             while True:
                 try:
                     event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE)
@@ -91,8 +116,8 @@ async def events(request: Request) -> Response:
                 if sub.dropped:
                     yield f"event: dropped\ndata: {sub.dropped}\n\n".encode()
                     sub.dropped = 0
-                yield (f"id: {event['message_id']}-{event['at']}\nevent: status\n"
-                       f"data: {json.dumps(event)}\n\n").encode()
+                if event["id"] > seen:  # not replayed already
+                    yield _status(event)
         finally:
             host.events.unsubscribe(sub)
 

@@ -303,8 +303,7 @@ def _record(db: Database, row: dict[str, Any], result: _Result) -> bool:
         "last_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?, "
         "delivered_at = ?, dead_at = ? where id = ? and status = 'pending' and replays = ?",
         ["pending" if result.outcome == "retry" else result.outcome, attempts, next_at,
-         _stamp(result.started), result.http_status,
-         result.error if result.error is not None else row["last_error"], finished,
+         _stamp(result.started), result.http_status, result.error, finished,
          finished if result.outcome == "delivered" else None,
          finished if result.outcome == "dead" else None, row["id"], row["replays"]])
     if cur.rowcount != 1:
@@ -325,6 +324,18 @@ def _replay(db: Database, delivery_id: int, now: str) -> dict[str, Any] | None:
     if cur.rowcount != 1:
         return None
     return _one(db, delivery_id)
+
+
+WAITING_AND_DEAD = ("select status, count(*) from webhook_deliveries where status in "
+                    "('pending', 'dead') group by status")
+
+
+def _waiting_and_dead(db: Database) -> Iterator[tuple[tuple[str], int]]:
+    """Pending and dead deliveries, counted on the index webhook_deliveries_status
+    (no table row read; delivered ones, the bulk, are not walked)."""
+    counts = dict(db.execute(WAITING_AND_DEAD).fetchall())
+    for status in ("pending", "dead"):
+        yield (status,), counts.get(status, 0)
 
 
 def _one(db: Database, delivery_id: int) -> dict[str, Any] | None:
@@ -353,6 +364,9 @@ class WebhookSink(Sink):
         self._again: dict[int, float] = {}  # queued again while in flight (a replay)
         self._errors: dict[int, int] = {}  # unexpected failures in a row, per delivery
         self._running = False
+        host.metrics.stored_gauge(
+            "smshost_webhook_deliveries", "Webhook deliveries waiting (pending) and dead "
+            "letters (dead), at scrape time.", ("status",), _waiting_and_dead)
 
     # -- targets ------------------------------------------------------------------------
 
@@ -379,9 +393,8 @@ class WebhookSink(Sink):
             connector=aiohttp.TCPConnector(limit=self.settings.max_in_flight),
             headers={"User-Agent": f"smshost/{__version__}"}, trust_env=False)
         # A CLI command (purge, ...) opens the host with background=False and must not send
-        # deliveries the server process owns. Host does not expose that flag yet (sinks
-        # are started either way); this honours it once it does.
-        if not getattr(self.host, "background", True):
+        # deliveries the server process owns.
+        if not self.host.background:
             return
         rows = await self.host.store.read(lambda db: list(db.execute(
             "select id, next_attempt_at from webhook_deliveries where status = 'pending'")))
@@ -700,7 +713,7 @@ def message_status_changed(host: Host, message: Message, old: str | None, new: s
         return None
     sink = host.sinks.get("webhook")
     if isinstance(sink, WebhookSink) and sink.settings.status_target and \
-            getattr(host, "background", True):
+            host.background:
         return sink.status_changed(message, old, new, event)
     return None
 

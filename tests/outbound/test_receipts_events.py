@@ -23,6 +23,7 @@ from tests.outbound.conftest import (
     Smshost,
     generic_ok,
     generic_toml,
+    outbox_toml,
     statuses,
 )
 
@@ -138,12 +139,19 @@ def test_a_receipt_by_our_reference_before_the_answer_is_not_undone_by_it(
 
 
 @contextmanager
-def event_stream(node: Smshost) -> Iterator[Callable[[Callable[[list[dict[str, Any]]], bool]],
-                                                      list[dict[str, Any]]]]:
-    """Opens GET /api/events; yields ``read(until)`` which reads events (bounded in time
-    and count) until ``until(events so far)`` holds."""
+def event_stream(node: Smshost, last_event_id: str | None = None,
+                 dropped: list[int] | None = None
+                 ) -> Iterator[Callable[[Callable[[list[dict[str, Any]]], bool]],
+                                        list[dict[str, Any]]]]:
+    """Opens GET /api/events (sending ``last_event_id`` as Last-Event-ID); yields
+    ``read(until)`` which reads status events (bounded in time and count) until
+    ``until(events so far)`` holds, each with its SSE ``id`` as ``sse_id``; the data of
+    ``dropped`` events go to ``dropped``."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
     client = httpx2.Client(trust_env=False, timeout=httpx2.Timeout(10.0, read=5.0),
-                           headers={"Authorization": f"Bearer {TOKEN}"})
+                           headers=headers)
     try:
         with client.stream("GET", f"{node.base}/api/events") as response:
             assert response.status_code == 200
@@ -154,15 +162,20 @@ def event_stream(node: Smshost) -> Iterator[Callable[[Callable[[list[dict[str, A
 
             def read(until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
                 deadline = time.monotonic() + WAIT
-                kind = None
+                kind, sse_id = None, None
                 for _ in range(10_000):
                     if until(events) or time.monotonic() > deadline:
                         break
                     line = next(lines)
-                    if line.startswith("event: "):
+                    if line.startswith("id: "):
+                        sse_id = line[4:]
+                    elif line.startswith("event: "):
                         kind = line[7:]
                     elif line.startswith("data: ") and kind == "status":
-                        events.append(json.loads(line[6:]))
+                        events.append({**json.loads(line[6:]), "sse_id": sse_id})
+                    elif line.startswith("data: ") and kind == "dropped" and \
+                            dropped is not None:
+                        dropped.append(int(line[6:]))
                 assert until(events), f"the stream gave {events}"
                 return events
             yield read
@@ -189,6 +202,60 @@ def test_status_changes_stream_as_server_sent_events(
     assert all((e["direction"], e["broker"], e["remote"]) == ("out", "gen", PHONE)
                for e in events)
     assert statuses(node.message(message_id)) == ["queued", "sent", "delivered"]
+
+
+def test_a_client_that_reconnects_gets_the_stored_events_it_missed(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """Event ids are the stored event ids; Last-Event-ID replays the stored events after
+    it, then the stream goes on live, without sending one twice."""
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    with event_stream(node) as read:
+        first = node.queued(to=PHONE, text="one")["id"]
+        seen = read(lambda events: any(e["new"] == "sent" for e in events))
+    stored = node.message(first)["events"]
+    assert [(e["sse_id"], e["id"], e["new"]) for e in seen] == [
+        (str(s["id"]), s["id"], s["status"]) for s in stored]
+    # while the client is away: a receipt for the first, a second message sent
+    assert post_receipt(node, id=f"B-{first}", status="delivered").status_code == 200
+    second = node.queued(to=PHONE, text="two")["id"]
+    node.wait_status(second, "sent")
+    with event_stream(node, last_event_id=seen[-1]["sse_id"]) as read:
+        replayed = read(lambda events: len(events) >= 3)
+        third = node.queued(to=PHONE, text="three")["id"]
+        events = read(lambda events: any(e["message_id"] == third and e["new"] == "sent"
+                                         for e in events))
+    assert [(e["message_id"], e["old"], e["new"], e["source"]) for e in replayed[:3]] == [
+        (first, "sent", "delivered", "receipt"), (second, None, "queued", "api"),
+        (second, "queued", "sent", "sender")]
+    ids = [e["id"] for e in events]
+    assert ids == sorted(set(ids)) and ids[0] > seen[-1]["id"]  # in order, none twice
+    assert [(e["message_id"], e["new"]) for e in events[3:]] == [
+        (third, "queued"), (third, "sent")]
+    assert replayed[0]["detail"] == node.message(first)["events"][-1]["detail"]
+    assert (replayed[1]["direction"], replayed[1]["broker"], replayed[1]["remote"]) == (
+        "out", "gen", PHONE)
+
+
+def test_the_replay_is_bounded_and_says_what_it_left_out(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(enabled=False))
+    ids = [node.queued(to=PHONE, text=f"m{i}")["id"] for i in range(5)]  # 5 events
+    node.stop()
+    text = (node.cfg / "smshost.toml").read_text()
+    (node.cfg / "smshost.toml").write_text(text.replace(
+        f'token = "{TOKEN}"', f'token = "{TOKEN}"\nevents_replay = 2'))
+    node.start()  # the same data, at most 2 events replayed
+    first_event = node.message(ids[0])["events"][0]["id"]
+    dropped: list[int] = []
+    with event_stream(node, last_event_id=str(first_event), dropped=dropped) as read:
+        replayed = read(lambda events: len(events) >= 2)
+    assert [e["message_id"] for e in replayed] == ids[3:]  # the newest two
+    assert dropped == [2]  # the events of ids[1] and ids[2]
+    for bogus in ("not-a-number", "99999999999999999999999"):  # no replay, still live
+        with event_stream(node, last_event_id=bogus) as read:
+            late = node.queued(to=PHONE, text="late")["id"]
+            events = read(lambda events: len(events) >= 1)
+        assert [e["message_id"] for e in events] == [late]
 
 
 def test_the_event_stream_needs_the_api_token(smshost: Callable[..., Smshost],

@@ -406,6 +406,31 @@ def test_cli_send_queues_through_the_running_server(
     assert fake_broker.seen()[0].json["from"] == OTHER_NUMBER
 
 
+def test_cli_send_needs_no_broker_secret_in_its_environment(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server reads the broker's password from its environment; `send` and
+    `simulate` only talk to the server (with the API token), so a shell without that
+    variable can still use them."""
+    monkeypatch.setenv("SMALL_BROKER_TOKEN", "broker-token-1")
+    brokers = generic_toml(fake_broker.url).replace(
+        'password = "broker-token-1"', 'password = { env = "SMALL_BROKER_TOKEN" }')
+    brokers += ('\n[[brokers]]\nname = "sim"\ndefinition = "simulator"\nencryption = "http"\n'
+                'mo.path = "/sim/mo"\n\n[[brokers.accounts]]\nid = "phone"\n'
+                'local_address = "+15550199"\n')
+    node = smshost(brokers=brokers)
+    monkeypatch.delenv("SMALL_BROKER_TOKEN")
+    sent = run_cli("send", "--config", str(node.cfg), "--to", PHONE, "from a bare shell")
+    assert sent.returncode == 0, sent.stderr
+    assert "queued message" in sent.stdout
+    texted = run_cli("simulate", "--config", str(node.cfg), "--from", PHONE, "hi")
+    assert texted.returncode == 0, texted.stderr
+    assert "stored message" in texted.stdout
+    (row,) = node.outbound()
+    node.wait_status(row["id"], "sent")
+    assert fake_broker.seen()[0].text == "from a bare shell"
+
+
 def test_replaying_a_key_whose_messages_were_purged_is_not_a_500(
         smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
     node = smshost(brokers=generic_toml(fake_broker.url))

@@ -25,6 +25,7 @@ from tests.outbound.conftest import (
     generic_toml,
     outbox_toml,
     statuses,
+    wait_until,
 )
 
 
@@ -369,3 +370,41 @@ def test_a_broker_with_mt_off_is_not_a_sender(smshost: Callable[..., Smshost],
     assert answer.status_code == 422 and answer.json()["error"] == "no_broker"
     named = node.send(to=PHONE, text="hi", broker="gen")
     assert named.status_code == 422 and named.json()["error"] == "unknown_broker"
+
+
+def outbox_gauge(node: Smshost) -> dict[tuple[str, str], float]:
+    """(account, state) → value of smshost_outbox_messages in GET /metrics."""
+    text = node.api.get("/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("smshost_outbox_messages{"):
+            labels, value = line[len("smshost_outbox_messages{"):].split("} ")
+            fields = dict(part.split("=") for part in labels.split(","))
+            assert fields["broker"] == '"gen"'
+            out[(fields["account"].strip('"'), fields["state"].strip('"'))] = float(value)
+    return out
+
+
+def test_metrics_show_the_outbox_depth_of_each_account(
+        smshost: Callable[..., Smshost]) -> None:
+    release = threading.Event()
+    with FakeBroker(lambda seen, n: Reply(200, {"id": f"B-{seen.ref}"}, hold=release)) as fake:
+        node = smshost(brokers=generic_toml(fake.url, accounts=RATE_ACCOUNTS),
+                       outbox=outbox_toml(max_in_flight=1))
+        assert node.host is not None
+        now = [1000.0]
+        node.host.metrics.clock = lambda: now[0]  # stored gauges are read at most 1/s
+        ids = [node.queued(to=PHONE, text=f"m{n}", account=account)["id"]
+               for n, account in enumerate(("main", "main", "second"))]
+        wait_until(lambda: len(fake.seen()) == 1, what="one send under way")
+        depth = outbox_gauge(node)
+        assert sum(v for k, v in depth.items() if k[1] == "in_flight") == 1
+        assert sum(v for k, v in depth.items() if k[1] == "queued") == 2
+        assert {a: sum(v for k, v in depth.items() if k[0] == a)
+                for a in ("main", "second")} == {"main": 2, "second": 1}
+        release.set()
+        for message_id in ids:
+            node.wait_status(message_id, "sent")
+        assert outbox_gauge(node) == depth  # read less than a second ago: the same
+        now[0] += 1.0
+        assert outbox_gauge(node) == {}  # an empty outbox has no samples

@@ -346,6 +346,8 @@ def test_server_errors_are_retried_with_backoff_and_delivered_once(
             assert {h.headers["X-Smshost-Delivery"] for h in hits} == {str(row["id"])}
             assert len({h.body for h in hits}) == 1  # the same bytes every time
             assert row["attempts"] == 3 and row["last_status"] == 200
+            # the last attempt's outcome, not an earlier failure's
+            assert row["last_error"] is None and row["next_attempt_at"] is None
             assert [(a["attempt"], a["http_status"], a["outcome"]) for a in log] == [
                 (1, 500, "retry"), (2, 500, "retry"), (3, 200, "delivered")]
             assert log[0]["error"].startswith("HTTP 500")
@@ -498,11 +500,22 @@ def test_dead_letter_is_listed_and_replayed_by_api_and_cli(
         async with Receiver() as receiver:
             receiver.script("/down", 500)
             host = make_host({"down": receiver.url("/down")}, api_port=port)
+            now = [1000.0]
+            host.metrics.clock = lambda: now[0]  # stored gauges are read at most 1/s
+
+            async def gauge() -> list[str]:
+                now[0] += 1.0
+                async with api.get(f"{base}/metrics") as answer:
+                    return [line for line in (await answer.text()).splitlines()
+                            if line.startswith("smshost_webhook_deliveries{")]
+
             async with host.running(), api_server(host, port) as base, \
                     aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
                 await inbound(host, "down: hello")
                 row = await until(lambda: status_is(host, "dead"), "the dead letter")
                 assert len(receiver.on("/down")) == 3  # max_attempts
+                assert await gauge() == ['smshost_webhook_deliveries{status="pending"} 0.0',
+                                         'smshost_webhook_deliveries{status="dead"} 1.0']
 
                 async with api.get(f"{base}/api/webhooks/dead-letters") as answer:
                     assert answer.status == 200
@@ -541,6 +554,12 @@ def test_dead_letter_is_listed_and_replayed_by_api_and_cli(
                 done = await until(lambda: status_is(host, "delivered"), "the replay")
                 assert len(receiver.on("/down")) == 4
                 assert done["replays"] == 1 and done["attempts"] == 1
+                # nothing left over from the dead letter once the replay went through
+                assert (done["last_status"], done["last_error"], done["dead_at"],
+                        done["next_attempt_at"]) == (200, None, None, None)
+                assert done["delivered_at"] is not None
+                assert await gauge() == ['smshost_webhook_deliveries{status="pending"} 0.0',
+                                         'smshost_webhook_deliveries{status="dead"} 0.0']
                 log = await attempt_log(host, row["id"])
                 assert [(a["replay"], a["outcome"]) for a in log] == [
                     (0, "retry"), (0, "retry"), (0, "dead"), (1, "delivered")]
@@ -662,6 +681,24 @@ def test_bad_target_settings_are_reported_with_file_and_line(
 
 
 # -- purge ------------------------------------------------------------------------------
+
+def test_the_metrics_queries_read_indexes_only(make_host: Callable[..., Host]) -> None:
+    """The stored gauges run on every scrape: each must be an index-only read (measured:
+    well under 1 ms at 1 M deliveries, 120 ms at 1 M waiting outbox rows)."""
+    from host.metrics import OUTBOX_DEPTH
+    from plugins.sinks.webhook import WAITING_AND_DEAD
+
+    host = make_host({"t": "http://127.0.0.1:1/"})
+
+    async def flow() -> list[str]:
+        async with host.running(background=False):
+            return await host.store.read(lambda db: [
+                row[3] for sql in (OUTBOX_DEPTH, WAITING_AND_DEAD)
+                for row in db.execute(f"explain query plan {sql}")])
+    assert asyncio.run(flow()) == [
+        "SCAN outbox USING COVERING INDEX outbox_account_due",
+        "SEARCH webhook_deliveries USING COVERING INDEX webhook_deliveries_status (status=?)"]
+
 
 def test_purge_deletes_old_deliveries_and_their_attempts(
         make_host: Callable[..., Host]) -> None:
