@@ -9,12 +9,13 @@ balancer takes the node out.
 
 Noticing recovery without traffic: a node taken out of service gets no writes, so
 ``/health`` itself asks the store for a probe (a small transaction, run alone, that
-needs the file to grow unless ``PROBE_PAGES`` pages are free) when one is due: every ``PROBE_EVERY`` seconds
-while the path is failing, and after ``IDLE_PROBE_AFTER`` seconds without any write
-while it is fine (an idle node whose disk filled up is taken out before the first
-message meets the full disk). A load balancer polling /health is what drives the
-probe, so a node nobody polls costs no writes; real writes count as probes too, so a
-busy node is never probed. Probes are on a monotonic clock (``clock``, set by tests).
+needs the file to grow unless ``PROBE_PAGES`` pages are free) when one is due: every
+``PROBE_EVERY`` seconds while the path is failing, and after ``IDLE_PROBE_AFTER``
+seconds without any write while it is fine (an idle node whose disk filled up is taken
+out before the first message meets the full disk). A load balancer polling /health
+is what drives the probe, so a node nobody polls costs no writes; real writes count as
+probes too, so a busy node is never probed. Probes are timed on a monotonic clock
+(``clock``, set by tests).
 """
 
 from __future__ import annotations
