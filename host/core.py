@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from host import __version__
 from host.brokers.concat import Concat
-from host.brokers.instances import BrokerInstance, build_instances
+from host.brokers.instances import (BrokerInstance, build_instances,
+                                    outbound_route_problems)
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.config.secrets import Secret
@@ -107,6 +108,8 @@ class Host:
             for problem in problems:
                 self.plugins.record("broker instance", problem.broker, "brokers.toml",
                                     problem.message)
+            for route, message in outbound_route_problems(self.settings, self.brokers):
+                self.plugins.record("route", route, "routes.toml", message)
             self.handlers.reconcile()
             self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
             for kind, message in sink_problems:

@@ -247,7 +247,8 @@ def test_proxy_settings_are_checked(tmp_path: Path, lines: str, where: str,
                                     message: str) -> None:
     cfg = write(tmp_path, f'[[brokers]]\nname = "b"\ndefinition = "generic"\n{lines}\n',
                 name="brokers.toml")
-    (found,) = errors_of(cfg)
+    (broker,) = load_settings(cfg, environ={}).brokers  # a problem of that broker alone
+    (found,) = broker.config_problems
     assert "brokers.toml:" in found and f"{where}: {message}" in found, found
 
 
