@@ -108,7 +108,8 @@ class Store:
         except sqlite3.Error as exc:
             self._pool.shutdown(wait=False)
             self._pool = None
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            what = f"cannot open the database {self.path}"
+            raise StoreError(str(unavailable(exc, what) or f"{what}: {exc}")) from None
         self._db = Database(conn)
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -118,8 +119,10 @@ class Store:
             for migration_set in migrations:
                 await self._submit(migration_set.apply, bare=True)
             await self._probe_at_start()
-        except BaseException:
+        except BaseException as exc:
             await self.close()
+            if isinstance(exc, StoreUnavailable):  # a migration the database refused
+                raise StoreError(f"cannot prepare the database {self.path}: {exc}") from None
             raise
 
     async def _probe_at_start(self) -> None:

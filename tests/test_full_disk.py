@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -379,17 +379,29 @@ def _serve_once(tmp_path: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("what", ["directory", "database file"])
-def test_a_read_only_data_directory_stops_the_start_in_words(tmp_path: Path, what: str) -> None:
+@pytest.mark.parametrize(("what", "says"), [
+    ("directory", "the data directory {data} cannot be written (Permission denied)"),
+    ("database file", "the database {data}/smshost.db cannot be written"),
+    ("database of an older version", "cannot prepare the database {data}/smshost.db"),
+    ("database not in WAL mode", "cannot open the database {data}/smshost.db"),
+])
+def test_a_read_only_data_directory_stops_the_start_in_words(
+        tmp_path: Path, what: str, says: str) -> None:
     if not _can_drop_root_overrides():
         pytest.skip("running as root without CAP_SETPCAP: root writes whatever the mode")
     cfg = broker_config(tmp_path, GENERIC, port=free_port(), extra=NO_SENDING)
     data = tmp_path / "data"
+    data.mkdir()
     if what == "directory":
-        data.mkdir()
         data.chmod(0o555)
-    else:  # a database an earlier run left, now read-only
+    elif what == "database file":  # one an earlier run left, now read-only
         _prepare_database(cfg)
+        (data / "smshost.db").chmod(0o444)
+    else:  # read-only, with migrations still to apply (and WAL mode still to set)
+        with closing(sqlite3.connect(data / "smshost.db")) as conn:
+            if what == "database of an older version":
+                conn.execute("pragma journal_mode = wal")
+            conn.execute("create table before_smshost (x)")
         (data / "smshost.db").chmod(0o444)
     try:
         result = _serve_once(tmp_path, cfg)
@@ -397,11 +409,8 @@ def test_a_read_only_data_directory_stops_the_start_in_words(tmp_path: Path, wha
         data.chmod(0o755)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    if what == "directory":
-        assert f"the data directory {data} cannot be written (Permission denied)" in \
-            result.stderr
-    else:
-        assert f"the database {data / 'smshost.db'} cannot be written" in result.stderr
+    assert f"error: {says.format(data=data)}" in result.stderr
+    if what != "directory":
         assert "readonly database" in result.stderr and "read-only" in result.stderr
 
 
