@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from host import __version__
 from host.brokers.concat import Concat
-from host.brokers.instances import BrokerInstance, build_instances
+from host.brokers.instances import (BrokerInstance, build_instances,
+                                    outbound_route_problems)
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.config.secrets import Secret
@@ -33,6 +36,7 @@ from host.sinks.base import Sink
 from host.sinks.registry import build_sinks, route_problems
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
+from host.errors import SmshostError
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
@@ -104,6 +108,8 @@ class Host:
             for problem in problems:
                 self.plugins.record("broker instance", problem.broker, "brokers.toml",
                                     problem.message)
+            for route, message in outbound_route_problems(self.settings, self.brokers):
+                self.plugins.record("route", route, "routes.toml", message)
             self.handlers.reconcile()
             self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
             for kind, message in sink_problems:
@@ -148,7 +154,7 @@ class Host:
     async def start(self, *, background: bool = True) -> None:
         self.background = background  # sinks look at it: no delivery workers in CLI runs
         self.load_plugins()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _writable_data_dir(self.data_dir)
         if self.api_token is None:
             self.api_token = _generated_token(self.data_dir / "api-token")
         await self.store.open(self.migration_sets())
@@ -232,12 +238,34 @@ class Host:
         return self._apps[listener.name]
 
 
+def _writable_data_dir(path: Path) -> None:
+    """Create ``path`` if needed and make sure a file can be created in it; say so in
+    words when not (a read-only directory or file system, a file in the way). A full
+    disk is not a reason to stop: the node starts and /health reports it until it clears."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".smshost-write-check-"):
+            pass
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return
+        raise SmshostError(
+            f"the data directory {path} cannot be written ({exc.strerror or exc}): "
+            "smshost keeps its database and API token there. Make it writable for the "
+            "user smshost runs as, or choose another with server.data_dir or --data"
+        ) from None
+
+
 def _generated_token(path: Path) -> Secret:
     """Read the API token kept in ``path``, creating it (mode 0600) on first start."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return Secret(path.read_text(encoding="utf-8").strip(), f"file:{path}")
+        try:
+            return Secret(path.read_text(encoding="utf-8").strip(), f"file:{path}")
+        except OSError as exc:
+            raise SmshostError(f"cannot read the API token file {path}: "
+                               f"{exc.strerror or exc}") from None
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(token + "\n")

@@ -7,6 +7,8 @@
         * DefinitionError: a broker definition is invalid (file, line, reason)
     * StoreError: the database could not do what was asked
         * StoreClosed: the store is not open (startup not finished, or shut down)
+        * StoreUnavailable: the database refused the work (full disk, read-only, I/O error,
+          a lock held too long); nothing of it was stored
     * ApiError: an HTTP API request was refused (status, code, message)
 
 Config and definition errors carry the file and line so an operator can go straight
@@ -95,6 +97,17 @@ class StoreError(SmshostError):
 
 class StoreClosed(StoreError):
     """The store is not open."""
+
+
+class StoreUnavailable(StoreError):
+    """The database refused the work for a reason outside it: the disk (or the database's
+    size limit) is full, the file is read-only, an I/O error, a lock another process held
+    too long. Nothing of the refused write was stored; the same write may go through
+    later. ``kind`` names the reason (``full``, ``readonly``, ``ioerr``, ``busy``...)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class ApiError(SmshostError):

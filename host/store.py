@@ -16,6 +16,12 @@ trade the GIL for every SQL statement, which cost more than the writes themselve
 
 Reads run on worker threads, each with its own read-only connection; WAL lets them
 proceed while the writer commits.
+
+When the database refuses a write for a reason outside it (a full disk, a read-only file,
+an I/O error: ``host.writepath.refusal``), the caller gets :class:`StoreUnavailable` and
+the rest of its group fails with it (they would meet the same disk); ``writes`` (a
+:class:`~host.writepath.WritePath`) records every outcome for /health, and ``probe``
+tries a small write alone to see whether writes go through again.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ import anyio.to_thread
 from sqlite_utils import Database, Migrations
 
 from host.config.settings import StoreSettings
-from host.errors import StoreClosed, StoreError
+from host.errors import StoreClosed, StoreError, StoreUnavailable
+from host.writepath import LASTING, WritePath, probe_transaction, unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -86,6 +93,7 @@ class Store:
         self._loop_reader: Database | None = None
         self._lock = threading.Lock()
         self.stats = StoreStats()
+        self.writes = WritePath()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -100,14 +108,34 @@ class Store:
         except sqlite3.Error as exc:
             self._pool.shutdown(wait=False)
             self._pool = None
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            what = f"cannot open the database {self.path}"
+            raise StoreError(str(unavailable(exc, what) or f"{what}: {exc}")) from None
         self._db = Database(conn)
         self._wakeup = asyncio.Event()
         self._closing = False
         self._drainer = asyncio.create_task(self._drain(), name="smshost-store-writer")
         self._open = True
-        for migration_set in migrations:
-            await self._submit(migration_set.apply, bare=True)
+        try:
+            for migration_set in migrations:
+                await self._submit(migration_set.apply, bare=True)
+            await self._probe_at_start()
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, StoreUnavailable):  # a migration the database refused
+                raise StoreError(f"cannot prepare the database {self.path}: {exc}") from None
+            raise
+
+    async def _probe_at_start(self) -> None:
+        """A database that can never be written (read-only) stops the start, in words; one
+        refused for now (a full disk) starts, with /health reporting it until it clears."""
+        try:
+            await self.probe()
+        except StoreUnavailable as exc:
+            if exc.kind in LASTING:
+                raise StoreError(f"the database {self.path} cannot be written: {exc}; "
+                                 "smshost writes the file, its -wal and -shm files and "
+                                 "their directory (server.data_dir)") from None
+            log.error("%s refuses writes at start: %s", self.path, exc)
 
     async def close(self) -> None:
         """Commit every write already queued, then stop the writer and close readers."""
@@ -186,6 +214,21 @@ class Store:
             if not keep_going():
                 log.error("%s not stored; stopping", what)
                 return None
+
+    async def probe(self) -> None:
+        """One small write alone (a page allocated and freed again, committed): raise
+        :class:`StoreUnavailable` when the database refuses it. Recorded in ``writes``."""
+        if not self._open:
+            raise StoreClosed("the store is not open")
+        await self._submit(probe_transaction, bare=True)
+
+    async def check_writes(self) -> None:
+        """Probe when ``writes`` says one is due (see host.writepath); never raises."""
+        if self._open and self.writes.probe_due():
+            try:
+                await self.probe()
+            except StoreError:
+                pass  # recorded in self.writes
 
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on a read-only connection in a worker thread."""
@@ -341,7 +384,9 @@ class Store:
         try:
             op.result = await self._in_thread(op.fn, self._db)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
-            op.error = exc
+            op.error = self._refused(exc, "the database refused the write") or exc
+            return
+        self.writes.succeeded()
 
     async def _run_batch(self, batch: list[_Op]) -> None:
         """Run and commit ``batch``; every op ends with a result or an error.
@@ -358,14 +403,20 @@ class Store:
             try:
                 await self._begin(conn)
             except sqlite3.Error as exc:
+                error = self._refused(exc, "cannot start a write transaction")
                 for op in pending:
-                    op.error = StoreError(f"cannot start a write transaction: {exc}")
+                    op.error = error or StoreError(f"cannot start a write transaction: {exc}")
                 return
             failed = self._run_all(pending)
             if failed is None:
                 break
             if conn.in_transaction:
                 conn.execute("rollback")
+            if isinstance(failed.error, StoreUnavailable):  # the others would meet it too
+                self.writes.failed(str(failed.error.__cause__ or failed.error))
+                for op in pending:
+                    op.error, op.result = op.error or failed.error, None
+                return
             pending = [op for op in pending if op is not failed]
             if not pending:
                 return
@@ -373,8 +424,10 @@ class Store:
             await self._in_thread(conn.execute, "commit")
         except sqlite3.Error as exc:
             self.stats.failed_commits += 1
-            await self._abandon(pending, StoreError(f"commit failed: {exc}"))
+            error = self._refused(exc, "commit failed")
+            await self._abandon(pending, error or StoreError(f"commit failed: {exc}"))
             return
+        self.writes.succeeded()
         self.stats.commits += 1
         self.stats.writes += len(pending)
         self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
@@ -403,9 +456,16 @@ class Store:
             try:
                 op.result = op.fn(db)
             except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
-                op.error = exc
+                op.error = unavailable(exc, "the database refused the write") or exc
                 return op
         return None
+
+    def _refused(self, exc: Exception, what: str) -> StoreUnavailable | None:
+        """``exc`` as StoreUnavailable (and recorded in ``writes``) when it is a refusal."""
+        error = unavailable(exc, what)
+        if error is not None:
+            self.writes.failed(str(exc))
+        return error
 
     async def _abandon(self, batch: list[_Op], error: BaseException) -> None:
         """Roll back what is open and fail every op of ``batch`` not failed already."""

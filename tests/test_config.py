@@ -178,6 +178,14 @@ def test_bad_secret_references(tmp_path: Path, value: str, message: str) -> None
     assert error.startswith(f"{cfg / 'smshost.toml'}:3: api.token: {message}")
 
 
+def test_line_map_counts_nested_array_tables_per_parent() -> None:
+    """[[brokers.accounts]] under the second [[brokers]] is that broker's accounts[0]
+    (counted across brokers, an account problem of a second broker named the wrong line)."""
+    lines = LineMap("[[b]]\n[[b.a]]\nid = 1\n[[b.a]]\nid = 2\n[[b]]\n[[b.a]]\nid = 3\n")
+    assert [lines.lookup(("b", 0, "a", 0, "id")), lines.lookup(("b", 0, "a", 1, "id")),
+            lines.lookup(("b", 1, "a", 0, "id"))] == [3, 5, 8]
+
+
 def test_line_map_handles_multiline_values_and_array_tables() -> None:
     lines = LineMap('''a = """
 b = 1
@@ -314,7 +322,8 @@ def test_proxy_settings_are_checked(tmp_path: Path, lines: str, where: str,
                                     message: str) -> None:
     cfg = write(tmp_path, f'[[brokers]]\nname = "b"\ndefinition = "generic"\n{lines}\n',
                 name="brokers.toml")
-    (found,) = errors_of(cfg)
+    (broker,) = load_settings(cfg, environ={}).brokers  # a problem of that broker alone
+    (found,) = broker.config_problems
     assert "brokers.toml:" in found and f"{where}: {message}" in found, found
 
 

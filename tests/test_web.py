@@ -25,7 +25,9 @@ def test_health_reports_version_role_uptime_database(client: TestClient) -> None
     assert body["version"] == __version__
     assert body["role"] == "primary"
     assert body["uptime_seconds"] >= 0
-    assert body["database"] == {"ok": True}
+    database = body["database"]
+    assert (database["ok"], database["readable"], database["writes"]["ok"]) == (True, True, True)
+    assert database["writes"]["error"] is None and database["writes"]["last_success"]
     assert body["plugins"] == {"loaded": 0, "failures": []}
 
 

@@ -2,8 +2,9 @@
 
 ``build_instances`` checks what needs the definitions (does it exist, its profile and
 options, the paths it defaults to, schemes of MO and MT, listener ports, paths shared
-by two brokers on one port). An instance with a problem is not started; the problem is
-reported with the file and line of its ``[[brokers]]`` entry, and the others run.
+by two brokers on one port). An instance with a problem, found here or when its table
+was read (``BrokerSettings.config_problems``), is not started; the problem is reported
+with the file and line of its ``[[brokers]]`` entry, and the others run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from host.brokers.registry import BrokerType
 from host.brokers.signatures import KEY_CHECKS
 from host.brokers.templates import Ref
 from host.config.brokers import AccountSettings, BrokerSettings
+from host.config.schema import key_text
 from host.config.settings import Settings
 from host.numbers import normalize
 
@@ -101,6 +103,10 @@ def build_instances(settings: Settings, types: Mapping[str, BrokerType],
     problems: list[InstanceProblem] = []
     taken: dict[tuple[int, str], str] = {}
     for index, config in enumerate(settings.brokers):
+        if config.config_problems:
+            name = config.name or f"brokers[{index}]"
+            problems += [InstanceProblem(name, p) for p in config.config_problems]
+            continue
         builder = _Builder(settings, index, config)
         instance = builder.build(types, failed or {}, taken)
         if builder.problems:
@@ -114,6 +120,36 @@ def build_instances(settings: Settings, types: Mapping[str, BrokerType],
     return instances, problems
 
 
+def outbound_route_problems(settings: Settings, instances: Mapping[str, BrokerInstance],
+                            ) -> list[tuple[str, str]]:
+    """(route name, ``file:line: key: what``) for outbound routes naming a broker or an
+    account that is not running. The route stays in its place (the order means what it
+    says); a send it matches is refused with the reason (422)."""
+    configured = {b.name for b in settings.brokers}
+    out = []
+    for i, route in enumerate(settings.outbound):
+        if route.broker is not None and route.broker not in instances:
+            why = ("is not running: its configuration has a problem (listed with it)"
+                   if route.broker in configured else "is not configured in brokers.toml")
+            out.append((route.name, _located(settings, f"broker {route.broker!r} {why}",
+                                             "outbound", i, "broker")))
+        elif route.account is not None and not any(
+                route.account in instance.accounts for instance in instances.values()
+                if route.broker in (None, instance.name)):
+            out.append((route.name, _located(
+                settings, f"no running broker has an account {route.account!r}"
+                + (f" (looked in {route.broker!r})" if route.broker else ""),
+                "outbound", i, "account")))
+    return out
+
+
+def _located(settings: Settings, message: str, *path: str | int) -> str:
+    """``file:line: key: message`` for the setting at ``path``."""
+    file, line = settings.where(*path)
+    where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+    return f"{where}{key_text(path)}: {message}"
+
+
 class _Builder:
     def __init__(self, settings: Settings, index: int, config: BrokerSettings) -> None:
         self.settings = settings
@@ -122,11 +158,7 @@ class _Builder:
         self.problems: list[str] = []
 
     def problem(self, message: str, *key: str | int) -> None:
-        path = ("brokers", self.index, *key)
-        file, line = self.settings.where(*path)
-        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
-        dotted = f"brokers[{self.index}]" + "".join(f".{k}" for k in key)
-        self.problems.append(f"{where}{dotted}: {message}")
+        self.problems.append(_located(self.settings, message, "brokers", self.index, *key))
 
     def build(self, types: Mapping[str, BrokerType], failed: Mapping[str, str],
               taken: dict[tuple[int, str], str]) -> BrokerInstance | None:

@@ -8,7 +8,7 @@ default to, are the options declared) run once plugins are loaded, in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -156,6 +156,10 @@ class BrokerSettings:
     mo: BrokerMoSettings = setting(factory=BrokerMoSettings, help="Inbound.")
     mt: BrokerMtSettings = setting(factory=BrokerMtSettings, help="Outbound.")
     proxy: ProxySettings = setting(factory=ProxySettings, help="Proxy.")
+    config_problems: tuple[str, ...] = field(default=(), compare=False, repr=False,
+                                             metadata={"internal": True})
+    """Problems of this instance's own table (``file:line: key: what``), found when the
+    file was read; an instance with any is not started, the others run."""
 
     @property
     def mo_active(self) -> bool:

@@ -66,7 +66,7 @@ class LineMap:
 
     def _scan(self, lines: Sequence[str]) -> None:
         table: KeyPath = ()
-        counts: dict[tuple[str, ...], int] = {}
+        counts: dict[KeyPath, int] = {}  # by the array's path: [[a.b]] counts per a[i]
         skip_until: str | None = None
         depth = 0
         for number, line in enumerate(lines, start=1):
@@ -78,10 +78,10 @@ class LineMap:
                 depth += _open_brackets(line)
                 continue
             if m := _ARRAY_HEADER.match(line):
-                key = _split_key(m.group(1))
-                index = counts.get(key, -1) + 1
-                counts[key] = index
-                table = self._resolve(key) + (index,)
+                array = self._resolve(_split_key(m.group(1)))
+                index = counts.get(array, -1) + 1
+                counts[array] = index
+                table = array + (index,)
                 self.lines.setdefault(table[:-1], number)
                 self.lines[table] = number
             elif m := _HEADER.match(line):

@@ -2,7 +2,12 @@
 
 Each file of ``FILES`` is optional; a missing one means defaults. Every problem in every
 file is collected and raised together as :class:`ConfigErrors`, each naming file, line
-and key.
+and key: such a problem stops the start, as it leaves the whole configuration in doubt.
+
+Except inside one ``[[brokers]]`` table (``ISOLATED``): a problem there, or a rule about
+it (a name used twice), concerns that broker instance alone. It is kept on the instance
+(``BrokerSettings.config_problems``), the instance is not started, and the others run
+(host.brokers.instances). docs/operators.md lists which problems are which.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from host.config.settings import FILES, Origin, Settings
 from host.errors import ConfigError, ConfigErrors
 
 WHOLE_FILE_KEY = "sinks"
+ISOLATED = ("brokers",)
+"""Arrays whose items stand alone: a problem inside one disables that item only."""
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
 
 
@@ -62,13 +69,19 @@ def load_settings(config_dir: Path, environ: dict[str, str] | None = None, *,
             path = path[1:]
         return (str(doc.path), doc.lines.lookup(path))
 
-    converter = Converter(locate, environ, defer_secrets=defer_secrets)
+    converter = Converter(locate, environ, defer_secrets=defer_secrets, isolated=ISOLATED)
     settings = converter.section(Settings, merged, ())
     errors.extend(converter.errors)
-    if errors:
+    if errors or not isinstance(settings, Settings):
+        errors += [e for found in converter.item_errors.values() for e in found]
         raise ConfigErrors(sorted(errors, key=lambda e: (e.file or "", e.line or 0)))
-    assert isinstance(settings, Settings)
-    return dataclasses.replace(settings, origin=Origin(locate, defer_secrets=defer_secrets))
+    brokers = tuple(
+        dataclasses.replace(broker, config_problems=tuple(
+            e.describe() for e in converter.item_errors[("brokers", i)]))
+        if ("brokers", i) in converter.item_errors else broker
+        for i, broker in enumerate(settings.brokers))
+    return dataclasses.replace(settings, brokers=brokers,
+                               origin=Origin(locate, defer_secrets=defer_secrets))
 
 
 def _read_documents(config_dir: Path, errors: list[ConfigError]) -> list[_Document]:

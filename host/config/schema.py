@@ -5,6 +5,12 @@ the default, the help text used by ``docs/operators.md``, and an optional ``chec
 :func:`convert` turns parsed TOML into those dataclasses and collects every problem
 (unknown key, wrong type, missing value, failed check, cross-field rule) as a
 ``ConfigError`` carrying file, line and key, instead of stopping at the first one.
+
+Items of an *isolated* array (``[[brokers]]``: each instance stands on its own) are
+converted leniently: a problem inside item ``i`` (or a rule about it, such as a name
+used twice) goes to ``item_errors[(key, i)]`` instead of ``errors``, and the item is
+still built, with defaults for what could not be read, so the others keep their
+positions and the owner can leave that one item out.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, Union
 
 from host.config.lines import KeyPath
@@ -55,18 +61,31 @@ class Converter:
     """Converts one parsed document tree, collecting errors."""
 
     def __init__(self, locate: Locate, environ: dict[str, str] | None = None, *,
-                 defer_secrets: bool = False) -> None:
+                 defer_secrets: bool = False, isolated: Collection[str] = ()) -> None:
         self.locate = locate
         self.environ = environ
         self.defer_secrets = defer_secrets  # an unreadable secret fails when revealed
+        self.isolated = frozenset(isolated)
         self.errors: list[ConfigError] = []
+        self.item_errors: dict[tuple[str, int], list[ConfigError]] = {}
 
     def error(self, path: KeyPath, message: str) -> None:
-        self.errors.append(self._problem(path, message))
+        error = self._problem(path, message)
+        item = self._item(path)
+        if item is None:
+            self.errors.append(error)
+        else:
+            self.item_errors.setdefault(item, []).append(error)
 
     def _problem(self, path: KeyPath, message: str) -> ConfigError:
         file, line = self.locate(path)
         return ConfigError(message, file=file, line=line, key=key_text(path) or None)
+
+    def _item(self, path: KeyPath) -> tuple[str, int] | None:
+        """``(key, i)`` when ``path`` lies inside item ``i`` of an isolated array."""
+        if len(path) >= 2 and path[0] in self.isolated and isinstance(path[1], int):
+            return str(path[0]), path[1]
+        return None
 
     def convert(self, tp: Any, raw: Any, path: KeyPath) -> Any:
         """Convert ``raw`` to ``tp``; on error record it and return ``_INVALID``."""
@@ -121,12 +140,18 @@ class Converter:
         if not isinstance(raw, list):
             return self._fail(path, f"expected an array, got {_toml_type(raw)}")
         items = tuple(self.convert(item, value, path + (i,)) for i, value in enumerate(raw))
+        if len(path) == 1 and path[0] in self.isolated:  # a stand-in keeps each position
+            items = tuple(_placeholder(item) if v is _INVALID else v for v in items)
+        elif self._item(path) is not None:
+            items = tuple(v for v in items if v is not _INVALID)
         return _INVALID if any(v is _INVALID for v in items) else items
 
     def _mapping(self, item: Any, raw: Any, path: KeyPath) -> Any:
         if not isinstance(raw, dict):
             return self._fail(path, f"expected a table, got {_toml_type(raw)}")
         items = {k: self.convert(item, v, path + (k,)) for k, v in raw.items()}
+        if self._item(path) is not None:
+            items = {k: v for k, v in items.items() if v is not _INVALID}
         return _INVALID if any(v is _INVALID for v in items.values()) else items
 
     def section(self, cls: type, raw: Any, path: KeyPath) -> Any:
@@ -144,6 +169,9 @@ class Converter:
             elif not _has_default(field):
                 self.error(path + (name,), "missing value (this setting is required)")
                 values[name] = _INVALID
+        if self._item(path) is not None:  # lenient: what could not be read takes its default
+            values = {name: _fallback(fields[name], hints[name]) if v is _INVALID else v
+                      for name, v in values.items()}
         if any(v is _INVALID for v in values.values()):
             return _INVALID
         obj = cls(**values)
@@ -172,6 +200,28 @@ _INVALID: Any = _Invalid()
 def _problems(obj: Any) -> Iterable[tuple[KeyPath, str]]:
     finder = getattr(obj, "problems", None)
     return list(finder()) if finder is not None else []
+
+
+def _fallback(field: dataclasses.Field[Any], tp: Any) -> Any:
+    """The value standing in for a setting that could not be read: its default, or
+    "" for a required string; _INVALID for anything else."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return "" if tp is str else _INVALID
+
+
+def _placeholder(cls: Any) -> Any:
+    """An item built from defaults alone (its table could not be read at all)."""
+    if not dataclasses.is_dataclass(cls):
+        return _INVALID
+    hints = typing.get_type_hints(cls)
+    values = {f.name: _fallback(f, hints[f.name]) for f in dataclasses.fields(cls)
+              if not f.metadata.get("internal")}
+    if any(v is _INVALID for v in values.values()):
+        return _INVALID
+    return typing.cast(Callable[..., Any], cls)(**values)
 
 
 def _has_default(field: dataclasses.Field[Any]) -> bool:

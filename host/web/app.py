@@ -4,13 +4,17 @@ Every listener serves ``/health`` (and, with the brokers issue, the broker webho
 its port). The API listener also serves ``/api/...`` behind the bearer token,
 ``/metrics``, and the routes plugins register. Errors always come back as JSON
 ``{"error": code, "message": text}``; an unexpected exception is logged with its
-request id and answered 500 without details.
+request id and answered 500 without details. The database refusing the work (a full
+disk, a read-only file, an I/O error: ``StoreError``, or a ``sqlite3`` error that
+``host.writepath.refusal`` recognises) is answered 503 ``unavailable`` with the reason,
+here for every route, plugins' included, and logged in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -24,13 +28,15 @@ from starlette.types import ASGIApp
 from host.brokers import webhooks
 from host.config.settings import ListenerSettings
 from host.core import Host
-from host.errors import ApiError
+from host.errors import ApiError, StoreError
 from host.metrics import CONTENT_TYPE
 from host.web import api, routing, send
 from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
+from host.writepath import unavailable
 
 log = logging.getLogger("smshost.web")
+RETRY_AFTER = 5  # seconds, in the Retry-After of a 503 for a database that refused
 
 
 async def metrics(request: Request) -> Response:
@@ -50,6 +56,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, "http_error")
     return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code,
                         headers=exc.headers)
+
+
+async def _store_refused(request: Request, exc: Exception) -> Response:
+    refused = unavailable(exc, "the database refused the request")
+    if refused is None and not isinstance(exc, StoreError):
+        return await _unexpected(request, exc)
+    reason = str(refused or exc)
+    log.error("%s %s answered 503: %s", request.method, request.url.path, reason)
+    return JSONResponse({"error": "unavailable", "message": f"{reason}; try again later"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -75,6 +91,7 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            StoreError: _store_refused, sqlite3.Error: _store_refused,
                             Exception: _unexpected},
     )
     app.state.host = host

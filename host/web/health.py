@@ -1,4 +1,12 @@
-"""GET /health: is this node fit to take traffic, and what failed to load (P6)."""
+"""GET /health: is this node fit to take traffic, and what failed to load (P6, P12).
+
+``status`` is ``ok``; ``degraded`` when something failed to load (the node serves what
+did: 200) or when the database refuses writes (a full disk: 503, so a load balancer
+takes the node out until writes go through again); ``error`` when the database cannot
+be read (503). While writes fail, or after a long time without any, the request runs a
+write probe first (rate-limited: host.writepath), so the node comes back by itself once
+space returns, with no traffic needed.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +21,34 @@ from host.core import Host
 PING_TIMEOUT = 2.0
 
 
-async def health(request: Request) -> Response:
-    host: Host = request.app.state.host
+async def _database(host: Host) -> dict[str, Any]:
     database: dict[str, Any] = {"ok": False}
+    try:  # the probe's outcome lands in host.store.writes, now or (if slow) later
+        await asyncio.wait_for(host.store.check_writes(), PING_TIMEOUT)
+    except TimeoutError:
+        pass
     try:
         database["ok"] = await asyncio.wait_for(host.store.ping(), PING_TIMEOUT)
     # Any failure of the database means "not ok"; the reason is shown (BLE001).
     except Exception as exc:  # noqa: BLE001
         database["error"] = f"{type(exc).__name__}: {exc}"
+    writes = host.store.writes
+    database["writes"] = writes.to_json()
+    database["readable"], database["ok"] = database["ok"], database["ok"] and writes.ok
+    return database
+
+
+async def health(request: Request) -> Response:
+    host: Host = request.app.state.host
+    database = await _database(host)
     failures = [r.to_json() for r in host.plugins.failures]
     handlers = host.handlers.describe()
     missing = [{"route": r.name, "handler": r.target} for r in host.settings.inbound
                if r.destination == "handler" and host.handlers.get(r.target) is None]
     status = "ok" if not failures and not handlers["failures"] and not missing else "degraded"
-    if not database["ok"]:
+    if not database["writes"]["ok"]:
+        status = "degraded"
+    if not database["readable"]:
         status = "error"
     body = {
         "status": status,
