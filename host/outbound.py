@@ -275,8 +275,10 @@ class Outbound:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
                 [merged], [None], True)
         else:
-            stored = [self._insert_one(db, request, plan, body, n)
-                      for n, body in enumerate(plan.bodies, 1)]
+            stored: list[tuple[Message, StatusEvent | None]] = []
+            for n, body in enumerate(plan.bodies, 1):  # each part waits for the one before
+                after = stored[-1][0].id if stored else None
+                stored.append(self._insert_one(db, request, plan, body, n, after))
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
             db.execute("insert or replace into idempotency (key, message_ids, request, "
@@ -285,8 +287,8 @@ class Outbound:
                                                request.fingerprint(), utcnow()])
         return result
 
-    def _insert_one(self, db: Database, request: SendRequest, plan: _Plan,
-                    body: str, part: int) -> tuple[Message, StatusEvent | None]:
+    def _insert_one(self, db: Database, request: SendRequest, plan: _Plan, body: str,
+                    part: int, after: int | None) -> tuple[Message, StatusEvent | None]:
         attrs = dict(request.attrs)
         if request.classification:
             attrs["classification"] = request.classification
@@ -300,8 +302,8 @@ class Outbound:
             route=plan.decision.route.name if plan.decision.route else None))
         now = self._host.sender.clock()
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
-                        "broker, account) values (?, ?, ?, ?, ?)",
-                        [message.id, now, now, plan.instance.name, plan.account.id])
+                        "broker, account, waits_for) values (?, ?, ?, ?, ?, ?)",
+                        [message.id, now, now, plan.instance.name, plan.account.id, after])
         return message, event
 
     def _consolidate(self, db: Database, request: SendRequest, plan: _Plan) -> Message | None:
