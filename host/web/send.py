@@ -15,7 +15,7 @@ from host.core import Host
 from host.encoding import EncodingError, describe
 from host.errors import ApiError
 from host.optout import OptedOut
-from host.outbound import SendError, SendRequest
+from host.sends import SendError, SendRequest
 from host.web.bodies import json_object
 
 KEEPALIVE = 15.0
