@@ -134,6 +134,8 @@ class Receipts:
 
     async def apply(self, broker: str, fields: ReceiptFields) -> Applied:
         applied = await self._host.store.write(lambda db: apply_receipt(db, broker, fields))
+        if applied.changed and applied.old == "queued":  # it left the outbox: the next
+            self._host.sender.wake()                     # part of a split message is due
         await self._announce(applied)
         return applied
 
