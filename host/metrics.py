@@ -73,6 +73,10 @@ class Metrics:
             "smshost_broker_webhooks", "Broker webhook requests by outcome (stored, duplicate, "
             "applied, orphan, or the HTTP status of a refusal).",
             ["broker", "kind", "outcome"], registry=self.registry)
+        self.refusals = Counter(
+            "smshost_sends_refused", "Sends refused at acceptance (never queued), by source "
+            "(api, handler, optout...) and reason (no_route, opted_out...).",
+            ["source", "reason"], registry=self.registry)
         self.hook_errors = Counter(
             "smshost_plugin_hook_errors", "Hook implementations that raised.",
             ["plugin", "hook"], registry=self.registry)
@@ -151,6 +155,9 @@ class Metrics:
 
     def status_changed(self, message: Message) -> None:
         self._child(self.status_changes, message.direction, message.status).inc()
+
+    def send_refused(self, source: str, reason: str) -> None:
+        self._child(self.refusals, source, reason).inc()
 
     def hook_failed(self, failure: HookFailure) -> None:
         self.hook_errors.labels(failure.plugin, failure.hook).inc()

@@ -171,3 +171,16 @@ def m006_outbox_accounts(db: Database) -> None:
                "messages where id = message_id), '')")
     db.execute("create index outbox_account_due on outbox "
                "(broker, account, in_flight, next_attempt_at, message_id)")
+
+
+@core()
+def m008_outbox_parts(db: Database) -> None:
+    # The parts of a split message leave in order (SPEC O4): a part's row names, in
+    # waits_for, the part before it, and is not due until that one was accepted by the
+    # broker (then waits_for is cleared). The due index leaves waiting parts out.
+    db.execute("alter table outbox add column waits_for integer")
+    db.execute("drop index if exists outbox_account_due")
+    db.execute("create index outbox_account_due on outbox "
+               "(broker, account, in_flight, waits_for, next_attempt_at, message_id)")
+    db.execute("create index outbox_waits_for on outbox (waits_for) "
+               "where waits_for is not null")

@@ -1,6 +1,8 @@
 """Queuing outbound messages: the one path of the API, CLI and handler scripts (SPEC O1-O5, O9).
 
-``send`` turns a request into stored ``queued`` messages for the sender worker:
+``send`` turns a request into stored ``queued`` messages for the sender worker (a
+reply, ``reply_to``, skips steps 2 and 3: it goes out from the broker, account and
+number that received the message it answers, B8):
 
 1. a retried request (same ``Idempotency-Key``) gets the messages of the first one;
 2. the sender: an account (optionally at a broker), or a workgroup or user whose queue
@@ -14,25 +16,31 @@
    to the same number from the same account (O5);
 7. everything stored in one transaction, with the outbox rows: persisted before any
    network call (O6).
+
+A refused send raises for the API to answer; ``send_or_record`` (handlers, sinks,
+opt-out confirmations: nobody to answer) stores it as a failed message instead
+(:mod:`host.refusals`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
 from host.encoding import segments as count_segments
 from host.encoding import truncate
-from host.errors import SmshostError
 from host.messages import NewMessage, _insert
 from host.models import Message, StatusEvent, utcnow
 from host.numbers import normalize
+from host.optout import OptedOut
+from host.refusals import record_refusal, refusal_code
 from host.routing.outbound import OutboundDecision, RouteRefused, compile_outbound, \
     select_outbound
+from host.sends import Queued, SendError, SendRequest
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -42,50 +50,11 @@ if TYPE_CHECKING:
     from host.core import Host
 
 
-class SendError(SmshostError):
-    """A message cannot be queued: ``status`` is the HTTP status the API answers."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class SendRequest:
-    to: str
-    text: str
-    broker: str | None = None
-    account: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    source: str = "api"
-    optout_exempt: bool = False  # only the STOP/START confirmations themselves
-    workgroup: str | None = None
-    user: str | None = None
-    classification: str | None = None
-    idempotency_key: str | None = None
-
-    def fingerprint(self) -> str:
-        return json.dumps([self.to, self.text, self.broker, self.account, self.workgroup,
-                           self.user, self.classification, self.attrs], sort_keys=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """The result of a send: the stored messages (several when split)."""
-
-    messages: list[Message]
-    encoding: str
-    segments: int
-    route: str | None = None
-    replayed: bool = False  # an Idempotency-Key seen before: nothing new was queued
-    consolidated: bool = False  # merged into a message that was already waiting
-
-
 @dataclass
 class _Plan:
     instance: BrokerInstance
     account: AccountSettings
+    local: str | None  # the number it goes out from
     to: str
     bodies: list[str]
     encoding: str
@@ -150,6 +119,19 @@ class Outbound:
         """Decide everything about a send without storing anything (also for tests)."""
         if not request.text:
             raise SendError(422, "empty_text", "the message has no text")
+        if request.reply_to is not None:  # the pairing: no outbound route (B8)
+            instance, account, local = self._receiver(request.reply_to)
+            decision = OutboundDecision(None, request.to.strip(), [])
+        else:
+            instance, account, decision = self._routed(request)
+            local = account.local_address
+        to = self._number(instance, account, decision.number)
+        return _Plan(instance, account, local, to, *self._bodies(instance, request.text),
+                     decision)
+
+    def _routed(self, request: SendRequest
+                ) -> tuple[BrokerInstance, AccountSettings, OutboundDecision]:
+        """The sender and the outbound route of a new message (O2)."""
         instance, account = self._sender_of(request)
         try:
             decision = select_outbound(self.routes, request.to.strip(), request.classification)
@@ -159,8 +141,25 @@ class Outbound:
         if route is not None and (route.broker or route.account):
             named = bool(request.account or request.workgroup or request.user)
             instance, account = self._route_sender(decision, instance, account, named)
-        to = self._number(instance, account, decision.number)
-        return _Plan(instance, account, to, *self._bodies(instance, request.text), decision)
+        return instance, account, decision
+
+    def _receiver(self, inbound: Message) -> tuple[BrokerInstance, AccountSettings, str | None]:
+        """The broker instance, account and number that received ``inbound``: a reply
+        goes out from them. The account's own form of the number when it is the same."""
+        instance = self._host.brokers.get(inbound.broker or "")
+        if instance is None or not instance.settings.mt_active:
+            raise SendError(422, "no_broker", f"broker {inbound.broker!r}, which received "
+                            f"message {inbound.id}, is not configured to send (mt)")
+        account = instance.accounts.get(inbound.account or "")
+        if account is None:
+            raise SendError(422, "unknown_account", f"account {inbound.account!r} of broker "
+                            f"{instance.name!r}, which received message {inbound.id}, is not "
+                            "configured")
+        own = account.local_address
+        if inbound.local and not (own and normalize(own, instance.region(account)) ==
+                                  inbound.local):
+            return instance, account, inbound.local
+        return instance, account, own or inbound.local
 
     def _route_sender(self, decision: OutboundDecision, instance: BrokerInstance,
                       account: AccountSettings, named: bool
@@ -197,6 +196,15 @@ class Outbound:
     # -- storing ----------------------------------------------------------------------
 
     async def send(self, request: SendRequest) -> Queued:
+        """Queue ``request``'s messages; :class:`SendError` or ``OptedOut`` when
+        refused (counted in ``smshost_sends_refused``)."""
+        try:
+            return await self._queue(request)
+        except (SendError, OptedOut) as exc:
+            self._host.metrics.send_refused(request.source, refusal_code(exc))
+            raise
+
+    async def _queue(self, request: SendRequest) -> Queued:
         if request.idempotency_key:
             replay = await self._replay(request)
             if replay is not None:
@@ -206,7 +214,7 @@ class Outbound:
             # Opt-outs are kept in E.164, as inbound numbers are stored: compare the same
             # form whatever the account or the caller wrote.
             region = plan.instance.region(plan.account)
-            local = plan.account.local_address
+            local = plan.local
             await self._host.optouts.check(normalize(local, region) if local else local,
                                            normalize(plan.to, region))
         stored = await self._host.store.write(lambda db: self._store(db, request, plan))
@@ -227,12 +235,25 @@ class Outbound:
         """As :meth:`send`, for callers that want the (first) message."""
         return (await self.send(request)).messages[0]
 
+    async def send_or_record(self, request: SendRequest) -> Queued:
+        """As :meth:`send`, for senders nobody answers (handlers, sinks, opt-out
+        confirmations): a send refused (no route, opted out, no account...) is stored
+        as a ``failed`` message with the reason (:mod:`host.refusals`), not raised."""
+        try:
+            return await self.send(request)
+        except (SendError, OptedOut) as exc:
+            return await record_refusal(self._host, request, exc)
+
     async def reply(self, message: Message, text: str, source: str = "handler",
                     optout_exempt: bool = False) -> Message:
-        """Answer an inbound ``message`` from the number it was sent to."""
-        return await self.submit(SendRequest(to=message.remote or "", text=text,
-                                             broker=message.broker, account=message.account,
-                                             source=source, optout_exempt=optout_exempt))
+        """Answer an inbound ``message``: from the broker, account and number that
+        received it, without outbound routes (B8). Refused, the message returned is
+        ``failed``, with the reason (see :meth:`send_or_record`)."""
+        queued = await self.send_or_record(SendRequest(
+            to=message.remote or "", text=text, broker=message.broker,
+            account=message.account, attrs={"in_reply_to": message.id}, source=source,
+            optout_exempt=optout_exempt, reply_to=message))
+        return queued.messages[0]
 
     async def _replay(self, request: SendRequest) -> Queued | None:
         row = self._host.store.read_now(lambda db: db.execute(
@@ -275,8 +296,10 @@ class Outbound:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
                 [merged], [None], True)
         else:
-            stored = [self._insert_one(db, request, plan, body, n)
-                      for n, body in enumerate(plan.bodies, 1)]
+            stored: list[tuple[Message, StatusEvent | None]] = []
+            for n, body in enumerate(plan.bodies, 1):  # each part waits for the one before
+                after = stored[-1][0].id if stored else None
+                stored.append(self._insert_one(db, request, plan, body, n, after))
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
             db.execute("insert or replace into idempotency (key, message_ids, request, "
@@ -285,8 +308,8 @@ class Outbound:
                                                request.fingerprint(), utcnow()])
         return result
 
-    def _insert_one(self, db: Database, request: SendRequest, plan: _Plan,
-                    body: str, part: int) -> tuple[Message, StatusEvent | None]:
+    def _insert_one(self, db: Database, request: SendRequest, plan: _Plan, body: str,
+                    part: int, after: int | None) -> tuple[Message, StatusEvent | None]:
         attrs = dict(request.attrs)
         if request.classification:
             attrs["classification"] = request.classification
@@ -295,13 +318,13 @@ class Outbound:
         seg = count_segments(body)
         message, event = _insert(db, NewMessage(
             direction="out", body=body, status="queued", broker=plan.instance.name,
-            account=plan.account.id, local=plan.account.local_address, remote=plan.to,
+            account=plan.account.id, local=plan.local, remote=plan.to,
             encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
             route=plan.decision.route.name if plan.decision.route else None))
         now = self._host.sender.clock()
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
-                        "broker, account) values (?, ?, ?, ?, ?)",
-                        [message.id, now, now, plan.instance.name, plan.account.id])
+                        "broker, account, waits_for) values (?, ?, ?, ?, ?, ?)",
+                        [message.id, now, now, plan.instance.name, plan.account.id, after])
         return message, event
 
     def _consolidate(self, db: Database, request: SendRequest, plan: _Plan) -> Message | None:
@@ -317,10 +340,10 @@ class Outbound:
             "select m.id, m.body, m.attrs from messages m join outbox o "
             "on o.message_id = m.id "
             "where m.direction = 'out' and m.status = 'queued' and m.broker = ? "
-            "and m.account = ? and m.remote = ? and o.attempts = 0 and o.in_flight = 0 "
-            "and json_extract(m.attrs, '$.part') is null "
+            "and m.account = ? and m.remote = ? and m.local is ? and o.attempts = 0 "
+            "and o.in_flight = 0 and json_extract(m.attrs, '$.part') is null "
             "order by m.id desc limit 1",
-            [plan.instance.name, plan.account.id, plan.to]).fetchone()
+            [plan.instance.name, plan.account.id, plan.to, plan.local]).fetchone()
         if row is None:
             return None
         text = f"{row[1]}\n{plan.bodies[0]}"

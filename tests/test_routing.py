@@ -15,7 +15,7 @@ from host.core import Host
 from host.errors import ConfigErrors
 from host.messages import NewMessage
 from host.optout import OptedOut
-from host.outbound import SendRequest
+from host.sends import SendRequest
 from tests.conftest import base_config, routes_toml, run_cli, write_lock
 
 ROUTES = routes_toml(

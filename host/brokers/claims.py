@@ -4,7 +4,8 @@ account by account, and taking them.
 Every outbox row names its message's broker and account (migration
 ``m006_outbox_accounts``); :func:`due_messages` reads each asked account from the
 index ``outbox_account_due``, so however long the backlog of an account waiting for
-its tokens, it is not read at all.
+its tokens, it is not read at all. A part of a split message waiting for the part
+before it (``waits_for``, see :mod:`host.brokers.parts`) is not due.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ def due_messages(asks: list[tuple[Key, int]], now: float, window: int, strays: b
     for (broker, account), limit in asks:
         rows += db.execute(
             "select next_attempt_at, message_id, broker, account from outbox "
-            "where broker = ? and account = ? and in_flight = 0 and next_attempt_at <= ? "
+            "where broker = ? and account = ? and in_flight = 0 and waits_for is null "
+            "and next_attempt_at <= ? "
             "order by next_attempt_at, message_id limit ?",
             [broker, account, now, limit]).fetchall()
     if strays:
         skip, skipped = without(accounts)
         stray_rows = db.execute(
             "select next_attempt_at, message_id, broker, account from outbox o "
-            f"where in_flight = 0 and next_attempt_at <= ?{skip} "
+            f"where in_flight = 0 and waits_for is null and next_attempt_at <= ?{skip} "
             "order by next_attempt_at, message_id limit ?", [now, *skipped, window]
         ).fetchall()
         found = bool(stray_rows)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from host.brokers.engine import ReceiptFields
+from host.brokers.parts import part_left
 from host.messages import _add_event
 from host.models import MAX_ID, Message, StatusEvent, is_decimal, moves_forward, utcnow
 
@@ -76,8 +77,9 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
         if status not in ("queued", "sending"):
             # The broker has it: a retry waiting in the outbox must not send it again (a
             # send under way settles by this status, see Sender._finish).
-            db.conn.execute("delete from outbox where message_id = ? and in_flight = 0",
-                            [row["id"]])
+            if db.conn.execute("delete from outbox where message_id = ? and in_flight = 0",
+                               [row["id"]]).rowcount:
+                part_left(db, row["id"], failed=False)  # a split message's next part goes
         row = {**row, "status": status, "updated_at": at}
     else:
         db.conn.execute("update messages set updated_at = ? where id = ?", [at, row["id"]])
@@ -132,6 +134,8 @@ class Receipts:
 
     async def apply(self, broker: str, fields: ReceiptFields) -> Applied:
         applied = await self._host.store.write(lambda db: apply_receipt(db, broker, fields))
+        if applied.changed and applied.old == "queued":  # it left the outbox: the next
+            self._host.sender.wake()                     # part of a split message is due
         await self._announce(applied)
         return applied
 

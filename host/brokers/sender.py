@@ -13,7 +13,9 @@ Every message was persisted, with its outbox row, before any network call. A sen
 4. settled: accepted → ``sent`` with the broker's message id (receipts that came
    first are applied then); retry (network error, timeout, 5xx, 429 with Retry-After)
    → back in the outbox after an exponential backoff with jitter; anything else, or
-   ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``.
+   ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``. The parts of a
+   split message go one after the other, each once the one before was accepted
+   (:mod:`host.brokers.parts`).
 
 A send that fails in an unexpected way (a bug) is retried like a network error, and a
 settlement the database refuses for a while (locked by another process, a full disk)
@@ -43,6 +45,7 @@ from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.brokers.claims import Claimed, claim, due_messages
 from host.brokers.pacing import Clock, Key, Pacer
+from host.brokers.parts import Changed, part_left, repair
 from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
@@ -142,6 +145,7 @@ class Sender:
                          "where message_id = ?", [message_id])
             conn.execute("update messages set attrs = json_set(attrs, "
                          "'$.possibly_duplicated', json('true')) where id = ?", [message_id])
+        repair(db)
         return len(rows)
 
     # -- the loop -----------------------------------------------------------------------
@@ -316,11 +320,15 @@ class Sender:
             "outcome of its send")
         if written is None:  # the row stays in flight: the next start recovers it
             return
-        old, updated, event = written
+        old, updated, event, later = written
         if updated.status == status:  # not when a receipt's final state stood
             self._host.metrics.status_changed(updated)
             await self._host.hooks.message_status_changed(self._host, updated, old, status,
                                                          event)
+        for was, part, failed in later:  # the parts after a failed one
+            self._host.metrics.status_changed(part)
+            await self._host.hooks.message_status_changed(self._host, part, was, "failed",
+                                                         failed)
         if outcome == "accepted":
             try:
                 await self._host.receipts.adopt_orphans(message.id)
@@ -349,6 +357,7 @@ class Sender:
         old = conn.execute("select status from messages where id = ?",
                            [message_id]).fetchone()[0]
         event = _add_event(db, message_id, status, now, "sender", detail)
+        failed = status == "failed" and old in ("queued", "sending")  # the broker never had it
         if old not in ("queued", "sending"):
             # A receipt (by our reference) came first: the broker has the message. Its
             # status stands (never back to queued), and nothing is sent again.
@@ -369,7 +378,10 @@ class Sender:
             message = message_from_cursor(conn.execute(
                 "update messages set status = ?, updated_at = ? where id = ? returning *",
                 [status, now, message_id]))
+        later: list[Changed] = []
         if not keep:
             conn.execute("delete from outbox where message_id = ?", [message_id])
+            # a split message's next part goes now, or fails with the rest (parts.py)
+            later = part_left(db, message_id, failed)
         assert message is not None  # the row was read above, in this transaction
-        return old, message, event
+        return old, message, event, later

@@ -79,7 +79,8 @@ class BrokerMtSettings:
         True, help="Send numbers in E.164 (+CC...) form.")
     parsing: Literal["none", "split", "truncate"] = setting(
         "none", help="Long messages: none sends them as they are (the broker concatenates), "
-        "split sends one message per segment, truncate cuts to one segment.")
+        "split sends one message per segment, in order (each once the broker accepted "
+        "the one before), truncate cuts to one segment.")
     rate: float = setting(0.0, help="Messages per second per account; 0 means no limit.",
                           check=at_least(0))
     consolidate: bool = setting(

@@ -5,7 +5,9 @@ lets it read the message, custom attributes and per-conversation state. Nothing
 happens while the handler runs: smshost carries out the recorded actions after it
 returns (so a sync handler in a thread and an async one behave the same, a handler
 that fails sends nothing, and ``smshost handler test`` shows the actions without
-sending them).
+sending them). A reply or send smshost refuses (no outbound route, opted out...) does
+not stop the others: it is stored as a ``failed`` message with the reason, and the
+message's routing event lists what each became.
 
 Use in a handler script::
 
@@ -76,12 +78,14 @@ class Context:
     # -- acting -----------------------------------------------------------------------
 
     def reply(self, text: str) -> None:
-        """Answer the sender from the number they texted."""
+        """Answer the sender from the number they texted: through the broker and
+        account that received the message, whatever the outbound routes say."""
         self.actions.append(Reply(str(text)))
 
     def send(self, to: str, text: str, *, account: str | None = None,
              broker: str | None = None) -> None:
-        """Send a new message to ``to`` (from ``account``, or the message's account)."""
+        """Send a new message to ``to`` through the outbound routes (from ``account``
+        and ``broker`` when given, else the message's)."""
         self.actions.append(Send(str(to), str(text), account, broker))
 
     def route_to(self, destination: str, target: str = "") -> None:

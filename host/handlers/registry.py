@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from host.discovery import plugin_folders
 from host.errors import PluginError
-from host.handlers.context import Context, Reply, Send
+from host.handlers.context import Context, Reply, RouteTo, Send
 from host.handlers.runner import ThreadSlots, accepts_context
 from host.loader import load_module, unload
 from host.models import Message, utcnow
-from host.outbound import SendRequest
+from host.sends import SendRequest
 from host.plugins import validate_plugin
 
 if TYPE_CHECKING:
@@ -217,21 +217,28 @@ class HandlerRegistry:
         attrs.update(message.attrs)
         return attrs
 
-    async def apply(self, ctx: Context, original_state: dict[str, Any]) -> list[str]:
-        """Carry out a finished call's replies and sends and save its state; the
-        problems met (a send refused, say), each also logged."""
+    async def apply(self, ctx: Context, original_state: dict[str, Any]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Carry out a finished call's replies and sends and save its state; what each
+        reply and send became (its message, queued or failed with the reason), and the
+        problems met, each also logged. A refused reply or send is a ``failed``
+        message (:mod:`host.refusals`); the others go on."""
+        outcomes: list[dict[str, Any]] = []
         problems = []
         for action in ctx.actions:
+            if isinstance(action, RouteTo):
+                continue
             try:
-                if isinstance(action, Reply):
-                    await self._host.outbound.reply(ctx.message, action.text)
-                elif isinstance(action, Send):
-                    await self._host.outbound.submit(SendRequest(
-                        action.to, action.text, action.broker,
-                        action.account or ctx.message.account, source="handler"))
-            # One refused send (opted out, unknown account) must not undo the others.
+                outcome = await self._carry_out(ctx, action)
+            # What is not a refusal (the database refusing the write, a bug): this one
+            # is not sent, the others go on (BLE001).
             except Exception as exc:  # noqa: BLE001
-                problems.append(f"{type(exc).__name__}: {exc}")
+                outcome = {"kind": "reply" if isinstance(action, Reply) else "send",
+                           "to": action.to if isinstance(action, Send) else ctx.ani,
+                           "status": "not stored", "error": f"{type(exc).__name__}: {exc}"}
+            outcomes.append(outcome)
+            if "error" in outcome:
+                problems.append(f"{outcome['kind']} to {outcome['to']}: {outcome['error']}")
                 log.warning("handler %s: %s", ctx.handler, problems[-1])
         if ctx.state != original_state:
             data = json.dumps(ctx.state)
@@ -241,7 +248,28 @@ class HandlerRegistry:
                 "data = excluded.data, updated_at = excluded.updated_at",
                 [ctx.handler, ctx.message.local or "", ctx.message.remote or "", data,
                  utcnow()]))
-        return problems
+        return outcomes, problems
+
+    async def _carry_out(self, ctx: Context, action: Reply | Send) -> dict[str, Any]:
+        """One reply (through the pairing, B8) or send (outbound routes, O2)."""
+        outbound = self._host.outbound
+        if isinstance(action, Reply):
+            kind, to = "reply", ctx.ani
+            messages = [await outbound.reply(ctx.message, action.text)]
+        else:
+            # from the message's broker and account unless the handler named others
+            same = action.account is None and action.broker is None
+            kind, to = "send", action.to
+            messages = (await outbound.send_or_record(SendRequest(
+                action.to, action.text, ctx.message.broker if same else action.broker,
+                action.account or (ctx.message.account if same else None),
+                source="handler"))).messages
+        first = messages[0]
+        outcome: dict[str, Any] = {"kind": kind, "to": to, "message_id": first.id,
+                                   "status": first.status}
+        if first.status == "failed":
+            outcome["error"] = first.attrs.get("error", "")
+        return outcome
 
     def describe(self) -> dict[str, Any]:
         """For /health and the API: what is live and what failed."""

@@ -348,19 +348,27 @@ class Router:
     async def _optout(self, message: Message, action: str) -> Outcome:
         await self._host.store.write(lambda db: self._host.optouts.apply(db, message, action))
         text = self._host.optouts.reply_text(action)
-        reply_id = None
+        data: dict[str, Any] = {"reply": None}
         if text:
             try:
+                # refused (the broker cannot send, say): a failed message, with the reason
                 reply = await self._host.outbound.reply(message, text, source="optout",
                                                         optout_exempt=True)
-                reply_id = reply.id
-            # The opt-out itself is recorded; a confirmation that cannot be queued is
-            # logged and the message still counts as handled (BLE001).
-            except Exception:  # noqa: BLE001
+                data["reply"] = reply.id
+                if reply.status == "failed":
+                    data["reply_error"] = reply.attrs.get("error")
+            # The opt-out itself is recorded; a confirmation that cannot be stored (the
+            # database refusing it) is logged and the message still counts as handled,
+            # the reason in its routing event (BLE001).
+            except Exception as exc:  # noqa: BLE001
                 log.exception("no %s confirmation for message %d", action, message.id)
+                data["reply_error"] = f"not stored: {type(exc).__name__}: {exc}"
+            if "reply_error" in data:
+                log.warning("message %d: the %s confirmation failed: %s", message.id,
+                            action, data["reply_error"])
         route = Route("optout", "optout", action, "body", ".*", False)
         return await self._record(message, "routed", route,
-                                  Delivery.delivered(f"keyword {action}", reply=reply_id), [])
+                                  Delivery.delivered(f"keyword {action}", **data), [])
 
 
 def _backoff() -> Iterator[float]:

@@ -17,7 +17,7 @@ from host.errors import ApiError
 from host.events import stored_after
 from host.models import MAX_ID, is_decimal
 from host.optout import OptedOut
-from host.outbound import SendError, SendRequest
+from host.sends import SendError, SendRequest
 from host.web.bodies import json_object
 
 KEEPALIVE = 15.0

@@ -44,9 +44,11 @@ class HandlerSink(Sink):
             await run(entry, ctx, self.host.settings.handlers.timeout, self.host.handlers.slots)
         except HandlerFailed as exc:
             return Delivery.failed(f"{exc.summary}\n{exc.details}"[:4000])
-        problems = await self.host.handlers.apply(ctx, state_before)
+        outcomes, problems = await self.host.handlers.apply(ctx, state_before)
         data = {"handler": entry.name, "version": entry.digest[:12],
                 "actions": ctx.describe()}
+        if outcomes:  # each reply and send: its message, queued or failed (why)
+            data["sent"] = outcomes
         if problems:
             data["problems"] = problems
         if ctx.route is not None:

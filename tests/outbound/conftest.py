@@ -343,8 +343,10 @@ def outbox_toml(**values: Any) -> str:
 
 def write_config(root: Path, port: int, *, brokers: str, routes: str = "", sinks: str = "",
                  outbox: str | None = None, public_url: str | None = None,
-                 shutdown_timeout: float = 2.0, extra: str = "") -> Path:
-    """A config directory under ``root``: shipped plugins, one API listener on ``port``."""
+                 shutdown_timeout: float = 2.0, extra: str = "",
+                 plugin_dirs: tuple[Path, ...] = ()) -> Path:
+    """A config directory under ``root``: shipped plugins (and ``plugin_dirs``: handler
+    scripts in their handlers/), one API listener on ``port``."""
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     public = public_url or f"http://{LOOPBACK}:{port}"
@@ -369,7 +371,7 @@ def write_config(root: Path, port: int, *, brokers: str, routes: str = "", sinks
         watch = false
 
         [plugins]
-        dirs = []
+        dirs = {json.dumps([str(d) for d in plugin_dirs])}
         entry_points = false
         """) + (outbox if outbox is not None else outbox_toml()) + textwrap.dedent(extra))
     (cfg / "brokers.toml").write_text(brokers)
@@ -386,6 +388,7 @@ class Smshost:
     def __init__(self, root: Path, *, brokers: str, routes: str = "", sinks: str = "",
                  outbox: str | None = None, public_url: str | None = None,
                  shutdown_timeout: float = 2.0, extra: str = "",
+                 plugin_dirs: tuple[Path, ...] = (),
                  prepare: Callable[[Host], None] | None = None) -> None:
         self.root = root
         self.sock = bound_socket()
@@ -393,7 +396,9 @@ class Smshost:
         self.base = f"http://{LOOPBACK}:{self.port}"
         self.cfg = write_config(root, self.port, brokers=brokers, routes=routes, sinks=sinks,
                                 outbox=outbox, public_url=public_url,
-                                shutdown_timeout=shutdown_timeout, extra=extra)
+                                shutdown_timeout=shutdown_timeout, extra=extra,
+                                plugin_dirs=plugin_dirs)
+        self.plugin_dirs = plugin_dirs
         self.prepare = prepare
         self.host: Host | None = None
         self.api = httpx2.Client(base_url=self.base, trust_env=False, timeout=10.0,
@@ -451,7 +456,8 @@ class Smshost:
             self.cfg = write_config(self.root, self.port, **{
                 "brokers": (self.cfg / "brokers.toml").read_text(),
                 "routes": (self.cfg / "routes.toml").read_text(),
-                "sinks": (self.cfg / "sinks.toml").read_text(), **changes})
+                "sinks": (self.cfg / "sinks.toml").read_text(),
+                "plugin_dirs": self.plugin_dirs, **changes})
         return self.start()
 
     # -- the API ---------------------------------------------------------------------

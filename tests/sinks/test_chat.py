@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from host.config import load_settings
 from host.core import Host
 from host.models import to_timestamp
-from host.outbound import SendRequest
+from host.sends import SendRequest
 from tests.conftest import ROOT, base_config, run_cli
 
 PLUGIN = ROOT / "plugins" / "sinks" / "chat.py"
