@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -51,6 +52,13 @@ class Metrics:
             "smshost_broker_webhooks", "Broker webhook requests by outcome (stored, duplicate, "
             "applied, orphan, or the HTTP status of a refusal).",
             ["broker", "kind", "outcome"], registry=self.registry)
+        self.connections_closed = Counter(
+            "smshost_connections_closed", "Connections closed by a listener's limits (reason: "
+            "header_timeout, body_timeout, idle_timeout, write_timeout or limit).",
+            ["listener", "reason"], registry=self.registry)
+        self.connections = Gauge(
+            "smshost_connections_open", "Connections open on a listener (a few times per "
+            "timeout).", ["listener"], registry=self.registry)
         self.hook_errors = Counter(
             "smshost_plugin_hook_errors", "Hook implementations that raised.",
             ["plugin", "hook"], registry=self.registry)
@@ -72,6 +80,12 @@ class Metrics:
                         seconds: float) -> None:
         self._child(self.requests, listener, method, route, str(status)).inc()
         self._child(self.latency, listener, route).observe(seconds)
+
+    def connection_closed(self, listener: str, reason: str) -> None:
+        self._child(self.connections_closed, listener, reason).inc()
+
+    def connections_open(self, listener: str, count: int) -> None:
+        self._child(self.connections, listener).set(count)
 
     def webhook(self, broker: str, kind: str, outcome: str) -> None:
         self._child(self.webhooks, broker, kind, outcome).inc()

@@ -181,7 +181,10 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
-              shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None) -> Host:
+              shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None,
+              extra: str = "") -> Host:
+    """A host with the generic broker on its one (API) listener; ``extra`` is added to
+    smshost.toml."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     brokers = GENERIC if signed else GENERIC.replace(
         f'options = {{ SigningSecret = "{SECRET}" }}\n', "")
@@ -199,7 +202,7 @@ def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
                         f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
     text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n"
                         f"shutdown_timeout = {shutdown_timeout}\n")
-    (cfg / "smshost.toml").write_text(text, encoding="utf-8")
+    (cfg / "smshost.toml").write_text(text + extra, encoding="utf-8")
     host = Host(load_settings(cfg), config_dir=cfg)
     host.load_plugins()
     assert not host.plugins.failures, [f.error for f in host.plugins.failures]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -31,6 +31,7 @@ from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
 
 log = logging.getLogger("smshost.web")
+CLIENT_GONE = 499
 
 
 async def metrics(request: Request) -> Response:
@@ -49,6 +50,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, "http_error")
     return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code,
                         headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before its body ended (hung up, or cut by a timeout of
+    host.web.connections): nobody reads this answer; counted as 499, as nginx does."""
+    return Response(status_code=CLIENT_GONE)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -74,7 +81,7 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
-                            Exception: _unexpected},
+                            ClientDisconnect: _client_gone, Exception: _unexpected},
     )
     app.state.host = host
     app.state.listener = listener
