@@ -124,14 +124,18 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        """uvicorn's, with the idle deadline in place of its keep-alive timer."""
+        """uvicorn's, with the idle deadline in place of its keep-alive timer, and
+        reading resumed only once the pipelined requests ran out: uvicorn resumes it
+        after every answer, so a client pipelining without reading the answers queued
+        requests without bound while the answers still fitted in the socket buffers."""
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+        if not self.pipeline:  # the last one may still wait for its body
+            self.flow.resume_reading()
         if self.phase == _BUSY and self.cycle.response_complete:
             self._expect(_IDLE, self.limits.idle_timeout)
 
