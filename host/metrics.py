@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -77,6 +78,13 @@ class Metrics:
             "smshost_sends_refused", "Sends refused at acceptance (never queued), by source "
             "(api, handler, optout...) and reason (no_route, opted_out...).",
             ["source", "reason"], registry=self.registry)
+        self.connections_closed = Counter(
+            "smshost_connections_closed", "Connections closed by a listener's limits (reason: "
+            "header_timeout, body_timeout, idle_timeout, write_timeout or limit).",
+            ["listener", "reason"], registry=self.registry)
+        self.connections = Gauge(
+            "smshost_connections_open", "Connections open on a listener (a few times per "
+            "timeout).", ["listener"], registry=self.registry)
         self.hook_errors = Counter(
             "smshost_plugin_hook_errors", "Hook implementations that raised.",
             ["plugin", "hook"], registry=self.registry)
@@ -146,6 +154,12 @@ class Metrics:
                         seconds: float) -> None:
         self._child(self.requests, listener, method, route, str(status)).inc()
         self._child(self.latency, listener, route).observe(seconds)
+
+    def connection_closed(self, listener: str, reason: str) -> None:
+        self._child(self.connections_closed, listener, reason).inc()
+
+    def connections_open(self, listener: str, count: int) -> None:
+        self._child(self.connections, listener).set(count)
 
     def webhook(self, broker: str, kind: str, outcome: str) -> None:
         self._child(self.webhooks, broker, kind, outcome).inc()

@@ -5,6 +5,8 @@ on one event loop, all sharing one :class:`~host.core.Host`. Sockets are bound b
 anything starts, so a busy port is a clear error and not a half-started server.
 SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish (up to
 ``server.shutdown_timeout``), then stops the host, which commits pending writes.
+Every listener times out slow and idle connections and bounds how many it holds
+(:mod:`host.web.connections`), through the shutdown too.
 """
 
 from __future__ import annotations
@@ -15,24 +17,64 @@ import gc
 import logging
 import signal
 import socket
+import time
+import typing
 from collections.abc import Iterator
 
 import uvicorn
 
+from host import openfiles
 from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import SmshostError
 from host.web import fastpath
+from host.web.connections import Clock, GuardedProtocol, Sweeper, protocol_class
 
 log = logging.getLogger("smshost.server")
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to :func:`serve`."""
+    """A uvicorn server that leaves signal handling to :func:`serve` and sweeps its
+    connections' deadlines (:class:`~host.web.connections.Sweeper`) until it stops."""
+
+    sweeper: Sweeper | None = None
+    sweeping: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start on the given sockets, with the TLS handshake bounded by the
+        header timeout (asyncio's default is 60 s) and the sweeper started."""
+        assert sockets is not None, "smshost binds its sockets itself"
+        await self.lifespan.startup()
+        config = self.config
+        protocol = self.protocol
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> GuardedProtocol:
+            return protocol(config=config, server_state=self.server_state,
+                            app_state=self.lifespan.state, _loop=_loop)
+
+        loop = asyncio.get_running_loop()
+        handshake = protocol.limits.header_timeout if config.ssl else None
+        self.servers = [await loop.create_server(
+            create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog,
+            ssl_handshake_timeout=handshake) for sock in sockets]
+        self.sweeper = Sweeper(self.server_state.connections, protocol)
+        self.sweeping = loop.create_task(self.sweeper.run())
+        self.started = True
+
+    @property
+    def protocol(self) -> type[GuardedProtocol]:
+        return typing.cast("type[GuardedProtocol]", self.config.http_protocol_class)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if self.sweeping is not None:
+                self.sweeping.cancel()
 
 
 def bind(listener: ListenerSettings) -> socket.socket:
@@ -51,11 +93,12 @@ def bind(listener: ListenerSettings) -> socket.socket:
     return sock
 
 
-def _config(host: Host, listener: ListenerSettings) -> uvicorn.Config:
+def _config(host: Host, listener: ListenerSettings,
+            clock: Clock = time.monotonic) -> uvicorn.Config:
     fast = host.settings.server.webhook_fast_path
+    make = fastpath.protocol_for if fast else protocol_class
     config = uvicorn.Config(
-        host.app_for(listener), lifespan="off",
-        http=fastpath.protocol_for(host, listener) if fast else "httptools",
+        host.app_for(listener), lifespan="off", http=make(host, listener, clock),
         log_config=None, access_log=False,
         server_header=False, proxy_headers=False,
         ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,
@@ -80,6 +123,7 @@ async def serve(host: Host) -> None:
         for sock in sockets:
             sock.close()
         raise
+    openfiles.fit([server.protocol for server in servers])
     _install_signals(servers)
     async with host.running():
         _freeze_startup_objects()

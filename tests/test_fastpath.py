@@ -181,7 +181,10 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
-              shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None) -> Host:
+              shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None,
+              extra: str = "") -> Host:
+    """A host with the generic broker on its one (API) listener; ``extra`` is added to
+    smshost.toml."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     brokers = GENERIC if signed else GENERIC.replace(
         f'options = {{ SigningSecret = "{SECRET}" }}\n', "")
@@ -199,7 +202,7 @@ def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
                         f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
     text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n"
                         f"shutdown_timeout = {shutdown_timeout}\n")
-    (cfg / "smshost.toml").write_text(text, encoding="utf-8")
+    (cfg / "smshost.toml").write_text(text + extra, encoding="utf-8")
     host = Host(load_settings(cfg), config_dir=cfg)
     host.load_plugins()
     assert not host.plugins.failures, [f.error for f in host.plugins.failures]
@@ -496,27 +499,38 @@ def test_requests_behind_a_413_in_the_same_read_are_not_run(live: Callable[..., 
 def test_a_client_that_does_not_read_is_held_back_then_served_in_full(
         live: Callable[..., Live]) -> None:
     """Pipelined webhooks from a client that reads nothing: the server stops reading
-    once its answers back up (it does not buffer them without bound), and serves every
-    one of them once the client reads."""
+    once its answers back up (it buffers neither the answers nor the requests without
+    bound: at most one read's worth of requests waits), and serves every one of them
+    once the client reads. The server's socket buffer is made small, as a slow link's
+    would be (on loopback it grows to 4 MB)."""
     server = live()
-    count = 20_000  # ~5 MB of answers: well past the socket buffers on loopback
-    payload = b"".join(webhook(mo_body(1000 + n)) for n in range(count))
+    count = 3000  # ~450 kB of answers: well past the socket buffers set here
+    requests = [webhook(mo_body(1000 + n)) for n in range(count)]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(TIMEOUT * 6)
     sock.connect(("127.0.0.1", server.port))
     conn = Conn(sock)
     server.conns.append(conn)
-    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+    connections = server.server.server_state.connections
+    deadline = time.monotonic() + TIMEOUT
+    while not connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (protocol,) = connections
+    protocol.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    sender = threading.Thread(target=sock.sendall, args=(b"".join(requests),), daemon=True)
     sender.start()
-    stored, stable_since = -1, time.monotonic()
+    stored, stable_since, queued = -1, time.monotonic(), 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and time.monotonic() - stable_since < 1.5:
         now = len(server.rows())
+        queued = max(queued, len(protocol.pipeline))
         if now != stored:
             stored, stable_since = now, time.monotonic()
-        time.sleep(0.25)
+        time.sleep(0.1)
     assert 0 < stored < count, stored  # held back while the client does not read
+    assert queued * len(requests[0]) <= 256 * 1024, queued  # asyncio reads 256 kB at most
     statuses = [conn.response().status for _ in range(count)]
     sender.join(TIMEOUT)
     assert statuses == [200] * count

@@ -7,6 +7,7 @@ over real sockets on 127.0.0.1 and makes sure the process is gone when it ends.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -66,13 +67,15 @@ def listener(name: str, port: int, **extra: str) -> str:
 class Server:
     """One ``smshost serve`` process; stderr goes to a file so no pipe can fill up."""
 
-    def __init__(self, tmp_path: Path, cfg: Path) -> None:
+    def __init__(self, tmp_path: Path, cfg: Path, files: int | None = None) -> None:
+        """``files``: the process's open-files limit (soft and hard), when given."""
         self.log_path = tmp_path / "server.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "host", "serve", "--config", str(cfg)],
             cwd=tmp_path, env=_env(), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, preexec_fn=None if files is None else
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files)))
 
     @property
     def output(self) -> str:
@@ -106,11 +109,11 @@ class Server:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[[Path], Server]]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def start(cfg: Path) -> Server:
-        server = Server(tmp_path, cfg)
+    def start(cfg: Path, files: int | None = None) -> Server:
+        server = Server(tmp_path, cfg, files)
         servers.append(server)
         return server
 

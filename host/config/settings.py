@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from host.config.brokers import BrokerSettings, broker_problems
+from host.config.connections import ConnectionOverrides, ConnectionSettings
 from host.config.lines import KeyPath
 from host.config.routes import (
     InboundRouteSettings,
@@ -70,6 +71,8 @@ class ServerSettings:
         "ids and logs). "
         "Set false to serve them through the ASGI stack like every other request.",
     )
+    connections: ConnectionSettings = setting(
+        factory=ConnectionSettings, help="Timeouts and connection limits of every listener.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,9 @@ class ListenerSettings:
         None, help="PEM certificate chain; with keyfile, the listener speaks HTTPS."
     )
     keyfile: str | None = setting(None, help="PEM private key for certfile.")
+    connections: ConnectionOverrides = setting(
+        factory=ConnectionOverrides,
+        help="This listener's own timeouts and connection limit.")
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         if (self.certfile is None) != (self.keyfile is None):

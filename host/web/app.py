@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -37,6 +37,7 @@ from host.writepath import unavailable
 
 log = logging.getLogger("smshost.web")
 RETRY_AFTER = 5  # seconds, in the Retry-After of a 503 for a database that refused
+CLIENT_GONE = 499
 
 
 async def metrics(request: Request) -> Response:
@@ -68,6 +69,12 @@ async def _store_refused(request: Request, exc: Exception) -> Response:
                         status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before its body ended (hung up, or cut by a timeout of
+    host.web.connections): nobody reads this answer; counted as 499, as nginx does."""
+    return Response(status_code=CLIENT_GONE)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "internal", "message": "internal error; see the server log"},
@@ -92,7 +99,7 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
         routes=routes, middleware=middleware, lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             StoreError: _store_refused, sqlite3.Error: _store_refused,
-                            Exception: _unexpected},
+                            ClientDisconnect: _client_gone, Exception: _unexpected},
     )
     app.state.host = host
     app.state.listener = listener

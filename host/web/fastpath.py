@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from host.brokers.webhooks import Endpoint, endpoints_for_port, respond
 from host.logs import request_id
 from host.models import is_decimal
+from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.middleware import record_request, request_id_for
 
 if TYPE_CHECKING:
@@ -45,18 +46,17 @@ log = logging.getLogger("smshost.brokers")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class WebhookProtocol(HttpToolsProtocol):
-    """uvicorn's protocol, answering broker webhooks itself (see the module text).
+class WebhookProtocol(GuardedProtocol):
+    """uvicorn's protocol, answering broker webhooks itself (see the module text), with
+    the timeouts and connection limit of every listener (:class:`GuardedProtocol`).
 
     Subclassed per listener by :func:`protocol_for`, which fills the class attributes.
     """
 
-    host: ClassVar[Host]
-    listener: ClassVar[str]
     endpoints: ClassVar[dict[str, tuple[Endpoint, frozenset[str]]]]
     limit: ClassVar[int]
 
-    def on_headers_complete(self) -> None:
+    def start_request(self) -> None:
         if self.transport.is_closing():
             # Answered and closed (a 413) while more requests sat in the same read: they
             # are not run, as uvicorn does not run them either.
@@ -64,7 +64,7 @@ class WebhookProtocol(HttpToolsProtocol):
             return
         call = self._webhook_call()
         if call is None:
-            super().on_headers_complete()
+            super().start_request()
             return
         previous = self.cycle
         self.cycle = call  # type: ignore[assignment]
@@ -100,20 +100,21 @@ class WebhookProtocol(HttpToolsProtocol):
         else:
             super().on_body(body)
 
-    def on_message_complete(self) -> None:
+    def end_request(self) -> None:
         call = self.cycle
         if isinstance(call, WebhookCall):
             call.complete()
         else:
-            super().on_message_complete()
+            super().end_request()
 
 
 class WebhookCall:
     """One broker webhook, in the place of uvicorn's ``RequestResponseCycle``.
 
     Carries the attributes the protocol reads and sets on a cycle (``body``,
-    ``more_body``, ``keep_alive``, ``disconnected``, ``response_complete``,
-    ``message_event``) and ``run_asgi`` for a start from uvicorn's pipeline.
+    ``more_body``, ``keep_alive``, ``disconnected``, ``response_started``,
+    ``response_complete``, ``message_event``) and ``run_asgi`` for a start from
+    uvicorn's pipeline.
     """
 
     def __init__(self, protocol: WebhookProtocol, endpoint: Endpoint | None, method: str,
@@ -134,6 +135,7 @@ class WebhookCall:
         self.started = False
         self.running = False
         self.disconnected = False
+        self.response_started = False  # the answer is written whole: started is complete
         self.response_complete = False
         self.message_event = self  # connection_lost calls message_event.set()
         self.began = time.perf_counter()
@@ -142,7 +144,7 @@ class WebhookCall:
     def dropped(cls, protocol: WebhookProtocol) -> WebhookCall:
         """A request that is not run: its body is ignored, nothing is answered."""
         call = cls(protocol, None, "", "", b"", False)
-        call.response_complete = True
+        call.response_started = call.response_complete = True
         return call
 
     def set(self) -> None:
@@ -235,7 +237,7 @@ class WebhookCall:
                 out.append(b"connection: close\r\n")
             out += (b"\r\n", bytes(response.body))
             transport.write(b"".join(out))
-        self.response_complete = True
+        self.response_started = self.response_complete = True
         if not self.keep_alive:
             transport.close()
         try:
@@ -253,7 +255,7 @@ class WebhookCall:
                             b"content-type: text/plain; charset=utf-8\r\n"
                             b"content-length: 21\r\nconnection: close\r\n\r\n"
                             b"Internal Server Error")
-        self.response_complete = True
+        self.response_started = self.response_complete = True
         transport.close()
 
 
@@ -271,7 +273,8 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     return int(declared) if is_decimal(declared) else 0
 
 
-def protocol_for(host: Host, listener: ListenerSettings) -> type[WebhookProtocol]:
+def protocol_for(host: Host, listener: ListenerSettings,
+                 clock: Clock) -> type[GuardedProtocol]:
     """The protocol class for ``listener``: its broker paths and their methods."""
     table: dict[str, tuple[Endpoint, frozenset[str]]] = {}
     for path, endpoint in endpoints_for_port(host.brokers, listener.port).items():
@@ -281,6 +284,5 @@ def protocol_for(host: Host, listener: ListenerSettings) -> type[WebhookProtocol
             spec = definition.mo if kind == "mo" else definition.receipt
             methods.update(spec.methods if spec is not None else ())
         table[path] = (endpoint, frozenset(methods))
-    return type(f"WebhookProtocol_{listener.name}", (WebhookProtocol,), {
-        "host": host, "listener": listener.name, "endpoints": table,
-        "limit": host.settings.api.max_body_bytes})
+    return protocol_class(host, listener, clock, WebhookProtocol, endpoints=table,
+                          limit=host.settings.api.max_body_bytes)
