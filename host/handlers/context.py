@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from host.models import Message
+from host.text import clean
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +76,19 @@ class Context:
 
     # -- acting -----------------------------------------------------------------------
 
+    # What a handler hands back is text entering smshost: a lone surrogate or NUL
+    # becomes U+FFFD (host/text.py), in what is sent, stored and shown alike.
+
     def reply(self, text: str) -> None:
         """Answer the sender from the number they texted."""
-        self.actions.append(Reply(str(text)))
+        self.actions.append(Reply(clean(str(text))))
 
     def send(self, to: str, text: str, *, account: str | None = None,
              broker: str | None = None) -> None:
         """Send a new message to ``to`` (from ``account``, or the message's account)."""
-        self.actions.append(Send(str(to), str(text), account, broker))
+        self.actions.append(Send(clean(str(to)), clean(str(text)),
+                                 clean(account) if account else account,
+                                 clean(broker) if broker else broker))
 
     def route_to(self, destination: str, target: str = "") -> None:
         """Hand the message to another destination (queue, chat, email, webhook,

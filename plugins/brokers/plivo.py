@@ -66,7 +66,7 @@ def _v3_signed_string(request: InboundRequest) -> str:
     query = parse_qs(urlsplit(request.url).query, keep_blank_values=True)
     query_text = "&".join(f"{key}={value}" for key in sorted(query)
                           for value in sorted(query[key]))
-    fields = request.form if request.method.upper() == "POST" else {}
+    fields = request.form_as_sent if request.method.upper() == "POST" else {}
     text = _base_url(request.url)
     if query_text or fields:
         text += "?" + query_text
