@@ -88,13 +88,18 @@ class InboundRequest:
 
     Its decoded parts (``query``, ``form``, ``json``, ``params``, ``text``) have text
     that cannot round-trip replaced (:mod:`host.text`); the ``*_as_sent`` variants are
-    exact, for signature checks.
+    exact, for signature checks. ``body_signed`` is set on the request the parse steps
+    read when a signature checked it (:meth:`signed_part`): "form" when only the
+    body's form fields are covered, "no" when nothing of the body is; its body is then
+    readable only that far.
     """
 
     method: str
     url: str
     headers: Mapping[str, str]  # lower-case names
     body: bytes = b""
+    body_signed: str = "yes"  # yes, form, no
+    parent: InboundRequest | None = field(default=None, repr=False)  # see signed_part
 
     @cached_property
     def path(self) -> str:
@@ -104,6 +109,8 @@ class InboundRequest:
     def query(self) -> dict[str, list[str]]:
         if "?" not in self.url:
             return {}
+        if self.parent is not None and self.parent.url == self.url:
+            return self.parent.query
         return _multi(parse_form(urlsplit(self.url).query))
 
     @cached_property
@@ -119,6 +126,9 @@ class InboundRequest:
     @cached_property
     def form(self) -> dict[str, list[str]]:
         """The body as form fields (empty when the body is not form-encoded)."""
+        parent = self.parent
+        if parent is not None and self.body and parent.content_type == self.content_type:
+            return parent.form
         return self._form(exact=False)
 
     @cached_property
@@ -138,8 +148,11 @@ class InboundRequest:
 
     @cached_property
     def json(self) -> Any:
+        self._readable("JSON")
         if not self.body:
             raise BodyError("empty body; expected JSON")
+        if self.parent is not None:
+            return self.parent.json
         try:
             return jsontext.loads(self.body)
         except jsontext.JsonError as exc:
@@ -149,6 +162,7 @@ class InboundRequest:
     def json_as_sent(self) -> Any:
         if b"\\u" not in self.body and b"\xed" not in self.body:
             return self.json
+        self._readable("JSON")
         try:
             return jsontext.loads(self.body, clean=False)
         except jsontext.JsonError as exc:
@@ -156,6 +170,7 @@ class InboundRequest:
 
     @cached_property
     def xml(self) -> etree._Element:
+        self._readable("XML")
         try:
             root = etree.fromstring(self.body, safe_parser())
         except etree.XMLSyntaxError as exc:
@@ -166,7 +181,13 @@ class InboundRequest:
 
     def text(self) -> str:
         """The body as text (undecodable bytes and NUL as U+FFFD)."""
+        self._readable("text")
         return clean(self.body.decode("utf-8", "replace"))
+
+    def _readable(self, what: str) -> None:
+        if self.body_signed != "yes":
+            covers = "only its form fields" if self.body_signed == "form" else "none of it"
+            raise BodyError(f"cannot read the body as {what}: the signature covers {covers}")
 
     @cached_property
     def is_json(self) -> bool:
@@ -191,17 +212,30 @@ class InboundRequest:
         if body_format == "query":
             return merged
         if body_format in ("form", "auto") and not (body_format == "auto" and self.is_json):
+            if self.body_signed == "no":
+                return merged
             if not merged:
                 return form  # the usual webhook: nothing in the query string
             for key, values in form.items():
                 merged.setdefault(key, []).extend(values)
-        elif body_format in ("json", "auto") and self.body:
+        elif body_format in ("json", "auto") and self.body and self.body_signed == "yes":
             data = self.json_as_sent if exact else self.json
             if isinstance(data, dict):
                 for key, value in data.items():
                     if not isinstance(value, dict | list):
                         merged.setdefault(key, []).append(_scalar_text(value))
         return merged
+
+    def signed_part(self, *, query: bool, body: str, headers: Iterable[str] = ()
+                    ) -> InboundRequest:
+        """This request reduced to what a signature covers: the query string when
+        ``query``, the body as ``body`` says (yes, form, no; see the class text), and
+        the ``headers`` named (lower case; the others are dropped). What both read
+        alike is decoded once, by this request."""
+        url = self.url if query else self.url.partition("?")[0]
+        kept = {name: self.headers[name] for name in headers if name in self.headers}
+        return InboundRequest(self.method, url, kept, b"" if body == "no" else self.body,
+                              body, self)
 
 
 def _scalar_text(value: Any) -> str:

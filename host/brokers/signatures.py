@@ -16,10 +16,12 @@ stale) when none matches. Comparisons are constant-time.
 * ``telnyx-ed25519``: Ed25519 over ``timestamp|body`` with the account's public key;
   ``telnyx-timestamp`` checked against ``tolerance`` (300 s by default).
 * ``hmac-sha256``: generic: HMAC-SHA256 of ``payload`` (default ``{body}``, may use
-  ``{timestamp}``) in ``header``, hex or base64, optional timestamp header + tolerance.
+  ``{timestamp}`` and ``{url}``, the URL called with its query) in ``header``, hex or
+  base64, optional timestamp header + tolerance.
 
-Fields signed as parsed values are checked as sent (``form_as_sent``,
-``params_as_sent``), before text that cannot round-trip is replaced.
+What each scheme covers, and so what a signed request's fields may be read from, is
+in ``coverage.py``. Fields signed as parsed values are checked as sent
+(``form_as_sent``, ``params_as_sent``), before text that cannot round-trip is replaced.
 """
 
 from __future__ import annotations
@@ -256,8 +258,11 @@ def verify_hmac_sha256(request: InboundRequest, keys: Sequence[str], spec: Signa
         _check_age(timestamp, float(spec.params.get("tolerance", "300")), now)
     payload = spec.params.get("payload", "{body}")
     head, _, tail = payload.partition("{body}")
-    data = head.replace("{timestamp}", timestamp).encode() + request.body + \
-        tail.replace("{timestamp}", timestamp).encode()
+
+    def fill(text: str) -> bytes:
+        return text.replace("{timestamp}", timestamp).replace("{url}", request.url).encode()
+
+    data = fill(head) + request.body + fill(tail)
     signature = signature.removeprefix("sha256=")
     encode = (lambda d: d.hex()) if spec.params.get("encoding", "hex") == "hex" else \
         (lambda d: base64.b64encode(d).decode())

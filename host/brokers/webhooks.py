@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from host.brokers.concat import Part, parse_udh
 from host.brokers.specs import Answer
 from host.brokers.engine import MoFields, ParseError
-from host.brokers.http import InboundRequest
+from host.brokers.http import BodyError, InboundRequest
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import SignatureError
 from host.errors import StoreError
@@ -193,14 +193,15 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
     instance = ep.instance
     kind = "?"
     try:
-        kind = _classify(instance, inbound, ep.kinds)
+        readable = _signed_part(instance, inbound)
+        kind = _classify(instance, readable, ep.kinds)
         _verify(instance, inbound, kind)
         if kind == "ignore":
             host.metrics.webhook(instance.name, "ignore", "ignored")
-            return _answer(instance.broker.answer_ignored(inbound))
+            return _answer(instance.broker.answer_ignored(readable))
         if kind == "mo":
-            return await _mo(host, instance, inbound)
-        return await _receipt(host, instance, inbound)
+            return await _mo(host, instance, readable)
+        return await _receipt(host, instance, readable)
     except _Refused as refused:
         return _refuse(host, instance, kind, refused)
 
@@ -210,6 +211,21 @@ def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) 
     log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
                 refused.reason, extra={"broker": instance.name, "status": refused.status})
     return PlainTextResponse(refused.reason, status_code=refused.status)
+
+
+def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRequest:
+    """What the steps after the signature check read: ``inbound`` reduced to what its
+    signature covers when one is checked (SPEC P12), else all of it."""
+    if instance.definition.signature is None or \
+            not instance.broker.signature_keys(instance.all_account_values()):
+        return inbound  # nothing is checked: nothing is covered, everything is read
+    try:
+        return instance.broker.signed_part(inbound)
+    except BodyError as exc:
+        raise _Refused(400, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
+        log.exception("broker %s: signed_part failed", instance.name)
+        raise _Refused(400, f"cannot read the request ({type(exc).__name__})") from None
 
 
 def _classify(instance: BrokerInstance, inbound: InboundRequest,
