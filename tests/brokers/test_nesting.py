@@ -110,3 +110,48 @@ def test_a_deep_xml_body_is_refused_without_a_traceback(
     (record,) = problems(caplog)
     assert record.exc_info is None and "\n" not in record.getMessage()
 
+
+ADAPTER = '''
+from host.brokers.engine import XmlBroker
+
+
+class Acme(XmlBroker):
+    def parse_mo(self, request):
+        fields = super().parse_mo(request)
+        if fields.text == "boom":
+            return {}["a bug this input trips"]
+        if fields.text == "json":
+            return request.json  # the XML body is not JSON: unreadable input
+        return fields
+'''
+
+
+def test_an_adapter_tripped_by_input_logs_its_traceback_once(
+        host_factory: Callable[..., Host], plugins_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A request that trips an adapter's bug is answered 400; a client repeating it does
+    not fill the log: the traceback is logged once, then one line per request. Input
+    the adapter cannot read (a BodyError) logs no traceback at all."""
+    (plugins_dir / "brokers" / "acme.xml").write_text(ACME)
+    (plugins_dir / "brokers" / "acme.py").write_text(ADAPTER)
+    host = host_factory(brokers='[[brokers]]\nname = "acme"\ndefinition = "acme"\n'
+                                'encryption = "http"\n[[brokers.accounts]]\nid = "main"\n')
+
+    def post(text: str) -> Any:
+        body = f'<sms id="x1"><from>+14155550123</from><text>{text}</text></sms>'.encode()
+        return client.post("/acme/mo", content=body, headers={"content-type": "text/xml"})
+
+    with TestClient(host.app_for()) as client:
+        caplog.clear()
+        answers = [post("boom") for _ in range(3)]
+        traced = [r for r in caplog.records if r.exc_info]
+        lines = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        caplog.clear()
+        unreadable = post("json")
+        unreadable_traced = [r for r in caplog.records if r.exc_info]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert "cannot read the message (KeyError)" in answers[0].text
+    assert len(traced) == 1 and len(lines) == 3
+    assert all("\n" not in r.getMessage() for r in lines)
+    assert unreadable.status_code == 400 and "body is not valid JSON" in unreadable.text
+    assert unreadable_traced == []
