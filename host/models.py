@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from host import jsontext
 
 Direction = Literal["in", "out"]
 DIRECTIONS: tuple[Direction, ...] = ("in", "out")
@@ -95,7 +96,7 @@ class Message:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         values = dict(row)
-        values["attrs"] = json.loads(values.get("attrs") or "{}")
+        values["attrs"] = jsontext.loads(values.get("attrs") or "{}", max_depth=None)
         return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +117,7 @@ class StatusEvent:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> StatusEvent:
         values = dict(row)
-        values["detail"] = json.loads(values.get("detail") or "{}")
+        values["detail"] = jsontext.loads(values.get("detail") or "{}", max_depth=None)
         return cls(**{k: values[k] for k in cls.__dataclass_fields__})
 
     def to_json(self) -> dict[str, Any]:

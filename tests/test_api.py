@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
@@ -178,3 +179,24 @@ def test_unknown_message_is_404_json(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.json() == {"error": "not_found", "message": "no message with id 999"}
     assert client.get("/api/messages/abc").status_code == 404
+
+
+def test_rows_stored_before_the_text_rule_still_read(client: TestClient, host: Host) -> None:
+    """Before issue 11 (point 3) a lone surrogate in an attribute or detail was stored
+    as a JSON escape (and NUL as it was); every page holding such a row answered 500.
+    Reads now return U+FFFD for what cannot be encoded (host/text.py)."""
+    (mid,) = seed(client, host, [msg()])
+    db = sqlite3.connect(host.data_dir / host.settings.store.filename)
+    with db:
+        db.execute("update messages set body = ?, attrs = ? where id = ?",
+                   ["a\x00b", '{"keyword": "\\ud83d", "\\udc00": ["\\u0000"]}', mid])
+        db.execute("update message_events set detail = ? where message_id = ?",
+                   ['{"error": "x\\ud800"}', mid])
+    db.close()
+    listed = client.get("/api/messages")
+    one = client.get(f"/api/messages/{mid}")
+    assert (listed.status_code, one.status_code) == (200, 200), (listed.text, one.text)
+    (row,) = listed.json()["messages"]
+    assert row["attrs"] == {"keyword": "\ufffd", "\ufffd": ["\ufffd"]}
+    assert row["body"] == "a\x00b"  # stored before the rule: read as it is (valid JSON)
+    assert one.json()["events"][0]["detail"] == {"error": "x\ufffd"}

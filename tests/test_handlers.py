@@ -349,3 +349,22 @@ def test_a_hung_handler_holds_its_threads_and_later_calls_fall_back(
     assert routes == ["default"] * 6
     assert calls.count("H hang") == 2  # no more threads than handlers.threads
     assert calls[-1] == "H after"
+
+
+def test_replies_and_sends_that_cannot_round_trip_go_out_as_u_fffd(
+        make_host: Callable[..., Host], plugins_dir: Path) -> None:
+    """What a handler hands back is text entering smshost (host/text.py): a lone
+    surrogate or NUL becomes U+FFFD. Before issue 11 (point 3) such a reply failed to
+    store (the handler's action was lost with a warning)."""
+    handler(plugins_dir, "Echo", """
+        def handle(ctx):
+            ctx.reply("half " + chr(0xD83D) + " nul " + chr(0))
+            ctx.send("+14155550199", chr(0xDC00) + "x")
+        """)
+    host = make_host()
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        client.portal.call(send, host, "H hi")  # type: ignore[union-attr]
+        page = client.get("/api/messages", params={"direction": "out"})
+    assert page.status_code == 200, page.text
+    assert sorted(m["body"] for m in page.json()["messages"]) == [
+        "half \ufffd nul \ufffd", "\ufffdx"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from host.brokers import coverage
 from host.brokers.extract import TRANSFORMS, Source, Test
 from host.brokers.specs import (
     Answer,
@@ -89,6 +90,8 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.options: frozenset[str] = frozenset()
+        self.signed: SignatureSpec | None = None  # the scheme inbound sources must obey
+        self.body = "auto"  # the body format of the <mo>, <receipt> or <ignore> being read
 
     def fail(self, el: etree._Element, message: str) -> DefinitionError:
         return DefinitionError(message, file=str(self.path), line=el.sourceline)
@@ -104,6 +107,7 @@ class _Reader:
         self.options = frozenset(options)
         enc = root.find("encodings")
         signature = root.find("signature")
+        self.signed = self.signature(signature) if signature is not None else None
         mt = root.find("mt")
         definition = BrokerDefinition(
             name=root.get("name"), path=self.path, title=root.get("title", ""),
@@ -115,7 +119,7 @@ class _Reader:
                        for e in _elements(enc)},
             max_segments=int(enc.get("max-segments", "10")) if enc is not None else 10,
             splits=enc.get("splits", "broker") if enc is not None else "broker",
-            signature=self.signature(signature) if signature is not None else None,
+            signature=self.signed,
             mo=self.inbound(root.find("mo")),
             receipt=self.inbound(root.find("receipt")),
             mt=self.mt(mt) if mt is not None else None,
@@ -155,9 +159,29 @@ class _Reader:
         if algorithm is not None and (el.get("scheme") != "vonage" or algorithm not in allowed):
             raise self.fail(el, f"algorithm {algorithm!r}: the vonage scheme takes one of "
                             f"{', '.join(allowed)}; other schemes take none")
+        payload = params.get("payload")
+        if payload is not None:
+            unknown = set(re.findall(r"\{[^}]*\}", payload)) - {"{body}", "{timestamp}", "{url}"}
+            if el.get("scheme") != "hmac-sha256" or unknown:
+                raise self.fail(el, f"payload {payload!r}: the hmac-sha256 scheme's payload "
+                                "may use {body}, {timestamp} and {url}; other schemes take none")
         return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params)
 
-    def source(self, el: etree._Element, required: bool = True) -> Source | None:
+    def check_signed(self, el: etree._Element, source: Source) -> None:
+        """A signed request's fields are read only from what its signature covers
+        (SPEC P12, ``coverage.py``)."""
+        if self.signed is None:
+            return
+        missing = coverage.uncovered(source, self.body, coverage.scheme_parts(self.signed))
+        if missing is not None:
+            raise self.fail(el, f"<{el.tag}> reads {source.kind} {source.expr!r} from "
+                            f"{missing}, which the {self.signed.scheme} signature does not "
+                            "cover: a signed request's fields are read only from what its "
+                            "signature covers (a captured request could be sent again with "
+                            "that part changed)")
+
+    def source(self, el: etree._Element, required: bool = True,
+               inbound: bool = True) -> Source | None:
         kinds = [k for k in SOURCE_KINDS if el.get(k) is not None]
         if len(kinds) > 1:
             raise self.fail(el, f"<{el.tag}> takes one source; it has {', '.join(kinds)}")
@@ -168,9 +192,12 @@ class _Reader:
             return None
         kind = kinds[0]
         try:
-            return Source.make(kind, el.get(kind), self.options)
+            source = Source.make(kind, el.get(kind), self.options)
         except (etree.XPathSyntaxError, re.error, ValueError) as exc:
             raise self.fail(el, f"bad {kind} {el.get(kind)!r}: {exc}") from None
+        if inbound:
+            self.check_signed(el, source)
+        return source
 
     def test(self, el: etree._Element, source: Source) -> Test:
         ops = [k for k in TEST_KINDS if el.get(k) is not None]
@@ -199,6 +226,7 @@ class _Reader:
             return None
         req = el.find("request")
         answer = el.find("answer")
+        self.body = req.get("body", "auto") if req is not None else "auto"
         status_map: dict[str, str] = {}
         smap = el.find("status-map")
         for status in _elements(smap):
@@ -224,6 +252,7 @@ class _Reader:
 
     def ignore(self, el: etree._Element) -> IgnoreSpec:
         answer = el.find("answer")
+        self.body = "auto"  # as classify reads it
         return IgnoreSpec(
             tuple(self.test(w, self.source(w)) for w in el.findall("when")),  # type: ignore[arg-type]
             Answer(int(answer.get("status", "200")),
@@ -276,11 +305,12 @@ class _Reader:
         for rule in _elements(el):
             if rule.tag not in ("accepted", "retry", "fail"):
                 continue
-            source = self.source(rule, required=False)
+            source = self.source(rule, required=False, inbound=False)
             test = self.test(rule, source) if source is not None else None
             rules.append(RuleSpec(rule.tag, tuple((rule.get("status") or "").split()), test))
         extracts: dict[str, Any] = {}
         for tag in ("message-id", "error", "error-code"):
             child = el.find(tag)
-            extracts[tag.replace("-", "_")] = self.source(child) if child is not None else None
+            extracts[tag.replace("-", "_")] = (self.source(child, inbound=False)
+                                               if child is not None else None)
         return ResponseSpec(el.get("body", "text"), tuple(rules), **extracts)

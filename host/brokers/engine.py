@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
-from xml.sax.saxutils import escape as xml_escape
 
+from host.brokers import coverage
 from host.brokers.specs import (Answer, BrokerDefinition, FieldSpec, InboundSpec,
                                 SignatureSpec)
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
@@ -23,11 +23,11 @@ from host.brokers.http import BodyError, InboundRequest, MtRequest, MtResponse, 
 from host.brokers.payloads import RequestPayload, ResponsePayload
 from host.brokers.requests import default_outcome, included, listed, nest, retry_after
 from host.brokers.signatures import verify as verify_with_scheme
-from host.brokers.templates import Context, Template
+from host.brokers.templates import Context, Template, XmlContext
 from host.config.secrets import Secret
 
-STEPS = ("classify", "verify_signature", "parse_mo", "parse_dlr", "answer_mo", "answer_dlr",
-         "answer_ignored", "build_mt_request", "read_mt_response")
+STEPS = ("classify", "verify_signature", "signed_part", "parse_mo", "parse_dlr", "answer_mo",
+         "answer_dlr", "answer_ignored", "build_mt_request", "read_mt_response")
 
 
 class ParseError(ValueError):
@@ -154,6 +154,13 @@ class XmlBroker:
         """
         assert self.definition.signature is not None
         verify_with_scheme(request, keys, self.definition.signature, self.clock())
+
+    def signed_part(self, request: InboundRequest) -> InboundRequest:
+        """``request`` reduced to what its signature covers: what the other inbound
+        steps read when a signature is checked (see ``coverage.py``). An adapter whose
+        ``verify_signature`` covers something else says so here."""
+        assert self.definition.signature is not None
+        return coverage.signed_part(self.definition.signature, request)
 
     def signature_keys(self, accounts: Sequence[Mapping[str, Any]],
                        request: InboundRequest | None = None,
@@ -335,7 +342,7 @@ class XmlBroker:
             headers.setdefault("Content-Type", "application/json")
         elif spec.body == "xml":
             assert spec.template is not None
-            body = spec.template.render(_XmlContext(ctx)).encode()
+            body = spec.template.render(XmlContext(ctx)).encode()
             headers.setdefault("Content-Type", "application/xml; charset=utf-8")
         if query:
             parts = urlsplit(url)
@@ -378,16 +385,6 @@ class XmlBroker:
             error = f"HTTP {response.status}: {response.text[:200]}"
         return MtResult(outcome, message_id if outcome == "accepted" else None, error, code,
                         retry_after(response) if outcome == "retry" else None, response.status)
-
-
-class _XmlContext(Context):
-    """Renders values XML-escaped (for ``body="xml"`` templates)."""
-
-    def __init__(self, inner: Context) -> None:
-        super().__init__(inner.values, inner.revealed)
-
-    def lookup(self, namespace: str, name: str) -> str:
-        return xml_escape(super().lookup(namespace, name), {'"': "&quot;"})
 
 
 def _int(values: Mapping[str, str], name: str) -> int | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from host import jsontext
 from host.brokers.extract import ExtractError
 from host.brokers.http import InboundRequest, MtResponse
+from host.text import clean
 
 
 class RequestPayload:
@@ -35,10 +36,11 @@ class RequestPayload:
         return self.request.xml
 
     def header(self, name: str) -> str | None:
-        return self.request.headers.get(name.lower())
+        value = self.request.headers.get(name.lower())
+        return clean(value) if value else value
 
     def text(self) -> str:
-        return self.request.body.decode("utf-8", "replace")
+        return self.request.text()
 
 
 class ResponsePayload:
@@ -50,9 +52,9 @@ class ResponsePayload:
     def param(self, name: str) -> str | None:
         values = parse_qs(self.response.text).get(name)
         if values:
-            return values[0]
+            return clean(values[0])
         try:
-            data = json.loads(self.response.body)
+            data = jsontext.loads(self.response.body)
         except ValueError:
             return None
         return str(data[name]) if isinstance(data, dict) and name in data else None
@@ -62,7 +64,7 @@ class ResponsePayload:
 
     def json_data(self) -> Any:
         try:
-            return json.loads(self.response.body)
+            return jsontext.loads(self.response.body)
         except ValueError:
             raise ExtractError("the response is not JSON") from None
 
@@ -70,7 +72,8 @@ class ResponsePayload:
         return InboundRequest("POST", "http://x/", {}, self.response.body).xml
 
     def header(self, name: str) -> str | None:
-        return self.response.headers.get(name.lower())
+        value = self.response.headers.get(name.lower())
+        return clean(value) if value else value
 
     def text(self) -> str:
-        return self.response.text
+        return clean(self.response.text)

@@ -16,7 +16,12 @@ stale) when none matches. Comparisons are constant-time.
 * ``telnyx-ed25519``: Ed25519 over ``timestamp|body`` with the account's public key;
   ``telnyx-timestamp`` checked against ``tolerance`` (300 s by default).
 * ``hmac-sha256``: generic: HMAC-SHA256 of ``payload`` (default ``{body}``, may use
-  ``{timestamp}``) in ``header``, hex or base64, optional timestamp header + tolerance.
+  ``{timestamp}`` and ``{url}``, the URL called with its query) in ``header``, hex or
+  base64, optional timestamp header + tolerance.
+
+What each scheme covers, and so what a signed request's fields may be read from, is
+in ``coverage.py``. Fields signed as parsed values are checked as sent
+(``form_as_sent``, ``params_as_sent``), before text that cannot round-trip is replaced.
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ def verify_twilio(request: InboundRequest, keys: Sequence[str], spec: SignatureS
         fields = ""
     else:
         # as Twilio's SDKs: names sorted, each name's distinct values sorted
-        items = sorted(request.form.items())
+        items = sorted(request.form_as_sent.items())
         try:  # the usual case, one value per name; unpacking refuses any other count
             fields = "".join([k + v for k, (v,) in items])
         except ValueError:
@@ -157,15 +162,16 @@ def vonage_signature(params: dict[str, str], secret: str, algorithm: str) -> str
     text = "".join(
         f"&{key}={value.replace('&', '_').replace('=', '_')}"
         for key, value in sorted(params.items()) if key != "sig")
+    data = text.encode("utf-8", "surrogatepass")  # as sent: a lone surrogate must not raise
     if algorithm == "md5hash":
-        return hashlib.md5((text + secret).encode()).hexdigest()
+        return hashlib.md5(data + secret.encode()).hexdigest()
     digest = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "sha512": "sha512"}[algorithm]
-    return hmac.new(secret.encode(), text.encode(), digest).hexdigest()
+    return hmac.new(secret.encode(), data, digest).hexdigest()
 
 
 def verify_vonage(request: InboundRequest, keys: Sequence[str], spec: SignatureSpec,
                   now: float) -> None:
-    flat = {k: v[0] for k, v in request.params("auto").items()}
+    flat = {k: v[0] for k, v in request.params_as_sent("auto").items()}
     sig = flat.get("sig")
     if not sig:
         raise SignatureError(401, "missing sig parameter")
@@ -207,7 +213,8 @@ def verify_plivo_v3(request: InboundRequest, keys: Sequence[str], spec: Signatur
         raise SignatureError(401, f"missing signature header {names[0]}")
     nonce = _required_header(request, spec.params.get("nonce-header",
                                                       "X-Plivo-Signature-V3-Nonce"))
-    data = (plivo_v3_base(request.url, request.method, request.form) + "." + nonce).encode()
+    data = (plivo_v3_base(request.url, request.method, request.form_as_sent)
+            + "." + nonce).encode()
     candidates = [_b64_hmac(key, data, "sha256") for key in keys]
     if not any(_any_equal(g, candidates) for g in given):
         raise SignatureError(403, "X-Plivo-Signature-V3 does not match")
@@ -251,8 +258,11 @@ def verify_hmac_sha256(request: InboundRequest, keys: Sequence[str], spec: Signa
         _check_age(timestamp, float(spec.params.get("tolerance", "300")), now)
     payload = spec.params.get("payload", "{body}")
     head, _, tail = payload.partition("{body}")
-    data = head.replace("{timestamp}", timestamp).encode() + request.body + \
-        tail.replace("{timestamp}", timestamp).encode()
+
+    def fill(text: str) -> bytes:
+        return text.replace("{timestamp}", timestamp).replace("{url}", request.url).encode()
+
+    data = fill(head) + request.body + fill(tail)
     signature = signature.removeprefix("sha256=")
     encode = (lambda d: d.hex()) if spec.params.get("encoding", "hex") == "hex" else \
         (lambda d: base64.b64encode(d).decode())

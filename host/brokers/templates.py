@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
 
 from host.config.secrets import Secret
 
@@ -93,6 +94,16 @@ class Context:
         if isinstance(value, bool):
             return "true" if value else "false"
         return str(value)
+
+
+class XmlContext(Context):
+    """Renders values XML-escaped (for ``body="xml"`` templates)."""
+
+    def __init__(self, inner: Context) -> None:
+        super().__init__(inner.values, inner.revealed)
+
+    def lookup(self, namespace: str, name: str) -> str:
+        return xml_escape(super().lookup(namespace, name), {'"': "&quot;"})
 
 
 class Template:

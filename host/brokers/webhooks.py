@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from host.brokers.concat import Part, parse_udh
 from host.brokers.specs import Answer
 from host.brokers.engine import MoFields, ParseError
-from host.brokers.http import InboundRequest
+from host.brokers.extract import ExtractError
+from host.brokers.http import BodyError, InboundRequest
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import SignatureError
 from host.errors import StoreError
@@ -193,14 +195,15 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
     instance = ep.instance
     kind = "?"
     try:
-        kind = _classify(instance, inbound, ep.kinds)
+        readable = _signed_part(instance, inbound)
+        kind = _classify(instance, readable, ep.kinds)
         _verify(instance, inbound, kind)
         if kind == "ignore":
             host.metrics.webhook(instance.name, "ignore", "ignored")
-            return _answer(instance.broker.answer_ignored(inbound))
+            return _answer(instance.broker.answer_ignored(readable))
         if kind == "mo":
-            return await _mo(host, instance, inbound)
-        return await _receipt(host, instance, inbound)
+            return await _mo(host, instance, readable)
+        return await _receipt(host, instance, readable)
     except _Refused as refused:
         return _refuse(host, instance, kind, refused)
 
@@ -212,6 +215,45 @@ def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) 
     return PlainTextResponse(refused.reason, status_code=refused.status)
 
 
+def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRequest:
+    """What the steps after the signature check read: ``inbound`` reduced to what its
+    signature covers when one is checked (SPEC P12), else all of it."""
+    if instance.definition.signature is None or \
+            not instance.broker.signature_keys(instance.all_account_values()):
+        return inbound  # nothing is checked: nothing is covered, everything is read
+    try:
+        return instance.broker.signed_part(inbound)
+    except BodyError as exc:
+        raise _Refused(400, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
+        raise _adapter_failed(instance, "signed_part", exc, 400, "cannot read the request")
+
+
+_TRACED: set[tuple[str, str, str, str]] = set()
+_MAX_TRACED = 256
+
+
+def _adapter_failed(instance: BrokerInstance, step: str, exc: Exception, status: int,
+                    reason: str) -> _Refused:
+    """A step raised something else than ``ParseError`` (adapter code). Input that does
+    not read (``BodyError``, ``ExtractError``) is refused with its reason; anything else
+    is a bug, whose traceback is logged the first time it happens at one place of the
+    code and in one line after that: a client repeating a request that trips it must
+    not fill the log (issue 11)."""
+    if isinstance(exc, BodyError | ExtractError):
+        return _Refused(status, f"{reason}: {exc}")
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    where = (instance.name, step, type(exc).__name__, f"{frame.filename}:{frame.lineno}")
+    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
+        log.error("broker %s: %s failed: %s: %s (at %s:%d)", instance.name, step,
+                  type(exc).__name__, exc, frame.filename, frame.lineno or 0)
+    else:
+        _TRACED.add(where)
+        log.error("broker %s: %s failed (traceback logged once per place)", instance.name,
+                  step, exc_info=exc)
+    return _Refused(status, f"{reason} ({type(exc).__name__})")
+
+
 def _classify(instance: BrokerInstance, inbound: InboundRequest,
               kinds: tuple[str, ...]) -> str:
     try:
@@ -219,8 +261,7 @@ def _classify(instance: BrokerInstance, inbound: InboundRequest,
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
-        log.exception("broker %s: classify failed", instance.name)
-        raise _Refused(400, f"cannot read the request ({type(exc).__name__})") from None
+        raise _adapter_failed(instance, "classify", exc, 400, "cannot read the request")
     if kind is None:
         if inbound.method not in {m for k in kinds for m in _spec_methods(instance, k)}:
             raise _Refused(405, f"method {inbound.method} not accepted here")
@@ -244,8 +285,8 @@ def _verify(instance: BrokerInstance, inbound: InboundRequest, kind: str) -> Non
     except SignatureError as exc:
         raise _Refused(exc.status, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code
-        log.exception("broker %s: signature check failed", instance.name)
-        raise _Refused(403, f"signature check failed ({type(exc).__name__})") from None
+        raise _adapter_failed(instance, "verify_signature", exc, 403,
+                              "signature check failed")
 
 
 def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
@@ -254,8 +295,7 @@ def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
-        log.exception("broker %s: parse_mo failed", instance.name)
-        raise _Refused(400, f"cannot read the message ({type(exc).__name__})") from None
+        raise _adapter_failed(instance, "parse_mo", exc, 400, "cannot read the message")
 
 
 async def _mo(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> Response:
@@ -307,8 +347,7 @@ async def _receipt(host: Host, instance: BrokerInstance, inbound: InboundRequest
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code
-        log.exception("broker %s: parse_dlr failed", instance.name)
-        raise _Refused(400, f"cannot read the receipt ({type(exc).__name__})") from None
+        raise _adapter_failed(instance, "parse_dlr", exc, 400, "cannot read the receipt")
     try:
         applied = await host.receipts.apply(instance.name, fields)
     except StoreError as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from host.models import Message
+from host.text import clean
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +78,21 @@ class Context:
 
     # -- acting -----------------------------------------------------------------------
 
+    # What a handler hands back is text entering smshost: a lone surrogate or NUL
+    # becomes U+FFFD (host/text.py), in what is sent, stored and shown alike.
+
     def reply(self, text: str) -> None:
         """Answer the sender from the number they texted: through the broker and
         account that received the message, whatever the outbound routes say."""
-        self.actions.append(Reply(str(text)))
+        self.actions.append(Reply(clean(str(text))))
 
     def send(self, to: str, text: str, *, account: str | None = None,
              broker: str | None = None) -> None:
         """Send a new message to ``to`` through the outbound routes (from ``account``
         and ``broker`` when given, else the message's)."""
-        self.actions.append(Send(str(to), str(text), account, broker))
+        self.actions.append(Send(clean(str(to)), clean(str(text)),
+                                 clean(account) if account else account,
+                                 clean(broker) if broker else broker))
 
     def route_to(self, destination: str, target: str = "") -> None:
         """Hand the message to another destination (queue, chat, email, webhook,

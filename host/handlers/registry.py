@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from host import jsontext
 from host.discovery import plugin_folders
 from host.errors import PluginError
 from host.handlers.context import Context, Reply, RouteTo, Send
@@ -201,7 +202,7 @@ class HandlerRegistry:
         row = self._host.store.read_now(lambda db: db.execute(
             "select data from conversation_state where scope = ? and local = ? and remote = ?",
             [name, message.local or "", message.remote or ""]).fetchone())
-        state = json.loads(row[0]) if row else {}
+        state = jsontext.loads(row[0], max_depth=None) if row else {}
         return Context(message, name, self.attrs(message), state,
                        log=logging.getLogger(f"smshost.handler.{name}"))
 

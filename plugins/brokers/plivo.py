@@ -19,7 +19,12 @@ So a messaging webhook may come with either family, and this adapter accepts bot
   was a query, then every field as ``name`` + ``value`` sorted by name (values sorted);
   then ``.`` + nonce. The header may list several signatures, comma-separated. A request
   with a V3 signature is judged by V3 alone: V2 does not cover the body.
-* V2 when no V3 signature is present and option ``AcceptSignatureV2`` allows it.
+* V2 when no V3 signature is present and option ``AcceptSignatureV2`` allows it (off by
+  default). V2 covers nothing of the message (neither the query string nor the body),
+  so a V2-signed request captured once could be sent again with any sender and text:
+  its fields are read as an unsigned request's are, which is what the operator accepts
+  by turning the option on (``signed_part``). A V3-signed request is read only from
+  what V3 covers: the query string, and a POST's form fields.
 
 ``-Ma-`` headers are signed with the main account's Auth Token (option
 ``MainAuthToken`` when the configured accounts are subaccounts); the others with the
@@ -66,7 +71,7 @@ def _v3_signed_string(request: InboundRequest) -> str:
     query = parse_qs(urlsplit(request.url).query, keep_blank_values=True)
     query_text = "&".join(f"{key}={value}" for key in sorted(query)
                           for value in sorted(query[key]))
-    fields = request.form if request.method.upper() == "POST" else {}
+    fields = request.form_as_sent if request.method.upper() == "POST" else {}
     text = _base_url(request.url)
     if query_text or fields:
         text += "?" + query_text
@@ -122,6 +127,12 @@ class Plivo(XmlBroker):
                                  "requires X-Plivo-Signature-V3 (AcceptSignatureV2 = false)")
         raise SignatureError(401, "missing signature header X-Plivo-Signature-V3 "
                              "(or X-Plivo-Signature-V2)")
+
+    def signed_part(self, request: InboundRequest) -> InboundRequest:
+        if not _given(request, V3_HEADERS) and _given(request, V2_HEADERS) \
+                and self._accepts_v2():
+            return request  # V2 covers no field: read as unsigned (see the module text)
+        return super().signed_part(request)
 
     def parse_dlr(self, request: InboundRequest) -> ReceiptFields:
         fields = super().parse_dlr(request)

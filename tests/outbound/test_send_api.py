@@ -450,3 +450,25 @@ def test_replaying_a_key_whose_messages_were_purged_is_not_a_500(
     again = node.send(key="old-key", to=PHONE, text="long ago")
     assert again.status_code == 201, again.text  # the forgotten key: a new message
     assert again.json()["replayed"] is False and again.json()["id"] != first.json()["id"]
+
+
+def test_text_that_cannot_round_trip_is_sent_stored_and_read_as_u_fffd(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A lone surrogate or NUL in `text` or anywhere in `metadata` (keys too) becomes
+    U+FFFD (host/text.py): answered 201, sent and stored so, and read back by the API.
+    Before issue 11 (point 3) the text answered 500 and the metadata broke every read
+    of the page holding the message."""
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    body = (b'{"to": "%s", "text": "hi \\ud83d\\u0000!", "metadata": {"k\\udc00": '
+            b'["\\ud800", {"n": "x\\u0000"}], "fine": "\\ud83d\\ude00"}}' % PHONE.encode())
+    answer = node.api.post("/api/messages", content=body,
+                           headers={"content-type": "application/json"})
+    assert answer.status_code == 201, answer.text
+    sent = node.wait_status(answer.json()["id"], "sent")
+    page = node.api.get("/api/messages")
+    assert page.status_code == 200, page.text
+    assert page.json()["messages"][0] == {k: v for k, v in sent.items() if k != "events"}
+    assert sent["body"] == "hi \ufffd\ufffd!"
+    assert sent["attrs"] == {"k\ufffd": ["\ufffd", {"n": "x\ufffd"}], "fine": "\U0001f600"}
+    (seen,) = fake_broker.seen()
+    assert seen.json["text"] == "hi \ufffd\ufffd!"
