@@ -154,7 +154,7 @@ class InboundRequest:
         if self.parent is not None:
             return self.parent.json
         try:
-            return jsontext.loads(self.body)
+            return jsontext.loads(self.body, numbers=jsontext.FINITE)
         except jsontext.JsonError as exc:
             raise BodyError(f"body is not valid JSON: {exc}") from None
 
@@ -164,7 +164,7 @@ class InboundRequest:
             return self.json
         self._readable("JSON")
         try:
-            return jsontext.loads(self.body, clean=False)
+            return jsontext.loads(self.body, numbers=jsontext.FINITE, clean=False)
         except jsontext.JsonError as exc:
             raise BodyError(f"body is not valid JSON: {exc}") from None
 
