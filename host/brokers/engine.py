@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,7 +244,7 @@ class XmlBroker:
             raise ParseError("missing from (the sender's number)")
         return MoFields(
             id=v.get("id"), from_=v["from"], to=v.get("to"), text=v.get("text", ""),
-            account=v.get("account"), segments=_int(v, "segments"),
+            account=v.get("account"), segments=_count(v, "segments"),
             encoding=v.get("encoding"), timestamp=v.get("timestamp"), udh=v.get("udh"),
             concat_ref=v.get("concat-ref"), concat_total=_int(v, "concat-total"),
             concat_part=_int(v, "concat-part"),
@@ -387,14 +388,36 @@ class XmlBroker:
                         retry_after(response) if outcome == "retry" else None, response.status)
 
 
-def _int(values: Mapping[str, str], name: str) -> int | None:
+MAX_PARTS = 255
+"""Most parts (segments) an SMS can have: the count is one byte of the concatenation
+header (3GPP TS 23.040)."""
+
+_WHOLE = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")
+
+
+def _int(values: Mapping[str, str], name: str, low: int = 0,
+         high: int = MAX_PARTS) -> int | None:
+    """Field ``name`` as a whole number from ``low`` to ``high``; ParseError (400, naming
+    the field) otherwise: a value out of range must not reach the store (SQLite holds
+    64 bits) nor size anything (a part count builds the reassembled text)."""
     raw = values.get(name)
     if raw is None:
         return None
+    number = int(raw) if _WHOLE.fullmatch(raw) else None
+    if number is None or not low <= number <= high:
+        raise ParseError(f"{name} must be a whole number from {low} to {high}; "
+                         f"got {raw[:40]!r}")
+    return number
+
+
+def _count(values: Mapping[str, str], name: str) -> int | None:
+    """An informational count (the segments a broker says it billed): unknown (None)
+    when it is not a whole number from 1 to :data:`MAX_PARTS`, rather than a message
+    refused for it (a broker retries a refused MO for a day, then drops it)."""
     try:
-        return int(raw)
-    except ValueError:
-        raise ParseError(f"{name} must be a whole number; got {raw!r}") from None
+        return _int(values, name, 1, MAX_PARTS)
+    except ParseError:
+        return None
 
 
 def _describe(source: Source) -> str:
