@@ -166,8 +166,17 @@ class XmlBroker:
     def signature_keys(self, accounts: Sequence[Mapping[str, Any]],
                        request: InboundRequest | None = None,
                        kind: str | None = None) -> list[str]:
-        """Candidate keys: the signature key rendered for each account, or only for the
-        account the request names (its ``account`` field) when that is one of them."""
+        """Every key a request may be signed with: ``<signature key>`` rendered for each
+        account (only for the account the request names, its ``account`` field, when
+        that is one of them), then ``<signature broker-key>`` (one key for the whole
+        instance, e.g. a main account's token).
+
+        This is the one place that says which keys there are. The webhook code asks
+        it whether anything is configured (nothing: the request is not checked, and
+        read whole) and hands exactly these to :meth:`verify_signature`; an adapter
+        with a key of its own adds it here, never inside ``verify_signature`` alone
+        (which is not called at all when this returns none).
+        """
         spec = self.definition.signature
         if spec is None:
             return []
@@ -177,13 +186,14 @@ class XmlBroker:
         if chosen:
             keys = self._keys_of(spec, chosen)
             if keys:
-                return keys
+                return keys + [k for k in self._broker_keys(spec) if k not in keys]
             # The named account has no key: the request names it, so it must not decide
             # that nothing is checked; any configured key must have signed it.
         cached = self.__dict__.get("_all_keys")
         if cached is not None and cached[0] is accounts:
             return list(cached[1])
         keys = self._keys_of(spec, accounts)  # every account's: the same each time, kept
+        keys += [k for k in self._broker_keys(spec) if k not in keys]
         self.__dict__["_all_keys"] = (accounts, tuple(keys))
         return keys
 
@@ -196,6 +206,14 @@ class XmlBroker:
             if key and key not in keys:
                 keys.append(key)
         return keys
+
+    def _broker_keys(self, spec: SignatureSpec) -> list[str]:
+        if spec.broker_key is None:
+            return []
+        key = spec.broker_key.render(Context({"options": self.options, "account": {},
+                                              "broker": self.broker_values,
+                                              "attrs": self.attrs}))
+        return [key] if key else []
 
     def _named_account(self, request: InboundRequest, kind: str) -> str | None:
         spec = self._spec(kind)

@@ -120,6 +120,24 @@ def build_instances(settings: Settings, types: Mapping[str, BrokerType],
     return instances, problems
 
 
+def unsigned_warnings(instances: Mapping[str, BrokerInstance]) -> list[str]:
+    """One line per instance whose definition signs its webhooks while no signature key
+    is configured (``signature_keys`` gives none): its webhooks are accepted and read
+    unsigned. Allowed (a test set-up, a broker behind a private network), but said by
+    ``smshost check`` and in the log at start."""
+    out = []
+    for name, instance in instances.items():
+        spec = instance.definition.signature
+        if spec is None or not instance.settings.mo_active or \
+                instance.broker.signature_keys(instance.all_account_values()):
+            continue
+        keys = " or ".join(t.source for t in (spec.key, spec.broker_key) if t is not None)
+        out.append(f"broker {name}: {instance.definition.name} signs its webhooks "
+                   f"({spec.scheme}) but no key is configured ({keys} is empty): "
+                   "webhooks are accepted unsigned")
+    return out
+
+
 def outbound_route_problems(settings: Settings, instances: Mapping[str, BrokerInstance],
                             ) -> list[tuple[str, str]]:
     """(route name, ``file:line: key: what``) for outbound routes naming a broker or an
