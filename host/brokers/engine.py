@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from host.brokers import coverage
 from host.brokers.specs import (Answer, BrokerDefinition, FieldSpec, InboundSpec,
@@ -332,11 +332,13 @@ class XmlBroker:
         url = spec.url.render(ctx, url=True)
         headers: dict[str, str] = {}
         query: list[tuple[str, str]] = []
+        derived: set[str] = set()  # secrets made of secrets: a Basic token
         for auth in spec.auth:
             t = {k: v.render(ctx) for k, v in auth.templates.items()}
             if auth.type == "basic":
                 token = base64.b64encode(f"{t['user']}:{t['password']}".encode()).decode()
                 headers["Authorization"] = f"Basic {token}"
+                derived.add(token)
             elif auth.type == "bearer":
                 headers["Authorization"] = f"Bearer {t['token']}"
             elif auth.type == "header":
@@ -367,8 +369,8 @@ class XmlBroker:
             parts = urlsplit(url)
             joined = "&".join(x for x in (parts.query, urlencode(query)) if x)
             url = urlunsplit(parts._replace(query=joined))
-        secrets = {form for secret in ctx.revealed
-                   for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+        # Masked in every form a server may echo (MtRequest.redacted).
+        secrets = {secret for secret in ctx.revealed | derived if secret}
         return MtRequest(spec.method, url, headers, body, frozenset(secrets))
 
     def read_mt_response(self, response: MtResponse, message: OutboundMessage,

@@ -26,8 +26,9 @@ async def json_object(request: Request) -> dict[str, Any]:
     try:
         data = jsontext.loads(await request.body() or b"{}", numbers=jsontext.INT64)
     except jsontext.JsonError as exc:
-        if exc.pointer is not None:
-            raise ApiError(400, "bad_parameter", f"{_field(exc.pointer)}: {exc}") from None
+        if exc.pointer is not None:  # a number out of range, named by its field
+            message = str(exc).partition(": ")[2]
+            raise ApiError(400, "bad_json", f"{_field(exc.pointer)}: {message}") from None
         raise ApiError(400, "bad_json", "the body must be a JSON object (standard JSON: "
                        f"at most {jsontext.MAX_DEPTH} levels deep): {exc}") from None
     if not isinstance(data, dict):

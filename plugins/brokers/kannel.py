@@ -10,10 +10,10 @@
   ``post-url`` service is read the same way: the body is the text (charset from
   Content-Type) and X-Kannel-From/-To/-UDH/-Coding/-SMSC/-Time carry the rest (the
   user guide says X-Kannel-UDH is hex; 1.4.5 sends it percent-encoded: both are read).
-* ``build_mt_request``: sendsms takes the password in the query string, percent-encoded;
-  ``MtRequest.describe()`` masks only the raw secret, so the encoded forms are added to
-  the secrets it masks (a password such as ``p@ss word`` would otherwise be logged as
-  ``p%40ss+word``).
+* sendsms takes the password in the query string, percent-encoded: the engine masks
+  a secret in each form a server may echo (``MtRequest.redacted``), so a password such
+  as ``p@ss word`` is not logged as ``p%40ss+word`` nor stored from a gateway's error
+  that echoes the query.
 * ``parse_dlr``: the SMSC's reply (``%A``) holds the error code: ``NACK/<code>/...`` when
   the SMSC refused the submit, ``err:NNN`` in an SMPP delivery receipt. A non-zero one
   becomes the receipt's error.
@@ -22,13 +22,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-from urllib.parse import quote, quote_plus, unquote_to_bytes, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
-from host.brokers.engine import MoFields, OutboundMessage, ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest, MtRequest
+from host.brokers.engine import MoFields, ReceiptFields, XmlBroker
+from host.brokers.http import InboundRequest
 from host.text import clean
 
 # Kannel's %c: 0 = 7 bit (GSM), 1 = 8 bit (binary), 2 = UCS-2; -1 when the SMSC gave none.
@@ -137,13 +135,6 @@ class Kannel(XmlBroker):
         url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in values.items()
                                                          if v != ""])))
         return InboundRequest(request.method, url, {}, b"")
-
-    def build_mt_request(self, message: OutboundMessage,
-                         account: Mapping[str, Any]) -> MtRequest:
-        request = super().build_mt_request(message, account)
-        encoded = {form for secret in request.secrets
-                   for form in (quote_plus(secret), quote(secret, safe=""))}
-        return replace(request, secrets=request.secrets | encoded)
 
     def parse_dlr(self, request: InboundRequest) -> ReceiptFields:
         fields = super().parse_dlr(request)
