@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from host.brokers import coverage
+from host.brokers.fields import MoFields as MoFields
+from host.brokers.fields import OutboundMessage as OutboundMessage
+from host.brokers.fields import ParseError as ParseError
+from host.brokers.fields import ReceiptFields as ReceiptFields
+from host.brokers.fields import read_count, read_int
 from host.brokers.specs import (Answer, BrokerDefinition, FieldSpec, InboundSpec,
                                 SignatureSpec)
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
@@ -29,64 +32,6 @@ from host.config.secrets import Secret
 
 STEPS = ("classify", "verify_signature", "signed_part", "parse_mo", "parse_dlr", "answer_mo",
          "answer_dlr", "answer_ignored", "build_mt_request", "read_mt_response")
-
-
-class ParseError(ValueError):
-    """A webhook could not be read; the message is the short reason answered with 400."""
-
-
-@dataclass(slots=True)
-class MoFields:
-    """An inbound SMS as the broker described it (numbers not yet normalised).
-
-    Not frozen, as the results of the hot path are not: a frozen dataclass sets each
-    field through ``object.__setattr__``, ~1.5 us per MO here. Adapters change one with
-    ``dataclasses.replace``.
-    """
-
-    id: str | None
-    from_: str
-    to: str | None
-    text: str
-    account: str | None = None
-    segments: int | None = None
-    encoding: str | None = None
-    timestamp: str | None = None
-    udh: str | None = None
-    concat_ref: str | None = None
-    concat_total: int | None = None
-    concat_part: int | None = None
-    attrs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptFields:
-    """A delivery receipt: which message (broker id or our ref), and its new state."""
-
-    id: str | None
-    status: str  # normalised
-    raw_status: str
-    ref: str | None = None
-    error: str | None = None
-    error_text: str | None = None
-    account: str | None = None
-    to: str | None = None
-    timestamp: str | None = None
-    attrs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """What an MT request is built from."""
-
-    id: int
-    to: str
-    from_: str
-    text: str
-    ref: str = ""
-    encoding: str = "gsm7"
-    segments: int = 1
-    udh: str = ""
 
 
 class XmlBroker:
@@ -246,6 +191,9 @@ class XmlBroker:
                 raise ParseError(str(exc)) from None
             if value is None or value == "":
                 value = fs.default
+            elif fs.pattern is not None and not fs.pattern.fullmatch(value):
+                raise ParseError(f"{fs.name} ({_describe(fs.source)}) is not in the form "
+                                 f"the broker sends: {value[:40]!r}")
             if value is None:
                 if fs.required:
                     raise ParseError(f"missing {fs.name} ({_describe(fs.source)})")
@@ -262,10 +210,10 @@ class XmlBroker:
             raise ParseError("missing from (the sender's number)")
         return MoFields(
             id=v.get("id"), from_=v["from"], to=v.get("to"), text=v.get("text", ""),
-            account=v.get("account"), segments=_count(v, "segments"),
+            account=v.get("account"), segments=read_count(v, "segments"),
             encoding=v.get("encoding"), timestamp=v.get("timestamp"), udh=v.get("udh"),
-            concat_ref=v.get("concat-ref"), concat_total=_int(v, "concat-total"),
-            concat_part=_int(v, "concat-part"),
+            concat_ref=v.get("concat-ref"), concat_total=read_int(v, "concat-total"),
+            concat_part=read_int(v, "concat-part"),
             attrs=self._read_fields(spec, request, spec.attributes),
         )
 
@@ -406,38 +354,6 @@ class XmlBroker:
             error = f"HTTP {response.status}: {response.text[:200]}"
         return MtResult(outcome, message_id if outcome == "accepted" else None, error, code,
                         retry_after(response) if outcome == "retry" else None, response.status)
-
-
-MAX_PARTS = 255
-"""Most parts (segments) an SMS can have: the count is one byte of the concatenation
-header (3GPP TS 23.040)."""
-
-_WHOLE = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")
-
-
-def _int(values: Mapping[str, str], name: str, low: int = 0,
-         high: int = MAX_PARTS) -> int | None:
-    """Field ``name`` as a whole number from ``low`` to ``high``; ParseError (400, naming
-    the field) otherwise: a value out of range must not reach the store (SQLite holds
-    64 bits) nor size anything (a part count builds the reassembled text)."""
-    raw = values.get(name)
-    if raw is None:
-        return None
-    number = int(raw) if _WHOLE.fullmatch(raw) else None
-    if number is None or not low <= number <= high:
-        raise ParseError(f"{name} must be a whole number from {low} to {high}; "
-                         f"got {raw[:40]!r}")
-    return number
-
-
-def _count(values: Mapping[str, str], name: str) -> int | None:
-    """An informational count (the segments a broker says it billed): unknown (None)
-    when it is not a whole number from 1 to :data:`MAX_PARTS`, rather than a message
-    refused for it (a broker retries a refused MO for a day, then drops it)."""
-    try:
-        return _int(values, name, 1, MAX_PARTS)
-    except ParseError:
-        return None
 
 
 def _describe(source: Source) -> str:

@@ -33,6 +33,12 @@ The main token is a key of the definition's ``<signature broker-key>``: the engi
 ``signature_keys`` lists it with the accounts' tokens, so a MainAuthToken alone (an
 account without a token) still means every webhook is checked.
 
+V3, like Twilio's scheme, joins each field's name and value with no separator: a
+captured request can be re-cut into other fields and still verify (Plivo's SDK says
+yes). plivo.xml declares MessageUUID's form (a UUID) and requires Type and Units, sent
+with every message, so such a request is refused rather than stored as new
+(docs/broker-plugins.md, "What the twilio and plivo-v3 schemes leave open").
+
 Status callbacks. ``ParentMessageUUID`` is documented as "same as the MessageUUID" and
 reserved. Plivo's support pages say the parts of a long message share one
 ParentMessageUUID (with PartInfo "1 of 2" ...), and nyaruka/courier's Plivo handler

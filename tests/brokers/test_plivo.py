@@ -286,13 +286,13 @@ def test_v2_alone_is_refused_by_default(broker_host: Callable[..., Host]) -> Non
     v2 = {"X-Plivo-Signature-V2": sign_v2(MO_URL, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
     with serving(host) as client:
         v2_only = client.post("/plivo/mo", data=inbound(), headers=v2)
-        replayed = client.post("/plivo/mo", data=inbound(uuid="forged", text="forged",
+        replayed = client.post("/plivo/mo", data=inbound(uuid="0f0f0f0f-0000-4000-8000-000000000000", text="forged",
                                                          From="19995550000"), headers=v2)
-        v3 = post_signed(client, MO_URL, inbound(uuid="e2"))
+        v3 = post_signed(client, MO_URL, inbound(uuid="e2e2e2e2-2f57-11e7-98c9-06ab0bf64327"))
         rows = stored(client, host)
     assert (v2_only.status_code, replayed.status_code, v3.status_code) == (403, 403, 200)
     assert "AcceptSignatureV2" in v2_only.text
-    assert [r["broker_message_id"] for r in rows] == ["e2"]
+    assert [r["broker_message_id"] for r in rows] == ["e2e2e2e2-2f57-11e7-98c9-06ab0bf64327"]
 
 
 def test_main_account_signature_needs_the_main_token(broker_host: Callable[..., Host]) -> None:
@@ -312,7 +312,7 @@ def test_main_account_signature_with_main_token_option(
     with serving(host) as client:
         ma = client.post("/plivo/mo", data=form, headers=v3_headers(
             MO_URL, form, token=MAIN_TOKEN, header="X-Plivo-Signature-Ma-V3"))
-        sub = post_signed(client, MO_URL, inbound(uuid="f2"))
+        sub = post_signed(client, MO_URL, inbound(uuid="f2f2f2f2-2f57-11e7-98c9-06ab0bf64327"))
         rows = stored(client, host)
     assert (ma.status_code, sub.status_code) == (200, 200)
     assert len(rows) == 2
