@@ -84,10 +84,21 @@ _NOT_FINITE = "is not a finite number (NaN, Infinity and numbers beyond 1.8e308 
 _NOT_INT64 = f"is outside the integer range {INT64_MIN} to {INT64_MAX}"
 
 
-def _readers(numbers: str, refused: list[_Refused]) -> dict[str, Any]:
-    """The ``json.loads`` hooks that apply the rule ``numbers``: none for ANY (Python's
-    own C readers, the fast path), NaN/Infinity as null for STORED."""
-    if numbers == ANY:
+# Text where a number the rule refuses may be (strings included: a cheap, conservative
+# scan, so that the usual body is parsed by Python's own decoder, without hooks): NaN or
+# Infinity, an exponent of 3 digits or more, a run of digits past what the rule allows
+# (a double overflows past 309 digits; a signed 64-bit integer has at most 19).
+_SUSPECT = {STORED: re.compile(rb"NaN|Infinity"),
+            FINITE: re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{309}"),
+            INT64: re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{19}")}
+
+
+def _readers(numbers: str, raw: bytes, refused: list[_Refused]) -> dict[str, Any]:
+    """The ``json.loads`` hooks that apply the rule ``numbers`` to ``raw``: none for ANY
+    or for a text where nothing the rule refuses can be (Python's own C readers, the
+    fast path), NaN/Infinity as null for STORED."""
+    suspect = _SUSPECT.get(numbers)
+    if suspect is None or suspect.search(raw) is None:
         return {}
     if numbers == STORED:
         return {"parse_constant": lambda name: None}
@@ -145,7 +156,7 @@ def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH,
         raise JsonError(f"nested deeper than {max_depth} levels")
     refused: list[_Refused] = []
     try:
-        value = json.loads(raw, **_readers(numbers, refused))
+        value = json.loads(raw, **_readers(numbers, raw, refused))
     except RecursionError:  # only without max_depth
         raise JsonError("nested too deep") from None
     except ValueError as exc:  # UnicodeDecodeError included
