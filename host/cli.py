@@ -90,6 +90,7 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
 @config_option
 def check(config_dir: Path | None) -> None:
     """Validate the configuration and every plugin; exit 1 on any problem."""
+    from host.brokers.instances import unsigned_warnings
     from host.core import Host
     from host.routing.outbound import compile_outbound
     from host.routing.shadows import inbound_shadows, outbound_shadows
@@ -115,6 +116,8 @@ def check(config_dir: Path | None) -> None:
         click.echo(f"ok: handler {name} ({host.handlers.entries[name].path})")
     for event in host.handlers.failed.values():
         click.echo(f"error: handler {event.name}: {event.error}")
+    for line in unsigned_warnings(host.brokers):
+        click.echo(f"warning: {line}")
     for shadow in inbound_shadows(host.router.routes):
         click.echo(f"warning: {shadow.describe()}")
     for shadow in outbound_shadows(compile_outbound(settings.outbound)):

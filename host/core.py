@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from host import __version__
 from host.brokers.concat import Concat
-from host.brokers.instances import (BrokerInstance, build_instances,
+from host.brokers.instances import (BrokerInstance, build_instances, unsigned_warnings,
                                     outbound_route_problems)
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
@@ -177,6 +177,8 @@ class Host:
             self._spawn(self._concat_sweeper(), "concat")
             log.info("smshost %s started (%s), database %s", self.version,
                      self.settings.server.role, self.store.path)
+            for line in unsigned_warnings(self.brokers):
+                log.warning("%s", line)
         else:  # a CLI command (purge, ...): no server, no background work
             log.info("smshost %s: database %s opened for this command", self.version,
                      self.store.path)

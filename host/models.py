@@ -96,7 +96,8 @@ class Message:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         values = dict(row)
-        values["attrs"] = jsontext.loads(values.get("attrs") or "{}", max_depth=None)
+        values["attrs"] = jsontext.loads(values.get("attrs") or "{}", max_depth=None,
+                                      numbers=jsontext.STORED)
         return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +118,8 @@ class StatusEvent:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> StatusEvent:
         values = dict(row)
-        values["detail"] = jsontext.loads(values.get("detail") or "{}", max_depth=None)
+        values["detail"] = jsontext.loads(values.get("detail") or "{}", max_depth=None,
+                                       numbers=jsontext.STORED)
         return cls(**{k: values[k] for k in cls.__dataclass_fields__})
 
     def to_json(self) -> dict[str, Any]:

@@ -200,3 +200,100 @@ def test_rows_stored_before_the_text_rule_still_read(client: TestClient, host: H
     assert row["attrs"] == {"keyword": "\ufffd", "\ufffd": ["\ufffd"]}
     assert row["body"] == "a\x00b"  # stored before the rule: read as it is (valid JSON)
     assert one.json()["events"][0]["detail"] == {"error": "x\ufffd"}
+
+
+def test_rows_stored_with_nan_or_infinity_still_read(client: TestClient, host: Host) -> None:
+    """Before issue 11's review, metadata {"a": 1e400, "b": 2**64} was stored as
+    {"a": Infinity, ...} (json's fallback wrote it) and every read of its page answered
+    500. Such rows read back with null there, as orjson wrote 1e400 alone."""
+    (mid,) = seed(client, host, [msg()])
+    db = sqlite3.connect(host.data_dir / host.settings.store.filename)
+    with db:
+        db.execute("update messages set attrs = ? where id = ?",
+                   ['{"a": Infinity, "b": 18446744073709551616, "c": [NaN, -Infinity]}', mid])
+        db.execute("update message_events set detail = ? where message_id = ?",
+                   ['{"x": NaN}', mid])
+    db.close()
+    listed = client.get("/api/messages")
+    one = client.get(f"/api/messages/{mid}")
+    assert (listed.status_code, one.status_code) == (200, 200), (listed.text, one.text)
+    assert listed.json()["messages"][0]["attrs"] == {"a": None, "b": 2 ** 64, "c": [None, None]}
+    assert one.json()["events"][0]["detail"] == {"x": None}
+
+
+SIMULATOR = """
+[[brokers]]
+name = "simulator"
+definition = "simulator"
+encryption = "https"
+[[brokers.accounts]]
+id = "default"
+local_address = "+15550100"
+"""
+
+# Every route that reads a JSON body: a body it accepts, and each field it reads.
+TYPED_ROUTES = {
+    "/api/messages": ({"to": "+14155550123", "text": "x"},
+                      ("to", "text", "broker", "account", "workgroup", "user",
+                       "classification")),
+    "/api/segments": ({"text": "x"}, ("text", "encoding")),
+    "/api/routes/test": ({"ani": "+14155550123"}, ("ani", "dnis", "body", "region")),
+    "/simulator/phone": ({"to": "+14155550123", "text": "x"},
+                         ("to", "text", "from", "ref", "callback", "status")),
+    "/api/simulator/mo": ({"from": "+14155550123", "text": "x"},
+                          ("from", "to", "text", "broker")),
+}
+WRONG = [{"a": 1}, [1], 12, 12.5, True, 10 ** 23]
+CASES = [(path, name, value) for path, (_, names) in TYPED_ROUTES.items()
+         for name in names for value in WRONG]
+
+
+@pytest.fixture(scope="module")
+def simulator_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from host.config import load_settings
+    from tests.brokers.conftest import broker_config
+    cfg = broker_config(tmp_path_factory.mktemp("typed"), SIMULATOR)
+    host = Host(load_settings(cfg), config_dir=cfg)
+    host.load_plugins()
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("path", "name", "value"), CASES,
+                         ids=[f"{p}-{n}-{type(v).__name__}" for p, n, v in CASES])
+def test_every_json_field_of_the_wrong_type_is_400_naming_it(
+        simulator_client: TestClient, path: str, name: str, value: Any) -> None:
+    """Before issue 11's review a dict, list or 23-digit number where a string belongs
+    answered 500 (SQLite could not bind it, or ``.lower`` failed) on /simulator/phone
+    and /api/segments, or was stored as its Python repr."""
+    base, _ = TYPED_ROUTES[path]
+    response = simulator_client.post(path, json={**base, name: value})
+    assert response.status_code == 400, (response.status_code, response.text)
+    # a number that cannot read back is refused as JSON, any other wrong type as a field
+    assert response.json()["error"] == ("bad_json" if value == 10 ** 23 else "bad_parameter")
+    assert name in response.json()["message"]
+
+
+@pytest.mark.parametrize("path", sorted(TYPED_ROUTES))
+def test_each_typed_route_takes_its_base_body(simulator_client: TestClient, path: str) -> None:
+    response = simulator_client.post(path, json=TYPED_ROUTES[path][0])
+    assert response.status_code in (200, 201), response.text
+
+
+@pytest.mark.parametrize(("metadata", "field"), [
+    (b'{"a": 1e400, "b": 18446744073709551616}', "metadata.a"),
+    (b'{"n": {"k": [1, 123456789012345678901234567890]}}', "metadata.n.k.1"),
+    (b'{"a": -Infinity}', "metadata.a"),
+])
+def test_metadata_numbers_that_cannot_read_back_are_400(
+        simulator_client: TestClient, metadata: bytes, field: str) -> None:
+    """Before issue 11's review these were answered 201 and stored as Infinity (every
+    read of the page then answered 500) or silently as null."""
+    before = simulator_client.get("/api/messages").json()["messages"]
+    response = simulator_client.post(
+        "/api/messages", content=b'{"to": "+14155550123", "text": "x", "metadata": '
+        + metadata + b"}", headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_json"
+    assert response.json()["message"].startswith(field + ":")
+    assert simulator_client.get("/api/messages").json()["messages"] == before

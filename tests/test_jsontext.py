@@ -55,3 +55,47 @@ def test_encode_writes_what_reads_back() -> None:
     assert value == {"a": "x\ufffd", "b": ["\ufffd"]} == jsontext.loads(text)
     plain = {"a": "ok"}
     assert jsontext.encode(plain)[1] is plain
+
+
+@pytest.mark.parametrize(("data", "numbers", "pointer"), [
+    (b'{"a": 1e400}', jsontext.FINITE, "/a"),
+    (b'{"a": [1, -1E+400]}', jsontext.FINITE, "/a/1"),
+    (b'{"m": {"x/y": NaN}}', jsontext.FINITE, "/m/x~1y"),
+    (b'[Infinity]', jsontext.INT64, "/0"),
+    (b'{"b": 18446744073709551616}', jsontext.INT64, "/b"),
+    (b'{"b": -9223372036854775809}', jsontext.INT64, "/b"),
+    (b'{"b": ' + b"9" * 5000 + b"}", jsontext.INT64, "/b"),  # past Python's 4,300 digits
+    (b"1e400", jsontext.FINITE, "/"),
+])
+def test_numbers_out_of_range_are_refused_naming_the_field(data: bytes, numbers: str,
+                                                           pointer: str) -> None:
+    with pytest.raises(jsontext.JsonError) as caught:
+        jsontext.loads(data, numbers=numbers)
+    assert caught.value.pointer == pointer and str(caught.value).startswith(pointer + ":")
+
+
+def test_numbers_within_range_read_as_python_reads_them() -> None:
+    edge = b'{"i": [9223372036854775807, -9223372036854775808], "f": [1.5e308, -0.0, 1e-400]}'
+    expected = {"i": [2 ** 63 - 1, -(2 ** 63)], "f": [1.5e308, -0.0, 0.0]}
+    assert jsontext.loads(edge, numbers=jsontext.INT64) == expected
+    # a webhook's values are read as text: an integer of any size is kept exactly
+    assert jsontext.loads(b'{"id": 18446744073709551616}', numbers=jsontext.FINITE) == {
+        "id": 2 ** 64}
+    # a broker's answer is read as Python reads it; stored NaN/Infinity read as null
+    assert jsontext.loads(b"[1e400, NaN]")[0] == float("inf")
+    assert jsontext.loads(b'{"a": Infinity, "b": [NaN]}', numbers=jsontext.STORED) == {
+        "a": None, "b": [None]}
+
+
+@pytest.mark.parametrize("value", [
+    {"a": float("inf"), "b": 2 ** 64},  # orjson refuses the integer: json wrote Infinity
+    {"a": float("nan"), "b": ["x\ud83d", 2 ** 70]},
+    {"a": float("-inf")},
+])
+def test_encode_never_writes_nan_or_infinity(value: dict[str, object]) -> None:
+    """Before issue 11's review, {"a": inf, "b": 2**64} was stored as
+    {"a": Infinity, ...}: every read of its page answered 500."""
+    text, back = jsontext.encode(value)
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == back
+    assert back["a"] is None

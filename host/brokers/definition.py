@@ -153,7 +153,7 @@ class _Reader:
         return Profile(el.get("name"), self.endpoints(el.find("defaults")), overrides)
 
     def signature(self, el: etree._Element) -> SignatureSpec:
-        params = {k: v for k, v in el.attrib.items() if k not in ("scheme", "key")}
+        params = {k: v for k, v in el.attrib.items() if k not in ("scheme", "key", "broker-key")}
         algorithm = params.get("algorithm")
         allowed = ("md5hash", "md5", "sha1", "sha256", "sha512")
         if algorithm is not None and (el.get("scheme") != "vonage" or algorithm not in allowed):
@@ -165,7 +165,12 @@ class _Reader:
             if el.get("scheme") != "hmac-sha256" or unknown:
                 raise self.fail(el, f"payload {payload!r}: the hmac-sha256 scheme's payload "
                                 "may use {body}, {timestamp} and {url}; other schemes take none")
-        return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params)
+        broker_key = el.get("broker-key")
+        if broker_key is not None and "{account." in broker_key:
+            raise self.fail(el, f"broker-key {broker_key!r} is one key for every request: it "
+                            "cannot use {account.*} (key is rendered for each account)")
+        return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params,
+                             self.template(el, broker_key) if broker_key else None)
 
     def check_signed(self, el: etree._Element, source: Source) -> None:
         """A signed request's fields are read only from what its signature covers
@@ -218,8 +223,13 @@ class _Reader:
         assert source is not None
         transform = el.get("transform")
         assert transform is None or transform in TRANSFORMS
+        pattern = el.get("pattern")
+        try:
+            compiled = re.compile(pattern) if pattern is not None else None
+        except re.error as exc:
+            raise self.fail(el, f"bad pattern {pattern!r}: {exc}") from None
         return FieldSpec(el.get("name"), source, el.get("required") == "true",
-                         el.get("default"), transform)
+                         el.get("default"), transform, compiled)
 
     def inbound(self, el: etree._Element | None) -> InboundSpec | None:
         if el is None:

@@ -11,11 +11,15 @@ import base64
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from host.brokers import coverage
+from host.brokers.fields import MoFields as MoFields
+from host.brokers.fields import OutboundMessage as OutboundMessage
+from host.brokers.fields import ParseError as ParseError
+from host.brokers.fields import ReceiptFields as ReceiptFields
+from host.brokers.fields import read_count, read_int
 from host.brokers.specs import (Answer, BrokerDefinition, FieldSpec, InboundSpec,
                                 SignatureSpec)
 from host.brokers.extract import TRANSFORMS, ExtractError, Source
@@ -28,64 +32,6 @@ from host.config.secrets import Secret
 
 STEPS = ("classify", "verify_signature", "signed_part", "parse_mo", "parse_dlr", "answer_mo",
          "answer_dlr", "answer_ignored", "build_mt_request", "read_mt_response")
-
-
-class ParseError(ValueError):
-    """A webhook could not be read; the message is the short reason answered with 400."""
-
-
-@dataclass(slots=True)
-class MoFields:
-    """An inbound SMS as the broker described it (numbers not yet normalised).
-
-    Not frozen, as the results of the hot path are not: a frozen dataclass sets each
-    field through ``object.__setattr__``, ~1.5 us per MO here. Adapters change one with
-    ``dataclasses.replace``.
-    """
-
-    id: str | None
-    from_: str
-    to: str | None
-    text: str
-    account: str | None = None
-    segments: int | None = None
-    encoding: str | None = None
-    timestamp: str | None = None
-    udh: str | None = None
-    concat_ref: str | None = None
-    concat_total: int | None = None
-    concat_part: int | None = None
-    attrs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptFields:
-    """A delivery receipt: which message (broker id or our ref), and its new state."""
-
-    id: str | None
-    status: str  # normalised
-    raw_status: str
-    ref: str | None = None
-    error: str | None = None
-    error_text: str | None = None
-    account: str | None = None
-    to: str | None = None
-    timestamp: str | None = None
-    attrs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """What an MT request is built from."""
-
-    id: int
-    to: str
-    from_: str
-    text: str
-    ref: str = ""
-    encoding: str = "gsm7"
-    segments: int = 1
-    udh: str = ""
 
 
 class XmlBroker:
@@ -165,8 +111,17 @@ class XmlBroker:
     def signature_keys(self, accounts: Sequence[Mapping[str, Any]],
                        request: InboundRequest | None = None,
                        kind: str | None = None) -> list[str]:
-        """Candidate keys: the signature key rendered for each account, or only for the
-        account the request names (its ``account`` field) when that is one of them."""
+        """Every key a request may be signed with: ``<signature key>`` rendered for each
+        account (only for the account the request names, its ``account`` field, when
+        that is one of them), then ``<signature broker-key>`` (one key for the whole
+        instance, e.g. a main account's token).
+
+        This is the one place that says which keys there are. The webhook code asks
+        it whether anything is configured (nothing: the request is not checked, and
+        read whole) and hands exactly these to :meth:`verify_signature`; an adapter
+        with a key of its own adds it here, never inside ``verify_signature`` alone
+        (which is not called at all when this returns none).
+        """
         spec = self.definition.signature
         if spec is None:
             return []
@@ -176,13 +131,14 @@ class XmlBroker:
         if chosen:
             keys = self._keys_of(spec, chosen)
             if keys:
-                return keys
+                return keys + [k for k in self._broker_keys(spec) if k not in keys]
             # The named account has no key: the request names it, so it must not decide
             # that nothing is checked; any configured key must have signed it.
         cached = self.__dict__.get("_all_keys")
         if cached is not None and cached[0] is accounts:
             return list(cached[1])
         keys = self._keys_of(spec, accounts)  # every account's: the same each time, kept
+        keys += [k for k in self._broker_keys(spec) if k not in keys]
         self.__dict__["_all_keys"] = (accounts, tuple(keys))
         return keys
 
@@ -195,6 +151,14 @@ class XmlBroker:
             if key and key not in keys:
                 keys.append(key)
         return keys
+
+    def _broker_keys(self, spec: SignatureSpec) -> list[str]:
+        if spec.broker_key is None:
+            return []
+        key = spec.broker_key.render(Context({"options": self.options, "account": {},
+                                              "broker": self.broker_values,
+                                              "attrs": self.attrs}))
+        return [key] if key else []
 
     def _named_account(self, request: InboundRequest, kind: str) -> str | None:
         spec = self._spec(kind)
@@ -227,6 +191,9 @@ class XmlBroker:
                 raise ParseError(str(exc)) from None
             if value is None or value == "":
                 value = fs.default
+            elif fs.pattern is not None and not fs.pattern.fullmatch(value):
+                raise ParseError(f"{fs.name} ({_describe(fs.source)}) is not in the form "
+                                 f"the broker sends: {value[:40]!r}")
             if value is None:
                 if fs.required:
                     raise ParseError(f"missing {fs.name} ({_describe(fs.source)})")
@@ -243,10 +210,10 @@ class XmlBroker:
             raise ParseError("missing from (the sender's number)")
         return MoFields(
             id=v.get("id"), from_=v["from"], to=v.get("to"), text=v.get("text", ""),
-            account=v.get("account"), segments=_int(v, "segments"),
+            account=v.get("account"), segments=read_count(v, "segments"),
             encoding=v.get("encoding"), timestamp=v.get("timestamp"), udh=v.get("udh"),
-            concat_ref=v.get("concat-ref"), concat_total=_int(v, "concat-total"),
-            concat_part=_int(v, "concat-part"),
+            concat_ref=v.get("concat-ref"), concat_total=read_int(v, "concat-total"),
+            concat_part=read_int(v, "concat-part"),
             attrs=self._read_fields(spec, request, spec.attributes),
         )
 
@@ -313,11 +280,13 @@ class XmlBroker:
         url = spec.url.render(ctx, url=True)
         headers: dict[str, str] = {}
         query: list[tuple[str, str]] = []
+        derived: set[str] = set()  # secrets made of secrets: a Basic token
         for auth in spec.auth:
             t = {k: v.render(ctx) for k, v in auth.templates.items()}
             if auth.type == "basic":
                 token = base64.b64encode(f"{t['user']}:{t['password']}".encode()).decode()
                 headers["Authorization"] = f"Basic {token}"
+                derived.add(token)
             elif auth.type == "bearer":
                 headers["Authorization"] = f"Bearer {t['token']}"
             elif auth.type == "header":
@@ -348,8 +317,8 @@ class XmlBroker:
             parts = urlsplit(url)
             joined = "&".join(x for x in (parts.query, urlencode(query)) if x)
             url = urlunsplit(parts._replace(query=joined))
-        secrets = {form for secret in ctx.revealed
-                   for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+        # Masked in every form a server may echo (MtRequest.redacted).
+        secrets = {secret for secret in ctx.revealed | derived if secret}
         return MtRequest(spec.method, url, headers, body, frozenset(secrets))
 
     def read_mt_response(self, response: MtResponse, message: OutboundMessage,
@@ -385,16 +354,6 @@ class XmlBroker:
             error = f"HTTP {response.status}: {response.text[:200]}"
         return MtResult(outcome, message_id if outcome == "accepted" else None, error, code,
                         retry_after(response) if outcome == "retry" else None, response.status)
-
-
-def _int(values: Mapping[str, str], name: str) -> int | None:
-    raw = values.get(name)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ParseError(f"{name} must be a whole number; got {raw!r}") from None
 
 
 def _describe(source: Source) -> str:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
 from lxml import etree
 
 from host import jsontext
-from host.config.secrets import MASK
+from host.config.secrets import MASK, redact
 from host.text import REPLACEMENT, clean
 from host.xmlsafe import safe_parser
 
@@ -154,7 +154,7 @@ class InboundRequest:
         if self.parent is not None:
             return self.parent.json
         try:
-            return jsontext.loads(self.body)
+            return jsontext.loads(self.body, numbers=jsontext.FINITE)
         except jsontext.JsonError as exc:
             raise BodyError(f"body is not valid JSON: {exc}") from None
 
@@ -164,7 +164,7 @@ class InboundRequest:
             return self.json
         self._readable("JSON")
         try:
-            return jsontext.loads(self.body, clean=False)
+            return jsontext.loads(self.body, numbers=jsontext.FINITE, clean=False)
         except jsontext.JsonError as exc:
             raise BodyError(f"body is not valid JSON: {exc}") from None
 
@@ -257,9 +257,9 @@ class MtRequest:
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
 
     def redacted(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
-        return text
+        """``text`` with every secret of this request masked, in each form a server
+        may echo it (percent-encoded, base64: :func:`host.config.secrets.redact`)."""
+        return redact(text, self.secrets)
 
     def describe(self) -> str:
         """One line for logs, with every secret replaced by ``********``."""
@@ -293,3 +293,13 @@ class MtResult:
     error_code: str | None = None
     retry_after: float | None = None
     status: int | None = None
+
+    def redacted(self, secrets: Iterable[str]) -> MtResult:
+        """This result with ``secrets`` masked in every text it carries from the broker's
+        answer or the request (a gateway may echo the query string, password
+        included, in its error)."""
+        error = redact(self.error, secrets) if self.error else self.error
+        code = redact(self.error_code, secrets) if self.error_code else self.error_code
+        if (error, code) == (self.error, self.error_code):
+            return self
+        return replace(self, error=error, error_code=code)

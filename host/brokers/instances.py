@@ -9,6 +9,7 @@ with the file and line of its ``[[brokers]]`` entry, and the others run.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from host.brokers.signatures import KEY_CHECKS
 from host.brokers.templates import Ref
 from host.config.brokers import AccountSettings, BrokerSettings
 from host.config.schema import key_text
+from host.config.secrets import Secret, SecretUnavailable
 from host.config.settings import Settings
 from host.numbers import normalize
 
@@ -56,6 +58,21 @@ class BrokerInstance:
         }
         values.update({f"attrs.{k}": v for k, v in account.attrs.items()})
         return values
+
+    def secrets(self, account: AccountSettings | None = None) -> list[str]:
+        """Every secret of this instance (secret options, the proxy's password and Basic
+        token) and of ``account`` (its password), revealed: what is masked in anything
+        smshost keeps or logs of a send (an error a gateway echoes, say)."""
+        values = [v for v in self.broker.options.values() if isinstance(v, Secret)]
+        out = [_revealed(v) for v in values]
+        if account is not None:
+            out.append(_revealed(account.password))
+        proxy = self.settings.proxy
+        password = _revealed(proxy.password)
+        if password:
+            token = f"{proxy.login}:{password}".encode()
+            out += [password, base64.b64encode(token).decode()]
+        return [s for s in out if s]
 
     def all_account_values(self) -> list[dict[str, Any]]:
         cached: list[dict[str, Any]] | None = self.__dict__.get("_all_accounts")
@@ -95,6 +112,14 @@ def public_base(settings: Settings, port: int | None = None) -> str:
     return f"{scheme}://{host}:{listener.port}"
 
 
+def _revealed(secret: Secret | None) -> str:
+    """``secret``'s value; "" for none, or one never resolved (so never sent either)."""
+    try:
+        return secret.reveal() if secret is not None else ""
+    except SecretUnavailable:
+        return ""
+
+
 def build_instances(settings: Settings, types: Mapping[str, BrokerType],
                     failed: Mapping[str, str] | None = None,
                     ) -> tuple[dict[str, BrokerInstance], list[InstanceProblem]]:
@@ -118,6 +143,24 @@ def build_instances(settings: Settings, types: Mapping[str, BrokerType],
                 taken.setdefault((instance.port, path), config.name)
         instances[config.name] = instance
     return instances, problems
+
+
+def unsigned_warnings(instances: Mapping[str, BrokerInstance]) -> list[str]:
+    """One line per instance whose definition signs its webhooks while no signature key
+    is configured (``signature_keys`` gives none): its webhooks are accepted and read
+    unsigned. Allowed (a test set-up, a broker behind a private network), but said by
+    ``smshost check`` and in the log at start."""
+    out = []
+    for name, instance in instances.items():
+        spec = instance.definition.signature
+        if spec is None or not instance.settings.mo_active or \
+                instance.broker.signature_keys(instance.all_account_values()):
+            continue
+        keys = " or ".join(t.source for t in (spec.key, spec.broker_key) if t is not None)
+        out.append(f"broker {name}: {instance.definition.name} signs its webhooks "
+                   f"({spec.scheme}) but no key is configured ({keys} is empty): "
+                   "webhooks are accepted unsigned")
+    return out
 
 
 def outbound_route_problems(settings: Settings, instances: Mapping[str, BrokerInstance],

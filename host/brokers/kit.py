@@ -40,6 +40,7 @@ from host.brokers.engine import OutboundMessage
 from host.brokers.http import InboundRequest, MtResponse
 from host.brokers.instances import BrokerInstance
 from host.config.schema import Converter
+from host.config.secrets import reveals
 from host.config.settings import Settings
 from host.errors import ConfigErrors, SmshostError
 from host.messages import NewMessage
@@ -292,8 +293,8 @@ class _Kit:
                 if spec.secret and value is not None and value.reveal():
                     secrets.append(value.reveal())
         text = self.log.getvalue()
-        for secret in secrets:
-            if secret in text:
+        for secret in secrets:  # as it is, percent-encoded or base64
+            if reveals(text, secret):
                 result.problems.append(f"a secret ({len(secret)} characters) appears in the log")
         return result
 

@@ -36,6 +36,7 @@ import random
 import sqlite3
 import ssl
 import time
+import traceback
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.brokers.claims import Claimed, claim, due_messages
 from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import Changed, part_left, repair
+from host.config.secrets import redact
 from host.errors import StoreError
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
@@ -241,13 +243,29 @@ class Sender:
                                    message.body, str(message.id), message.encoding or "gsm7",
                                    message.segments or 1)
         values = instance.account_values(account)
+        secrets = instance.secrets(account)
         try:
             request = instance.broker.build_mt_request(outbound, values)
         # A definition or adapter that cannot build the request: fail this message (BLE001).
         except Exception as exc:  # noqa: BLE001
             return MtResult("fail", error=f"cannot build the request: "
-                            f"{type(exc).__name__}: {exc}")
-        return await self._exchange(instance, request, outbound, values)
+                            f"{type(exc).__name__}: {exc}").redacted(secrets)
+        # The one place what a send came to is redacted: every text of the result comes
+        # from the broker's answer or the request (a gateway that echoes the sendsms
+        # query in its 400 echoes the password), and is stored, answered by the API and
+        # logged from here on.
+        secrets += request.secrets
+        try:
+            result = await self._exchange(instance, request, outbound, values)
+        # A bug while sending: the request may or may not have left, as with a network
+        # error, so it is retried like one. Its text may hold the URL (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            log.error("sending message %d failed unexpectedly: %s (at %s:%s)", message.id,
+                      text, where.filename, where.lineno)
+            result = MtResult("retry", error=f"internal error: {text}")
+        return result.redacted(secrets)
 
     async def _exchange(self, instance: BrokerInstance, request: MtRequest,
                         outbound: OutboundMessage, account: dict[str, Any]) -> MtResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ class FieldSpec:
     required: bool = False
     default: str | None = None
     transform: str | None = None
+    pattern: re.Pattern[str] | None = None  # the value read must match it whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +115,9 @@ class OptionSpec:
 @dataclass(frozen=True, slots=True)
 class SignatureSpec:
     scheme: str
-    key: Template
+    key: Template  # rendered for each account
     params: dict[str, str] = field(default_factory=dict)
+    broker_key: Template | None = None  # rendered once: a key for every request
 
 
 @dataclass(frozen=True, slots=True)

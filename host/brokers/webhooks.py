@@ -100,13 +100,20 @@ class BrokerDispatch:
         except HTTPException:  # the body limit: answered 413 by the request context
             raise
         # A bug must not take the connection down unanswered; the broker retries (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("broker %s: unexpected error", endpoint.instance.name)
-            response = PlainTextResponse("internal error; retry later", status_code=500)
+        except Exception as exc:  # noqa: BLE001
+            response = unexpected(endpoint, exc)
         # Sent as two plain ASGI messages: the Response object's own call does more.
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+def unexpected(endpoint: Endpoint, exc: Exception) -> Response:
+    """The answer to a webhook that failed in an unexpected way (a bug): 500, which the
+    broker retries, and the failure logged once per place (:func:`log_failure`)."""
+    name = endpoint.instance.name
+    log_failure(f"broker {name}: unexpected error", exc, name, "webhook")
+    return PlainTextResponse("internal error; retry later", status_code=500)
 
 
 def broker_webhook() -> None:
@@ -229,28 +236,35 @@ def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRe
         raise _adapter_failed(instance, "signed_part", exc, 400, "cannot read the request")
 
 
-_TRACED: set[tuple[str, str, str, str]] = set()
+_TRACED: set[tuple[str, ...]] = set()
 _MAX_TRACED = 256
+
+
+def log_failure(what: str, exc: BaseException, *place: str) -> None:
+    """Log an unexpected ``exc`` (a bug, or input that trips one): with its traceback
+    the first time it happens at one place of the code (``place``, the exception's type
+    and its innermost frame), in one line after that, so that a client repeating a
+    request that trips it does not fill the log (issue 11). Every catch-all of the
+    webhook paths logs through here."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    file, line = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("?", 0)
+    where = (*place, type(exc).__name__, f"{file}:{line}")
+    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
+        log.error("%s: %s: %s (at %s:%d; traceback logged once per place)", what,
+                  type(exc).__name__, exc, file, line)
+    else:
+        _TRACED.add(where)
+        log.error("%s (traceback logged once per place)", what, exc_info=exc)
 
 
 def _adapter_failed(instance: BrokerInstance, step: str, exc: Exception, status: int,
                     reason: str) -> _Refused:
     """A step raised something else than ``ParseError`` (adapter code). Input that does
     not read (``BodyError``, ``ExtractError``) is refused with its reason; anything else
-    is a bug, whose traceback is logged the first time it happens at one place of the
-    code and in one line after that: a client repeating a request that trips it must
-    not fill the log (issue 11)."""
+    is a bug, logged by :func:`log_failure`."""
     if isinstance(exc, BodyError | ExtractError):
         return _Refused(status, f"{reason}: {exc}")
-    frame = traceback.extract_tb(exc.__traceback__)[-1]
-    where = (instance.name, step, type(exc).__name__, f"{frame.filename}:{frame.lineno}")
-    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
-        log.error("broker %s: %s failed: %s: %s (at %s:%d)", instance.name, step,
-                  type(exc).__name__, exc, frame.filename, frame.lineno or 0)
-    else:
-        _TRACED.add(where)
-        log.error("broker %s: %s failed (traceback logged once per place)", instance.name,
-                  step, exc_info=exc)
+    log_failure(f"broker {instance.name}: {step} failed", exc, instance.name, step)
     return _Refused(status, f"{reason} ({type(exc).__name__})")
 
 

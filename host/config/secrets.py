@@ -14,14 +14,51 @@ raises the configuration error, naming file, line and key.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hmac
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from host.errors import ConfigError
 
 MASK = "********"
+
+
+
+@functools.lru_cache(maxsize=512)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """``secret`` in any form a server may echo it: each character as it is or
+    percent-encoded (UTF-8, hex digits in either case; a space also as ``+``), however
+    the encodings mix (an HTTP client re-quotes a query its own way: yarl leaves ``@``
+    and ``/`` as they are), or the whole in base64."""
+    parts = []
+    for char in secret:
+        escaped = "".join(f"%{byte:02X}" for byte in char.encode())
+        options = [re.escape(char), f"(?i:{re.escape(escaped)})"]
+        if char == " ":
+            options.append(r"\+")
+        parts.append("(?:" + "|".join(options) + ")")
+    encoded = base64.b64encode(secret.encode()).decode()
+    return re.compile("".join(parts) + "|" + re.escape(encoded))
+
+
+def reveals(text: str, secret: str) -> bool:
+    """Whether ``text`` holds ``secret`` in any form (see :func:`redact`)."""
+    return bool(secret) and _pattern(secret).search(text) is not None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``********`` in each form a server may
+    echo it: as it is, percent-encoded (wholly or in part, either case, ``+`` for a
+    space) or base64 (an HTTP Basic token is a secret of its own). For what a broker or
+    receiver answered, an error, a URL, before it is stored or logged."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = _pattern(secret).sub(MASK, text)
+    return text
 
 
 class SecretUnavailable(ValueError):

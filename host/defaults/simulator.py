@@ -28,7 +28,7 @@ from host import hookimpl
 from host.brokers.http import InboundRequest
 from host.errors import ApiError
 from host.models import utcnow
-from host.web.bodies import json_object
+from host.web.bodies import json_body
 
 if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
@@ -85,19 +85,17 @@ async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict
 
 async def _phone(request: Request) -> Response:
     host: Host = request.app.state.host
-    data = await json_object(request)
-    if not data.get("to") or "text" not in data:
-        return JSONResponse({"error": "to and text are required"}, status_code=400)
+    body = await json_body(request)
+    to, text = body.required_text("to"), body.required_text("text", empty=True)
+    ref, sender, callback = body.text("ref"), body.text("from"), body.text("callback") or ""
+    status = body.text("status") or "delivered"
     sim_id = "SIM" + uuid.uuid4().hex[:20]
-    callback = str(data.get("callback") or "")
     instance = _by_receipt_path(host, urlsplit(callback).path) if callback else None
     broker = instance.name if instance else "simulator"
     await host.store.write(lambda db: db.execute(
         "insert into simulator_inbox values (?, ?, ?, ?, ?, ?, ?)",
-        [sim_id, broker, data.get("ref"), data.get("from"), data["to"], data["text"],
-         utcnow()]))
+        [sim_id, broker, ref, sender, to, text, utcnow()]))
     if instance is not None:
-        status = str(data.get("status") or "delivered")
         task = asyncio.create_task(_send_receipt(host, instance, sim_id, status))
         _pending.add(task)
         task.add_done_callback(_pending.discard)
@@ -142,18 +140,20 @@ async def _inject(request: Request) -> Response:
     from host.brokers import webhooks
 
     host: Host = request.app.state.host
-    data = await json_object(request)
+    body = await json_body(request)
     instances = _instances(host)
-    name = data.get("broker")
+    name = body.text("broker")
     instance = next((i for i in instances if i.name == name), None) if name else instances[0]
     if instance is None:
         raise ApiError(404, "not_found", f"no simulator broker named {name!r}")
-    if not isinstance(data.get("from"), str) or not data["from"].strip():
+    sender = body.text("from")
+    if sender is None or not sender.strip():
         raise ApiError(400, "bad_parameter", "from (the phone's number) is required")
     sim_id = "SIM" + uuid.uuid4().hex[:20]
-    payload = {"id": sim_id, "from": data["from"], "text": str(data.get("text", ""))}
-    if data.get("to"):
-        payload["to"] = str(data["to"])
+    payload = {"id": sim_id, "from": sender, "text": body.text("text") or ""}
+    to = body.text("to")
+    if to:
+        payload["to"] = to
     endpoint = webhooks.endpoints_for_port(host.brokers, instance.port)[instance.mo_path or ""]
     inbound = InboundRequest("POST", instance.broker.broker_values["mo_url"],
                              {"content-type": "application/json"}, json.dumps(payload).encode())

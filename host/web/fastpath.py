@@ -23,15 +23,15 @@ through real sockets, and ``server.webhook_fast_path = false`` turns this off.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from host.brokers.webhooks import Endpoint, endpoints_for_port, respond
+from host.brokers.webhooks import (Endpoint, endpoints_for_port, log_failure, respond,
+                                   unexpected)
 from host.logs import request_id
 from host.models import is_decimal
 from host.web.connections import Clock, GuardedProtocol, protocol_class
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from host.config.settings import ListenerSettings
     from host.core import Host
 
-log = logging.getLogger("smshost.brokers")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -203,16 +202,16 @@ class WebhookCall:
             try:
                 response = await respond(protocol.host, endpoint, self.scope, headers, body)
             # A bug must not leave the broker unanswered; it retries the 500 (BLE001).
-            except Exception:  # noqa: BLE001
-                log.exception("broker %s: unexpected error", endpoint.instance.name)
-                response = PlainTextResponse("internal error; retry later", status_code=500)
+            except Exception as exc:  # noqa: BLE001
+                response = unexpected(endpoint, exc)
             if protocol.flow.write_paused and not self.disconnected:
                 await protocol.flow.drain()  # a client that does not read: wait, as uvicorn
             self._write(response, rid)
         # Cancelled (shutdown past its grace time) or a failure while answering: the
         # connection must not stay open unanswered. As uvicorn's own cycle does.
-        except BaseException:  # noqa: BLE001
-            log.exception("broker %s: webhook not answered", endpoint.instance.name)
+        except BaseException as exc:  # noqa: BLE001
+            name = endpoint.instance.name
+            log_failure(f"broker {name}: webhook not answered", exc, name, "answer")
             self._abort()
 
     def _too_large(self) -> None:

@@ -11,24 +11,21 @@ from host.errors import ApiError
 from host.routing.inbound import select
 from host.routing.shadows import inbound_shadows
 from host.routing.tester import sample_message
-from host.web.bodies import json_object
+from host.web.bodies import json_body
 
 
 async def test_route(request: Request) -> Response:
     """POST {"ani", "dnis", "body"}: the route taken, and why earlier ones were not."""
     host: Host = request.app.state.host
-    data = await json_object(request)
-    for key in ("ani", "dnis", "body"):
-        if key in data and not isinstance(data[key], str):
-            raise ApiError(400, "bad_parameter", f"{key} must be a string")
-    if not data.get("ani"):
+    body = await json_body(request)
+    ani = body.text("ani")
+    if not ani:
         raise ApiError(400, "bad_parameter", "ani (the sender's number) is required")
-    message = sample_message(data["ani"], data.get("dnis", ""), data.get("body", ""),
-                             str(data.get("region", "US")))
-    decision = select(host.router.routes, message)
-    body = decision.to_json()
-    body["normalized"] = {"ani": message.remote, "dnis": message.local}
-    return JSONResponse(body)
+    message = sample_message(ani, body.text("dnis") or "", body.text("body") or "",
+                             body.text("region") or "US")
+    answer = select(host.router.routes, message).to_json()
+    answer["normalized"] = {"ani": message.remote, "dnis": message.local}
+    return JSONResponse(answer)
 
 
 async def list_routes(request: Request) -> Response:

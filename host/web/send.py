@@ -18,39 +18,28 @@ from host.events import stored_after
 from host.models import MAX_ID, is_decimal
 from host.optout import OptedOut
 from host.sends import SendError, SendRequest
-from host.web.bodies import json_object
+from host.web.bodies import Body, json_body
 
 KEEPALIVE = 15.0
 _FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
            "metadata"}
 
 
-def _request(data: dict[str, Any], key: str | None) -> SendRequest:
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise ApiError(400, "bad_parameter", f"unknown field {unknown[0]!r}; fields: "
-                       + ", ".join(sorted(_FIELDS)))
-    text = data.get("text", data.get("body"))
-    for name, value in (("to", data.get("to")), ("text", text)):
-        if not isinstance(value, str) or not value:
-            raise ApiError(400, "bad_parameter", f"{name} is required (a string)")
-    for name in ("broker", "account", "workgroup", "user", "classification"):
-        if data.get(name) is not None and not isinstance(data[name], str):
-            raise ApiError(400, "bad_parameter", f"{name} must be a string")
-    metadata = data.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ApiError(400, "bad_parameter", "metadata must be an object")
+def _request(body: Body, key: str | None) -> SendRequest:
+    body.only(_FIELDS)
+    to = body.required_text("to")
+    text = body.required_text("body" if "text" not in body and "body" in body else "text")
     if key is not None and not 0 < len(key) <= 200:
         raise ApiError(400, "bad_parameter", "Idempotency-Key must be 1 to 200 characters")
-    return SendRequest(to=data["to"], text=str(text), broker=data.get("broker"),
-                       account=data.get("account"), attrs=metadata,
-                       workgroup=data.get("workgroup"), user=data.get("user"),
-                       classification=data.get("classification"), idempotency_key=key)
+    return SendRequest(to=to, text=text, broker=body.text("broker"),
+                       account=body.text("account"), attrs=body.object("metadata"),
+                       workgroup=body.text("workgroup"), user=body.text("user"),
+                       classification=body.text("classification"), idempotency_key=key)
 
 
 async def send_message(request: Request) -> Response:
     host: Host = request.app.state.host
-    send = _request(await json_object(request), request.headers.get("idempotency-key"))
+    send = _request(await json_body(request), request.headers.get("idempotency-key"))
     try:
         queued = await host.outbound.send(send)
     except OptedOut as exc:
@@ -67,12 +56,10 @@ async def send_message(request: Request) -> Response:
 
 
 async def segments(request: Request) -> Response:
-    data = await json_object(request)
-    text = data.get("text")
-    if not isinstance(text, str):
-        raise ApiError(400, "bad_parameter", "text is required (a string)")
+    body = await json_body(request)
+    text = body.required_text("text", empty=True)
     try:
-        return JSONResponse(describe(text, data.get("encoding")))
+        return JSONResponse(describe(text, body.text("encoding")))
     except EncodingError as exc:
         raise ApiError(400, "bad_parameter", str(exc)) from None
 

@@ -4,15 +4,16 @@
   (gw/urltrans.c: ``%b`` is the raw text, ``%u`` the raw UDH). A UCS-2 text arrives as
   UTF-16BE bytes (``coding=2``, ``charset=UTF-16BE``) and a concatenation UDH as binary,
   which a UTF-8 query parser would mangle. This step reads the query string byte by
-  byte, decodes the text by ``coding``/``charset``, turns the UDH into hex, maps the
+  byte, decodes the text by ``coding``/``charset`` (Kannel's text charsets only, with
+  U+FFFD for what does not decode: see ``_decode``), turns the UDH into hex, maps the
   coding to smshost's encoding, and hands a plain UTF-8 query to the XML fields. A
   ``post-url`` service is read the same way: the body is the text (charset from
   Content-Type) and X-Kannel-From/-To/-UDH/-Coding/-SMSC/-Time carry the rest (the
   user guide says X-Kannel-UDH is hex; 1.4.5 sends it percent-encoded: both are read).
-* ``build_mt_request``: sendsms takes the password in the query string, percent-encoded;
-  ``MtRequest.describe()`` masks only the raw secret, so the encoded forms are added to
-  the secrets it masks (a password such as ``p@ss word`` would otherwise be logged as
-  ``p%40ss+word``).
+* sendsms takes the password in the query string, percent-encoded: the engine masks
+  a secret in each form a server may echo (``MtRequest.redacted``), so a password such
+  as ``p@ss word`` is not logged as ``p%40ss+word`` nor stored from a gateway's error
+  that echoes the query.
 * ``parse_dlr``: the SMSC's reply (``%A``) holds the error code: ``NACK/<code>/...`` when
   the SMSC refused the submit, ``err:NNN`` in an SMPP delivery receipt. A non-zero one
   becomes the receipt's error.
@@ -20,20 +21,30 @@
 
 from __future__ import annotations
 
-import codecs
 import re
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-from urllib.parse import quote, quote_plus, unquote_to_bytes, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
-from host.brokers.engine import MoFields, OutboundMessage, ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest, MtRequest
+from host.brokers.engine import MoFields, ReceiptFields, XmlBroker
+from host.brokers.http import InboundRequest
+from host.text import clean
 
 # Kannel's %c: 0 = 7 bit (GSM), 1 = 8 bit (binary), 2 = UCS-2; -1 when the SMSC gave none.
 _ENCODINGS = {"0": "gsm7", "2": "ucs2"}
-# Kannel's own names for codings that are not Python codecs (%C, Content-Type charset).
-_NOT_CODECS = {"gsm", "binary", "8-bit", ""}
+# The text charsets Kannel names (%C, a post-url's Content-Type charset): its defaults
+# (UTF-8 for 7-bit texts, UTF-16BE for UCS-2), what mo-recode and alt-charset give
+# (WINDOWS-1252, ISO-8859-x, ASCII), and their usual aliases; as Python codecs. Only
+# these: the client names the charset, and Python's codec registry also holds codecs
+# that are not text (zlib, rot13) or that decode to lone surrogates (utf-7,
+# unicode_escape). Any other name is decoded as if none were given (by coding).
+_CHARSETS = {
+    "utf-8": "utf-8", "utf8": "utf-8",
+    "utf-16be": "utf-16-be", "utf-16": "utf-16-be", "ucs-2": "utf-16-be",
+    "ucs-2be": "utf-16-be", "ucs2": "utf-16-be", "utf-16le": "utf-16-le",
+    "iso-8859-1": "latin-1", "iso8859-1": "latin-1", "latin1": "latin-1",
+    "iso-8859-15": "iso8859-15", "iso-8859-7": "iso8859-7",
+    "windows-1252": "cp1252", "cp1252": "cp1252", "us-ascii": "ascii", "ascii": "ascii",
+}
 _HEADERS = {"x-kannel-from": "from", "x-kannel-to": "to", "x-kannel-udh": "udh",
             "x-kannel-coding": "coding", "x-kannel-smsc": "smsc", "x-kannel-time": "time"}
 _NACK = re.compile(r"^NACK/(0x[0-9A-Fa-f]+|\d+)/")
@@ -73,20 +84,20 @@ def _header_udh(value: str) -> str:
 
 
 def _decode(data: bytes, coding: str, charset: str) -> tuple[str, bool]:
-    """(text, binary?) of a message body as Kannel describes it."""
-    name = charset.strip().lower()
-    if name not in _NOT_CODECS:
-        try:
-            codecs.lookup(name)
-        except LookupError:
-            name = ""
-    if coding == "1" and (name in _NOT_CODECS or not name):
+    """(text, binary?) of a message body as Kannel describes it. A text that does not
+    decode cleanly is still a message someone sent (smsbox does not retry an MO): it is
+    kept with U+FFFD in place of what does not decode, and NUL replaced as everywhere
+    (host/text.py); a charset that is not one of :data:`_CHARSETS` does not refuse it."""
+    name = charset.strip().strip('"').lower()
+    codec = _CHARSETS.get(name)
+    if coding == "1" and codec is None:
         return data.hex().upper(), True  # 8-bit data: keep it, readable, as hex
-    if name in _NOT_CODECS or not name:
-        name = "utf-16-be" if coding == "2" else "utf-8"
-    # A text that does not decode cleanly is still a message someone sent: keep it with
-    # replacement characters rather than answer an error (smsbox does not retry an MO).
-    return data.decode(name, errors="replace"), False
+    if codec is None:  # none given, Kannel's GSM, BINARY or 8-BIT, or a name not decoded
+        codec = "utf-16-be" if coding == "2" else "utf-8"
+    text = data.decode(codec, errors="replace")
+    if text.startswith("\ufeff") and codec.startswith("utf-16"):
+        text = text[1:]  # a byte order mark, not text
+    return clean(text), False
 
 
 class Kannel(XmlBroker):
@@ -124,13 +135,6 @@ class Kannel(XmlBroker):
         url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in values.items()
                                                          if v != ""])))
         return InboundRequest(request.method, url, {}, b"")
-
-    def build_mt_request(self, message: OutboundMessage,
-                         account: Mapping[str, Any]) -> MtRequest:
-        request = super().build_mt_request(message, account)
-        encoded = {form for secret in request.secrets
-                   for form in (quote_plus(secret), quote(secret, safe=""))}
-        return replace(request, secrets=request.secrets | encoded)
 
     def parse_dlr(self, request: InboundRequest) -> ReceiptFields:
         fields = super().parse_dlr(request)

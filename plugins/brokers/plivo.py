@@ -29,6 +29,15 @@ So a messaging webhook may come with either family, and this adapter accepts bot
 ``-Ma-`` headers are signed with the main account's Auth Token (option
 ``MainAuthToken`` when the configured accounts are subaccounts); the others with the
 token of the account the message belongs to. Any configured token may match any header.
+The main token is a key of the definition's ``<signature broker-key>``: the engine's
+``signature_keys`` lists it with the accounts' tokens, so a MainAuthToken alone (an
+account without a token) still means every webhook is checked.
+
+V3, like Twilio's scheme, joins each field's name and value with no separator: a
+captured request can be re-cut into other fields and still verify (Plivo's SDK says
+yes). plivo.xml declares MessageUUID's form (a UUID) and requires Type and Units, sent
+with every message, so such a request is refused rather than stored as new
+(docs/broker-plugins.md, "What the twilio and plivo-v3 schemes leave open").
 
 Status callbacks. ``ParentMessageUUID`` is documented as "same as the MessageUUID" and
 reserved. Plivo's support pages say the parts of a long message share one
@@ -103,7 +112,6 @@ def _matches(given: Sequence[str], expected: Sequence[str]) -> bool:
 
 class Plivo(XmlBroker):
     def verify_signature(self, request: InboundRequest, keys: Sequence[str]) -> None:
-        keys = self._keys(keys)
         v3 = _given(request, V3_HEADERS)
         if v3:
             nonce = request.headers.get(V3_NONCE.lower())
@@ -142,10 +150,6 @@ class Plivo(XmlBroker):
         if fields.error == "000":
             fields = replace(fields, error=None)
         return fields
-
-    def _keys(self, keys: Sequence[str]) -> list[str]:
-        main = self.option_text("MainAuthToken")
-        return [*keys, main] if main and main not in keys else list(keys)
 
     def _accepts_v2(self) -> bool:
         return self.option_text("AcceptSignatureV2").strip().lower() not in NO

@@ -40,7 +40,7 @@ from starlette.routing import Route as WebRoute
 
 from host import __version__, hookimpl
 from host.config.schema import at_least, greater_than, setting
-from host.config.secrets import Secret
+from host.config.secrets import Secret, redact
 from host.errors import ApiError
 from host.models import utcnow
 from host.web.params import MAX_ID, int_param, is_decimal
@@ -99,6 +99,12 @@ class TargetSettings:
         factory=dict, help="Extra request headers (e.g. an API key of the receiver).")
     timeout: float = setting(10.0, help="Seconds one POST may take (connect, send, answer); "
                              "then it is retried.", check=greater_than(0))
+
+    def secrets(self) -> list[str]:
+        """What is masked in a delivery's error: the signing secret, the extra headers'
+        values (an API key of the receiver) and a password in the URL."""
+        password = urlsplit(self.url).password
+        return [self.secret.reveal(), *self.headers.values(), *([password] if password else [])]
 
     def problems(self) -> Iterator[tuple[tuple[str, ...], str]]:
         if not self.secret:
@@ -577,6 +583,9 @@ class WebhookSink(Sink):
         finished = time.time()
         if status is not None and 200 <= status < 300:
             return _Result("delivered", status, None, started, finished)
+        # Kept and shown by the API: a receiver that echoes the request (its headers, an
+        # API key among them) must not have it stored.
+        error = redact(error, target.secrets())
         retryable = status is None or status >= 500 or status == 429
         if status is not None and 300 <= status < 400:
             error += " (redirects are not followed: configure the final URL)"

@@ -91,6 +91,9 @@ def test_name_must_match_the_file(tmp_path: Path) -> None:
     ('<mt><request body="xml"/></mt>', 3, 'body="xml" needs a <template>'),
     ('<mt><request><auth type="basic" user="u"/></request></mt>', 3,
      "auth type 'basic' needs password"),
+    ('<mo>\n<field name="id" param="i" pattern="[0-9"/>\n</mo>', 4, "bad pattern '[0-9'"),
+    ('<signature scheme="twilio" key="{account.password}"\n broker-key="{account.login}"/>',
+     4, "broker-key '{account.login}' is one key for every request"),
 ])
 def test_semantic_errors_name_the_line(tmp_path: Path, body: str, line: int,
                                        fragment: str) -> None:

@@ -172,6 +172,43 @@ def test_post_url_mo_with_a_ucs2_body_and_udh_header(host: Host, udh_form: str) 
         ("Grüße, мир!", "+14155550123", OUR_NUMBER, 2)]
 
 
+R = "\ufffd"
+CHARSET_CASES = [
+    # (charset named, bytes Kannel sent, coding, text stored)
+    ("utf-7", b"a+2D0-b", "0", "a+2D0-b"),  # not a charset Kannel sends: read as UTF-8
+    ("unicode_escape", b"hi \\ud83d there", "0", "hi \\ud83d there"),
+    ("raw_unicode_escape", b"x\\ud800y", "0", "x\\ud800y"),
+    ("zlib", b"abc", "0", "abc"), ("rot13", b"abc", "0", "abc"),
+    ("punycode", b"\xff", "0", R), ("no-such-charset", b"caf\xc3\xa9", "0", "caf\u00e9"),
+    ("UTF-8", b"\xed\xa0\xbd", "0", R * 3), ("UTF-8", b"nul\x00z", "0", f"nul{R}z"),
+    ("UTF-16BE", b"\xd8\x3d\x00a", "2", f"{R}a"), ("utf-7", b"\x00a", "2", "a"),
+    ("WINDOWS-1252", b"\x80 caf\xe9", "0", "\u20ac caf\u00e9"),
+    ("ISO-8859-1", b"caf\xe9", "0", "caf\u00e9"),
+    ("UCS-2", b"\xfe\xff\x04\x1f", "2", "\u041f"),
+]
+
+
+@pytest.mark.parametrize(("charset", "data", "coding", "text"), CHARSET_CASES)
+def test_any_charset_named_keeps_the_message_with_replacement(
+        host: Host, charset: str, data: bytes, coding: str, text: str) -> None:
+    """Before issue 11's review a charset naming any Python codec was used: utf-7 and
+    unicode_escape decoded to lone surrogates (400 UnicodeEncodeError), zlib and rot13
+    are no text codecs (400 LookupError), punycode refused a byte (400): the MO was
+    lost (smsbox does not retry). Only Kannel's text charsets are decoded; any other
+    name reads the text as if none were given (UTF-8, or UTF-16BE for coding 2), and
+    what does not decode becomes U+FFFD (host/text.py). The post-url form alike."""
+    with serving(host) as client:
+        got = client.get(f"/kannel/mo?id=g-{charset}&from=%2B14155550009&text="
+                         f"{quote_from_bytes(data, safe='')}&charset={charset}&coding={coding}")
+        posted = client.post(f"/kannel/mo?id=p-{charset}", content=data,
+                             headers={"Content-Type": f"text/plain; charset={charset}",
+                                      "X-Kannel-From": "+14155550009",
+                                      "X-Kannel-Coding": coding})
+        rows = stored(client, host)
+    assert (got.status_code, posted.status_code) == (200, 200), (got.text, posted.text)
+    assert [r["body"] for r in rows] == [text, text]
+
+
 @pytest.fixture(scope="module")
 def kannel_broker(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The configured kannel broker object alone (for property tests of one step)."""

@@ -39,7 +39,7 @@ from host.brokers.http import MtResponse
 from host.core import Host
 from host.messages import NewMessage
 from tests.brokers.conftest import PUBLIC_URL, serving, stored
-from tests.conftest import server_in_thread
+from tests.conftest import run_cli, server_in_thread
 
 AUTH_ID = "MAZDQ1ZWFHYTBHOWM0NJ"
 AUTH_TOKEN = "plivo-test-auth-token-5b0e"
@@ -286,13 +286,13 @@ def test_v2_alone_is_refused_by_default(broker_host: Callable[..., Host]) -> Non
     v2 = {"X-Plivo-Signature-V2": sign_v2(MO_URL, nonce), "X-Plivo-Signature-V2-Nonce": nonce}
     with serving(host) as client:
         v2_only = client.post("/plivo/mo", data=inbound(), headers=v2)
-        replayed = client.post("/plivo/mo", data=inbound(uuid="forged", text="forged",
+        replayed = client.post("/plivo/mo", data=inbound(uuid="0f0f0f0f-0000-4000-8000-000000000000", text="forged",
                                                          From="19995550000"), headers=v2)
-        v3 = post_signed(client, MO_URL, inbound(uuid="e2"))
+        v3 = post_signed(client, MO_URL, inbound(uuid="e2e2e2e2-2f57-11e7-98c9-06ab0bf64327"))
         rows = stored(client, host)
     assert (v2_only.status_code, replayed.status_code, v3.status_code) == (403, 403, 200)
     assert "AcceptSignatureV2" in v2_only.text
-    assert [r["broker_message_id"] for r in rows] == ["e2"]
+    assert [r["broker_message_id"] for r in rows] == ["e2e2e2e2-2f57-11e7-98c9-06ab0bf64327"]
 
 
 def test_main_account_signature_needs_the_main_token(broker_host: Callable[..., Host]) -> None:
@@ -312,10 +312,42 @@ def test_main_account_signature_with_main_token_option(
     with serving(host) as client:
         ma = client.post("/plivo/mo", data=form, headers=v3_headers(
             MO_URL, form, token=MAIN_TOKEN, header="X-Plivo-Signature-Ma-V3"))
-        sub = post_signed(client, MO_URL, inbound(uuid="f2"))
+        sub = post_signed(client, MO_URL, inbound(uuid="f2f2f2f2-2f57-11e7-98c9-06ab0bf64327"))
         rows = stored(client, host)
     assert (ma.status_code, sub.status_code) == (200, 200)
     assert len(rows) == 2
+
+
+def test_with_only_the_main_token_every_webhook_is_checked(
+        broker_host: Callable[..., Host], tmp_path: Path) -> None:
+    """Accounts without a token and MainAuthToken set: before issue 11's review the
+    engine saw no key (the adapter added MainAuthToken inside verify_signature only,
+    which is not called when there is none), so an unsigned forged webhook was stored
+    and nothing said so. The main token is now a <signature broker-key>."""
+    options = f'options = {{ MainAuthToken = "{MAIN_TOKEN}" }}'
+    host = plivo_host(broker_host, extra=options, token="")
+    forged = inbound(uuid="0f0f0f0f-2f57-11e7-98c9-06ab0bf64327", text="forged")
+    genuine = inbound(uuid="1e1e1e1e-2f57-11e7-98c9-06ab0bf64327")
+    with serving(host) as client:
+        unsigned = client.post("/plivo/mo", data=forged)
+        wrong = client.post("/plivo/mo", data=forged, headers=v3_headers(MO_URL, forged))
+        ma = client.post("/plivo/mo", data=genuine, headers=v3_headers(
+            MO_URL, genuine, token=MAIN_TOKEN, header="X-Plivo-Signature-Ma-V3"))
+        rows = stored(client, host)
+    assert (unsigned.status_code, wrong.status_code, ma.status_code) == (401, 403, 200)
+    assert [r["body"] for r in rows] == ["Hello from Plivo"]
+    checked = run_cli("check", "--config", str(tmp_path / "config"))
+    assert "accepted unsigned" not in checked.stdout, checked.stdout
+
+
+def test_check_says_when_a_signing_broker_has_no_key(broker_host: Callable[..., Host],
+                                                     tmp_path: Path) -> None:
+    plivo_host(broker_host, token="")
+    checked = run_cli("check", "--config", str(tmp_path / "config"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert ("warning: broker plivo: plivo signs its webhooks (plivo-v3) but no key is "
+            "configured ({account.password} or {options.MainAuthToken} is empty): "
+            "webhooks are accepted unsigned") in checked.stdout
 
 
 # -- status callbacks ----------------------------------------------------------------------

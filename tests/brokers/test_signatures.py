@@ -109,8 +109,8 @@ local_address = "+14155550101"
 """)
     host = Host(load_settings(cfg), config_dir=cfg)
     url = "https://smshost.example.com/twilio/mo"
-    form = {"MessageSid": "SM1", "AccountSid": "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-            "From": "+14155550123", "To": "+14155550101", "Body": "hi"}
+    form = {"MessageSid": "SM" + "1" * 32, "AccountSid": "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "From": "+14155550123", "To": "+14155550101", "Body": "hi", "NumMedia": "0"}
     with serving(host) as client:
         wrong = client.post("/twilio/mo", data=form, headers={
             "X-Twilio-Signature": RequestValidator("token-a").compute_signature(url, form)})

@@ -168,7 +168,7 @@ def test_the_body_of_a_signed_plivo_get_is_not_read(broker_host: Callable[..., H
     """V3 signs a GET's URL, not its body: a form body added to a captured GET (here
     naming another recipient) is not read."""
     host = plivo_host(broker_host)
-    query = plivo_inbound(uuid="g1")
+    query = plivo_inbound(uuid="9191a1a1-2f57-11e7-98c9-06ab0bf64327")
     del query["To"]
     url = PLIVO_MO_URL + "?" + "&".join(f"{k}={v}" for k, v in query.items())
     nonce = "73920183746501928374"
@@ -181,4 +181,4 @@ def test_the_body_of_a_signed_plivo_get_is_not_read(broker_host: Callable[..., H
         rows = stored(client, host)
     assert response.status_code == 200, response.text
     assert [(r["broker_message_id"], r["local"], r["body"]) for r in rows] == [
-        ("g1", "+14155550100", "Hello from Plivo")]
+        ("9191a1a1-2f57-11e7-98c9-06ab0bf64327", "+14155550100", "Hello from Plivo")]

@@ -26,6 +26,7 @@ from tests.brokers.test_webhooks import generic, signed
 
 SURROGATE = "\ud83d"  # half of 😀: what JSON's "\ud83d" reads as
 R = "\ufffd"  # U+FFFD REPLACEMENT CHARACTER
+SM1, SM2 = "SM" + "1" * 32, "SM" + "2" * 32  # Twilio message SIDs
 
 
 def ascii_json(payload: dict[str, Any]) -> bytes:
@@ -68,8 +69,8 @@ def test_generic_signed_json(broker_host: Callable[..., Host]) -> None:
 def test_twilio_form_and_query_signed_as_sent(broker_host: Callable[..., Host]) -> None:
     """Twilio signs the values it sent, NUL included: checked as sent, stored cleaned."""
     host = twilio.twilio_host(broker_host)
-    form = twilio.inbound_sms("SM1", body="nul\x00here", FromCity="X\x00Y")
-    query = twilio.inbound_sms("SM2", body="by\x00get")
+    form = twilio.inbound_sms(SM1, body="nul\x00here", FromCity="X\x00Y")
+    query = twilio.inbound_sms(SM2, body="by\x00get")
     url = f"{twilio.PUBLIC_URL}/twilio/mo?" + "&".join(
         f"{k}={quote(v, safe='')}" for k, v in query.items())
     with serving(host) as client:
@@ -79,7 +80,7 @@ def test_twilio_form_and_query_signed_as_sent(broker_host: Callable[..., Host]) 
         rows = listed(client)
     assert (posted.status_code, got.status_code) == (200, 200), (posted.text, got.text)
     assert [(r["broker_message_id"], r["body"]) for r in rows] == [
-        ("SM2", f"by{R}get"), ("SM1", f"nul{R}here")]
+        (SM2, f"by{R}get"), (SM1, f"nul{R}here")]
     assert rows[1]["attrs"]["FromCity"] == f"X{R}Y"
 
 
@@ -116,7 +117,7 @@ def test_vonage_signed_as_sent(broker_host: Callable[..., Host]) -> None:
 def test_plivo_form_signed_as_sent(broker_host: Callable[..., Host]) -> None:
     host = plivo.plivo_host(broker_host)
     with serving(host) as client:
-        answer = plivo.post_signed(client, plivo.MO_URL, plivo.inbound("p1", text="a\x00b"))
+        answer = plivo.post_signed(client, plivo.MO_URL, plivo.inbound("a1a1a1a1-2f57-11e7-98c9-06ab0bf64327", text="a\x00b"))
         (row,) = listed(client)
     assert answer.status_code == 200, answer.text
     assert row["body"] == f"a{R}b"

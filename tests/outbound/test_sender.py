@@ -408,3 +408,74 @@ def test_metrics_show_the_outbox_depth_of_each_account(
         assert outbox_gauge(node) == depth  # read less than a second ago: the same
         now[0] += 1.0
         assert outbox_gauge(node) == {}  # an empty outbox has no samples
+
+
+SECRET = "kpass SECRET@1/+"  # a password every form of which differs
+
+
+def secret_forms_in(text: str, wire: str = "kpass+SECRET@1/%2B") -> list[str]:
+    """The forms of SECRET found in ``text``: as it is, as aiohttp sent it in the query
+    (``wire``), fully percent-encoded either way, base64."""
+    import base64
+    from urllib.parse import quote, quote_plus
+    forms = {SECRET, wire, quote(SECRET, safe=""), quote_plus(SECRET),
+             quote_plus(SECRET).lower(), base64.b64encode(SECRET.encode()).decode()}
+    return sorted(form for form in forms if form in text)
+
+
+def kannel_toml(gateway: str) -> str:
+    return f"""
+[[brokers]]
+name = "kn"
+definition = "kannel"
+encryption = "http"
+mt.gateway = "{gateway}"
+
+[[brokers.accounts]]
+id = "main"
+login = "kuser"
+password = "{SECRET}"
+local_address = "{OUR_NUMBER}"
+"""
+
+
+@pytest.mark.parametrize("echo", ["query", "unquoted", "base64"])
+def test_a_gateway_error_echoing_the_password_is_stored_and_logged_masked(
+        smshost: Callable[..., Smshost], caplog: pytest.LogCaptureFixture, echo: str) -> None:
+    """Kannel's sendsms carries the password in its query; a gateway whose 400 echoes
+    the request had it stored in the event detail (GET /api/messages/{id}, /api/events)
+    and logged ("message N failed: ...password=kpass..."), before issue 11's review:
+    only transport errors were redacted. Every form is masked: percent-encoded as sent,
+    decoded, base64."""
+    import base64
+    from urllib.parse import unquote_plus
+
+    def answer(seen: Seen, n: int) -> Reply:
+        text = {"query": seen.target, "unquoted": unquote_plus(seen.target),
+                "base64": base64.b64encode(SECRET.encode()).decode()}[echo]
+        return Reply(400, f"bad request: {text}")
+
+    with FakeBroker(answer) as fake:
+        node = smshost(brokers=kannel_toml(fake.url), outbox=outbox_toml())
+        body = node.queued(to=PHONE, text="hi")
+        failed = node.wait_status(body["id"], "failed")
+        listed = node.api.get("/api/messages").text
+    assert "password=" in fake.seen()[0].target and secret_forms_in(fake.seen()[0].target)
+    detail = failed["events"][-1]["detail"]
+    assert detail["error"].startswith("bad request: ") and "********" in detail["error"]
+    assert secret_forms_in(str(failed)) == [] and secret_forms_in(listed) == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"message {body['id']} failed" in logged and secret_forms_in(logged) == []
+
+
+def test_a_broker_error_echoing_the_bearer_token_is_masked(
+        smshost: Callable[..., Smshost]) -> None:
+    def answer(seen: Seen, n: int) -> Reply:
+        return Reply(401, {"error": f"token {seen.headers.get('authorization')} refused"})
+
+    with FakeBroker(answer) as fake:
+        node = node_for(smshost, fake)
+        body = node.queued(to=PHONE, text="hi")
+        failed = node.wait_status(body["id"], "failed")
+    assert fake.seen()[0].headers["authorization"] == "Bearer broker-token-1"
+    assert failed["events"][-1]["detail"]["error"] == "token Bearer ******** refused"

@@ -84,6 +84,7 @@ class Receiver:
         self._scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self._runner: web.AppRunner | None = None
         self.release = asyncio.Event()  # lets hanging answers ("hang") finish
+        self.echo = False  # answers repeat the request's headers (as some servers' errors do)
 
     def script(self, path: str, *answers: int | tuple[int, dict[str, str]]) -> None:
         self._scripts[path] = [a if isinstance(a, tuple) else (a, {}) for a in answers]
@@ -107,7 +108,8 @@ class Receiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.release.wait(), WAIT)
             status = 200
-        return web.Response(status=status, headers=headers, text=f"answer {status}")
+        echoed = f" {dict(request.headers)}" if self.echo else ""
+        return web.Response(status=status, headers=headers, text=f"answer {status}{echoed}")
 
     async def __aenter__(self) -> Receiver:
         app = web.Application()
@@ -376,6 +378,26 @@ def test_client_error_is_a_dead_letter_at_once(make_host: Callable[..., Host]) -
             assert row["last_error"] == "HTTP 400: answer 400"
             assert row["dead_at"] is not None and row["next_attempt_at"] is None
             assert [a["outcome"] for a in log] == ["dead"]
+    asyncio.run(flow())
+
+
+def test_an_error_answer_echoing_the_api_key_is_stored_masked(
+        make_host: Callable[..., Host]) -> None:
+    """A receiver whose error echoes the request had the target's API key (its extra
+    headers) stored in last_error and shown by /api/webhooks/deliveries, before issue
+    11's review."""
+    async def flow() -> None:
+        async with Receiver() as receiver:
+            receiver.script("/strict", 400)
+            receiver.echo = True
+            host = make_host({"strict": receiver.url("/strict")}, max_attempts=5)
+            async with host.running():
+                await inbound(host, "strict: hello")
+                row = await until(lambda: status_is(host, "dead"), "the dead letter")
+                log = await attempt_log(host, row["id"])
+            assert row["last_error"].startswith("HTTP 400: answer 400 {")
+            assert "X-Api-Key': '********'" in row["last_error"]
+            assert "k-123" not in row["last_error"] + str(log)
     asyncio.run(flow())
 
 
