@@ -282,8 +282,13 @@ def test_the_simulator_s_refused_mo_says_when_to_retry(tmp_path: Path) -> None:
 CONCAT_WAIT = 2.0  # seconds a long MO waits for its missing parts, here
 
 
-def _records(caplog: pytest.LogCaptureFixture, name: str, level: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == name and r.levelname == level]
+SPELLS = (("smshost.sender", "sending"), ("smshost", "the sweep of long MOs"))
+
+
+def _records(caplog: pytest.LogCaptureFixture, name: str, level: str, what: str) -> list[str]:
+    """The lines ``name`` logged at ``level`` about ``what``."""
+    return [r.getMessage() for r in caplog.records if r.name == name
+            and r.levelname == level and r.getMessage().startswith(f"{what} ")]
 
 
 def test_background_loops_log_a_refusing_database_once_per_spell(
@@ -311,17 +316,16 @@ def test_background_loops_log_a_refusing_database_once_per_spell(
                 client.portal.call(host.sender.wake)
                 time.sleep(0.1)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (
-                _records(caplog, "smshost.sender", "WARNING")
-                and _records(caplog, "smshost", "WARNING")):
+        while time.monotonic() < deadline and not all(
+                _records(caplog, name, "WARNING", what) for name, what in SPELLS):
             time.sleep(0.05)
         with database(host) as conn:
             bodies = [r[0] for r in conn.execute("select body from messages")]
     assert bodies == ["the first half[...]"]  # delivered, incomplete, once it could write
     assert not [r for r in caplog.records if r.exc_info], caplog.text
-    for name, what in (("smshost.sender", "sending"), ("smshost", "the sweep of long MOs")):
-        failed = _records(caplog, name, "ERROR")
-        recovered = _records(caplog, name, "WARNING")
+    for name, what in SPELLS:
+        failed = _records(caplog, name, "ERROR", what)
+        recovered = _records(caplog, name, "WARNING", what)
         assert len(failed) == 1 and failed[0].startswith(f"{what} failed"), caplog.text
         assert "database is locked" in failed[0]
         assert len(recovered) == 1 and recovered[0].startswith(f"{what} recovered after ")
