@@ -104,7 +104,7 @@ def check(config_dir: Path | None) -> None:
         click.echo(f"{len(errors.errors)} problem(s) in {config_dir}; plugins are checked "
                    "once the configuration loads.")
         sys.exit(1)
-    click.echo(f"configuration {config_dir}: ok")
+    click.echo(f"configuration {config_dir}: read; checking each item")
     host = Host(settings, config_dir=config_dir)
     host.load_plugins()
     for record in host.plugins.records:
@@ -116,17 +116,26 @@ def check(config_dir: Path | None) -> None:
         click.echo(f"ok: handler {name} ({host.handlers.entries[name].path})")
     for event in host.handlers.failed.values():
         click.echo(f"error: handler {event.name}: {event.error}")
-    for line in unsigned_warnings(host.brokers):
-        click.echo(f"warning: {line}")
-    for shadow in inbound_shadows(host.router.routes):
-        click.echo(f"warning: {shadow.describe()}")
-    for shadow in outbound_shadows(compile_outbound(settings.outbound)):
-        click.echo(f"warning: {shadow.describe('outbound route')}")
-    failures = [*host.plugins.failures, *host.handlers.failed.values()]
-    if failures:
-        click.echo(f"{len(failures)} problem(s).")
+    warnings = list(unsigned_warnings(host.brokers))
+    warnings += [shadow.describe() for shadow in inbound_shadows(host.router.routes)]
+    warnings += [shadow.describe("outbound route")
+                 for shadow in outbound_shadows(compile_outbound(settings.outbound))]
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    problems = len(host.plugins.failures) + len(host.handlers.failed)
+    click.echo(_check_summary(config_dir, problems, len(warnings)))
+    if problems:
         sys.exit(1)
-    click.echo("no problems.")
+
+
+def _check_summary(config_dir: Path, problems: int, warnings: int) -> str:
+    """The last line of ``smshost check``: ok only when there is nothing to report."""
+    noted = f", {warnings} warning(s)" if warnings else ""
+    if problems:
+        return f"configuration {config_dir}: {problems} problem(s){noted}."
+    if warnings:
+        return f"configuration {config_dir}: no problems{noted}."
+    return f"configuration {config_dir}: ok, no problems."
 
 
 @cli.command()

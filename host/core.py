@@ -37,6 +37,7 @@ from host.sinks.registry import build_sinks, route_problems
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.errors import SmshostError
+from host.outage import Outage
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
@@ -209,14 +210,23 @@ class Host:
 
     async def _concat_sweeper(self) -> None:
         """Deliver long MOs whose missing parts did not come in time."""
+        outage = Outage("the sweep of long MOs", log)
         while True:
             await asyncio.sleep(CONCAT_SWEEP_SECONDS)
-            for instance in list(self.brokers.values()):
-                try:
-                    await self.concat.expire(instance.name, instance.settings.mo.concat_timeout)
-                # The sweep must outlive one bad round; the error is logged (BLE001).
-                except Exception:  # noqa: BLE001
-                    log.exception("concatenated MO sweep failed for %s", instance.name)
+            await self.sweep_concat(outage)
+
+    async def sweep_concat(self, outage: Outage) -> None:
+        """One round of the sweep; a failure is logged once per failing spell."""
+        failed = False
+        for instance in list(self.brokers.values()):
+            try:
+                await self.concat.expire(instance.name, instance.settings.mo.concat_timeout)
+            # The sweep must outlive one bad round (BLE001).
+            except Exception as exc:  # noqa: BLE001
+                outage.failed(exc, instance.name)
+                failed = True
+        if not failed:
+            outage.succeeded()
 
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"smshost-{name}"))  # type: ignore[arg-type]

@@ -111,10 +111,13 @@ class StoreUnavailable(StoreError):
 
 
 class ApiError(SmshostError):
-    """An API request is refused; rendered as JSON ``{"error": code, "message": ...}``."""
+    """An API request is refused; rendered as JSON ``{"error": code, "message": ...}``,
+    with ``headers`` (a ``Retry-After``, say) when given."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
         super().__init__(f"{status} {code}: {message}")

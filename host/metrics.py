@@ -80,7 +80,8 @@ class Metrics:
             ["source", "reason"], registry=self.registry)
         self.connections_closed = Counter(
             "smshost_connections_closed", "Connections closed by a listener's limits (reason: "
-            "header_timeout, body_timeout, idle_timeout, write_timeout or limit).",
+            "header_timeout, body_timeout, idle_timeout, write_timeout, limit or "
+            "head_too_large).",
             ["listener", "reason"], registry=self.registry)
         self.connections = Gauge(
             "smshost_connections_open", "Connections open on a listener (a few times per "

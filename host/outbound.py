@@ -76,8 +76,8 @@ class Outbound:
         if broker is not None:
             instances = [i for i in instances if i.name == broker]
             if not instances:
-                raise SendError(422, "unknown_broker",
-                                f"no broker {broker!r} is configured to send")
+                disabled, why = self._not_sending(broker)
+                raise SendError(422, "broker_disabled" if disabled else "unknown_broker", why)
         for instance in instances:
             if account is None:
                 return instance, next(iter(instance.accounts.values()))
@@ -87,6 +87,20 @@ class Outbound:
             raise SendError(422, "no_broker", "no broker is configured to send")
         raise SendError(422, "unknown_account", f"no account {account!r} can send"
                         + (f" through {broker!r}" if broker else ""))
+
+    def _not_sending(self, broker: str) -> tuple[bool, str]:
+        """Why ``broker`` cannot send, and whether a problem in its configuration
+        disabled it (then named with file and line, as ``smshost check`` does)."""
+        problems = [r.error for r in self._host.plugins.failures
+                    if r.kind == "broker instance" and r.name == broker and r.error]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return True, (f"broker {broker!r} is disabled by a problem in its configuration: "
+                          f"{problems[0]}{more}; see smshost check")
+        if broker in self._host.brokers:
+            return False, (f"broker {broker!r} is not configured to send (its enabled or "
+                           "mt.enabled is false)")
+        return False, f"no broker {broker!r} is configured"
 
     def _sender_of(self, request: SendRequest) -> tuple[BrokerInstance, AccountSettings]:
         if request.workgroup or request.user:
@@ -148,8 +162,9 @@ class Outbound:
         goes out from them. The account's own form of the number when it is the same."""
         instance = self._host.brokers.get(inbound.broker or "")
         if instance is None or not instance.settings.mt_active:
-            raise SendError(422, "no_broker", f"broker {inbound.broker!r}, which received "
-                            f"message {inbound.id}, is not configured to send (mt)")
+            disabled, why = self._not_sending(inbound.broker or "")
+            raise SendError(422, "broker_disabled" if disabled else "no_broker",
+                            f"{why} (it received message {inbound.id})")
         account = instance.accounts.get(inbound.account or "")
         if account is None:
             raise SendError(422, "unknown_account", f"account {inbound.account!r} of broker "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from host.errors import ConfigError
 from host.models import to_timestamp
+from host.outage import Outage
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -67,11 +68,14 @@ class Purger:
     async def scheduled(self) -> None:
         """Run forever: sleep until the next ``purge.at``, purge, repeat."""
         settings = self._host.settings.purge
+        outage = Outage("the scheduled purge", log)
         while True:
             now = self._clock()
             await asyncio.sleep((next_run(now, settings.at) - now).total_seconds())
             try:
                 await self.run()
             # The schedule must survive a failed night; the error is logged (BLE001).
-            except Exception:  # noqa: BLE001
-                log.exception("scheduled purge failed")
+            except Exception as exc:  # noqa: BLE001
+                outage.failed(exc)
+            else:
+                outage.succeeded()

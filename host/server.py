@@ -28,14 +28,15 @@ from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import SmshostError
 from host.web import fastpath
-from host.web.connections import Clock, GuardedProtocol, Sweeper, protocol_class
+from host.web.connections import Clock, GuardedProtocol, protocol_class
+from host.web.sweeper import Sweeper
 
 log = logging.getLogger("smshost.server")
 
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to :func:`serve` and sweeps its
-    connections' deadlines (:class:`~host.web.connections.Sweeper`) until it stops."""
+    connections' deadlines (:class:`~host.web.sweeper.Sweeper`) until it stops."""
 
     sweeper: Sweeper | None = None
     sweeping: asyncio.Task[None] | None = None

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from sqlite_utils import Database, Migrations
@@ -45,6 +45,9 @@ from sqlite_utils import Database, Migrations
 from host.config.settings import StoreSettings
 from host.errors import StoreClosed, StoreError, StoreUnavailable
 from host.writepath import LASTING, WritePath, probe_transaction, unavailable
+
+if TYPE_CHECKING:
+    from host.outage import Outage
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -195,21 +198,32 @@ class Store:
         return self._queue(fn)
 
     async def write_retrying(self, fn: Callable[[Database], T], delays: Iterable[float],
-                             keep_going: Callable[[], bool], what: str) -> T | None:
+                             keep_going: Callable[[], bool], what: str,
+                             outage: Outage | None = None) -> T | None:
         """``fn`` written, tried at once and again after each of ``delays`` while the
         database refuses it (``StoreError`` from BEGIN or COMMIT, ``sqlite3.Error`` from
         a statement: a lock another process holds, a full disk; the write was rolled
-        back either way) and ``keep_going()``. None when it never went through."""
+        back either way) and ``keep_going()``. None when it never went through. With
+        ``outage`` (the caller's loop), a retry is logged there, once per failing spell,
+        and not per write."""
         waits = iter(delays)
         while True:
             try:
-                return await self.write(fn)
+                written = await self.write(fn)
             except (StoreError, sqlite3.Error) as exc:
                 delay = next(waits, None)
                 if delay is None or not keep_going():
                     log.error("%s not stored (%s); giving up", what, exc)
                     return None
-                log.warning("%s not stored (%s); trying again in %.1f s", what, exc, delay)
+                if outage is not None:
+                    outage.failed(exc, what)
+                else:
+                    log.warning("%s not stored (%s); trying again in %.1f s", what, exc,
+                                delay)
+            else:
+                if outage is not None:
+                    outage.succeeded()
+                return written
             await asyncio.sleep(delay)
             if not keep_going():
                 log.error("%s not stored; stopping", what)

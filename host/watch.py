@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from watchfiles import Change, awatch
 
+from host.outage import Outage
+
 if TYPE_CHECKING:
     from host.core import Host
 
@@ -29,11 +31,14 @@ async def watch_handlers(host: Host, stop: asyncio.Event) -> None:
     if not folders:
         return
     settings = host.settings.handlers
+    outage = Outage("reloading handlers", log)
     async for _ in awatch(*folders, watch_filter=_python_file, stop_event=stop,
                           debounce=max(settings.debounce_ms, 1), step=20, recursive=False,
                           yield_on_timeout=False):
         try:
             await host.handlers.reconcile_async()
         # The watcher must outlive one bad round; the error is logged (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("reloading handlers failed")
+        except Exception as exc:  # noqa: BLE001
+            outage.failed(exc)
+        else:
+            outage.succeeded()

@@ -35,6 +35,8 @@ from host.models import utcnow
 PROBE_EVERY = 2.0  # seconds between two probes while writes fail
 IDLE_PROBE_AFTER = 60.0  # seconds without any write before an idle node is probed
 PROBE_PAGES = 16  # a probe passes when this many pages are free, or the file can grow
+RETRY_AFTER = 5
+"""Seconds in the ``Retry-After`` of every answer refused because of the database."""
 
 # Primary result codes of SQLite meaning "the database refuses": not the statement's
 # fault (a constraint, a SQL error), and the same write may go through later.
@@ -84,6 +86,12 @@ def unavailable(exc: BaseException, what: str) -> StoreUnavailable | None:
     error = StoreUnavailable(f"{what}: {exc}" + (f" ({why})" if why else ""), kind)
     error.__cause__ = exc
     return error
+
+
+def retry_later() -> dict[str, str]:
+    """The headers of every 503 answered because the database refused the work (the
+    API's, broker webhooks', plugins' routes): one place for them."""
+    return {"Retry-After": str(RETRY_AFTER)}
 
 
 @dataclass

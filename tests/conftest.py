@@ -165,7 +165,7 @@ class MemorySink(Sink):
     """Test sink: keeps what it gets; target "fail" fails for good, "retry" for now,
     "flaky" for now on a message's first try only, "gate" waits for ``self.gate``
     (an asyncio.Event) when one is set, "stored" commits a write first (as real sinks
-    do), "cancel" raises CancelledError on a message's first try. ``tried`` lists
+    do; after the gate too, when one is set), "cancel" raises CancelledError on a message's first try. ``tried`` lists
     every call, in order."""
 
     kind = "memory"
@@ -180,7 +180,7 @@ class MemorySink(Sink):
         self.tried.append((route.target, message.id))
         if route.target == "flaky" and self.tried.count(("flaky", message.id)) == 1:
             return Delivery.retry("memory sink: flaky, first try")
-        if route.target == "gate" and self.gate is not None:
+        if route.target in ("gate", "stored") and self.gate is not None:
             await self.gate.wait()
         if route.target == "stored":
             await self.host.store.write(lambda db: db.execute("select 1"))

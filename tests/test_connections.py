@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import httpx2
 import pytest
 import trustme
+import uvloop
 
 from host import openfiles
 from host.config import load_settings
@@ -48,8 +49,9 @@ class FakeClock:
 class Guarded(Live):
     """A :class:`Live` server on a given clock; :meth:`sweep` checks its deadlines now."""
 
-    def __init__(self, host: Host, clock: Callable[[], float]) -> None:
-        super().__init__(host)
+    def __init__(self, host: Host, clock: Callable[[], float],
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+        super().__init__(host, loop_factory)
         self.server = _Server(_config(host, self.listener, clock))
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -90,15 +92,17 @@ def limits(**values: float) -> str:
 
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Callable[..., Guarded]]:
-    """``guarded(fast=..., clock=..., **limits)`` starts a server; stopped after."""
+    """``guarded(fast=..., clock=..., loop=..., **limits)`` starts a server (on asyncio's
+    event loop, or with ``loop="uvloop"`` on the one ``smshost serve`` runs); stopped
+    after."""
     started: list[Guarded] = []
 
     def start(fast: bool = True, clock: Callable[[], float] = time.monotonic,
               shutdown_timeout: float = 10.0, tls: tuple[Path, Path] | None = None,
-              **values: float) -> Guarded:
+              loop: str = "asyncio", **values: float) -> Guarded:
         host = make_host(tmp_path / f"s{len(started)}", fast=fast, extra=limits(**values),
                          shutdown_timeout=shutdown_timeout, tls=tls)
-        server = Guarded(host, clock)
+        server = Guarded(host, clock, uvloop.new_event_loop if loop == "uvloop" else None)
         started.append(server)
         return server.__enter__()  # type: ignore[return-value]
 
@@ -352,6 +356,165 @@ def _send_all(sock: socket.socket, data: bytes) -> None:
         pass  # cut by the server: what the test waits for
 
 
+# -- a client that hangs up while pipelining -------------------------------------------
+
+
+@FAST
+@pytest.mark.parametrize("kind", ["webhook", "other"])
+def test_a_pipelining_client_that_hangs_up_leaves_no_error(
+        guarded: Callable[..., Guarded], fast: bool, kind: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A client pipelines requests without reading the answers, then hangs up while an
+    answer waits for room. The request being answered is not the last one read, which
+    is the only one uvicorn marked disconnected: woken by the hang-up it wrote to the
+    closed transport, and uvloop (what ``smshost serve`` runs) raised: two tracebacks
+    per connection."""
+    server = guarded(fast=fast, loop="uvloop")
+    one = (webhook(mo_body(1)) if kind == "webhook"
+           else b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    server.wait_for(lambda: len(server.connections()) == 1)
+    (protocol,) = server.connections()
+    protocol.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.setblocking(False)
+    data, sent = one * 5000, 0
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while protocol.stalled_since is None and time.monotonic() < deadline:
+            try:
+                sent += sock.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert protocol.stalled_since is not None, "the answers never backed up"
+    finally:
+        sock.close()  # answers unread: a reset
+    server.wait_for(lambda: not server.connections() and not server.server.server_state.tasks)
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] \
+        == []
+
+
+# -- the head of a request -------------------------------------------------------------
+
+HEAD_LIMIT = 4096
+BIG = "a" * (HEAD_LIMIT + 1)
+
+
+@FAST
+@pytest.mark.parametrize(("request_", "status", "message"), [
+    (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {BIG}\r\n\r\n".encode(), 431,
+     f"request head over {HEAD_LIMIT} bytes"),
+    (f"GET /health?{BIG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), 414,
+     f"request URL over {HEAD_LIMIT} bytes"),
+    (b"GET /health HTTP/1.1\r\n" + b"X-N: 1\r\n" * 21 + b"\r\n", 431,
+     "more than 20 header lines"),
+    (webhook(mo_body(7), extra=f"X-Big: {BIG}\r\n"), 431,
+     f"request head over {HEAD_LIMIT} bytes"),
+    (b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Type: application/json\r\n\r\n1\r\n{\r\n0\r\n"
+     + f"X-Trailer: {BIG}\r\n\r\n".encode(), 431, f"request head over {HEAD_LIMIT} bytes"),
+], ids=["header", "url", "lines", "webhook", "trailer"])
+def test_a_head_over_the_limit_is_refused_and_closed(
+        guarded: Callable[..., Guarded], fast: bool, request_: bytes, status: int,
+        message: str) -> None:
+    server = guarded(fast=fast, max_head_bytes=HEAD_LIMIT, max_header_lines=20,
+                     header_timeout=LONG)
+    within = connect(server)
+    within.send(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Ok: {BIG[:3900]}\r\n"
+                .encode() + b"X-N: 1\r\n" * 18 + b"\r\n")
+    assert within.response().status == 200
+    conn = connect(server)
+    conn.send(request_)
+    answer = conn.response()
+    assert (answer.status, answer.json()) == (status, {"error": "too_large",
+                                                       "message": message})
+    assert answer.headers["connection"] == "close" and conn.closed_by_server()
+    assert server.rows() == [] and server.fast_runs == []
+    assert metric(server, "head_too_large") == 1
+
+
+@FAST
+def test_a_head_that_never_ends_is_cut_at_the_limit_not_at_the_timeout(
+        guarded: Callable[..., Guarded], fast: bool) -> None:
+    """One header line that never ends: httptools keeps it whole until it does, so the
+    server held all of it until the header timeout (+37 MB for 40 MB sent, measured)."""
+    server = guarded(fast=fast, max_head_bytes=HEAD_LIMIT, header_timeout=LONG)
+    conn = connect(server)
+    conn.send(b"POST /generic/mo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+    for _ in range(4):
+        conn.send(b"a" * HEAD_LIMIT)
+    answer = conn.response()  # within WAIT, not the header timeout
+    assert answer.status == 431 and conn.closed_by_server()
+    assert metric(server, "head_too_large") == 1
+
+
+@FAST
+@pytest.mark.parametrize("last", ["garbage", "head over the limit"])
+def test_a_refused_request_is_answered_after_the_ones_before_it(
+        guarded: Callable[..., Guarded], fast: bool, last: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn answered a request it could not parse at once, before the answers still
+    due to the requests pipelined ahead of it, and those were then lost (or, on
+    uvloop, written to the closed transport: two tracebacks)."""
+    server = guarded(fast=fast, loop="uvloop", max_head_bytes=HEAD_LIMIT)
+    refused = (b"NOT HTTP AT ALL\r\n\r\n" if last == "garbage"
+               else f"GET /health HTTP/1.1\r\nX-Big: {BIG}\r\n\r\n".encode())
+    conn = connect(server)
+    conn.send(webhook(mo_body(8)) + HEALTH + HEALTH + refused + HEALTH)
+    statuses = [conn.response().status for _ in range(4)]
+    assert statuses == [200, 200, 200, 400 if last == "garbage" else 431]
+    assert conn.closed_by_server()
+    assert [r["broker_message_id"] for r in server.rows()] == ["fast-8"]
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] \
+        == []
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc/PID/status")
+def test_endless_heads_do_not_grow_the_server(tmp_path: Path,
+                                              serve: Callable[..., Server]) -> None:
+    """``smshost serve``; five connections each send one header line of 20 MB that never
+    ends. Each is answered 431 at the limit (32 KiB by default) and the rest is dropped:
+    the server does not grow by what was sent (+176 MB for 5 x 60 MB, measured before)."""
+    port = two_ports()[0]
+    server = serve(write_config(tmp_path, base_config(tmp_path, port=port)))
+    server.wait_healthy(f"http://127.0.0.1:{port}/health")
+    before = _rss_bytes(server.proc.pid)
+    chunk = b"a" * (1 << 20)
+    socks, answers = [], []
+    try:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            socks.append(sock)
+            try:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+                for _ in range(20):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # the server stopped reading: what the test wants
+        grown = _rss_bytes(server.proc.pid) - before
+        for sock in socks:
+            try:
+                answers.append(sock.recv(4096).split(b"\r\n", 1)[0])
+            except OSError as exc:
+                answers.append(str(exc).encode())
+    finally:
+        for sock in socks:
+            sock.close()
+    assert grown < 8 << 20, f"the server grew by {grown / (1 << 20):.0f} MB"
+    assert answers == [b"HTTP/1.1 431 Request Header Fields Too Large"] * 5
+
+
 # -- one listener's flood, the others answer -------------------------------------------
 
 
@@ -410,7 +573,8 @@ def _answers(socks: list[socket.socket], expected: int) -> list[bytes]:
 def test_limits_out_of_range_are_clear_errors(tmp_path: Path) -> None:
     text = base_config(tmp_path, port=8080, extra=(
         listener("hooks", 8081) + "connections = { limit = 0 }\n"
-        "\n[server.connections]\nheader_timeout = 0\nidle_timeout = 7200\n"))
+        "\n[server.connections]\nheader_timeout = 0\nidle_timeout = 7200\n"
+        "max_head_bytes = 100\nmax_header_lines = 0\n"))
     cfg = write_config(tmp_path, text)
     with pytest.raises(ConfigErrors) as info:
         load_settings(cfg)
@@ -426,6 +590,12 @@ def test_limits_out_of_range_are_clear_errors(tmp_path: Path) -> None:
         "server.connections.idle_timeout": (
             lines.index("idle_timeout = 7200") + 1,
             "must be more than 0 and at most 3600 seconds; got 7200.0"),
+        "server.connections.max_head_bytes": (
+            lines.index("max_head_bytes = 100") + 1,
+            "must be between 1024 and 1048576 bytes; got 100"),
+        "server.connections.max_header_lines": (
+            lines.index("max_header_lines = 0") + 1,
+            "must be between 1 and 10000 lines; got 0"),
     }
 
 

@@ -54,18 +54,24 @@ TIMEOUT = 10.0  # seconds, for every socket read and for start and stop
 
 
 class Live:
-    """``host`` served by uvicorn (as ``smshost serve`` does) in a thread."""
+    """``host`` served by uvicorn (as ``smshost serve`` does) in a thread, on asyncio's
+    own event loop or the one ``loop_factory`` makes (``smshost serve`` runs uvloop's)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
         self.host = host
         self.listener = host.settings.listeners[0]
         self.sock = bind(self.listener)
         self.port = self.sock.getsockname()[1]
         self.server = _Server(_config(host, self.listener))
-        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(loop_factory,), daemon=True)
         self.failure: BaseException | None = None
         self.conns: list[Conn] = []
         self.fast_runs: list[str] = []
+
+    def _run(self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(self._main())
 
     async def _main(self) -> None:
         try:

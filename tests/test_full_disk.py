@@ -46,7 +46,8 @@ from host.migrations import core
 from host.store import Store
 from host.writepath import IDLE_PROBE_AFTER, PROBE_EVERY
 from tests.brokers.conftest import PUBLIC_URL, broker_config
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, write_lock
+from tests.test_fastpath import Live, make_host, mo_body, webhook
 
 PHONE = "+14155550123"
 GENERIC = """
@@ -130,8 +131,13 @@ def test_a_full_disk_is_503_on_every_write_path_and_nothing_accepted_is_lost(
     assert refused.json()["error"] == "unavailable"
     assert "database or disk is full" in refused.json()["message"]
     keyed = send(client, 999, **{"Idempotency-Key": "order-1"})
+    caplog.clear()
     mo = client.post("/generic/mo", json={"id": "g1", "from": PHONE, "text": "hello"})
     assert (keyed.status_code, mo.status_code) == (503, 503), (keyed.text, mo.text)
+    assert mo.headers["retry-after"] == "5"
+    assert [r.getMessage() for r in caplog.records if r.name == "smshost.brokers"] == [
+        "broker gen mo refused (503), not stored: the database refused the write: "
+        "database or disk is full (the disk or the database's size limit is full)"]
     # Every message answered 201 is stored, and nothing else.
     assert stored_ids(host) == accepted and accepted
 
@@ -231,6 +237,98 @@ def test_a_refused_group_fails_with_store_unavailable_and_the_writer_goes_on(
     with sqlite3.connect(tmp_path / "s.db") as conn:
         ids = [r[0] for r in conn.execute("select id from messages order by id")]
     assert ids == sorted([r for r in results if isinstance(r, int)] + [after])
+
+
+LOCKED = "\n[store]\nbusy_timeout_ms = 50\n"
+SIMULATOR = """
+[[brokers]]
+name = "sim"
+definition = "simulator"
+
+[[brokers.accounts]]
+id = "default"
+local_address = "+15550100"
+"""
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi"])
+def test_a_webhook_the_database_refuses_says_when_to_retry_in_one_log_line(
+        tmp_path: Path, fast: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Both ways a webhook is answered carry the Retry-After the docs promise for every
+    503 of a refusing database (it had none), and the refusal is logged in one line
+    (it was two: 'MO not stored' and 'refused')."""
+    with Live(make_host(tmp_path, fast=fast, extra=LOCKED)) as server:
+        with write_lock(server.host.store.path):
+            conn = server.connect()
+            caplog.clear()
+            conn.send(webhook(mo_body(1)))
+            answer = conn.response()
+    assert (answer.status, answer.headers["retry-after"]) == (503, "5")
+    lines = [r.getMessage() for r in caplog.records if r.name == "smshost.brokers"]
+    assert len(lines) == 1 and lines[0].startswith(
+        "broker gen mo refused (503), not stored: "), lines
+    assert "database is locked" in lines[0]
+
+
+def test_the_simulator_s_refused_mo_says_when_to_retry(tmp_path: Path) -> None:
+    cfg = broker_config(tmp_path, SIMULATOR, extra=LOCKED + NO_SENDING)
+    host = Host(load_settings(cfg), config_dir=cfg)
+    with TestClient(host.app_for(), base_url=PUBLIC_URL,
+                    headers={"Authorization": "Bearer test-token"}) as client:
+        with write_lock(host.store.path):
+            answer = client.post("/api/simulator/mo", json={"from": PHONE, "text": "hi"})
+    assert (answer.status_code, answer.headers.get("retry-after")) == (503, "5"), answer.text
+    assert answer.json()["error"] == "refused"
+CONCAT_WAIT = 2.0  # seconds a long MO waits for its missing parts, here
+
+
+SPELLS = (("smshost.sender", "sending"), ("smshost", "the sweep of long MOs"))
+
+
+def _records(caplog: pytest.LogCaptureFixture, name: str, level: str, what: str) -> list[str]:
+    """The lines ``name`` logged at ``level`` about ``what``."""
+    return [r.getMessage() for r in caplog.records if r.name == name
+            and r.levelname == level and r.getMessage().startswith(f"{what} ")]
+
+
+def test_background_loops_log_a_refusing_database_once_per_spell(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the database's write lock: every write is refused after
+    busy_timeout. The sender looks for due messages at every round, and the sweep of
+    long MOs meets a message whose second part never came: both fail at every round.
+    Each says so in one line when it starts failing and in one when it recovers, without
+    a traceback (the review counted 16 tracebacks in 45 s)."""
+    monkeypatch.setattr("host.core.CONCAT_SWEEP_SECONDS", 0.05)
+    brokers = GENERIC.replace('definition = "generic"\n', 'definition = "generic"\n'
+                              f"mo.concat_timeout = {CONCAT_WAIT}\n")
+    cfg = broker_config(tmp_path, brokers, extra=LOCKED)
+    host = Host(load_settings(cfg), config_dir=cfg)
+    with TestClient(host.app_for(), base_url=PUBLIC_URL) as client:
+        part = client.post("/generic/mo", json={
+            "id": "p1", "from": PHONE, "text": "the first half", "concat_ref": "7",
+            "concat_total": 2, "concat_part": 1})
+        assert part.status_code == 200, part.text
+        with write_lock(host.store.path):  # until the part is due, and a while after
+            until = time.monotonic() + CONCAT_WAIT + 1.0
+            while time.monotonic() < until:  # the sender looks again at every wake
+                assert client.portal is not None
+                client.portal.call(host.sender.wake)
+                time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+                _records(caplog, name, "WARNING", what) for name, what in SPELLS):
+            time.sleep(0.05)
+        with database(host) as conn:
+            bodies = [r[0] for r in conn.execute("select body from messages")]
+    assert bodies == ["the first half[...]"]  # delivered, incomplete, once it could write
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    for name, what in SPELLS:
+        failed = _records(caplog, name, "ERROR", what)
+        recovered = _records(caplog, name, "WARNING", what)
+        assert len(failed) == 1 and failed[0].startswith(f"{what} failed"), caplog.text
+        assert "database is locked" in failed[0]
+        assert len(recovered) == 1 and recovered[0].startswith(f"{what} recovered after ")
 
 
 # -- under `smshost serve` ----------------------------------------------------------------

@@ -203,6 +203,40 @@ def test_a_status_the_database_refuses_is_written_again_in_the_conversation_orde
     assert host.sinks["memory"].tried == [("gate", first.id), ("gate", second.id)]
 
 
+def test_a_delivery_whose_write_the_database_refuses_is_routed_again(
+        host_factory: Callable[..., Host], memory_sink: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The destination's own write is refused (another process holds the write lock
+    past busy_timeout): a delivery to try again, not a failed message (it was failed,
+    with a traceback); logged once for the spell, and its end once."""
+    host = host_factory(
+        routes=routes_toml(("default", "", "", "memory", "stored"),
+                           extra="[routing]\nretry_delays = [0.3, 0.3, 0.3]\n"),
+        smshost=base_config(tmp_path) + "\n[store]\nbusy_timeout_ms = 100\n")
+
+    async def flow() -> Any:
+        async with host.running():
+            sink = host.sinks["memory"]
+            sink.gate = asyncio.Event()
+            message = (await host.messages.add(mo("hello")))[0]
+            with write_lock(host.store.path):  # the sink's write waits, then is refused
+                sink.gate.set()
+                await asyncio.sleep(0.5)
+            assert await host.router.idle(timeout=20)
+            return await host.messages.get(message.id)
+    message = asyncio.run(flow())
+    assert (message.status, message.route) == ("routed", "default")
+    assert [g[1] for g in host.sinks["memory"].got] == ["hello"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "smshost.routing"]
+    errors = [r.getMessage() for r in caplog.records
+              if r.name == "smshost.routing" and r.levelname == "ERROR"]
+    assert len(errors) == 1, lines
+    assert errors[0].startswith(f"routing failed (message {message.id} to memory): ")
+    assert "database is locked" in errors[0]
+    assert lines[-1].startswith("routing recovered after "), lines
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_when_even_the_default_fails_the_message_is_kept_as_failed(
         host_factory: Callable[..., Host], memory_sink: Path) -> None:
     host = host_factory(routes=routes_toml(("default", "", "", "memory", "fail")))

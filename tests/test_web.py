@@ -31,6 +31,48 @@ def test_health_reports_version_role_uptime_database(client: TestClient) -> None
     assert body["plugins"] == {"loaded": 0, "failures": []}
 
 
+UNSET = "SMSHOST_TEST_HEALTH_UNSET_SECRET"
+BROKEN_BROKER = f"""
+[[brokers]]
+name = "bad"
+definition = "generic"
+
+[[brokers.accounts]]
+id = "main"
+local_address = "+14155550100"
+password = {{ env = "{UNSET}" }}
+"""
+
+
+def test_health_shows_what_failed_only_on_the_api_listener(
+        host_factory: Any, tmp_path: Any, plugins_dir: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker port is open to anyone: its /health says that something failed and
+    how many things, not which file, line, environment variable or database error (it
+    listed them all)."""
+    monkeypatch.delenv(UNSET, raising=False)
+    (plugins_dir / "sinks" / "broken.py").write_text("this is not python\n")
+    smshost = base_config(tmp_path, extra='\n[[listeners]]\nname = "hooks"\nport = 8081\n')
+    host = host_factory(smshost=smshost, brokers=BROKEN_BROKER)
+    with TestClient(host.app_for()) as api:
+        full = api.get("/health")
+    with TestClient(host.app_for("hooks")) as hooks:
+        public = hooks.get("/health")
+    assert full.status_code == public.status_code == 200
+    body = full.json()
+    assert body["status"] == "degraded"
+    assert {f["kind"] for f in body["plugins"]["failures"]} == {"sink", "broker instance"}
+    assert str(tmp_path) in full.text and UNSET in full.text
+    assert public.json() == {
+        "status": "degraded", "version": __version__, "role": "primary",
+        "uptime_seconds": public.json()["uptime_seconds"],
+        "database": {"ok": True, "readable": True, "writes": {"ok": True}},
+        "plugins": {"loaded": body["plugins"]["loaded"], "failed": 2},
+        "handlers": {"loaded": 0, "failed": 0, "routes_without_handler": 0}}
+    for secret in (str(tmp_path), UNSET, "broken", "bad", "brokers.toml"):
+        assert secret not in public.text
+
+
 def test_health_is_503_when_the_database_is_unusable(client: TestClient, host: Host) -> None:
     client.portal.call(host.store.close)  # type: ignore[union-attr]
     response = client.get("/health")

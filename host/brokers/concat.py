@@ -111,6 +111,12 @@ def add_part_op(db: Database, part: Part) -> tuple[Message | None, StatusEvent |
     return _assemble(db, part, rows, complete=True)
 
 
+def any_expired(db: Database, broker: str, cutoff: str) -> bool:
+    """Whether a part of ``broker`` waits since before ``cutoff``."""
+    return db.execute("select 1 from mo_parts where broker = ? and message_id is null "
+                      "and received_at < ? limit 1", [broker, cutoff]).fetchone() is not None
+
+
 def expire_op(db: Database, broker: str, cutoff: str) -> list[tuple[Message, StatusEvent | None]]:
     """Deliver every group of ``broker`` whose first part arrived before ``cutoff``."""
     groups = list(db.query(
@@ -144,6 +150,8 @@ class Concat:
                      now: datetime | None = None) -> list[Message]:
         moment = (now or datetime.now(UTC)) - timedelta(seconds=timeout)
         cutoff = to_timestamp(moment)
+        if not await self._host.store.read(lambda db: any_expired(db, broker, cutoff)):
+            return []  # the usual case: no write transaction every sweep
         done = await self._host.store.write(lambda db: expire_op(db, broker, cutoff))
         for message, event in done:
             if event is not None:

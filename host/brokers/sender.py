@@ -49,6 +49,7 @@ from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import Changed, part_left, repair
 from host.config.secrets import redact
 from host.errors import StoreError
+from host.outage import Outage
 from host.messages import _add_event, message_from_cursor
 from host.models import Message, utcnow
 
@@ -86,6 +87,7 @@ class Sender:
         self._active: set[asyncio.Task[None]] = set()
         self._running = False
         self._strays_at = 0.0  # monotonic; the first claim looks for them
+        self.outage = Outage("sending", log)
 
     @property
     def clock(self) -> Clock:
@@ -159,11 +161,15 @@ class Sender:
             room = limit - len(self._active)
             try:
                 due, next_at = ([], None) if room <= 0 else await self._claim(room)
-            # The worker must outlive a failed claim (the database locked by another
-            # process past busy_timeout, say): nothing was claimed; try again (BLE001).
-            except Exception:  # noqa: BLE001
-                log.exception("claiming due messages failed; trying again in 1 s")
+            # The worker must outlive a failed claim (a full disk, the database locked by
+            # another process past busy_timeout): nothing was claimed; try again in a
+            # second, logged once per failing spell (BLE001).
+            except Exception as exc:  # noqa: BLE001
+                self.outage.failed(exc)
                 due, next_at = [], self.clock() + 1.0
+            else:
+                if room > 0:
+                    self.outage.succeeded()
             for claimed in due:
                 task = asyncio.create_task(self._send(claimed))
                 self._active.add(task)
@@ -335,7 +341,7 @@ class Sender:
 
         written = await self._host.store.write_retrying(
             write, SETTLE_RETRIES, lambda: self._running, f"message {message.id}: the "
-            "outcome of its send")
+            "outcome of its send", self.outage)
         if written is None:  # the row stays in flight: the next start recovers it
             return
         old, updated, event, later = written

@@ -38,6 +38,7 @@ from host.brokers.http import BodyError, InboundRequest
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import SignatureError
 from host.errors import StoreError
+from host.writepath import retry_later
 from host.messages import NewMessage
 from host.numbers import normalize
 
@@ -54,9 +55,13 @@ class Endpoint:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    """A webhook answered ``status`` with ``reason``; ``cause``: the database refused it
+    (logged with the answer, in one line; a ``Retry-After`` goes with it)."""
+
+    def __init__(self, status: int, reason: str, cause: StoreError | None = None) -> None:
         self.status = status
         self.reason = reason
+        self.cause = cause
 
 
 def endpoints_for_port(instances: dict[str, BrokerInstance],
@@ -217,9 +222,15 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
 
 def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
     host.metrics.webhook(instance.name, kind, str(refused.status))
-    log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
-                refused.reason, extra={"broker": instance.name, "status": refused.status})
-    return PlainTextResponse(refused.reason, status_code=refused.status)
+    extra = {"broker": instance.name, "status": refused.status}
+    if refused.cause is None:
+        log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
+                    refused.reason, extra=extra)
+        return PlainTextResponse(refused.reason, status_code=refused.status)
+    log.error("broker %s %s refused (%d), not stored: %s", instance.name, kind,
+              refused.status, refused.cause, extra=extra)
+    return PlainTextResponse(refused.reason, status_code=refused.status,
+                             headers=retry_later())
 
 
 def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRequest:
@@ -334,8 +345,7 @@ async def _mo(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> 
                 encoding=fields.encoding, segments=fields.segments,
                 broker_message_id=fields.id, attrs=fields.attrs, source="broker"))
     except StoreError as exc:
-        log.error("broker %s: MO not stored: %s", instance.name, exc)
-        raise _Refused(503, "temporarily unable to store the message; retry") from None
+        raise _Refused(503, "temporarily unable to store the message; retry", exc) from None
     host.metrics.webhook(instance.name, "mo", "stored" if created else "duplicate")
     return _answer(instance.broker.answer_mo(fields))
 
@@ -365,8 +375,7 @@ async def _receipt(host: Host, instance: BrokerInstance, inbound: InboundRequest
     try:
         applied = await host.receipts.apply(instance.name, fields)
     except StoreError as exc:
-        log.error("broker %s: receipt not stored: %s", instance.name, exc)
-        raise _Refused(503, "temporarily unable to store the receipt; retry") from None
+        raise _Refused(503, "temporarily unable to store the receipt; retry", exc) from None
     host.metrics.webhook(instance.name, "receipt",
                          "applied" if applied.message is not None else "orphan")
     return _answer(instance.broker.answer_dlr(fields))

@@ -16,6 +16,9 @@ from host.config.schema import setting
 MAX_SECONDS = 3600.0
 """The longest timeout accepted: beyond an hour a timeout no longer protects anything."""
 MAX_LIMIT = 1_000_000
+MIN_HEAD_BYTES, MAX_HEAD_BYTES = 1024, 1024 * 1024
+"""A head limit beyond these either refuses ordinary requests or no longer bounds memory."""
+MAX_HEADER_LINES = 10_000
 
 
 def _seconds(value: Any) -> str | None:
@@ -28,6 +31,18 @@ def _limit(value: Any) -> str | None:
     if 1 <= value <= MAX_LIMIT:
         return None
     return f"must be between 1 and {MAX_LIMIT} connections; got {value!r}"
+
+
+def _head_bytes(value: Any) -> str | None:
+    if MIN_HEAD_BYTES <= value <= MAX_HEAD_BYTES:
+        return None
+    return f"must be between {MIN_HEAD_BYTES} and {MAX_HEAD_BYTES} bytes; got {value!r}"
+
+
+def _header_lines(value: Any) -> str | None:
+    if 1 <= value <= MAX_HEADER_LINES:
+        return None
+    return f"must be between 1 and {MAX_HEADER_LINES} lines; got {value!r}"
 
 
 _HELP = {
@@ -45,6 +60,11 @@ _HELP = {
     "write_timeout": "Seconds an answer may wait for a client that does not read it "
     "(its socket buffers full), and a closing connection for its last bytes to leave. "
     "Past it: the connection is cut.",
+    "max_head_bytes": "Most bytes of a request's head (request line and headers; with a "
+    "chunked body, its chunk lines and trailers count too). Past it: 414 when the URL "
+    "alone is longer, 431 otherwise, and close; nothing more of the connection is read.",
+    "max_header_lines": "Most header lines in one request (trailers included). Past it: "
+    "431 and close.",
 }
 
 
@@ -57,6 +77,9 @@ class ConnectionSettings:
     body_timeout: float = setting(30.0, help=_HELP["body_timeout"], check=_seconds)
     idle_timeout: float = setting(5.0, help=_HELP["idle_timeout"], check=_seconds)
     write_timeout: float = setting(30.0, help=_HELP["write_timeout"], check=_seconds)
+    max_head_bytes: int = setting(32768, help=_HELP["max_head_bytes"], check=_head_bytes)
+    max_header_lines: int = setting(100, help=_HELP["max_header_lines"],
+                                    check=_header_lines)
 
     def with_overrides(self, overrides: ConnectionOverrides) -> ConnectionSettings:
         """These settings with every value ``overrides`` sets."""
@@ -78,3 +101,5 @@ class ConnectionOverrides:
     body_timeout: float | None = _override("body_timeout", _seconds)
     idle_timeout: float | None = _override("idle_timeout", _seconds)
     write_timeout: float | None = _override("write_timeout", _seconds)
+    max_head_bytes: int | None = _override("max_head_bytes", _head_bytes)
+    max_header_lines: int | None = _override("max_header_lines", _header_lines)

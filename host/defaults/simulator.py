@@ -159,7 +159,9 @@ async def _inject(request: Request) -> Response:
                              {"content-type": "application/json"}, json.dumps(payload).encode())
     response = await webhooks.process(host, endpoint, inbound)
     if response.status_code != 200:
-        raise ApiError(response.status_code, "refused", bytes(response.body).decode())
+        retry = response.headers.get("retry-after")  # the database refused it: as told
+        raise ApiError(response.status_code, "refused", bytes(response.body).decode(),
+                       headers={"Retry-After": retry} if retry else None)
     rows = await host.store.read(lambda db: list(db.query(
         "select id from messages where broker = ? and broker_message_id = ?",
         [instance.name, sim_id])))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.errors import StoreError
+from host.outage import Outage, expected
 from host.messages import _add_event
 from host.models import Message, utcnow
 from host.routing.inbound import Route, compile_routes, default_route, select
@@ -70,6 +71,7 @@ class Router:
         self._announcing: set[asyncio.Task[None]] = set()  # every status not announced
         self._recorded: set[int] = set()  # final status queued, not yet committed
         self._running = False
+        self.outage = Outage("routing", log)
 
     async def start(self) -> None:
         """Route everything left unrouted (by a crash or a stop) and take new messages.
@@ -153,7 +155,7 @@ class Router:
 
     async def _route_safely(self, message_id: int) -> Outcome:
         try:
-            return await self.route(message_id)
+            outcome = await self.route(message_id)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -164,15 +166,21 @@ class Router:
             return self._failed_for_now(message_id)
         # Routing must go on for the other messages. This one is tried again after
         # routing.retry_delays, its conversation waiting behind it (order); when they
-        # run out it stays "received", and is routed again at the next start (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("routing message %d failed", message_id)
-            return self._failed_for_now(message_id)
+        # run out it stays "received", and is routed again at the next start. The
+        # database refusing the work is logged once per failing spell (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            if not expected(exc):
+                log.exception("routing message %d failed", message_id)
+                return self._failed_for_now(message_id)
+            self.outage.failed(exc, f"message {message_id}")
+            return self._failed_for_now(message_id, quiet=True)
+        return outcome
 
-    def _failed_for_now(self, message_id: int) -> Outcome:
+    def _failed_for_now(self, message_id: int, quiet: bool = False) -> Outcome:
         delay = self._next_retry(message_id)
         if delay is not None:
-            log.warning("routing message %d: retry in %ss", message_id, delay)
+            if not quiet:
+                log.warning("routing message %d: retry in %ss", message_id, delay)
             return Outcome("retry", None, {}, delay)
         self._fallbacks.pop(message_id, None)
         return Outcome("failed", None, {})
@@ -265,8 +273,12 @@ class Router:
             return Delivery.failed(f"no {route.destination} sink is available")
         try:
             return await sink.deliver(message, route)
-        # A sink is a plugin: whatever it raises is a failed delivery, not a crash (BLE001).
+        # A sink is a plugin: whatever it raises is a failed delivery, not a crash; the
+        # database refusing the sink's write is a delivery to try again (BLE001).
         except Exception as exc:  # noqa: BLE001
+            if expected(exc):
+                self.outage.failed(exc, f"message {message.id} to {route.destination}")
+                return Delivery.retry(f"{route.destination} sink: {exc}")
             log.exception("sink %s failed on message %d", route.destination, message.id)
             return Delivery.failed(f"{route.destination} sink error: {type(exc).__name__}: {exc}")
 
@@ -321,13 +333,14 @@ class Router:
         """Once ``message``'s status is committed, announce it (metrics, hooks)."""
         try:
             event = await committed
+            self.outage.succeeded()
         except (StoreError, sqlite3.Error):
             # Again until it goes through (the conversation's next status waits, see
             # _record) or the router stops: then the message stays "received" and is
             # routed again at the next start, as after a crash.
             event = await self._host.store.write_retrying(
                 write, _backoff(), lambda: self._running,
-                f"message {message.id}: its routing status")
+                f"message {message.id}: its routing status", self.outage)
             if event is None:
                 return
         updated = dataclasses.replace(message, status=status,
@@ -361,7 +374,8 @@ class Router:
             # database refusing it) is logged and the message still counts as handled,
             # the reason in its routing event (BLE001).
             except Exception as exc:  # noqa: BLE001
-                log.exception("no %s confirmation for message %d", action, message.id)
+                if not expected(exc):  # a refusing database: the line below says it
+                    log.exception("no %s confirmation for message %d", action, message.id)
                 data["reply_error"] = f"not stored: {type(exc).__name__}: {exc}"
             if "reply_error" in data:
                 log.warning("message %d: the %s confirmation failed: %s", message.id,

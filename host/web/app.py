@@ -33,10 +33,9 @@ from host.metrics import CONTENT_TYPE
 from host.web import api, routing, send
 from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
-from host.writepath import unavailable
+from host.writepath import retry_later, unavailable
 
 log = logging.getLogger("smshost.web")
-RETRY_AFTER = 5  # seconds, in the Retry-After of a 503 for a database that refused
 CLIENT_GONE = 499
 
 
@@ -48,7 +47,8 @@ async def metrics(request: Request) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status,
+                        headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -66,7 +66,7 @@ async def _store_refused(request: Request, exc: Exception) -> Response:
     reason = str(refused or exc)
     log.error("%s %s answered 503: %s", request.method, request.url.path, reason)
     return JSONResponse({"error": "unavailable", "message": f"{reason}; try again later"},
-                        status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+                        status_code=503, headers=retry_later())
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

@@ -17,27 +17,43 @@ behind a pipelined request or a full body buffer, an earlier answer still under 
 An answer waiting on a client that does not read (writes paused), or a closing
 connection whose last bytes cannot leave, is cut after ``write_timeout``.
 
+A request's head is bounded too (``max_head_bytes``, ``max_header_lines``): httptools
+keeps a header's name and value whole until the line ends, so without a bound one
+endless header line held the client's bytes until the header timeout. Past the bound
+the head is answered 414 (its URL alone is longer) or 431, in turn after the answers
+to the requests before it, and the connection closes; nothing more is read. A read
+longer than the bound is parsed in slices of that size, so a head is cut at most a
+slice late: what a connection holds for its head stays under three times the bound.
+
+uvicorn marks only the last request it read as disconnected when the connection is
+lost; the one being answered may be an earlier one (pipelining), and woken from its
+wait on a full socket it wrote to the closed transport (uvloop raises). Here every
+request not yet answered is marked.
+
 Beyond ``limit`` open connections on a listener, a new one is answered 503 and closed
 at once rather than left unread: its descriptor is free again within a turn of the
 loop, the client gets a clear answer it retries, and since each listener counts its
 own connections a flood on one leaves the others answering.
 
-A :class:`Sweeper` per listener checks the deadlines a few times per timeout: one loop,
-not a timer per request, so the hot path only stores a number. Both read the clock the
-protocol class is given (tests give a fake one).
+A :class:`~host.web.sweeper.Sweeper` per listener checks the deadlines a few times per
+timeout: one loop, not a timer per request, so the hot path only stores a number. Both
+read the clock the protocol class is given (tests give a fake one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from host.web.answers import Refusal, error_answer
 
 if TYPE_CHECKING:
     from host.config.connections import ConnectionSettings
@@ -50,8 +66,13 @@ Clock = Callable[[], float]
 WARN_EVERY = 60.0
 """Seconds between two warnings that a listener is at its connection limit."""
 
+LINGER = 2.0
+"""Seconds a refused connection is still read (what comes is dropped) after its answer,
+so that a client still sending gets the answer rather than a reset."""
+
 # What a connection waits for; a timeout's reason (metrics) is "<phase>_timeout".
 _HEADER, _BODY, _BUSY, _IDLE, _DONE = "header", "body", "busy", "idle", "done"
+_LINGER = "linger"
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -70,6 +91,14 @@ class GuardedProtocol(HttpToolsProtocol):
     phase = _HEADER
     deadline = math.inf
     first = True  # no byte of a request came yet on this connection
+    active: Any = None  # the request being answered (uvicorn's ``cycle``: the last read)
+    requests = 0  # requests begun on this connection
+    reading = False  # a request began and its body has not ended
+    head_bytes = 0  # bytes of that request known not to be body
+    header_lines = 0
+    body_bytes = 0  # body bytes of the slice being parsed
+    oversize: tuple[int, str] | None = None  # why a head was cut: status, what was long
+    refused = False  # answered (or to be answered) with an error: nothing more is read
     stalled_since: float | None = None  # writes paused: the client does not read
     closing_since: float | None = None  # closing, waiting for the last bytes to leave
 
@@ -84,7 +113,23 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._expect(_HEADER, self.limits.header_timeout)
         if len(self.connections) > self.limits.limit:
-            self._refuse()
+            self._over_limit()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disconnect()
+        super().connection_lost(exc)
+
+    def _disconnect(self) -> None:
+        """Mark every request not answered yet as disconnected (see the module text)."""
+        pending = [self.active, self.cycle, *(cycle for cycle, _ in self.pipeline)]
+        for cycle in pending:
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self.active = cycle
+        super()._start_asgi_task(cycle, app)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -94,20 +139,91 @@ class GuardedProtocol(HttpToolsProtocol):
         super().resume_writing()
         self.stalled_since = None
 
+    # -- reading -------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, parsing a read longer than the head limit in slices of it."""
+        if self.refused:
+            return
+        step = self.limits.max_head_bytes
+        if len(data) <= step:
+            self._parse(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), step):
+            if not self._parse(view[start:start + step]):
+                return
+
+    def _parse(self, data: bytes | memoryview) -> bool:
+        """Feed ``data`` to the parser; whether to go on with the rest of the read."""
+        began, self.body_bytes = self.requests, 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        except httptools.HttpParserError:
+            if self.oversize is None:
+                self.logger.warning("Invalid HTTP request received.")
+                self._refuse(400, "bad_request", "invalid HTTP request")
+            else:
+                self._head_too_large()
+            return False
+        if self.reading and self.requests == began:  # the whole slice is this request's
+            self.head_bytes += len(data) - self.body_bytes
+            if self.head_bytes > self.limits.max_head_bytes:
+                self.oversize = (431, "head")
+                self._head_too_large()
+                return False
+        return not self.transport.is_closing()
+
     # -- parser callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.requests += 1
+        self.reading = True
+        self.head_bytes = self.header_lines = 0
         if self.first:
             self.first = False  # the first head's deadline runs from the connection's start
         elif self.phase != _HEADER:
             self._expect(_HEADER, self.limits.header_timeout)
 
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url), 414, "URL")
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_lines += 1
+        if self.header_lines > self.limits.max_header_lines:
+            self.oversize = (431, "header lines")
+            raise _HeadTooLarge
+        self._count_head(len(name) + len(value) + 4, 431, "head")
+        super().on_header(name, value)
+
+    def _count_head(self, size: int, status: int, what: str) -> None:
+        self.head_bytes += size
+        if self.head_bytes > self.limits.max_head_bytes:
+            self.oversize = (status, what)
+            raise _HeadTooLarge  # stops the parser: feed_data raises HttpParserError
+
     def on_headers_complete(self) -> None:
         self._expect(_BODY, self.limits.body_timeout)
         self.start_request()
 
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        self.take_body(body)
+
+    def take_body(self, body: bytes) -> None:
+        """A part of the body came (uvicorn's ASGI cycle)."""
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self.reading = False
         cycle = self.cycle
         if cycle is not None and cycle.response_complete:  # answered before the body ended
             self._expect(_IDLE, self.limits.idle_timeout)
@@ -146,7 +262,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.deadline = self.clock() + timeout
 
     def check(self, now: float) -> None:
-        """Act on what is overdue at ``now`` (called by the :class:`Sweeper`)."""
+        """Act on what is overdue at ``now`` (called by the listener's sweeper)."""
         if self.stalled_since is not None:
             if now - self.stalled_since >= self.limits.write_timeout:
                 self._cut()
@@ -160,6 +276,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _expire(self, now: float) -> None:
         phase = self.phase
+        if phase == _LINGER:
+            self.transport.close()
+            return
         if phase in (_HEADER, _BODY) and self._held_back():
             self.deadline = now + self._timeout(phase)  # not the client's doing
             return
@@ -189,11 +308,49 @@ class GuardedProtocol(HttpToolsProtocol):
     def _cut(self) -> None:
         self._count("write_timeout")
         self.phase, self.deadline = _DONE, math.inf
+        self._disconnect()  # before the transport is gone: nothing may write to it
         self.transport.abort()
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _head_too_large(self) -> None:
+        assert self.oversize is not None
+        status, what = self.oversize
+        self._count("head_too_large")
+        if what == "header lines":
+            message = f"more than {self.limits.max_header_lines} header lines"
+        else:
+            message = f"request {what} over {self.limits.max_head_bytes} bytes"
+        self._refuse(status, "too_large", message)
+
+    def _refuse(self, status: int, error: str, message: str) -> None:
+        """Answer ``status`` and close, after the answers to the requests before it; from
+        now on nothing more is read. A request whose body was being read is not run."""
+        self.refused = True
+        self.flow.pause_reading()
+        cycle = self.cycle
+        if self.phase == _BODY and cycle is not None and not cycle.response_complete:
+            # The request whose body was being read: answered in its place, unless its
+            # answer began or earlier answers are still due (then only cut).
+            self._disconnect()
+            if cycle.response_started or self.pipeline:
+                self.phase, self.deadline = _DONE, math.inf
+                self.transport.close()
+            else:
+                self._answer_and_close(status, error, message, linger=True)
+            return
+        if cycle is None or cycle.response_complete:
+            self._answer_and_close(status, error, message, linger=True)
+            return
+        self._expect(_BUSY, math.inf)
+        refusal = Refusal(partial(self._answer_and_close, status, error, message,
+                                  linger=True))
+        self.cycle = refusal  # type: ignore[assignment]
+        self.pipeline.appendleft((refusal, self.app))  # type: ignore[arg-type]
 
     # -- the limit -----------------------------------------------------------------------
 
-    def _refuse(self) -> None:
+    def _over_limit(self) -> None:
         self._count("limit")
         now = self.clock()
         cls = type(self)
@@ -203,19 +360,29 @@ class GuardedProtocol(HttpToolsProtocol):
                         "503 (server.connections.limit)", self.listener, self.limits.limit)
         self._answer_and_close(503, "busy", "too many connections; retry later")
 
-    def _answer_and_close(self, status: int, error: str, message: str) -> None:
+    def _answer_and_close(self, status: int, error: str, message: str,
+                          linger: bool = False) -> None:
+        """Answer ``status`` and close; with ``linger``, close the writing side only and
+        drop what still comes for :data:`LINGER` seconds (until the client closes)."""
         self.phase, self.deadline = _DONE, math.inf
-        body = json.dumps({"error": error, "message": message}).encode()
-        out = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
-            out += (name, b": ", value, b"\r\n")
-        out += (b"content-type: application/json\r\ncontent-length: ",
-                str(len(body)).encode("ascii"), b"\r\nconnection: close\r\n\r\n", body)
-        self.transport.write(b"".join(out))
-        self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(error_answer(status, error, message,
+                                     self.server_state.default_headers))
+        if linger and transport.can_write_eof():
+            transport.write_eof()
+            self.flow.resume_reading()
+            self._expect(_LINGER, LINGER)
+        else:
+            transport.close()
 
     def _count(self, reason: str) -> None:
         self.host.metrics.connection_closed(self.listener, reason)
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: the parser stops (see ``GuardedProtocol.oversize``)."""
 
 
 def protocol_class(host: Host, listener: ListenerSettings, clock: Clock,
@@ -227,33 +394,3 @@ def protocol_class(host: Host, listener: ListenerSettings, clock: Clock,
         "host": host, "listener": listener.name, "limits": limits,
         "clock": staticmethod(clock),
         **attributes})
-
-
-class Sweeper:
-    """Checks the deadlines of one listener's connections, a few times per timeout."""
-
-    def __init__(self, connections: set[Any], protocol: type[GuardedProtocol]) -> None:
-        self.connections = connections
-        self.protocol = protocol
-        limits = protocol.limits
-        shortest = min(limits.header_timeout, limits.body_timeout, limits.idle_timeout,
-                       limits.write_timeout)
-        self.interval = min(max(shortest / 4, 0.01), 1.0)
-
-    def sweep(self) -> None:
-        now = self.protocol.clock()
-        for connection in list(self.connections):
-            if isinstance(connection, GuardedProtocol):
-                connection.check(now)
-        self.protocol.host.metrics.connections_open(self.protocol.listener,
-                                                    len(self.connections))
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.sweep()
-            # One bad round must not end the timeouts for good; logged (BLE001).
-            except Exception:  # noqa: BLE001
-                log.exception("listener %s: checking connection deadlines failed",
-                              self.protocol.listener)

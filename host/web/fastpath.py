@@ -68,6 +68,7 @@ class WebhookProtocol(GuardedProtocol):
         previous = self.cycle
         self.cycle = call  # type: ignore[assignment]
         if previous is None or previous.response_complete:
+            self.active = call
             call.start()
         else:  # pipelined behind an unanswered request: uvicorn starts it in turn
             self.flow.pause_reading()
@@ -92,12 +93,12 @@ class WebhookProtocol(GuardedProtocol):
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         return WebhookCall(self, endpoint, method, path, url.query or b"", keep_alive)
 
-    def on_body(self, body: bytes) -> None:
+    def take_body(self, body: bytes) -> None:
         call = self.cycle
         if isinstance(call, WebhookCall):
             call.feed(body)
         else:
-            super().on_body(body)
+            super().take_body(body)
 
     def end_request(self) -> None:
         call = self.cycle

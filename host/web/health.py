@@ -6,6 +6,11 @@ takes the node out until writes go through again); ``error`` when the database c
 be read (503). While writes fail, or after a long time without any, the request runs a
 write probe first (rate-limited: host.writepath), so the node comes back by itself once
 space returns, with no traffic needed.
+
+Only the API listener, which operators keep internal, shows what failed (each item's
+file, line and error, which name paths and environment variables, and what the database
+said). Every other listener, a broker port open to the internet, answers the same status
+with counts only: anyone who can reach it may read it.
 """
 
 from __future__ import annotations
@@ -66,4 +71,19 @@ async def health(request: Request) -> Response:
             "routes_without_handler": missing,
         },
     }
+    if not request.app.state.listener.api:
+        body = _counts_only(body)
     return JSONResponse(body, status_code=200 if database["ok"] else 503)
+
+
+def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as a listener other than the API's shows it: no names, paths or errors."""
+    database, plugins, handlers = body["database"], body["plugins"], body["handlers"]
+    return {
+        **{key: body[key] for key in ("status", "version", "role", "uptime_seconds")},
+        "database": {"ok": database["ok"], "readable": database["readable"],
+                     "writes": {"ok": database["writes"]["ok"]}},
+        "plugins": {"loaded": plugins["loaded"], "failed": len(plugins["failures"])},
+        "handlers": {"loaded": len(handlers["loaded"]), "failed": len(handlers["failures"]),
+                     "routes_without_handler": len(handlers["routes_without_handler"])},
+    }

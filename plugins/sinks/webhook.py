@@ -43,6 +43,7 @@ from host.config.schema import at_least, greater_than, setting
 from host.config.secrets import Secret, redact
 from host.errors import ApiError
 from host.models import utcnow
+from host.outage import Outage, expected
 from host.web.params import MAX_ID, int_param, is_decimal
 from host.sinks.base import Delivery, Sink
 
@@ -369,6 +370,7 @@ class WebhookSink(Sink):
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._again: dict[int, float] = {}  # queued again while in flight (a replay)
         self._errors: dict[int, int] = {}  # unexpected failures in a row, per delivery
+        self.outage = Outage("webhook deliveries", log)
         self._running = False
         host.metrics.stored_gauge(
             "smshost_webhook_deliveries", "Webhook deliveries waiting (pending) and dead "
@@ -506,9 +508,10 @@ class WebhookSink(Sink):
             rows = self.host.store.read_now(lambda db: list(db.query(
                 f"select * from webhook_deliveries where id in ({marks}) "
                 "and status = 'pending'", batch)))
-        # The worker must live on: put the batch back and try again shortly (BLE001).
-        except Exception:  # noqa: BLE001
-            log.exception("webhook: cannot read due deliveries")
+        # The worker must live on: put the batch back and try again shortly, logged once
+        # per failing spell (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            self.outage.failed(exc)
             for delivery_id in batch:
                 self._push(delivery_id, time.time() + 1.0)
             await asyncio.sleep(1.0)
@@ -533,13 +536,17 @@ class WebhookSink(Sink):
             raise
         # One delivery must not stop the worker, nor be left behind: it stays pending and
         # is tried again after a backoff, as after a failed attempt (BLE001).
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             errors = self._errors[delivery_id] = self._errors.get(delivery_id, 0) + 1
-            log.exception("webhook delivery %d failed unexpectedly; trying again later",
-                          delivery_id)
+            if expected(exc):  # the database refused the outcome: once per failing spell
+                self.outage.failed(exc, f"delivery {delivery_id}")
+            else:
+                log.exception("webhook delivery %d failed unexpectedly; trying again later",
+                              delivery_id)
             retry_at = time.time() + backoff(self.settings, row["attempts"] + errors)
         else:
             self._errors.pop(delivery_id, None)
+            self.outage.succeeded()
         finally:
             self._in_flight.pop(delivery_id, None)
             again = self._again.pop(delivery_id, None)

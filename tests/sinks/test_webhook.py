@@ -443,10 +443,14 @@ def test_a_retry_after_that_is_no_number_is_an_ordinary_retry(
     asyncio.run(flow())
 
 
-def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., Host]) -> None:
+def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., Host],
+                                                      caplog: pytest.LogCaptureFixture
+                                                      ) -> None:
     """The receiver took the POST, but recording it failed (another process held the
     database's write lock past busy_timeout): the delivery is not left pending until a
-    restart; it is sent again (same X-Smshost-Delivery: receivers de-duplicate)."""
+    restart; it is sent again (same X-Smshost-Delivery: receivers de-duplicate). The
+    refusal is logged in one line, without a traceback (it had one per try), and the
+    recovery in one."""
     async def flow() -> None:
         async with Receiver() as receiver:
             receiver.script("/rec", 0, 200)  # the first answer waits for release
@@ -463,6 +467,12 @@ def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., H
             assert len(hits) >= 2  # each try while the lock was held was taken, not recorded
             assert {h.headers["X-Smshost-Delivery"] for h in hits} == {str(row["id"])}
     asyncio.run(flow())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records
+             if r.name == "smshost.webhook" and r.levelname in ("ERROR", "WARNING")]
+    assert [level for level, _ in lines] == ["ERROR", "WARNING"], lines
+    assert lines[0][1].startswith("webhook deliveries failed (delivery ")
+    assert lines[1][1].startswith("webhook deliveries recovered after ")
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def _all_tried(host: Host, count: int) -> list[dict[str, Any]] | None:
