@@ -148,6 +148,11 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
     verb = "would delete" if dry_run else "deleted"
     for table, n in sorted(counts.items()):
         click.echo(f"{table}: {verb} {n}")
+    for failure in host.purger.failures:
+        click.echo(f"error: plugin {failure.plugin} failed to purge: {failure.error}",
+                   err=True)
+    if host.purger.failures:
+        sys.exit(1)
 
 
 @cli.group()

@@ -18,6 +18,7 @@ from host.models import to_timestamp
 
 if TYPE_CHECKING:
     from host.core import Host
+    from host.plugins import HookFailure
 
 log = logging.getLogger("smshost.purge")
 Clock = Callable[[], datetime]
@@ -44,6 +45,8 @@ class Purger:
         self._clock = clock
         self.last_run: datetime | None = None
         self.last_counts: dict[str, int] = {}
+        # The implementations of the purge hook that failed in the last run.
+        self.failures: tuple[HookFailure, ...] = ()
 
     async def run(self, days: int | None = None, *, dry_run: bool = False) -> dict[str, int]:
         """Purge data older than ``days`` (default: the configured ``purge.days``)."""
@@ -54,14 +57,17 @@ class Purger:
                               key="purge.days")
         cutoff = to_timestamp(self._clock() - timedelta(days=days))
         counts: dict[str, int] = {}
-        for result in await self._host.hooks.purge(self._host, cutoff, settings.batch_size,
-                                                   dry_run):
+        call = await self._host.hooks.purge(self._host, cutoff, settings.batch_size, dry_run)
+        for result in call.results:
             for table, n in result.items():
                 counts[table] = counts.get(table, 0) + int(n)
+        self.failures = call.failures
         if not dry_run:
             self.last_run, self.last_counts = self._clock(), counts
         log.info("purge %s older than %s: %s", "counted" if dry_run else "deleted",
                  cutoff, counts or "nothing", extra={"purge": counts, "dry_run": dry_run})
+        for failure in call.failures:
+            log.error("purge incomplete: plugin %s failed: %s", failure.plugin, failure.error)
         return counts
 
     async def scheduled(self) -> None:

@@ -105,6 +105,46 @@ def test_a_failing_plugin_purge_does_not_stop_the_core_purge(host: Host) -> None
         return await host.purger.run(5)
     assert run(host, flow)["messages"] == 2
     assert host.plugins.hook_failures[-1].plugin == "broken"
+    assert [f.plugin for f in host.purger.failures] == ["broken"]
+
+
+def test_a_failing_messages_kept_keeps_every_message_after_many_hook_failures(
+        host: Host) -> None:
+    """A call reports its own failures: the bounded log of recent failures, full after
+    50, once made a failing messages_kept read as "keep nothing"."""
+    class Flaky:
+        @hookimpl
+        def message_stored(self) -> None:
+            raise RuntimeError("flaky")
+
+        @hookimpl
+        def messages_kept(self) -> str:
+            raise RuntimeError("cannot say which messages are open")
+
+    host.plugins.register(Flaky(), "flaky")
+
+    async def flow() -> tuple[dict[str, int], int]:
+        await seed(host, old=60, new=0)  # 60 failures of message_stored
+        assert len(host.plugins.hook_failures) == host.plugins.hook_failures.maxlen
+        counts = await host.purger.run(2)
+        return counts, await host.store.read(lambda db: db["messages"].count)
+    counts, left = run(host, flow)
+    assert left == 60 and "messages" not in counts
+
+
+def test_cli_purge_says_which_plugin_failed(tmp_path: Path, host_factory: Any) -> None:
+    sinks = tmp_path / "plugins" / "sinks"  # base_config's plugin folder
+    sinks.mkdir(parents=True)
+    (sinks / "broken_purge.py").write_text(
+        "from host import hookimpl\n\n\n@hookimpl\n"
+        "def purge(cutoff):\n    raise RuntimeError('no purge today')\n")
+    host = host_factory()
+    run(host, lambda: seed(host, old=1, new=0))
+    done = run_cli("purge", "--config", str(tmp_path / "config"))
+    assert done.returncode == 1
+    assert "messages: deleted 1" in done.stdout.splitlines()
+    assert "error: plugin sink:broken_purge failed to purge: RuntimeError: no purge today" \
+        in done.stderr
 
 
 def test_next_run_is_the_next_time_of_day() -> None:
