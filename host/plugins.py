@@ -25,7 +25,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -65,10 +65,9 @@ class HookFailure:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
-class HookCall:
+class HookCall(NamedTuple):
     """What one hook call gave: the non-None results and the implementations that
-    raised (in call order)."""
+    raised (in call order). A named tuple: made for every hook call, on the hot path."""
 
     results: list[Any]
     failures: tuple[HookFailure, ...] = ()
@@ -146,7 +145,7 @@ class Plugins:
         """Call every implementation in turn; isolate failures; return the non-None
         results and the failures."""
         results = []
-        failures: list[HookFailure] = []
+        failures: tuple[HookFailure, ...] = ()
         for impl in self._impls(hook_name):
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
@@ -154,16 +153,16 @@ class Plugins:
                     result = await result
             # A plugin may raise anything; isolating it is what this loop is for (BLE001).
             except Exception as exc:  # noqa: BLE001
-                failures.append(self._failed(impl, hook_name, exc))
+                failures += (self._failed(impl, hook_name, exc),)
                 continue
             if result is not None:
                 results.append(result)
-        return HookCall(results, tuple(failures))
+        return HookCall(results, failures)
 
     def call_each_sync(self, hook_name: str, **kwargs: Any) -> HookCall:
         """As :meth:`call_each` for synchronous hooks; an awaitable result is an error."""
         results = []
-        failures: list[HookFailure] = []
+        failures: tuple[HookFailure, ...] = ()
         for impl in self._impls(hook_name):
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
@@ -172,11 +171,11 @@ class Plugins:
                         result.close()
                     raise TypeError(f"{hook_name} is synchronous; the implementation is async")
             except Exception as exc:  # noqa: BLE001 - see call_each
-                failures.append(self._failed(impl, hook_name, exc))
+                failures += (self._failed(impl, hook_name, exc),)
                 continue
             if result is not None:
                 results.append(result)
-        return HookCall(results, tuple(failures))
+        return HookCall(results, failures)
 
     def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> HookFailure:
         failure = HookFailure(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
