@@ -47,6 +47,7 @@ BUDGET_MS = 20.0
 @dataclass
 class Case:
     url: str
+    label: str = ""  # the URL with each since= as an age (-1h, -1d, -30d, +1d)
     times: list[float] = field(default_factory=list)
     sql: list[str] = field(default_factory=list)
     sql_times: list[float] = field(default_factory=list)
@@ -66,8 +67,20 @@ class Tracer:
         conn.set_trace_callback(self.statements.append)
 
 
+AGES = {"-1h": timedelta(hours=1), "-1d": timedelta(days=1), "-30d": timedelta(days=30),
+        "+1d": timedelta(days=-1)}
+NOW = datetime.now(UTC)
+
+
 def ago(**delta: float) -> str:
-    return to_timestamp(datetime.now(UTC) - timedelta(**delta))
+    return to_timestamp(NOW - timedelta(**delta))
+
+
+def label(url: str) -> str:
+    """``url`` with each ``since`` time written as its age."""
+    for name, delta in AGES.items():
+        url = url.replace(to_timestamp(NOW - delta), name)
+    return url
 
 
 def urls(db: sqlite3.Connection) -> list[str]:
@@ -195,6 +208,31 @@ def report(cases: list[Case], markdown: bool) -> str:
     return "\n".join(lines)
 
 
+def compare(before: Path, after: Path) -> str:
+    """One row per URL of two runs' JSON, matched by label (since as an age): the
+    median request time and the plan of the page's query (the last statement) of each."""
+    def load(path: Path) -> dict[str, dict[str, Any]]:
+        return {c["label"]: c for c in json.loads(path.read_text())}
+    old, new = load(before), load(after)
+    lines = ["| request | before ms | before: plan | after ms | after: plan |",
+             "|---|---:|---|---:|---|"]
+    for url, case in new.items():
+        was = old.get(url, {"times": [float("nan")], "plans": []})
+        lines.append(f"| `{url}` | {statistics.median(was['times']):.1f} | "
+                     f"{short(was['plans'])} | {statistics.median(case['times']):.1f} | "
+                     f"{short(case['plans'])} |")
+    return "\n".join(lines)
+
+
+def short(plans: list[list[str]]) -> str:
+    """The last statement's plan, a union's arms counted instead of spelled out."""
+    if not plans:
+        return "-"
+    steps = [line for line in plans[-1] if line not in ("MERGE (UNION ALL)", "LEFT", "RIGHT")]
+    counted = {line: steps.count(line) for line in steps}
+    return "; ".join(f"{n} × {line}" if n > 1 else line for line, n in counted.items())
+
+
 async def run(args: argparse.Namespace) -> list[Case]:
     cfg = args.dir / "config"
     host = Host(load_settings(cfg), config_dir=cfg)
@@ -202,7 +240,7 @@ async def run(args: argparse.Namespace) -> list[Case]:
     host.plugins.register(tracer, "bench-tracer")
     path = host.store.path
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    cases = [Case(u) for u in urls(conn) if args.only in u]
+    cases = [Case(u, label(u)) for u in urls(conn) if args.only in u]
     conn.close()
     async with host.running(background=False):
         await measure(host, tracer, cases, args.runs)
@@ -217,7 +255,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="only URLs containing this text")
     parser.add_argument("--markdown", action="store_true", help="a markdown table")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print a before/after table of two --json files, run nothing")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
     if not 1 <= args.runs <= 100:
         parser.error("--runs must be 1..100")
     cases = asyncio.run(run(args))
