@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from host.errors import ConfigError
 from host.models import to_timestamp
+from host.upkeep import give_back
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -64,6 +65,10 @@ class Purger:
         self.failures = call.failures
         if not dry_run:
             self.last_run, self.last_counts = self._clock(), counts
+            if settings.give_back:
+                pages = await give_back(self._host.store, settings.pause_ms / 1000)
+                if pages:
+                    log.info("purge gave %d free pages back to the file system", pages)
         log.info("purge %s older than %s: %s", "counted" if dry_run else "deleted",
                  cutoff, counts or "nothing", extra={"purge": counts, "dry_run": dry_run})
         for failure in call.failures:
