@@ -167,6 +167,40 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
     verb = "would delete" if dry_run else "deleted"
     for table, n in sorted(counts.items()):
         click.echo(f"{table}: {verb} {n}")
+    for failure in host.purger.failures:
+        click.echo(f"error: plugin {failure.plugin} failed to purge: {failure.error}",
+                   err=True)
+    if host.purger.failures:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@data_option
+def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
+    """Rewrite the database compactly and switch it to incremental vacuum (once).
+
+    Then every purge gives the space it frees back to the file system. Stop the server
+    first: VACUUM holds the write lock throughout and needs free disk space of the
+    database's size.
+    """
+    import sqlite3
+
+    from host import upkeep
+
+    _, settings = _load(config_dir)
+    path = Path(data_dir or settings.server.data_dir) / settings.store.filename
+    if not path.exists():
+        click.echo(f"error: no database at {path}", err=True)
+        sys.exit(1)
+    try:
+        before, after, switched = upkeep.vacuum_file(path, settings.store.busy_timeout_ms)
+    except sqlite3.Error as exc:
+        click.echo(f"error: {path}: {exc} (is the server running? stop it first)", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: {before // 1_000_000} MB -> {after // 1_000_000} MB; "
+               + ("switched to incremental vacuum" if switched
+                  else "was in incremental vacuum already"))
 
 
 @cli.group()

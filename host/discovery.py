@@ -27,7 +27,7 @@ from host.defaults import DEFAULT_PLUGINS
 from host.errors import PluginError
 from host.loader import load_module, unload
 from host.paths import shipped_plugins_dir
-from host.plugins import Plugins
+from host.plugins import Hooks, Plugins
 
 ENTRY_POINT_GROUPS = ("smshost.brokers", "smshost.sinks")
 KINDS = ("brokers", "sinks", "handlers")
@@ -169,5 +169,6 @@ def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
         else:
             found.sinks[kind] = cls
 
-    plugins.call_each_sync("register_brokers", register=register_broker)
-    plugins.call_each_sync("register_sinks", register=register_sink)
+    hooks = Hooks(plugins)
+    hooks.register_brokers(register_broker)
+    hooks.register_sinks(register_sink)

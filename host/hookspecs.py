@@ -192,9 +192,11 @@ def messages_kept(host: Host) -> str | None:
     progress.
 
     :param host: the host.
-    :returns: one ``select`` of message ids (it runs inside ``id not in (...)``), or
-        None. A query that fails stops the purge of messages (reported in the log), as
-        it would otherwise delete what it was meant to keep.
+    :returns: one ``select`` of message ids, or None. It runs as ``with kept(id) as
+        (...)``, asked about one purge batch of ids at a time: index the column it
+        selects. A query that fails, or an implementation that raises, stops the purge
+        of messages that run (reported in the log), as it would otherwise delete what it
+        was meant to keep.
 
     Use in handler scripts: no.
     """

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
 from host import jsontext
-from host.models import Direction, Message, StatusEvent, utcnow
+from host.models import DIRECTIONS, Direction, Message, StatusEvent, utcnow
 from host.text import clean
 
 if TYPE_CHECKING:
@@ -110,25 +111,98 @@ class Messages:
 
     async def find(self, flt: MessageFilter) -> list[Message]:
         """Newest first, ``flt.limit`` at most, before ``flt.before_id`` when given."""
-        where, args = [], []
-        for column in ("direction", "status", "broker"):
-            value = getattr(flt, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if flt.since is not None:
-            where.append("created_at >= ?")
-            args.append(flt.since)
-        if flt.before_id is not None:
-            where.append("id < ?")
-            args.append(flt.before_id)
-        sql = "select * from messages"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by id desc limit ?"
-        args.append(flt.limit)
-        rows = await self._host.store.read(lambda db: list(db.query(sql, args)))
+        rows = await self._host.store.read(partial(find_rows, flt=flt))
         return [Message.from_row(r) for r in rows]
+
+
+MAX_STATUSES = 100
+"""Statuses of one direction a query makes arms for (smshost's own are a dozen; SQLite
+allows 500 arms)."""
+
+
+def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
+    """The rows of one page of ``flt``, read through indexes in id order.
+
+    ``since`` becomes a range of ids, from the smallest id of the messages created
+    since then: the first of them in time (one seek in messages_created), unless the
+    clock was ever set back across ``since`` (clock_steps, kept by a trigger), which
+    is when an older id can have a later time; then the smallest is read.
+    """
+    low = None
+    if flt.since is not None:
+        first = db.execute("select id from messages where created_at >= ? "
+                           "order by created_at limit 1", [flt.since]).fetchone()
+        if first is None:
+            return []
+        low = first[0]
+        if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
+                      "limit 1", [flt.since, low]).fetchone():
+            low = db.execute("select min(id) from messages indexed by messages_created "
+                             "where created_at >= ?", [flt.since]).fetchone()[0]
+    return _page(db, flt, low, flt.before_id)
+
+
+def _page(db: Database, flt: MessageFilter, low: int | None,
+          high: int | None) -> list[dict[str, Any]]:
+    """Up to ``flt.limit`` rows of ``flt`` with ``low <= id < high``, newest first.
+
+    Equality filters become one arm per (direction, status) pair (``union all``, which
+    SQLite merges in id order): each arm is one index range (messages_direction_status,
+    or messages_broker with a broker), so a page reads the rows it lists and stops,
+    however few messages match. Without direction, status and broker, the primary key.
+    """
+    tail, tail_args = [], []
+    for clause, value in (("id >= ?", low), ("id < ?", high),
+                          ("+created_at >= ?", flt.since)):  # +: a filter, the ids bound
+        if value is not None:
+            tail.append(clause)
+            tail_args.append(value)
+    arms = _arms(db, flt)
+    if arms is None:  # no equality filter (or statuses beyond count): one walk of ids
+        columns = tuple(c for c in ("direction", "status", "broker")
+                        if getattr(flt, c) is not None)
+        arms = [(columns, [getattr(flt, c) for c in columns])]
+    selects, args = [], []
+    for columns, values in arms:
+        where = [f"{c} = ?" for c in columns] + tail
+        selects.append("select * from messages" + (f" where {' and '.join(where)}"
+                                                   if where else ""))
+        args += [*values, *tail_args]
+    if not selects:
+        return []
+    return list(db.query(" union all ".join(selects) + " order by id desc limit ?",
+                         [*args, flt.limit]))
+
+
+def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[Any]]] | None:
+    """Per (direction, status) pair the filter covers: its columns and values. None
+    when the filter names no direction, status or broker, or the messages have more
+    statuses than a query may have arms."""
+    if flt.direction is None and flt.status is None and flt.broker is None:
+        return None
+    pairs = []
+    for direction in DIRECTIONS if flt.direction is None else (flt.direction,):
+        statuses = (flt.status,) if flt.status is not None else _statuses(db, direction)
+        if statuses is None:
+            return None
+        pairs += [(direction, s) for s in statuses]
+    if flt.broker is None:
+        return [(("direction", "status"), [d, s]) for d, s in pairs]
+    return [(("broker", "direction", "status"), [flt.broker, d, s]) for d, s in pairs]
+
+
+def _statuses(db: Database, direction: str) -> list[str] | None:
+    """The statuses messages of ``direction`` have, one index seek each (a skip scan);
+    None past MAX_STATUSES."""
+    found: list[str] = []
+    while len(found) <= MAX_STATUSES:
+        row = db.execute("select status from messages where direction = ? and status > ? "
+                         "order by status limit 1", [direction, found[-1] if found else ""]
+                         ).fetchone()
+        if row is None:
+            return found
+        found.append(row[0])
+    return None
 
 
 _INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))}) "

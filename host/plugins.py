@@ -9,7 +9,10 @@ atomic, one raising implementation stops the others, and
   only when it passes; a failure becomes a :class:`PluginRecord`.
 * :meth:`Plugins.call_each` calls implementations one by one in pluggy's order,
   awaiting awaitables, and isolates each: an exception is logged, counted and the
-  remaining implementations still run.
+  remaining implementations still run. The call returns a :class:`HookCall`: the
+  results and the failures of that call, so a caller that must act on a failure
+  (the purge's ``messages_kept``) knows of it for sure. ``Plugins.hook_failures`` is a
+  bounded log for display only: never infer a call's failures from it.
 * :class:`Hooks` is the typed facade the core uses; it never writes ``pm.hook.x()``.
 """
 
@@ -22,7 +25,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -62,6 +65,18 @@ class HookFailure:
     error: str
 
 
+class HookCall(NamedTuple):
+    """What one hook call gave: the non-None results and the implementations that
+    raised (in call order). A named tuple: made for every hook call, on the hot path."""
+
+    results: list[Any]
+    failures: tuple[HookFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
 def make_plugin_manager() -> pluggy.PluginManager:
     """A new manager with smshost's hookspecs. There is no global one."""
     pm = pluggy.PluginManager("smshost")
@@ -88,6 +103,11 @@ class Plugins:
         self.records.append(PluginRecord(kind, name, source, error is None, error))
         if error is not None:
             log.error("plugin %s %s failed to load: %s", kind, name, error)
+
+    def record_once(self, kind: str, name: str, source: str, error: str) -> None:
+        """:meth:`record` a failure unless the same one is recorded already."""
+        if PluginRecord(kind, name, source, False, error) not in self.records:
+            self.record(kind, name, source, error)
 
     @property
     def failures(self) -> list[PluginRecord]:
@@ -121,9 +141,11 @@ class Plugins:
                 if not (impl.wrapper or impl.hookwrapper)]
         return found
 
-    async def call_each(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation in turn; isolate failures; return non-None results."""
+    async def call_each(self, hook_name: str, **kwargs: Any) -> HookCall:
+        """Call every implementation in turn; isolate failures; return the non-None
+        results and the failures."""
         results = []
+        failures: tuple[HookFailure, ...] = ()
         for impl in self._impls(hook_name):
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
@@ -131,15 +153,16 @@ class Plugins:
                     result = await result
             # A plugin may raise anything; isolating it is what this loop is for (BLE001).
             except Exception as exc:  # noqa: BLE001
-                self._failed(impl, hook_name, exc)
+                failures += (self._failed(impl, hook_name, exc),)
                 continue
             if result is not None:
                 results.append(result)
-        return results
+        return HookCall(results, failures)
 
-    def call_each_sync(self, hook_name: str, **kwargs: Any) -> list[Any]:
+    def call_each_sync(self, hook_name: str, **kwargs: Any) -> HookCall:
         """As :meth:`call_each` for synchronous hooks; an awaitable result is an error."""
         results = []
+        failures: tuple[HookFailure, ...] = ()
         for impl in self._impls(hook_name):
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
@@ -148,18 +171,19 @@ class Plugins:
                         result.close()
                     raise TypeError(f"{hook_name} is synchronous; the implementation is async")
             except Exception as exc:  # noqa: BLE001 - see call_each
-                self._failed(impl, hook_name, exc)
+                failures += (self._failed(impl, hook_name, exc),)
                 continue
             if result is not None:
                 results.append(result)
-        return results
+        return HookCall(results, failures)
 
-    def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> None:
+    def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> HookFailure:
         failure = HookFailure(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
-        self.hook_failures.append(failure)
+        self.hook_failures.append(failure)  # the recent ones, for display
         log.error("plugin %s failed in hook %s", impl.plugin_name, hook_name, exc_info=exc)
         if self.on_hook_failure is not None:
             self.on_hook_failure(failure)
+        return failure
 
 
 def validate_plugin(plugin: object, name: str) -> str | None:
@@ -185,17 +209,19 @@ class Hooks:
         self._plugins = plugins
 
     def register_brokers(self, register: Callable[..., None]) -> None:
-        self._plugins.call_each_sync("register_brokers", register=register)
+        self._recorded(self._plugins.call_each_sync("register_brokers", register=register))
 
     def register_sinks(self, register: Callable[[type], None]) -> None:
-        self._plugins.call_each_sync("register_sinks", register=register)
+        self._recorded(self._plugins.call_each_sync("register_sinks", register=register))
 
     def register_migrations(self, register: Callable[[Migrations], None]) -> None:
-        self._plugins.call_each_sync("register_migrations", register=register)
+        self._recorded(self._plugins.call_each_sync("register_migrations",
+                                                    register=register))
 
     def register_routes(self, host: Host) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
-        for result in self._plugins.call_each_sync("register_routes", host=host):
+        for result in self._recorded(self._plugins.call_each_sync("register_routes",
+                                                                  host=host)):
             routes.extend(result)
         return routes
 
@@ -229,16 +255,24 @@ class Hooks:
     def messages_kept(self, host: Host) -> list[str] | None:
         """The plugins' queries; None when one failed or gave something else than SQL
         text (then nothing may be purged: its messages would go)."""
-        failures = len(self._plugins.hook_failures)
-        found = self._plugins.call_each_sync("messages_kept", host=host)
-        if len(self._plugins.hook_failures) > failures:
+        call = self._plugins.call_each_sync("messages_kept", host=host)
+        if not call.ok:
             return None
-        if not all(isinstance(sql, str) for sql in found):
-            log.error("a messages_kept implementation returned no SQL text: %r", found)
+        if not all(isinstance(sql, str) for sql in call.results):
+            log.error("a messages_kept implementation returned no SQL text: %r", call.results)
             return None
-        return [sql for sql in found if sql.strip()]
+        return [sql for sql in call.results if sql.strip()]
 
     async def purge(self, host: Host, cutoff: str, batch_size: int,
-                    dry_run: bool) -> list[dict[str, int]]:
+                    dry_run: bool) -> HookCall:
+        """Each implementation's ``{table: rows}`` and the implementations that failed."""
         return await self._plugins.call_each("purge", host=host, cutoff=cutoff,
                                              batch_size=batch_size, dry_run=dry_run)
+
+    def _recorded(self, call: HookCall) -> list[Any]:
+        """The results of a registration hook; each failure is recorded as a plugin that
+        failed to load (``smshost check`` and /health show it), once."""
+        for failure in call.failures:
+            self._plugins.record_once("plugin", failure.plugin, f"hook {failure.hook}",
+                                      failure.error)
+        return call.results

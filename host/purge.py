@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING
 from host.errors import ConfigError
 from host.models import to_timestamp
 from host.outage import Outage
+from host.upkeep import give_back
 
 if TYPE_CHECKING:
     from host.core import Host
+    from host.plugins import HookFailure
 
 log = logging.getLogger("smshost.purge")
 Clock = Callable[[], datetime]
@@ -45,6 +47,8 @@ class Purger:
         self._clock = clock
         self.last_run: datetime | None = None
         self.last_counts: dict[str, int] = {}
+        # The implementations of the purge hook that failed in the last run.
+        self.failures: tuple[HookFailure, ...] = ()
 
     async def run(self, days: int | None = None, *, dry_run: bool = False) -> dict[str, int]:
         """Purge data older than ``days`` (default: the configured ``purge.days``)."""
@@ -55,14 +59,21 @@ class Purger:
                               key="purge.days")
         cutoff = to_timestamp(self._clock() - timedelta(days=days))
         counts: dict[str, int] = {}
-        for result in await self._host.hooks.purge(self._host, cutoff, settings.batch_size,
-                                                   dry_run):
+        call = await self._host.hooks.purge(self._host, cutoff, settings.batch_size, dry_run)
+        for result in call.results:
             for table, n in result.items():
                 counts[table] = counts.get(table, 0) + int(n)
+        self.failures = call.failures
         if not dry_run:
             self.last_run, self.last_counts = self._clock(), counts
+            if settings.give_back:
+                pages = await give_back(self._host.store, settings.pause_ms / 1000)
+                if pages:
+                    log.info("purge gave %d free pages back to the file system", pages)
         log.info("purge %s older than %s: %s", "counted" if dry_run else "deleted",
                  cutoff, counts or "nothing", extra={"purge": counts, "dry_run": dry_run})
+        for failure in call.failures:
+            log.error("purge incomplete: plugin %s failed: %s", failure.plugin, failure.error)
         return counts
 
     async def scheduled(self) -> None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio.to_thread
 from sqlite_utils import Database, Migrations
 
+from host import upkeep
 from host.config.settings import StoreSettings
 from host.errors import StoreClosed, StoreError, StoreUnavailable
 from host.writepath import LASTING, WritePath, probe_transaction, unavailable
@@ -119,6 +120,7 @@ class Store:
         self._drainer = asyncio.create_task(self._drain(), name="smshost-store-writer")
         self._open = True
         try:
+            await self._submit(upkeep.vacuum_mode, bare=True)
             for migration_set in migrations:
                 await self._submit(migration_set.apply, bare=True)
             await self._probe_at_start()
@@ -268,40 +270,39 @@ class Store:
             raise StoreError("the writer has stopped")
         return await self.read(lambda db: db.execute("select 1").fetchone()[0] == 1)
 
+    async def write_apart(self, fn: Callable[[Database], T], *,
+                          transaction: bool = True) -> T:
+        """Run ``fn(db)`` on the writer's thread, not the event loop, in a transaction
+        of its own (none with ``transaction=False``), after the writes queued before
+        it and before the ones queued meanwhile, which wait for it: for upkeep of a few
+        milliseconds at a time (a purge batch, a step of the incremental vacuum).
+
+        Its commit does not wait for the disk (``synchronous = NORMAL``): a power loss
+        may undo the step, which the next purge does again, and the next commit of a
+        live write makes it durable with that write anyway. The writes waiting behind
+        it are spared one flush each step.
+        """
+        if not self._open:
+            raise StoreClosed("the store is not open")
+        result = await self._submit(partial(_apart, fn, transaction,
+                                            self.settings.synchronous), bare=True)
+        self.stats.commits += transaction
+        return result
+
     async def purge_table(
         self, table: str, column: str, cutoff: str, *, batch_size: int, pause: float,
         dry_run: bool = False, children: Sequence[tuple[str, str]] = (),
-        keep: str | None = None,
+        keep: str | None = None, walk: str | None = None,
     ) -> dict[str, int]:
-        """Delete rows of ``table`` whose ``column`` < ``cutoff`` in bounded batches.
-
-        ``children`` are ``(table, foreign key column)`` pairs deleted with each batch;
-        ``keep`` a query of rowids that stay however old.
-        Each batch is one transaction; ``pause`` seconds pass between batches so live
-        writes interleave. Returns rows per table (counted only, with ``dry_run``).
-        """
-        where = f'"{column}" < ?' + (f" and rowid not in ({keep})" if keep else "")
-        total = await self.read(
-            lambda db: db.execute(f'select count(*) from "{table}" where {where}', [cutoff])
-            .fetchone()[0])
-        counts = {table: 0, **{child: 0 for child, _ in children}}
-        if total == 0:
-            return counts
-        if dry_run:
-            counts[table] = total
-            for child, fk in children:
-                counts[child] = await self.read(partial(
-                    _count_children, table, child, fk, where, cutoff))
-            return counts
-        for _ in range(total // batch_size + 2):  # bounded: rows only age into the cutoff
-            done = await self.write(partial(
-                _delete_batch, table, where, cutoff, batch_size, children))
-            for name, n in done.items():
-                counts[name] += n
-            if done[table] < batch_size:
-                break
-            await asyncio.sleep(pause)
-        return counts
+        """Delete rows of ``table`` whose ``column`` < ``cutoff`` in bounded batches, one
+        transaction each with ``pause`` seconds between them, walking the index of
+        ``walk`` (default ``column``); ``children`` are ``(table, foreign key)`` pairs
+        deleted with each batch, ``keep`` a query of rowids that stay however old.
+        Returns rows per table (counted only, with ``dry_run``).
+        :func:`host.upkeep.purge_table` says more."""
+        return await upkeep.purge_table(self, table, column, cutoff, batch_size=batch_size,
+                                        pause=pause, dry_run=dry_run, children=children,
+                                        keep=keep, walk=walk)
 
     # -- connections ----------------------------------------------------------------
 
@@ -312,6 +313,9 @@ class Store:
         )
         conn.execute(f"pragma busy_timeout = {int(self.settings.busy_timeout_ms)}")
         if not readonly:
+            # A new file gives the space a purge frees back (upkeep.give_back); on an
+            # older one this waits for a VACUUM (_vacuum_mode).
+            conn.execute("pragma auto_vacuum = incremental")
             conn.execute("pragma journal_mode = wal")
         conn.execute(f"pragma synchronous = {self.settings.synchronous}")
         conn.execute("pragma foreign_keys = on")
@@ -504,26 +508,21 @@ def _settle(op: _Op) -> None:
         op.future.set_result(op.result)
 
 
-def _delete_batch(table: str, where: str, cutoff: str, limit: int,
-                  children: Sequence[tuple[str, str]], db: Database) -> dict[str, int]:
+def _apart(fn: Callable[[Database], T], transaction: bool, synchronous: str,
+           db: Database) -> T:
     conn = db.conn
-    ids = [r[0] for r in conn.execute(
-        f'select rowid from "{table}" where {where} limit ?', [cutoff, limit])]
-    done = {table: len(ids)}
-    if not ids:
-        for child, _ in children:
-            done[child] = 0
-        return done
-    marks = ",".join("?" * len(ids))
-    for child, fk in children:
-        done[child] = conn.execute(
-            f'delete from "{child}" where "{fk}" in ({marks})', ids).rowcount
-    conn.execute(f'delete from "{table}" where rowid in ({marks})', ids)
-    return done
-
-
-def _count_children(table: str, child: str, fk: str, where: str, cutoff: str,
-                    db: Database) -> int:
-    sql = (f'select count(*) from "{child}" where "{fk}" in '
-           f'(select rowid from "{table}" where {where})')
-    return int(db.execute(sql, [cutoff]).fetchone()[0])
+    conn.execute("pragma synchronous = normal")
+    try:
+        if not transaction:
+            return fn(db)
+        conn.execute("begin immediate")
+        try:
+            result = fn(db)
+            conn.execute("commit")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("rollback")
+            raise
+        return result
+    finally:
+        conn.execute(f"pragma synchronous = {synchronous}")

@@ -116,6 +116,25 @@ def test_hook_register_routes(host: Host) -> None:
         assert ok.text == "hello"
 
 
+def test_a_registration_hook_that_raises_is_a_recorded_load_failure(host: Host) -> None:
+    class Broken:
+        @hookimpl
+        def register_migrations(self, register: Callable[[Migrations], None]) -> None:
+            raise RuntimeError("no tables")
+
+        @hookimpl
+        def register_sinks(self, register: Callable[[type], None]) -> None:
+            raise RuntimeError("no sinks")
+
+    host.plugins.register(Broken(), "broken")
+    host.load_plugins()
+    host.migration_sets()
+    host.migration_sets()  # recorded once
+    assert [(r.name, r.source, r.error) for r in host.plugins.failures] == [
+        ("broken", "hook register_sinks", "RuntimeError: no sinks"),
+        ("broken", "hook register_migrations", "RuntimeError: no tables")]
+
+
 def test_hook_prepare_connection(host: Host) -> None:
     class Functions:
         @hookimpl
@@ -207,7 +226,7 @@ def test_hook_purge(host: Host) -> None:
     assert counts == {"cleaner_rows": 7, "messages": 0, "message_events": 0,
                       "simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0,
                       "mo_parts": 0}
-    assert calls and calls[0][1:] == (500, True)
+    assert calls and calls[0][1:] == (100, True)  # purge.batch_size
 
 
 def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> None:
@@ -232,9 +251,9 @@ def test_hook_messages_kept(host: Host, caplog: pytest.LogCaptureFixture) -> Non
         for bad in ("select nope from nowhere", "select id, body from messages", "raise",
                     42):  # a failing query, two columns, an error, no SQL text
             query[0] = bad  # type: ignore[call-overload]
-            refused += await host.hooks.purge(host, later, 100, False)
+            refused += (await host.hooks.purge(host, later, 100, False)).results
         query[0] = "select id from messages where body = 'still open'"
-        purged = await host.hooks.purge(host, later, 100, False)
+        purged = (await host.hooks.purge(host, later, 100, False)).results
         left = await host.store.read(lambda db: [r["body"] for r in db.query(
             "select body from messages")])
         return refused, purged, left

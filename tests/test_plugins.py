@@ -29,11 +29,12 @@ def test_one_failing_implementation_does_not_stop_the_others() -> None:
     plugins.on_hook_failure = seen.append
     for name, fail in (("a", False), ("b", True), ("c", False)):
         assert plugins.register(Recorder(name, calls, fail), name) is None
-    asyncio.run(plugins.call_each("shutdown", host=None))
+    call = asyncio.run(plugins.call_each("shutdown", host=None))
     assert calls == ["c", "b", "a"]  # pluggy's order: last registered first
     assert [(f.plugin, f.hook, f.error) for f in seen] == [("b", "shutdown",
                                                             "RuntimeError: b broke")]
-    assert list(plugins.hook_failures) == seen
+    assert list(plugins.hook_failures) == seen == list(call.failures)
+    assert not call.ok
 
 
 def test_async_implementations_are_awaited() -> None:
@@ -60,8 +61,10 @@ def test_async_implementation_of_a_sync_hook_is_an_isolated_failure() -> None:
             pass
 
     plugins.register(Wrong(), "wrong")
-    assert plugins.call_each_sync("prepare_connection", conn=None) == []
+    call = plugins.call_each_sync("prepare_connection", conn=None)
+    assert call.results == []
     (failure,) = plugins.hook_failures
+    assert call.failures == (failure,)
     assert "is synchronous" in failure.error
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ async def seed(host: Host, old: int, new: int) -> None:
                                                         status="received"))
         await host.messages.set_status(message.id, "routed", source="test")
     await host.store.write(lambda db: db.execute(
-        "update messages set updated_at = ? where id <= ?", [OLD, old]))
+        "update messages set created_at = ?, updated_at = ? where id <= ?", [OLD, OLD, old]))
 
 
 def run(host: Host, fn: Any) -> Any:
@@ -105,6 +106,46 @@ def test_a_failing_plugin_purge_does_not_stop_the_core_purge(host: Host) -> None
         return await host.purger.run(5)
     assert run(host, flow)["messages"] == 2
     assert host.plugins.hook_failures[-1].plugin == "broken"
+    assert [f.plugin for f in host.purger.failures] == ["broken"]
+
+
+def test_a_failing_messages_kept_keeps_every_message_after_many_hook_failures(
+        host: Host) -> None:
+    """A call reports its own failures: the bounded log of recent failures, full after
+    50, once made a failing messages_kept read as "keep nothing"."""
+    class Flaky:
+        @hookimpl
+        def message_stored(self) -> None:
+            raise RuntimeError("flaky")
+
+        @hookimpl
+        def messages_kept(self) -> str:
+            raise RuntimeError("cannot say which messages are open")
+
+    host.plugins.register(Flaky(), "flaky")
+
+    async def flow() -> tuple[dict[str, int], int]:
+        await seed(host, old=60, new=0)  # 60 failures of message_stored
+        assert len(host.plugins.hook_failures) == host.plugins.hook_failures.maxlen
+        counts = await host.purger.run(2)
+        return counts, await host.store.read(lambda db: db["messages"].count)
+    counts, left = run(host, flow)
+    assert left == 60 and "messages" not in counts
+
+
+def test_cli_purge_says_which_plugin_failed(tmp_path: Path, host_factory: Any) -> None:
+    sinks = tmp_path / "plugins" / "sinks"  # base_config's plugin folder
+    sinks.mkdir(parents=True)
+    (sinks / "broken_purge.py").write_text(
+        "from host import hookimpl\n\n\n@hookimpl\n"
+        "def purge(cutoff):\n    raise RuntimeError('no purge today')\n")
+    host = host_factory()
+    run(host, lambda: seed(host, old=1, new=0))
+    done = run_cli("purge", "--config", str(tmp_path / "config"))
+    assert done.returncode == 1
+    assert "messages: deleted 1" in done.stdout.splitlines()
+    assert "error: plugin sink:broken_purge failed to purge: RuntimeError: no purge today" \
+        in done.stderr
 
 
 def test_next_run_is_the_next_time_of_day() -> None:
@@ -143,3 +184,89 @@ def test_cli_purge_refuses_one_day(tmp_path: Path, config_dir: Any) -> None:
     result = run_cli("purge", "--config", str(cfg), "--older-than", "1")
     assert result.returncode == 2
     assert "--older-than" in result.stderr and "greater than 1" in result.stderr
+
+
+class Tracer:
+    """Every statement run on the store's connections, with the thread that ran it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []
+
+    @hookimpl
+    def prepare_connection(self, conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(lambda sql: self.seen.append((threading.get_ident(), sql)))
+
+
+class Keeper:
+    """Keeps the messages whose body starts with "open" (a queue would keep its SMS)."""
+
+    @hookimpl
+    def messages_kept(self) -> str:
+        return "select id from messages where body like 'open%'"
+
+
+def test_purge_batches_read_old_rows_only_and_off_the_event_loop(
+        host_factory: Any, tmp_path: Path) -> None:
+    """Each batch walks messages_created from where the last one stopped: it reads at
+    most batch_size old messages, never the kept ones again nor the new ones, and runs
+    on the writer's thread (issue 11: the last batch scanned every kept row inside the
+    transaction, on the event loop)."""
+    host = host_factory(smshost=base_config(tmp_path, extra="""
+        [purge]
+        batch_size = 10
+        pause_ms = 0
+        """))
+    tracer = Tracer()
+    host.plugins.register(tracer, "tracer")
+    host.plugins.register(Keeper(), "keeper")
+
+    async def flow() -> tuple[dict[str, int], int, list[str], int]:
+        await seed(host, old=25, new=40)
+        await host.store.write(lambda db: db.execute(
+            "update messages set body = 'open ' || body where id in (3, 12, 24)"))
+        before = host.store.stats.commits
+        tracer.seen.clear()
+        counts = await host.purger.run(2)
+        left = await host.store.read(lambda db: [r[0] for r in db.execute(
+            "select body from messages where id <= 25")])
+        return counts, host.store.stats.commits - before, left, threading.get_ident()
+    counts, commits, left, loop = run(host, flow)
+    assert counts["messages"] == 22 and counts["message_events"] == 44
+    assert left == ["open m2", "open m11", "open m23"]
+    assert commits == 3  # 10 + 10 + 5 old messages read; the 40 new ones never
+    purge = [(t, sql) for t, sql in tracer.seen if '"messages"' in sql]
+    assert purge and all(t != loop for t, _ in purge)
+    conn = sqlite3.connect(host.store.path)
+    for _, sql in purge:
+        plan = [r[3] for r in conn.execute(f"explain query plan {sql}")]
+        assert not [line for line in plan if line.startswith("SCAN messages")
+                    or "TEMP B-TREE" in line], (sql, plan)
+    conn.close()
+
+
+def test_purge_gives_the_freed_space_back(host_factory: Any, tmp_path: Path) -> None:
+    host = host_factory(smshost=base_config(tmp_path, extra="""
+        [purge]
+        batch_size = 200
+        pause_ms = 0
+        """))
+
+    async def flow() -> tuple[int, int]:
+        await host.store.write(lambda db: db.execute(
+            "insert into messages (direction, body, status, created_at, updated_at) "
+            "select 'in', printf('%.2000c', 'x'), 'routed', ?, ? from (with recursive "
+            "n(i) as (select 1 union all select i + 1 from n where i < 1500) "
+            "select i from n)", [OLD, OLD]))
+        await host.messages.add(NewMessage(direction="in", body="new", status="received"))
+        pages = await host.store.read(lambda db: db.execute("pragma page_count").fetchone()[0])
+        await host.purger.run(2)
+        return pages, await host.store.read(lambda db: db["messages"].count)
+    pages, left = run(host, flow)
+    conn = sqlite3.connect(host.store.path)
+    after, free = (conn.execute(f"pragma {p}").fetchone()[0]
+                   for p in ("page_count", "freelist_count"))
+    mode = conn.execute("pragma auto_vacuum").fetchone()[0]
+    conn.close()
+    assert left == 1 and mode == 2  # a new database is in incremental vacuum mode
+    assert free == 0 and after < pages // 4, (pages, after)
+    assert host.store.path.stat().st_size <= after * 4096

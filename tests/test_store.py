@@ -104,6 +104,87 @@ def test_outbox_rows_of_an_older_database_get_their_broker_and_account(
     assert rows == [{"message_id": message.id, "broker": "gen", "account": "main"}]
 
 
+def older_database(path: Path, clock: Callable[[], str] | None = None,
+                   count: int = 0, body: str = "hi") -> None:
+    """A database as smshost made it before m007 (no auto_vacuum, no list indexes),
+    with ``count`` messages stored at ``clock``'s times."""
+    from host import messages, migrations
+
+    older = Migrations("smshost")
+    for name in ("m001_messages", "m002_brokers", "m003_fewer_indexes", "m004_routing",
+                 "m005_outbox", "m006_outbox_accounts"):
+        older()(getattr(migrations, name))
+    db = Database(path)
+    older.apply(db)
+    saved = messages.utcnow
+    messages.utcnow = clock or saved  # type: ignore[assignment]
+    try:
+        for n in range(count):
+            _insert(db, NewMessage(direction="in", body=f"{body} {n}", status="received",
+                                   broker="b"))
+    finally:
+        messages.utcnow = saved  # type: ignore[assignment]
+    db.conn.commit()
+    db.close()
+
+
+def test_m007_on_an_older_database(tmp_path: Path) -> None:
+    """The list indexes are built over the stored messages, a clock step among them is
+    found (since would miss messages without it), and the small file is switched to
+    incremental vacuum."""
+    from host.messages import MessageFilter, find_rows
+
+    times = iter(["2026-11-20T12:00:00.000000Z", "2026-11-20T12:10:00.000000Z",
+                  "2026-11-20T12:05:00.000000Z", "2026-11-20T12:20:00.000000Z"])
+    path = tmp_path / "s.db"
+    older_database(path, lambda: next(times), count=4)
+    assert Database(path).execute("pragma auto_vacuum").fetchone()[0] == 0
+
+    async def main() -> list[int]:
+        store = await opened(path)
+        found = await store.read(lambda db: [r["id"] for r in find_rows(
+            db, MessageFilter(since="2026-11-20T12:05:00.000000Z"))])
+        await store.close()
+        return found
+    assert run(main()) == [4, 3, 2]  # 2 is later than 3 in time: the step before 3
+    db = Database(path)
+    assert {"messages_broker", "messages_created"} <= {i.name for i in db["messages"].indexes}
+    assert "idempotency_created" in {i.name for i in db["idempotency"].indexes}
+    assert list(db.query("select * from clock_steps")) == [
+        {"before_max": "2026-11-20T12:10:00.000000Z", "first_id": 3}]
+    assert db.execute("pragma auto_vacuum").fetchone()[0] == 2
+
+
+def test_a_large_older_database_waits_for_smshost_vacuum(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from host import upkeep
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "smshost.db"
+    older_database(path, count=300, body="x" * 2000)
+    Database(path).execute("delete from messages where id > 50")
+    monkeypatch.setattr(upkeep, "AUTO_SWITCH_BYTES", 100_000)
+
+    async def main() -> None:
+        store = await opened(path)
+        await store.close()
+    run(main())
+    assert "run `smshost vacuum` once" in caplog.text
+    assert Database(path).execute("pragma auto_vacuum").fetchone()[0] == 0
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "smshost.toml").write_text(f'[server]\ndata_dir = "{data}"\n')
+    before = path.stat().st_size
+    done = subprocess.run([sys.executable, "-m", "host", "vacuum", "--config", str(cfg)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "switched to incremental vacuum" in done.stdout
+    assert Database(path).execute("pragma auto_vacuum").fetchone()[0] == 2
+    assert path.stat().st_size < before // 2
+
+
 def test_failed_migration_rolls_back_and_stays_pending(tmp_path: Path) -> None:
     broken = Migrations("broken")
 

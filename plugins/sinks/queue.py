@@ -176,15 +176,18 @@ class QueueSink(Sink):
     # -- reading --------------------------------------------------------------------
 
     async def summary(self) -> list[dict[str, Any]]:
-        rows = await self.host.store.read(lambda db: {r["queue"]: r for r in db.query(
-            "select queue, count(*) as waiting, min(queued_at) as oldest from "
-            "queue_interactions where state = 'waiting' group by queue")})
+        # Queue by queue: each a range of queue_interactions_waiting (the waiting ones
+        # only; the ended ones, most of the table, are never read).
+        names = [q.name for q in self.settings.queues]
+        rows = await self.host.store.read(lambda db: {name: next(db.query(
+            "select count(*) as waiting, min(queued_at) as oldest from queue_interactions "
+            "where queue = ? and state = 'waiting'", [name])) for name in names})
         now = datetime.now(UTC)
         out = []
         for queue in self.settings.queues:
-            row = rows.get(queue.name)
-            oldest = row["oldest"] if row else None
-            out.append({**_describe(queue), "waiting": row["waiting"] if row else 0,
+            row = rows[queue.name]
+            oldest = row["oldest"]
+            out.append({**_describe(queue), "waiting": row["waiting"],
                         "oldest_wait": _age(now, oldest) if oldest else None,
                         "oldest_queued_at": oldest})
         return out

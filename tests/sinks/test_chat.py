@@ -311,8 +311,8 @@ def test_purge_takes_closed_conversations_and_keeps_open_ones(
         text(client, host, BOB, "hello")
         listed = {c["remote"]: c["id"] for c in conversations(client)}
         assert call(client, host.sinks["chat"].close, listed[ANN], "done")
-        counted = call(client, host.hooks.purge, host, later, 100, True)
-        purged = call(client, host.hooks.purge, host, later, 100, False)
+        counted = call(client, host.hooks.purge, host, later, 100, True).results
+        purged = call(client, host.hooks.purge, host, later, 100, False).results
         left = conversations(client)
         gone = client.get(f"/api/conversations/{listed[ANN]}")
         bob = client.get(f"/api/conversations/{listed[BOB]}").json()

@@ -339,8 +339,8 @@ def test_purge_takes_finished_interactions_and_keeps_waiting_ones(
         sink = host.sinks["queue"]
         assert call(client, lambda: sink.disconnect(waiting[0]["id"], reason="test"))
         assert not call(client, lambda: sink.disconnect(waiting[0]["id"], reason="test"))
-        counted = call(client, host.hooks.purge, host, later, 100, True)
-        purged = call(client, host.hooks.purge, host, later, 100, False)
+        counted = call(client, host.hooks.purge, host, later, 100, True).results
+        purged = call(client, host.hooks.purge, host, later, 100, False).results
         left = client.get("/api/queues/support").json()
         rows = call(client, host.store.read, lambda db: (
             [r["id"] for r in db.query("select id from queue_interactions")],
