@@ -75,9 +75,17 @@ SCENARIOS = {
 # -- the requests ---------------------------------------------------------------------
 
 
+def sid_tag(prefix: str) -> str:
+    """8 hex digits standing for ``prefix`` (itself when it is 8 hex digits already):
+    the twilio definition refuses a MessageSid that is not SM + 32 hex digits."""
+    if len(prefix) == 8 and all(c in "0123456789abcdef" for c in prefix):
+        return prefix
+    return hashlib.sha1(prefix.encode()).hexdigest()[:8]
+
+
 def message_sid(prefix: str, n: int) -> str:
     """A Twilio-shaped MessageSid: SM + 32 hex digits, unique per request."""
-    return f"SM{prefix}{n:024x}"
+    return f"SM{sid_tag(prefix)}{n:024x}"
 
 
 def message_text(n: int) -> str:
@@ -142,6 +150,7 @@ def write_requests(path: Path, url: str, prefix: str, first: int, count: int) ->
 
 
 def sid_number(prefix: str, sid: str) -> int | None:
+    prefix = sid_tag(prefix)
     if not sid.startswith("SM" + prefix):
         return None
     try:
