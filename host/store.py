@@ -126,8 +126,9 @@ class Store:
             await self._probe_at_start()
         except BaseException as exc:
             await self.close()
-            if isinstance(exc, StoreUnavailable):  # a migration the database refused
-                raise StoreError(f"cannot prepare the database {self.path}: {exc}") from None
+            if isinstance(exc, StoreUnavailable):  # a step the database refused
+                raise self._cannot_write(exc) if exc.kind in LASTING else StoreError(
+                    f"cannot prepare the database {self.path}: {exc}") from None
             raise
 
     async def _probe_at_start(self) -> None:
@@ -137,10 +138,13 @@ class Store:
             await self.probe()
         except StoreUnavailable as exc:
             if exc.kind in LASTING:
-                raise StoreError(f"the database {self.path} cannot be written: {exc}; "
-                                 "smshost writes the file, its -wal and -shm files and "
-                                 "their directory (server.data_dir)") from None
+                raise self._cannot_write(exc) from None
             log.error("%s refuses writes at start: %s", self.path, exc)
+
+    def _cannot_write(self, exc: StoreUnavailable) -> StoreError:
+        return StoreError(f"the database {self.path} cannot be written: {exc}; smshost "
+                          "writes the file, its -wal and -shm files and their directory "
+                          "(server.data_dir)")
 
     async def close(self) -> None:
         """Commit every write already queued, then stop the writer and close readers."""
@@ -313,9 +317,11 @@ class Store:
         )
         conn.execute(f"pragma busy_timeout = {int(self.settings.busy_timeout_ms)}")
         if not readonly:
-            # A new file gives the space a purge frees back (upkeep.give_back); on an
-            # older one this waits for a VACUUM (_vacuum_mode).
-            conn.execute("pragma auto_vacuum = incremental")
+            # A new file gives the space a purge frees back (upkeep.give_back); an older
+            # one is switched by a VACUUM (upkeep.vacuum_mode). Set on a new file only:
+            # on an existing one it is a write, refused when the file is read-only.
+            if conn.execute("pragma page_count").fetchone()[0] == 0:
+                conn.execute("pragma auto_vacuum = incremental")
             conn.execute("pragma journal_mode = wal")
         conn.execute(f"pragma synchronous = {self.settings.synchronous}")
         conn.execute("pragma foreign_keys = on")

@@ -480,7 +480,7 @@ def _serve_once(tmp_path: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("what", "says"), [
     ("directory", "the data directory {data} cannot be written (Permission denied)"),
     ("database file", "the database {data}/smshost.db cannot be written"),
-    ("database of an older version", "cannot prepare the database {data}/smshost.db"),
+    ("database of an older version", "the database {data}/smshost.db cannot be written"),
     ("database not in WAL mode", "cannot open the database {data}/smshost.db"),
 ])
 def test_a_read_only_data_directory_stops_the_start_in_words(
@@ -507,7 +507,7 @@ def test_a_read_only_data_directory_stops_the_start_in_words(
         data.chmod(0o755)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert f"error: {says.format(data=data)}" in result.stderr
+    assert f"error: {says.format(data=data)}" in result.stderr, result.stderr
     if what != "directory":
         assert "readonly database" in result.stderr and "read-only" in result.stderr
 
