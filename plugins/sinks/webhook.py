@@ -765,8 +765,18 @@ def register_routes(host: Host) -> list[BaseRoute] | None:
 
 
 @hookimpl
+def messages_kept(host: Host) -> str:
+    """The messages of deliveries still pending: the work is not done (a receiver down
+    for longer than the purge age gets them once it is back, and the API shows them)."""
+    return "select message_id from webhook_deliveries where status = 'pending'"
+
+
+@hookimpl
 async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+    """Delivered and dead deliveries older than the cutoff, with their attempts; pending
+    ones stay however old (their worker still has them)."""
     return await host.store.purge_table(
         "webhook_deliveries", "updated_at", cutoff, batch_size=batch_size,
         pause=host.settings.purge.pause_ms / 1000, dry_run=dry_run,
-        children=[("webhook_attempts", "delivery_id")])
+        children=[("webhook_attempts", "delivery_id")],
+        keep="select id from webhook_deliveries where status = 'pending'")
