@@ -196,17 +196,26 @@ def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
     import sqlite3
 
     from host import upkeep
+    from host.lockfile import DataLock
 
     _, settings = _load(config_dir)
     path = Path(data_dir or settings.server.data_dir) / settings.store.filename
     if not path.exists():
         click.echo(f"error: no database at {path}", err=True)
         sys.exit(1)
+    lock = DataLock(path.parent)
     try:
+        lock.acquire("vacuum")
         before, after, switched = upkeep.vacuum_file(path, settings.store.busy_timeout_ms)
-    except sqlite3.Error as exc:
-        click.echo(f"error: {path}: {exc} (is the server running? stop it first)", err=True)
+    except SmshostError as exc:  # a server holds the data directory
+        click.echo(f"error: {exc}: stop the server first (VACUUM holds the database's "
+                   "write lock throughout)", err=True)
         sys.exit(1)
+    except sqlite3.Error as exc:
+        click.echo(f"error: {path}: {exc}{upkeep.locked_hint(exc)}", err=True)
+        sys.exit(1)
+    finally:
+        lock.release()
     click.echo(f"{path}: {before // 1_000_000} MB -> {after // 1_000_000} MB; "
                + ("switched to incremental vacuum" if switched
                   else "was in incremental vacuum already"))

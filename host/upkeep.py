@@ -267,6 +267,16 @@ def vacuum_file(path: Path, busy_timeout_ms: int) -> tuple[int, int, bool]:
         conn.close()
 
 
+def locked_hint(exc: sqlite3.Error) -> str:
+    """What to add to ``exc`` for an operator: who may hold the database when it is busy
+    or locked (only then: a corrupt file or a full disk has nothing to do with it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (" (another process holds the database: a `smshost purge`, or a server "
+                "of an older version? let it finish or stop it first)")
+    return ""
+
+
 def file_bytes(conn: sqlite3.Connection) -> int:
     return int(conn.execute("pragma page_count").fetchone()[0]) * \
         int(conn.execute("pragma page_size").fetchone()[0])
