@@ -13,7 +13,7 @@ import click
 
 from host import __version__
 from host.config.loader import load_settings
-from host.config.settings import Settings
+from host.config.settings import MAX_PURGE_DAYS, Settings
 from host.errors import ConfigError, ConfigErrors, SmshostError
 from host.logs import setup_logging
 from host.paths import default_config_dir
@@ -92,6 +92,7 @@ def check(config_dir: Path | None) -> None:
     """Validate the configuration and every plugin; exit 1 on any problem."""
     from host.brokers.instances import unsigned_warnings
     from host.core import Host
+    from host.purge import retention_warnings
     from host.routing.outbound import compile_outbound
     from host.routing.shadows import inbound_shadows, outbound_shadows
 
@@ -120,6 +121,7 @@ def check(config_dir: Path | None) -> None:
     warnings += [shadow.describe() for shadow in inbound_shadows(host.router.routes)]
     warnings += [shadow.describe("outbound route")
                  for shadow in outbound_shadows(compile_outbound(settings.outbound))]
+    warnings += retention_warnings(settings)
     for warning in warnings:
         click.echo(f"warning: {warning}")
     problems = len(host.plugins.failures) + len(host.handlers.failed)
@@ -142,16 +144,21 @@ def _check_summary(config_dir: Path, problems: int, warnings: int) -> str:
 @config_option
 @data_option
 @click.option("--older-than", "days", type=int, default=None,
-              help="Age in days (> 1) [default: purge.days].")
+              help=f"Age in days (> 1, at most {MAX_PURGE_DAYS}) [default: purge.days].")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
           dry_run: bool) -> None:
-    """Delete messages and plugin data older than the retention age, in batches."""
+    """Delete messages and plugin data older than the retention age, in batches.
+
+    Exits 1 when the purge is incomplete: a plugin failed to purge, or could not say
+    which messages it keeps (then no message is deleted); each reason is printed.
+    """
     from host.core import Host
 
     _, settings = _load(config_dir, defer_secrets=True)
-    if days is not None and days <= 1:
-        raise click.BadParameter("must be greater than 1", param_hint="--older-than")
+    if days is not None and not 1 < days <= MAX_PURGE_DAYS:
+        raise click.BadParameter(f"must be greater than 1 and at most {MAX_PURGE_DAYS} "
+                                 "(days)", param_hint="--older-than")
     setup_logging(settings.logging)
     host = Host(settings, data_dir=data_dir, config_dir=config_dir)
 
@@ -167,10 +174,12 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
     verb = "would delete" if dry_run else "deleted"
     for table, n in sorted(counts.items()):
         click.echo(f"{table}: {verb} {n}")
-    for failure in host.purger.failures:
-        click.echo(f"error: plugin {failure.plugin} failed to purge: {failure.error}",
-                   err=True)
-    if host.purger.failures:
+    problems = host.purger.problems
+    if "messages" not in counts and problems:
+        click.echo("messages: none deleted: kept this time (see the error)")
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
         sys.exit(1)
 
 
@@ -187,17 +196,26 @@ def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
     import sqlite3
 
     from host import upkeep
+    from host.lockfile import DataLock
 
     _, settings = _load(config_dir)
     path = Path(data_dir or settings.server.data_dir) / settings.store.filename
     if not path.exists():
         click.echo(f"error: no database at {path}", err=True)
         sys.exit(1)
+    lock = DataLock(path.parent)
     try:
+        lock.acquire("vacuum")
         before, after, switched = upkeep.vacuum_file(path, settings.store.busy_timeout_ms)
-    except sqlite3.Error as exc:
-        click.echo(f"error: {path}: {exc} (is the server running? stop it first)", err=True)
+    except SmshostError as exc:  # a server holds the data directory
+        click.echo(f"error: {exc}: stop the server first (VACUUM holds the database's "
+                   "write lock throughout)", err=True)
         sys.exit(1)
+    except sqlite3.Error as exc:
+        click.echo(f"error: {path}: {exc}{upkeep.locked_hint(exc)}", err=True)
+        sys.exit(1)
+    finally:
+        lock.release()
     click.echo(f"{path}: {before // 1_000_000} MB -> {after // 1_000_000} MB; "
                + ("switched to incremental vacuum" if switched
                   else "was in incremental vacuum already"))

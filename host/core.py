@@ -42,6 +42,7 @@ from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
 from host.plugins import Hooks, Plugins
+from host.lockfile import DataLock
 from host.purge import Purger
 from host.store import Store
 
@@ -68,6 +69,7 @@ class Host:
         self.plugins.on_hook_failure = self.metrics.hook_failed
         self.store = Store(self.data_dir / settings.store.filename, settings.store,
                            prepare=self.hooks.prepare_connection)
+        self.lock = DataLock(self.data_dir)
         self.messages = Messages(self)
         self.receipts = Receipts(self)
         self.concat = Concat(self)
@@ -156,6 +158,15 @@ class Host:
         self.background = background  # sinks look at it: no delivery workers in CLI runs
         self.load_plugins()
         _writable_data_dir(self.data_dir)
+        if background:  # a server: one per data directory (host.lockfile)
+            self.lock.acquire("serve")
+        try:
+            await self._open(background)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    async def _open(self, background: bool) -> None:
         if self.api_token is None:
             self.api_token = _generated_token(self.data_dir / "api-token")
         await self.store.open(self.migration_sets())
@@ -203,6 +214,7 @@ class Host:
                 log.exception("sink %s failed to stop", sink.kind)
         await self.hooks.shutdown(self)
         await self.store.close()
+        self.lock.release()
         if self.background:
             log.info("smshost stopped")
         else:

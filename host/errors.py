@@ -9,6 +9,7 @@
         * StoreClosed: the store is not open (startup not finished, or shut down)
         * StoreUnavailable: the database refused the work (full disk, read-only, I/O error,
           a lock held too long); nothing of it was stored
+    * DataDirInUse: another smshost process holds the data directory (a server)
     * ApiError: an HTTP API request was refused (status, code, message)
 
 Config and definition errors carry the file and line so an operator can go straight
@@ -108,6 +109,10 @@ class StoreUnavailable(StoreError):
     def __init__(self, message: str, kind: str) -> None:
         self.kind = kind
         super().__init__(message)
+
+
+class DataDirInUse(SmshostError):
+    """Another process holds the data directory's lock: a server runs on it."""
 
 
 class ApiError(SmshostError):

@@ -187,16 +187,18 @@ def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> M
 @hookspec
 def messages_kept(host: Host) -> str | None:
     """SQL selecting the ids of messages the purge must keep however old: the ones
-    something still open shows (a waiting queue interaction's SMS, an active chat
-    conversation's messages). SPEC P2 and P5: the purge takes history, not work in
-    progress.
+    something still open shows or still works on (a waiting queue interaction's SMS, an
+    active chat conversation's messages, a pending webhook delivery's; the core's: MTs
+    in the outbox, MOs not routed yet). SPEC P2 and P5: the purge takes history, not
+    work in progress.
 
     :param host: the host.
     :returns: one ``select`` of message ids, or None. It runs as ``with kept(id) as
         (...)``, asked about one purge batch of ids at a time: index the column it
         selects. A query that fails, or an implementation that raises, stops the purge
-        of messages that run (reported in the log), as it would otherwise delete what it
-        was meant to keep.
+        of messages that run, as it would otherwise delete what it was meant to keep;
+        the run is reported incomplete, naming the plugin (log, ``smshost purge``'s exit
+        status, /health).
 
     Use in handler scripts: no.
     """

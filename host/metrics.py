@@ -210,12 +210,30 @@ class _HostCollector(Collector):
         writes = CounterMetricFamily("smshost_store_writes", "Writes committed (grouped).")
         writes.add_metric([], stats.writes)
         yield writes
+        yield from _purge_metrics(host)
         for gauge in host.metrics.stored_gauges:
             if gauge.samples is not None:
                 family = GaugeMetricFamily(gauge.name, gauge.help, labels=list(gauge.labels))
                 for labels, value in gauge.samples:
                     family.add_metric(list(labels), value)
                 yield family
+
+
+def _purge_metrics(host: Host) -> Iterator[Metric]:
+    """How the purges of this process went: alert on a failed one, or on a last success
+    older than a day or two."""
+    purger = host.purger
+    runs = CounterMetricFamily("smshost_purge_runs", "Purges run by this process, by "
+                               "outcome: ok, or failed (incomplete: see the log or "
+                               "/health).", labels=["outcome"])
+    for outcome, count in sorted(purger.runs.items()):
+        runs.add_metric([outcome], count)
+    yield runs
+    last = GaugeMetricFamily("smshost_purge_last_success_timestamp_seconds",
+                             "End of the last complete purge of this process (Unix "
+                             "time); 0: none since the start.")
+    last.add_metric([], purger.last_success.timestamp() if purger.last_success else 0)
+    yield last
 
 
 OUTBOX_DEPTH = ("select broker, account, in_flight, count(*) from outbox "

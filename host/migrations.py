@@ -219,3 +219,12 @@ def m008_outbox_parts(db: Database) -> None:
                "(broker, account, in_flight, waits_for, next_attempt_at, message_id)")
     db.execute("create index outbox_waits_for on outbox (waits_for) "
                "where waits_for is not null")
+
+
+@core()
+def m009_purged_by_age(db: Database) -> None:
+    # The purge walks handlers' conversation state and load history by age (they grew
+    # forever), and keeps each handler's latest load (found by name).
+    db.execute("create index conversation_state_updated on conversation_state (updated_at)")
+    db.execute("create index handler_loads_at on handler_loads (at)")
+    db.execute("create index handler_loads_name on handler_loads (name, id)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from host import jsontext
@@ -29,40 +29,108 @@ def moves_forward(current: str, new: str) -> bool:
         return False
     return STATE_RANK[new] > STATE_RANK.get(current, -1)
 
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# -- timestamps -----------------------------------------------------------------------
+# Every timestamp column holds UTC text of one fixed width, so that text order is time
+# order (purge cutoffs, ``since``, clock steps compare text): always four digits of year,
+# from TS_MIN to TS_MAX, the years a datetime has. strftime("%Y") does not pad a year
+# below 1000 ("931-10-08..." sorted after "2026-..." and a purge of 400000 days deleted
+# everything): the text is built here, field by field.
+
+TS_MIN = "0001-01-01T00:00:00.000000Z"
+"""The earliest stored time: a cutoff before it (a huge age) keeps everything."""
+TS_MAX = "9999-12-31T23:59:59.999999Z"
+"""The latest stored time: a moment after it (a far retry) is "never"."""
+_STORED_RANGE = "0001-01-01 to 9999-12-31 UTC"
 
 
-_second_cache: list[Any] = [-1, ""]
+def _text(moment: datetime) -> str:
+    """An aware UTC datetime as stored text."""
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+            f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z")
+
+
+# (second, its text up to the microseconds), replaced as one tuple: utcnow runs on the
+# event loop and on the writer's thread, and a reader must never pair a new second
+# with the text of the one before (a timestamp a second back: a false clock step).
+_second_text: tuple[int, str] = (-1, "")
 
 
 def utcnow() -> str:
     """Now as the fixed-width UTC text every timestamp column holds.
 
     On the hot path of every stored message: the formatted second is cached, only the
-    microseconds are formatted per call.
+    microseconds are formatted per call. Thread-safe: the cache is one tuple, read once
+    and replaced whole (two threads in a new second may both format it; both are right).
     """
     now = time.time()
     second = int(now)
-    if second != _second_cache[0]:
-        _second_cache[0] = second
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-    return f"{_second_cache[1]}{int((now - second) * 1_000_000):06d}Z"
+    cached = _second_text
+    if cached[0] != second:
+        cached = _cache_second(second)
+    return f"{cached[1]}{int((now - second) * 1_000_000):06d}Z"
+
+
+def _cache_second(second: int) -> tuple[int, str]:
+    global _second_text
+    cached = (second, _text(datetime.fromtimestamp(second, UTC))[:-7])
+    _second_text = cached
+    return cached
 
 
 def to_timestamp(moment: datetime) -> str:
-    """A datetime (naive means UTC) as stored timestamp text."""
+    """A datetime (naive means UTC) as stored timestamp text; ``ValueError`` when it is
+    outside the stored range (an offset can push 0001-01-01 or 9999-12-31 out of it)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(_TS_FORMAT)
+    try:
+        return _text(moment.astimezone(UTC))
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the times smshost stores "
+                         f"({_STORED_RANGE})") from None
+
+
+def ago(seconds: float, now: datetime | None = None) -> str:
+    """The stored time ``seconds`` before ``now`` (default: the current time): the
+    cutoff of a purge or a timeout. Before the stored range it is TS_MIN, which nothing
+    is older than (a huge age keeps everything, never the reverse); ``ValueError`` for
+    a negative or NaN age (its cutoff would be in the future)."""
+    if not seconds >= 0:
+        raise ValueError(f"an age must be a number of seconds >= 0; got {seconds!r}")
+    moment = now or datetime.now(UTC)
+    try:
+        return to_timestamp(moment - timedelta(seconds=seconds))
+    except (OverflowError, ValueError):
+        return TS_MIN
+
+
+def from_epoch(seconds: float) -> str:
+    """Unix seconds as stored text, held to the stored range (a retry due after the
+    year 9999 is due at TS_MAX: never)."""
+    try:
+        return _text(datetime.fromtimestamp(seconds, UTC))
+    except (OverflowError, OSError, ValueError):
+        return TS_MIN if seconds < 0 else TS_MAX
+
+
+def to_epoch(stored: str) -> float:
+    """Stored text (TS_MIN to TS_MAX) as Unix seconds."""
+    return datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def parse_timestamp(text: str) -> str:
-    """ISO-8601 (``Z`` or offset, date only allowed) → stored form; ``ValueError`` if bad."""
+    """ISO-8601 from outside (``Z`` or an offset; a date alone is its midnight UTC) as
+    stored text. Total: ``ValueError`` with a message fit for the caller for anything
+    else, a time outside the stored range included (never OverflowError)."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    return to_timestamp(datetime.fromisoformat(value))
-
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ValueError(f"not an ISO-8601 time: {shown!r} (e.g. 2026-11-27T09:00:00Z)"
+                         ) from None
+    return to_timestamp(moment)
 
 
 MAX_ID = 2**63 - 1

@@ -65,6 +65,14 @@ class HookFailure:
     error: str
 
 
+class KeptQueries(NamedTuple):
+    """The answers to ``messages_kept``: ``(plugin, SQL)`` pairs, and the problems that
+    left a plugin's answer out (each naming the plugin)."""
+
+    queries: list[tuple[str, str]]
+    problems: list[str]
+
+
 class HookCall(NamedTuple):
     """What one hook call gave: the non-None results and the implementations that
     raised (in call order). A named tuple: made for every hook call, on the hot path."""
@@ -161,6 +169,12 @@ class Plugins:
 
     def call_each_sync(self, hook_name: str, **kwargs: Any) -> HookCall:
         """As :meth:`call_each` for synchronous hooks; an awaitable result is an error."""
+        call = self.call_each_sync_named(hook_name, **kwargs)
+        return HookCall([result for _, result in call.results], call.failures)
+
+    def call_each_sync_named(self, hook_name: str, **kwargs: Any) -> HookCall:
+        """:meth:`call_each_sync` whose results are ``(plugin name, result)`` pairs, for a
+        caller that must say which plugin gave what."""
         results = []
         failures: tuple[HookFailure, ...] = ()
         for impl in self._impls(hook_name):
@@ -174,7 +188,7 @@ class Plugins:
                 failures += (self._failed(impl, hook_name, exc),)
                 continue
             if result is not None:
-                results.append(result)
+                results.append((impl.plugin_name, result))
         return HookCall(results, failures)
 
     def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> HookFailure:
@@ -252,16 +266,20 @@ class Hooks:
         await self._plugins.call_each("handler_reloaded", host=host, name=name,
                                       status=status, error=error)
 
-    def messages_kept(self, host: Host) -> list[str] | None:
-        """The plugins' queries; None when one failed or gave something else than SQL
-        text (then nothing may be purged: its messages would go)."""
-        call = self._plugins.call_each_sync("messages_kept", host=host)
-        if not call.ok:
-            return None
-        if not all(isinstance(sql, str) for sql in call.results):
-            log.error("a messages_kept implementation returned no SQL text: %r", call.results)
-            return None
-        return [sql for sql in call.results if sql.strip()]
+    def messages_kept(self, host: Host) -> KeptQueries:
+        """Each plugin's query, and why one could not be had (then nothing may be
+        purged: its messages would go), naming the plugin."""
+        call = self._plugins.call_each_sync_named("messages_kept", host=host)
+        problems = [f"plugin {f.plugin} failed to say which messages it keeps: {f.error}"
+                    for f in call.failures]
+        queries = []
+        for plugin, sql in call.results:
+            if not isinstance(sql, str):
+                problems.append(f"plugin {plugin} gave no SQL text for the messages it "
+                                f"keeps: {sql!r:.80}")
+            elif sql.strip():
+                queries.append((plugin, sql))
+        return KeptQueries(queries, problems)
 
     async def purge(self, host: Host, cutoff: str, batch_size: int,
                     dry_run: bool) -> HookCall:

@@ -11,14 +11,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from host.config.schema import DAY
+from host.config.settings import MAX_PURGE_DAYS
 from host.errors import ConfigError
-from host.models import to_timestamp
+from host.models import ago
 from host.outage import Outage
 from host.upkeep import give_back
 
 if TYPE_CHECKING:
+    from host.config.settings import Settings
     from host.core import Host
     from host.plugins import HookFailure
 
@@ -39,42 +42,101 @@ def next_run(now: datetime, at: str) -> datetime:
     return candidate
 
 
+def retention_warnings(settings: Settings) -> list[str]:
+    """``smshost check``'s warnings about retention: an outbox that retries a message
+    as long as the purge keeps data. The message itself stays while it is in the outbox
+    (work in progress), but its idempotency key and status history were made for a
+    shorter life, and a send retried for weeks is rarely still wanted."""
+    max_age, days = settings.outbox.max_age, settings.purge.days
+    if max_age < days * DAY:
+        return []
+    file, line = settings.where("outbox", "max_age")
+    where = f"{file}:{line}: " if file and line else ""
+    return [f"{where}outbox.max_age ({max_age:.0f} s, {max_age / DAY:.4g} days) is not shorter "
+            f"than purge.days ({days}): messages are retried as long as data is kept; "
+            "set max_age well below purge.days"]
+
+
 class Purger:
-    """Runs the purge on demand and on the daily schedule."""
+    """Runs the purge on demand and on the daily schedule, and keeps how the last run
+    went (``/health``, ``/metrics``, ``smshost purge``'s exit status)."""
 
     def __init__(self, host: Host, clock: Clock = local_now) -> None:
         self._host = host
         self._clock = clock
         self.last_run: datetime | None = None
+        self.last_success: datetime | None = None
         self.last_counts: dict[str, int] = {}
+        self.runs = {"ok": 0, "failed": 0}
         # The implementations of the purge hook that failed in the last run.
         self.failures: tuple[HookFailure, ...] = ()
+        # Why the last run (dry or not) was incomplete, each a line naming the plugin,
+        # failures included; empty when it did all it was asked. last_problems: those
+        # of the last real run (/health).
+        self.problems: list[str] = []
+        self.last_problems: list[str] = []
+        self._noted: list[str] = []
+
+    def incomplete(self, reason: str) -> None:
+        """Called by a purge implementation that left something it should have purged
+        (the messages, when a plugin could not say which ones it keeps): the run fails."""
+        log.error("purge incomplete: %s", reason)
+        self._noted.append(reason)
 
     async def run(self, days: int | None = None, *, dry_run: bool = False) -> dict[str, int]:
-        """Purge data older than ``days`` (default: the configured ``purge.days``)."""
+        """Purge data older than ``days`` (default: the configured ``purge.days``).
+        Why a run was incomplete is in ``problems`` afterwards (logged too)."""
         settings = self._host.settings.purge
         days = settings.days if days is None else days
-        if days <= 1:
-            raise ConfigError(f"purge age must be greater than 1 day; got {days}",
-                              key="purge.days")
-        cutoff = to_timestamp(self._clock() - timedelta(days=days))
-        counts: dict[str, int] = {}
+        if not 1 < days <= MAX_PURGE_DAYS:
+            raise ConfigError(f"purge age must be greater than 1 day and at most "
+                              f"{MAX_PURGE_DAYS}; got {days}", key="purge.days")
+        self._noted = []
+        try:
+            counts, failures = await self._purge(ago(days * DAY, self._clock()), dry_run)
+        except Exception as exc:
+            self._finished(dry_run, [f"the purge stopped: {type(exc).__name__}: {exc}"])
+            raise
+        self.failures = failures
+        self._finished(dry_run, self._noted + [f"plugin {f.plugin} failed to purge: "
+                                               f"{f.error}" for f in failures])
+        return counts
+
+    async def _purge(self, cutoff: str, dry_run: bool
+                     ) -> tuple[dict[str, int], tuple[HookFailure, ...]]:
+        settings = self._host.settings.purge
         call = await self._host.hooks.purge(self._host, cutoff, settings.batch_size, dry_run)
+        counts: dict[str, int] = {}
         for result in call.results:
             for table, n in result.items():
                 counts[table] = counts.get(table, 0) + int(n)
-        self.failures = call.failures
-        if not dry_run:
-            self.last_run, self.last_counts = self._clock(), counts
-            if settings.give_back:
-                pages = await give_back(self._host.store, settings.pause_ms / 1000)
-                if pages:
-                    log.info("purge gave %d free pages back to the file system", pages)
         log.info("purge %s older than %s: %s", "counted" if dry_run else "deleted",
                  cutoff, counts or "nothing", extra={"purge": counts, "dry_run": dry_run})
         for failure in call.failures:
             log.error("purge incomplete: plugin %s failed: %s", failure.plugin, failure.error)
-        return counts
+        if not dry_run:
+            self.last_counts = counts
+            if settings.give_back:
+                pages = await give_back(self._host.store, settings.pause_ms / 1000)
+                if pages:
+                    log.info("purge gave %d free pages back to the file system", pages)
+        return counts, call.failures
+
+    def _finished(self, dry_run: bool, problems: list[str]) -> None:
+        self.problems = problems
+        if dry_run:
+            return
+        self.last_run, self.last_problems = self._clock(), problems
+        self.runs["failed" if problems else "ok"] += 1
+        if not problems:
+            self.last_success = self.last_run
+
+    def describe(self) -> dict[str, Any]:
+        """For /health: how the last run went; ``ok`` is False after a failed one."""
+        return {"enabled": self._host.settings.purge.enabled,
+                "last_run": self.last_run.isoformat() if self.last_run else None,
+                "last_success": self.last_success.isoformat() if self.last_success else None,
+                "ok": not self.last_problems, "problems": list(self.last_problems)}
 
     async def scheduled(self) -> None:
         """Run forever: sleep until the next ``purge.at``, purge, repeat."""

@@ -297,16 +297,17 @@ class Store:
         self, table: str, column: str, cutoff: str, *, batch_size: int, pause: float,
         dry_run: bool = False, children: Sequence[tuple[str, str]] = (),
         keep: str | None = None, walk: str | None = None,
+        spare: upkeep.Spare | None = None,
     ) -> dict[str, int]:
         """Delete rows of ``table`` whose ``column`` < ``cutoff`` in bounded batches, one
         transaction each with ``pause`` seconds between them, walking the index of
         ``walk`` (default ``column``); ``children`` are ``(table, foreign key)`` pairs
-        deleted with each batch, ``keep`` a query of rowids that stay however old.
-        Returns rows per table (counted only, with ``dry_run``).
-        :func:`host.upkeep.purge_table` says more."""
+        deleted with each batch, ``keep`` a query of rowids that stay however old,
+        ``spare`` rows that stay by their values. Returns rows per table (counted
+        only, with ``dry_run``). :func:`host.upkeep.purge_table` says more."""
         return await upkeep.purge_table(self, table, column, cutoff, batch_size=batch_size,
                                         pause=pause, dry_run=dry_run, children=children,
-                                        keep=keep, walk=walk)
+                                        keep=keep, walk=walk, spare=spare)
 
     # -- connections ----------------------------------------------------------------
 

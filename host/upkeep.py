@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,10 +47,33 @@ VACUUM, about a second); a larger one waits for ``smshost vacuum``."""
 Cursor = tuple[Any, int] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Spare:
+    """Rows a purge leaves however old: those whose ``columns`` hold one of ``values``
+    (known before the run, e.g. the conversations with messages kept). For a table
+    without ``children``."""
+
+    columns: tuple[str, ...]
+    values: frozenset[tuple[Any, ...]]
+
+    def doomed(self, conn: sqlite3.Connection, table: str, rowids: list[int]) -> list[int]:
+        """Those of ``rowids`` (rows of ``table``) that are not spared."""
+        if not self.values:
+            return rowids
+        names = ", ".join(f'"{c}"' for c in self.columns)
+        out = []
+        for start in range(0, len(rowids), 500):  # a dry run asks about every old row
+            chunk = rowids[start:start + 500]
+            rows = conn.execute(f'select rowid, {names} from "{table}" where rowid in '
+                                f'({",".join("?" * len(chunk))})', chunk)
+            out += [r[0] for r in rows if tuple(r[1:]) not in self.values]
+        return out
+
+
 async def purge_table(store: Store, table: str, column: str, cutoff: str, *,
                       batch_size: int, pause: float, dry_run: bool = False,
                       children: Sequence[tuple[str, str]] = (), keep: str | None = None,
-                      walk: str | None = None) -> dict[str, int]:
+                      walk: str | None = None, spare: Spare | None = None) -> dict[str, int]:
     """Delete the rows of ``table`` whose ``column`` < ``cutoff`` in bounded batches.
 
     ``walk`` (default ``column``) is an indexed column whose value is never later than
@@ -57,19 +81,22 @@ async def purge_table(store: Store, table: str, column: str, cutoff: str, *,
     the next ``batch_size`` rows below the cutoff in its order, deletes those whose
     ``column`` is below it too and that ``keep`` (a one-column query of rowids) does
     not name, with their ``children`` (``(table, foreign key)`` pairs). A row kept or
-    changed since is passed, never read again in this run.
+    changed since is passed, never read again in this run. ``spare`` leaves more rows.
     """
+    assert spare is None or not children, "spare is for tables without children"
     walk = walk or column
     counts = {table: 0, **{child: 0 for child, _ in children}}
     if not await store.read(partial(_any_below, table, walk, cutoff)):
         return counts  # nothing to do: no transaction
     if dry_run:
-        return await store.read(partial(_count, table, column, walk, cutoff, children, keep))
+        return await store.read(partial(_count, table, column, walk, cutoff, children, keep,
+                                        spare))
     cursor: Cursor = None
     while True:  # bounded: the cursor only moves up, through the rows below the cutoff
         started = time.monotonic()
         done, read, cursor = await store.write_apart(partial(
-            _purge_batch, table, column, walk, cutoff, batch_size, children, keep, cursor))
+            _purge_batch, table, column, walk, cutoff, batch_size, children, keep, cursor,
+            spare))
         for name, n in done.items():
             counts[name] += n
         if read < batch_size:
@@ -105,7 +132,7 @@ def _keep_clause(keep: str | None, marks: str) -> tuple[str, str]:
 
 def _purge_batch(table: str, column: str, walk: str, cutoff: str, limit: int,
                  children: Sequence[tuple[str, str]], keep: str | None, cursor: Cursor,
-                 db: Database) -> tuple[dict[str, int], int, Cursor]:
+                 spare: Spare | None, db: Database) -> tuple[dict[str, int], int, Cursor]:
     """One batch (in the caller's transaction): ``(rows deleted per table, rows read,
     where the next batch starts)``."""
     conn = db.conn
@@ -123,6 +150,8 @@ def _purge_batch(table: str, column: str, walk: str, cutoff: str, limit: int,
     doomed = [r[0] for r in conn.execute(
         f'{prefix}select rowid from "{table}" where rowid in ({marks}){also}{kept}',
         [*ids, *([cutoff] if also else []), *(ids if kept else [])])]
+    if spare is not None:
+        doomed = spare.doomed(conn, table, doomed)
     if doomed:
         marks = ",".join("?" * len(doomed))
         for child, fk in children:
@@ -134,13 +163,16 @@ def _purge_batch(table: str, column: str, walk: str, cutoff: str, limit: int,
 
 
 def _count(table: str, column: str, walk: str, cutoff: str,
-           children: Sequence[tuple[str, str]], keep: str | None,
+           children: Sequence[tuple[str, str]], keep: str | None, spare: Spare | None,
            db: Database) -> dict[str, int]:
     """What :func:`purge_table` would delete (one read; a dry run)."""
     also = "" if column == walk else f' and "{column}" < :cutoff'
     kept = "" if not keep else " and rowid not in (select id from kept)"
     prefix = "" if not keep else f"with kept(id) as ({keep}) "
     doomed = f'select rowid from "{table}" where "{walk}" < :cutoff{also}{kept}'
+    if spare is not None:
+        ids = [r[0] for r in db.execute(f"{prefix}{doomed}", {"cutoff": cutoff})]
+        return {table: len(spare.doomed(db.conn, table, ids))}
     counts = {table: int(db.execute(f"{prefix}select count(*) from ({doomed})",
                                     {"cutoff": cutoff}).fetchone()[0])}
     for child, fk in children:
@@ -233,6 +265,16 @@ def vacuum_file(path: Path, busy_timeout_ms: int) -> tuple[int, int, bool]:
         return before, file_bytes(conn), switched
     finally:
         conn.close()
+
+
+def locked_hint(exc: sqlite3.Error) -> str:
+    """What to add to ``exc`` for an operator: who may hold the database when it is busy
+    or locked (only then: a corrupt file or a full disk has nothing to do with it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (" (another process holds the database: a `smshost purge`, or a server "
+                "of an older version? let it finish or stop it first)")
+    return ""
 
 
 def file_bytes(conn: sqlite3.Connection) -> int:

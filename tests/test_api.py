@@ -131,6 +131,10 @@ def test_since_filter(client: TestClient, host: Host) -> None:
     found = client.get("/api/messages", params={"since": "2021-06-01T00:00:00+02:00"}).json()
     assert [m["id"] for m in found["messages"]] == [new_id]
     assert len(client.get("/api/messages", params={"since": "2019-12-31"}).json()["messages"]) == 2
+    # a year before 1000 was formatted "999-...", after every stored time: nothing listed
+    for early in ("0999-01-01", "0001-01-01T00:00:00Z", "0001-01-01T01:00:00+01:00"):
+        found = client.get("/api/messages", params={"since": early}).json()["messages"]
+        assert [m["id"] for m in found] == [new_id, old_id], early
 
 
 @pytest.mark.parametrize(("params", "fragment"), [
@@ -141,7 +145,12 @@ def test_since_filter(client: TestClient, host: Host) -> None:
     ({"limit": "\u00b2"}, "limit must be an integer"),  # a digit to isdigit, no number
     ({"before": "\u0663"}, "before must be an integer"),
     ({"before": "-3"}, "before must be an integer"),
-    ({"since": "yesterday"}, "since must be an ISO-8601 time"),
+    ({"since": "yesterday"}, "since: not an ISO-8601 time: 'yesterday'"),
+    # out of datetime's range once in UTC: a 400, never a 500 (issue 11, second review)
+    ({"since": "0001-01-01T00:00:00+01:00"}, "since: 0001-01-01T00:00:00+01:00 is outside "
+     "the times smshost stores (0001-01-01 to 9999-12-31 UTC)"),
+    ({"since": "9999-12-31T23:59:59-01:00"}, "since: 9999-12-31T23:59:59-01:00 is outside"),
+    ({"since": "9" * 5000}, "since: not an ISO-8601 time: '9999999999"),
     ({"colour": "red"}, "unknown parameter 'colour'"),
 ])
 def test_bad_filters_are_400(client: TestClient, params: dict[str, str], fragment: str) -> None:

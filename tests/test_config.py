@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,11 +84,14 @@ def test_choice_and_check_errors(tmp_path: Path) -> None:
     assert any(":4: purge.at: must be a time of day" in e for e in found)
 
 
-@pytest.mark.parametrize("days", [1, 0, -5])
-def test_purge_days_must_exceed_one(tmp_path: Path, days: int) -> None:
+@pytest.mark.parametrize("days", [1, 0, -5, 36501, 400000, 800000])
+def test_purge_days_must_exceed_one_and_stay_in_range(tmp_path: Path, days: int) -> None:
+    """And be at most a hundred years: 400000 days cut at the year 931, whose text
+    sorted after every stored time, and the purge deleted everything (issue 11)."""
     cfg = write(tmp_path, f"[purge]\ndays = {days}\n")
     assert errors_of(cfg) == [
-        f"{cfg / 'smshost.toml'}:2: purge.days: must be greater than 1; got {days}"
+        f"{cfg / 'smshost.toml'}:2: purge.days: must be greater than 1 and at most 36500; "
+        f"got {days}"
     ]
 
 
@@ -362,3 +366,69 @@ def test_outbox_jitter_is_a_fraction(tmp_path: Path, jitter: float) -> None:
     assert errors_of(cfg) == [
         f"{cfg / 'smshost.toml'}:2: outbox.jitter: must be between 0 and 1; got {jitter}"
     ]
+
+
+def _duration_fields() -> list[tuple[str, str, Any]]:
+    """Every number setting of the core and the shipped sinks, with its check:
+    ``(section class, field, check)``."""
+    import dataclasses
+    import typing
+
+    from host.config.settings import Settings
+    from plugins.sinks.email import EmailSettings
+    from plugins.sinks.webhook import WebhookSettings
+
+    found, seen = [], set()
+    todo: list[Any] = [Settings, EmailSettings, WebhookSettings]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kinds = [hints[f.name], *typing.get_args(hints[f.name])]
+            kinds += [a for k in kinds for a in typing.get_args(k)]
+            todo += [k for k in kinds if dataclasses.is_dataclass(k)]
+            if float in kinds or (int in kinds and bool not in kinds and _timed(f.name)):
+                found.append((cls.__name__, f.name, f.metadata.get("check")))
+    return found
+
+
+def _timed(name: str) -> bool:
+    return any(w in name for w in ("timeout", "delay", "age", "_ms", "days", "grace",
+                                   "retry", "attempts"))
+
+
+def test_every_duration_setting_has_an_upper_bound() -> None:
+    """A duration becomes a cutoff or a timer: unbounded, `purge.days = 400000` passed
+    `check` and deleted everything, a huge `mo.concat_timeout` would have delivered every
+    waiting part at once, and TOML's inf or nan passed `greater_than` checks (nan fails
+    every comparison, so a check written the other way round let it through)."""
+    fields = _duration_fields()
+    names = {f"{cls}.{name}" for cls, name, _ in fields}
+    assert {"PurgeSettings.days", "BrokerMoSettings.concat_timeout", "OutboxSettings.max_age",
+            "WebhookSettings.max_delay", "TargetSettings.timeout", "EmailSettings.timeout",
+            "StoreSettings.busy_timeout_ms"} <= names, names
+    for cls, name, check in fields:
+        if name in ("retry_delays",):
+            bad: list[Any] = [(float("inf"),), (float("nan"),), (-1.0,), (86401.0,)]
+        else:
+            bad = [float("inf"), float("nan"), 2**63 - 1, 1e300]
+        assert check is not None, f"{cls}.{name} has no check"
+        for value in bad:
+            assert check(value), f"{cls}.{name} accepts {value!r}"
+
+
+def test_a_duration_beyond_its_bound_names_file_and_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[outbox]\nmax_age = inf\n\n[purge]\ndays = 400000\n")
+    assert errors_of(cfg) == [
+        f"{cfg / 'smshost.toml'}:2: outbox.max_age: must be greater than 0 and at most "
+        "2592000; got inf",
+        f"{cfg / 'smshost.toml'}:5: purge.days: must be greater than 1 and at most 36500; "
+        "got 400000"]
+    routes = write(tmp_path, "[routing]\nretry_delays = [1, nan]\n", name="routes.toml")
+    (routes / "smshost.toml").unlink()
+    assert errors_of(routes) == [
+        f"{routes / 'routes.toml'}:2: routing.retry_delays: item 1: must be between 0 and "
+        "86400; got nan"]

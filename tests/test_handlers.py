@@ -220,6 +220,39 @@ def test_context_api(make_host: Callable[..., Host], plugins_dir: Path) -> None:
         ("+14155550123", {"count": 2}), ("+16175550100", {"count": 1})]
 
 
+def test_a_state_in_use_says_so_once_a_day(make_host: Callable[..., Host],
+                                           plugins_dir: Path) -> None:
+    """The purge takes a conversation's state unused for purge.days. A state that does
+    not change (set on the first message) is saved again, unchanged, when it was last
+    saved more than a day ago, so a conversation that goes on keeps it; no more often
+    (at most one write a day per conversation)."""
+    from host.models import ago
+
+    handler(plugins_dir, "Echo", """
+        def handle(ctx):
+            ctx.state.setdefault("greeted", True)
+        """)
+    host = make_host()
+    two_days, twelve_hours = ago(2 * 86400), ago(12 * 3600)
+
+    async def saved_at() -> str:
+        return str(await host.store.read(lambda db: db.execute(
+            "select updated_at from conversation_state").fetchone()[0]))
+
+    async def flow() -> list[str]:
+        seen = []
+        async with host.running():
+            await send(host, "H1")
+            for stamp in (two_days, twelve_hours):
+                await host.store.write(lambda db: db.execute(
+                    "update conversation_state set updated_at = ?", [stamp]))
+                await send(host, "H again")
+                seen.append(await saved_at())
+        return seen
+    refreshed, untouched = asyncio.run(flow())
+    assert refreshed > ago(60) and untouched == twelve_hours
+
+
 def test_dry_run_prints_and_stores_nothing(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     result = run_cli("handler", "test", "CustomSMSRoutingToHandler", "--config",

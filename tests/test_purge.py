@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,12 @@ from host import hookimpl
 from host.core import Host
 from host.errors import ConfigError
 from host.messages import NewMessage
-from host.purge import next_run
+from host.purge import Purger, next_run
 from tests.conftest import base_config, run_cli
 
 OLD = "2000-01-01T00:00:00.000000Z"
-EMPTY = {"simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0, "mo_parts": 0}
+EMPTY = {"simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0, "mo_parts": 0,
+         "conversation_state": 0, "handler_loads": 0}
 """Tables that are purged too, and are empty in these tests."""
 
 
@@ -146,6 +147,99 @@ def test_cli_purge_says_which_plugin_failed(tmp_path: Path, host_factory: Any) -
     assert "messages: deleted 1" in done.stdout.splitlines()
     assert "error: plugin sink:broken_purge failed to purge: RuntimeError: no purge today" \
         in done.stderr
+
+
+def test_a_cutoff_before_the_year_1000_deletes_nothing(host: Host) -> None:
+    """The cutoff was formatted with strftime("%Y"): "996-..." for the year 996, which
+    sorts after "2026-...", so every message was older than it (issue 11, second review:
+    --older-than 400000 deleted messages minutes old). Here the clock says 1000."""
+    host.purger = Purger(host, clock=lambda: datetime(1000, 1, 1, tzinfo=UTC))
+
+    async def flow() -> tuple[dict[str, int], dict[str, int], int]:
+        await seed(host, old=0, new=3)
+        counted = await host.purger.run(30, dry_run=True)
+        counts = await host.purger.run(30)
+        return counted, counts, await host.store.read(lambda db: db["messages"].count)
+    counted, counts, left = run(host, flow)
+    assert counted["messages"] == counts["messages"] == 0 and left == 3
+
+
+@pytest.mark.parametrize("days", ["36501", "400000", "740000", "99999999999999999999"])
+def test_cli_purge_refuses_an_age_beyond_a_hundred_years(tmp_path: Path, config_dir: Any,
+                                                         days: str) -> None:
+    """From 740000 days on the cutoff overflowed (OverflowError, a traceback)."""
+    result = run_cli("purge", "--config", str(config_dir()), "--older-than", days)
+    assert result.returncode == 2, result.stderr
+    assert "--older-than" in result.stderr and "at most 36500" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+KEEP_FAILS = """
+from host import hookimpl
+
+
+@hookimpl
+def messages_kept(host):
+    raise RuntimeError("keep failed on purpose")
+"""
+
+
+def test_cli_purge_says_why_messages_were_kept_and_fails(tmp_path: Path,
+                                                       host_factory: Any) -> None:
+    """A plugin that cannot say which messages it keeps keeps them all: the command
+    said nothing of it and exited 0 (issue 11, second review)."""
+    host = host_factory()
+    run(host, lambda: seed(host, old=2, new=0))
+    sinks = tmp_path / "plugins" / "sinks"  # base_config's plugin folder
+    sinks.mkdir(parents=True)
+    (sinks / "badkeep.py").write_text(KEEP_FAILS)
+    for dry in ((), ("--dry-run",)):
+        done = run_cli("purge", "--config", str(tmp_path / "config"), "--older-than", "2",
+                       *dry)
+        assert done.returncode == 1, done.stdout
+        assert ("error: no message purged: plugin sink:badkeep failed to say which messages "
+                "it keeps: RuntimeError: keep failed on purpose") in done.stderr.splitlines()
+        assert "messages: none deleted: kept this time (see the error)" in done.stdout
+        assert "idempotency: " in done.stdout  # the other tables are purged all the same
+    conn = sqlite3.connect(tmp_path / "data" / "smshost.db")
+    assert conn.execute("select count(*) from messages").fetchone()[0] == 2
+    conn.close()
+
+
+def test_a_failed_purge_shows_in_health_and_metrics(host: Host) -> None:
+    """The scheduled purge failing every night showed nowhere but a log line."""
+    from starlette.testclient import TestClient
+
+    broken = [True]
+
+    class Keeper:
+        @hookimpl
+        def messages_kept(self) -> str:
+            if broken[0]:
+                raise RuntimeError("cannot say")
+            return ""
+
+    host.plugins.register(Keeper(), "keeper")
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as client:
+        assert client.portal is not None
+        fresh = client.get("/health").json()
+        client.portal.call(host.purger.run, 2)
+        failed = client.get("/health").json()
+        failed_metrics = client.get("/metrics").text
+        broken[0] = False
+        client.portal.call(host.purger.run, 2)
+        ok = client.get("/health").json()
+        ok_metrics = client.get("/metrics").text
+    assert fresh["status"] == "ok" and fresh["purge"]["ok"]
+    assert failed["status"] == "degraded" and not failed["purge"]["ok"]
+    assert failed["purge"]["problems"] == [
+        "no message purged: plugin keeper failed to say which messages it keeps: "
+        "RuntimeError: cannot say"]
+    assert 'smshost_purge_runs_total{outcome="failed"} 1.0' in failed_metrics
+    assert "smshost_purge_last_success_timestamp_seconds 0.0" in failed_metrics
+    assert ok["status"] == "ok" and ok["purge"]["last_success"] == ok["purge"]["last_run"]
+    assert 'smshost_purge_runs_total{outcome="ok"} 1.0' in ok_metrics
+    assert "smshost_purge_last_success_timestamp_seconds 0.0" not in ok_metrics
 
 
 def test_next_run_is_the_next_time_of_day() -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
 from host.messages import NewMessage, _insert
-from host.models import Message, StatusEvent, to_timestamp, utcnow
+from host.models import Message, StatusEvent, ago, utcnow
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -148,8 +148,7 @@ class Concat:
 
     async def expire(self, broker: str, timeout: float,
                      now: datetime | None = None) -> list[Message]:
-        moment = (now or datetime.now(UTC)) - timedelta(seconds=timeout)
-        cutoff = to_timestamp(moment)
+        cutoff = ago(timeout, now)
         if not await self._host.store.read(lambda db: any_expired(db, broker, cutoff)):
             return []  # the usual case: no write transaction every sweep
         done = await self._host.store.write(lambda db: expire_op(db, broker, cutoff))

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from host.backoff import grown
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.brokers.claims import Claimed, claim, due_messages
@@ -366,11 +367,7 @@ class Sender:
         s = self._host.settings.outbox
         if retry_after is not None:
             return min(max(retry_after, 0.0), s.max_delay)
-        try:
-            grown = s.first_delay * s.factor ** max(attempts - 1, 0)
-        except OverflowError:  # a thousand attempts at factor 2: the cap, not a crash
-            grown = s.max_delay
-        base = min(grown, s.max_delay)
+        base = grown(s.first_delay, s.factor, attempts - 1, s.max_delay)
         return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
 
     @staticmethod

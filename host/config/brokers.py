@@ -13,7 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from host.config.lines import KeyPath
-from host.config.schema import at_least, greater_than, port_number, setting
+from host.config.schema import DAY, HOUR, at_least, greater_than, port_number, setting
 from host.config.secrets import Secret
 
 
@@ -56,7 +56,8 @@ class BrokerMoSettings:
         None, help="Delivery receipt path; default: the definition's receipt path.")
     concat_timeout: float = setting(
         300.0, help="Seconds to wait for the missing parts of a concatenated MO before "
-        "delivering what arrived, marked incomplete.", check=greater_than(0))
+        "delivering what arrived, marked incomplete (at most a day).",
+        check=greater_than(0, DAY))
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         for key in ("path", "receipt_path"):
@@ -73,16 +74,16 @@ class BrokerMtSettings:
     gateway: str | None = setting(None, help="Base URL of the broker's API; default: the "
                                   "definition's gateway.")
     path: str | None = setting(None, help="Outgoing path; default: the definition's.")
-    timeout: float = setting(60.0, help="Seconds before a send attempt times out.",
-                             check=greater_than(0))
+    timeout: float = setting(60.0, help="Seconds before a send attempt times out (at most "
+                             "an hour).", check=greater_than(0, HOUR))
     internationalize: bool = setting(
         True, help="Send numbers in E.164 (+CC...) form.")
     parsing: Literal["none", "split", "truncate"] = setting(
         "none", help="Long messages: none sends them as they are (the broker concatenates), "
         "split sends one message per segment, in order (each once the broker accepted "
         "the one before), truncate cuts to one segment.")
-    rate: float = setting(0.0, help="Messages per second per account; 0 means no limit.",
-                          check=at_least(0))
+    rate: float = setting(0.0, help="Messages per second per account; 0 means no limit "
+                          "(at most 100000).", check=at_least(0, 100_000))
     consolidate: bool = setting(
         False, help="Merge a new message into one still waiting to the same number from "
         "the same account when the result still fits one segment.")

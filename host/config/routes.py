@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from host.config.lines import KeyPath
-from host.config.schema import greater_than, setting
+from host.config.schema import DAY, at_least, each, greater_than, setting
 
 DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
 
@@ -57,6 +57,15 @@ class OptOutSettings:
     help_reply: str = setting("Reply STOP to unsubscribe.", help="Answer to HELP.")
 
 
+_each_delay = each(at_least(0, DAY))
+
+
+def _retry_delays(delays: tuple[float, ...]) -> str | None:
+    if len(delays) > 100:
+        return f"at most 100 retries; got {len(delays)}"
+    return _each_delay(delays)
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
     """How routing runs."""
@@ -72,9 +81,10 @@ class RoutingSettings:
         check=greater_than(0))
     retry_delays: tuple[float, ...] = setting(
         (1.0, 5.0, 30.0, 120.0, 600.0),
-        help="Seconds to wait before each retry of a destination that failed for now; "
-        "after the last one the message falls back to the default route.",
-        doc_default="[1, 5, 30, 120, 600]")
+        help="Seconds to wait before each retry of a destination that failed for now "
+        "(each at most a day, at most 100 of them); after the last one the message falls "
+        "back to the default route.",
+        doc_default="[1, 5, 30, 120, 600]", check=_retry_delays)
 
 
 def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[KeyPath, str]]:

@@ -252,16 +252,43 @@ def _toml_type(raw: Any) -> str:
 
 # -- checks used by the declarations ------------------------------------------------
 
-def greater_than(limit: float) -> Check:
+HOUR, DAY = 3600.0, 86400.0
+"""Units of the upper bounds of durations. Every duration setting has one: a duration
+becomes a cutoff or a timer, beyond its bound it protects nothing any more, and at the
+extreme it overflowed a date (a purge of 400000 days cut at the year 931, which sorted
+after every stored time and deleted everything)."""
+
+
+def greater_than(limit: float, most: float | None = None) -> Check:
+    """More than ``limit`` (and at most ``most``, when given). NaN never passes."""
     def check(value: Any) -> str | None:
-        return None if value > limit else f"must be greater than {limit:g}; got {value!r}"
+        if value > limit and (most is None or value <= most):
+            return None
+        bound = "" if most is None else f" and at most {most:.15g}"
+        return f"must be greater than {limit:g}{bound}; got {value!r}"
     return check
 
 
-def at_least(limit: float) -> Check:
+def at_least(limit: float, most: float | None = None) -> Check:
+    """``limit`` or more (and at most ``most``, when given). NaN never passes."""
     def check(value: Any) -> str | None:
-        return None if value >= limit else f"must be at least {limit:g}; got {value!r}"
+        if value >= limit and (most is None or value <= most):
+            return None
+        if most is None:
+            return f"must be at least {limit:g}; got {value!r}"
+        return f"must be between {limit:g} and {most:.15g}; got {value!r}"
     return check
+
+
+def each(check: Check) -> Check:
+    """``check`` applied to every item of an array; the first problem, with its index."""
+    def check_all(values: Any) -> str | None:
+        for i, value in enumerate(values):
+            problem = check(value)
+            if problem:
+                return f"item {i}: {problem}"
+        return None
+    return check_all
 
 
 def between(low: float, high: float) -> Check:

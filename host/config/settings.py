@@ -26,8 +26,11 @@ from host.config.routes import (
     route_problems,
 )
 from host.config.schema import RawTable
-from host.config.schema import (at_least, between, greater_than, port_number, setting,
-                                time_of_day)
+from host.config.schema import (DAY, HOUR, at_least, between, greater_than, port_number,
+                                setting, time_of_day)
+
+MAX_PURGE_DAYS = 36500
+"""The longest retention, in days (a hundred years)."""
 from host.config.secrets import Secret
 
 
@@ -47,8 +50,9 @@ class ServerSettings:
     )
     shutdown_timeout: float = setting(
         30.0,
-        help="Seconds to wait for in-flight requests on SIGTERM before closing them.",
-        check=at_least(0),
+        help="Seconds to wait for in-flight requests on SIGTERM before closing them "
+        "(at most an hour).",
+        check=at_least(0, HOUR),
     )
     public_url: str | None = setting(
         None,
@@ -151,14 +155,15 @@ class StoreSettings:
     linger_ms: float = setting(
         0.0,
         help="Wait this long for more writes before committing a group. 0 commits as soon "
-        "as the previous commit ends, which already groups writes under load.",
-        check=at_least(0),
+        "as the previous commit ends, which already groups writes under load (at most "
+        "1000).",
+        check=at_least(0, 1000),
     )
     busy_timeout_ms: int = setting(
         5000,
         help="How long a connection waits for a lock held by another process "
-        "(e.g. `smshost purge` run beside the server).",
-        check=at_least(0),
+        "(e.g. `smshost purge` run beside the server); at most 600000 (ten minutes).",
+        check=at_least(0, 600_000),
     )
 
 
@@ -170,8 +175,9 @@ class PurgeSettings:
     days: int = setting(
         30,
         help="Delete messages (with their status history) and plugin data whose last "
-        "change is older than this many days. Must be greater than 1.",
-        check=greater_than(1),
+        "change is older than this many days. Must be greater than 1 and at most "
+        f"{MAX_PURGE_DAYS}. Work in progress stays however old (docs/operators.md, Purge).",
+        check=greater_than(1, MAX_PURGE_DAYS),
     )
     at: str = setting("03:00", help="Local time of day (HH:MM) of the daily purge.",
                       check=time_of_day)
@@ -183,8 +189,8 @@ class PurgeSettings:
     pause_ms: float = setting(
         20.0,
         help="Pause between two batches so live traffic keeps the database (at least "
-        "ten times as long as the batch took).",
-        check=at_least(0),
+        "ten times as long as the batch took); at most 60000.",
+        check=at_least(0, 60_000),
     )
     give_back: bool = setting(
         True,
@@ -210,16 +216,17 @@ class LoggingSettings:
 class HandlerSettings:
     """Handler scripts (plugins/handlers/*.py)."""
 
-    timeout: float = setting(10.0, help="Seconds a handler call may take; then the message "
-                             "falls back to the default route.", check=greater_than(0))
+    timeout: float = setting(10.0, help="Seconds a handler call may take (at most an hour); "
+                             "then the message falls back to the default route.",
+                             check=greater_than(0, HOUR))
     threads: int = setting(8, help="Sync handlers running at the same time (each in a "
                            "thread; a timed-out call keeps its thread until it ends). A "
                            "call waits at most `timeout` for a free one.",
                            check=greater_than(0))
     watch: bool = setting(True, help="Reload a handler as soon as its file is saved.")
     debounce_ms: int = setting(150, help="Wait this long for more file changes before "
-                               "reloading (editors write in several steps).",
-                               check=at_least(0))
+                               "reloading (editors write in several steps); at most 60000.",
+                               check=at_least(0, 60_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,15 +236,19 @@ class OutboxSettings:
     enabled: bool = setting(True, help="Send queued messages (false: queue only).")
     max_in_flight: int = setting(64, help="Send requests under way at once.",
                                  check=greater_than(0))
-    max_attempts: int = setting(8, help="Attempts before a message fails for good.",
-                                check=greater_than(0))
+    max_attempts: int = setting(8, help="Attempts before a message fails for good (at most "
+                                "1000).", check=greater_than(0, 1000))
     max_age: float = setting(86400.0, help="Seconds after which an unsent message fails "
-                             "instead of being tried again.", check=greater_than(0))
+                             "instead of being tried again (at most 30 days; keep it below "
+                             "purge.days, which `check` warns about).",
+                             check=greater_than(0, 30 * DAY))
     first_delay: float = setting(2.0, help="Seconds before the first retry; each next one "
-                                 "waits `factor` times longer.", check=greater_than(0))
-    factor: float = setting(2.0, help="Backoff factor between retries.", check=at_least(1))
-    max_delay: float = setting(600.0, help="Longest wait between two attempts.",
-                               check=greater_than(0))
+                                 "waits `factor` times longer (at most a day).",
+                                 check=greater_than(0, DAY))
+    factor: float = setting(2.0, help="Backoff factor between retries (at most 100).",
+                            check=at_least(1, 100))
+    max_delay: float = setting(600.0, help="Longest wait between two attempts (at most a "
+                               "day).", check=greater_than(0, DAY))
     jitter: float = setting(0.2, help="Random spread of each wait (0.2: plus or minus "
                             "20%), from 0 to 1.", check=between(0, 1))
     ca_file: str | None = setting(

@@ -3,7 +3,8 @@
 * ``POST /simulator/phone``: the simulator broker's MT endpoint. The message lands in
   the phone inbox and a delivery receipt comes back shortly after, through the broker's
   receipt webhook path, exactly as a real broker's would.
-* ``GET /api/simulator/inbox``: what the phones received (``?number=`` to filter).
+* ``GET /api/simulator/inbox``: what the phones received, newest first (``?number=`` to
+  filter, ``?limit=`` up to 500, 200 by default).
 * ``POST /api/simulator/mo``: a phone sends an SMS: ``{"from", "to", "text"}``. It goes
   through the simulator broker's MO webhook handling and is stored like any MO.
 
@@ -29,6 +30,7 @@ from host.brokers.http import InboundRequest
 from host.errors import ApiError
 from host.models import utcnow
 from host.web.bodies import json_body
+from host.web.params import int_param, known_params
 
 if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smshost.simulator")
 RECEIPT_DELAY = 0.05
+INBOX_PARAMS = ("number", "limit")
+INBOX_LIMIT, MAX_INBOX_LIMIT = 200, 500  # messages of the inbox listed: default, most
 migrations = Migrations("smshost-simulator")
 _pending: set[asyncio.Task[None]] = set()
 
@@ -122,14 +126,17 @@ async def _send_receipt(host: Host, instance: BrokerInstance, sim_id: str, statu
 
 async def _inbox(request: Request) -> Response:
     host: Host = request.app.state.host
-    number = request.query_params.get("number")
+    params = request.query_params
+    known_params(params, INBOX_PARAMS)
+    limit = int_param(params, "limit", INBOX_LIMIT, 1, MAX_INBOX_LIMIT) or INBOX_LIMIT
+    number = params.get("number")
     sql = "select * from simulator_inbox"
     args: list[Any] = []
     if number:
         sql += " where recipient = ?"
         args.append(number)
-    sql += " order by received_at desc, rowid desc limit 200"
-    rows = await host.store.read(lambda db: list(db.query(sql, args)))
+    sql += " order by received_at desc, rowid desc limit ?"
+    rows = await host.store.read(lambda db: list(db.query(sql, [*args, limit])))
     return JSONResponse({"messages": [
         {"id": r["id"], "broker": r["broker"], "ref": r["ref"], "from": r["sender"],
          "to": r["recipient"], "text": r["text"], "received_at": r["received_at"]}

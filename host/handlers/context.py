@@ -58,6 +58,9 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)
     actions: list[Reply | Send | RouteTo] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("smshost.handler"))
+    state_saved_at: str | None = None
+    """When the conversation's state was last saved (None: it has none yet). A state
+    unused for ``purge.days`` is purged (docs/handlers.md)."""
 
     # -- reading ----------------------------------------------------------------------
 

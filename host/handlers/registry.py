@@ -29,7 +29,7 @@ from host.errors import PluginError
 from host.handlers.context import Context, Reply, RouteTo, Send
 from host.handlers.runner import ThreadSlots, accepts_context
 from host.loader import load_module, unload
-from host.models import Message, utcnow
+from host.models import Message, ago, utcnow
 from host.sends import SendRequest
 from host.plugins import validate_plugin
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from host.core import Host
 
 log = logging.getLogger("smshost.handlers")
+STATE_REFRESH = 86400.0
+"""Seconds after which a state in use is saved again, unchanged (its last use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +202,12 @@ class HandlerRegistry:
     async def context(self, message: Message, name: str) -> Context:
         """A context for ``message``, with attributes and the conversation's state."""
         row = self._host.store.read_now(lambda db: db.execute(
-            "select data from conversation_state where scope = ? and local = ? and remote = ?",
-            [name, message.local or "", message.remote or ""]).fetchone())
+            "select data, updated_at from conversation_state where scope = ? and local = ? "
+            "and remote = ?", [name, message.local or "", message.remote or ""]).fetchone())
         state = jsontext.loads(row[0], max_depth=None) if row else {}
         return Context(message, name, self.attrs(message), state,
-                       log=logging.getLogger(f"smshost.handler.{name}"))
+                       log=logging.getLogger(f"smshost.handler.{name}"),
+                       state_saved_at=row[1] if row else None)
 
     def attrs(self, message: Message) -> dict[str, Any]:
         """Custom attributes: the broker's, the account's, then the message's (P4)."""
@@ -241,7 +244,7 @@ class HandlerRegistry:
             if "error" in outcome:
                 problems.append(f"{outcome['kind']} to {outcome['to']}: {outcome['error']}")
                 log.warning("handler %s: %s", ctx.handler, problems[-1])
-        if ctx.state != original_state:
+        if ctx.state != original_state or _unsaved_for_a_day(ctx):
             data = json.dumps(ctx.state)
             await self._host.store.write(lambda db: db.conn.execute(
                 "insert into conversation_state (scope, local, remote, data, updated_at) "
@@ -280,3 +283,11 @@ class HandlerRegistry:
             "failures": [e.to_json() for e in self.failed.values()],
         }
 
+
+def _unsaved_for_a_day(ctx: Context) -> bool:
+    """A state in use that was last saved more than a day ago: saved again, unchanged,
+    so that its ``updated_at`` says when it was last used (at most one write a day per
+    conversation), and the purge, which takes state unused for ``purge.days``, leaves
+    the state of a conversation that goes on."""
+    return bool(ctx.state) and ctx.state_saved_at is not None and \
+        ctx.state_saved_at < ago(STATE_REFRESH)

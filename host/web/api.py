@@ -11,32 +11,23 @@ from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
-from host.web.params import MAX_ID, int_param
+from host.web.params import MAX_ID, int_param, known_params, timestamp_param
 from host.messages import MessageFilter
-from host.models import DIRECTIONS, parse_timestamp
+from host.models import DIRECTIONS
 
 MAX_LIMIT = 500
 _FILTERS = ("direction", "status", "broker", "since", "limit", "before")
 
 
 def parse_filter(params: Any) -> MessageFilter:
-    unknown = sorted(set(params) - set(_FILTERS))
-    if unknown:
-        raise ApiError(400, "bad_parameter",
-                       f"unknown parameter {unknown[0]!r}; allowed: {', '.join(_FILTERS)}")
+    known_params(params, _FILTERS)
     direction = params.get("direction")
     if direction is not None and direction not in DIRECTIONS:
         raise ApiError(400, "bad_parameter", "direction must be 'in' or 'out'")
-    since = params.get("since")
-    if since is not None:
-        try:
-            since = parse_timestamp(since)
-        except ValueError:
-            raise ApiError(400, "bad_parameter",
-                           "since must be an ISO-8601 time, e.g. 2026-11-27T09:00:00Z") from None
     return MessageFilter(
         direction=direction, status=params.get("status"), broker=params.get("broker"),
-        since=since, before_id=int_param(params, "before", None, 1, MAX_ID),
+        since=timestamp_param(params, "since"),
+        before_id=int_param(params, "before", None, 1, MAX_ID),
         limit=int_param(params, "limit", 50, 1, MAX_LIMIT) or 50,
     )
 

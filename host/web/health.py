@@ -1,7 +1,8 @@
 """GET /health: is this node fit to take traffic, and what failed to load (P6, P12).
 
 ``status`` is ``ok``; ``degraded`` when something failed to load (the node serves what
-did: 200) or when the database refuses writes (a full disk: 503, so a load balancer
+did: 200), when the last purge was incomplete (200; ``purge`` says why) or when the
+database refuses writes (a full disk: 503, so a load balancer
 takes the node out until writes go through again); ``error`` when the database cannot
 be read (503). While writes fail, or after a long time without any, the request runs a
 write probe first (rate-limited: host.writepath), so the node comes back by itself once
@@ -50,8 +51,9 @@ async def health(request: Request) -> Response:
     handlers = host.handlers.describe()
     missing = [{"route": r.name, "handler": r.target} for r in host.settings.inbound
                if r.destination == "handler" and host.handlers.get(r.target) is None]
+    purge = host.purger.describe()
     status = "ok" if not failures and not handlers["failures"] and not missing else "degraded"
-    if not database["writes"]["ok"]:
+    if not database["writes"]["ok"] or not purge["ok"]:
         status = "degraded"
     if not database["readable"]:
         status = "error"
@@ -70,6 +72,7 @@ async def health(request: Request) -> Response:
             "failures": handlers["failures"],
             "routes_without_handler": missing,
         },
+        "purge": purge,
     }
     if not request.app.state.listener.api:
         body = _counts_only(body)
@@ -86,4 +89,5 @@ def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
         "plugins": {"loaded": plugins["loaded"], "failed": len(plugins["failures"])},
         "handlers": {"loaded": len(handlers["loaded"]), "failed": len(handlers["failures"]),
                      "routes_without_handler": len(handlers["routes_without_handler"])},
+        "purge": {"ok": body["purge"]["ok"]},
     }

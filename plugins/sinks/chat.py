@@ -31,7 +31,7 @@ from host import hookimpl
 from host.config.schema import setting
 from host.errors import ApiError
 from host.models import Message, utcnow
-from host.web.params import MAX_ID, int_param
+from host.web.params import MAX_ID, int_param, known_params
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -248,10 +248,7 @@ def _number(raw: str) -> str:
 async def list_conversations(request: Request) -> Response:
     sink = _sink(request)
     params = request.query_params
-    unknown = sorted(set(params) - set(_FILTERS))
-    if unknown:
-        raise ApiError(400, "bad_parameter",
-                       f"unknown parameter {unknown[0]!r}; allowed: {', '.join(_FILTERS)}")
+    known_params(params, _FILTERS)
     state = params.get("state")
     if state is not None and state not in STATES:
         raise ApiError(400, "bad_parameter", f"state must be one of {', '.join(STATES)}")

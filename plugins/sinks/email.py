@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiosmtplib
 
 from host import hookimpl
-from host.config.schema import at_least, greater_than, port_number, setting
+from host.config.schema import HOUR, at_least, greater_than, port_number, setting
 from host.config.secrets import Secret
 from host.sinks.base import Delivery, Sink
 
@@ -190,7 +190,8 @@ class EmailSettings:
         '{ file = "/run/secrets/smtp" }. Never logged or shown.')
     timeout: float = setting(
         30.0, help="Seconds allowed for connecting and for each SMTP command; a timeout "
-        "is retried like a connection error.", check=greater_than(0))
+        "is retried like a connection error (at most an hour).",
+        check=greater_than(0, HOUR))
     max_connections: int = setting(
         4, help="Most SMTP connections open at once (one per email being sent).",
         check=at_least(1))

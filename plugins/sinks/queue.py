@@ -37,7 +37,7 @@ from host.config.lines import KeyPath
 from host.config.schema import setting
 from host.errors import ApiError
 from host.models import Message, utcnow
-from host.web.params import int_param
+from host.web.params import int_param, known_params
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -292,9 +292,7 @@ async def list_queues(request: Request) -> Response:
 async def get_queue(request: Request) -> Response:
     sink = _sink(request)
     name = request.path_params["name"]
-    unknown = sorted(set(request.query_params) - {"limit"})
-    if unknown:
-        raise ApiError(400, "bad_parameter", f"unknown parameter {unknown[0]!r}; allowed: limit")
+    known_params(request.query_params, ("limit",))
     limit = int_param(request.query_params, "limit", 100, 1, MAX_LIMIT) or 100
     if name not in sink.queues:
         raise ApiError(404, "not_found", f"no queue named {name!r}")

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,12 +39,13 @@ from starlette.routing import BaseRoute
 from starlette.routing import Route as WebRoute
 
 from host import __version__, hookimpl
-from host.config.schema import at_least, greater_than, setting
+from host.backoff import grown
+from host.config.schema import DAY, HOUR, at_least, greater_than, setting
 from host.config.secrets import Secret, redact
 from host.errors import ApiError
-from host.models import utcnow
+from host.models import from_epoch, to_epoch, utcnow
 from host.outage import Outage, expected
-from host.web.params import MAX_ID, int_param, is_decimal
+from host.web.params import MAX_ID, int_param, is_decimal, known_params
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ ERROR_BODY_CHARS = 300  # of a refusing receiver's answer, kept as the error tex
 RESPONSE_READ_LIMIT = 65536  # bytes of a response read (the rest is dropped)
 IDLE_WAKEUP = 60.0  # seconds the worker sleeps at most without news
 STATUSES = ("pending", "delivered", "dead")
-_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -99,7 +99,8 @@ class TargetSettings:
     headers: dict[str, str] = setting(
         factory=dict, help="Extra request headers (e.g. an API key of the receiver).")
     timeout: float = setting(10.0, help="Seconds one POST may take (connect, send, answer); "
-                             "then it is retried.", check=greater_than(0))
+                             "then it is retried (at most an hour).",
+                             check=greater_than(0, HOUR))
 
     def secrets(self) -> list[str]:
         """What is masked in a delivery's error: the signing secret, the extra headers'
@@ -126,25 +127,25 @@ class WebhookSettings:
     status_target: str = setting(
         "", help="Target that receives every status change of outbound messages (queued, "
         "sent, delivered, failed...) as a JSON event (empty: none).")
-    max_attempts: int = setting(10, help="Attempts before a delivery becomes a dead letter.",
-                                check=at_least(1))
-    first_delay: float = setting(2.0, help="Seconds before the first retry.",
-                                 check=greater_than(0))
-    factor: float = setting(2.0, help="Each further retry waits this many times longer.",
-                            check=at_least(1))
-    max_delay: float = setting(900.0, help="Longest wait between two attempts (seconds).",
-                               check=greater_than(0))
+    max_attempts: int = setting(10, help="Attempts before a delivery becomes a dead letter "
+                                "(at most 1000).", check=at_least(1, 1000))
+    first_delay: float = setting(2.0, help="Seconds before the first retry (at most a day).",
+                                 check=greater_than(0, DAY))
+    factor: float = setting(2.0, help="Each further retry waits this many times longer (at "
+                            "most 100).", check=at_least(1, 100))
+    max_delay: float = setting(900.0, help="Longest wait between two attempts (seconds, at "
+                               "most a day).", check=greater_than(0, DAY))
     jitter: float = setting(0.2, help="Random spread of each wait, as a fraction of it (0.2: "
                             "+/-20%), so receivers coming back are not hit all at once.",
                             check=_fraction)
     max_retry_after: float = setting(
-        3600.0, help="Longest Retry-After (seconds) of a 429 or 503 answer that is honoured.",
-        check=at_least(0))
+        3600.0, help="Longest Retry-After (seconds) of a 429 or 503 answer that is honoured "
+        "(at most a day).", check=at_least(0, DAY))
     max_in_flight: int = setting(32, help="POSTs under way at the same time (all targets).",
                                  check=at_least(1))
     stop_grace: float = setting(
         5.0, help="At shutdown, seconds POSTs under way may take to finish; the others are "
-        "sent again after the restart.", check=at_least(0))
+        "sent again after the restart (at most an hour).", check=at_least(0, HOUR))
 
     def problems(self) -> Iterator[tuple[tuple[str, ...], str]]:
         if self.status_target and self.status_target not in self.targets:
@@ -161,8 +162,8 @@ class WebhookSettings:
 def backoff(settings: WebhookSettings, failed_attempts: int,
             rand: random.Random | None = None) -> float:
     """Seconds to wait after the ``failed_attempts``-th failed attempt (1 = the first)."""
-    base = min(settings.max_delay,
-               settings.first_delay * settings.factor ** max(0, failed_attempts - 1))
+    base = grown(settings.first_delay, settings.factor, failed_attempts - 1,
+                 settings.max_delay)
     if settings.jitter:
         base *= 1 + (rand or random).uniform(-settings.jitter, settings.jitter)
     return max(0.0, min(settings.max_delay, base))
@@ -188,14 +189,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     """The ``X-Smshost-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds)."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={digest.hexdigest()}"
-
-
-def _stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime(_TS)
-
-
-def _epoch(text: str) -> float:
-    return datetime.strptime(text, _TS).replace(tzinfo=UTC).timestamp()
 
 
 def build_payload(message: Message, route: Route, target: str, queued_at: str) -> dict[str, Any]:
@@ -311,14 +304,14 @@ class _Result:
 def _record(db: Database, row: dict[str, Any], result: _Result) -> bool:
     """Store the attempt; False when the row was no longer pending (replayed, purged)."""
     attempts = row["attempts"] + 1
-    finished = _stamp(result.finished)
-    next_at = _stamp(result.next_attempt) if result.next_attempt is not None else None
+    finished = from_epoch(result.finished)
+    next_at = from_epoch(result.next_attempt) if result.next_attempt is not None else None
     cur = db.conn.execute(
         "update webhook_deliveries set status = ?, attempts = ?, next_attempt_at = ?, "
         "last_attempt_at = ?, last_status = ?, last_error = ?, updated_at = ?, "
         "delivered_at = ?, dead_at = ? where id = ? and status = 'pending' and replays = ?",
         ["pending" if result.outcome == "retry" else result.outcome, attempts, next_at,
-         _stamp(result.started), result.http_status, result.error, finished,
+         from_epoch(result.started), result.http_status, result.error, finished,
          finished if result.outcome == "delivered" else None,
          finished if result.outcome == "dead" else None, row["id"], row["replays"]])
     if cur.rowcount != 1:
@@ -326,7 +319,7 @@ def _record(db: Database, row: dict[str, Any], result: _Result) -> bool:
     db.conn.execute(
         "insert into webhook_attempts (delivery_id, attempt, replay, started_at, finished_at, "
         "http_status, outcome, error, next_attempt_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [row["id"], attempts, row["replays"], _stamp(result.started), finished,
+        [row["id"], attempts, row["replays"], from_epoch(result.started), finished,
          result.http_status, result.outcome, result.error, next_at])
     return True
 
@@ -417,7 +410,7 @@ class WebhookSink(Sink):
         self._due, self._queued, self._again = [], set(), {}
         now = time.time()
         for delivery_id, next_at in rows:
-            self._push(delivery_id, _epoch(next_at) if next_at else now)
+            self._push(delivery_id, to_epoch(next_at) if next_at else now)
         if rows:
             log.info("webhook: %d pending deliveries resumed", len(rows))
         self._running = True
@@ -658,11 +651,8 @@ def _sink(request: Request) -> WebhookSink:
 
 async def _list(request: Request, status: str | None) -> Response:
     sink = _sink(request)
-    allowed = {"target", "limit", "before"} | ({"status"} if status is None else set())
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise ApiError(400, "bad_parameter", f"unknown parameter {unknown[0]!r}; allowed: "
-                       f"{', '.join(sorted(allowed))}")
+    allowed = ("before", "limit", *(("status",) if status is None else ()), "target")
+    known_params(request.query_params, allowed)
     status = status or request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(STATUSES)}")
@@ -775,8 +765,18 @@ def register_routes(host: Host) -> list[BaseRoute] | None:
 
 
 @hookimpl
+def messages_kept(host: Host) -> str:
+    """The messages of deliveries still pending: the work is not done (a receiver down
+    for longer than the purge age gets them once it is back, and the API shows them)."""
+    return "select message_id from webhook_deliveries where status = 'pending'"
+
+
+@hookimpl
 async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+    """Delivered and dead deliveries older than the cutoff, with their attempts; pending
+    ones stay however old (their worker still has them)."""
     return await host.store.purge_table(
         "webhook_deliveries", "updated_at", cutoff, batch_size=batch_size,
         pause=host.settings.purge.pause_ms / 1000, dry_run=dry_run,
-        children=[("webhook_attempts", "delivery_id")])
+        children=[("webhook_attempts", "delivery_id")],
+        keep="select id from webhook_deliveries where status = 'pending'")

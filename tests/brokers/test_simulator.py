@@ -138,3 +138,26 @@ def test_inbox_json_shape(broker_host: Callable[..., Host]) -> None:
         assert stored(client, host) == []
     assert ok.status_code == 201 and json.loads(ok.text)["id"].startswith("SIM")
     assert inbox["messages"][0]["to"] == "+14155550123"
+
+
+def test_inbox_limit_and_unknown_parameters(broker_host: Callable[..., Host]) -> None:
+    """The inbox read ?limit= and any misspelt parameter as nothing and listed 200: it
+    takes limit (1-500) and refuses what it does not know, as the other lists do."""
+    host = broker_host(SIMULATOR.format(scheme="https"))
+    with serving(host) as client:
+        for n in range(3):
+            assert client.post("/simulator/phone", json={
+                "to": "+14155550123", "text": f"m{n}"}).status_code == 201
+        two = client.get("/api/simulator/inbox", params={"limit": "2"})
+        answers = {q: client.get(f"/api/simulator/inbox?{q}")
+                   for q in ("limit=0", "limit=501", "limit=ten", "lmit=2", "cursor=5")}
+        every = client.get("/api/simulator/inbox", params={"number": "+14155550123",
+                                                           "limit": "500"})
+    assert [m["text"] for m in two.json()["messages"]] == ["m2", "m1"]
+    assert len(every.json()["messages"]) == 3
+    for query, answer in answers.items():
+        assert answer.status_code == 400, query
+        assert answer.json()["error"] == "bad_parameter"
+    assert answers["limit=0"].json()["message"] == "limit must be an integer from 1 to 500"
+    assert answers["lmit=2"].json()["message"] == \
+        "unknown parameter 'lmit'; allowed: number, limit"

@@ -167,6 +167,20 @@ def test_incomplete_concatenation_is_delivered_after_the_timeout(
     assert json.loads(row["attrs"])["concat_missing"] == [2]
 
 
+def test_a_timeout_reaching_before_the_year_1000_expires_nothing(
+        broker_host: Callable[..., Host]) -> None:
+    """The cutoff was formatted "992-..." for the year 992, after every stored time:
+    every part waiting would have been delivered at once, incomplete."""
+    host = generic(broker_host, extra="mo.concat_timeout = 60")
+    with serving(host) as client:
+        mo(client, id="w1", **{"from": "+14155550123"}, text="first ",
+           concat_ref="5", concat_total=2, concat_part=1)
+        now, timeout = datetime(1026, 1, 1, tzinfo=UTC), 86400.0 * 12_345
+        expired = client.portal.call(host.concat.expire, "gen", timeout, now)  # type: ignore[union-attr]
+        rows = stored(client, host)
+    assert expired == [] and rows == []
+
+
 def test_receipts_move_status_forward_only(broker_host: Callable[..., Host]) -> None:
     host = generic(broker_host)
     with serving(host) as client:

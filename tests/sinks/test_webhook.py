@@ -754,6 +754,48 @@ def test_purge_deletes_old_deliveries_and_their_attempts(
     asyncio.run(flow())
 
 
+def test_purge_keeps_pending_deliveries_and_their_messages(
+        make_host: Callable[..., Host]) -> None:
+    """A receiver down for longer than the purge age still gets its deliveries: a pending
+    one is work in progress (it was purged with its attempts, and its message too)."""
+    async def flow() -> tuple[list[str], list[str], dict[str, int]]:
+        host = make_host({"crm": "http://127.0.0.1:1/crm"}, max_attempts=1000,
+                         first_delay=30.0, max_delay=60.0)
+        async with host.running():
+            kept = await inbound(host, "crm: still to deliver")
+            await until(lambda: status_is(host, "pending", attempts=1), "a failed attempt")
+            done = await inbound(host, "crm: delivered long ago")
+            await until(lambda: _two_deliveries(host), "the second delivery")
+            await host.store.write(lambda db: db.executescript(
+                f"update webhook_deliveries set status = 'delivered' where message_id = {done};"
+                "update webhook_deliveries set updated_at = '2000-01-01T00:00:00.000000Z';"
+                "update messages set status = 'routed', created_at = "
+                "'2000-01-01T00:00:00.000000Z', updated_at = '2000-01-01T00:00:00.000000Z';"))
+            purged = await host.purger.run(days=2)
+            left = [r["status"] for r in await deliveries(host)]
+            bodies = await host.store.read(lambda db: [r[0] for r in db.execute(
+                "select body from messages order by id")])
+        assert kept < done
+        return left, bodies, purged
+    left, bodies, purged = asyncio.run(flow())
+    assert left == ["pending"] and bodies == ["crm: still to deliver"]
+    assert purged["webhook_deliveries"] == 1 and purged["messages"] == 1
+
+
+async def _two_deliveries(host: Host) -> bool:
+    return len(await deliveries(host)) == 2
+
+
+def test_backoff_never_overflows() -> None:
+    """factor ** attempts overflowed a float (10 ** 400): a crash of the delivery's
+    bookkeeping, with the largest settings that check accepts."""
+    from plugins.sinks.webhook import WebhookSettings, backoff
+
+    settings = WebhookSettings(max_attempts=1000, first_delay=86400.0, factor=100.0,
+                               max_delay=86400.0, jitter=0.0)
+    assert backoff(settings, 1000) == backoff(settings, 10**6) == 86400.0
+
+
 def test_status_changes_go_to_the_status_target(make_host: Callable[..., Host]) -> None:
     """O8: with status_target set, every status change of an outbound message is POSTed."""
     async def flow() -> list[dict[str, Any]]:
