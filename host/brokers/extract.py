@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from lxml import etree
 
 from host.brokers.templates import Context, Template
-from host.models import is_decimal
+from host.models import bounded_int
 
 
 class Payload(Protocol):
@@ -48,8 +48,8 @@ def json_pointer(data: Any, pointer: str) -> Any:
         token = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(data, dict):
             data = data.get(token, _MISSING)
-        elif isinstance(data, list) and is_decimal(token) and int(token) < len(data):
-            data = data[int(token)]
+        elif isinstance(data, list) and (index := bounded_int(token, len(data) - 1)) is not None:
+            data = data[index]
         else:
             return _MISSING
         if data is _MISSING:
