@@ -1,4 +1,7 @@
-"""Logging: text or JSON lines on standard error, each line with its request id."""
+"""Logging: text or JSON lines on standard error, each line with its request id.
+
+A line may quote what a client sent; host/text.py's rule applies to every line as it
+is formatted (a lone surrogate becomes U+FFFD), so a log file stays valid UTF-8."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 from typing import Any
 
 from host.config.settings import LoggingSettings
+from host.text import clean
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "smshost_request_id", default=None)
@@ -35,16 +39,16 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": _timestamp(record), "level": record.levelname, "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": clean(record.getMessage()),
         }
         if getattr(record, "request_id", None):
             out["request_id"] = getattr(record, "request_id")  # noqa: B009
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in out and key != "request_id" \
                     and not key.startswith("color_"):
-                out[key] = value
+                out[key] = clean(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = clean(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
@@ -56,7 +60,7 @@ class TextFormatter(logging.Formatter):
         text += record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return clean(text)
 
 
 def setup_logging(settings: LoggingSettings, stream: Any = None) -> None:

@@ -38,6 +38,7 @@ from host.brokers.http import BodyError, InboundRequest
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import SignatureError
 from host.errors import StoreError
+from host.text import clean
 from host.writepath import retry_later
 from host.messages import NewMessage
 from host.numbers import normalize
@@ -221,16 +222,19 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
 
 
 def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
+    """Every refusal of a webhook is answered here, its reason as plain text. A reason
+    may quote what the broker sent (a field, a JSON pointer), so host/text.py's rule
+    applies to it: a lone surrogate would make the answer unencodable."""
     host.metrics.webhook(instance.name, kind, str(refused.status))
+    reason = clean(refused.reason)
     extra = {"broker": instance.name, "status": refused.status}
     if refused.cause is None:
         log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
-                    refused.reason, extra=extra)
-        return PlainTextResponse(refused.reason, status_code=refused.status)
+                    reason, extra=extra)
+        return PlainTextResponse(reason, status_code=refused.status)
     log.error("broker %s %s refused (%d), not stored: %s", instance.name, kind,
               refused.status, refused.cause, extra=extra)
-    return PlainTextResponse(refused.reason, status_code=refused.status,
-                             headers=retry_later())
+    return PlainTextResponse(reason, status_code=refused.status, headers=retry_later())
 
 
 def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRequest:
