@@ -240,6 +240,31 @@ def test_check_reports_and_summarises(host_factory: Callable[..., Host], plugins
     assert result.returncode == 0, result.stdout
 
 
+@pytest.mark.parametrize("step", ["__init__", "signature_keys"])
+def test_an_adapter_that_raises_while_set_up_is_that_brokers_problem(
+        host_factory: Callable[..., Host], plugins_dir: Path, step: str) -> None:
+    """The adapter's code runs when an instance is built (its constructor, and its
+    ``signature_keys`` for check's and the start's "unsigned" warning): what it raises
+    is that instance's problem, with its line in brokers.toml, never a traceback."""
+    (plugins_dir / "brokers" / "acme.xml").write_text(GENERIC)
+    args = "self, *args, **kwargs" if step == "__init__" else "self, accounts, request=None, kind=None"
+    (plugins_dir / "brokers" / "acme.py").write_text(
+        "from host.brokers.engine import XmlBroker\n\n\nclass Acme(XmlBroker):\n"
+        f"    def {step}({args}):\n        raise RecursionError('deep')\n")
+    host = host_factory(brokers=ACME.replace('definition = "acme"',
+                                             'definition = "acme"\noptions = { SigningSecret = "s" }'))
+    result = run_cli("check", "--config", str(host.config_dir))
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+    if step == "__init__":
+        assert (f"brokers.toml:4: brokers[0].definition: broker 'acme' could not be set up "
+                "with definition 'acme': RecursionError: deep") in result.stdout
+        assert result.stdout.splitlines()[-1].startswith(
+            f"configuration {host.config_dir}: 1 problem"), result.stdout
+    else:
+        assert ("warning: broker acme: the adapter's signature_keys failed (RecursionError: "
+                "deep): its webhooks will be answered 500") in result.stdout, result.stdout
+
+
 # -- point 6: a signature key is a key the operator configures --------------------------
 
 @pytest.mark.parametrize(("attribute", "value", "fragment"), [
