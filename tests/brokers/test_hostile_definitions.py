@@ -256,7 +256,7 @@ def test_an_adapter_that_raises_while_set_up_is_that_brokers_problem(
     result = run_cli("check", "--config", str(host.config_dir))
     assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
     if step == "__init__":
-        assert (f"brokers.toml:4: brokers[0].definition: broker 'acme' could not be set up "
+        assert ("brokers.toml:4: brokers[0].definition: broker 'acme' could not be set up "
                 "with definition 'acme': RecursionError: deep") in result.stdout
         assert result.stdout.splitlines()[-1].startswith(
             f"configuration {host.config_dir}: 1 problem"), result.stdout
