@@ -232,8 +232,7 @@ def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) 
         log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
                     reason, extra=extra)
         return PlainTextResponse(reason, status_code=refused.status)
-    log.error("broker %s %s refused (%d), not stored: %s", instance.name, kind,
-              refused.status, refused.cause, extra=extra)
+    host.refusals.refused(f"broker {instance.name} {kind}", refused.cause, logger=log)
     return PlainTextResponse(reason, status_code=refused.status, headers=retry_later())
 
 

@@ -73,7 +73,9 @@ async def _store_refused(request: Request, exc: Exception) -> Response:
     if refused is None and not isinstance(exc, StoreError):
         return await _unexpected(request, exc)
     reason = str(refused or exc)
-    log.error("%s %s answered 503: %s", request.method, request.url.path, reason)
+    host: Host = request.app.state.host
+    host.refusals.refused("API requests", refused or exc,
+                          f"{request.method} {request.url.path}", log)
     return error_response(503, "unavailable", f"{reason}; try again later", retry_later())
 
 
