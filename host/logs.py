@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any
 
 from host.config.settings import LoggingSettings
@@ -80,3 +81,25 @@ def setup_logging(settings: LoggingSettings, stream: Any = None) -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+_TRACED: set[tuple[str, ...]] = set()
+_MAX_TRACED = 256
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException, *place: str) -> None:
+    """Log an unexpected ``exc`` (a bug, or input that trips one) on ``logger``: with
+    its traceback the first time it happens at one place of the code (``place``, the
+    exception's type and its innermost frame), in one line after that, so that a client
+    repeating a request that trips it, or a plugin failing on every message, does not
+    fill the log (issue 11). The webhook paths' catch-alls and the plugins' hook calls
+    log through here."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    file, line = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("?", 0)
+    where = (*place, type(exc).__name__, f"{file}:{line}")
+    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
+        logger.error("%s: %s: %s (at %s:%d; traceback logged once per place)", what,
+                     type(exc).__name__, exc, file, line)
+    else:
+        _TRACED.add(where)
+        logger.error("%s (traceback logged once per place)", what, exc_info=exc)
