@@ -37,7 +37,7 @@ from host.sinks.registry import build_sinks, route_problems
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.errors import SmshostError
-from host.outage import Outage
+from host.outage import Outage, Refusals
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
@@ -70,6 +70,8 @@ class Host:
         self.store = Store(self.data_dir / settings.store.filename, settings.store,
                            prepare=self.hooks.prepare_connection)
         self.lock = DataLock(self.data_dir)
+        self.refusals = Refusals(log)  # requests the database refused: a line per spell
+        self.store.writes.on_recovery.append(self.refusals.recovered)
         self.messages = Messages(self)
         self.receipts = Receipts(self)
         self.concat = Concat(self)

@@ -17,7 +17,9 @@ stores must read back and answer as JSON. The one rule, by what is read
 (``numbers=``): what a client gives (an API body, :data:`INT64`) holds only finite
 numbers and integers of signed 64 bits; a broker's webhook (:data:`FINITE`) only
 finite numbers (its values are read as text, so an integer of any size is read
-exactly); anything else is refused naming the field (a JSON pointer). What smshost
+exactly); a number that is not 0 yet underflows to 0 (``2.5e-400``) is refused as one
+that overflows is (it would read back as 0); anything else is refused naming the field
+(a JSON pointer). What smshost
 stored itself (:data:`STORED`) reads ``NaN``/``Infinity`` written by earlier versions
 as null, which is what :func:`encode` writes for them; a broker's answer (:data:`ANY`)
 is read as Python reads it. :func:`encode` never writes ``NaN`` or ``Infinity``.
@@ -82,12 +84,16 @@ def depth(data: bytes) -> int:
 _NOT_FINITE = "is not a finite number (NaN, Infinity and numbers beyond 1.8e308 are " \
     "refused)"
 _NOT_INT64 = f"is outside the integer range {INT64_MIN} to {INT64_MAX}"
+_UNDERFLOW = "is not 0, yet too small for a double (it would read back as 0; numbers " \
+    "between 0 and 4.9e-324 are refused)"
+_NONZERO = re.compile(r"-?[0-9.]*[1-9]")  # a digit other than 0 before any exponent
 
 
 # Text where a number the rule refuses may be (strings included: a cheap, conservative
 # scan, so that the usual body is parsed by Python's own decoder, without hooks): NaN or
-# Infinity, an exponent of 3 digits or more, a run of digits past what the rule allows
-# (a double overflows past 309 digits; a signed 64-bit integer has at most 19).
+# Infinity, an exponent of 3 digits or more (overflow, or underflow to 0), a run of
+# digits past what the rule allows (a double overflows past 309 digits, and 0. followed
+# by 324 zeros underflows; a signed 64-bit integer has at most 19).
 _SUSPECT = {STORED: re.compile(rb"NaN|Infinity"),
             FINITE: re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{309}"),
             INT64: re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{19}")}
@@ -112,7 +118,11 @@ def _readers(numbers: str, raw: bytes, refused: list[_Refused]) -> dict[str, Any
 
     def real(literal: str) -> Any:
         value = float(literal)
-        return value if math.isfinite(value) else flag(literal, _NOT_FINITE)
+        if not math.isfinite(value):
+            return flag(literal[:40], _NOT_FINITE)
+        if value == 0.0 and _NONZERO.match(literal):  # it was not 0: it underflowed
+            return flag(literal[:40], _UNDERFLOW)
+        return value
 
     hooks: dict[str, Any] = {"parse_constant": constant, "parse_float": real}
     if numbers == INT64:

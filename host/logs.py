@@ -1,4 +1,7 @@
-"""Logging: text or JSON lines on standard error, each line with its request id."""
+"""Logging: text or JSON lines on standard error, each line with its request id.
+
+A line may quote what a client sent; host/text.py's rule applies to every line as it
+is formatted (a lone surrogate becomes U+FFFD), so a log file stays valid UTF-8."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any
 
 from host.config.settings import LoggingSettings
+from host.text import clean
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "smshost_request_id", default=None)
@@ -35,16 +40,16 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": _timestamp(record), "level": record.levelname, "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": clean(record.getMessage()),
         }
         if getattr(record, "request_id", None):
             out["request_id"] = getattr(record, "request_id")  # noqa: B009
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in out and key != "request_id" \
                     and not key.startswith("color_"):
-                out[key] = value
+                out[key] = clean(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = clean(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
@@ -56,7 +61,7 @@ class TextFormatter(logging.Formatter):
         text += record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return clean(text)
 
 
 def setup_logging(settings: LoggingSettings, stream: Any = None) -> None:
@@ -76,3 +81,25 @@ def setup_logging(settings: LoggingSettings, stream: Any = None) -> None:
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+_TRACED: set[tuple[str, ...]] = set()
+_MAX_TRACED = 256
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException, *place: str) -> None:
+    """Log an unexpected ``exc`` (a bug, or input that trips one) on ``logger``: with
+    its traceback the first time it happens at one place of the code (``place``, the
+    exception's type and its innermost frame), in one line after that, so that a client
+    repeating a request that trips it, or a plugin failing on every message, does not
+    fill the log (issue 11). The webhook paths' catch-alls and the plugins' hook calls
+    log through here."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    file, line = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("?", 0)
+    where = (*place, type(exc).__name__, f"{file}:{line}")
+    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
+        logger.error("%s: %s: %s (at %s:%d; traceback logged once per place)", what,
+                     type(exc).__name__, exc, file, line)
+    else:
+        _TRACED.add(where)
+        logger.error("%s (traceback logged once per place)", what, exc_info=exc)

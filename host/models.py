@@ -141,6 +141,22 @@ def is_decimal(text: str) -> bool:
     """True for ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
     return text.isascii() and text.isdigit()
 
+
+def bounded_int(text: str, high: int = MAX_ID) -> int | None:
+    """``text`` (ASCII digits only) as an integer from 0 to ``high``; None otherwise.
+
+    The one way smshost reads an integer someone else wrote (a query or path parameter,
+    a header, a broker's field). Its length is checked before ``int()``: Python refuses
+    to parse more than 4,300 digits (a ValueError where no caller expects one), and a
+    number that long is beyond every bound anyway."""
+    if not is_decimal(text):
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > len(str(high)):
+        return None
+    value = int(digits or "0")
+    return value if value <= high else None
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One SMS, inbound (MO) or outbound (MT)."""

@@ -32,13 +32,18 @@ def expected(exc: BaseException) -> bool:
 
 class Outage:
     """The failing spell of one background activity, ``what`` (``"sending: claiming due
-    messages"``), logged on ``logger``."""
+    messages"``), logged on ``logger``. ``failed`` and ``then`` word the spell's first
+    line ("<what> failed: <why>; trying again ..."); ``traces``: whether a failure that
+    is not the database refusing (a bug) is logged with its traceback."""
 
     def __init__(self, what: str, logger: logging.Logger,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, failed: str = "failed",
+                 then: str = "trying again", traces: bool = True) -> None:
         self.what = what
         self.log = logger
         self.clock = clock
+        self.words = (failed, then)
+        self.traces = traces
         self.since: float | None = None  # the spell's start
         self.failures = 0  # in the spell
         self.unlogged = 0  # failures since the last line
@@ -55,13 +60,13 @@ class Outage:
         now = self.clock()
         reason = str(exc) if expected(exc) else f"{type(exc).__name__}: {exc}"
         about = f" ({where})" if where else ""
-        trace = not expected(exc) and type(exc) not in self.traced
+        trace = self.traces and not expected(exc) and type(exc) not in self.traced
         if trace:
             self.traced.add(type(exc))
         if self.since is None:
             self.since, self.failures, self.unlogged, self.logged_at = now, 1, 0, now
-            self.log.error("%s failed%s: %s; trying again (while it fails, logged at most "
-                           "once a minute)", self.what, about, reason,
+            self.log.error("%s %s%s: %s; %s (while it fails, logged at most once a minute)",
+                           self.what, self.words[0], about, reason, self.words[1],
                            exc_info=exc if trace else None)
             return
         self.failures += 1
@@ -80,3 +85,34 @@ class Outage:
                          self.clock() - self.since, self.failures)
         self.since = None
         self.traced.clear()
+
+
+class Refusals:
+    """Requests the database refused (SPEC P12), one :class:`Outage` per kind of
+    request (``"API requests"``, ``"broker gen mo"``): a spell of refusals is one line
+    when it starts, then at most one a minute with how many there were, and one when
+    the database takes writes again (:meth:`recovered`, called by the store's write
+    path). Each refusal is still counted by the request metrics (the 503 of
+    ``smshost_http_requests``, the ``503`` outcome of ``smshost_broker_webhooks``).
+    Unauthenticated traffic at a full disk wrote ~700 lines a second, one per request."""
+
+    def __init__(self, logger: logging.Logger,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = logger
+        self.clock = clock
+        self.spells: dict[str, Outage] = {}
+
+    def refused(self, kind: str, exc: BaseException, where: str = "",
+                logger: logging.Logger | None = None) -> None:
+        """One more request of ``kind`` refused (``where``: e.g. its method and path),
+        logged on ``logger`` (the component's; the default one otherwise)."""
+        spell = self.spells.get(kind)
+        if spell is None:
+            spell = self.spells[kind] = Outage(
+                kind, logger or self.log, self.clock, failed="refused (503), not stored",
+                then="answered 503 until the database takes writes again", traces=False)
+        spell.failed(exc, where)
+
+    def recovered(self) -> None:
+        for spell in self.spells.values():
+            spell.succeeded()

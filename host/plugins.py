@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pluggy
 
 from host import hookspecs
+from host.logs import log_failure
 
 if TYPE_CHECKING:
     from sqlite_utils import Migrations
@@ -194,7 +195,8 @@ class Plugins:
     def _failed(self, impl: pluggy.HookImpl, hook_name: str, exc: Exception) -> HookFailure:
         failure = HookFailure(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}")
         self.hook_failures.append(failure)  # the recent ones, for display
-        log.error("plugin %s failed in hook %s", impl.plugin_name, hook_name, exc_info=exc)
+        log_failure(log, f"plugin {impl.plugin_name} failed in hook {hook_name}", exc,
+                    "plugin", impl.plugin_name, hook_name)
         if self.on_hook_failure is not None:
             self.on_hook_failure(failure)
         return failure

@@ -11,9 +11,13 @@ from __future__ import annotations
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def quoted(text: str) -> str:
-    """``text`` in single quotes, backslashes kept, invisible characters escaped."""
-    return "'" + "".join(c if c.isprintable() else _escape(c) for c in text) + "'"
+def quoted(text: str, limit: int | None = None) -> str:
+    """``text`` in single quotes, backslashes kept, invisible characters escaped; with
+    ``limit``, its first ``limit`` characters and "..." when it is longer."""
+    cut = limit is not None and len(text) > limit
+    shown = text[:limit] if cut else text
+    return "'" + "".join(c if c.isprintable() else _escape(c) for c in shown) + \
+        ("...'" if cut else "'")
 
 
 def _escape(char: str) -> str:

@@ -104,12 +104,17 @@ class WritePath:
     last_success: str | None = None
     last_failure: str | None = None
     _last_try: float | None = None
+    on_recovery: list[Callable[[], None]] = field(default_factory=list)
+    """Called when a write commits after refusals (host.outage.Refusals.recovered)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def succeeded(self) -> None:
+        if self.error is not None:
+            for recovered in self.on_recovery:
+                recovered()
         self.error = self.failing_since = None
         self.last_success = utcnow()
         self._last_try = self.clock()

@@ -259,6 +259,7 @@ def test_past_the_limit_a_connection_gets_503_and_is_closed(
     over = connect(server)
     answer = over.response()
     assert answer.status == 503 and answer.json()["error"] == "busy"
+    assert answer.headers["retry-after"] == "5"  # as every 503 (issue 11, second review)
     assert answer.headers["connection"] == "close" and over.closed_by_server()
     assert all(silent(conn, 0.05) for conn in held)  # still open, still waiting
     held.pop().close()

@@ -137,11 +137,13 @@ def test_a_full_disk_is_503_on_every_write_path_and_nothing_accepted_is_lost(
     assert mo.headers["retry-after"] == "5"
     assert [r.getMessage() for r in caplog.records if r.name == "smshost.brokers"] == [
         "broker gen mo refused (503), not stored: the database refused the write: "
-        "database or disk is full (the disk or the database's size limit is full)"]
+        "database or disk is full (the disk or the database's size limit is full); "
+        "answered 503 until the database takes writes again (while it fails, logged at "
+        "most once a minute)"]
     # Every message answered 201 is stored, and nothing else.
     assert stored_ids(host) == accepted and accepted
 
-    # One short line per refusal: no traceback, nothing logged as unexpected.
+    # A short line for the spell: no traceback, nothing logged as unexpected.
     refusals = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
     assert refusals and not any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
     assert "unhandled error" not in caplog.text
@@ -152,6 +154,56 @@ def test_a_full_disk_is_503_on_every_write_path_and_nothing_accepted_is_lost(
     assert again.status_code == 201 and again.json()["replayed"] is False, again.text
     retried = client.post("/generic/mo", json={"id": "g1", "from": PHONE, "text": "hello"})
     assert retried.status_code == 200, retried.text
+
+
+def _count(client: TestClient, sample: str) -> float:
+    """The value of a /metrics sample, e.g. ``smshost_http_requests_total{...}``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_refused_requests_log_one_line_per_spell_and_count_each(
+        node: tuple[TestClient, Host], caplog: pytest.LogCaptureFixture) -> None:
+    """Second review of issue 11: at a full disk each refused request wrote an ERROR
+    line (~700 a second from unauthenticated webhooks). Each kind of request (the API,
+    a broker's MO path) now logs a line when its spell starts, then at most one a
+    minute saying how many there were, then one when writes go through again; the
+    request metrics still count every refusal."""
+    client, host = node
+    clock = FakeClock()
+    host.refusals.clock = clock
+    fill_the_disk(client, host)
+    caplog.clear()
+    send_until_refused(client)  # the API's spell starts here
+    for n in range(40):
+        assert send(client, n).status_code == 503
+        mo = client.post("/generic/mo", json={"id": f"g{n}", "from": PHONE, "text": "hi"})
+        assert mo.status_code == 503
+    clock.now += 61  # a minute later, the next refusal of each says how many there were
+    assert send(client, 41).status_code == 503
+    assert client.post("/generic/mo", json={"id": "g41", "from": PHONE}).status_code == 503
+    with database(host) as conn:  # space comes back: another process deletes something
+        conn.execute("delete from messages")
+    assert send(client, 42).status_code == 201
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records
+             if r.name in ("smshost.web", "smshost.brokers")]
+    api = [(level, m) for name, level, m in lines if m.startswith("API requests ")]
+    mos = [(level, m) for name, level, m in lines if m.startswith("broker gen mo ")]
+    assert [level for level, _ in api] == ["ERROR", "ERROR", "WARNING"], api
+    assert api[0][1].startswith("API requests refused (503), not stored (POST /api/messages)"
+                                ": the database refused the write: database or disk is full")
+    assert api[1][1].startswith("API requests still failing: 41 time(s) since the last "
+                                "line, now (POST /api/messages): ")
+    assert api[2][1] == "API requests recovered after 61 s and 42 failure(s)"
+    assert [level for level, _ in mos] == ["ERROR", "ERROR", "WARNING"], mos
+    assert mos[1][1].startswith("broker gen mo still failing: 40 time(s) since the last line")
+    assert len(lines) == 6, lines
+    assert _count(client, 'smshost_http_requests_total{listener="admin",method="POST",'
+                  'route="send_message",status="503"}') >= 42
+    assert _count(client, 'smshost_broker_webhooks_total{broker="gen",kind="mo",'
+                  'outcome="503"}') == 41
 
 
 def test_health_is_503_while_writes_fail_and_recovers_by_itself(

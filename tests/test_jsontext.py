@@ -66,6 +66,10 @@ def test_encode_writes_what_reads_back() -> None:
     (b'{"b": -9223372036854775809}', jsontext.INT64, "/b"),
     (b'{"b": ' + b"9" * 5000 + b"}", jsontext.INT64, "/b"),  # past Python's 4,300 digits
     (b"1e400", jsontext.FINITE, "/"),
+    # not 0, yet 0 as a double: stored as 0.0 and read back so (issue 11, second review)
+    (b'{"m": {"a": 2.5e-400}}', jsontext.INT64, "/m/a"),
+    (b'[-1E-999]', jsontext.FINITE, "/0"),
+    (b'{"z": 0.' + b"0" * 400 + b'1}', jsontext.INT64, "/z"),
 ])
 def test_numbers_out_of_range_are_refused_naming_the_field(data: bytes, numbers: str,
                                                            pointer: str) -> None:
@@ -75,8 +79,9 @@ def test_numbers_out_of_range_are_refused_naming_the_field(data: bytes, numbers:
 
 
 def test_numbers_within_range_read_as_python_reads_them() -> None:
-    edge = b'{"i": [9223372036854775807, -9223372036854775808], "f": [1.5e308, -0.0, 1e-400]}'
-    expected = {"i": [2 ** 63 - 1, -(2 ** 63)], "f": [1.5e308, -0.0, 0.0]}
+    edge = (b'{"i": [9223372036854775807, -9223372036854775808], "f": [1.5e308, -0.0, '
+            b'0e-400, -0.000E-999, 5e-324, 2.3e-308]}')
+    expected = {"i": [2 ** 63 - 1, -(2 ** 63)], "f": [1.5e308, -0.0, 0.0, -0.0, 5e-324, 2.3e-308]}
     assert jsontext.loads(edge, numbers=jsontext.INT64) == expected
     # a webhook's values are read as text: an integer of any size is kept exactly
     assert jsontext.loads(b'{"id": 18446744073709551616}', numbers=jsontext.FINITE) == {

@@ -113,3 +113,38 @@ def test_validate_plugin_accepts_a_plain_module_without_hooks() -> None:
     import json
 
     assert validate_plugin(json, "json") is None
+
+
+class Flaky:
+    """Raises ``errors[i % len(errors)]`` on the i-th call of ``shutdown``."""
+
+    def __init__(self, errors: list[type[Exception]]) -> None:
+        self.errors, self.calls = errors, 0
+
+    @hookimpl
+    def shutdown(self, host: Any) -> None:
+        self.calls += 1
+        raise self.errors[self.calls % len(self.errors)]("broke again")
+
+
+def test_a_hook_failing_every_time_logs_its_traceback_once_per_place(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Second review of issue 11: 120 failures of a plugin's hook were 121 tracebacks.
+    Now one per (plugin, hook, exception type and place), then one line each; every
+    failure is still counted and returned."""
+    import uuid
+    plugins = Plugins()
+    seen = []
+    plugins.on_hook_failure = seen.append
+    name = f"flaky-{uuid.uuid4().hex[:8]}"  # the places traced are the process's
+    assert plugins.register(Flaky([RuntimeError, ValueError]), name) is None
+    for _ in range(120):
+        call = asyncio.run(plugins.call_each("shutdown", host=None))
+        assert len(call.failures) == 1
+    lines = [r for r in caplog.records if r.name == "smshost.plugins"]
+    assert len(lines) == len(seen) == 120
+    traced = [r for r in lines if r.exc_info]
+    assert sorted(r.exc_info[0].__name__ for r in traced if r.exc_info) == \
+        ["RuntimeError", "ValueError"]
+    assert all(f"plugin {name} failed in hook shutdown" in r.getMessage() for r in lines)
+    assert "RuntimeError: broke again (at " in lines[-1].getMessage()  # the 120th: 120 % 2

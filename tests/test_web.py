@@ -186,3 +186,56 @@ def test_unexpected_errors_are_500_json_and_logged(host: Host, caplog: Any) -> N
     assert response.status_code == 500
     assert response.json() == {"error": "internal", "message": "internal error; see the server log"}
     assert any("kaboom" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+@pytest.mark.parametrize("error", ["api", "http"])
+def test_an_error_message_quoting_a_lone_surrogate_is_answered(
+        host: Host, caplog: Any, error: str) -> None:
+    """Every JSON error answer is built in one place (host.web.app.error_response),
+    which applies host/text.py's rule: a message may quote what the client sent, and
+    a lone surrogate made the answer unencodable (a 500; issue 11, second review)."""
+    from starlette.exceptions import HTTPException
+    from starlette.routing import Route
+
+    from host import hookimpl
+    from host.errors import ApiError
+
+    async def quote(request: Any) -> Any:
+        said = "field \ud83d"
+        raise ApiError(400, "bad_parameter", said) if error == "api" else \
+            HTTPException(400, said)
+
+    class Quoting:
+        @hookimpl
+        def register_routes(self) -> list[Route]:
+            return [Route("/quote", quote)]
+
+    host.plugins.register(Quoting(), "quoting")
+    with TestClient(host.app_for()) as client:
+        response = client.get("/quote")
+    assert response.status_code == 400
+    assert response.json()["message"] == "field \ufffd"
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("form", ["json", "text"])
+def test_log_lines_are_valid_utf8(form: str) -> None:
+    """A log line may quote a client's text; a lone surrogate is written as U+FFFD (in
+    JSON lines too, where json.dumps would write the escape "\\ud83d")."""
+    stream = io.StringIO()
+    setup_logging(LoggingSettings(format=form), stream=stream)
+    try:
+        logging.getLogger("smshost.test").warning("refused %s", "a\ud83db",
+                                                  extra={"field": "\udc00"})
+    finally:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if getattr(handler, "_smshost", False):
+                root.removeHandler(handler)
+    text = stream.getvalue()
+    text.encode("utf-8")  # strict: no surrogate left
+    assert "\\ud83d" not in text and "\\udc00" not in text
+    line = json.loads(text) if form == "json" else {"msg": text}
+    assert "refused a\ufffdb" in line["msg"]
+    if form == "json":
+        assert line["field"] == "\ufffd"

@@ -2,8 +2,12 @@
 
 Parsing never loads a DTD, expands an entity or touches the network. Every error names
 the file and line: schema violations come from lxml's error log; checks the schema
-cannot express (templates naming unknown things, bad regular expressions or XPath,
-a source attribute missing or doubled) come from the element's ``sourceline``.
+cannot express (templates naming unknown things or with unbalanced braces, regular
+expressions RE2 refuses, XPath that does not evaluate, a signature key that is not a
+key, a source attribute missing or doubled) come from the element's ``sourceline``.
+Anything else that fails while one definition is read is its load error too, with the
+line of the element being read (:func:`host.brokers.reading.at`): never a crash of
+``serve`` or ``check``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from lxml import etree
 
 from host.brokers import coverage
 from host.brokers.extract import TRANSFORMS, Source, Test
+from host.brokers.keys import key_problem
+from host.brokers.reading import ElementReader, at, elements
 from host.brokers.specs import (
     Answer,
     AuthSpec,
@@ -35,13 +41,15 @@ from host.brokers.specs import (
     RuleSpec,
     SignatureSpec,
 )
-from host.brokers.templates import Template, TemplateError, parse_condition
+from host.brokers.templates import TemplateError, parse_condition
+from host.quoting import quoted
+from host.regex import PatternError, compile_re2
 from host.xmlsafe import check_xml
 from host.errors import DefinitionError, PluginError
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "broker.xsd"
 SOURCE_KINDS = ("param", "query", "pointer", "xpath", "header", "regex", "value")
-TEST_KINDS = ("equals", "in", "matches", "present")
+TEST_KINDS = ("equals", "in", "not-in", "matches", "present")
 
 
 @cache
@@ -62,7 +70,17 @@ def load_definition(path: Path) -> BrokerDefinition:
     if not xsd.validate(tree):
         error = xsd.error_log.filter_from_errors()[0]
         raise DefinitionError(_schema_message(error.message), file=str(path), line=error.line)
-    return _Reader(path).broker(tree.getroot())
+    reader = _Reader(path)
+    try:
+        return reader.broker(tree.getroot())
+    except DefinitionError:
+        raise
+    # Whatever reading one definition raises is that definition's load error, with the
+    # line of the element being read: never a crash of serve or check (BLE001).
+    except Exception as exc:  # noqa: BLE001
+        line = reader.where.sourceline if reader.where is not None else None
+        raise DefinitionError(f"cannot read this element: {type(exc).__name__}: "
+                              f"{str(exc)[:200]}", file=str(path), line=line) from None
 
 
 def _strip_where(message: str, path: Path) -> str:
@@ -77,34 +95,19 @@ def _line_of(message: str, path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _elements(el: etree._Element | None) -> list[etree._Element]:
-    """Child elements, without comments and processing instructions."""
-    return [] if el is None else [c for c in el if isinstance(c.tag, str)]
-
-
 def _schema_message(message: str) -> str:
-    return re.sub(r"\{[^}]*\}", "", message).replace("Element '", "element '")
+    message = re.sub(r"\{[^}]*\}", "", message).replace("Element '", "element '")
+    return re.sub(r"'([^']{80})[^']+'", r"'\1...'", message)  # a value quoted, shortened
 
 
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.options: frozenset[str] = frozenset()
-        self.signed: SignatureSpec | None = None  # the scheme inbound sources must obey
-        self.body = "auto"  # the body format of the <mo>, <receipt> or <ignore> being read
-
-    def fail(self, el: etree._Element, message: str) -> DefinitionError:
-        return DefinitionError(message, file=str(self.path), line=el.sourceline)
-
-    def template(self, el: etree._Element, text: str | None) -> Template:
-        try:
-            return Template(text or "", self.options)
-        except TemplateError as exc:
-            raise self.fail(el, str(exc)) from None
+class _Reader(ElementReader):
+    """Reads a validated definition's elements into its frozen data (checks the schema
+    cannot express fail with the element's line)."""
 
     def broker(self, root: etree._Element) -> BrokerDefinition:
         options = {o.name: o for o in self.option_list(root.find("options"))}
         self.options = frozenset(options)
+        self.option_specs = options
         enc = root.find("encodings")
         signature = root.find("signature")
         self.signed = self.signature(signature) if signature is not None else None
@@ -114,9 +117,7 @@ class _Reader:
             description=(root.findtext("description") or "").strip(),
             defaults=Endpoints(**self.endpoints(root.find("defaults"))),
             options=options,
-            encodings={e.get("name"): EncodingSpec(e.get("name"), int(e.get("single")),
-                                                   int(e.get("multi")))
-                       for e in _elements(enc)},
+            encodings=dict(self.encoding(e) for e in elements(enc)),
             max_segments=int(enc.get("max-segments", "10")) if enc is not None else 10,
             splits=enc.get("splits", "broker") if enc is not None else "broker",
             signature=self.signed,
@@ -131,27 +132,47 @@ class _Reader:
                             f"{self.path.stem!r}")
         return definition
 
+    @at
+    def encoding(self, el: etree._Element) -> tuple[str, EncodingSpec]:
+        name = el.get("name")
+        return name, EncodingSpec(name, int(el.get("single")), int(el.get("multi")))
+
     def endpoints(self, el: etree._Element | None) -> dict[str, str]:
         if el is None:
             return {}
         return {child.tag.replace("-", "_"): (child.text or "").strip()
-                for child in _elements(el)}
+                for child in elements(el)}
 
     def option_list(self, el: etree._Element | None) -> list[OptionSpec]:
-        if el is None:
-            return []
-        return [OptionSpec(o.get("name"), o.get("default", ""), o.get("secret") == "true",
-                           " ".join((o.text or "").split())) for o in _elements(el)]
+        return [self.option(o) for o in elements(el)]
 
+    @at
+    def option(self, el: etree._Element) -> OptionSpec:
+        return OptionSpec(el.get("name"), self.option_default(el), el.get("secret") == "true",
+                          " ".join((el.text or "").split()))
+
+    def option_default(self, el: etree._Element) -> str:
+        """An option's default: a template over ``broker`` and ``attrs`` (what is known
+        when an instance is built, before any message)."""
+        default = str(el.get("default", ""))
+        for ref in self.template(el, default, options=()).refs:
+            if ref.namespace not in ("broker", "attrs"):
+                raise self.fail(el, f"default {quoted(default, 80)}: an option's default may use "
+                                "{broker.*} and {attrs.*} only (it is rendered once, when "
+                                "the broker is configured)")
+        return default
+
+    @at
     def profile(self, el: etree._Element, options: dict[str, OptionSpec]) -> Profile:
         overrides = {}
         for opt in el.iterfind("options/option"):
             if opt.get("name") not in options:
                 raise self.fail(opt, f"profile option {opt.get('name')!r} is not declared in "
                                 "the broker's <options>")
-            overrides[opt.get("name")] = opt.get("default", "")
+            overrides[opt.get("name")] = self.option_default(opt)
         return Profile(el.get("name"), self.endpoints(el.find("defaults")), overrides)
 
+    @at
     def signature(self, el: etree._Element) -> SignatureSpec:
         params = {k: v for k, v in el.attrib.items() if k not in ("scheme", "key", "broker-key")}
         algorithm = params.get("algorithm")
@@ -161,16 +182,21 @@ class _Reader:
                             f"{', '.join(allowed)}; other schemes take none")
         payload = params.get("payload")
         if payload is not None:
-            unknown = set(re.findall(r"\{[^}]*\}", payload)) - {"{body}", "{timestamp}", "{url}"}
-            if el.get("scheme") != "hmac-sha256" or unknown:
-                raise self.fail(el, f"payload {payload!r}: the hmac-sha256 scheme's payload "
+            rest = re.sub(r"\{(?:body|timestamp|url)\}", "", payload)
+            if el.get("scheme") != "hmac-sha256" or "{" in rest or "}" in rest:
+                raise self.fail(el, f"payload {quoted(payload, 80)}: the hmac-sha256 scheme's payload "
                                 "may use {body}, {timestamp} and {url}; other schemes take none")
-        broker_key = el.get("broker-key")
-        if broker_key is not None and "{account." in broker_key:
-            raise self.fail(el, f"broker-key {broker_key!r} is one key for every request: it "
-                            "cannot use {account.*} (key is rendered for each account)")
-        return SignatureSpec(el.get("scheme"), self.template(el, el.get("key")), params,
-                             self.template(el, broker_key) if broker_key else None)
+        for name in ("header", "timestamp-header", "nonce-header"):
+            self.header_name(el, params.get(name))
+        key = self.template(el, el.get("key"))
+        broker_key = self.template(el, el.get("broker-key")) \
+            if el.get("broker-key") is not None else None
+        for attribute, template in (("key", key), ("broker-key", broker_key)):
+            problem = key_problem(attribute, template, el.get("scheme"), self.option_specs) \
+                if template is not None else None
+            if problem:
+                raise self.fail(el, problem)
+        return SignatureSpec(el.get("scheme"), key, params, broker_key)
 
     def check_signed(self, el: etree._Element, source: Source) -> None:
         """A signed request's fields are read only from what its signature covers
@@ -179,12 +205,13 @@ class _Reader:
             return
         missing = coverage.uncovered(source, self.body, coverage.scheme_parts(self.signed))
         if missing is not None:
-            raise self.fail(el, f"<{el.tag}> reads {source.kind} {source.expr!r} from "
+            raise self.fail(el, f"<{el.tag}> reads {source.kind} {quoted(source.expr, 80)} from "
                             f"{missing}, which the {self.signed.scheme} signature does not "
                             "cover: a signed request's fields are read only from what its "
                             "signature covers (a captured request could be sent again with "
                             "that part changed)")
 
+    @at
     def source(self, el: etree._Element, required: bool = True,
                inbound: bool = True) -> Source | None:
         kinds = [k for k in SOURCE_KINDS if el.get(k) is not None]
@@ -198,12 +225,13 @@ class _Reader:
         kind = kinds[0]
         try:
             source = Source.make(kind, el.get(kind), self.options)
-        except (etree.XPathSyntaxError, re.error, ValueError) as exc:
-            raise self.fail(el, f"bad {kind} {el.get(kind)!r}: {exc}") from None
+        except (etree.XPathError, ValueError) as exc:  # PatternError included
+            raise self.fail(el, f"bad {kind} {quoted(el.get(kind), 80)}: {exc}") from None
         if inbound:
             self.check_signed(el, source)
         return source
 
+    @at
     def test(self, el: etree._Element, source: Source) -> Test:
         ops = [k for k in TEST_KINDS if el.get(k) is not None]
         if len(ops) > 1:
@@ -212,12 +240,13 @@ class _Reader:
         raw = el.get(op) if ops else "true"
         if op == "matches":
             try:
-                return Test(source, op, (), re.compile(raw))
-            except re.error as exc:
-                raise self.fail(el, f"bad regular expression {raw!r}: {exc}") from None
-        values = tuple(raw.split()) if op == "in" else (raw,)
+                return Test(source, op, (), compile_re2(raw))
+            except PatternError as exc:
+                raise self.fail(el, f"bad regular expression {quoted(raw, 80)}: {exc}") from None
+        values = tuple(raw.split()) if op in ("in", "not-in") else (raw,)
         return Test(source, op, values)
 
+    @at
     def field(self, el: etree._Element) -> FieldSpec:
         source = self.source(el)
         assert source is not None
@@ -225,12 +254,13 @@ class _Reader:
         assert transform is None or transform in TRANSFORMS
         pattern = el.get("pattern")
         try:
-            compiled = re.compile(pattern) if pattern is not None else None
-        except re.error as exc:
-            raise self.fail(el, f"bad pattern {pattern!r}: {exc}") from None
+            compiled = compile_re2(pattern) if pattern is not None else None
+        except PatternError as exc:
+            raise self.fail(el, f"bad pattern {quoted(pattern, 80)}: {exc}") from None
         return FieldSpec(el.get("name"), source, el.get("required") == "true",
                          el.get("default"), transform, compiled)
 
+    @at
     def inbound(self, el: etree._Element | None) -> InboundSpec | None:
         if el is None:
             return None
@@ -239,7 +269,7 @@ class _Reader:
         self.body = req.get("body", "auto") if req is not None else "auto"
         status_map: dict[str, str] = {}
         smap = el.find("status-map")
-        for status in _elements(smap):
+        for status in elements(smap):
             for word in status.get("from").split():
                 status_map[word.lower()] = status.get("to")
         fields = [self.field(f) for f in el.findall("field")]
@@ -260,6 +290,7 @@ class _Reader:
             status_default=smap.get("default", "unknown") if smap is not None else "unknown",
         )
 
+    @at
     def ignore(self, el: etree._Element) -> IgnoreSpec:
         answer = el.find("answer")
         self.body = "auto"  # as classify reads it
@@ -269,6 +300,7 @@ class _Reader:
                    answer.get("content-type", "text/plain; charset=utf-8"), answer.text or "")
             if answer is not None else Answer())
 
+    @at
     def conditional(self, el: etree._Element) -> ParamSpec:
         cond, negate = None, False
         for attr, neg in (("if", False), ("unless", True)):
@@ -280,9 +312,12 @@ class _Reader:
                 except TemplateError as exc:
                     raise self.fail(el, str(exc)) from None
                 negate = neg
+        if el.tag == "header":
+            self.header_name(el, el.get("name"))
         return ParamSpec(el.get("name"), self.template(el, el.text), cond, negate,
                          el.get("type", "string"))
 
+    @at
     def mt(self, el: etree._Element) -> MtSpec:
         req = el.find("request")
         auth = []
@@ -292,6 +327,8 @@ class _Reader:
             missing = [k for k in keys if a.get(k) is None]
             if missing:
                 raise self.fail(a, f"auth type {a.get('type')!r} needs {', '.join(missing)}")
+            if a.get("type") == "header":
+                self.header_name(a, a.get("name"))
             auth.append(AuthSpec(a.get("type"), {k: self.template(a, a.get(k)) for k in keys}))
         body = req.get("body", "form")
         template_el = req.find("template")
@@ -308,11 +345,12 @@ class _Reader:
         )
         return MtSpec(request, self.response(el.find("response")))
 
+    @at
     def response(self, el: etree._Element | None) -> ResponseSpec:
         if el is None:
             return ResponseSpec()
         rules = []
-        for rule in _elements(el):
+        for rule in elements(el):
             if rule.tag not in ("accepted", "retry", "fail"):
                 continue
             source = self.source(rule, required=False, inbound=False)

@@ -185,15 +185,18 @@ class XmlBroker:
                     value = found[0] if found else None
                 else:
                     value = source.read(payload)
+                # The pattern is the form the broker sends: checked on the value as sent,
+                # before a transform could bring a re-cut or padded one into that form
+                # (docs/broker-plugins.md, "Fields").
+                if value and fs.pattern is not None and not fs.pattern.fullmatch(value):
+                    raise ParseError(f"{fs.name} ({_describe(fs.source)}) is not in the "
+                                     f"form the broker sends: {value[:40]!r}")
                 if value is not None and fs.transform:
                     value = TRANSFORMS[fs.transform](value)
             except (BodyError, ExtractError) as exc:
                 raise ParseError(str(exc)) from None
             if value is None or value == "":
                 value = fs.default
-            elif fs.pattern is not None and not fs.pattern.fullmatch(value):
-                raise ParseError(f"{fs.name} ({_describe(fs.source)}) is not in the form "
-                                 f"the broker sends: {value[:40]!r}")
             if value is None:
                 if fs.required:
                     raise ParseError(f"missing {fs.name} ({_describe(fs.source)})")

@@ -3,8 +3,9 @@
 A source is one of ``param`` (a flat field: query string, form field or top-level JSON
 key), ``query`` (query string only), ``pointer`` (RFC 6901 JSON pointer), ``xpath``,
 ``header``, ``regex`` (first group, or the match, on the raw body) or ``value`` (a
-template). A ``Test`` compares what a source read: ``equals``, ``in``, ``matches`` (a
-regular expression searched in the value) or ``present``.
+template). A ``Test`` compares what a source read: ``equals``, ``in``, ``not-in``,
+``matches`` (a regular expression searched in the value) or ``present``. Regular
+expressions are RE2 (:mod:`host.regex`): linear time, whatever a broker sends.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any, Protocol
 from lxml import etree
 
 from host.brokers.templates import Context, Template
-from host.models import is_decimal
+from host.models import bounded_int
+from host.quoting import quoted
+from host.regex import compile_re2
 
 
 class Payload(Protocol):
@@ -48,8 +51,8 @@ def json_pointer(data: Any, pointer: str) -> Any:
         token = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(data, dict):
             data = data.get(token, _MISSING)
-        elif isinstance(data, list) and is_decimal(token) and int(token) < len(data):
-            data = data[int(token)]
+        elif isinstance(data, list) and (index := bounded_int(token, len(data) - 1)) is not None:
+            data = data[index]
         else:
             return _MISSING
         if data is _MISSING:
@@ -93,6 +96,10 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 }
 
 
+_PROBE = etree.fromstring(b"<probe/>")
+_BAD_ESCAPE = re.compile(r"~(?![01])")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     kind: str  # param, query, pointer, xpath, header, regex, value
@@ -104,12 +111,15 @@ class Source:
         compiled: Any = None
         if kind == "xpath":
             compiled = etree.XPath(expr)
+            compiled(_PROBE)  # an unknown variable, prefix or function fails here, once
         elif kind == "regex":
-            compiled = re.compile(expr)
+            compiled = compile_re2(expr)
         elif kind == "value":
             compiled = Template(expr, options)
         elif kind == "pointer" and expr and not expr.startswith("/"):
-            raise ValueError(f"a JSON pointer starts with '/'; got {expr!r}")
+            raise ValueError(f"a JSON pointer starts with '/'; got {quoted(expr, 80)}")
+        elif kind == "pointer" and _BAD_ESCAPE.search(expr):
+            raise ValueError("in a JSON pointer ~ is written ~0 and / is written ~1")
         return cls(kind, expr, compiled)
 
     def read(self, payload: Payload, ctx: Context | None = None) -> str | None:
@@ -131,16 +141,16 @@ class Source:
             match = self.compiled.search(payload.text())
             if match is None:
                 return None
-            return str(match.group(1) if match.re.groups else match.group(0))
+            return str(match.group(1) if self.compiled.groups else match.group(0))
         return str(self.compiled.render(ctx or Context({})))
 
 
 @dataclass(frozen=True, slots=True)
 class Test:
     source: Source
-    op: str  # equals, in, matches, present
+    op: str  # equals, in, not-in, matches, present
     values: tuple[str, ...] = ()
-    pattern: re.Pattern[str] | None = None
+    pattern: Any = None  # RE2 (host.regex), for matches
 
     def holds(self, payload: Payload, ctx: Context | None = None) -> bool:
         value = self.source.read(payload, ctx)
@@ -151,4 +161,6 @@ class Test:
         if self.op == "matches":
             assert self.pattern is not None
             return self.pattern.search(value) is not None
+        if self.op == "not-in":
+            return value not in self.values
         return value in self.values

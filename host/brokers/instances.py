@@ -153,8 +153,15 @@ def unsigned_warnings(instances: Mapping[str, BrokerInstance]) -> list[str]:
     out = []
     for name, instance in instances.items():
         spec = instance.definition.signature
-        if spec is None or not instance.settings.mo_active or \
-                instance.broker.signature_keys(instance.all_account_values()):
+        if spec is None or not instance.settings.mo_active:
+            continue
+        try:
+            if instance.broker.signature_keys(instance.all_account_values()):
+                continue
+        except Exception as exc:  # noqa: BLE001 - the adapter's code: said, not raised
+            out.append(f"broker {name}: the adapter's signature_keys failed "
+                       f"({type(exc).__name__}: {str(exc)[:200]}): its webhooks will be "
+                       "answered 500")
             continue
         keys = " or ".join(t.source for t in (spec.key, spec.broker_key) if t is not None)
         out.append(f"broker {name}: {instance.definition.name} signs its webhooks "
@@ -231,11 +238,17 @@ class _Builder:
         if self.problems:
             return None
         broker_values = self._broker_values(definition, port, mo_path, receipt_path)
-        broker = btype.cls(definition, name=c.name, options=dict(c.options),
-                           broker_values=broker_values, attrs=c.attrs)
-        instance = BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
-                                  {a.id: a for a in c.accounts})
-        self._signature_keys(instance)
+        try:  # the adapter's code runs here: whatever it raises is this instance's problem
+            broker = btype.cls(definition, name=c.name, options=dict(c.options),
+                               broker_values=broker_values, attrs=c.attrs)
+            instance = BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
+                                      {a.id: a for a in c.accounts})
+            self._signature_keys(instance)
+        except Exception as exc:  # noqa: BLE001 - one broker's failure, never a crash
+            self.problem(f"broker {c.name!r} could not be set up with definition "
+                         f"{definition.name!r}: {type(exc).__name__}: {str(exc)[:200]}",
+                         "definition")
+            return None
         return None if self.problems else instance
 
     def _signature_keys(self, instance: BrokerInstance) -> None:

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from host.brokers.engine import ReceiptFields
 from host.brokers.parts import part_left
 from host.messages import _add_event
-from host.models import MAX_ID, Message, StatusEvent, is_decimal, moves_forward, utcnow
+from host.models import Message, StatusEvent, bounded_int, moves_forward, utcnow
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -53,9 +53,10 @@ def _find(db: Database, broker: str, fields: ReceiptFields) -> dict[str, Any] | 
             "and direction = 'out'", [broker, fields.id]))
         if rows:
             return rows[0]
-    if fields.ref and is_decimal(fields.ref) and int(fields.ref) <= MAX_ID:
+    ref = bounded_int(fields.ref) if fields.ref else None
+    if ref is not None:
         rows = list(db.query("select * from messages where id = ? and direction = 'out' "
-                             "and broker = ?", [int(fields.ref), broker]))
+                             "and broker = ?", [ref, broker]))
         if rows:
             return rows[0]
     return None

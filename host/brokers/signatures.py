@@ -31,6 +31,7 @@ import binascii
 import functools
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -73,7 +74,9 @@ def _check_age(timestamp: str, tolerance: float, now: float) -> None:
     try:
         sent = float(timestamp)
     except ValueError:
-        raise SignatureError(403, f"bad signature timestamp {timestamp!r}") from None
+        sent = math.nan
+    if not math.isfinite(sent):  # "inf" and "nan" parse, and nan would pass any age
+        raise SignatureError(403, f"bad signature timestamp {timestamp[:40]!r}")
     if abs(now - sent) > tolerance:
         raise SignatureError(403, f"stale signature: timestamp {int(sent)} is more than "
                              f"{int(tolerance)} s from now")

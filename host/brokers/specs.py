@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from host.brokers.extract import Source, Test
 from host.brokers.templates import Condition, Template
@@ -17,7 +17,7 @@ class FieldSpec:
     required: bool = False
     default: str | None = None
     transform: str | None = None
-    pattern: re.Pattern[str] | None = None  # the value read must match it whole
+    pattern: Any = None  # RE2 (host.regex): the value read must match it whole
 
 
 @dataclass(frozen=True, slots=True)

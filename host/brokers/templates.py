@@ -21,6 +21,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
 from host.config.secrets import Secret
+from host.quoting import quoted
 
 NAMESPACES: dict[str, frozenset[str] | None] = {
     "message": frozenset({"id", "ref", "to", "from", "text", "encoding", "segments", "udh",
@@ -117,14 +118,14 @@ class Template:
         declared = frozenset(options) if options is not None else None
         last = 0
         for match in _TOKEN.finditer(source):
-            self.parts.append(source[last:match.start()])
+            self.parts.append(_literal(source, last, match.start()))
             token = match.group(0)
             if token in ("{{", "}}"):
                 self.parts.append(token[0])
             else:
                 self.parts.append(parse_ref(match.group(1), declared))
             last = match.end()
-        self.parts.append(source[last:])
+        self.parts.append(_literal(source, last, len(source)))
         self.parts = [p for p in self.parts if p != ""]
 
     @property
@@ -150,23 +151,43 @@ class Template:
         return "".join(out)
 
 
+def _literal(source: str, start: int, end: int) -> str:
+    """The text of ``source`` between two references: a brace there is unbalanced (a
+    reference left open, or a brace not doubled), which would be sent as it is."""
+    text = source[start:end]
+    if "{" in text or "}" in text:
+        raise TemplateError(f"unbalanced brace in {quoted(source, 80)} at {start + _brace(text)}: a "
+                            "reference is {namespace.name}; write {{ or }} for a literal "
+                            "brace")
+    return text
+
+
+def _brace(text: str) -> int:
+    return min(i for i in (text.find("{"), text.find("}")) if i >= 0)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
 def parse_ref(text: str, options: frozenset[str] | None) -> Ref:
     """``message.to|digits`` → a checked :class:`Ref`."""
     expr, *filter_names = [piece.strip() for piece in text.split("|")]
     namespace, _, name = expr.partition(".")
     if namespace not in NAMESPACES or not name:
-        raise TemplateError(f"unknown template name {{{text}}}; names start with "
+        raise TemplateError(f"unknown template name {{{_cut(text)}}}; names start with "
                             f"{', '.join(NAMESPACES)} (e.g. {{message.to}})")
     known = NAMESPACES[namespace]
     if namespace == "options" and options is not None and name not in options:
-        raise TemplateError(f"{{{text}}} refers to option {name!r}, which is not declared")
+        raise TemplateError(f"{{{_cut(text)}}} refers to option {quoted(name, 80)}, which is "
+                            "not declared")
     if known is not None and name not in known and not (
             namespace == "account" and name.startswith("attrs.")):
-        raise TemplateError(f"unknown name {expr!r}; {namespace} has {', '.join(sorted(known))}")
+        raise TemplateError(f"unknown name {quoted(expr, 80)}; {namespace} has {', '.join(sorted(known))}")
     filters = []
     for fname in filter_names:
         if fname not in FILTERS:
-            raise TemplateError(f"unknown filter {fname!r}; filters: {', '.join(FILTERS)}")
+            raise TemplateError(f"unknown filter {quoted(fname, 40)}; filters: {', '.join(FILTERS)}")
         filters.append(FILTERS[fname])
     return Ref(namespace, name, tuple(filters))
 

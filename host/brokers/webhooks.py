@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,8 @@ from host.brokers.http import BodyError, InboundRequest
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import SignatureError
 from host.errors import StoreError
+from host.logs import log_failure as log_once
+from host.text import clean
 from host.writepath import retry_later
 from host.messages import NewMessage
 from host.numbers import normalize
@@ -221,16 +222,18 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
 
 
 def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
+    """Every refusal of a webhook is answered here, its reason as plain text. A reason
+    may quote what the broker sent (a field, a JSON pointer), so host/text.py's rule
+    applies to it: a lone surrogate would make the answer unencodable."""
     host.metrics.webhook(instance.name, kind, str(refused.status))
+    reason = clean(refused.reason)
     extra = {"broker": instance.name, "status": refused.status}
     if refused.cause is None:
         log.warning("broker %s %s refused (%d): %s", instance.name, kind, refused.status,
-                    refused.reason, extra=extra)
-        return PlainTextResponse(refused.reason, status_code=refused.status)
-    log.error("broker %s %s refused (%d), not stored: %s", instance.name, kind,
-              refused.status, refused.cause, extra=extra)
-    return PlainTextResponse(refused.reason, status_code=refused.status,
-                             headers=retry_later())
+                    reason, extra=extra)
+        return PlainTextResponse(reason, status_code=refused.status)
+    host.refusals.refused(f"broker {instance.name} {kind}", refused.cause, logger=log)
+    return PlainTextResponse(reason, status_code=refused.status, headers=retry_later())
 
 
 def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRequest:
@@ -247,25 +250,11 @@ def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRe
         raise _adapter_failed(instance, "signed_part", exc, 400, "cannot read the request")
 
 
-_TRACED: set[tuple[str, ...]] = set()
-_MAX_TRACED = 256
-
-
 def log_failure(what: str, exc: BaseException, *place: str) -> None:
-    """Log an unexpected ``exc`` (a bug, or input that trips one): with its traceback
-    the first time it happens at one place of the code (``place``, the exception's type
-    and its innermost frame), in one line after that, so that a client repeating a
-    request that trips it does not fill the log (issue 11). Every catch-all of the
-    webhook paths logs through here."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    file, line = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("?", 0)
-    where = (*place, type(exc).__name__, f"{file}:{line}")
-    if where in _TRACED or len(_TRACED) >= _MAX_TRACED:
-        log.error("%s: %s: %s (at %s:%d; traceback logged once per place)", what,
-                  type(exc).__name__, exc, file, line)
-    else:
-        _TRACED.add(where)
-        log.error("%s (traceback logged once per place)", what, exc_info=exc)
+    """Log an unexpected ``exc`` of the webhook paths (:func:`host.logs.log_failure`:
+    its traceback once per place, one line after that). Every catch-all of the webhook
+    paths logs through here."""
+    log_once(log, what, exc, *place)
 
 
 def _adapter_failed(instance: BrokerInstance, step: str, exc: Exception, status: int,

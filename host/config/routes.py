@@ -8,6 +8,7 @@ from typing import Literal
 
 from host.config.lines import KeyPath
 from host.config.schema import DAY, at_least, each, greater_than, setting
+from host.models import bounded_int
 
 DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
 
@@ -149,6 +150,6 @@ def outbound_problems(routes: tuple[OutboundRouteSettings, ...]
             continue
         groups = compiled.groups if compiled is not None else 0
         for ref in re.findall(r"\$(\d+)", route.format):
-            if int(ref) > groups:
+            if bounded_int(ref, groups) is None:
                 yield ("outbound", i, "format"), (
                     f"route {route.name!r}: ${ref} but the pattern has {groups} group(s)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
+import html.entities
 import os
 import re
 from collections.abc import Iterable
@@ -29,21 +30,51 @@ MASK = "********"
 
 
 
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f",
+               "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_HTML_NAMED = {"'": ("apos",)}
+_MIN_HEX = 4
+
+
+def _char_forms(char: str) -> list[str]:
+    """Regular expressions for one character of a secret, in each form a server may
+    echo it (see :func:`redact`)."""
+    percent = "".join(f"%{byte:02X}" for byte in char.encode())
+    units = char.encode("utf-16-be")
+    json_u = "".join(rf"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+    forms = [re.escape(char), re.escape(percent), json_u, rf"&#0*{ord(char)};",
+             rf"&#x0*{ord(char):x};"]
+    if char == " ":
+        forms.append(r"\+")
+    if char in _JSON_SHORT:
+        forms.append(re.escape(_JSON_SHORT[char]))
+    name = html.entities.codepoint2name.get(ord(char))
+    if name:
+        forms.append(f"&{name};")
+    forms += [f"&{n};" for n in _HTML_NAMED.get(char, ())]
+    return forms
+
+
+def _whole_forms(secret: str) -> list[str]:
+    """The whole secret encoded at once: base64 (standard or URL-safe, padded or not)
+    and hex, of its UTF-8 bytes."""
+    data = secret.encode()
+    standard = base64.b64encode(data).decode().rstrip("=")
+    urlsafe = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    forms = [re.escape(standard) + "={0,2}", re.escape(urlsafe) + "={0,2}",
+             re.escape(data.decode("latin-1"))]  # its UTF-8 bytes read as Latin-1
+    if len(data) >= _MIN_HEX:  # the hex of a 1-3 byte secret is any short number
+        forms.append(data.hex())
+    return list(dict.fromkeys(forms))
+
+
 @functools.lru_cache(maxsize=512)
 def _pattern(secret: str) -> re.Pattern[str]:
-    """``secret`` in any form a server may echo it: each character as it is or
-    percent-encoded (UTF-8, hex digits in either case; a space also as ``+``), however
-    the encodings mix (an HTTP client re-quotes a query its own way: yarl leaves ``@``
-    and ``/`` as they are), or the whole in base64."""
-    parts = []
-    for char in secret:
-        escaped = "".join(f"%{byte:02X}" for byte in char.encode())
-        options = [re.escape(char), f"(?i:{re.escape(escaped)})"]
-        if char == " ":
-            options.append(r"\+")
-        parts.append("(?:" + "|".join(options) + ")")
-    encoded = base64.b64encode(secret.encode()).decode()
-    return re.compile("".join(parts) + "|" + re.escape(encoded))
+    """``secret`` in any form a server may echo it (see :func:`redact`): each character
+    in any of its forms, however they mix, or the whole encoded at once; letters in
+    either case (a gateway may upper-case what it echoes; hex digits have no case)."""
+    chars = "".join("(?:" + "|".join(_char_forms(c)) + ")" for c in secret)
+    return re.compile("|".join([chars, *_whole_forms(secret)]), re.IGNORECASE)
 
 
 def reveals(text: str, secret: str) -> bool:
@@ -53,9 +84,22 @@ def reveals(text: str, secret: str) -> bool:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced by ``********`` in each form a server may
-    echo it: as it is, percent-encoded (wholly or in part, either case, ``+`` for a
-    space) or base64 (an HTTP Basic token is a secret of its own). For what a broker or
-    receiver answered, an error, a URL, before it is stored or logged."""
+    echo it. For what a broker or receiver answered, an error, a URL, before it is
+    stored or logged. The forms (docs/broker-plugins.md, "Templates"):
+
+    * each character as it is (letters in either case), or escaped as one of:
+      percent-encoded (its UTF-8 bytes; a space also ``+``); JSON (``\\u00e9`` in either case,
+      a surrogate pair beyond U+FFFF, ``\\"``, ``\\\\``, ``\\/`` as PHP writes a
+      slash, ``\\n``...); an HTML/XML entity (named, ``&amp;`` ``&eacute;``, or numeric,
+      ``&#233;`` ``&#xE9;``) - however the forms mix within the secret;
+    * the whole secret as its UTF-8 bytes read as Latin-1 (how an HTTP server decodes
+      a header it echoes: ``Ã©`` for ``é``), as base64 (standard or URL-safe, with or
+      without its ``=`` padding) or as hex of its UTF-8 bytes (from 4 bytes: the hex of a shorter one is
+      any small number); an HTTP Basic token is a secret of its own, masked the same
+      way.
+
+    Every form is matched ignoring case. Not masked: a secret echoed spaced out, cut,
+    reversed, or encoded twice (JSON inside a percent-encoded query...)."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = _pattern(secret).sub(MASK, text)
     return text

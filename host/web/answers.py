@@ -10,11 +10,14 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 
 def error_answer(status: int, error: str, message: str,
-                 default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A whole ``status`` answer with ``{"error", "message"}``, closing the connection."""
+                 default_headers: list[tuple[bytes, bytes]],
+                 headers: dict[str, str] | None = None) -> bytes:
+    """A whole ``status`` answer with ``{"error", "message"}``, closing the connection;
+    ``headers`` (a ``Retry-After``, say) besides the server's default ones."""
     body = json.dumps({"error": error, "message": message}).encode()
     out = [STATUS_LINE[status]]
-    for name, value in default_headers:
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    for name, value in [*default_headers, *extra]:
         out += (name, b": ", value, b"\r\n")
     out += (b"content-type: application/json\r\ncontent-length: ",
             str(len(body)).encode("ascii"), b"\r\nconnection: close\r\n\r\n", body)

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
-from host.web.params import MAX_ID, int_param, known_params, timestamp_param
+from host.web.params import MAX_ID, int_param, known_params, path_id, timestamp_param
 from host.messages import MessageFilter
 from host.models import DIRECTIONS
 
@@ -46,10 +46,10 @@ async def list_messages(request: Request) -> Response:
 
 async def get_message(request: Request) -> Response:
     host: Host = request.app.state.host
-    raw = request.path_params["message_id"]
-    message = await host.messages.get(raw) if raw <= MAX_ID else None
+    message_id = path_id(request, "message_id", "message")
+    message = await host.messages.get(message_id)
     if message is None:
-        raise ApiError(404, "not_found", f"no message with id {raw}")
+        raise ApiError(404, "not_found", f"no message with id {message_id}")
     body = message.to_json()
     body["events"] = [e.to_json() for e in await host.messages.events(message.id)]
     return JSONResponse(body)
@@ -58,5 +58,5 @@ async def get_message(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/messages", list_messages, methods=["GET"]),
-        Route("/api/messages/{message_id:int}", get_message, methods=["GET"]),
+        Route("/api/messages/{message_id}", get_message, methods=["GET"]),
     ]

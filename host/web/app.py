@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,6 +30,7 @@ from host.config.settings import ListenerSettings
 from host.core import Host
 from host.errors import ApiError, StoreError
 from host.metrics import CONTENT_TYPE
+from host.text import clean
 from host.web import api, routing, send
 from host.web.health import health
 from host.web.middleware import ApiAuth, RequestContext
@@ -45,18 +46,26 @@ async def metrics(request: Request) -> Response:
     return Response(host.metrics.render(), media_type=CONTENT_TYPE)
 
 
+def error_response(status: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON error answer ``{"error": code, "message": message}``: every error the
+    API answers is built here. The message may quote what the client sent (a field name
+    from a JSON pointer, a parameter), so host/text.py's rule applies to it: a lone
+    surrogate would make the answer unencodable (a 500 in place of the 400)."""
+    return JSONResponse({"error": code, "message": clean(message)}, status_code=status,
+                        headers=headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status,
-                        headers=exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
         exc.status_code, "http_error")
-    return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code,
-                        headers=exc.headers)
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
 async def _store_refused(request: Request, exc: Exception) -> Response:
@@ -64,9 +73,10 @@ async def _store_refused(request: Request, exc: Exception) -> Response:
     if refused is None and not isinstance(exc, StoreError):
         return await _unexpected(request, exc)
     reason = str(refused or exc)
-    log.error("%s %s answered 503: %s", request.method, request.url.path, reason)
-    return JSONResponse({"error": "unavailable", "message": f"{reason}; try again later"},
-                        status_code=503, headers=retry_later())
+    host: Host = request.app.state.host
+    host.refusals.refused("API requests", refused or exc,
+                          f"{request.method} {request.url.path}", log)
+    return error_response(503, "unavailable", f"{reason}; try again later", retry_later())
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
@@ -77,8 +87,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"error": "internal", "message": "internal error; see the server log"},
-                        status_code=500)
+    return error_response(500, "internal", "internal error; see the server log")
 
 
 def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:

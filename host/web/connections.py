@@ -30,8 +30,8 @@ lost; the one being answered may be an earlier one (pipelining), and woken from 
 wait on a full socket it wrote to the closed transport (uvloop raises). Here every
 request not yet answered is marked.
 
-Beyond ``limit`` open connections on a listener, a new one is answered 503 and closed
-at once rather than left unread: its descriptor is free again within a turn of the
+Beyond ``limit`` open connections on a listener, a new one is answered 503 (with
+``Retry-After``, as every 503) and closed at once rather than left unread: its descriptor is free again within a turn of the
 loop, the client gets a clear answer it retries, and since each listener counts its
 own connections a flood on one leaves the others answering.
 
@@ -54,6 +54,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from host.web.answers import Refusal, error_answer
+from host.writepath import retry_later
 
 if TYPE_CHECKING:
     from host.config.connections import ConnectionSettings
@@ -358,10 +359,11 @@ class GuardedProtocol(HttpToolsProtocol):
             cls.warned_at = now
             log.warning("listener %s: %d connections open, its limit; new ones are answered "
                         "503 (server.connections.limit)", self.listener, self.limits.limit)
-        self._answer_and_close(503, "busy", "too many connections; retry later")
+        self._answer_and_close(503, "busy", "too many connections; retry later",
+                               headers=retry_later())
 
     def _answer_and_close(self, status: int, error: str, message: str,
-                          linger: bool = False) -> None:
+                          linger: bool = False, headers: dict[str, str] | None = None) -> None:
         """Answer ``status`` and close; with ``linger``, close the writing side only and
         drop what still comes for :data:`LINGER` seconds (until the client closes)."""
         self.phase, self.deadline = _DONE, math.inf
@@ -369,7 +371,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if transport.is_closing():
             return
         transport.write(error_answer(status, error, message,
-                                     self.server_state.default_headers))
+                                     self.server_state.default_headers, headers))
         if linger and transport.can_write_eof():
             transport.write_eof()
             self.flow.resume_reading()

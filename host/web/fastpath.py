@@ -33,7 +33,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from host.brokers.webhooks import (Endpoint, endpoints_for_port, log_failure, respond,
                                    unexpected)
 from host.logs import request_id
-from host.models import is_decimal
+from host.models import MAX_ID, bounded_int, is_decimal
 from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.middleware import record_request, request_id_for
 
@@ -270,7 +270,10 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
 
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     declared = _header(headers, b"content-length")
-    return int(declared) if is_decimal(declared) else 0
+    if not is_decimal(declared):
+        return 0
+    length = bounded_int(declared)
+    return MAX_ID if length is None else length  # longer than any limit
 
 
 def protocol_for(host: Host, listener: ListenerSettings,

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from host.logs import request_id
-from host.models import is_decimal
+from host.models import bounded_int, is_decimal
 
 if TYPE_CHECKING:
     from host.core import Host
@@ -99,7 +99,7 @@ class RequestContext:
             await send(message)
 
         try:
-            if is_decimal(declared) and int(declared) > limit:
+            if is_decimal(declared) and bounded_int(declared, limit) is None:
                 await self._too_large(scope, receive, send_with_id)
             else:
                 try:

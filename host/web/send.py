@@ -15,7 +15,7 @@ from host.core import Host
 from host.encoding import EncodingError, describe
 from host.errors import ApiError
 from host.events import stored_after
-from host.models import MAX_ID, is_decimal
+from host.models import bounded_int
 from host.optout import OptedOut
 from host.sends import SendError, SendRequest
 from host.web.bodies import Body, json_body
@@ -68,7 +68,7 @@ def _last_event_id(request: Request) -> int | None:
     """The stored event id a reconnecting client saw last (None: none, or not one of
     ours, e.g. the ``message-at`` ids of earlier versions)."""
     raw = request.headers.get("last-event-id", "").strip()
-    return int(raw) if is_decimal(raw) and int(raw) <= MAX_ID else None
+    return bounded_int(raw)
 
 
 def _status(event: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from host import hookimpl
 from host.config.schema import setting
 from host.errors import ApiError
 from host.models import Message, utcnow
-from host.web.params import MAX_ID, int_param, known_params
+from host.web.params import MAX_ID, int_param, known_params, path_id
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -265,8 +265,8 @@ async def list_conversations(request: Request) -> Response:
 
 
 async def get_conversation(request: Request) -> Response:
-    conversation_id = request.path_params["conversation_id"]
-    found = await _sink(request).get(conversation_id) if conversation_id <= MAX_ID else None
+    conversation_id = path_id(request, "conversation_id", "conversation")
+    found = await _sink(request).get(conversation_id)
     if found is None:
         raise ApiError(404, "not_found", f"no conversation with id {conversation_id}")
     return JSONResponse(found)
@@ -339,7 +339,7 @@ def register_migrations(register: Any) -> None:
 @hookimpl
 def register_routes(host: Host) -> list[BaseRoute]:
     return [Route("/api/conversations", list_conversations, methods=["GET"]),
-            Route("/api/conversations/{conversation_id:int}", get_conversation,
+            Route("/api/conversations/{conversation_id}", get_conversation,
                   methods=["GET"])]
 
 

@@ -45,7 +45,7 @@ from host.config.secrets import Secret, redact
 from host.errors import ApiError
 from host.models import from_epoch, to_epoch, utcnow
 from host.outage import Outage, expected
-from host.web.params import MAX_ID, int_param, is_decimal, known_params
+from host.web.params import MAX_ID, int_param, is_decimal, known_params, path_id
 from host.sinks.base import Delivery, Sink
 
 if TYPE_CHECKING:
@@ -610,7 +610,7 @@ class WebhookSink(Sink):
         """Queue a dead letter again (404 unknown, 409 not a dead letter or no target)."""
         row = await self.host.store.read(lambda db: _one(db, delivery_id))
         if row is None:
-            raise ApiError(404, "not_found", f"no webhook delivery {delivery_id}")
+            raise ApiError(404, "not_found", f"no webhook delivery with id {delivery_id}")
         if row["status"] != "dead":
             raise ApiError(409, "not_dead", f"webhook delivery {delivery_id} is "
                            f"{row['status']}, not a dead letter; only dead letters are replayed")
@@ -696,10 +696,7 @@ async def _deliveries(request: Request) -> Response:
 
 
 def _path_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not is_decimal(raw) or int(raw) > MAX_ID:
-        raise ApiError(404, "not_found", f"no webhook delivery {raw!r}")
-    return int(raw)
+    return path_id(request, "id", "webhook delivery")
 
 
 async def _delivery(request: Request) -> Response:
@@ -720,7 +717,7 @@ async def _delivery(request: Request) -> Response:
 
     row = await sink.host.store.read(read)
     if row is None:
-        raise ApiError(404, "not_found", f"no webhook delivery {delivery_id}")
+        raise ApiError(404, "not_found", f"no webhook delivery with id {delivery_id}")
     return JSONResponse(row)
 
 

@@ -22,7 +22,7 @@ from tests.brokers.test_plivo import plivo_host, sign_v3
 from tests.brokers.test_webhooks import generic, signed
 
 ROOT = Path(__file__).resolve().parents[2]
-HMAC = ('<signature scheme="hmac-sha256" key="k" header="X-Signature" '
+HMAC = ('<signature scheme="hmac-sha256" key="{{account.password}}" header="X-Signature" '
         'timestamp-header="X-Timestamp" payload="{payload}"/>')
 
 
@@ -52,17 +52,17 @@ def definition(tmp_path: Path, signature: str, mo: str, body: str = "auto") -> P
     (HMAC.format(payload="{timestamp}.{body}"), "auto",
      '<field name="from" header="X-From"/>', "header x-from"),
     (HMAC.format(payload="{url}"), "json", '<field name="id" pointer="/id"/>', "a JSON body"),
-    ('<signature scheme="telnyx-ed25519" key="k"/>', "json",
+    ('<signature scheme="telnyx-ed25519" key="{account.password}"/>', "json",
      '<when query="event" equals="sms"/>', "the query string"),
-    ('<signature scheme="vonage" key="k"/>', "json", '<field name="id" pointer="/a/id"/>',
+    ('<signature scheme="vonage" key="{account.password}"/>', "json", '<field name="id" pointer="/a/id"/>',
      "a JSON body"),
-    ('<signature scheme="plivo-v3" key="k"/>', "json", '<field name="id" pointer="/id"/>',
+    ('<signature scheme="plivo-v3" key="{account.password}"/>', "json", '<field name="id" pointer="/id"/>',
      "a JSON body"),
-    ('<signature scheme="plivo-v3" key="k"/>', "form", '<field name="id" regex="id=(\\w+)"/>',
+    ('<signature scheme="plivo-v3" key="{account.password}"/>', "form", '<field name="id" regex="id=(\\w+)"/>',
      "the body's text"),
-    ('<signature scheme="twilio" key="k"/>', "xml", '<field name="id" xpath="/m/id"/>',
+    ('<signature scheme="twilio" key="{account.password}"/>', "xml", '<field name="id" xpath="/m/id"/>',
      "an XML body"),
-    ('<signature scheme="twilio" key="k"/>', "form", '<when header="X-Kind" equals="mo"/>',
+    ('<signature scheme="twilio" key="{account.password}"/>', "form", '<when header="X-Kind" equals="mo"/>',
      "header x-kind"),
 ])
 def test_a_source_the_signature_does_not_cover_is_a_load_error(
@@ -81,9 +81,9 @@ def test_a_source_the_signature_does_not_cover_is_a_load_error(
      '<field name="timestamp" header="X-Timestamp"/>'),
     (HMAC.format(payload="{url}.{body}"), "auto", '<field name="id" query="id"/>'),
     (HMAC.format(payload="{url}"), "query", '<field name="id" param="id"/>'),
-    ('<signature scheme="twilio" key="k"/>', "json", '<field name="id" pointer="/id"/>'),
-    ('<signature scheme="vonage" key="k"/>', "auto", '<field name="id" query="id"/>'),
-    ('<signature scheme="telnyx-ed25519" key="k"/>', "xml", '<field name="id" xpath="/m/id"/>'),
+    ('<signature scheme="twilio" key="{account.password}"/>', "json", '<field name="id" pointer="/id"/>'),
+    ('<signature scheme="vonage" key="{account.password}"/>', "auto", '<field name="id" query="id"/>'),
+    ('<signature scheme="telnyx-ed25519" key="{account.password}"/>', "xml", '<field name="id" xpath="/m/id"/>'),
     ("", "auto", '<field name="id" header="X-Id"/>'),  # nothing signed: anything is read
 ])
 def test_sources_the_signature_covers_load(tmp_path: Path, signature: str, body: str,

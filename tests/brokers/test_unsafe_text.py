@@ -177,3 +177,44 @@ def test_an_xml_body_cannot_carry_them(host_factory: Callable[..., Host], plugin
         assert "not well-formed XML" in answer.text and rows == []
     else:
         assert [r["body"] for r in rows] == [text.replace("&#x1F600;", "\U0001f600")]
+
+
+# -- error answers that quote the client ------------------------------------------------
+
+REFUSED_NUMBER = b'{"id": "a1", "\\ud83d": 1e400}'  # a lone surrogate names the field
+SIMULATOR = """
+[[brokers]]
+name = "simulator"
+definition = "simulator"
+encryption = "https"
+[[brokers.accounts]]
+id = "default"
+local_address = "+15550100"
+"""
+
+
+@pytest.mark.parametrize("broker", ["generic", "simulator", "vonage", "telnyx"])
+def test_a_refusal_quoting_a_lone_surrogate_is_answered(
+        broker_host: Callable[..., Host], caplog: pytest.LogCaptureFixture,
+        broker: str) -> None:
+    """Issue 11, second review: the refusal quotes the JSON pointer of the refused
+    number, a key written as the broker sent it; encoding the answer raised
+    UnicodeEncodeError, a 500 with tracebacks before any signature check (no key
+    needed: the telnyx case is posted with a signature that is not one)."""
+    host, path, headers = {
+        "generic": (lambda: generic(broker_host), "/generic/mo", {}),
+        "simulator": (lambda: broker_host(SIMULATOR), "/simulator/mo", {}),
+        "vonage": (lambda: vonage.vonage(broker_host), vonage.MO_PATH, {}),
+        "telnyx": (lambda: telnyx.telnyx(broker_host), telnyx.PATH,
+                   {"telnyx-timestamp": str(int(time.time())),
+                    "telnyx-signature-ed25519": "bm90IGEgc2lnbmF0dXJl"}),
+    }[broker]
+    with serving(host()) as client:
+        answer = client.post(path, content=REFUSED_NUMBER,
+                             headers={"content-type": "application/json", **headers})
+        assert listed(client) == []
+    assert answer.status_code == 400, answer.text
+    assert f"/{R}: 1e400 is not a finite number" in answer.text
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    (line,) = [r for r in caplog.records if "refused (400)" in r.getMessage()]
+    assert f"/{R}: 1e400" in line.getMessage()

@@ -468,6 +468,59 @@ def test_a_gateway_error_echoing_the_password_is_stored_and_logged_masked(
     assert f"message {body['id']} failed" in logged and secret_forms_in(logged) == []
 
 
+TOKEN = 'p@ss w/rd&x=1+\u00e9"<>Z'  # the second review's password: / & + é " < > all escape
+
+
+def token_forms() -> dict[str, str]:
+    """TOKEN as gateways echo it (/tmp/review2/echo_broker.py and more)."""
+    import base64
+    import html
+    import json
+    from urllib.parse import quote
+    as_json = json.dumps(TOKEN)
+    return {
+        "json": as_json,  # "p@ss w/rd&x=1+\u00e9\"<>Z"
+        "json-utf8": json.dumps(TOKEN, ensure_ascii=False),
+        "json-php": as_json.replace("/", "\\/").replace("\\u00e9", "\\u00E9"),
+        "html": html.escape(TOKEN),  # &amp; &quot; &lt; &gt;
+        "html-named": html.escape(TOKEN).replace("\u00e9", "&eacute;"),
+        "xml-decimal": "".join(f"&#{ord(c)};" for c in TOKEN),
+        "xml-hex": "".join(f"&#x{ord(c):X};" for c in TOKEN),
+        "percent-lower": quote(TOKEN, safe="").lower(),
+        "upper": TOKEN.upper(),
+        "base64url": base64.urlsafe_b64encode(TOKEN.encode()).decode().rstrip("="),
+        "hex": TOKEN.encode().hex(),
+    }
+
+
+@pytest.mark.parametrize("form", sorted(token_forms()))
+def test_a_secret_echoed_escaped_is_stored_and_logged_masked(
+        smshost: Callable[..., Smshost], caplog: pytest.LogCaptureFixture, form: str) -> None:
+    """Second review of issue 11: a gateway answering 400 with the bearer token as
+    json.dumps(token) had it stored verbatim in the event detail (GET
+    /api/messages/{id}) and the WARNING log; its HTML-escaped form too. Masking knew the
+    token as it is, percent-encoded and base64 only."""
+    echoed = token_forms()[form]
+
+    def answer(seen: Seen, n: int) -> Reply:
+        return Reply(400, f"bad token: {echoed} (sent {seen.headers.get('authorization')})")
+
+    with FakeBroker(answer) as fake:
+        node = smshost(brokers=generic_toml(fake.url, password=TOKEN.replace('"', '\\"')),
+                       outbox=outbox_toml())
+        body = node.queued(to=PHONE, text="hi")
+        failed = node.wait_status(body["id"], "failed")
+    # the fake reads headers as Latin-1, as HTTP servers do: so it echoes "Ã©" for "é"
+    assert fake.seen()[0].headers["authorization"] == \
+        f"Bearer {TOKEN.encode().decode('latin-1')}"
+    masked = '"********"' if echoed.startswith('"') else "********"  # JSON keeps its quotes
+    assert failed["events"][-1]["detail"]["error"] == \
+        f"HTTP 400: bad token: {masked} (sent Bearer ********)"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"message {body['id']} failed" in logged
+    assert echoed not in logged and TOKEN not in logged
+
+
 def test_a_broker_error_echoing_the_bearer_token_is_masked(
         smshost: Callable[..., Smshost]) -> None:
     def answer(seen: Seen, n: int) -> Reply:
