@@ -78,8 +78,8 @@ class RoutingSettings:
         64, help="Messages routed at the same time (messages of one conversation are "
         "always routed in order). Each routing waits on its commits, so under a burst of "
         "MO this is what lets routing keep up with ingest; destinations keep their own "
-        "limits (email and webhook connections, the handler thread pool).",
-        check=greater_than(0))
+        "limits (email and webhook connections, the handler thread pool). At most 10000.",
+        check=greater_than(0, 10_000))
     retry_delays: tuple[float, ...] = setting(
         (1.0, 5.0, 30.0, 120.0, 600.0),
         help="Seconds to wait before each retry of a destination that failed for now "

@@ -122,8 +122,9 @@ class ApiSettings:
     )
     max_body_bytes: int = setting(
         65536,
-        help="Largest request body accepted on any listener; larger requests get 413.",
-        check=greater_than(0),
+        help="Largest request body accepted on any listener; larger requests get 413 "
+        "(at most 16 MiB).",
+        check=greater_than(0, 16 * 1024 * 1024),
     )
     events_replay: int = setting(
         1000,
@@ -150,7 +151,8 @@ class StoreSettings:
         "waits for its own COMMIT; false commits each write alone (slower).",
     )
     max_batch: int = setting(
-        1000, help="Most writes in one group commit.", check=greater_than(0)
+        1000, help="Most writes in one group commit (at most 100000).",
+        check=greater_than(0, 100_000)
     )
     linger_ms: float = setting(
         0.0,
@@ -183,8 +185,8 @@ class PurgeSettings:
                       check=time_of_day)
     batch_size: int = setting(
         100, help="Rows deleted per transaction. Live writes wait for a batch: about "
-        "2 ms per 100 messages (docs/operators.md, Purge).",
-        check=greater_than(0)
+        "2 ms per 100 messages (docs/operators.md, Purge); at most 100000.",
+        check=greater_than(0, 100_000)
     )
     pause_ms: float = setting(
         20.0,
@@ -221,8 +223,8 @@ class HandlerSettings:
                              check=greater_than(0, HOUR))
     threads: int = setting(8, help="Sync handlers running at the same time (each in a "
                            "thread; a timed-out call keeps its thread until it ends). A "
-                           "call waits at most `timeout` for a free one.",
-                           check=greater_than(0))
+                           "call waits at most `timeout` for a free one. At most 1000.",
+                           check=greater_than(0, 1000))
     watch: bool = setting(True, help="Reload a handler as soon as its file is saved.")
     debounce_ms: int = setting(150, help="Wait this long for more file changes before "
                                "reloading (editors write in several steps); at most 60000.",
@@ -234,8 +236,8 @@ class OutboxSettings:
     """Sending queued messages (SPEC O6)."""
 
     enabled: bool = setting(True, help="Send queued messages (false: queue only).")
-    max_in_flight: int = setting(64, help="Send requests under way at once.",
-                                 check=greater_than(0))
+    max_in_flight: int = setting(64, help="Send requests under way at once (at most "
+                                 "10000).", check=greater_than(0, 10_000))
     max_attempts: int = setting(8, help="Attempts before a message fails for good (at most "
                                 "1000).", check=greater_than(0, 1000))
     max_age: float = setting(86400.0, help="Seconds after which an unsent message fails "

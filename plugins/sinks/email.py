@@ -193,8 +193,8 @@ class EmailSettings:
         "is retried like a connection error (at most an hour).",
         check=greater_than(0, HOUR))
     max_connections: int = setting(
-        4, help="Most SMTP connections open at once (one per email being sent).",
-        check=at_least(1))
+        4, help="Most SMTP connections open at once (one per email being sent; at most "
+        "1000).", check=at_least(1, 1000))
     helo_name: str | None = setting(
         None, help="Name this node gives in EHLO. Default: the machine's fully qualified "
         "name.")

@@ -141,8 +141,8 @@ class WebhookSettings:
     max_retry_after: float = setting(
         3600.0, help="Longest Retry-After (seconds) of a 429 or 503 answer that is honoured "
         "(at most a day).", check=at_least(0, DAY))
-    max_in_flight: int = setting(32, help="POSTs under way at the same time (all targets).",
-                                 check=at_least(1))
+    max_in_flight: int = setting(32, help="POSTs under way at the same time (all targets; "
+                                 "at most 10000).", check=at_least(1, 10_000))
     stop_grace: float = setting(
         5.0, help="At shutdown, seconds POSTs under way may take to finish; the others are "
         "sent again after the restart (at most an hour).", check=at_least(0, HOUR))
