@@ -292,3 +292,15 @@ def test_static_files_are_served_with_type_and_cache_header(host: Host) -> None:
         assert again.status_code == 304
         assert again.headers["cache-control"] == "public, max-age=3600"
 
+
+
+def test_a_broker_webhook_on_the_api_listener_keeps_json_for_413(tmp_path: Path) -> None:
+    """A broker's path is answered by the broker's code; a body over the limit is
+    refused before it, in JSON as before, not as an HTML page (here the ASGI path; the
+    fast path answers it itself: tests/test_fastpath.py)."""
+    from tests.test_fastpath import make_host
+
+    host = make_host(tmp_path, fast=False)
+    with TestClient(host.app_for()) as client:
+        response = client.post("/generic/mo", content=b"x" * 65537)
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")

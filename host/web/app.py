@@ -25,13 +25,14 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from host.brokers.webhooks import endpoints_for_port
 from host.config.settings import ListenerSettings
 from host.core import Host
 from host.web import api, ops
 from host.web.api.auth import ApiAuth
 from host.web.errors import ErrorAnswers
 from host.web.middleware import RequestContext
-from host.web.routes import ApiRoute, RouteTable, WebhookRoute
+from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
 from host.web.ui import Ui
 from host.web.ui.sessions import session_secret
 from host.web.webhooks import BrokerDispatch
@@ -70,8 +71,9 @@ def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     host.load_plugins()
     ui = _ui(host, listener) if listener.api else None
     routes = _routes(host, listener, ui)
-    answers = ErrorAnswers([r for r in routes if getattr(r, "kind", "") in ("ops", "webhook")],
-                           ui.error_page if ui is not None else None)
+    programs = [r for r in routes if isinstance(r, (OpsRoute, WebhookRoute))]
+    brokers = frozenset(endpoints_for_port(host.brokers, listener.port))
+    answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException
@@ -51,16 +51,21 @@ def error_response(status: int, code: str, message: str,
 class ErrorAnswers:
     """Picks the form of an error answer by who asked (see the module text).
 
-    ``json_routes``: the routes answered in JSON outside /api (webhook, ops); ``pages``:
-    the HTML error pages, None on a listener that answers JSON everywhere.
+    ``json_routes``: the routes answered in JSON outside /api (webhook, ops);
+    ``broker_paths``: the broker webhooks of the listener (their own answers, but a body
+    over the limit is refused before them, in JSON); ``pages``: the HTML error pages,
+    None on a listener that answers JSON everywhere.
     """
 
-    def __init__(self, json_routes: Sequence[BaseRoute], pages: Pages | None) -> None:
+    def __init__(self, json_routes: Sequence[BaseRoute], broker_paths: Collection[str],
+                 pages: Pages | None) -> None:
         self.json_routes = json_routes
+        self.broker_paths = broker_paths
         self.pages = pages
 
     def wants_json(self, scope: Scope) -> bool:
-        if self.pages is None or is_api_path(scope.get("path", "")):
+        path = scope.get("path", "")
+        if self.pages is None or is_api_path(path) or path in self.broker_paths:
             return True
         return any(route.matches(scope)[0] is not Match.NONE for route in self.json_routes)
 
