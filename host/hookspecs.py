@@ -19,7 +19,7 @@ yes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -76,12 +76,21 @@ def register_migrations(register: Callable[[Migrations], None]) -> None:
 
 
 @hookspec
-def register_routes(host: Host) -> list[BaseRoute] | None:
-    """Return extra Starlette routes served on the API listener.
+def register_routes(host: Host, register: Callable[[str, Sequence[BaseRoute]], None]
+                    ) -> list[BaseRoute] | None:
+    """Add Starlette routes to the API listener, each of a kind that says how it is
+    served: ``register("api", routes)``: JSON under ``/api/``, needing the API token
+    (a route may be a ``host.web.routes.ApiRoute`` declaring its ``auth``), with the
+    API's JSON errors; ``register("ui", routes)``: HTML pages outside ``/api``, with a
+    cookie session (``request.session``) and CSRF checks on unsafe methods, and HTML
+    error pages; ``register("webhook", routes)``: for other programs to call, outside
+    ``/api``, no token, JSON errors.
 
     :param host: the running host.
-    :returns: a list of routes. Paths under ``/api/`` require the API token like every
-        other API endpoint.
+    :param register: ``register(kind, routes)``; a route outside its kind's place (an
+        api route not under ``/api/``, a page under it) is a plugin error.
+    :returns: nothing, or (the first form of this hook) a list of routes: those under
+        ``/api/`` are api routes, the others webhook routes.
 
     Use in handler scripts: no.
     """

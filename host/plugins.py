@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -234,10 +234,13 @@ class Hooks:
         self._recorded(self._plugins.call_each_sync("register_migrations",
                                                     register=register))
 
-    def register_routes(self, host: Host) -> list[BaseRoute]:
+    def register_routes(self, host: Host, register: Callable[[str, Sequence[BaseRoute]],
+                                                             None]) -> list[BaseRoute]:
+        """What plugins ``register`` goes through ``register``; the routes they return
+        (the first form of the hook) are returned."""
         routes: list[BaseRoute] = []
-        for result in self._recorded(self._plugins.call_each_sync("register_routes",
-                                                                  host=host)):
+        for result in self._recorded(self._plugins.call_each_sync(
+                "register_routes", host=host, register=register)):
             routes.extend(result)
         return routes
 

@@ -16,7 +16,7 @@ JSON escapes them and SQLite stores them as they are.
 
 The same rule applies on the way out to everything that may quote a client's text
 without having parsed it as a value: every error answer (the API's JSON errors,
-:func:`host.web.app.error_response`; a refused webhook's plain text,
+:func:`host.web.errors.error_response`; a refused webhook's plain text,
 ``host.brokers.webhooks._refuse``) and every log line (:mod:`host.logs`). A field name
 in a JSON pointer, say, is quoted as the client wrote it, and a lone surrogate there
 made the answer unencodable: a 500 in place of the 400 (issue 11, second review).

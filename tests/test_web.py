@@ -191,7 +191,7 @@ def test_unexpected_errors_are_500_json_and_logged(host: Host, caplog: Any) -> N
 @pytest.mark.parametrize("error", ["api", "http"])
 def test_an_error_message_quoting_a_lone_surrogate_is_answered(
         host: Host, caplog: Any, error: str) -> None:
-    """Every JSON error answer is built in one place (host.web.app.error_response),
+    """Every JSON error answer is built in one place (host.web.errors.error_response),
     which applies host/text.py's rule: a message may quote what the client sent, and
     a lone surrogate made the answer unencodable (a 500; issue 11, second review)."""
     from starlette.exceptions import HTTPException

@@ -1,7 +1,8 @@
 """Broker webhooks: MO and delivery receipts over HTTP (SPEC B6, B7, B8, P1).
 
-Each listener serves the paths of the brokers configured on its port
-(:class:`BrokerDispatch`). A request is:
+Each listener serves the paths of the brokers configured on its port: the route list
+is :func:`endpoints_for_port`, served by host.web.webhooks (ASGI) and host.web.fastpath
+(from the HTTP parser), both through :func:`respond`. A request is:
 
 1. a health check (``healthcheckignore=1``): answered ``alive <role>``, nothing stored;
 2. refused 503 when the broker is disabled (the broker retries later; nothing is lost);
@@ -24,10 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive
 
 from host.brokers.concat import Part, parse_udh
 from host.brokers.specs import Answer
@@ -81,49 +81,12 @@ def endpoints_for_port(instances: dict[str, BrokerInstance],
     return table
 
 
-class BrokerDispatch:
-    """ASGI middleware answering the broker paths of one listener port.
-
-    Broker webhooks are the hot path (every inbound SMS and receipt), so they are
-    answered here, in front of the Starlette stack (routing, exception middleware,
-    request objects), which costs more per request than the webhook handling itself.
-    Anything else goes on to ``app``.
-    """
-
-    def __init__(self, app: ASGIApp, host: Host, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.table = endpoints_for_port(host.brokers, port)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.table.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
-        scope["endpoint"] = broker_webhook
-        try:
-            response = await _handle(self.host, endpoint, scope, receive)
-        except HTTPException:  # the body limit: answered 413 by the request context
-            raise
-        # A bug must not take the connection down unanswered; the broker retries (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            response = unexpected(endpoint, exc)
-        # Sent as two plain ASGI messages: the Response object's own call does more.
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-
 def unexpected(endpoint: Endpoint, exc: Exception) -> Response:
     """The answer to a webhook that failed in an unexpected way (a bug): 500, which the
     broker retries, and the failure logged once per place (:func:`log_failure`)."""
     name = endpoint.instance.name
     log_failure(f"broker {name}: unexpected error", exc, name, "webhook")
     return PlainTextResponse("internal error; retry later", status_code=500)
-
-
-def broker_webhook() -> None:
-    """Names broker webhook requests in metrics (``route="broker_webhook"``)."""
 
 
 def _trusted(host: Host, address: str | None) -> bool:
@@ -172,11 +135,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _handle(host: Host, ep: Endpoint, scope: Scope, receive: Receive) -> Response:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    return await respond(host, ep, scope, headers, receive)
 
 
 async def respond(host: Host, ep: Endpoint, scope: Mapping[str, Any], headers: dict[str, str],

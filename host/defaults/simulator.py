@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from host import hookimpl
 from host.brokers.http import InboundRequest
@@ -70,14 +70,13 @@ def _instances(host: Host) -> list[BrokerInstance]:
 
 
 @hookimpl
-def register_routes(host: Host) -> list[BaseRoute] | None:
+def register_routes(host: Host, register: Any) -> None:
     if not _instances(host):
-        return None
-    return [
-        Route("/simulator/phone", _phone, methods=["POST"]),
-        Route("/api/simulator/inbox", _inbox, methods=["GET"]),
-        Route("/api/simulator/mo", _inject, methods=["POST"]),
-    ]
+        return
+    # The phone is called by the host's own sender, as a broker's API would be.
+    register("webhook", [Route("/simulator/phone", _phone, methods=["POST"])])
+    register("api", [Route("/api/simulator/inbox", _inbox, methods=["GET"]),
+                     Route("/api/simulator/mo", _inject, methods=["POST"])])
 
 
 @hookimpl(trylast=True)

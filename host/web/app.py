@@ -1,119 +1,93 @@
-"""Build the Starlette app of one listener.
+"""Build the Starlette app of one listener: the assembler of the web layer.
 
-Every listener serves ``/health`` (and, with the brokers issue, the broker webhooks of
-its port). The API listener also serves ``/api/...`` behind the bearer token,
-``/metrics``, and the routes plugins register. Errors always come back as JSON
-``{"error": code, "message": text}``; an unexpected exception is logged with its
-request id and answered 500 without details. The database refusing the work (a full
-disk, a read-only file, an I/O error: ``StoreError``, or a ``sqlite3`` error that
-``host.writepath.refusal`` recognises) is answered 503 ``unavailable`` with the reason,
-here for every route, plugins' included, and logged in one line.
+Every listener serves ``/health`` and the broker webhooks of its port (host.web.ops,
+host.web.webhooks, host.web.fastpath). The API listener also serves, each kind from its
+place (host.web.routes):
+
+- ``api``: host.web.api, the JSON API under ``/api`` behind the bearer token, and the
+  API routes plugins register;
+- ``ops``: ``/metrics``;
+- ``webhook``: routes plugins register for other programs to call;
+- ``ui``: host.web.ui, the HTML pages plugins register (sessions, CSRF) and the static
+  files.
+
+Errors are JSON for the API and the routes programs call, HTML pages for any other
+path of the API listener (host.web.errors).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from host.brokers import webhooks
+from host.brokers.webhooks import endpoints_for_port
 from host.config.settings import ListenerSettings
 from host.core import Host
-from host.errors import ApiError, StoreError
-from host.metrics import CONTENT_TYPE
-from host.text import clean
-from host.web import api, routing, send
-from host.web.health import health
-from host.web.middleware import ApiAuth, RequestContext
-from host.writepath import retry_later, unavailable
-
-log = logging.getLogger("smshost.web")
-CLIENT_GONE = 499
+from host.web import api, ops
+from host.web.api.auth import ApiAuth
+from host.web.errors import ErrorAnswers
+from host.web.middleware import RequestContext
+from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
+from host.web.ui import Ui
+from host.web.ui.sessions import session_secret
+from host.web.webhooks import BrokerDispatch
 
 
-async def metrics(request: Request) -> Response:
-    host: Host = request.app.state.host
-    await host.metrics.refresh(host.store)
-    return Response(host.metrics.render(), media_type=CONTENT_TYPE)
+def plugin_routes(host: Host) -> RouteTable:
+    """The routes plugins register through the ``register_routes`` hook."""
+    table = RouteTable()
+    table.returned(host.hooks.register_routes(host, table.register))
+    return table
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The JSON error answer ``{"error": code, "message": message}``: every error the
-    API answers is built here. The message may quote what the client sent (a field name
-    from a JSON pointer, a parameter), so host/text.py's rule applies to it: a lone
-    surrogate would make the answer unencodable (a 500 in place of the 400)."""
-    return JSONResponse({"error": code, "message": clean(message)}, status_code=status,
-                        headers=headers)
+def _ui(host: Host, listener: ListenerSettings) -> Ui:
+    public = host.settings.server.public_url or ""
+    secure = listener.certfile is not None or public.startswith("https://")
+    return Ui(lambda: session_secret(host.data_dir / "session-secret"), secure)
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-        exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
-
-
-async def _store_refused(request: Request, exc: Exception) -> Response:
-    refused = unavailable(exc, "the database refused the request")
-    if refused is None and not isinstance(exc, StoreError):
-        return await _unexpected(request, exc)
-    reason = str(refused or exc)
-    host: Host = request.app.state.host
-    host.refusals.refused("API requests", refused or exc,
-                          f"{request.method} {request.url.path}", log)
-    return error_response(503, "unavailable", f"{reason}; try again later", retry_later())
-
-
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    """The client left before its body ended (hung up, or cut by a timeout of
-    host.web.connections): nobody reads this answer; counted as 499, as nginx does."""
-    return Response(status_code=CLIENT_GONE)
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "internal error; see the server log")
+def _routes(host: Host, listener: ListenerSettings, ui: Ui | None) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [*ops.routes(listener.api)]
+    if ui is None:
+        return routes
+    routes += api.routes()
+    pages: list[BaseRoute] = []
+    for kind, route in plugin_routes(host).entries:
+        if kind == "api":
+            routes.append(route if isinstance(route, ApiRoute) else ApiRoute.wrap(route))
+        elif kind == "webhook":
+            routes.append(WebhookRoute(route))
+        else:
+            pages.append(route)
+    return routes + ui.pages(pages)
 
 
 def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
     host.load_plugins()
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
-    if listener.api:
-        routes += [Route("/metrics", metrics, methods=["GET"]), *api.routes(),
-                   *routing.routes(), *send.routes()]
-        routes += host.hooks.register_routes(host)
+    ui = _ui(host, listener) if listener.api else None
+    routes = _routes(host, listener, ui)
+    programs = [r for r in routes if isinstance(r, (OpsRoute, WebhookRoute))]
+    brokers = frozenset(endpoints_for_port(host.brokers, listener.port))
+    answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with host.running():
             yield
 
-    middleware = [Middleware(ApiAuth, host=host)] if listener.api else []
-    app = Starlette(
-        routes=routes, middleware=middleware, lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
-                            StoreError: _store_refused, sqlite3.Error: _store_refused,
-                            ClientDisconnect: _client_gone, Exception: _unexpected},
-    )
+    middleware = [Middleware(ApiAuth, token=lambda: host.api_token)] if listener.api else []
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers=answers.handlers())  # type: ignore[arg-type]
     app.state.host = host
     app.state.listener = listener
+    app.state.ui = ui
     # Outside Starlette: the request context, then broker webhooks (the hot path,
     # answered without Starlette's routing and exception layers), then everything else.
-    dispatch = webhooks.BrokerDispatch(app, host=host, port=listener.port)
+    dispatch = BrokerDispatch(app, host=host, port=listener.port)
     return RequestContext(dispatch, host=host, listener=listener.name,
-                          limit=host.settings.api.max_body_bytes)
+                          limit=host.settings.api.max_body_bytes, answers=answers)

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, access log and metrics; bearer auth for /api."""
+"""Pure ASGI middleware: request id, body limit, access log and metrics (the bearer
+auth of /api is host.web.api.auth)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +19,7 @@ from host.models import bounded_int, is_decimal
 
 if TYPE_CHECKING:
     from host.core import Host
+    from host.web.errors import ErrorAnswers
 
 access = logging.getLogger("smshost.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -56,8 +57,10 @@ class RequestContext:
     request, broker webhooks included, which are the hot path.
     """
 
-    def __init__(self, app: ASGIApp, host: Host, listener: str, limit: int) -> None:
+    def __init__(self, app: ASGIApp, host: Host, listener: str, limit: int,
+                 answers: ErrorAnswers | None = None) -> None:
         self.app = app
+        self.answers = answers
         self.host = host
         self.listener = listener
         self.limit = limit
@@ -113,9 +116,10 @@ class RequestContext:
             request_id.reset(token)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"error": "too_large", "message": f"request body over {self.limit} bytes"},
-            status_code=413, headers={"Connection": "close"})
+        message, headers = f"request body over {self.limit} bytes", {"Connection": "close"}
+        response = JSONResponse({"error": "too_large", "message": message},
+                                status_code=413, headers=headers) if self.answers is None \
+            else self.answers.answer(scope, 413, "too_large", message, headers)
         await response(scope, receive, send)
 
     def _done(self, scope: Scope, status: int, elapsed: float) -> None:
@@ -130,30 +134,3 @@ class _TooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body over {limit} bytes")
-
-
-class ApiAuth:
-    """Every path under ``/api`` needs ``Authorization: Bearer <api token>`` (P7)."""
-
-    def __init__(self, app: ASGIApp, host: Host) -> None:
-        self.app = app
-        self.host = host
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/api" or path.startswith("/api/")):
-            await self.app(scope, receive, send)
-            return
-        header = Headers(scope=scope).get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        token = self.host.api_token
-        if scheme.lower() == "bearer" and credentials and token is not None \
-                and token.matches(credentials.strip()):
-            await self.app(scope, receive, send)
-            return
-        reason = "missing bearer token" if not header else "invalid bearer token"
-        response = JSONResponse(
-            {"error": "unauthorized", "message": f"{reason}; send Authorization: Bearer <token>"},
-            status_code=401, headers={"WWW-Authenticate": 'Bearer realm="smshost"'})
-        await response(scope, receive, send)
-

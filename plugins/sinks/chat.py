@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from host import hookimpl
 from host.config.schema import setting
@@ -337,10 +337,10 @@ def register_migrations(register: Any) -> None:
 
 
 @hookimpl
-def register_routes(host: Host) -> list[BaseRoute]:
-    return [Route("/api/conversations", list_conversations, methods=["GET"]),
-            Route("/api/conversations/{conversation_id}", get_conversation,
-                  methods=["GET"])]
+def register_routes(register: Any) -> None:
+    register("api", [Route("/api/conversations", list_conversations, methods=["GET"]),
+                     Route("/api/conversations/{conversation_id}", get_conversation,
+                           methods=["GET"])])
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from host import hookimpl
 from host.config.lines import KeyPath
@@ -360,9 +360,9 @@ def register_migrations(register: Any) -> None:
 
 
 @hookimpl
-def register_routes(host: Host) -> list[BaseRoute]:
-    return [Route("/api/queues", list_queues, methods=["GET"]),
-            Route("/api/queues/{name}", get_queue, methods=["GET"])]
+def register_routes(register: Any) -> None:
+    register("api", [Route("/api/queues", list_queues, methods=["GET"]),
+                     Route("/api/queues/{name}", get_queue, methods=["GET"])])
 
 
 @hookimpl

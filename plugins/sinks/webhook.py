@@ -35,7 +35,6 @@ import aiohttp
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 from starlette.routing import Route as WebRoute
 
 from host import __version__, hookimpl
@@ -752,13 +751,13 @@ def register_migrations(register: Any) -> None:
 
 
 @hookimpl
-def register_routes(host: Host) -> list[BaseRoute] | None:
-    return [
+def register_routes(register: Any) -> None:
+    register("api", [
         WebRoute("/api/webhooks/deliveries", _deliveries, methods=["GET"]),
         WebRoute("/api/webhooks/deliveries/{id}", _delivery, methods=["GET"]),
         WebRoute("/api/webhooks/dead-letters", _dead_letters, methods=["GET"]),
         WebRoute("/api/webhooks/dead-letters/{id}/replay", _replay_route, methods=["POST"]),
-    ]
+    ])
 
 
 @hookimpl

@@ -9,7 +9,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.encoding import EncodingError, describe
@@ -110,11 +109,3 @@ async def events(request: Request) -> Response:
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/messages", send_message, methods=["POST"]),
-        Route("/api/segments", segments, methods=["POST"]),
-        Route("/api/events", events, methods=["GET"]),
-    ]

@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
@@ -53,10 +52,3 @@ async def get_message(request: Request) -> Response:
     body = message.to_json()
     body["events"] = [e.to_json() for e in await host.messages.events(message.id)]
     return JSONResponse(body)
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/messages", list_messages, methods=["GET"]),
-        Route("/api/messages/{message_id}", get_message, methods=["GET"]),
-    ]

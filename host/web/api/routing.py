@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from host.core import Host
 from host.errors import ApiError
@@ -45,12 +44,3 @@ async def list_handlers(request: Request) -> Response:
     rows = await host.store.read(lambda db: list(db.query(
         "select name, digest, status, error, at from handler_loads order by id desc limit 50")))
     return JSONResponse({**host.handlers.describe(), "history": rows})
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route("/api/routes", list_routes, methods=["GET"]),
-        Route("/api/routes/test", test_route, methods=["POST"]),
-        Route("/api/optouts", list_optouts, methods=["GET"]),
-        Route("/api/handlers", list_handlers, methods=["GET"]),
-    ]

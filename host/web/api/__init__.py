@@ -1,0 +1,26 @@
+"""The JSON API under ``/api``: the one place that declares its routes and the
+authentication each needs (``auth="token"``: the API token, checked by
+:class:`host.web.api.auth.ApiAuth`). Plugins add theirs with ``register("api", ...)``
+(host.web.routes); tests/test_web_layer.py fails when a route under /api of the built
+app has no declaration.
+"""
+
+from __future__ import annotations
+
+from host.web.api import messages, routing, send
+from host.web.routes import ApiRoute
+
+
+def routes() -> list[ApiRoute]:
+    return [
+        ApiRoute("/api/messages", messages.list_messages, methods=["GET"], auth="token"),
+        ApiRoute("/api/messages", send.send_message, methods=["POST"], auth="token"),
+        ApiRoute("/api/messages/{message_id}", messages.get_message, methods=["GET"],
+                 auth="token"),
+        ApiRoute("/api/segments", send.segments, methods=["POST"], auth="token"),
+        ApiRoute("/api/events", send.events, methods=["GET"], auth="token"),
+        ApiRoute("/api/routes", routing.list_routes, methods=["GET"], auth="token"),
+        ApiRoute("/api/routes/test", routing.test_route, methods=["POST"], auth="token"),
+        ApiRoute("/api/optouts", routing.list_optouts, methods=["GET"], auth="token"),
+        ApiRoute("/api/handlers", routing.list_handlers, methods=["GET"], auth="token"),
+    ]

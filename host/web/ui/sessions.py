@@ -1,0 +1,119 @@
+"""Cookie sessions and CSRF protection of the HTML pages.
+
+Sessions are starlette's ``SessionMiddleware``: the session is a JSON dict in a cookie
+signed with itsdangerous (HMAC with the session secret, timestamped: a cookie older than
+``MAX_AGE`` is ignored). Chosen over an own store because it is kept with starlette,
+needs no table, no purge and no lookup per request, and sets the flags we want:
+``HttpOnly`` always, ``SameSite=Lax`` (a link from an e-mail still opens a page signed
+in; forms are covered by the token below), ``Secure`` when the listener speaks HTTPS or
+``server.public_url`` is https. Its limit: a cookie cannot be revoked before it expires
+(the users issue can add a per-user session generation inside it).
+
+The secret is generated into ``<data_dir>/session-secret`` (mode 0600) like the API
+token, when the first page is served.
+
+CSRF: a synchronizer token kept in the session (:func:`csrf_token` puts it in forms as
+``csrf_token``); an unsafe method (POST, PUT, PATCH, DELETE) to a page must send it back,
+in the form field or the ``X-CSRF-Token`` header, or it is refused 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from host.errors import SmshostError
+
+log = logging.getLogger("smshost.web")
+COOKIE = "smshost_session"
+MAX_AGE = 12 * 3600
+CSRF_KEY = "csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_FORM = "application/x-www-form-urlencoded"
+
+
+def session_secret(path: Path) -> str:
+    """The secret kept in ``path``, creating it (mode 0600) the first time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SmshostError(f"cannot read the session secret file {path}: "
+                               f"{exc.strerror or exc}") from None
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secret + "\n")
+    log.info("generated the session secret in %s", path)
+    return secret
+
+
+def with_session(app: ASGIApp, secret: str, secure: bool) -> ASGIApp:
+    """``app`` behind the session cookie and the CSRF check."""
+    return SessionMiddleware(CsrfGuard(app), secret_key=secret, session_cookie=COOKIE,
+                             max_age=MAX_AGE, same_site="lax", https_only=secure)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (created on first use): put it in every form."""
+    token = request.session.get(CSRF_KEY)
+    if not isinstance(token, str):
+        token = request.session[CSRF_KEY] = secrets.token_urlsafe(32)
+    return token
+
+
+class CsrfGuard:
+    """Refuses 403 an unsafe request whose token is not the session's. The body is
+    read whole (within the listener's body limit) and given to the page again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        body = await Request(scope, receive).body()
+        expected = scope["session"].get(CSRF_KEY)
+        sent = _sent_token(Headers(scope=scope), body)
+        if not isinstance(expected, str) or sent is None \
+                or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise HTTPException(403, "the form is out of date or was not sent by this "
+                                "site (CSRF token missing or wrong); reload the page")
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _sent_token(headers: Headers, body: bytes) -> str | None:
+    if CSRF_HEADER in headers:
+        return headers[CSRF_HEADER]
+    if headers.get("content-type", "").split(";")[0].strip().lower() != _FORM:
+        return None
+    values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
+    return values[0] if values else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``body`` once, then what the connection says (its disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+    return replay
