@@ -38,6 +38,7 @@ from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.errors import SmshostError
 from host.outage import Outage, Refusals
+from host.ledger import Ledger
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
@@ -72,7 +73,8 @@ class Host:
         self.lock = DataLock(self.data_dir)
         self.refusals = Refusals(log)  # requests the database refused: a line per spell
         self.store.writes.on_recovery.append(self.refusals.recovered)
-        self.messages = Messages(self)
+        self.ledger = Ledger(self.store, self.metrics, self.hooks, self)
+        self.messages = Messages(self.store, self.ledger)
         self.receipts = Receipts(self)
         self.concat = Concat(self)
         self.purger = Purger(self)

@@ -33,7 +33,8 @@ import phonenumbers
 
 from host.encoding import segments as count_segments
 from host.encoding import truncate
-from host.messages import NewMessage, _insert
+from host import ledger
+from host.ledger import NewMessage
 from host.models import Message, StatusEvent, utcnow
 from host.numbers import normalize
 from host.optout import OptedOut
@@ -236,12 +237,7 @@ class Outbound:
         messages, events, consolidated = stored
         if events is None:  # the same key raced in and won: its messages, nothing new
             return self._replayed(messages)
-        for message, event in zip(messages, events, strict=True):
-            if event is not None:
-                self._host.metrics.message_stored(message)
-                await self._host.hooks.message_stored(self._host, message)
-                await self._host.hooks.message_status_changed(self._host, message, None,
-                                                             "queued", event)
+        await self._host.ledger.announce(ledger.created(zip(messages, events, strict=True)))
         self._host.sender.wake()
         route = plan.decision.route.name if plan.decision.route else None
         return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
@@ -331,7 +327,7 @@ class Outbound:
         if len(plan.bodies) > 1:
             attrs["part"], attrs["part_of"] = part, len(plan.bodies)
         seg = count_segments(body)
-        message, event = _insert(db, NewMessage(
+        message, event = ledger.insert(db, NewMessage(
             direction="out", body=body, status="queued", broker=plan.instance.name,
             account=plan.account.id, local=plan.local, remote=plan.to,
             encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
@@ -371,9 +367,7 @@ class Outbound:
             joining["classification"] = request.classification
         attrs["merged"] = [*attrs.get("merged", ()), joining]
         attrs["consolidated"] = int(attrs.get("consolidated", 1)) + 1
-        db.conn.execute("update messages set body = ?, encoding = ?, updated_at = ?, "
-                        "attrs = ? where id = ?",
-                        [text, seg.encoding, utcnow(), json.dumps(attrs), row[0]])
+        ledger.rewrite(db, row[0], text, seg.encoding, attrs)
         return _get(db, row[0])
 
 

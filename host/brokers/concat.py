@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from host.messages import NewMessage, _insert
+from host.ledger import Change, NewMessage, insert
 from host.models import Message, StatusEvent, ago, utcnow
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _assemble(db: Database, part: Part, rows: list[dict[str, Any]], *,
         attrs.update(concat_incomplete=True,
                      concat_missing=[n for n in range(1, total + 1) if n not in by_number])
     first = by_number.get(min(by_number))
-    message, event = _insert(db, NewMessage(
+    message, event = insert(db, NewMessage(
         direction="in", body="".join(texts), status="received", broker=part.broker,
         account=first["account"] if first else part.account, local=rows[0]["local"],
         remote=part.remote, segments=total,
@@ -158,7 +158,4 @@ class Concat:
         return [m for m, _ in done]
 
     async def _announce(self, message: Message, event: StatusEvent) -> None:
-        self._host.metrics.message_stored(message)
-        await self._host.hooks.message_stored(self._host, message)
-        await self._host.hooks.message_status_changed(self._host, message, None,
-                                                     message.status, event)
+        await self._host.ledger.announce((Change(message, event, None, True),))

@@ -18,7 +18,8 @@ from sqlite_utils import Database
 
 from host.brokers.engine import ReceiptFields
 from host.brokers.parts import part_left
-from host.messages import _add_event
+from host import ledger
+from host.ledger import Change
 from host.models import Message, StatusEvent, bounded_int, moves_forward, utcnow
 
 if TYPE_CHECKING:
@@ -70,11 +71,10 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
     if last is not None and last[2] == "receipt" and last[0] == status \
             and json.loads(last[1]) == detail:
         return Applied(Message.from_row(row), None, old, False)  # a broker retry
-    event = _add_event(db, row["id"], status, at, "receipt", detail)
+    event = ledger.add_event(db, row["id"], status, at, "receipt", detail)
     changed = moves_forward(old, status)
     if changed:
-        db.conn.execute("update messages set status = ?, updated_at = ? where id = ?",
-                        [status, at, row["id"]])
+        ledger.update(db, row["id"], at, status=status, read=False)
         if status not in ("queued", "sending"):
             # The broker has it: a retry waiting in the outbox must not send it again (a
             # send under way settles by this status, see Sender._finish).
@@ -83,7 +83,7 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
                 part_left(db, row["id"], failed=False)  # a split message's next part goes
         row = {**row, "status": status, "updated_at": at}
     else:
-        db.conn.execute("update messages set updated_at = ? where id = ?", [at, row["id"]])
+        ledger.touch(db, row["id"], at)
     return Applied(Message.from_row(row), event, old, changed)
 
 
@@ -157,6 +157,4 @@ class Receipts:
     async def _announce(self, applied: Applied) -> None:
         if applied.message is None or applied.event is None or not applied.changed:
             return
-        self._host.metrics.status_changed(applied.message)
-        await self._host.hooks.message_status_changed(
-            self._host, applied.message, applied.old, applied.message.status, applied.event)
+        await self._host.ledger.announce((Change(applied.message, applied.event, applied.old),))

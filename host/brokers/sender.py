@@ -33,7 +33,6 @@ import asyncio
 import base64
 import logging
 import random
-import sqlite3
 import ssl
 import time
 import traceback
@@ -47,11 +46,12 @@ from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.brokers.claims import Claimed, claim, due_messages
 from host.brokers.pacing import Clock, Key, Pacer
-from host.brokers.parts import Changed, part_left, repair
+from host.brokers.parts import part_left, repair
 from host.config.secrets import redact
 from host.errors import StoreError
 from host.outage import Outage
-from host.messages import _add_event, message_from_cursor
+from host import ledger
+from host.ledger import Change
 from host.models import Message, utcnow
 
 if TYPE_CHECKING:
@@ -148,8 +148,7 @@ class Sender:
                 continue
             conn.execute("update outbox set in_flight = 0, recovered = recovered + 1 "
                          "where message_id = ?", [message_id])
-            conn.execute("update messages set attrs = json_set(attrs, "
-                         "'$.possibly_duplicated', json('true')) where id = ?", [message_id])
+            ledger.flag(db, message_id, "possibly_duplicated")
         repair(db)
         return len(rows)
 
@@ -345,15 +344,10 @@ class Sender:
             "outcome of its send", self.outage)
         if written is None:  # the row stays in flight: the next start recovers it
             return
-        old, updated, event, later = written
-        if updated.status == status:  # not when a receipt's final state stood
-            self._host.metrics.status_changed(updated)
-            await self._host.hooks.message_status_changed(self._host, updated, old, status,
-                                                         event)
-        for was, part, failed in later:  # the parts after a failed one
-            self._host.metrics.status_changed(part)
-            await self._host.hooks.message_status_changed(self._host, part, was, "failed",
-                                                         failed)
+        change, later = written
+        # not when a receipt's final state stood; then the parts after a failed one
+        await self._host.ledger.announce(
+            [change, *later] if change.message.status == status else later)
         if outcome == "accepted":
             try:
                 await self._host.receipts.adopt_orphans(message.id)
@@ -373,36 +367,23 @@ class Sender:
     @staticmethod
     def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
                 broker_id: str | None = None, keep: bool = False) -> Any:
-        conn = db.conn
         now = utcnow()
-        old = conn.execute("select status from messages where id = ?",
-                           [message_id]).fetchone()[0]
-        event = _add_event(db, message_id, status, now, "sender", detail)
+        old = ledger.status_of(db, message_id)
+        if old is None:
+            raise LookupError(f"no message {message_id}")
+        event = ledger.add_event(db, message_id, status, now, "sender", detail)
         failed = status == "failed" and old in ("queued", "sending")  # the broker never had it
         if old not in ("queued", "sending"):
             # A receipt (by our reference) came first: the broker has the message. Its
             # status stands (never back to queued), and nothing is sent again.
             status, keep = old, False
-        # Each update returns the row as it now is (a receipt may have changed it before).
-        if broker_id is not None:
-            try:
-                cursor = conn.execute(
-                    "update messages set status = ?, broker_message_id = ?, updated_at = ? "
-                    "where id = ? returning *", [status, broker_id, now, message_id])
-                message = message_from_cursor(cursor)
-            except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
-                message = message_from_cursor(conn.execute(
-                    "update messages set status = ?, updated_at = ?, attrs = "
-                    "json_set(attrs, '$.broker_message_id', ?) where id = ? returning *",
-                    [status, now, broker_id, message_id]))
-        else:
-            message = message_from_cursor(conn.execute(
-                "update messages set status = ?, updated_at = ? where id = ? returning *",
-                [status, now, message_id]))
-        later: list[Changed] = []
+        # The row as it now is (a receipt may have changed it before).
+        message = ledger.update(db, message_id, now, status=status,
+                                broker_message_id=broker_id)
+        later: list[Change] = []
         if not keep:
-            conn.execute("delete from outbox where message_id = ?", [message_id])
+            db.conn.execute("delete from outbox where message_id = ?", [message_id])
             # a split message's next part goes now, or fails with the rest (parts.py)
             later = part_left(db, message_id, failed)
         assert message is not None  # the row was read above, in this transaction
-        return old, message, event, later
+        return Change(message, event, old), later

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from host.errors import StoreError
 from host.outage import Outage, expected
-from host.messages import _add_event
-from host.models import Message, utcnow
+from host import ledger
+from host.ledger import Change
+from host.models import Message
 from host.routing.inbound import Route, compile_routes, default_route, select
 from host.sinks.base import Delivery
 
@@ -296,12 +297,8 @@ class Router:
             detail["failures"] = failures
         name = route.name if route is not None else None
 
-        def write(db: Any) -> Any:
-            now = utcnow()
-            event = _add_event(db, message.id, status, now, "router", detail)  # event.at = now
-            db.conn.execute("update messages set status = ?, route = ?, updated_at = ? "
-                            "where id = ?", [status, name, now, message.id])
-            return event
+        def write(db: Any) -> Any:  # event.at is the row's updated_at
+            return ledger.record_status(db, message.id, status, "router", detail, route=name)
 
         key = (message.local or "", message.remote or "")
         previous = self._recording.get(key)
@@ -346,9 +343,7 @@ class Router:
         updated = dataclasses.replace(message, status=status,
                                       route=route.name if route is not None else None,
                                       updated_at=event.at)
-        self._host.metrics.status_changed(updated)
-        await self._host.hooks.message_status_changed(self._host, updated, message.status,
-                                                     status, event)
+        await self._host.ledger.announce((Change(updated, event, message.status),))
         await self._host.hooks.message_routed(self._host, updated, route, status, detail)
 
     def _optout_action(self, message: Message) -> str | None:
