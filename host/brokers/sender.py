@@ -55,8 +55,14 @@ from host.ledger import Change
 from host.models import Message, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
     from host.brokers.instances import BrokerInstance
-    from host.core import Host
+    from host.config.settings import Settings
+    from host.ledger import Ledger
+    from host.store import Store
+
+    Adopt = Callable[[int], Awaitable[object]]
 
 log = logging.getLogger("smshost.sender")
 
@@ -77,11 +83,20 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 class Sender:
-    def __init__(self, host: Host, clock: Clock = time.time) -> None:
-        self._host = host
+    """Sends the outbox of ``store`` through ``brokers``; once a send is accepted,
+    ``adopt`` applies the receipts that came before it (:meth:`Receipts.adopt_orphans`)."""
+
+    def __init__(self, settings: Settings, store: Store, ledger: Ledger,
+                 brokers: Mapping[str, BrokerInstance], adopt: Adopt,
+                 clock: Clock = time.time) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._brokers = brokers
+        self._adopt = adopt
         self._clock = clock  # wall time: next_attempt_at and enqueued_at are stored
         # Token buckets measure intervals: a clock that never jumps back, unless given one.
-        self._pacer = Pacer(host, time.monotonic if clock is time.time else clock)
+        self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock)
         self._session: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -102,9 +117,9 @@ class Sender:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        settings = self._host.settings.outbox
+        settings = self._settings.outbox
         self._wakeup = asyncio.Event()  # bound to this start's loop
-        recovered = await self._host.store.write(self._recover)
+        recovered = await self._store.write(self._recover)
         if recovered:
             log.warning("%d send(s) were in flight at the last stop: trying each again once,"
                         " flagged possibly_duplicated", recovered)
@@ -123,7 +138,7 @@ class Sender:
             await self._task
             self._task = None
         if self._active:  # let sends under way finish: their outcome is then recorded
-            await asyncio.wait(self._active, timeout=self._host.settings.server.shutdown_timeout)
+            await asyncio.wait(self._active, timeout=self._settings.server.shutdown_timeout)
         pending = list(self._active)
         for task in pending:
             task.cancel()
@@ -155,7 +170,7 @@ class Sender:
     # -- the loop -----------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        limit = self._host.settings.outbox.max_in_flight
+        limit = self._settings.outbox.max_in_flight
         while self._running:
             self._wakeup.clear()
             room = limit - len(self._active)
@@ -195,13 +210,13 @@ class Sender:
         window = room * 2 + 16
         asks = [(key, min(window, whole)) for key in self._accounts()
                 if (whole := pacer.tokens(key, window)) > 0]
-        rows, found_strays = await self._host.store.read(partial(
+        rows, found_strays = await self._store.read(partial(
             due_messages, asks, now, window, strays, self._accounts()))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
-        claimed, next_at = await self._host.store.write(partial(claim, ids, now))
+        claimed, next_at = await self._store.write(partial(claim, ids, now))
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
         token = pacer.next_token(pacer.exhausted())
@@ -214,7 +229,7 @@ class Sender:
 
     def _accounts(self) -> list[Key]:
         """Every configured (broker, account): the outbox is read account by account."""
-        return [(name, account) for name, instance in self._host.brokers.items()
+        return [(name, account) for name, instance in self._brokers.items()
                 for account in instance.accounts]
 
     # -- one send -----------------------------------------------------------------------
@@ -237,7 +252,7 @@ class Sender:
 
     async def _attempt(self, message: Message) -> MtResult:
         """Build and send ``message``'s request; its outcome."""
-        instance = self._host.brokers.get(message.broker or "")
+        instance = self._brokers.get(message.broker or "")
         if instance is None or not instance.settings.mt_active:
             return MtResult("fail", error=f"broker {message.broker!r} is not configured "
                             "to send")
@@ -309,7 +324,7 @@ class Sender:
 
     async def _settle(self, message: Message, result: MtResult, attempts: int,
                       enqueued_at: float | None = None) -> None:
-        settings = self._host.settings.outbox
+        settings = self._settings.outbox
         outcome = result.outcome
         detail: dict[str, Any] = {"attempt": attempts}
         for key in ("status", "error", "error_code"):
@@ -339,18 +354,18 @@ class Sender:
                                 result.message_id if outcome == "accepted" else None,
                                 keep=outcome == "retry")
 
-        written = await self._host.store.write_retrying(
+        written = await self._store.write_retrying(
             write, SETTLE_RETRIES, lambda: self._running, f"message {message.id}: the "
             "outcome of its send", self.outage)
         if written is None:  # the row stays in flight: the next start recovers it
             return
         change, later = written
         # not when a receipt's final state stood; then the parts after a failed one
-        await self._host.ledger.announce(
+        await self._ledger.announce(
             [change, *later] if change.message.status == status else later)
         if outcome == "accepted":
             try:
-                await self._host.receipts.adopt_orphans(message.id)
+                await self._adopt(message.id)
             except StoreError as exc:  # the receipts stay orphans, kept and listed
                 log.error("message %d: receipts that came first not applied: %s",
                           message.id, exc)
@@ -358,7 +373,7 @@ class Sender:
             log.warning("message %d failed: %s", message.id, detail.get("error"))
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
-        s = self._host.settings.outbox
+        s = self._settings.outbox
         if retry_after is not None:
             return min(max(retry_after, 0.0), s.max_delay)
         base = grown(s.first_delay, s.factor, attempts - 1, s.max_delay)
