@@ -86,7 +86,10 @@ class Host:
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
-        self.outbound = Outbound(self)
+        self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
+                                 self.metrics, self.sender,
+                                 functools.partial(self.hooks.sender_for, self),
+                                 lambda: self.plugins.failures)
         self.router = Router(self)
         self.handlers = HandlerRegistry(self)
         self.events = EventBus()
