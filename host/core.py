@@ -90,7 +90,9 @@ class Host:
                                  self.metrics, self.sender,
                                  functools.partial(self.hooks.sender_for, self),
                                  lambda: self.plugins.failures)
-        self.router = Router(self)
+        self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
+                             self.brokers, self.optouts, self.outbound.reply,
+                             functools.partial(self.hooks.message_routed, self))
         self.handlers = HandlerRegistry(self)
         self.events = EventBus()
         self.discovery: Discovery | None = None
