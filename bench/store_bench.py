@@ -4,7 +4,7 @@ Compares group commit (``group_commit=True``) with one commit per write
 (``group_commit=False``) at several numbers of concurrent writers. Each writer is an
 asyncio task that loops ``await store.write(fn)``, where ``fn`` stores one message row
 plus its status event in the same transaction, as ``Messages.add`` does (by default it
-calls ``host.messages._insert`` itself).
+calls ``host.ledger.insert`` itself).
 
 Every measurement uses a fresh SQLite file, runs a time-bounded warm-up, then measures
 for a fixed time (or until a maximum count of inserts), stops the writers, closes the
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 from sqlite_utils import Database  # noqa: E402
 
 from host.config.settings import StoreSettings  # noqa: E402
-from host.messages import NewMessage, _insert  # noqa: E402
+from host.ledger import NewMessage, insert  # noqa: E402
 from host.migrations import core as core_migrations  # noqa: E402
 from host.models import utcnow  # noqa: E402
 from host.store import Store  # noqa: E402
@@ -57,11 +57,11 @@ BODY = "Your verification code is 123456. It expires in 10 minutes. Do not share
 
 
 def _message_fn(writer: int, seq: int) -> Callable[[Database], Any]:
-    """The real path: ``host.messages._insert`` with a NewMessage (an MO from a broker)."""
+    """The real path: ``host.ledger.insert`` with a NewMessage (an MO from a broker)."""
     new = NewMessage(direction="in", body=BODY, status="received", broker="bench",
                      account="bench", local="+15550000000", remote=f"+1555{writer:07d}",
                      broker_message_id=f"w{writer}-{seq}", source="broker")
-    return partial(_insert, new=new)
+    return partial(insert, new=new)
 
 
 _RAW_MESSAGE = ("insert into messages (direction, broker, account, local, remote, body, "
@@ -354,7 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync", type=str.upper, choices=["FULL", "NORMAL"], default="FULL",
                         help="PRAGMA synchronous (default FULL)")
     parser.add_argument("--payload", choices=sorted(PAYLOADS), default="messages",
-                        help="messages: host.messages._insert (default); raw: the same two "
+                        help="messages: host.ledger.insert (default); raw: the same two "
                         "rows with two plain INSERTs")
     parser.add_argument("--max-batch", type=_bounded(1, 100_000, int), default=1000,
                         help="StoreSettings.max_batch (default 1000)")

@@ -3,8 +3,8 @@
 Copies each ``--db`` file (e.g. ``bench/bigdb.py``'s, before and after a migration) to
 a scratch file and stores messages in it the way smshost does, on one connection, 32
 per transaction (``synchronous = NORMAL``, so the disk is left out): an MO is
-``host.messages._insert`` (the row, its first event, the unique broker id) and the
-router's status update to ``routed``; an MT is ``_insert`` and three status updates
+``host.ledger.insert`` (the row, its first event, the unique broker id) and the
+router's status update to ``routed``; an MT is ``insert`` and three status updates
 (``sending``, ``sent``, ``delivered``). Prints the process CPU time per message of
 each, per file, for ``--runs`` rounds taken in turn (file A, file B, A, B, ...), so
 both see the same machine. Every index and trigger of the file is paid for.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from sqlite_utils import Database  # noqa: E402
 
-from host.messages import NewMessage, _insert  # noqa: E402
+from host.ledger import NewMessage, insert  # noqa: E402
 from host.models import utcnow  # noqa: E402
 
 
@@ -41,14 +41,14 @@ def store(db: Database, kind: str, n: int, tag: str) -> float:
         for k in range(32):
             i = batch * 32 + k
             if kind == "mo":
-                message, _ = _insert(db, NewMessage(
+                message, _ = insert(db, NewMessage(
                     direction="in", body="hello, is my parcel on its way?", status="received",
                     broker="twilio-us", account="main", local="+14155550100",
                     remote=f"+1200{i:07d}", broker_message_id=f"SM{tag}{i:024x}"))
                 conn.execute("update messages set status = 'routed', route = 'default', "
                              "updated_at = ? where id = ?", [utcnow(), message.id])
             else:
-                message, _ = _insert(db, NewMessage(
+                message, _ = insert(db, NewMessage(
                     direction="out", body="your parcel arrives tomorrow", status="queued",
                     broker="twilio-us", account="main", local="+14155550100",
                     remote=f"+1200{i:07d}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import secrets
@@ -38,6 +39,7 @@ from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.errors import SmshostError
 from host.outage import Outage, Refusals
+from host.ledger import Ledger
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
@@ -72,19 +74,28 @@ class Host:
         self.lock = DataLock(self.data_dir)
         self.refusals = Refusals(log)  # requests the database refused: a line per spell
         self.store.writes.on_recovery.append(self.refusals.recovered)
-        self.messages = Messages(self)
-        self.receipts = Receipts(self)
-        self.concat = Concat(self)
-        self.purger = Purger(self)
-        self.optouts = OptOuts(self)
-        self.outbound = Outbound(self)
-        self.router = Router(self)
-        self.handlers = HandlerRegistry(self)
-        self.sender = Sender(self)
-        self.events = EventBus()
-        self.discovery: Discovery | None = None
+        # Filled in place by load_plugins: the components below hold these very dicts.
         self.brokers: dict[str, BrokerInstance] = {}
         self.sinks: dict[str, Sink] = {}
+        self.ledger = Ledger(self.store, self.metrics, self.hooks, self)
+        self.messages = Messages(self.store, self.ledger)
+        self.receipts = Receipts(self.store, self.ledger)
+        self.concat = Concat(self.store, self.ledger)
+        self.purger = Purger(settings.purge, self.store, functools.partial(self.hooks.purge, self))
+        self.optouts = OptOuts(settings.optout, self.store)
+        self.sender = Sender(settings, self.store, self.ledger, self.brokers,
+                             self.receipts.adopt_orphans)
+        self.receipts.wake = self.sender.wake
+        self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
+                                 self.metrics, self.sender,
+                                 functools.partial(self.hooks.sender_for, self),
+                                 lambda: self.plugins.failures)
+        self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
+                             self.brokers, self.optouts, self.outbound.reply,
+                             functools.partial(self.hooks.message_routed, self))
+        self.handlers = HandlerRegistry(self)
+        self.events = EventBus()
+        self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
         self._users = 0
@@ -108,15 +119,16 @@ class Host:
             self.discovery = discover(self.plugins, self.settings.plugins)
             failed = {r.name: r.error or "" for r in self.plugins.failures
                       if r.kind == "broker"}
-            self.brokers, problems = build_instances(self.settings, self.discovery.brokers,
-                                                     failed)
+            brokers, problems = build_instances(self.settings, self.discovery.brokers, failed)
+            self.brokers.update(brokers)
             for problem in problems:
                 self.plugins.record("broker instance", problem.broker, "brokers.toml",
                                     problem.message)
             for route, message in outbound_route_problems(self.settings, self.brokers):
                 self.plugins.record("route", route, "routes.toml", message)
             self.handlers.reconcile()
-            self.sinks, sink_problems = build_sinks(self, self.discovery.sinks)
+            sinks, sink_problems = build_sinks(self, self.discovery.sinks)
+            self.sinks.update(sinks)
             for kind, message in sink_problems:
                 self.plugins.record("sink settings", kind, "sinks.toml", message)
             for route, message in route_problems(self, self.sinks):

@@ -191,6 +191,25 @@ def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> M
     """
 
 
+# -- sending ------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def sender_for(host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+    """The broker and account a workgroup or user sends from (SPEC O9: ``workgroup``
+    or ``user`` in a send request); the first answer that is not None counts.
+
+    :param host: the host.
+    :param kind: ``"workgroup"`` or ``"user"``.
+    :param name: the workgroup's or user's name.
+    :returns: ``(broker, account)``: broker None for any broker that has the account,
+        account ``""`` when the workgroup or user has none to send from (the send is
+        refused, ``no_account``); None when it is not yours (no answer at all: the send
+        is refused, ``unknown_workgroup`` / ``unknown_user``).
+
+    Use in handler scripts: no.
+    """
+
+
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec

@@ -1,7 +1,7 @@
-"""Messages and their status history: the core's use of the store.
+"""Messages and their status history: the read side, and the facade of the ledger.
 
-Every change is one write (the message row and its status event together), committed
-before anything is announced; then the metrics move and the event hooks fire.
+Every change is made by :mod:`host.ledger` (the one writer of messages and their
+history): one write, committed before anything is announced.
 """
 
 from __future__ import annotations
@@ -13,37 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from host import jsontext
-from host.models import DIRECTIONS, Direction, Message, StatusEvent, utcnow
-from host.text import clean
+from host.ledger import NewMessage, purge
+from host.models import DIRECTIONS, Direction, Message, StatusEvent
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.ledger import Ledger
+    from host.store import Store
 
-_COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encoding",
-            "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs",
-            "route")
-
-
-@dataclass(slots=True)
-class NewMessage:
-    """What a caller knows about a message before it is stored (not frozen: see
-    :class:`host.brokers.engine.MoFields`)."""
-
-    direction: Direction
-    body: str
-    status: str
-    broker: str | None = None
-    account: str | None = None
-    local: str | None = None
-    remote: str | None = None
-    encoding: str | None = None
-    segments: int | None = None
-    broker_message_id: str | None = None
-    attrs: dict[str, Any] | None = None
-    source: str = "system"
-    detail: dict[str, Any] | None = None
-    route: str | None = None
+__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +34,11 @@ class MessageFilter:
 
 
 class Messages:
-    """Store, change and query messages of one host."""
+    """Query the messages of one host; store and change them through its ledger."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, store: Store, ledger: Ledger) -> None:
+        self._store = store
+        self._ledger = ledger
 
     async def add(self, new: NewMessage) -> tuple[Message, bool]:
         """Store ``new`` durably; return ``(message, created)``.
@@ -68,50 +46,37 @@ class Messages:
         A message whose (broker, broker_message_id) is already stored is not stored
         again: the existing one comes back with ``created=False`` (a broker retry).
         """
-        message, event = await self._host.store.write(lambda db: _insert(db, new))
-        if event is None:
-            return message, False
-        self._host.metrics.message_stored(message)
-        await self._host.hooks.message_stored(self._host, message)
-        await self._host.hooks.message_status_changed(self._host, message, None,
-                                                     message.status, event)
-        return message, True
+        return await self._ledger.add(new)
 
     async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         """Store several messages in one transaction (all or nothing)."""
-        rows = await self._host.store.write(lambda db: [_insert(db, n) for n in news])
-        out = []
-        for message, event in rows:
-            if event is not None:
-                self._host.metrics.message_stored(message)
-                await self._host.hooks.message_stored(self._host, message)
-                await self._host.hooks.message_status_changed(
-                    self._host, message, None, message.status, event)
-            out.append((message, event is not None))
-        return out
+        return await self._ledger.add_many(news)
 
     async def set_status(self, message_id: int, status: str, *, source: str,
                          detail: dict[str, Any] | None = None) -> tuple[Message, StatusEvent]:
         """Append a status event and make it the message's current status."""
-        old, message, event = await self._host.store.write(
-            lambda db: _set_status(db, message_id, status, source, detail or {}))
-        self._host.metrics.status_changed(message)
-        await self._host.hooks.message_status_changed(self._host, message, old, status, event)
-        return message, event
+        return await self._ledger.set_status(message_id, status, source=source,
+                                             detail=detail)
+
+    async def purge(self, cutoff: str, *, batch_size: int, pause: float, dry_run: bool,
+                    keep: str) -> dict[str, int]:
+        """Delete messages last changed before ``cutoff`` but those ``keep`` selects."""
+        return await purge(self._store, cutoff, batch_size=batch_size, pause=pause,
+                           dry_run=dry_run, keep=keep)
 
     async def get(self, message_id: int) -> Message | None:
-        rows = self._host.store.read_now(
+        rows = self._store.read_now(
             lambda db: list(db.query("select * from messages where id = ?", [message_id])))
         return Message.from_row(rows[0]) if rows else None
 
     async def events(self, message_id: int) -> list[StatusEvent]:
-        rows = await self._host.store.read(lambda db: list(db.query(
+        rows = await self._store.read(lambda db: list(db.query(
             "select * from message_events where message_id = ? order by id", [message_id])))
         return [StatusEvent.from_row(r) for r in rows]
 
     async def find(self, flt: MessageFilter) -> list[Message]:
         """Newest first, ``flt.limit`` at most, before ``flt.before_id`` when given."""
-        rows = await self._host.store.read(partial(find_rows, flt=flt))
+        rows = await self._store.read(partial(find_rows, flt=flt))
         return [Message.from_row(r) for r in rows]
 
 
@@ -203,64 +168,3 @@ def _statuses(db: Database, direction: str) -> list[str] | None:
             return found
         found.append(row[0])
     return None
-
-
-_INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))}) "
-           "on conflict (broker, broker_message_id) where broker_message_id is not null "
-           "do nothing returning id")
-
-
-def _insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
-    """Insert ``new`` with its first status event; the stored one if it is a retry."""
-    now = utcnow()
-    attrs_text, attrs = jsontext.encode(new.attrs) if new.attrs else ("{}", {})
-    # The last guard of the text rule (host/text.py), for what adapters decode themselves:
-    # the message built below holds what was stored, as every later read returns it.
-    broker, account, local, remote, encoding, broker_id, route = (
-        clean(v) if v else v for v in (new.broker, new.account, new.local, new.remote,
-                                       new.encoding, new.broker_message_id, new.route))
-    body = clean(new.body)
-    args = [new.direction, broker, account, local, remote, body, encoding, new.segments,
-            new.status, broker_id, now, now, attrs_text, route]
-    conn = db.conn
-    row = conn.execute(_INSERT, args).fetchone()
-    if row is None:
-        existing = next(db.query(
-            "select * from messages where broker = ? and broker_message_id = ?",
-            [broker, broker_id]))
-        return Message.from_row(existing), None
-    message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
-                      new.segments, new.status, broker_id, now, now, attrs, route)
-    event = _add_event(db, message.id, new.status, now, new.source, new.detail or {})
-    return message, event
-
-
-def message_from_cursor(cursor: Any) -> Message | None:
-    """The message of a ``... returning *`` statement's row (None when it changed none)."""
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    return Message.from_row(dict(zip([d[0] for d in cursor.description], row, strict=True)))
-
-
-def _add_event(db: Database, message_id: int, status: str, at: str, source: str,
-               detail: dict[str, Any]) -> StatusEvent:
-    text, detail = jsontext.encode(detail) if detail else ("{}", detail)
-    cursor = db.conn.execute(
-        "insert into message_events (message_id, status, at, source, detail) "
-        "values (?, ?, ?, ?, ?)", [message_id, status, at, source, text])
-    return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
-
-
-def _set_status(db: Database, message_id: int, status: str, source: str,
-                detail: dict[str, Any]) -> tuple[str | None, Message, StatusEvent]:
-    rows = list(db.query("select * from messages where id = ?", [message_id]))
-    if not rows:
-        raise LookupError(f"no message {message_id}")
-    old = rows[0]["status"]
-    now = utcnow()
-    event = _add_event(db, message_id, status, now, source, detail)
-    db.execute("update messages set status = ?, updated_at = ? where id = ?",
-               [status, now, message_id])
-    row = next(db.query("select * from messages where id = ?", [message_id]))
-    return old, Message.from_row(row), event

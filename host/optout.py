@@ -12,7 +12,8 @@ from host.errors import SmshostError
 from host.models import Message, utcnow
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.config.routes import OptOutSettings
+    from host.store import Store
 
 
 class OptedOut(SmshostError):
@@ -26,12 +27,13 @@ class OptedOut(SmshostError):
 
 
 class OptOuts:
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, settings: OptOutSettings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
 
     def keyword(self, message: Message) -> str | None:
         """"stop", "start" or "help" when the whole body is such a keyword."""
-        settings = self._host.settings.optout
+        settings = self._settings
         if not settings.enabled or message.direction != "in":
             return None
         word = message.body.strip().upper()
@@ -42,7 +44,7 @@ class OptOuts:
         return None
 
     def reply_text(self, action: str) -> str:
-        settings = self._host.settings.optout
+        settings = self._settings
         return {"stop": settings.stop_reply, "start": settings.start_reply,
                 "help": settings.help_reply}[action]
 
@@ -57,7 +59,7 @@ class OptOuts:
                        [message.local or "", message.remote or ""])
 
     async def is_opted_out(self, local: str, remote: str) -> bool:
-        row = self._host.store.read_now(lambda db: db.execute(
+        row = self._store.read_now(lambda db: db.execute(
             "select 1 from optouts where local = ? and remote = ?", [local, remote]).fetchone())
         return row is not None
 
@@ -73,4 +75,4 @@ class OptOuts:
             sql += " where local = ?"
             args.append(local)
         sql += " order by opted_out_at desc"
-        return await self._host.store.read(lambda db: list(db.query(sql, args)))
+        return await self._store.read(lambda db: list(db.query(sql, args)))

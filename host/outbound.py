@@ -27,13 +27,14 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import phonenumbers
 
 from host.encoding import segments as count_segments
 from host.encoding import truncate
-from host.messages import NewMessage, _insert
+from host import ledger
+from host.ledger import NewMessage
 from host.models import Message, StatusEvent, utcnow
 from host.numbers import normalize
 from host.optout import OptedOut
@@ -43,11 +44,29 @@ from host.routing.outbound import OutboundDecision, RouteRefused, compile_outbou
 from host.sends import Queued, SendError, SendRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from sqlite_utils import Database
 
     from host.brokers.instances import BrokerInstance
     from host.config.brokers import AccountSettings
-    from host.core import Host
+    from host.config.settings import Settings
+    from host.ledger import Ledger
+    from host.metrics import Metrics
+    from host.optout import OptOuts
+    from host.plugins import PluginRecord
+    from host.store import Store
+
+    SenderFor = Callable[[str, str], "tuple[str | None, str] | None"]
+
+
+class Outbox(Protocol):
+    """What queuing needs of the outbox worker (:class:`host.brokers.sender.Sender`)."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def wake(self) -> None: ...
 
 
 @dataclass
@@ -63,16 +82,30 @@ class _Plan:
 
 
 class Outbound:
-    def __init__(self, host: Host) -> None:
-        self._host = host
-        self.routes = compile_outbound(host.settings.outbound)
+    """Queues sends. ``sender_for(kind, name)`` is the (broker, account) of a workgroup
+    or user (the ``sender_for`` hook); ``failures()`` the problems plugins and the
+    configuration had when loaded (a broker disabled by one is named)."""
+
+    def __init__(self, settings: Settings, store: Store, ledger: Ledger,
+                 brokers: Mapping[str, BrokerInstance], optouts: OptOuts, metrics: Metrics,
+                 outbox: Outbox, sender_for: SenderFor,
+                 failures: Callable[[], list[PluginRecord]]) -> None:
+        self._storage = store
+        self._ledger = ledger
+        self._brokers = brokers
+        self._optouts = optouts
+        self._metrics = metrics
+        self._outbox = outbox
+        self._sender_for = sender_for
+        self._failures = failures
+        self.routes = compile_outbound(settings.outbound)
 
     # -- the sender ---------------------------------------------------------------------
 
     def sender(self, broker: str | None, account: str | None
                ) -> tuple[BrokerInstance, AccountSettings]:
         """The broker instance and account a message goes out from."""
-        instances = [i for i in self._host.brokers.values() if i.settings.mt_active]
+        instances = [i for i in self._brokers.values() if i.settings.mt_active]
         if broker is not None:
             instances = [i for i in instances if i.name == broker]
             if not instances:
@@ -91,13 +124,13 @@ class Outbound:
     def _not_sending(self, broker: str) -> tuple[bool, str]:
         """Why ``broker`` cannot send, and whether a problem in its configuration
         disabled it (then named with file and line, as ``smshost check`` does)."""
-        problems = [r.error for r in self._host.plugins.failures
+        problems = [r.error for r in self._failures()
                     if r.kind == "broker instance" and r.name == broker and r.error]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return True, (f"broker {broker!r} is disabled by a problem in its configuration: "
                           f"{problems[0]}{more}; see smshost check")
-        if broker in self._host.brokers:
+        if broker in self._brokers:
             return False, (f"broker {broker!r} is not configured to send (its enabled or "
                            "mt.enabled is false)")
         return False, f"no broker {broker!r} is configured"
@@ -111,21 +144,17 @@ class Outbound:
         return self.sender(request.broker, request.account)
 
     def _queue_account(self, kind: str, name: str) -> tuple[str | None, str]:
-        """The account of a workgroup's or user's queue (``[[queue.queues]]`` account)."""
-        sink = self._host.sinks.get("queue")
-        queues = getattr(getattr(sink, "settings", None), "queues", ())
-        for queue in queues:
-            # a user queue is the user's whether named after them or not (members)
-            named = queue.name == name or (
-                kind == "user" and name in getattr(queue, "users", ()))
-            if named and getattr(queue, "kind", kind) == kind:
-                if not getattr(queue, "account", None):
-                    raise SendError(422, "no_account",
-                                    f"{kind} {name!r} has no account to send from: set "
-                                    "account in its [[queue.queues]] table")
-                # broker "" (the setting's default) means any broker with the account
-                return getattr(queue, "broker", None) or None, queue.account
-        raise SendError(422, f"unknown_{kind}", f"no {kind} named {name!r}")
+        """The broker and account of a workgroup or user (the ``sender_for`` hook: the
+        queue sink's ``[[queue.queues]]`` account)."""
+        found = self._sender_for(kind, name)
+        if found is None:
+            raise SendError(422, f"unknown_{kind}", f"no {kind} named {name!r}")
+        broker, account = found
+        if not account:
+            raise SendError(422, "no_account",
+                            f"{kind} {name!r} has no account to send from: set "
+                            "account in its [[queue.queues]] table")
+        return broker, account
 
     # -- planning ---------------------------------------------------------------------
 
@@ -160,7 +189,7 @@ class Outbound:
     def _receiver(self, inbound: Message) -> tuple[BrokerInstance, AccountSettings, str | None]:
         """The broker instance, account and number that received ``inbound``: a reply
         goes out from them. The account's own form of the number when it is the same."""
-        instance = self._host.brokers.get(inbound.broker or "")
+        instance = self._brokers.get(inbound.broker or "")
         if instance is None or not instance.settings.mt_active:
             disabled, why = self._not_sending(inbound.broker or "")
             raise SendError(422, "broker_disabled" if disabled else "no_broker",
@@ -216,7 +245,7 @@ class Outbound:
         try:
             return await self._queue(request)
         except (SendError, OptedOut) as exc:
-            self._host.metrics.send_refused(request.source, refusal_code(exc))
+            self._metrics.send_refused(request.source, refusal_code(exc))
             raise
 
     async def _queue(self, request: SendRequest) -> Queued:
@@ -230,19 +259,14 @@ class Outbound:
             # form whatever the account or the caller wrote.
             region = plan.instance.region(plan.account)
             local = plan.local
-            await self._host.optouts.check(normalize(local, region) if local else local,
+            await self._optouts.check(normalize(local, region) if local else local,
                                            normalize(plan.to, region))
-        stored = await self._host.store.write(lambda db: self._store(db, request, plan))
+        stored = await self._storage.write(lambda db: self._store(db, request, plan))
         messages, events, consolidated = stored
         if events is None:  # the same key raced in and won: its messages, nothing new
             return self._replayed(messages)
-        for message, event in zip(messages, events, strict=True):
-            if event is not None:
-                self._host.metrics.message_stored(message)
-                await self._host.hooks.message_stored(self._host, message)
-                await self._host.hooks.message_status_changed(self._host, message, None,
-                                                             "queued", event)
-        self._host.sender.wake()
+        await self._ledger.announce(ledger.created(zip(messages, events, strict=True)))
+        self._outbox.wake()
         route = plan.decision.route.name if plan.decision.route else None
         return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
 
@@ -257,7 +281,7 @@ class Outbound:
         try:
             return await self.send(request)
         except (SendError, OptedOut) as exc:
-            return await record_refusal(self._host, request, exc)
+            return await record_refusal(self._ledger, request, exc)
 
     async def reply(self, message: Message, text: str, source: str = "handler",
                     optout_exempt: bool = False) -> Message:
@@ -271,7 +295,7 @@ class Outbound:
         return queued.messages[0]
 
     async def _replay(self, request: SendRequest) -> Queued | None:
-        row = self._host.store.read_now(lambda db: db.execute(
+        row = self._storage.read_now(lambda db: db.execute(
             "select message_ids, request from idempotency where key = ?",
             [request.idempotency_key]).fetchone())
         if row is None:
@@ -279,8 +303,10 @@ class Outbound:
         if row[1] != request.fingerprint():
             raise SendError(422, "idempotency_mismatch", "this Idempotency-Key was used for "
                             "a different request; use a new key for a new message")
-        messages = [await self._host.messages.get(i) for i in json.loads(row[0])]
-        found = [m for m in messages if m is not None]
+        ids = json.loads(row[0])
+        found = self._storage.read_now(lambda db: [
+            Message.from_row(r) for i in ids
+            for r in db.query("select * from messages where id = ?", [i])])
         if not found:  # purged long ago: the key is forgotten, this is a new message
             return None
         return self._replayed(found)
@@ -331,12 +357,12 @@ class Outbound:
         if len(plan.bodies) > 1:
             attrs["part"], attrs["part_of"] = part, len(plan.bodies)
         seg = count_segments(body)
-        message, event = _insert(db, NewMessage(
+        message, event = ledger.insert(db, NewMessage(
             direction="out", body=body, status="queued", broker=plan.instance.name,
             account=plan.account.id, local=plan.local, remote=plan.to,
             encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
             route=plan.decision.route.name if plan.decision.route else None))
-        now = self._host.sender.clock()
+        now = self._outbox.clock()
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
                         "broker, account, waits_for) values (?, ?, ?, ?, ?, ?)",
                         [message.id, now, now, plan.instance.name, plan.account.id, after])
@@ -371,9 +397,7 @@ class Outbound:
             joining["classification"] = request.classification
         attrs["merged"] = [*attrs.get("merged", ()), joining]
         attrs["consolidated"] = int(attrs.get("consolidated", 1)) + 1
-        db.conn.execute("update messages set body = ?, encoding = ?, updated_at = ?, "
-                        "attrs = ? where id = ?",
-                        [text, seg.encoding, utcnow(), json.dumps(attrs), row[0]])
+        ledger.rewrite(db, row[0], text, seg.encoding, attrs)
         return _get(db, row[0])
 
 

@@ -271,6 +271,14 @@ class Hooks:
         await self._plugins.call_each("handler_reloaded", host=host, name=name,
                                       status=status, error=error)
 
+    def sender_for(self, host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+        """The first plugin's (broker, account) of a workgroup or user; None: unknown."""
+        for result in self._plugins.call_each_sync("sender_for", host=host, kind=kind,
+                                                   name=name).results:
+            broker, account = result
+            return (str(broker) if broker else None), str(account or "")
+        return None
+
     def messages_kept(self, host: Host) -> KeptQueries:
         """Each plugin's query, and why one could not be had (then nothing may be
         purged: its messages would go), naming the plugin."""

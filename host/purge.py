@@ -21,9 +21,13 @@ from host.outage import Outage
 from host.upkeep import give_back
 
 if TYPE_CHECKING:
-    from host.config.settings import Settings
-    from host.core import Host
-    from host.plugins import HookFailure
+    from collections.abc import Awaitable
+
+    from host.config.settings import PurgeSettings, Settings
+    from host.plugins import HookCall, HookFailure
+    from host.store import Store
+
+    PurgeHook = Callable[[str, int, bool], Awaitable[HookCall]]
 
 log = logging.getLogger("smshost.purge")
 Clock = Callable[[], datetime]
@@ -61,8 +65,12 @@ class Purger:
     """Runs the purge on demand and on the daily schedule, and keeps how the last run
     went (``/health``, ``/metrics``, ``smshost purge``'s exit status)."""
 
-    def __init__(self, host: Host, clock: Clock = local_now) -> None:
-        self._host = host
+    def __init__(self, settings: PurgeSettings, store: Store, purge: PurgeHook,
+                 clock: Clock = local_now) -> None:
+        """``purge(cutoff, batch_size, dry_run)`` calls the purge hook."""
+        self._settings = settings
+        self._store = store
+        self._purge_hook = purge
         self._clock = clock
         self.last_run: datetime | None = None
         self.last_success: datetime | None = None
@@ -86,7 +94,7 @@ class Purger:
     async def run(self, days: int | None = None, *, dry_run: bool = False) -> dict[str, int]:
         """Purge data older than ``days`` (default: the configured ``purge.days``).
         Why a run was incomplete is in ``problems`` afterwards (logged too)."""
-        settings = self._host.settings.purge
+        settings = self._settings
         days = settings.days if days is None else days
         if not 1 < days <= MAX_PURGE_DAYS:
             raise ConfigError(f"purge age must be greater than 1 day and at most "
@@ -104,8 +112,8 @@ class Purger:
 
     async def _purge(self, cutoff: str, dry_run: bool
                      ) -> tuple[dict[str, int], tuple[HookFailure, ...]]:
-        settings = self._host.settings.purge
-        call = await self._host.hooks.purge(self._host, cutoff, settings.batch_size, dry_run)
+        settings = self._settings
+        call = await self._purge_hook(cutoff, settings.batch_size, dry_run)
         counts: dict[str, int] = {}
         for result in call.results:
             for table, n in result.items():
@@ -117,7 +125,7 @@ class Purger:
         if not dry_run:
             self.last_counts = counts
             if settings.give_back:
-                pages = await give_back(self._host.store, settings.pause_ms / 1000)
+                pages = await give_back(self._store, settings.pause_ms / 1000)
                 if pages:
                     log.info("purge gave %d free pages back to the file system", pages)
         return counts, call.failures
@@ -133,14 +141,14 @@ class Purger:
 
     def describe(self) -> dict[str, Any]:
         """For /health: how the last run went; ``ok`` is False after a failed one."""
-        return {"enabled": self._host.settings.purge.enabled,
+        return {"enabled": self._settings.enabled,
                 "last_run": self.last_run.isoformat() if self.last_run else None,
                 "last_success": self.last_success.isoformat() if self.last_success else None,
                 "ok": not self.last_problems, "problems": list(self.last_problems)}
 
     async def scheduled(self) -> None:
         """Run forever: sleep until the next ``purge.at``, purge, repeat."""
-        settings = self._host.settings.purge
+        settings = self._settings
         outage = Outage("the scheduled purge", log)
         while True:
             now = self._clock()

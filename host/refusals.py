@@ -13,14 +13,20 @@ the error and stores nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from host.messages import NewMessage
+from host.ledger import NewMessage
 from host.optout import OptedOut
 from host.sends import Queued, SendError, SendRequest
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.models import Message
+
+
+class Adds(Protocol):
+    """Stores and announces a new message (:class:`host.ledger.Ledger`)."""
+
+    async def add(self, new: NewMessage) -> tuple[Message, bool]: ...
 
 
 def refusal_code(exc: SendError | OptedOut) -> str:
@@ -28,13 +34,13 @@ def refusal_code(exc: SendError | OptedOut) -> str:
     return "opted_out" if isinstance(exc, OptedOut) else exc.code
 
 
-async def record_refusal(host: Host, request: SendRequest, exc: SendError | OptedOut
+async def record_refusal(ledger: Adds, request: SendRequest, exc: SendError | OptedOut
                          ) -> Queued:
     """Store ``request``, refused by ``exc``, as a failed message (announced like any
     stored message); the result names it, with the reason code in ``error``."""
     code, reason = refusal_code(exc), str(exc)
     inbound = request.reply_to
-    message, _ = await host.messages.add(NewMessage(
+    message, _ = await ledger.add(NewMessage(
         direction="out", body=request.text, status="failed",
         broker=request.broker or (inbound.broker if inbound else None),
         account=request.account or (inbound.account if inbound else None),

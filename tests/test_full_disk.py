@@ -41,7 +41,7 @@ from starlette.testclient import TestClient
 from host.config import load_settings
 from host.core import Host
 from host.errors import StoreUnavailable
-from host.messages import NewMessage, _insert
+from host.ledger import NewMessage, insert
 from host.migrations import core
 from host.store import Store
 from host.writepath import IDLE_PROBE_AFTER, PROBE_EVERY
@@ -266,8 +266,8 @@ def test_a_refused_group_fails_with_store_unavailable_and_the_writer_goes_on(
     """Writes the database refuses fail their whole group at once, each caller with
     StoreUnavailable (never a bare sqlite3 error); the writer survives and later writes
     commit."""
-    def insert(db: Any) -> int:
-        message, _ = _insert(db, NewMessage(direction="in", body="x" * 2000,
+    def insert_one(db: Any) -> int:
+        message, _ = insert(db, NewMessage(direction="in", body="x" * 2000,
                                             status="received"))
         return message.id
 
@@ -275,11 +275,11 @@ def test_a_refused_group_fails_with_store_unavailable_and_the_writer_goes_on(
         store = Store(tmp_path / "s.db")
         await store.open([core])
         await store.write(lambda db: db.execute("pragma max_page_count = 1").fetchall())
-        results = await asyncio.gather(*(store.write(insert) for _ in range(50)),
+        results = await asyncio.gather(*(store.write(insert_one) for _ in range(50)),
                                        return_exceptions=True)
         await store.write(lambda db: db.execute(
             "pragma max_page_count = 1000000").fetchall())
-        after = await store.write(insert)
+        after = await store.write(insert_one)
         await store.close()
         return results, after
     results, after = asyncio.run(main())

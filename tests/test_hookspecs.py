@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from host import hookimpl, hookspecs
 from host.core import Host
 from host.messages import NewMessage
+from host.sends import SendError, SendRequest
 
 HOOKS = sorted(name for name, fn in vars(hookspecs).items()
                if callable(fn) and hasattr(fn, "smshost_spec"))
@@ -331,3 +332,28 @@ def test_hook_handler_reloaded(host: Host, plugins_dir: Path) -> None:
     asyncio.run(flow())
     assert events == [("Greeter", "loaded", False), ("Greeter", "failed", True),
                       ("Greeter", "removed", False)]
+
+
+def test_hook_sender_for(host: Host) -> None:
+    """A send as a workgroup or user goes out from the broker and account the first
+    plugin names; unknown without an answer, refused with none to send from."""
+    class Teams:
+        @hookimpl
+        def sender_for(self, host: Host, kind: str, name: str) -> Any:
+            if kind == "workgroup" and name in ("team", "silent"):
+                return ("nowhere", "acct") if name == "team" else (None, "")
+            return None
+
+    async def flow() -> list[Any]:
+        answers: list[Any] = [host.hooks.sender_for(host, "workgroup", "team"),
+                              host.hooks.sender_for(host, "user", "team")]
+        for who in ({"workgroup": "team"}, {"workgroup": "silent"}, {"user": "team"}):
+            try:
+                await host.outbound.send(SendRequest(to="+15550001", text="hi", **who))
+            except SendError as exc:
+                answers.append(exc.code)
+        return answers
+
+    host.plugins.register(Teams(), "teams")
+    assert run(host, flow) == [("nowhere", "acct"), None, "unknown_broker", "no_account",
+                               "unknown_user"]

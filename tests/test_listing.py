@@ -178,7 +178,7 @@ def pages(client: TestClient, url: str) -> list[int]:
 
 def test_message_pages_list_exactly_what_the_filters_select(
         host_factory: Callable[..., Host], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("host.messages.utcnow", SteppedClock())
+    monkeypatch.setattr("host.ledger.utcnow", SteppedClock())
     host = host_factory(routes=NO_ROUTING)
     kinds = [("in", "routed"), ("in", "failed"), ("out", "delivered"), ("out", "failed"),
              ("out", "expired"), ("in", "received")]

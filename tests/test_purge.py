@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ def test_a_cutoff_before_the_year_1000_deletes_nothing(host: Host) -> None:
     """The cutoff was formatted with strftime("%Y"): "996-..." for the year 996, which
     sorts after "2026-...", so every message was older than it (issue 11, second review:
     --older-than 400000 deleted messages minutes old). Here the clock says 1000."""
-    host.purger = Purger(host, clock=lambda: datetime(1000, 1, 1, tzinfo=UTC))
+    host.purger = Purger(host.settings.purge, host.store, partial(host.hooks.purge, host),
+                         clock=lambda: datetime(1000, 1, 1, tzinfo=UTC))
 
     async def flow() -> tuple[dict[str, int], dict[str, int], int]:
         await seed(host, old=0, new=3)

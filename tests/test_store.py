@@ -18,7 +18,7 @@ from sqlite_utils import Database, Migrations
 
 from host.config.settings import StoreSettings
 from host.errors import StoreClosed
-from host.messages import NewMessage, _insert
+from host.ledger import NewMessage, insert
 from host.migrations import core
 from host.store import Store
 from tests.conftest import ROOT
@@ -29,7 +29,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 def insert_one(db: Database, body: str = "hi", bid: str | None = None) -> int:
-    message, _ = _insert(db, NewMessage(direction="in", body=body, status="received",
+    message, _ = insert(db, NewMessage(direction="in", body=body, status="received",
                                         broker="test", broker_message_id=bid))
     return message.id
 
@@ -88,7 +88,7 @@ def test_outbox_rows_of_an_older_database_get_their_broker_and_account(
     path = tmp_path / "s.db"
     db = Database(path)
     older.apply(db)
-    message, _ = _insert(db, NewMessage(direction="out", body="waiting", status="queued",
+    message, _ = insert(db, NewMessage(direction="out", body="waiting", status="queued",
                                         broker="gen", account="main", remote="+1555"))
     db.execute("insert into outbox (message_id, next_attempt_at, enqueued_at) "
                "values (?, 0, 0)", [message.id])
@@ -108,7 +108,7 @@ def older_database(path: Path, clock: Callable[[], str] | None = None,
                    count: int = 0, body: str = "hi") -> None:
     """A database as smshost made it before m007 (no auto_vacuum, no list indexes),
     with ``count`` messages stored at ``clock``'s times."""
-    from host import messages, migrations
+    from host import ledger, migrations
 
     older = Migrations("smshost")
     for name in ("m001_messages", "m002_brokers", "m003_fewer_indexes", "m004_routing",
@@ -116,14 +116,14 @@ def older_database(path: Path, clock: Callable[[], str] | None = None,
         older()(getattr(migrations, name))
     db = Database(path)
     older.apply(db)
-    saved = messages.utcnow
-    messages.utcnow = clock or saved  # type: ignore[assignment]
+    saved = ledger.utcnow
+    ledger.utcnow = clock or saved  # type: ignore[assignment]
     try:
         for n in range(count):
-            _insert(db, NewMessage(direction="in", body=f"{body} {n}", status="received",
+            insert(db, NewMessage(direction="in", body=f"{body} {n}", status="received",
                                    broker="b"))
     finally:
-        messages.utcnow = saved  # type: ignore[assignment]
+        ledger.utcnow = saved  # type: ignore[assignment]
     db.conn.commit()
     db.close()
 
@@ -275,10 +275,10 @@ def test_write_that_destroys_the_transaction_fails_alone(tmp_path: Path) -> None
 def test_duplicate_broker_message_id_is_not_stored_twice(tmp_path: Path) -> None:
     async def main() -> tuple[bool, bool, int, int]:
         store = await opened(tmp_path / "s.db")
-        first = await store.write(lambda db: _insert(db, NewMessage(
+        first = await store.write(lambda db: insert(db, NewMessage(
             direction="in", body="x", status="received", broker="twilio",
             broker_message_id="SM1")))
-        again = await store.write(lambda db: _insert(db, NewMessage(
+        again = await store.write(lambda db: insert(db, NewMessage(
             direction="in", body="x", status="received", broker="twilio",
             broker_message_id="SM1")))
         await store.close()
@@ -332,7 +332,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {root!r})
     from host.config.settings import StoreSettings
-    from host.messages import NewMessage, _insert
+    from host.ledger import NewMessage, insert
     from host.migrations import core
     from host.store import Store
 
@@ -345,7 +345,7 @@ CHILD = textwrap.dedent("""
             for i in range(1_000_000):
                 new = NewMessage(direction="in", body=f"{{w}}-{{i}}", status="received",
                                  broker="kill", broker_message_id=f"{{w}}-{{i}}")
-                message, _ = await store.write(lambda db: _insert(db, new))
+                message, _ = await store.write(lambda db: insert(db, new))
                 sys.stdout.write(f"{{message.id}}\\n")
                 sys.stdout.flush()
         await asyncio.gather(*(writer(w) for w in range(16)))

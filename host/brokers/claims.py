@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from host import ledger
 from host.brokers.pacing import Key
 from host.models import Message, utcnow
 
@@ -70,9 +71,7 @@ def claim(ids: list[int], now: float, db: Any) -> tuple[list[Claimed], float | N
             "returning message_id, attempts, enqueued_at", ids).fetchall()}
         if taken:
             marks = ",".join("?" * len(taken))
-            conn.execute(f"update messages set status = 'sending', updated_at = ? "
-                         f"where id in ({marks}) and status = 'queued'",
-                         [utcnow(), *taken])
+            ledger.mark_sending(db, list(taken), utcnow())
             found = {r["id"]: r for r in db.query(
                 f"select * from messages where id in ({marks})", list(taken))}
             claimed = [Claimed(Message.from_row(found[i]), *taken[i])

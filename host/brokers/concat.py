@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from host.messages import NewMessage, _insert
+from host.ledger import Change, NewMessage, insert
 from host.models import Message, StatusEvent, ago, utcnow
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.ledger import Ledger
+    from host.store import Store
 
 GAP = "[...]"
 
@@ -71,7 +72,7 @@ def _assemble(db: Database, part: Part, rows: list[dict[str, Any]], *,
         attrs.update(concat_incomplete=True,
                      concat_missing=[n for n in range(1, total + 1) if n not in by_number])
     first = by_number.get(min(by_number))
-    message, event = _insert(db, NewMessage(
+    message, event = insert(db, NewMessage(
         direction="in", body="".join(texts), status="received", broker=part.broker,
         account=first["account"] if first else part.account, local=rows[0]["local"],
         remote=part.remote, segments=total,
@@ -136,12 +137,13 @@ def expire_op(db: Database, broker: str, cutoff: str) -> list[tuple[Message, Sta
 class Concat:
     """Part storage and the timeout sweep, for one host."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, store: Store, ledger: Ledger) -> None:
+        self._store = store
+        self._ledger = ledger
 
     async def add_part(self, part: Part) -> Message | None:
         """Commit ``part``; the whole message once it is complete, else None."""
-        message, event = await self._host.store.write(lambda db: add_part_op(db, part))
+        message, event = await self._store.write(lambda db: add_part_op(db, part))
         if message is not None and event is not None:
             await self._announce(message, event)
         return message
@@ -149,16 +151,13 @@ class Concat:
     async def expire(self, broker: str, timeout: float,
                      now: datetime | None = None) -> list[Message]:
         cutoff = ago(timeout, now)
-        if not await self._host.store.read(lambda db: any_expired(db, broker, cutoff)):
+        if not await self._store.read(lambda db: any_expired(db, broker, cutoff)):
             return []  # the usual case: no write transaction every sweep
-        done = await self._host.store.write(lambda db: expire_op(db, broker, cutoff))
+        done = await self._store.write(lambda db: expire_op(db, broker, cutoff))
         for message, event in done:
             if event is not None:
                 await self._announce(message, event)
         return [m for m, _ in done]
 
     async def _announce(self, message: Message, event: StatusEvent) -> None:
-        self._host.metrics.message_stored(message)
-        await self._host.hooks.message_stored(self._host, message)
-        await self._host.hooks.message_status_changed(self._host, message, None,
-                                                     message.status, event)
+        await self._ledger.announce((Change(message, event, None, True),))

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from collections.abc import Mapping
+
+    from host.brokers.instances import BrokerInstance
 
 Clock = Callable[[], float]
 Key = tuple[str, str]  # (broker instance, account id)
@@ -57,14 +59,14 @@ class TokenBucket:
 class Pacer:
     """The token buckets of every rate-limited account of one host."""
 
-    def __init__(self, host: Host, clock: Clock) -> None:
-        self._host = host
+    def __init__(self, brokers: Mapping[str, BrokerInstance], clock: Clock) -> None:
+        self._brokers = brokers
         self.clock = clock
         self._buckets: dict[Key, TokenBucket] = {}
 
     def bucket(self, key: Key) -> TokenBucket | None:
         """``key``'s bucket; None when its broker sets no rate (or is not configured)."""
-        instance = self._host.brokers.get(key[0])
+        instance = self._brokers.get(key[0])
         # An account gone from the configuration sends nothing (its messages fail).
         rate = instance.settings.mt.rate \
             if instance is not None and key[1] in instance.accounts else 0.0

@@ -22,17 +22,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from host.messages import _add_event, message_from_cursor
-from host.models import Message, StatusEvent, utcnow
-
-Changed = tuple[str, Message, StatusEvent]  # the old status, the message now, its event
+from host import ledger
+from host.ledger import Change
 
 
-def part_left(db: Any, message_id: int, failed: bool) -> list[Changed]:
+
+def part_left(db: Any, message_id: int, failed: bool) -> list[Change]:
     """``message_id`` left the outbox: the part waiting for it is due now or, when
     ``failed``, fails with every part after it; the messages that failed so."""
     conn = db.conn
-    changed: list[Changed] = []
+    changed: list[Change] = []
     reason = ""
     current = message_id
     while (row := conn.execute("select message_id from outbox where waits_for = ?",
@@ -66,14 +65,7 @@ def _reason(db: Any, message_id: int) -> str:
     return f"not sent: {which} (message {message_id}) failed"
 
 
-def _fail(db: Any, message_id: int, reason: str) -> Changed:
-    conn = db.conn
-    now = utcnow()
-    old = conn.execute("select status from messages where id = ?", [message_id]).fetchone()
-    event = _add_event(db, message_id, "failed", now, "sender", {"error": reason})
-    message = message_from_cursor(conn.execute(
-        "update messages set status = 'failed', updated_at = ? where id = ? returning *",
-        [now, message_id]))
-    conn.execute("delete from outbox where message_id = ?", [message_id])
-    assert message is not None and old is not None  # its outbox row was just read
-    return old[0], message, event
+def _fail(db: Any, message_id: int, reason: str) -> Change:
+    change = ledger.change_status(db, message_id, "failed", "sender", {"error": reason})
+    db.conn.execute("delete from outbox where message_id = ?", [message_id])
+    return change

@@ -11,6 +11,7 @@ belongs to records its broker message id (:meth:`Receipts.adopt_orphans`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +19,13 @@ from sqlite_utils import Database
 
 from host.brokers.engine import ReceiptFields
 from host.brokers.parts import part_left
-from host.messages import _add_event
+from host import ledger
+from host.ledger import Change
 from host.models import Message, StatusEvent, bounded_int, moves_forward, utcnow
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.ledger import Ledger
+    from host.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,10 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
     if last is not None and last[2] == "receipt" and last[0] == status \
             and json.loads(last[1]) == detail:
         return Applied(Message.from_row(row), None, old, False)  # a broker retry
-    event = _add_event(db, row["id"], status, at, "receipt", detail)
+    event = ledger.add_event(db, row["id"], status, at, "receipt", detail)
     changed = moves_forward(old, status)
     if changed:
-        db.conn.execute("update messages set status = ?, updated_at = ? where id = ?",
-                        [status, at, row["id"]])
+        ledger.update(db, row["id"], at, status=status, read=False)
         if status not in ("queued", "sending"):
             # The broker has it: a retry waiting in the outbox must not send it again (a
             # send under way settles by this status, see Sender._finish).
@@ -83,7 +85,7 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
                 part_left(db, row["id"], failed=False)  # a split message's next part goes
         row = {**row, "status": status, "updated_at": at}
     else:
-        db.conn.execute("update messages set updated_at = ? where id = ?", [at, row["id"]])
+        ledger.touch(db, row["id"], at)
     return Applied(Message.from_row(row), event, old, changed)
 
 
@@ -128,28 +130,32 @@ def adopt_orphans_op(db: Database, message_id: int) -> list[Applied]:
 
 
 class Receipts:
-    """Applies receipts for one host and announces the changes."""
+    """Applies receipts for one host and announces the changes. ``wake`` tells the
+    outbox worker a message left the outbox (the next part of a split message is due)."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, store: Store, ledger: Ledger,
+                 wake: Callable[[], None] = lambda: None) -> None:
+        self._store = store
+        self._ledger = ledger
+        self.wake = wake
 
     async def apply(self, broker: str, fields: ReceiptFields) -> Applied:
-        applied = await self._host.store.write(lambda db: apply_receipt(db, broker, fields))
+        applied = await self._store.write(lambda db: apply_receipt(db, broker, fields))
         if applied.changed and applied.old == "queued":  # it left the outbox: the next
-            self._host.sender.wake()                     # part of a split message is due
+            self.wake()                                  # part of a split message is due
         await self._announce(applied)
         return applied
 
     async def adopt_orphans(self, message_id: int) -> list[Applied]:
         """Call after a send recorded its broker message id."""
-        waiting = self._host.store.read_now(lambda db: db.execute(
+        waiting = self._store.read_now(lambda db: db.execute(
             "select 1 from orphan_receipts o join messages m on m.id = ? and o.broker = "
             "m.broker and (o.broker_message_id = m.broker_message_id or (o.ref = ? and "
             "(o.broker_message_id is null or o.broker_message_id = ''))) limit 1",
             [message_id, str(message_id)]).fetchone())
         if waiting is None:  # the usual case: no write needed
             return []
-        results = await self._host.store.write(lambda db: adopt_orphans_op(db, message_id))
+        results = await self._store.write(lambda db: adopt_orphans_op(db, message_id))
         for applied in results:
             await self._announce(applied)
         return results
@@ -157,6 +163,4 @@ class Receipts:
     async def _announce(self, applied: Applied) -> None:
         if applied.message is None or applied.event is None or not applied.changed:
             return
-        self._host.metrics.status_changed(applied.message)
-        await self._host.hooks.message_status_changed(
-            self._host, applied.message, applied.old, applied.message.status, applied.event)
+        await self._ledger.announce((Change(applied.message, applied.event, applied.old),))

@@ -33,7 +33,6 @@ import asyncio
 import base64
 import logging
 import random
-import sqlite3
 import ssl
 import time
 import traceback
@@ -47,16 +46,23 @@ from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.brokers.claims import Claimed, claim, due_messages
 from host.brokers.pacing import Clock, Key, Pacer
-from host.brokers.parts import Changed, part_left, repair
+from host.brokers.parts import part_left, repair
 from host.config.secrets import redact
 from host.errors import StoreError
 from host.outage import Outage
-from host.messages import _add_event, message_from_cursor
+from host import ledger
+from host.ledger import Change
 from host.models import Message, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
     from host.brokers.instances import BrokerInstance
-    from host.core import Host
+    from host.config.settings import Settings
+    from host.ledger import Ledger
+    from host.store import Store
+
+    Adopt = Callable[[int], Awaitable[object]]
 
 log = logging.getLogger("smshost.sender")
 
@@ -77,11 +83,20 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 class Sender:
-    def __init__(self, host: Host, clock: Clock = time.time) -> None:
-        self._host = host
+    """Sends the outbox of ``store`` through ``brokers``; once a send is accepted,
+    ``adopt`` applies the receipts that came before it (:meth:`Receipts.adopt_orphans`)."""
+
+    def __init__(self, settings: Settings, store: Store, ledger: Ledger,
+                 brokers: Mapping[str, BrokerInstance], adopt: Adopt,
+                 clock: Clock = time.time) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._brokers = brokers
+        self._adopt = adopt
         self._clock = clock  # wall time: next_attempt_at and enqueued_at are stored
         # Token buckets measure intervals: a clock that never jumps back, unless given one.
-        self._pacer = Pacer(host, time.monotonic if clock is time.time else clock)
+        self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock)
         self._session: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -102,9 +117,9 @@ class Sender:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        settings = self._host.settings.outbox
+        settings = self._settings.outbox
         self._wakeup = asyncio.Event()  # bound to this start's loop
-        recovered = await self._host.store.write(self._recover)
+        recovered = await self._store.write(self._recover)
         if recovered:
             log.warning("%d send(s) were in flight at the last stop: trying each again once,"
                         " flagged possibly_duplicated", recovered)
@@ -123,7 +138,7 @@ class Sender:
             await self._task
             self._task = None
         if self._active:  # let sends under way finish: their outcome is then recorded
-            await asyncio.wait(self._active, timeout=self._host.settings.server.shutdown_timeout)
+            await asyncio.wait(self._active, timeout=self._settings.server.shutdown_timeout)
         pending = list(self._active)
         for task in pending:
             task.cancel()
@@ -148,15 +163,14 @@ class Sender:
                 continue
             conn.execute("update outbox set in_flight = 0, recovered = recovered + 1 "
                          "where message_id = ?", [message_id])
-            conn.execute("update messages set attrs = json_set(attrs, "
-                         "'$.possibly_duplicated', json('true')) where id = ?", [message_id])
+            ledger.flag(db, message_id, "possibly_duplicated")
         repair(db)
         return len(rows)
 
     # -- the loop -----------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        limit = self._host.settings.outbox.max_in_flight
+        limit = self._settings.outbox.max_in_flight
         while self._running:
             self._wakeup.clear()
             room = limit - len(self._active)
@@ -196,13 +210,13 @@ class Sender:
         window = room * 2 + 16
         asks = [(key, min(window, whole)) for key in self._accounts()
                 if (whole := pacer.tokens(key, window)) > 0]
-        rows, found_strays = await self._host.store.read(partial(
+        rows, found_strays = await self._store.read(partial(
             due_messages, asks, now, window, strays, self._accounts()))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
-        claimed, next_at = await self._host.store.write(partial(claim, ids, now))
+        claimed, next_at = await self._store.write(partial(claim, ids, now))
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
         token = pacer.next_token(pacer.exhausted())
@@ -215,7 +229,7 @@ class Sender:
 
     def _accounts(self) -> list[Key]:
         """Every configured (broker, account): the outbox is read account by account."""
-        return [(name, account) for name, instance in self._host.brokers.items()
+        return [(name, account) for name, instance in self._brokers.items()
                 for account in instance.accounts]
 
     # -- one send -----------------------------------------------------------------------
@@ -238,7 +252,7 @@ class Sender:
 
     async def _attempt(self, message: Message) -> MtResult:
         """Build and send ``message``'s request; its outcome."""
-        instance = self._host.brokers.get(message.broker or "")
+        instance = self._brokers.get(message.broker or "")
         if instance is None or not instance.settings.mt_active:
             return MtResult("fail", error=f"broker {message.broker!r} is not configured "
                             "to send")
@@ -310,7 +324,7 @@ class Sender:
 
     async def _settle(self, message: Message, result: MtResult, attempts: int,
                       enqueued_at: float | None = None) -> None:
-        settings = self._host.settings.outbox
+        settings = self._settings.outbox
         outcome = result.outcome
         detail: dict[str, Any] = {"attempt": attempts}
         for key in ("status", "error", "error_code"):
@@ -340,23 +354,18 @@ class Sender:
                                 result.message_id if outcome == "accepted" else None,
                                 keep=outcome == "retry")
 
-        written = await self._host.store.write_retrying(
+        written = await self._store.write_retrying(
             write, SETTLE_RETRIES, lambda: self._running, f"message {message.id}: the "
             "outcome of its send", self.outage)
         if written is None:  # the row stays in flight: the next start recovers it
             return
-        old, updated, event, later = written
-        if updated.status == status:  # not when a receipt's final state stood
-            self._host.metrics.status_changed(updated)
-            await self._host.hooks.message_status_changed(self._host, updated, old, status,
-                                                         event)
-        for was, part, failed in later:  # the parts after a failed one
-            self._host.metrics.status_changed(part)
-            await self._host.hooks.message_status_changed(self._host, part, was, "failed",
-                                                         failed)
+        change, later = written
+        # not when a receipt's final state stood; then the parts after a failed one
+        await self._ledger.announce(
+            [change, *later] if change.message.status == status else later)
         if outcome == "accepted":
             try:
-                await self._host.receipts.adopt_orphans(message.id)
+                await self._adopt(message.id)
             except StoreError as exc:  # the receipts stay orphans, kept and listed
                 log.error("message %d: receipts that came first not applied: %s",
                           message.id, exc)
@@ -364,7 +373,7 @@ class Sender:
             log.warning("message %d failed: %s", message.id, detail.get("error"))
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
-        s = self._host.settings.outbox
+        s = self._settings.outbox
         if retry_after is not None:
             return min(max(retry_after, 0.0), s.max_delay)
         base = grown(s.first_delay, s.factor, attempts - 1, s.max_delay)
@@ -373,36 +382,23 @@ class Sender:
     @staticmethod
     def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
                 broker_id: str | None = None, keep: bool = False) -> Any:
-        conn = db.conn
         now = utcnow()
-        old = conn.execute("select status from messages where id = ?",
-                           [message_id]).fetchone()[0]
-        event = _add_event(db, message_id, status, now, "sender", detail)
+        old = ledger.status_of(db, message_id)
+        if old is None:
+            raise LookupError(f"no message {message_id}")
+        event = ledger.add_event(db, message_id, status, now, "sender", detail)
         failed = status == "failed" and old in ("queued", "sending")  # the broker never had it
         if old not in ("queued", "sending"):
             # A receipt (by our reference) came first: the broker has the message. Its
             # status stands (never back to queued), and nothing is sent again.
             status, keep = old, False
-        # Each update returns the row as it now is (a receipt may have changed it before).
-        if broker_id is not None:
-            try:
-                cursor = conn.execute(
-                    "update messages set status = ?, broker_message_id = ?, updated_at = ? "
-                    "where id = ? returning *", [status, broker_id, now, message_id])
-                message = message_from_cursor(cursor)
-            except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
-                message = message_from_cursor(conn.execute(
-                    "update messages set status = ?, updated_at = ?, attrs = "
-                    "json_set(attrs, '$.broker_message_id', ?) where id = ? returning *",
-                    [status, now, broker_id, message_id]))
-        else:
-            message = message_from_cursor(conn.execute(
-                "update messages set status = ?, updated_at = ? where id = ? returning *",
-                [status, now, message_id]))
-        later: list[Changed] = []
+        # The row as it now is (a receipt may have changed it before).
+        message = ledger.update(db, message_id, now, status=status,
+                                broker_message_id=broker_id)
+        later: list[Change] = []
         if not keep:
-            conn.execute("delete from outbox where message_id = ?", [message_id])
+            db.conn.execute("delete from outbox where message_id = ?", [message_id])
             # a split message's next part goes now, or fails with the rest (parts.py)
             later = part_left(db, message_id, failed)
         assert message is not None  # the row was read above, in this transaction
-        return old, message, event, later
+        return Change(message, event, old), later

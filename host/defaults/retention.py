@@ -63,12 +63,8 @@ async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict
     counts: dict[str, int] = {}
     keep = await _kept(host)
     if keep is not None:
-        # Walked by created_at (indexed; never after updated_at): a batch reads the next
-        # old messages only, never the ones kept or changed since.
-        counts = await host.store.purge_table(
-            "messages", "updated_at", cutoff, batch_size=batch_size, pause=pause,
-            dry_run=dry_run, children=[("message_events", "message_id")],
-            keep=keep, walk="created_at")
+        counts = await host.messages.purge(cutoff, batch_size=batch_size, pause=pause,
+                                           dry_run=dry_run, keep=keep)
         pairs = await host.store.read(partial(_kept_pairs, keep))
         counts.update(await host.store.purge_table(
             "conversation_state", "updated_at", cutoff, batch_size=batch_size, pause=pause,

@@ -24,17 +24,35 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from host.errors import StoreError
 from host.outage import Outage, expected
-from host.messages import _add_event
-from host.models import Message, utcnow
+from host import ledger
+from host.ledger import Change
+from host.models import Message
 from host.routing.inbound import Route, compile_routes, default_route, select
 from host.sinks.base import Delivery
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from collections.abc import Awaitable, Mapping
+
+    from host.brokers.instances import BrokerInstance
+    from host.config.settings import Settings
+    from host.ledger import Ledger
+    from host.messages import Messages
+    from host.optout import OptOuts
+    from host.sinks.base import Sink
+    from host.store import Store
+
+    Routed = Callable[[Message, Route | None, str, dict[str, Any]], Awaitable[None]]
+
+
+class Reply(Protocol):
+    """Answers an inbound message (:meth:`host.outbound.Outbound.reply`)."""
+
+    async def __call__(self, message: Message, text: str, source: str = ...,
+                       optout_exempt: bool = ...) -> Message: ...
 
 log = logging.getLogger("smshost.routing")
 
@@ -58,9 +76,22 @@ class _Fallback:
 
 
 class Router:
-    def __init__(self, host: Host) -> None:
-        self._host = host
-        self.routes: list[Route] = compile_routes(host.settings.inbound)
+    """Routes stored MOs to the ``sinks``; ``reply`` sends opt-out confirmations and
+    ``routed`` announces each outcome (the ``message_routed`` hook)."""
+
+    def __init__(self, settings: Settings, store: Store, ledger: Ledger, messages: Messages,
+                 sinks: Mapping[str, Sink], brokers: Mapping[str, BrokerInstance],
+                 optouts: OptOuts, reply: Reply, routed: Routed) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._messages = messages
+        self._sinks = sinks
+        self._brokers = brokers
+        self._optouts = optouts
+        self._reply = reply
+        self._routed = routed
+        self.routes: list[Route] = compile_routes(settings.inbound)
         self._lanes: dict[tuple[str, str], deque[int]] = {}
         self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # lanes to route
         self._workers: list[asyncio.Task[None]] = []
@@ -80,9 +111,9 @@ class Router:
         one at a time each (a task per conversation would cost a task per message)."""
         self._ready = asyncio.Queue()
         self._workers = [asyncio.create_task(self._work(), name=f"smshost-router-{n}")
-                         for n in range(max(1, self._host.settings.routing.workers))]
+                         for n in range(max(1, self._settings.routing.workers))]
         self._running = True
-        rows = await self._host.store.read(lambda db: list(db.query(
+        rows = await self._store.read(lambda db: list(db.query(
             "select id, local, remote from messages where direction = 'in' "
             "and status = 'received' order by id")))
         for row in rows:
@@ -188,7 +219,7 @@ class Router:
     def _next_retry(self, message_id: int) -> float | None:
         """The delay before the next try of ``message_id``; None when retries ran out."""
         attempt = self._attempts.get(message_id, 0)
-        delays = self._host.settings.routing.retry_delays
+        delays = self._settings.routing.retry_delays
         if attempt < len(delays):
             self._attempts[message_id] = attempt + 1
             return delays[attempt]
@@ -196,7 +227,7 @@ class Router:
         return None
 
     async def route(self, message_id: int) -> Outcome:
-        message = await self._host.messages.get(message_id)
+        message = await self._messages.get(message_id)
         if message is None or message.status != "received" or message_id in self._recorded:
             return Outcome("routed", None, {"skipped": True})  # done before
         action = self._optout_action(message)
@@ -210,7 +241,7 @@ class Router:
         delivery = await self._deliver(message, route)
         if delivery.outcome == "retry":
             attempt = self._attempts.get(message_id, 0)
-            delays = self._host.settings.routing.retry_delays
+            delays = self._settings.routing.retry_delays
             if attempt < len(delays):
                 self._attempts[message_id] = attempt + 1
                 log.warning("route %s for message %d: %s; retry %d in %ss", route.name,
@@ -268,7 +299,7 @@ class Router:
         return Delivery(delivery.outcome, delivery.detail, delivery.retry_after, merged)
 
     async def _deliver(self, message: Message, route: Route) -> Delivery:
-        sink = self._host.sinks.get(route.destination)
+        sink = self._sinks.get(route.destination)
         if sink is None:
             return Delivery.failed(f"no {route.destination} sink is available")
         try:
@@ -296,12 +327,8 @@ class Router:
             detail["failures"] = failures
         name = route.name if route is not None else None
 
-        def write(db: Any) -> Any:
-            now = utcnow()
-            event = _add_event(db, message.id, status, now, "router", detail)  # event.at = now
-            db.conn.execute("update messages set status = ?, route = ?, updated_at = ? "
-                            "where id = ?", [status, name, now, message.id])
-            return event
+        def write(db: Any) -> Any:  # event.at is the row's updated_at
+            return ledger.record_status(db, message.id, status, "router", detail, route=name)
 
         key = (message.local or "", message.remote or "")
         previous = self._recording.get(key)
@@ -311,7 +338,7 @@ class Router:
             # refused is stored before the next one is queued (order).
             await asyncio.wait([previous])
         # Queued, not awaited: the conversation goes on (see the module text).
-        committed = self._host.store.write_soon(write)
+        committed = self._store.write_soon(write)
         task = asyncio.create_task(self._announce(message, status, route, detail, committed,
                                                   write))
         self._recording[key] = task
@@ -338,7 +365,7 @@ class Router:
             # Again until it goes through (the conversation's next status waits, see
             # _record) or the router stops: then the message stays "received" and is
             # routed again at the next start, as after a crash.
-            event = await self._host.store.write_retrying(
+            event = await self._store.write_retrying(
                 write, _backoff(), lambda: self._running,
                 f"message {message.id}: its routing status", self.outage)
             if event is None:
@@ -346,27 +373,24 @@ class Router:
         updated = dataclasses.replace(message, status=status,
                                       route=route.name if route is not None else None,
                                       updated_at=event.at)
-        self._host.metrics.status_changed(updated)
-        await self._host.hooks.message_status_changed(self._host, updated, message.status,
-                                                     status, event)
-        await self._host.hooks.message_routed(self._host, updated, route, status, detail)
+        await self._ledger.announce((Change(updated, event, message.status),))
+        await self._routed(updated, route, status, detail)
 
     def _optout_action(self, message: Message) -> str | None:
-        instance = self._host.brokers.get(message.broker or "")
+        instance = self._brokers.get(message.broker or "")
         account = instance.accounts.get(message.account or "") if instance else None
         if account is not None and not account.opt_out:
             return None
-        return self._host.optouts.keyword(message)
+        return self._optouts.keyword(message)
 
     async def _optout(self, message: Message, action: str) -> Outcome:
-        await self._host.store.write(lambda db: self._host.optouts.apply(db, message, action))
-        text = self._host.optouts.reply_text(action)
+        await self._store.write(lambda db: self._optouts.apply(db, message, action))
+        text = self._optouts.reply_text(action)
         data: dict[str, Any] = {"reply": None}
         if text:
             try:
                 # refused (the broker cannot send, say): a failed message, with the reason
-                reply = await self._host.outbound.reply(message, text, source="optout",
-                                                        optout_exempt=True)
+                reply = await self._reply(message, text, source="optout", optout_exempt=True)
                 data["reply"] = reply.id
                 if reply.status == "failed":
                     data["reply_error"] = reply.attrs.get("error")

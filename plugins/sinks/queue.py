@@ -355,6 +355,21 @@ def register_sinks(register: Any) -> None:
 
 
 @hookimpl
+def sender_for(host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+    """The broker and account of a workgroup's or user's queue (``[[queue.queues]]``)."""
+    sink = host.sinks.get(KIND)
+    if not isinstance(sink, QueueSink):
+        return None
+    for queue in sink.settings.queues:
+        # a user queue is the user's whether named after them or not (members)
+        named = queue.name == name or (kind == "user" and name in queue.users)
+        if named and queue.kind == kind:
+            # broker "" (the setting's default) means any broker with the account
+            return queue.broker or None, queue.account
+    return None
+
+
+@hookimpl
 def register_migrations(register: Any) -> None:
     register(migrations)
 

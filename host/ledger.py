@@ -1,0 +1,272 @@
+"""The ledger: the one writer of ``messages`` and ``message_events`` (a message's life).
+
+Every write of a message row or of its status history goes through the functions
+below, which run inside a store write (``store.write(lambda db: ledger.insert(db,
+new))``) and return what changed: a :class:`Change` (the message as it now is, the
+status event appended, the status before). The caller commits; then
+:meth:`Ledger.announce` runs the after-commit sequence for what changed, in order:
+the metrics move, ``message_stored`` fires for a new message, and
+``message_status_changed`` for every change (the event stream hears it through that
+hook, :mod:`host.defaults.events`). Nothing is announced before it is committed.
+
+Reads stay where they are used (:mod:`host.messages` is the read side).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from host import jsontext
+from host.models import Direction, Message, StatusEvent, utcnow
+from host.text import clean
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from host.metrics import Metrics
+    from host.store import Store
+
+_COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encoding",
+            "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs",
+            "route")
+_INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))}) "
+           "on conflict (broker, broker_message_id) where broker_message_id is not null "
+           "do nothing returning id")
+_KEEP: Any = object()  # a column an update leaves as it is
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """What a caller knows about a message before it is stored (not frozen: see
+    :class:`host.brokers.engine.MoFields`)."""
+
+    direction: Direction
+    body: str
+    status: str
+    broker: str | None = None
+    account: str | None = None
+    local: str | None = None
+    remote: str | None = None
+    encoding: str | None = None
+    segments: int | None = None
+    broker_message_id: str | None = None
+    attrs: dict[str, Any] | None = None
+    source: str = "system"
+    detail: dict[str, Any] | None = None
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change of a message: stored (``created``, ``old`` None) or its
+    status changed from ``old``; ``event`` is the status event it appended."""
+
+    message: Message
+    event: StatusEvent
+    old: str | None = None
+    created: bool = False
+
+
+# -- writes (inside a store write) ------------------------------------------------------
+
+def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
+    """Insert ``new`` with its first status event; the stored one (and no event) if it
+    is a retry of a message already stored (same broker and broker message id)."""
+    now = utcnow()
+    attrs_text, attrs = jsontext.encode(new.attrs) if new.attrs else ("{}", {})
+    # The last guard of the text rule (host/text.py), for what adapters decode themselves:
+    # the message built below holds what was stored, as every later read returns it.
+    broker, account, local, remote, encoding, broker_id, route = (
+        clean(v) if v else v for v in (new.broker, new.account, new.local, new.remote,
+                                       new.encoding, new.broker_message_id, new.route))
+    body = clean(new.body)
+    args = [new.direction, broker, account, local, remote, body, encoding, new.segments,
+            new.status, broker_id, now, now, attrs_text, route]
+    row = db.conn.execute(_INSERT, args).fetchone()
+    if row is None:
+        existing = next(db.query(
+            "select * from messages where broker = ? and broker_message_id = ?",
+            [broker, broker_id]))
+        return Message.from_row(existing), None
+    message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
+                      new.segments, new.status, broker_id, now, now, attrs, route)
+    event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
+    return message, event
+
+
+def created(stored: Iterable[tuple[Message, StatusEvent | None]]) -> list[Change]:
+    """The changes of :func:`insert` results (retries, which stored nothing, left out)."""
+    return [Change(message, event, None, True) for message, event in stored
+            if event is not None]
+
+
+def add_event(db: Database, message_id: int, status: str, at: str, source: str,
+              detail: dict[str, Any]) -> StatusEvent:
+    """Append one entry to a message's status history (its status row unchanged)."""
+    text, detail = jsontext.encode(detail) if detail else ("{}", detail)
+    cursor = db.conn.execute(
+        "insert into message_events (message_id, status, at, source, detail) "
+        "values (?, ?, ?, ?, ?)", [message_id, status, at, source, text])
+    return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
+
+
+def status_of(db: Database, message_id: int) -> str | None:
+    row = db.conn.execute("select status from messages where id = ?", [message_id]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def change_status(db: Database, message_id: int, status: str, source: str,
+                  detail: dict[str, Any], *, at: str | None = None) -> Change:
+    """Append a status event and make it the message's current status."""
+    old = status_of(db, message_id)
+    if old is None:
+        raise LookupError(f"no message {message_id}")
+    at = at or utcnow()
+    event = add_event(db, message_id, status, at, source, detail)
+    message = update(db, message_id, at, status=status)
+    assert message is not None  # read above, in this transaction
+    return Change(message, event, old)
+
+
+def record_status(db: Database, message_id: int, status: str, source: str,
+                  detail: dict[str, Any], *, route: str | None) -> StatusEvent:
+    """As :func:`change_status` with the route taken, for a caller that knows the row
+    (the router): nothing read back; the event's ``at`` is the row's ``updated_at``."""
+    now = utcnow()
+    event = add_event(db, message_id, status, now, source, detail)
+    db.conn.execute("update messages set status = ?, route = ?, updated_at = ? where id = ?",
+                    [status, route, now, message_id])
+    return event
+
+
+def update(db: Database, message_id: int, at: str, *, status: str = _KEEP,
+           broker_message_id: str | None = None, read: bool = True) -> Message | None:
+    """Set a message's ``status`` (when given) and ``broker_message_id`` (when given;
+    one the broker reused for another message is kept in ``attrs.broker_message_id``),
+    and ``updated_at``; the row as it now is (None: no such message, or not ``read``)."""
+    sets, args = ["updated_at = ?"], [at]
+    if status is not _KEEP:
+        sets.insert(0, "status = ?")
+        args.insert(0, status)
+    if not read and broker_message_id is None:
+        db.conn.execute(f"update messages set {', '.join(sets)} where id = ?",
+                        [*args, message_id])
+        return None
+    if broker_message_id is not None:
+        try:
+            return _returning(db, [*sets, "broker_message_id = ?"], [*args, broker_message_id],
+                              message_id)
+        except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
+            return _returning(db, [*sets, "attrs = json_set(attrs, '$.broker_message_id', ?)"],
+                              [*args, broker_message_id], message_id)
+    return _returning(db, sets, args, message_id)
+
+
+def _returning(db: Database, sets: list[str], args: list[Any],
+               message_id: int) -> Message | None:
+    cursor = db.conn.execute(f"update messages set {', '.join(sets)} where id = ? "
+                             "returning *", [*args, message_id])
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return Message.from_row(dict(zip([d[0] for d in cursor.description], row, strict=True)))
+
+
+def touch(db: Database, message_id: int, at: str) -> None:
+    """Only ``updated_at`` (a receipt that did not move the status on)."""
+    db.conn.execute("update messages set updated_at = ? where id = ?", [at, message_id])
+
+
+def mark_sending(db: Database, ids: Sequence[int], at: str) -> None:
+    """The claimed messages still ``queued`` are ``sending`` (no event: a send's outcome
+    is its history)."""
+    marks = ",".join("?" * len(ids))
+    db.conn.execute(f"update messages set status = 'sending', updated_at = ? "
+                    f"where id in ({marks}) and status = 'queued'", [at, *ids])
+
+
+def flag(db: Database, message_id: int, name: str) -> None:
+    """Set ``attrs.<name>`` to true (``possibly_duplicated``)."""
+    db.conn.execute("update messages set attrs = json_set(attrs, '$.' || ?, json('true')) "
+                    "where id = ?", [name, message_id])
+
+
+def rewrite(db: Database, message_id: int, body: str, encoding: str,
+            attrs: dict[str, Any]) -> None:
+    """A waiting message's new text and attributes (consolidation, SPEC O5)."""
+    db.conn.execute("update messages set body = ?, encoding = ?, updated_at = ?, attrs = ? "
+                    "where id = ?", [body, encoding, utcnow(), json.dumps(attrs), message_id])
+
+
+async def purge(store: Store, cutoff: str, *, batch_size: int, pause: float, dry_run: bool,
+                keep: str) -> dict[str, int]:
+    """Delete messages (with their status history) last changed before ``cutoff``,
+    except those of ``keep`` (a query of ids); the counts per table."""
+    # Walked by created_at (indexed; never after updated_at): a batch reads the next
+    # old messages only, never the ones kept or changed since.
+    return await store.purge_table(
+        "messages", "updated_at", cutoff, batch_size=batch_size, pause=pause,
+        dry_run=dry_run, children=[("message_events", "message_id")], keep=keep,
+        walk="created_at")
+
+
+# -- after the commit -------------------------------------------------------------------
+
+class MessageHooks(Protocol):
+    """The hooks the ledger announces through (:class:`host.plugins.Hooks`)."""
+
+    async def message_stored(self, host: Any, message: Message) -> None: ...
+
+    async def message_status_changed(self, host: Any, message: Message, old: str | None,
+                                     new: str, event: StatusEvent) -> None: ...
+
+
+class Ledger:
+    """Stores and announces: the after-commit sequence, and the writes whose callers
+    only want them done (:class:`host.messages.Messages` delegates to it)."""
+
+    def __init__(self, store: Store, metrics: Metrics, hooks: MessageHooks,
+                 host: object) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._hooks = hooks
+        self._host = host  # what the hooks receive as ``host``
+
+    async def announce(self, changes: Iterable[Change]) -> None:
+        """Run the after-commit sequence for each committed change, in order."""
+        for change in changes:
+            message = change.message
+            if change.created:
+                self._metrics.message_stored(message)
+                await self._hooks.message_stored(self._host, message)
+            else:
+                self._metrics.status_changed(message)
+            await self._hooks.message_status_changed(self._host, message, change.old,
+                                                     message.status, change.event)
+
+    async def add(self, new: NewMessage) -> tuple[Message, bool]:
+        """Store ``new`` durably and announce it; ``(message, created)`` (a broker's
+        retry of a stored message comes back with ``created=False``)."""
+        message, event = await self._store.write(lambda db: insert(db, new))
+        if event is None:
+            return message, False
+        await self.announce((Change(message, event, None, True),))
+        return message, True
+
+    async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
+        """Store several messages in one transaction (all or nothing)."""
+        rows = await self._store.write(lambda db: [insert(db, n) for n in news])
+        await self.announce(created(rows))
+        return [(message, event is not None) for message, event in rows]
+
+    async def set_status(self, message_id: int, status: str, *, source: str,
+                         detail: dict[str, Any] | None = None) -> tuple[Message, StatusEvent]:
+        """Append a status event, make it the message's current status, announce it."""
+        change = await self._store.write(
+            lambda db: change_status(db, message_id, status, source, detail or {}))
+        await self.announce((change,))
+        return change.message, change.event
