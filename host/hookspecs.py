@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Migrations
     from starlette.routing import BaseRoute
 
-    from host.core import Host
+    from host.api import HostAPI
     from host.models import Message, StatusEvent
     from host.routing.inbound import Route
 
@@ -76,10 +76,10 @@ def register_migrations(register: Callable[[Migrations], None]) -> None:
 
 
 @hookspec
-def register_routes(host: Host) -> list[BaseRoute] | None:
+def register_routes(host: HostAPI) -> list[BaseRoute] | None:
     """Return extra Starlette routes served on the API listener.
 
-    :param host: the running host.
+    :param host: the running host (:class:`host.api.HostAPI`).
     :returns: a list of routes. Paths under ``/api/`` require the API token like every
         other API endpoint.
 
@@ -102,7 +102,7 @@ def prepare_connection(conn: sqlite3.Connection) -> None:
 # -- lifecycle ----------------------------------------------------------------------
 
 @hookspec
-def startup(host: Host) -> MaybeAwaitable:
+def startup(host: HostAPI) -> MaybeAwaitable:
     """Called once the store is open, migrations applied and plugins registered.
 
     :param host: the host; may return an awaitable.
@@ -112,7 +112,7 @@ def startup(host: Host) -> MaybeAwaitable:
 
 
 @hookspec
-def shutdown(host: Host) -> MaybeAwaitable:
+def shutdown(host: HostAPI) -> MaybeAwaitable:
     """Called when the server stops, after the listeners closed, before the store closes.
 
     :param host: the host; may return an awaitable.
@@ -124,7 +124,7 @@ def shutdown(host: Host) -> MaybeAwaitable:
 # -- events -------------------------------------------------------------------------
 
 @hookspec
-def message_stored(host: Host, message: Message) -> MaybeAwaitable:
+def message_stored(host: HostAPI, message: Message) -> MaybeAwaitable:
     """A new message (either direction) was durably committed.
 
     :param host: the host.
@@ -137,7 +137,7 @@ def message_stored(host: Host, message: Message) -> MaybeAwaitable:
 
 @hookspec
 def message_status_changed(
-    host: Host, message: Message, old: str | None, new: str, event: StatusEvent
+    host: HostAPI, message: Message, old: str | None, new: str, event: StatusEvent
 ) -> MaybeAwaitable:
     """A message's status changed (and was committed).
 
@@ -152,7 +152,7 @@ def message_status_changed(
 
 
 @hookspec
-def message_routed(host: Host, message: Message, route: Route | None, outcome: str,
+def message_routed(host: HostAPI, message: Message, route: Route | None, outcome: str,
                    detail: dict[str, Any]) -> MaybeAwaitable:
     """An inbound message was routed (or failed to be), and that was committed.
 
@@ -169,7 +169,7 @@ def message_routed(host: Host, message: Message, route: Route | None, outcome: s
 
 
 @hookspec
-def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> MaybeAwaitable:
+def handler_reloaded(host: HostAPI, name: str, status: str, error: str | None) -> MaybeAwaitable:
     """A handler script was loaded, reloaded, failed to load, or was removed.
 
     :param host: the host.
@@ -185,7 +185,7 @@ def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> M
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec
-def messages_kept(host: Host) -> str | None:
+def messages_kept(host: HostAPI) -> str | None:
     """SQL selecting the ids of messages the purge must keep however old: the ones
     something still open shows or still works on (a waiting queue interaction's SMS, an
     active chat conversation's messages, a pending webhook delivery's; the core's: MTs
@@ -206,7 +206,7 @@ def messages_kept(host: Host) -> str | None:
 
 @hookspec
 def purge(
-    host: Host, cutoff: str, batch_size: int, dry_run: bool
+    host: HostAPI, cutoff: str, batch_size: int, dry_run: bool
 ) -> Awaitable[dict[str, int]] | dict[str, int] | None:
     """Delete the plugin's rows last changed before ``cutoff``, in batches.
 

@@ -35,15 +35,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
 
-from host import hookimpl
-from host.config.schema import HOUR, at_least, greater_than, port_number, setting
-from host.config.secrets import Secret
-from host.sinks.base import Delivery, Sink
+from host.api import (HOUR, Delivery, Secret, Sink, at_least, greater_than, hookimpl,
+                      port_number, setting)
 
 if TYPE_CHECKING:
-    from host.config.lines import KeyPath
-    from host.models import Message
-    from host.routing.inbound import Route
+    from host.api import InboundRoute as Route
+    from host.api import KeyPath, Message
 
 log = logging.getLogger("smshost.sinks.email")
 

@@ -38,20 +38,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.routing import Route as WebRoute
 
-from host import __version__, hookimpl
-from host.backoff import grown
-from host.config.schema import DAY, HOUR, at_least, greater_than, setting
-from host.config.secrets import Secret, redact
-from host.errors import ApiError
-from host.models import from_epoch, to_epoch, utcnow
-from host.outage import Outage, expected
-from host.web.params import MAX_ID, int_param, is_decimal, known_params, path_id
-from host.sinks.base import Delivery, Sink
+from host.api import (DAY, HOUR, MAX_ID, ApiError, Delivery, Outage, Secret, Sink,
+                      __version__, at_least, expected, from_epoch, greater_than, grown,
+                      hookimpl, int_param, is_decimal, known_params, path_id, redact,
+                      setting, to_epoch, utcnow)
 
 if TYPE_CHECKING:
-    from host.core import Host
-    from host.models import Message, StatusEvent
-    from host.routing.inbound import Route
+    from host.api import HostAPI, Message, StatusEvent
+    from host.api import InboundRoute as Route
 
 log = logging.getLogger("smshost.webhook")
 
@@ -360,7 +354,7 @@ class WebhookSink(Sink):
     kind = "webhook"
     settings_class = WebhookSettings
 
-    def __init__(self, host: Host, settings: WebhookSettings) -> None:
+    def __init__(self, host: HostAPI, settings: WebhookSettings) -> None:
         super().__init__(host, settings)
         self.settings: WebhookSettings = settings
         self._session: aiohttp.ClientSession | None = None
@@ -641,8 +635,8 @@ async def _read_some(response: aiohttp.ClientResponse) -> bytes:
 # -- API --------------------------------------------------------------------------------
 
 def _sink(request: Request) -> WebhookSink:
-    host: Host = request.app.state.host
-    sink = host.sinks.get(WebhookSink.kind)
+    host: HostAPI = request.app.state.host
+    sink = host.sink(WebhookSink.kind)
     if not isinstance(sink, WebhookSink):
         raise ApiError(503, "unavailable", "the webhook sink is not running; see "
                        "`smshost check` or /health")
@@ -729,12 +723,12 @@ async def _replay_route(request: Request) -> Response:
 # -- hooks ------------------------------------------------------------------------------
 
 @hookimpl
-def message_status_changed(host: Host, message: Message, old: str | None, new: str,
+def message_status_changed(host: HostAPI, message: Message, old: str | None, new: str,
                            event: StatusEvent) -> Awaitable[None] | None:
     # Synchronous when there is nothing to deliver (every MO): no coroutine per message.
     if message.direction != "out":
         return None
-    sink = host.sinks.get("webhook")
+    sink = host.sink("webhook")
     if isinstance(sink, WebhookSink) and sink.settings.status_target and \
             host.background:
         return sink.status_changed(message, old, new, event)
@@ -752,7 +746,7 @@ def register_migrations(register: Any) -> None:
 
 
 @hookimpl
-def register_routes(host: Host) -> list[BaseRoute] | None:
+def register_routes(host: HostAPI) -> list[BaseRoute] | None:
     return [
         WebRoute("/api/webhooks/deliveries", _deliveries, methods=["GET"]),
         WebRoute("/api/webhooks/deliveries/{id}", _delivery, methods=["GET"]),
@@ -762,14 +756,14 @@ def register_routes(host: Host) -> list[BaseRoute] | None:
 
 
 @hookimpl
-def messages_kept(host: Host) -> str:
+def messages_kept(host: HostAPI) -> str:
     """The messages of deliveries still pending: the work is not done (a receiver down
     for longer than the purge age gets them once it is back, and the API shows them)."""
     return "select message_id from webhook_deliveries where status = 'pending'"
 
 
 @hookimpl
-async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     """Delivered and dead deliveries older than the cutoff, with their attempts; pending
     ones stay however old (their worker still has them)."""
     return await host.store.purge_table(
