@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from host import __version__, hookimpl
 from host.backoff import grown
 from host.brokers.engine import XmlBroker
-from host.brokers.fields import MoFields, OutboundMessage, ReceiptFields
+from host.brokers.fields import MoFields, OutboundMessage, ParseError, ReceiptFields
 from host.brokers.http import InboundRequest, MtResponse, MtResult
 from host.brokers.instances import BrokerInstance
 from host.brokers.signatures import (TWILIO_SETTINGS_HEADER, SignatureError,
@@ -134,6 +134,7 @@ __all__ = [
     "Sink", "Delivery", "InboundRoute",
     # brokers
     "XmlBroker", "BrokerInstance", "MoFields", "ReceiptFields", "OutboundMessage",
+    "ParseError",
     "InboundRequest", "MtResponse", "MtResult", "SignatureError", "verify_signature",
     "TWILIO_SETTINGS_HEADER", "twilio_shared_key_algorithm",
     # errors
