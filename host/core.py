@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from host import __version__
 from host.brokers.concat import Concat
@@ -50,7 +50,16 @@ from host.store import Store
 
 if TYPE_CHECKING:
     from sqlite_utils import Migrations
+    from starlette.responses import Response
     from starlette.types import ASGIApp
+
+    from host.api import HostAPI
+    from host.brokers.http import InboundRequest
+    from host.models import Message
+    from host.plugins import KeptQueries
+    from host.routing.inbound import Route as InboundRoute
+    from host.sends import Queued, SendRequest
+    from host.sinks.base import Delivery
 
 log = logging.getLogger("smshost")
 CONCAT_SWEEP_SECONDS = 5.0
@@ -261,6 +270,44 @@ class Host:
     def uptime(self) -> float:
         return time.monotonic() - self.started_monotonic if self.started_monotonic else 0.0
 
+    # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
+
+    def sink(self, kind: str) -> Sink | None:
+        return self.sinks.get(kind)
+
+    async def deliver(self, message: Message, destination: str, target: str = "", *,
+                      via: InboundRoute | None = None,
+                      data: dict[str, Any] | None = None) -> Delivery:
+        return await self.router.deliver_to(message, destination, target, via=via, data=data)
+
+    def route(self, message: Message) -> None:
+        self.router.submit(message.id, message.local, message.remote)
+
+    async def send(self, request: SendRequest) -> Queued:
+        return await self.outbound.send(request)
+
+    async def reply(self, message: Message, text: str, source: str = "handler",
+                    optout_exempt: bool = False) -> Message:
+        return await self.outbound.reply(message, text, source, optout_exempt)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if self.events.subscribers:
+            self.events.publish(event)
+
+    def kept_messages(self) -> KeptQueries:
+        return self.hooks.messages_kept(self)
+
+    def purge_incomplete(self, reason: str) -> None:
+        self.purger.incomplete(reason)
+
+    async def broker_webhook(self, broker: str, path: str,
+                             request: InboundRequest) -> Response:
+        from host.brokers import webhooks
+
+        instance = self.brokers[broker]
+        endpoint = webhooks.endpoints_for_port(self.brokers, instance.port)[path]
+        return await webhooks.process(self, endpoint, request)
+
     # -- web ------------------------------------------------------------------------
 
     def app_for(self, listener: ListenerSettings | str | None = None) -> ASGIApp:
@@ -274,6 +321,11 @@ class Host:
         if listener.name not in self._apps:
             self._apps[listener.name] = build_app(self, listener)
         return self._apps[listener.name]
+
+
+def _plugin_face(host: Host) -> HostAPI:
+    """Never called: mypy checks here that ``Host`` satisfies the plugin face."""
+    return host
 
 
 def _writable_data_dir(path: Path) -> None:

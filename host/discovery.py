@@ -4,7 +4,8 @@ Sources, in order (a later folder's file replaces an earlier one with the same s
 
 1. the defaults of the core (``host.defaults``), registered ``trylast``;
 2. the shipped ``plugins/`` folder, then each configured plugin folder:
-   ``sinks/*.py`` (pluggy plugins), ``brokers/*.xml`` (+ same-stem ``.py`` adapter),
+   ``sinks/*.py`` or ``sinks/*/__init__.py`` (pluggy plugins, a file or a package),
+   ``brokers/*.xml`` (+ same-stem ``.py`` adapter, or a package folder of that name),
    ``handlers/*.py`` (handler scripts, also pluggy plugins);
 3. entry points of the groups ``smshost.brokers`` and ``smshost.sinks``, each loaded in
    its own ``try`` (never ``load_setuptools_entrypoints``).
@@ -25,7 +26,7 @@ from host.brokers.registry import BrokerType, load_broker_type
 from host.config.settings import PluginSettings
 from host.defaults import DEFAULT_PLUGINS
 from host.errors import PluginError
-from host.loader import load_module, unload
+from host.loader import is_package, load_module, unload
 from host.paths import shipped_plugins_dir
 from host.plugins import Hooks, Plugins
 
@@ -84,11 +85,19 @@ def _files_by_stem(folders: Iterable[Path], disabled: set[str]) -> dict[str, lis
     patterns = {"brokers": "*.xml", "sinks": "*.py", "handlers": "*.py"}
     for folder in folders:
         for kind in KINDS:
-            for path in sorted((folder / kind).glob(patterns[kind])):
+            for path in sorted(_items(folder / kind, patterns[kind], kind == "sinks")):
                 if path.name.startswith(("_", ".")) or path.stem in disabled:
                     continue
                 chosen[kind][path.stem] = path
     return {kind: list(paths.values()) for kind, paths in chosen.items()}
+
+
+def _items(folder: Path, pattern: str, packages: bool) -> list[Path]:
+    """The files of ``folder`` matching ``pattern``, and its packages when allowed."""
+    found = list(folder.glob(pattern))
+    if packages and folder.is_dir():
+        found += [path for path in folder.iterdir() if is_package(path)]
+    return found
 
 
 def _load_python(plugins: Plugins, path: Path, kind: str) -> ModuleType | None:
@@ -108,6 +117,8 @@ def _load_python(plugins: Plugins, path: Path, kind: str) -> ModuleType | None:
 def _load_broker(plugins: Plugins, path: Path, found: Discovery) -> None:
     adapter: ModuleType | None = None
     adapter_path = path.with_suffix(".py")
+    if not adapter_path.exists() and is_package(path.with_suffix("")):
+        adapter_path = path.with_suffix("")
     if adapter_path.exists():
         try:
             adapter = load_module(adapter_path, "brokers").module

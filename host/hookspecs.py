@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Migrations
     from starlette.routing import BaseRoute
 
-    from host.core import Host
+    from host.api import HostAPI
     from host.models import Message, StatusEvent
     from host.routing.inbound import Route
 
@@ -76,7 +76,7 @@ def register_migrations(register: Callable[[Migrations], None]) -> None:
 
 
 @hookspec
-def register_routes(host: Host, register: Callable[[str, Sequence[BaseRoute]], None]
+def register_routes(host: HostAPI, register: Callable[[str, Sequence[BaseRoute]], None]
                     ) -> list[BaseRoute] | None:
     """Add Starlette routes to the API listener, each of a kind that says how it is
     served: ``register("api", routes)``: JSON under ``/api/``, needing the API token
@@ -86,7 +86,7 @@ def register_routes(host: Host, register: Callable[[str, Sequence[BaseRoute]], N
     error pages; ``register("webhook", routes)``: for other programs to call, outside
     ``/api``, no token, JSON errors.
 
-    :param host: the running host.
+    :param host: the running host (:class:`host.api.HostAPI`).
     :param register: ``register(kind, routes)``; a route outside its kind's place (an
         api route not under ``/api/``, a page under it) is a plugin error.
     :returns: nothing, or (the first form of this hook) a list of routes: those under
@@ -111,7 +111,7 @@ def prepare_connection(conn: sqlite3.Connection) -> None:
 # -- lifecycle ----------------------------------------------------------------------
 
 @hookspec
-def startup(host: Host) -> MaybeAwaitable:
+def startup(host: HostAPI) -> MaybeAwaitable:
     """Called once the store is open, migrations applied and plugins registered.
 
     :param host: the host; may return an awaitable.
@@ -121,7 +121,7 @@ def startup(host: Host) -> MaybeAwaitable:
 
 
 @hookspec
-def shutdown(host: Host) -> MaybeAwaitable:
+def shutdown(host: HostAPI) -> MaybeAwaitable:
     """Called when the server stops, after the listeners closed, before the store closes.
 
     :param host: the host; may return an awaitable.
@@ -133,7 +133,7 @@ def shutdown(host: Host) -> MaybeAwaitable:
 # -- events -------------------------------------------------------------------------
 
 @hookspec
-def message_stored(host: Host, message: Message) -> MaybeAwaitable:
+def message_stored(host: HostAPI, message: Message) -> MaybeAwaitable:
     """A new message (either direction) was durably committed.
 
     :param host: the host.
@@ -146,7 +146,7 @@ def message_stored(host: Host, message: Message) -> MaybeAwaitable:
 
 @hookspec
 def message_status_changed(
-    host: Host, message: Message, old: str | None, new: str, event: StatusEvent
+    host: HostAPI, message: Message, old: str | None, new: str, event: StatusEvent
 ) -> MaybeAwaitable:
     """A message's status changed (and was committed).
 
@@ -161,7 +161,7 @@ def message_status_changed(
 
 
 @hookspec
-def message_routed(host: Host, message: Message, route: Route | None, outcome: str,
+def message_routed(host: HostAPI, message: Message, route: Route | None, outcome: str,
                    detail: dict[str, Any]) -> MaybeAwaitable:
     """An inbound message was routed (or failed to be), and that was committed.
 
@@ -178,7 +178,7 @@ def message_routed(host: Host, message: Message, route: Route | None, outcome: s
 
 
 @hookspec
-def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> MaybeAwaitable:
+def handler_reloaded(host: HostAPI, name: str, status: str, error: str | None) -> MaybeAwaitable:
     """A handler script was loaded, reloaded, failed to load, or was removed.
 
     :param host: the host.
@@ -194,7 +194,7 @@ def handler_reloaded(host: Host, name: str, status: str, error: str | None) -> M
 # -- sending ------------------------------------------------------------------------
 
 @hookspec(firstresult=True)
-def sender_for(host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+def sender_for(host: HostAPI, kind: str, name: str) -> tuple[str | None, str] | None:
     """The broker and account a workgroup or user sends from (SPEC O9: ``workgroup``
     or ``user`` in a send request); the first answer that is not None counts.
 
@@ -213,7 +213,7 @@ def sender_for(host: Host, kind: str, name: str) -> tuple[str | None, str] | Non
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec
-def messages_kept(host: Host) -> str | None:
+def messages_kept(host: HostAPI) -> str | None:
     """SQL selecting the ids of messages the purge must keep however old: the ones
     something still open shows or still works on (a waiting queue interaction's SMS, an
     active chat conversation's messages, a pending webhook delivery's; the core's: MTs
@@ -234,7 +234,7 @@ def messages_kept(host: Host) -> str | None:
 
 @hookspec
 def purge(
-    host: Host, cutoff: str, batch_size: int, dry_run: bool
+    host: HostAPI, cutoff: str, batch_size: int, dry_run: bool
 ) -> Awaitable[dict[str, int]] | dict[str, int] | None:
     """Delete the plugin's rows last changed before ``cutoff``, in batches.
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Migrations
     from starlette.routing import BaseRoute
 
-    from host.core import Host
+    from host.api import HostAPI
     from host.models import Message, StatusEvent
     from host.routing.inbound import Route
 
@@ -234,8 +234,8 @@ class Hooks:
         self._recorded(self._plugins.call_each_sync("register_migrations",
                                                     register=register))
 
-    def register_routes(self, host: Host, register: Callable[[str, Sequence[BaseRoute]],
-                                                             None]) -> list[BaseRoute]:
+    def register_routes(self, host: HostAPI, register: Callable[[str, Sequence[BaseRoute]],
+                                                                None]) -> list[BaseRoute]:
         """What plugins ``register`` goes through ``register``; the routes they return
         (the first form of the hook) are returned."""
         routes: list[BaseRoute] = []
@@ -247,31 +247,31 @@ class Hooks:
     def prepare_connection(self, conn: sqlite3.Connection) -> None:
         self._plugins.call_each_sync("prepare_connection", conn=conn)
 
-    async def startup(self, host: Host) -> None:
+    async def startup(self, host: HostAPI) -> None:
         await self._plugins.call_each("startup", host=host)
 
-    async def shutdown(self, host: Host) -> None:
+    async def shutdown(self, host: HostAPI) -> None:
         await self._plugins.call_each("shutdown", host=host)
 
-    async def message_stored(self, host: Host, message: Message) -> None:
+    async def message_stored(self, host: HostAPI, message: Message) -> None:
         await self._plugins.call_each("message_stored", host=host, message=message)
 
-    async def message_status_changed(self, host: Host, message: Message, old: str | None,
+    async def message_status_changed(self, host: HostAPI, message: Message, old: str | None,
                                      new: str, event: StatusEvent) -> None:
         await self._plugins.call_each("message_status_changed", host=host, message=message,
                                       old=old, new=new, event=event)
 
-    async def message_routed(self, host: Host, message: Message, route: Route | None,
+    async def message_routed(self, host: HostAPI, message: Message, route: Route | None,
                              outcome: str, detail: dict[str, Any]) -> None:
         await self._plugins.call_each("message_routed", host=host, message=message,
                                       route=route, outcome=outcome, detail=detail)
 
-    async def handler_reloaded(self, host: Host, name: str, status: str,
+    async def handler_reloaded(self, host: HostAPI, name: str, status: str,
                                error: str | None) -> None:
         await self._plugins.call_each("handler_reloaded", host=host, name=name,
                                       status=status, error=error)
 
-    def sender_for(self, host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+    def sender_for(self, host: HostAPI, kind: str, name: str) -> tuple[str | None, str] | None:
         """The first plugin's (broker, account) of a workgroup or user; None: unknown."""
         for result in self._plugins.call_each_sync("sender_for", host=host, kind=kind,
                                                    name=name).results:
@@ -279,7 +279,7 @@ class Hooks:
             return (str(broker) if broker else None), str(account or "")
         return None
 
-    def messages_kept(self, host: Host) -> KeptQueries:
+    def messages_kept(self, host: HostAPI) -> KeptQueries:
         """Each plugin's query, and why one could not be had (then nothing may be
         purged: its messages would go), naming the plugin."""
         call = self._plugins.call_each_sync_named("messages_kept", host=host)
@@ -294,7 +294,7 @@ class Hooks:
                 queries.append((plugin, sql))
         return KeptQueries(queries, problems)
 
-    async def purge(self, host: Host, cutoff: str, batch_size: int,
+    async def purge(self, host: HostAPI, cutoff: str, batch_size: int,
                     dry_run: bool) -> HookCall:
         """Each implementation's ``{table: rows}`` and the implementations that failed."""
         return await self._plugins.call_each("purge", host=host, cutoff=cutoff,

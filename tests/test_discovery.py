@@ -72,6 +72,46 @@ def test_broken_items_are_recorded_and_the_rest_load(
     assert "smshost_plugins.sinks.typo" not in sys.modules
 
 
+def test_a_plugin_package_loads_and_a_broken_one_names_its_file(
+        host_factory: Callable[..., Host], plugins_dir: Path) -> None:
+    sinks = plugins_dir / "sinks"
+    write(sinks / "acme" / "__init__.py", """
+        from host.api import hookimpl
+
+        from .kinds import Acme
+
+        @hookimpl
+        def register_sinks(register):
+            register(Acme)
+        """)
+    write(sinks / "acme" / "kinds.py", "from host.api import Sink\n\n\n"
+          "class Acme(Sink):\n    kind = 'acme'\n")
+    write(sinks / "broken" / "__init__.py", "from . import parts\n")
+    write(sinks / "broken" / "parts.py", "x = 1\nraise RuntimeError('bad part')\n")
+    write(sinks / "notes" / "readme.txt", "a folder without __init__.py is no plugin\n")
+    host = host_factory()
+    found = host.load_plugins()
+
+    assert "acme" in found.sinks and host.plugins.pm.has_plugin("sink:acme")
+    assert found.sinks["acme"].__module__ == "smshost_plugins.sinks.acme.kinds"
+    failures = {r.name: r.error for r in host.plugins.failures}
+    assert failures["broken"] == f"{sinks / 'broken' / 'parts.py'}:2: RuntimeError: bad part"
+    assert "notes" not in by_name(host)
+    assert not [name for name in sys.modules if name.startswith("smshost_plugins.sinks.broken")]
+
+
+def test_a_broker_adapter_may_be_a_package(host_factory: Callable[..., Host],
+                                           plugins_dir: Path) -> None:
+    write(plugins_dir / "brokers" / "pkg.xml", "<broker name='pkg'/>\n")
+    write(plugins_dir / "brokers" / "pkg" / "__init__.py", "from .steps import *  # noqa\n")
+    write(plugins_dir / "brokers" / "pkg" / "steps.py", "raise ValueError('adapter step')\n")
+    host = host_factory()
+    host.load_plugins()
+    failures = {r.name: r.error for r in host.plugins.failures}
+    steps = plugins_dir / "brokers" / "pkg" / "steps.py"
+    assert failures["pkg"] == f"{steps}:1: ValueError: adapter step"
+
+
 def test_xml_with_external_entity_is_refused(host_factory: Callable[..., Host],
                                              plugins_dir: Path, tmp_path: Path) -> None:
     secret = write(tmp_path / "secret.txt", "top secret")

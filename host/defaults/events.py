@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from host import hookimpl
+from host.api import hookimpl
 
 if TYPE_CHECKING:
-    from host.core import Host
-    from host.models import Message, StatusEvent
+    from host.api import HostAPI, Message, StatusEvent
 
 
 @hookimpl(trylast=True)
-def message_status_changed(host: Host, message: Message, old: str | None, new: str,
+def message_status_changed(host: HostAPI, message: Message, old: str | None, new: str,
                            event: StatusEvent) -> None:
-    if host.events.subscribers:
-        host.events.publish({
-            "id": event.id, "message_id": message.id, "direction": message.direction,
-            "broker": message.broker, "local": message.local, "remote": message.remote,
-            "old": old, "new": new, "at": event.at, "source": event.source,
-            "detail": event.detail,
-        })
+    host.publish({
+        "id": event.id, "message_id": message.id, "direction": message.direction,
+        "broker": message.broker, "local": message.local, "remote": message.remote,
+        "old": old, "new": new, "at": event.at, "source": event.source,
+        "detail": event.detail,
+    })

@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
 
-from host import hookimpl
-from host.upkeep import Spare, check_keep
+from host.api import Spare, check_keep, hookimpl
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.api import HostAPI
 
 log = logging.getLogger("smshost.purge")
 
@@ -53,12 +52,12 @@ _BY_AGE = (("idempotency", "created_at"), ("orphan_receipts", "updated_at"),
 
 
 @hookimpl(trylast=True)
-def messages_kept(host: Host) -> str:
+def messages_kept(host: HostAPI) -> str:
     return KEPT_BY_CORE
 
 
 @hookimpl(trylast=True)
-async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     pause = host.settings.purge.pause_ms / 1000
     counts: dict[str, int] = {}
     keep = await _kept(host)
@@ -77,20 +76,20 @@ async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict
     return counts
 
 
-async def _kept(host: Host) -> str | None:
+async def _kept(host: HostAPI) -> str | None:
     """Every plugin's query of messages to keep, joined; None when one of them cannot
     be had or fails: then no message is purged this time, rather than the ones it keeps,
     and the purger hears why."""
-    answers = host.hooks.messages_kept(host)
+    answers = host.kept_messages()
     for problem in answers.problems:
-        host.purger.incomplete(f"no message purged: {problem}")
+        host.purge_incomplete(f"no message purged: {problem}")
     if answers.problems:
         return None
     for plugin, sql in answers.queries:
         try:
             await host.store.read(partial(check_keep, sql))
         except sqlite3.Error as exc:
-            host.purger.incomplete(f"no message purged: the query of plugin {plugin} of the "
+            host.purge_incomplete(f"no message purged: the query of plugin {plugin} of the "
                                    f"messages it keeps failed: {exc} ({sql})")
             return None
     return " union all ".join(f"select * from ({sql})" for _, sql in answers.queries)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from host import hookimpl
+from host.api import hookimpl
 
 if TYPE_CHECKING:
-    from host.core import Host
-    from host.models import Message
+    from host.api import HostAPI, Message
 
 
 @hookimpl(trylast=True)
-def message_stored(host: Host, message: Message) -> None:
+def message_stored(host: HostAPI, message: Message) -> None:
     if message.direction == "in" and message.status == "received":
-        host.router.submit(message.id, message.local, message.remote)
+        host.route(message)

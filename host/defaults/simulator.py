@@ -25,16 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from host import hookimpl
-from host.brokers.http import InboundRequest
-from host.errors import ApiError
-from host.models import utcnow
-from host.web.bodies import json_body
-from host.web.params import int_param, known_params
+from host.api import (ApiError, BrokerInstance, InboundRequest, hookimpl, int_param,
+                      json_body, known_params, utcnow)
 
 if TYPE_CHECKING:
-    from host.brokers.instances import BrokerInstance
-    from host.core import Host
+    from host.api import HostAPI
 
 log = logging.getLogger("smshost.simulator")
 RECEIPT_DELAY = 0.05
@@ -65,12 +60,12 @@ def register_migrations(register: Any) -> None:
     register(migrations)
 
 
-def _instances(host: Host) -> list[BrokerInstance]:
+def _instances(host: HostAPI) -> list[BrokerInstance]:
     return [i for i in host.brokers.values() if i.definition.name == "simulator"]
 
 
 @hookimpl
-def register_routes(host: Host, register: Any) -> None:
+def register_routes(host: HostAPI, register: Any) -> None:
     if not _instances(host):
         return
     # The phone is called by the host's own sender, as a broker's API would be.
@@ -80,14 +75,14 @@ def register_routes(host: Host, register: Any) -> None:
 
 
 @hookimpl(trylast=True)
-async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     return await host.store.purge_table(
         "simulator_inbox", "received_at", cutoff, batch_size=batch_size,
         pause=host.settings.purge.pause_ms / 1000, dry_run=dry_run)
 
 
 async def _phone(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: HostAPI = request.app.state.host
     body = await json_body(request)
     to, text = body.required_text("to"), body.required_text("text", empty=True)
     ref, sender, callback = body.text("ref"), body.text("from"), body.text("callback") or ""
@@ -105,26 +100,23 @@ async def _phone(request: Request) -> Response:
     return JSONResponse({"id": sim_id}, status_code=201)
 
 
-def _by_receipt_path(host: Host, path: str) -> BrokerInstance | None:
+def _by_receipt_path(host: HostAPI, path: str) -> BrokerInstance | None:
     return next((i for i in _instances(host) if i.receipt_path == path), None)
 
 
-async def _send_receipt(host: Host, instance: BrokerInstance, sim_id: str, status: str) -> None:
-    from host.brokers import webhooks
-
+async def _send_receipt(host: HostAPI, instance: BrokerInstance, sim_id: str, status: str) -> None:
     await asyncio.sleep(RECEIPT_DELAY)
-    endpoint = webhooks.endpoints_for_port(host.brokers, instance.port)[instance.receipt_path or ""]
     inbound = InboundRequest("POST", instance.broker.broker_values["receipt_url"],
                              {"content-type": "application/json"},
                              json.dumps({"id": sim_id, "status": status}).encode())
     try:
-        await webhooks.process(host, endpoint, inbound)
+        await host.broker_webhook(instance.name, instance.receipt_path or "", inbound)
     except Exception:  # noqa: BLE001 - a lost simulated receipt is logged, not raised
         log.exception("simulated receipt for %s failed", sim_id)
 
 
 async def _inbox(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: HostAPI = request.app.state.host
     params = request.query_params
     known_params(params, INBOX_PARAMS)
     limit = int_param(params, "limit", INBOX_LIMIT, 1, MAX_INBOX_LIMIT) or INBOX_LIMIT
@@ -143,9 +135,7 @@ async def _inbox(request: Request) -> Response:
 
 
 async def _inject(request: Request) -> Response:
-    from host.brokers import webhooks
-
-    host: Host = request.app.state.host
+    host: HostAPI = request.app.state.host
     body = await json_body(request)
     instances = _instances(host)
     name = body.text("broker")
@@ -160,10 +150,9 @@ async def _inject(request: Request) -> Response:
     to = body.text("to")
     if to:
         payload["to"] = to
-    endpoint = webhooks.endpoints_for_port(host.brokers, instance.port)[instance.mo_path or ""]
     inbound = InboundRequest("POST", instance.broker.broker_values["mo_url"],
                              {"content-type": "application/json"}, json.dumps(payload).encode())
-    response = await webhooks.process(host, endpoint, inbound)
+    response = await host.broker_webhook(instance.name, instance.mo_path or "", inbound)
     if response.status_code != 200:
         retry = response.headers.get("retry-after")  # the database refused it: as told
         raise ApiError(response.status_code, "refused", bytes(response.body).decode(),

@@ -2,8 +2,7 @@
 
 A sink plugin registers a subclass through the ``register_sinks`` hook::
 
-    from host import hookimpl
-    from host.sinks.base import Delivery, Sink
+    from host.api import Delivery, Sink, hookimpl
 
     class Echo(Sink):
         kind = "echo"
@@ -17,7 +16,7 @@ A sink plugin registers a subclass through the ``register_sinks`` hook::
         register(Echo)
 
 A sink's settings are the ``[<kind>]`` table of ``config/sinks.toml``, converted to its
-``settings_class`` (a frozen dataclass declared with ``host.config.schema.setting``) with
+``settings_class`` (a frozen dataclass declared with ``host.api.setting``) with
 the same file/line errors as the core's settings.
 """
 
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.api import HostAPI
     from host.models import Message
     from host.routing.inbound import Route
 
@@ -60,7 +59,7 @@ class Sink:
     kind: ClassVar[str] = ""
     settings_class: ClassVar[type | None] = None
 
-    def __init__(self, host: Host, settings: Any) -> None:
+    def __init__(self, host: HostAPI, settings: Any) -> None:
         self.host = host
         self.settings = settings
 

@@ -25,9 +25,7 @@ import re
 from dataclasses import replace
 from urllib.parse import unquote_to_bytes, urlencode, urlsplit, urlunsplit
 
-from host.brokers.engine import MoFields, ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest
-from host.text import clean
+from host.api import InboundRequest, MoFields, ReceiptFields, XmlBroker, clean
 
 # Kannel's %c: 0 = 7 bit (GSM), 1 = 8 bit (binary), 2 = UCS-2; -1 when the SMSC gave none.
 _ENCODINGS = {"0": "gsm7", "2": "ucs2"}

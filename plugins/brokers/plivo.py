@@ -59,9 +59,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
-from host.brokers.engine import ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest
-from host.brokers.signatures import SignatureError
+from host.api import InboundRequest, ReceiptFields, SignatureError, XmlBroker
 
 V3_HEADERS = ("X-Plivo-Signature-V3", "X-Plivo-Signature-Ma-V3")
 V3_NONCE = "X-Plivo-Signature-V3-Nonce"

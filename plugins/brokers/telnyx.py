@@ -35,8 +35,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from host.brokers.engine import MoFields, OutboundMessage, ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest, MtResponse, MtResult
+from host.api import (InboundRequest, MoFields, MtResponse, MtResult, OutboundMessage,
+                      ReceiptFields, XmlBroker)
 
 _ENCODINGS = {"gsm-7": "gsm7", "gsm7": "gsm7", "ucs-2": "ucs2", "ucs2": "ucs2",
               "utf-16": "ucs2"}

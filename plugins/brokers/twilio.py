@@ -23,10 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from host.brokers.engine import XmlBroker
-from host.brokers.http import InboundRequest
-from host.brokers.signatures import (TWILIO_SETTINGS_HEADER, SignatureError,
-                                     twilio_shared_key_algorithm)
+from host.api import (TWILIO_SETTINGS_HEADER, InboundRequest, SignatureError, XmlBroker,
+                      twilio_shared_key_algorithm)
 
 
 def _shared_key_signed(request: InboundRequest) -> bool:

@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from host.brokers.engine import MoFields, ReceiptFields, XmlBroker
-from host.brokers.http import InboundRequest
-from host.brokers.signatures import SignatureError
-from host.brokers.signatures import verify as verify_with_scheme
+from host.api import InboundRequest, MoFields, ReceiptFields, SignatureError, XmlBroker
+from host.api import verify_signature as verify_with_scheme
 
 # The names Vonage's SDKs use (signatureMethod / signature_method), plus "md5hash".
 _METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")

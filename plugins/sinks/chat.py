@@ -27,16 +27,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from host import hookimpl
-from host.config.schema import setting
-from host.errors import ApiError
-from host.models import Message, utcnow
-from host.web.params import MAX_ID, int_param, known_params, path_id
-from host.sinks.base import Delivery, Sink
+from host.api import (MAX_ID, ApiError, Delivery, Message, Sink, hookimpl, int_param,
+                      known_params, path_id, setting, utcnow)
 
 if TYPE_CHECKING:
-    from host.core import Host
-    from host.routing.inbound import Route as InboundRoute
+    from host.api import HostAPI, InboundRoute
 
 KIND = "chat"
 # open --no SMS from the party for PartyIdleTime--> idle (later)
@@ -65,7 +60,7 @@ class ChatSink(Sink):
     kind = KIND
     settings_class = ChatSettings
 
-    def __init__(self, host: Host, settings: ChatSettings) -> None:
+    def __init__(self, host: HostAPI, settings: ChatSettings) -> None:
         super().__init__(host, settings)
         # Pairs with an active conversation, so an outbound message to anybody else costs
         # nothing. Loaded at start; kept by deliver() and close(), the only writers of
@@ -234,7 +229,7 @@ def _message_json(row: dict[str, Any]) -> dict[str, Any]:
 # -- API --------------------------------------------------------------------------------
 
 def _sink(request: Request) -> ChatSink:
-    sink = request.app.state.host.sinks.get(KIND)
+    sink = request.app.state.host.sink(KIND)
     if not isinstance(sink, ChatSink):
         raise ApiError(503, "unavailable", "the chat sink did not load; run `smshost check`")
     return sink
@@ -344,22 +339,22 @@ def register_routes(register: Any) -> None:
 
 
 @hookimpl
-def message_stored(host: Host, message: Message) -> Awaitable[None] | None:
+def message_stored(host: HostAPI, message: Message) -> Awaitable[None] | None:
     # Synchronous for every MO and for MTs to numbers without an active conversation:
     # nothing to await on the hot path.
-    sink = host.sinks.get(KIND)
+    sink = host.sink(KIND)
     return sink.link_outbound(message) if isinstance(sink, ChatSink) else None
 
 
 @hookimpl
-def messages_kept(host: Host) -> str:
+def messages_kept(host: HostAPI) -> str:
     """The messages of every conversation not closed: the agent's view of it."""
     return ("select l.message_id from chat_messages l join chat_conversations c "
             "on c.id = l.conversation_id where c.closed_at is null")
 
 
 @hookimpl
-async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     """Conversations closed before the cutoff, with their message links (the messages
     themselves are the core's); active ones are kept however old (SPEC P5)."""
     return await host.store.purge_table(

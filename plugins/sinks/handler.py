@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from host import hookimpl
-from host.handlers.runner import HandlerFailed, run
-from host.sinks.base import Delivery, Sink
+from host.api import Delivery, Sink, hookimpl
+from host.handlers.runner import HandlerFailed, run  # core behaviour: moves to host/defaults
 
 if TYPE_CHECKING:
-    from host.models import Message
-    from host.routing.inbound import Route
+    from host.api import InboundRoute as Route
+    from host.api import Message
 
 MAX_DEPTH = 5  # route_to chains (a handler routing to a handler...)
 

@@ -32,17 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from host import hookimpl
-from host.config.lines import KeyPath
-from host.config.schema import setting
-from host.errors import ApiError
-from host.models import Message, utcnow
-from host.web.params import int_param, known_params
-from host.sinks.base import Delivery, Sink
+from host.api import (ApiError, Delivery, KeyPath, Message, Sink, hookimpl, int_param,
+                      known_params, setting, utcnow)
 
 if TYPE_CHECKING:
-    from host.core import Host
-    from host.routing.inbound import Route as InboundRoute
+    from host.api import HostAPI, InboundRoute
 
 KIND = "queue"
 # The life of an interaction. Only "waiting" is written today; the agent/ACD issue adds
@@ -126,14 +120,14 @@ class QueueSink(Sink):
     kind = KIND
     settings_class = QueueSettings
 
-    def __init__(self, host: Host, settings: QueueSettings) -> None:
+    def __init__(self, host: HostAPI, settings: QueueSettings) -> None:
         super().__init__(host, settings)
         self.queues = {q.name: q for q in settings.queues}
         problems = list(self._account_problems(host))
         if problems:
             raise ValueError("; ".join(problems))
 
-    def _account_problems(self, host: Host) -> Iterator[str]:
+    def _account_problems(self, host: HostAPI) -> Iterator[str]:
         """O9 associations must name a configured broker account."""
         configured = {(b.name, a.id) for b in host.settings.brokers for a in b.accounts}
         for i, queue in enumerate(self.settings.queues):
@@ -279,7 +273,7 @@ def _age(now: datetime, stamp: str) -> float:
 # -- API --------------------------------------------------------------------------------
 
 def _sink(request: Request) -> QueueSink:
-    sink = request.app.state.host.sinks.get(KIND)
+    sink = request.app.state.host.sink(KIND)
     if not isinstance(sink, QueueSink):
         raise ApiError(503, "unavailable", "the queue sink did not load; run `smshost check`")
     return sink
@@ -355,9 +349,9 @@ def register_sinks(register: Any) -> None:
 
 
 @hookimpl
-def sender_for(host: Host, kind: str, name: str) -> tuple[str | None, str] | None:
+def sender_for(host: HostAPI, kind: str, name: str) -> tuple[str | None, str] | None:
     """The broker and account of a workgroup's or user's queue (``[[queue.queues]]``)."""
-    sink = host.sinks.get(KIND)
+    sink = host.sink(KIND)
     if not isinstance(sink, QueueSink):
         return None
     for queue in sink.settings.queues:
@@ -381,14 +375,14 @@ def register_routes(register: Any) -> None:
 
 
 @hookimpl
-def messages_kept(host: Host) -> str:
+def messages_kept(host: HostAPI) -> str:
     """The SMS of every interaction not ended: an agent may still pick it up."""
     return ("select message_id from queue_interactions "
             "where ended_at is null and message_id is not null")
 
 
 @hookimpl
-async def purge(host: Host, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
+async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> dict[str, int]:
     """Finished interactions (``ended_at`` set) older than the cutoff, with their events;
     waiting and live ones are kept however old (SPEC P5)."""
     return await host.store.purge_table(

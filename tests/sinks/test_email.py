@@ -29,7 +29,7 @@ from host.core import Host
 from host.messages import NewMessage
 from tests.conftest import ROOT, base_config, free_port, run_cli
 
-PLUGIN = ROOT / "plugins" / "sinks" / "email.py"
+PLUGIN = ROOT / "plugins" / "sinks" / "email"
 AUTH = {"Authorization": "Bearer test-token"}
 USER, PASSWORD = "smshost", "s3cret-Passw0rd"
 WAIT = 10.0  # seconds: every wait on routing is bounded by this
@@ -162,7 +162,7 @@ def email_host(tmp_path: Path, config_dir: Callable[..., Path]) -> Callable[...,
     def make(**files: str) -> Host:
         sinks = tmp_path / "plugins" / "sinks"
         sinks.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PLUGIN, sinks / "email.py")
+        shutil.copytree(PLUGIN, sinks / "email", ignore=shutil.ignore_patterns("__pycache__"))
         cfg = config_dir(**files)
         return Host(load_settings(cfg), config_dir=cfg)
     return make
@@ -553,7 +553,7 @@ def test_smshost_check_reports_the_bad_setting(tmp_path: Path,
                                                config_dir: Callable[..., Path]) -> None:
     sinks = tmp_path / "plugins" / "sinks"
     sinks.mkdir(parents=True)
-    shutil.copy(PLUGIN, sinks / "email.py")
+    shutil.copytree(PLUGIN, sinks / "email", ignore=shutil.ignore_patterns("__pycache__"))
     cfg = config_dir(sinks='[email]\nhost = "127.0.0.1"\n\nport = "x"\n')
     result = run_cli("check", "--config", str(cfg))
 

@@ -3,7 +3,7 @@
 A receiver on 127.0.0.1 (an aiohttp web app in the test's event loop) checks every
 request's signature the way a real receiver would and records it. Messages are stored
 with ``host.messages.add`` inside ``host.running()`` and routed by routes.toml to the
-webhook sink, which ships in ``plugins/sinks/webhook.py`` (linked into the test's plugin
+webhook sink, which ships in ``plugins/sinks/webhook/`` (linked into the test's plugin
 folder). Dead letters are listed and replayed through the API served by uvicorn and
 through the ``smshost webhooks`` CLI. Retry settings are short; every wait is bounded;
 nothing asserts how long anything took, only the times the sink recorded.
@@ -41,7 +41,7 @@ SECRET = "whsec-test-0123456789"
 SECRET_ENV = "SMSHOST_TEST_WEBHOOK_SECRET"
 TOKEN = "test-token"
 WAIT = 15.0  # the longest any wait in these tests may take, seconds
-PLUGIN = ROOT / "plugins" / "sinks" / "webhook.py"
+PLUGIN = ROOT / "plugins" / "sinks" / "webhook"
 FAST = {"max_attempts": 3, "first_delay": 0.05, "factor": 2.0, "max_delay": 0.2,
         "jitter": 0.0, "stop_grace": 2.0}
 
@@ -165,7 +165,7 @@ def make_host(tmp_path: Path, config_dir: Callable[..., Path], plugins_dir: Path
               monkeypatch: pytest.MonkeyPatch) -> Callable[..., Host]:
     """``make_host(targets, api_port=..., **policy)``: a host routing to those targets."""
     monkeypatch.setenv(SECRET_ENV, SECRET)
-    (plugins_dir / "sinks" / "webhook.py").symlink_to(PLUGIN)
+    (plugins_dir / "sinks" / "webhook").symlink_to(PLUGIN)
 
     def make(targets: dict[str, str], *, api_port: int = 8080, routes: str | None = None,
              sinks: str | None = None, extra: str = "", **policy: Any) -> Host:

@@ -1,0 +1,42 @@
+"""What the webhook sink sends: the JSON body and its signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from host.api import InboundRoute as Route
+    from host.api import Message
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Smshost-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def build_payload(message: Message, route: Route, target: str, queued_at: str) -> dict[str, Any]:
+    """The JSON body, without ``delivery_id`` (added when it is sent)."""
+    inbound = message.direction == "in"
+    return {
+        "event": "message.inbound" if inbound else "message.outbound",
+        "message": {
+            "id": message.id,
+            "direction": message.direction,
+            "from": message.remote if inbound else message.local,
+            "to": message.local if inbound else message.remote,
+            "body": message.body,
+            "broker": message.broker,
+            "account": message.account,
+            "broker_message_id": message.broker_message_id,
+            "encoding": message.encoding,
+            "segments": message.segments,
+            "created_at": message.created_at,
+            "attrs": message.attrs,
+        },
+        "route": {"name": route.name, "target": target, "type": route.type,
+                  "pattern": route.pattern, "default": route.default},
+        "queued_at": queued_at,
+    }
