@@ -13,6 +13,9 @@ place (host.web.routes):
 
 Errors are JSON for the API and the routes programs call, HTML pages for any other
 path of the API listener (host.web.errors).
+
+The app sees the node as host.web.context.WebHost; ``Host.app_for`` (the composition
+root) builds it and passes the ``register_routes`` hook: nothing here imports host.core.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
 from host.web.ui import Ui
 from host.web.ui.sessions import session_secret
 from host.web.webhooks import BrokerDispatch
-
 
 #: ``register_routes(register)``: the ``register_routes`` hook of every plugin, which
 #: passes ``register`` on and returns the routes plugins returned (the first form).
