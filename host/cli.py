@@ -1,65 +1,24 @@
-"""The ``smshost`` command line: serve, check, purge (SPEC P8)."""
+"""The ``smshost`` command line (SPEC P8): the parser, and the commands on the node's own
+configuration and data (serve, check, purge, vacuum, broker test). The other commands
+live by what they do: host.cli_client (through the running server's API: simulate,
+send), host.cli_testers (handler test, route test), host.webhook_cli (webhooks)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import click
 
 from host import __version__
+from host.cli_client import send, simulate
+from host.cli_context import config_option, data_option, default_config, load_config, run
+from host.cli_testers import handler, route
 from host.config.loader import load_settings
-from host.config.settings import MAX_PURGE_DAYS, Settings
+from host.config.settings import MAX_PURGE_DAYS
 from host.errors import ConfigError, ConfigErrors, SmshostError
 from host.logs import setup_logging
-from host.paths import default_config_dir
-
-
-def _default_config() -> Path:
-    env = os.environ.get("SMSHOST_CONFIG")
-    if env:
-        return Path(env)
-    local = Path("config")
-    return local if (local / "smshost.toml").exists() else default_config_dir()
-
-
-config_option = click.option(
-    "--config", "config_dir", type=click.Path(path_type=Path, file_okay=False),
-    default=None, help="Configuration directory [default: ./config if present, else the "
-    "embedded default; or $SMSHOST_CONFIG].")
-data_option = click.option(
-    "--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-    help="Data directory (overrides server.data_dir).")
-
-
-def _load(config_dir: Path | None, *, defer_secrets: bool = False,
-          refusal: str = "nothing done") -> tuple[Path, Settings]:
-    """The configuration; exit 2 with every problem. Commands that need none of its
-    secrets (``send``, ``purge``...) pass ``defer_secrets``: a secret whose variable is
-    not set in their environment is then an error only if they reveal it."""
-    config_dir = config_dir or _default_config()
-    try:
-        return config_dir, load_settings(config_dir, defer_secrets=defer_secrets)
-    except ConfigErrors as errors:
-        for error in errors:
-            click.echo(f"error: {error.describe()}", err=True)
-        click.echo(f"{len(errors.errors)} configuration problem(s); {refusal}.", err=True)
-        sys.exit(2)
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+from host.webhook_cli import webhooks
 
 
 @click.group()
@@ -76,11 +35,11 @@ def serve(config_dir: Path | None, data_dir: Path | None) -> None:
     from host.core import Host
     from host.server import serve as serve_host
 
-    config_dir, settings = _load(config_dir, refusal="not starting")
+    config_dir, settings = load_config(config_dir, refusal="not starting")
     setup_logging(settings.logging)
     host = Host(settings, data_dir=data_dir, config_dir=config_dir)
     try:
-        _run(serve_host(host))
+        run(serve_host(host))
     except SmshostError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -96,7 +55,7 @@ def check(config_dir: Path | None) -> None:
     from host.routing.outbound import compile_outbound
     from host.routing.shadows import inbound_shadows, outbound_shadows
 
-    config_dir = config_dir or _default_config()
+    config_dir = config_dir or default_config()
     try:
         settings = load_settings(config_dir)
     except ConfigErrors as errors:
@@ -155,19 +114,19 @@ def purge(config_dir: Path | None, data_dir: Path | None, days: int | None,
     """
     from host.core import Host
 
-    _, settings = _load(config_dir, defer_secrets=True)
+    _, settings = load_config(config_dir, defer_secrets=True)
     if days is not None and not 1 < days <= MAX_PURGE_DAYS:
         raise click.BadParameter(f"must be greater than 1 and at most {MAX_PURGE_DAYS} "
                                  "(days)", param_hint="--older-than")
     setup_logging(settings.logging)
     host = Host(settings, data_dir=data_dir, config_dir=config_dir)
 
-    async def run() -> dict[str, int]:
+    async def purged() -> dict[str, int]:
         async with host.running(background=False):
             return await host.purger.run(days, dry_run=dry_run)
 
     try:
-        counts = _run(run())
+        counts = run(purged())
     except (SmshostError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -198,7 +157,7 @@ def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
     from host import upkeep
     from host.lockfile import DataLock
 
-    _, settings = _load(config_dir)
+    _, settings = load_config(config_dir)
     path = Path(data_dir or settings.server.data_dir) / settings.store.filename
     if not path.exists():
         click.echo(f"error: no database at {path}", err=True)
@@ -236,7 +195,7 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
     from host.brokers.kit import fixtures_path, run_kit
     from host.core import Host
 
-    _, settings = _load(config_dir, defer_secrets=True)
+    _, settings = load_config(config_dir, defer_secrets=True)
     host = Host(settings)
     found = host.load_plugins()
     if name not in found.brokers:
@@ -258,183 +217,6 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
     sys.exit(1 if failed else 0)
 
 
-@cli.command()
-@config_option
-@click.option("--from", "sender", required=True, help="The simulated phone's number.")
-@click.option("--to", "recipient", default=None,
-              help="The number texted [default: the simulator account's number].")
-@click.option("--broker", "broker_name", default=None, help="Simulator broker instance.")
-@click.option("--url", default=None, help="Server URL [default: the API listener's].")
-@click.argument("text")
-def simulate(config_dir: Path | None, sender: str, recipient: str | None,
-             broker_name: str | None, url: str | None, text: str) -> None:
-    """Text the running server from a simulated phone (through the simulator broker)."""
-    payload = {"from": sender, "text": text}
-    if recipient:
-        payload["to"] = recipient
-    if broker_name:
-        payload["broker"] = broker_name
-    answer = _api_post(config_dir, url, "/api/simulator/mo", payload)
-    click.echo(f"stored message {answer['id']} (broker {answer['broker']})")
-
-
-@cli.group()
-def handler() -> None:
-    """Handler scripts."""
-
-
-@handler.command("test")
-@config_option
-@click.argument("name")
-@click.option("--ani", default="+15005550006", help="The sender's number.")
-@click.option("--dnis", default=None, help="The number texted [default: the first account's].")
-@click.option("--body", default="", help="The message text.")
-@click.option("--broker", "broker_name", default=None, help="Broker instance of the message.")
-def handler_test(config_dir: Path | None, name: str, ani: str, dnis: str | None, body: str,
-                 broker_name: str | None) -> None:
-    """Run a handler on a made-up message and show what it would do (H5).
-
-    Nothing is sent or stored: the replies, sends, route and state are printed.
-    """
-    from host.handlers.dryrun import dry_run
-
-    _, settings = _load(config_dir, defer_secrets=True)
-    lines, ok = _run(dry_run(settings, name, ani=ani, dnis=dnis, body=body,
-                             broker=broker_name))
-    for line in lines:
-        click.echo(line)
-    sys.exit(0 if ok else 1)
-
-
-@cli.group()
-def route() -> None:
-    """Inbound routes."""
-
-
-@cli.command()
-@config_option
-@click.option("--to", "to", required=True, help="The recipient's number.")
-@click.option("--account", default=None, help="Account to send from.")
-@click.option("--broker", "broker_name", default=None, help="Broker instance to send through.")
-@click.option("--workgroup", default=None, help="Send as this workgroup (its number).")
-@click.option("--user", default=None, help="Send as this user (their number).")
-@click.option("--classification", default=None, help="The sender's classification.")
-@click.option("--idempotency-key", default=None, help="Retry-safe key for this message.")
-@click.option("--url", default=None, help="Server URL [default: the API listener's].")
-@click.argument("text")
-def send(config_dir: Path | None, to: str, account: str | None, broker_name: str | None,
-         workgroup: str | None, user: str | None, classification: str | None,
-         idempotency_key: str | None, url: str | None, text: str) -> None:
-    """Queue an SMS on the running server (POST /api/messages)."""
-    payload = {k: v for k, v in {"to": to, "text": text, "account": account,
-                                 "broker": broker_name, "workgroup": workgroup, "user": user,
-                                 "classification": classification}.items() if v is not None}
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    answer = _api_post(config_dir, url, "/api/messages", payload, headers)
-    click.echo(f"queued message {answer['id']} to {answer['to']} through {answer['broker']} "
-               f"({answer['encoding']}, {answer['segments']} segment(s))"
-               + (" [already queued with this key]" if answer.get("replayed") else ""))
-
-
-def _api_post(config_dir: Path | None, url: str | None, path: str, payload: dict[str, Any],
-              headers: dict[str, str] | None = None) -> Any:
-    """POST JSON to the running server's API; exit 1 with the server's reason on error."""
-    import json as jsonlib
-    import urllib.error
-    import urllib.request
-
-    from host.brokers.instances import public_base
-
-    _, settings = _load(config_dir, defer_secrets=True)
-    base = (url or public_base(settings)).rstrip("/")
-    request = urllib.request.Request(
-        f"{base}{path}", data=jsonlib.dumps(payload).encode(), method="POST",
-        headers={"Authorization": f"Bearer {_api_token(settings)}",
-                 "Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local
-            return jsonlib.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = jsonlib.loads(exc.read()).get("message", "")
-        except ValueError:
-            reason = ""
-        click.echo(f"error: {exc.code}: {reason}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"error: cannot reach {base}: {exc}", err=True)
-        sys.exit(1)
-
-
-@route.command("test")
-@config_option
-@click.option("--ani", default=None, help="The sender's number (inbound).")
-@click.option("--dnis", default="", help="The number texted (inbound) or to send to "
-              "(with --outbound).")
-@click.option("--body", default="", help="The message text.")
-@click.option("--region", default="US", help="Country for reading national numbers.")
-@click.option("--outbound", is_flag=True, help="Test the outbound routes for --dnis.")
-@click.option("--classification", default=None, help="The sender's classification "
-              "(--outbound).")
-def route_test(config_dir: Path | None, ani: str | None, dnis: str, body: str, region: str,
-               outbound: bool, classification: str | None) -> None:
-    """Which route a message would take, and why the earlier ones did not (R5, O2)."""
-    from host.routing.tester import explain
-
-    _, settings = _load(config_dir, defer_secrets=True)
-    if outbound:
-        _outbound_test(settings, dnis, classification)
-        return
-    if not ani:
-        raise click.BadParameter("required for inbound routes", param_hint="--ani")
-    decision = explain(settings, ani=ani, dnis=dnis, body=body, region=region)
-    for tried in decision.tried:
-        click.echo(f"  no  {tried[0]}: {tried[1]}")
-    target = f" {decision.route.target}" if decision.route.target else ""
-    click.echo(f"  yes {decision.route.name}: {decision.route.destination}{target}")
-
-
-def _outbound_test(settings: Settings, to: str, classification: str | None) -> None:
-    from host.routing.outbound import RouteRefused, compile_outbound, select_outbound
-
-    if not to:
-        raise click.BadParameter("the number to send to", param_hint="--dnis")
-    try:
-        decision = select_outbound(compile_outbound(settings.outbound), to, classification)
-    except RouteRefused as exc:
-        click.echo(f"  refused ({exc.status}): {exc}")
-        sys.exit(1)
-    for name, why in decision.tried:
-        click.echo(f"  no  {name}: {why}")
-    if decision.route is None:
-        click.echo(f"  no outbound routes: the sender's account sends to {decision.number}")
-        return
-    via = " ".join(f"{k} {v}" for k, v in (("broker", decision.route.broker),
-                                             ("account", decision.route.account)) if v)
-    click.echo(f"  yes {decision.route.name}: send to {decision.number}"
-               + (f" via {via}" if via else ""))
-
-
-def _api_token(settings: Settings) -> str:
-    env = os.environ.get("SMSHOST_API_TOKEN")
-    if env:
-        return env
-    if settings.api.token is not None:
-        try:
-            return settings.api.token.reveal()
-        except ConfigError as exc:
-            click.echo(f"error: no API token: {exc.describe()} (or set SMSHOST_API_TOKEN)",
-                       err=True)
-            sys.exit(1)
-    path = Path(settings.server.data_dir) / "api-token"
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        click.echo(f"error: no API token: set SMSHOST_API_TOKEN or api.token ({path} "
-                   "does not exist)", err=True)
-        sys.exit(1)
-
-
 def main() -> None:
     try:
         cli()
@@ -443,5 +225,5 @@ def main() -> None:
         sys.exit(1)
 
 
-from host.webhook_cli import webhooks  # noqa: E402 - a command group of its own module
-cli.add_command(webhooks)
+for command in (simulate, send, handler, route, webhooks):
+    cli.add_command(command)

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from host.routing.inbound import Route as InboundRoute
     from host.sends import Queued, SendRequest
     from host.sinks.base import Delivery
+    from host.web.context import WebHost
 
 log = logging.getLogger("smshost")
 CONCAT_SWEEP_SECONDS = 5.0
@@ -319,12 +320,19 @@ class Host:
         if isinstance(listener, str):
             listener = next(lst for lst in self.settings.listeners if lst.name == listener)
         if listener.name not in self._apps:
-            self._apps[listener.name] = build_app(self, listener)
+            self.load_plugins()
+            self._apps[listener.name] = build_app(
+                self, listener, functools.partial(self.hooks.register_routes, self))
         return self._apps[listener.name]
 
 
 def _plugin_face(host: Host) -> HostAPI:
     """Never called: mypy checks here that ``Host`` satisfies the plugin face."""
+    return host
+
+
+def _web_face(host: Host) -> WebHost:
+    """Never called: mypy checks here that ``Host`` is what the web layer serves."""
     return host
 
 

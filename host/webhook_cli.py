@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
-_config_option = click.option(
-    "--config", "config_dir", type=click.Path(path_type=Path, file_okay=False),
-    default=None, help="Configuration directory [default: ./config if present, else the "
-    "embedded default; or $SMSHOST_CONFIG].")
+from host.brokers.instances import public_base
+from host.cli_client import api_token
+from host.cli_context import config_option, load_config
+
 _url_option = click.option("--url", default=None,
                            help="Server URL [default: the API listener's].")
 
@@ -33,15 +33,11 @@ class _Refused(Exception):
 def _call(config_dir: Path | None, url: str | None, method: str, path: str) -> Any:
     """Call the API. Raise ``_Refused`` with the server's reason when it answers with an
     error; print why and exit 1 when the server cannot be reached."""
-    # Imported here: host.cli imports this module at its end.
-    from host.brokers.instances import public_base
-    from host.cli import _api_token, _load
-
-    _, settings = _load(config_dir, defer_secrets=True)
+    _, settings = load_config(config_dir, defer_secrets=True)
     base = (url or public_base(settings)).rstrip("/")
     request = urllib.request.Request(
         f"{base}{path}", method=method, data=b"" if method == "POST" else None,
-        headers={"Authorization": f"Bearer {_api_token(settings)}",
+        headers={"Authorization": f"Bearer {api_token(settings)}",
                  "Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - own API
@@ -72,7 +68,7 @@ def webhooks() -> None:
 
 
 @webhooks.command("dead-letters")
-@_config_option
+@config_option
 @_url_option
 @click.option("--target", default=None, help="Only this webhook target.")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True,
@@ -101,7 +97,7 @@ def dead_letters(config_dir: Path | None, url: str | None, target: str | None, l
 
 
 @webhooks.command("replay")
-@_config_option
+@config_option
 @_url_option
 @click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))
 def replay(config_dir: Path | None, url: str | None, ids: tuple[int, ...]) -> None:

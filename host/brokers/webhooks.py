@@ -22,7 +22,7 @@ import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -44,9 +44,47 @@ from host.messages import NewMessage
 from host.numbers import normalize
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.brokers.concat import Concat
+    from host.brokers.receipts import Receipts
+    from host.config.settings import Settings
+    from host.messages import Messages
+    from host.metrics import Metrics
+    from host.outage import Refusals
 
 log = logging.getLogger("smshost.brokers")
+
+
+class WebhookHost(Protocol):
+    """What the broker webhooks use of the node (``host.core.Host`` provides it; the
+    web layer, the simulator and the conformance kit pass it in)."""
+
+    @property
+    def settings(self) -> Settings:
+        """``server.role``, ``server.public_url``, ``server.trusted_proxies``."""
+
+    @property
+    def brokers(self) -> Mapping[str, BrokerInstance]:
+        """The broker instances, whose paths are served (:func:`endpoints_for_port`)."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counts each webhook by broker, kind and outcome."""
+
+    @property
+    def refusals(self) -> Refusals:
+        """Logs the requests the database refused, a line per spell."""
+
+    @property
+    def messages(self) -> Messages:
+        """Stores an MO."""
+
+    @property
+    def concat(self) -> Concat:
+        """Stores a part of a long MO."""
+
+    @property
+    def receipts(self) -> Receipts:
+        """Applies a delivery receipt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +103,7 @@ class _Refused(Exception):
         self.cause = cause
 
 
-def endpoints_for_port(instances: dict[str, BrokerInstance],
+def endpoints_for_port(instances: Mapping[str, BrokerInstance],
                        port: int) -> dict[str, Endpoint]:
     table: dict[str, Endpoint] = {}
     for instance in instances.values():
@@ -89,7 +127,7 @@ def unexpected(endpoint: Endpoint, exc: Exception) -> Response:
     return PlainTextResponse("internal error; retry later", status_code=500)
 
 
-def _trusted(host: Host, address: str | None) -> bool:
+def _trusted(host: WebhookHost, address: str | None) -> bool:
     if not address:
         return False
     try:
@@ -100,7 +138,7 @@ def _trusted(host: Host, address: str | None) -> bool:
                for net in host.settings.server.trusted_proxies)
 
 
-def url_from_scope(host: Host, scope: Mapping[str, Any], headers: dict[str, str]) -> str:
+def url_from_scope(host: WebhookHost, scope: Mapping[str, Any], headers: dict[str, str]) -> str:
     """The URL the broker called, as it signed it (behind a reverse proxy too)."""
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
     path_qs = str(scope.get("root_path", "")) + str(scope["path"]) + (f"?{query}" if query else "")
@@ -120,7 +158,7 @@ def url_from_scope(host: Host, scope: Mapping[str, Any], headers: dict[str, str]
     return f"{scope.get('scheme', 'http')}://{host_header}{path_qs}"
 
 
-def called_url(host: Host, request: Request) -> str:
+def called_url(host: WebhookHost, request: Request) -> str:
     return url_from_scope(host, request.scope, dict(request.headers.items()))
 
 
@@ -137,8 +175,8 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def respond(host: Host, ep: Endpoint, scope: Mapping[str, Any], headers: dict[str, str],
-                  body: bytes | Receive) -> Response:
+async def respond(host: WebhookHost, ep: Endpoint, scope: Mapping[str, Any],
+                  headers: dict[str, str], body: bytes | Receive) -> Response:
     """Answer one webhook: ``scope`` holds the ASGI request keys (method, path,
     query_string, scheme, server, client), ``headers`` the lower-case headers, ``body``
     the body or the ASGI ``receive`` to read it from."""
@@ -160,7 +198,7 @@ async def respond(host: Host, ep: Endpoint, scope: Mapping[str, Any], headers: d
     return await process(host, ep, inbound)
 
 
-async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response:
+async def process(host: WebhookHost, ep: Endpoint, inbound: InboundRequest) -> Response:
     """Verify, parse, commit and answer one webhook (also used in-process by the
     simulator and the conformance kit)."""
     instance = ep.instance
@@ -179,7 +217,7 @@ async def process(host: Host, ep: Endpoint, inbound: InboundRequest) -> Response
         return _refuse(host, instance, kind, refused)
 
 
-def _refuse(host: Host, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
+def _refuse(host: WebhookHost, instance: BrokerInstance, kind: str, refused: _Refused) -> Response:
     """Every refusal of a webhook is answered here, its reason as plain text. A reason
     may quote what the broker sent (a field, a JSON pointer), so host/text.py's rule
     applies to it: a lone surrogate would make the answer unencodable."""
@@ -270,7 +308,7 @@ def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
         raise _adapter_failed(instance, "parse_mo", exc, 400, "cannot read the message")
 
 
-async def _mo(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> Response:
+async def _mo(host: WebhookHost, instance: BrokerInstance, inbound: InboundRequest) -> Response:
     fields = _parse_mo(instance, inbound)
     account = instance.account_for_mo(fields)
     region = instance.region(account)
@@ -312,7 +350,8 @@ def _concat_of(fields: MoFields) -> tuple[str, int, int] | None:
     return None
 
 
-async def _receipt(host: Host, instance: BrokerInstance, inbound: InboundRequest) -> Response:
+async def _receipt(host: WebhookHost, instance: BrokerInstance,
+                   inbound: InboundRequest) -> Response:
     try:
         fields = instance.broker.parse_dlr(inbound)
     except ParseError as exc:

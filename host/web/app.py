@@ -13,12 +13,15 @@ place (host.web.routes):
 
 Errors are JSON for the API and the routes programs call, HTML pages for any other
 path of the API listener (host.web.errors).
+
+The app sees the node as host.web.context.WebHost; ``Host.app_for`` (the composition
+root) builds it and passes the ``register_routes`` hook: nothing here imports host.core.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,9 +30,9 @@ from starlette.types import ASGIApp
 
 from host.brokers.webhooks import endpoints_for_port
 from host.config.settings import ListenerSettings
-from host.core import Host
 from host.web import api, ops
 from host.web.api.auth import ApiAuth
+from host.web.context import WebHost
 from host.web.errors import ErrorAnswers
 from host.web.middleware import RequestContext
 from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
@@ -37,27 +40,32 @@ from host.web.ui import Ui
 from host.web.ui.sessions import session_secret
 from host.web.webhooks import BrokerDispatch
 
+#: ``register_routes(register)``: the ``register_routes`` hook of every plugin, which
+#: passes ``register`` on and returns the routes plugins returned (the first form).
+RegisterRoutes = Callable[[Callable[[str, Sequence[BaseRoute]], None]], list[BaseRoute]]
 
-def plugin_routes(host: Host) -> RouteTable:
+
+def plugin_routes(register_routes: RegisterRoutes) -> RouteTable:
     """The routes plugins register through the ``register_routes`` hook."""
     table = RouteTable()
-    table.returned(host.hooks.register_routes(host, table.register))
+    table.returned(register_routes(table.register))
     return table
 
 
-def _ui(host: Host, listener: ListenerSettings) -> Ui:
+def _ui(host: WebHost, listener: ListenerSettings) -> Ui:
     public = host.settings.server.public_url or ""
     secure = listener.certfile is not None or public.startswith("https://")
     return Ui(lambda: session_secret(host.data_dir / "session-secret"), secure)
 
 
-def _routes(host: Host, listener: ListenerSettings, ui: Ui | None) -> list[BaseRoute]:
+def _routes(register_routes: RegisterRoutes, listener: ListenerSettings,
+            ui: Ui | None) -> list[BaseRoute]:
     routes: list[BaseRoute] = [*ops.routes(listener.api)]
     if ui is None:
         return routes
     routes += api.routes()
     pages: list[BaseRoute] = []
-    for kind, route in plugin_routes(host).entries:
+    for kind, route in plugin_routes(register_routes).entries:
         if kind == "api":
             routes.append(route if isinstance(route, ApiRoute) else ApiRoute.wrap(route))
         elif kind == "webhook":
@@ -67,13 +75,15 @@ def _routes(host: Host, listener: ListenerSettings, ui: Ui | None) -> list[BaseR
     return routes + ui.pages(pages)
 
 
-def build_app(host: Host, listener: ListenerSettings) -> ASGIApp:
-    host.load_plugins()
+def build_app(host: WebHost, listener: ListenerSettings,
+              register_routes: RegisterRoutes) -> ASGIApp:
+    """The app of ``listener``; ``host`` has loaded its plugins (``Host.app_for``)."""
     ui = _ui(host, listener) if listener.api else None
-    routes = _routes(host, listener, ui)
+    routes = _routes(register_routes, listener, ui)
     programs = [r for r in routes if isinstance(r, (OpsRoute, WebhookRoute))]
     brokers = frozenset(endpoints_for_port(host.brokers, listener.port))
-    answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None)
+    answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None,
+                           host.refusals)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -59,7 +59,7 @@ from host.writepath import retry_later
 if TYPE_CHECKING:
     from host.config.connections import ConnectionSettings
     from host.config.settings import ListenerSettings
-    from host.core import Host
+    from host.web.context import Served
 
 log = logging.getLogger("smshost.server")
 
@@ -84,7 +84,7 @@ class GuardedProtocol(HttpToolsProtocol):
     :meth:`end_request`, not the parser callbacks, so the bookkeeping stays here.
     """
 
-    host: ClassVar[Host]
+    host: ClassVar[Served]
     listener: ClassVar[str]
     limits: ClassVar[ConnectionSettings]
     warned_at: ClassVar[float] = -math.inf
@@ -387,7 +387,7 @@ class _HeadTooLarge(Exception):
     """Raised in a parser callback: the parser stops (see ``GuardedProtocol.oversize``)."""
 
 
-def protocol_class(host: Host, listener: ListenerSettings, clock: Clock,
+def protocol_class(host: Served, listener: ListenerSettings, clock: Clock,
                    base: type[GuardedProtocol] = GuardedProtocol,
                    **attributes: Any) -> type[GuardedProtocol]:
     """``base`` for ``listener``: its limits (the server's, with the listener's own)."""

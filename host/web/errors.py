@@ -30,7 +30,7 @@ from host.web.routes import is_api_path
 from host.writepath import retry_later, unavailable
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.outage import Refusals
 
 log = logging.getLogger("smshost.web")
 CLIENT_GONE = 499
@@ -54,14 +54,16 @@ class ErrorAnswers:
     ``json_routes``: the routes answered in JSON outside /api (webhook, ops);
     ``broker_paths``: the broker webhooks of the listener (their own answers, but a body
     over the limit is refused before them, in JSON); ``pages``: the HTML error pages,
-    None on a listener that answers JSON everywhere.
+    None on a listener that answers JSON everywhere; ``refusals``: where the requests
+    the database refused are logged, a line per spell.
     """
 
     def __init__(self, json_routes: Sequence[BaseRoute], broker_paths: Collection[str],
-                 pages: Pages | None) -> None:
+                 pages: Pages | None, refusals: Refusals) -> None:
         self.json_routes = json_routes
         self.broker_paths = broker_paths
         self.pages = pages
+        self.refusals = refusals
 
     def wants_json(self, scope: Scope) -> bool:
         path = scope.get("path", "")
@@ -97,8 +99,7 @@ class ErrorAnswers:
         if refused is None and not isinstance(exc, StoreError):
             return await self._unexpected(request, exc)
         reason = str(refused or exc)
-        host: Host = request.app.state.host
-        host.refusals.refused("API requests", refused or exc,
+        self.refusals.refused("API requests", refused or exc,
                               f"{request.method} {request.url.path}", log)
         return self.answer(request.scope, 503, "unavailable", f"{reason}; try again later",
                            retry_later())

@@ -30,8 +30,8 @@ import httptools
 from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from host.brokers.webhooks import (Endpoint, endpoints_for_port, log_failure, respond,
-                                   unexpected)
+from host.brokers.webhooks import (Endpoint, WebhookHost, endpoints_for_port, log_failure,
+                                   respond, unexpected)
 from host.logs import request_id
 from host.models import MAX_ID, bounded_int, is_decimal
 from host.web.connections import Clock, GuardedProtocol, protocol_class
@@ -39,7 +39,6 @@ from host.web.middleware import record_request, request_id_for
 
 if TYPE_CHECKING:
     from host.config.settings import ListenerSettings
-    from host.core import Host
 
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -52,6 +51,7 @@ class WebhookProtocol(GuardedProtocol):
     Subclassed per listener by :func:`protocol_for`, which fills the class attributes.
     """
 
+    host: ClassVar[WebhookHost]  # the broker webhooks store with it
     endpoints: ClassVar[dict[str, tuple[Endpoint, frozenset[str]]]]
     limit: ClassVar[int]
 
@@ -276,7 +276,7 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     return MAX_ID if length is None else length  # longer than any limit
 
 
-def protocol_for(host: Host, listener: ListenerSettings,
+def protocol_for(host: WebhookHost, listener: ListenerSettings,
                  clock: Clock) -> type[GuardedProtocol]:
     """The protocol class for ``listener``: its broker paths and their methods."""
     table: dict[str, tuple[Endpoint, frozenset[str]]] = {}

@@ -22,12 +22,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from host.core import Host
+from host.web.context import WebHost
 
 PING_TIMEOUT = 2.0
 
 
-async def _database(host: Host) -> dict[str, Any]:
+async def _database(host: WebHost) -> dict[str, Any]:
     database: dict[str, Any] = {"ok": False}
     try:  # the probe's outcome lands in host.store.writes, now or (if slow) later
         await asyncio.wait_for(host.store.check_writes(), PING_TIMEOUT)
@@ -45,7 +45,7 @@ async def _database(host: Host) -> dict[str, Any]:
 
 
 async def health(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     database = await _database(host)
     failures = [r.to_json() for r in host.plugins.failures]
     handlers = host.handlers.describe()

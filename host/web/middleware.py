@@ -18,7 +18,7 @@ from host.logs import request_id
 from host.models import bounded_int, is_decimal
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.web.context import Served
     from host.web.errors import ErrorAnswers
 
 access = logging.getLogger("smshost.access")
@@ -39,7 +39,7 @@ def request_id_for(incoming: str) -> str:
     return incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
 
 
-def record_request(host: Host, listener: str, method: str, path: str, route: str,
+def record_request(host: Served, listener: str, method: str, path: str, route: str,
                    status: int, elapsed: float) -> None:
     """Count and time one answered request; log it when the access log is on."""
     host.metrics.observe_request(listener, method, route, status, elapsed)
@@ -57,7 +57,7 @@ class RequestContext:
     request, broker webhooks included, which are the hot path.
     """
 
-    def __init__(self, app: ASGIApp, host: Host, listener: str, limit: int,
+    def __init__(self, app: ASGIApp, host: Served, listener: str, limit: int,
                  answers: ErrorAnswers | None = None) -> None:
         self.app = app
         self.answers = answers

@@ -7,14 +7,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from host.core import Host
 from host.metrics import CONTENT_TYPE
+from host.web.context import WebHost
 from host.web.health import health
 from host.web.routes import OpsRoute
 
 
 async def metrics(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     await host.metrics.refresh(host.store)
     return Response(host.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from host.brokers.webhooks import endpoints_for_port, respond, unexpected
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.brokers.webhooks import WebhookHost
 
 
 def broker_webhook() -> None:
@@ -32,7 +32,7 @@ class BrokerDispatch:
     Anything else goes on to ``app``.
     """
 
-    def __init__(self, app: ASGIApp, host: Host, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: WebhookHost, port: int) -> None:
         self.app = app
         self.host = host
         self.table = endpoints_for_port(host.brokers, port)

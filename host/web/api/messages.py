@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from host.core import Host
 from host.errors import ApiError
-from host.web.params import MAX_ID, int_param, known_params, path_id, timestamp_param
 from host.messages import MessageFilter
 from host.models import DIRECTIONS
+from host.web.context import WebHost
+from host.web.params import MAX_ID, int_param, known_params, path_id, timestamp_param
 
 MAX_LIMIT = 500
 _FILTERS = ("direction", "status", "broker", "since", "limit", "before")
@@ -32,7 +32,7 @@ def parse_filter(params: Any) -> MessageFilter:
 
 
 async def list_messages(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     flt = parse_filter(request.query_params)
     found = await host.messages.find(flt)
     body: dict[str, Any] = {"messages": [m.to_json() for m in found], "next": None}
@@ -44,7 +44,7 @@ async def list_messages(request: Request) -> Response:
 
 
 async def get_message(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     message_id = path_id(request, "message_id", "message")
     message = await host.messages.get(message_id)
     if message is None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from host.core import Host
 from host.errors import ApiError
 from host.routing.inbound import select
 from host.routing.shadows import inbound_shadows
 from host.routing.tester import sample_message
 from host.web.bodies import json_body
+from host.web.context import WebHost
 
 
 async def test_route(request: Request) -> Response:
     """POST {"ani", "dnis", "body"}: the route taken, and why earlier ones were not."""
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     body = await json_body(request)
     ani = body.text("ani")
     if not ani:
@@ -28,19 +28,19 @@ async def test_route(request: Request) -> Response:
 
 
 async def list_routes(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     routes = host.router.routes
     return JSONResponse({"routes": [r.to_json() for r in routes],
                          "shadowed": [s.to_json() for s in inbound_shadows(routes)]})
 
 
 async def list_optouts(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     return JSONResponse({"optouts": await host.optouts.list(request.query_params.get("local"))})
 
 
 async def list_handlers(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     rows = await host.store.read(lambda db: list(db.query(
         "select name, digest, status, error, at from handler_loads order by id desc limit 50")))
     return JSONResponse({**host.handlers.describe(), "history": rows})

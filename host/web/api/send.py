@@ -10,7 +10,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from host.core import Host
 from host.encoding import EncodingError, describe
 from host.errors import ApiError
 from host.events import stored_after
@@ -18,6 +17,7 @@ from host.models import bounded_int
 from host.optout import OptedOut
 from host.sends import SendError, SendRequest
 from host.web.bodies import Body, json_body
+from host.web.context import WebHost
 
 KEEPALIVE = 15.0
 _FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
@@ -37,10 +37,10 @@ def _request(body: Body, key: str | None) -> SendRequest:
 
 
 async def send_message(request: Request) -> Response:
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     send = _request(await json_body(request), request.headers.get("idempotency-key"))
     try:
-        queued = await host.outbound.send(send)
+        queued = await host.send(send)
     except OptedOut as exc:
         raise ApiError(409, "opted_out", str(exc)) from None
     except SendError as exc:
@@ -77,7 +77,7 @@ def _status(event: dict[str, Any]) -> bytes:
 async def events(request: Request) -> Response:
     """Server-Sent Events of status changes; with Last-Event-ID, the stored events after
     it first (at most ``api.events_replay``, the newest), then the live ones."""
-    host: Host = request.app.state.host
+    host: WebHost = request.app.state.host
     last_id = _last_event_id(request)
     sub = host.events.subscribe()  # before the replay's read: nothing falls between
 
