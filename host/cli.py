@@ -248,7 +248,7 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
     if not path.exists():
         click.echo(f"error: {path}: no fixtures for {name}")
         sys.exit(1)
-    results = run_kit(definition, path)
+    results = run_kit(Host, definition, path)
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.kind}: {result.name}")
         for problem in result.problems:
@@ -296,10 +296,11 @@ def handler_test(config_dir: Path | None, name: str, ani: str, dnis: str | None,
 
     Nothing is sent or stored: the replies, sends, route and state are printed.
     """
+    from host.core import Host
     from host.handlers.dryrun import dry_run
 
     _, settings = _load(config_dir, defer_secrets=True)
-    lines, ok = _run(dry_run(settings, name, ani=ani, dnis=dnis, body=body,
+    lines, ok = _run(dry_run(Host, settings, name, ani=ani, dnis=dnis, body=body,
                              broker=broker_name))
     for line in lines:
         click.echo(line)
