@@ -66,8 +66,8 @@ def fixtures_path(definition: Path) -> Path:
 
 
 class KitHost(HostAPI, Protocol):
-    """What the kit uses of a node (:class:`host.core.Host`): the plugin face, loading
-    the plugins, and running without background work."""
+    """What the kit uses of a node (the composition root's ``Host``): the plugin face,
+    loading the plugins, and running without background work."""
 
     def load_plugins(self) -> object: ...
 
@@ -75,7 +75,7 @@ class KitHost(HostAPI, Protocol):
 
 
 class MakeHost(Protocol):
-    """Builds a node on a data directory (the CLI passes ``host.core.Host``)."""
+    """Builds a node on a data directory (the CLI passes the class ``Host``)."""
 
     def __call__(self, settings: Settings, *, data_dir: Path) -> KitHost: ...
 

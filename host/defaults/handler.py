@@ -9,7 +9,7 @@ the router records why (with the traceback) and the message falls back to the de
 route.
 
 The sink is given the handler scripts (``scripts``) by the composition root
-(``host.core``); it knows them only through the small protocols below.
+(``core.py``); it knows them only through the small protocols below.
 """
 
 from __future__ import annotations

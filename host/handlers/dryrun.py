@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class DryHost(Protocol):
-    """What a dry run uses of a node (:class:`host.core.Host`)."""
+    """What a dry run uses of a node (the composition root's ``Host``)."""
 
     @property
     def handlers(self) -> HandlerRegistry: ...
@@ -34,7 +34,7 @@ class DryHost(Protocol):
 
 
 class MakeHost(Protocol):
-    """Builds a node on a data directory (the CLI passes ``host.core.Host``)."""
+    """Builds a node on a data directory (the CLI passes the class ``Host``)."""
 
     def __call__(self, settings: Settings, *, data_dir: Path) -> DryHost: ...
 
