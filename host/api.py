@@ -27,6 +27,7 @@ from host.config.schema import DAY, HOUR, at_least, greater_than, port_number, s
 from host.config.secrets import Secret, redact
 from host.errors import (ApiError, ConfigError, PluginError, SmshostError, StoreError,
                          StoreUnavailable)
+from host.handlers.context import Context as HandlerContext
 from host.messages import NewMessage
 from host.models import MAX_ID, Message, StatusEvent, from_epoch, to_epoch, utcnow
 from host.outage import Outage, expected
@@ -132,6 +133,8 @@ __all__ = [
     "Message", "StatusEvent", "NewMessage", "SendRequest", "Queued", "KeptQueries",
     # sinks
     "Sink", "Delivery", "InboundRoute",
+    # handler scripts
+    "HandlerContext",
     # brokers
     "XmlBroker", "BrokerInstance", "MoFields", "ReceiptFields", "OutboundMessage",
     "ParseError",

@@ -207,7 +207,7 @@ def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> No
     if not path.exists():
         click.echo(f"error: {path}: no fixtures for {name}")
         sys.exit(1)
-    results = run_kit(definition, path)
+    results = run_kit(Host, definition, path)
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.kind}: {result.name}")
         for problem in result.problems:

@@ -30,10 +30,11 @@ def handler_test(config_dir: Path | None, name: str, ani: str, dnis: str | None,
 
     Nothing is sent or stored: the replies, sends, route and state are printed.
     """
+    from host.core import Host
     from host.handlers.dryrun import dry_run
 
     _, settings = load_config(config_dir, defer_secrets=True)
-    lines, ok = run(dry_run(settings, name, ani=ani, dnis=dnis, body=body,
+    lines, ok = run(dry_run(Host, settings, name, ani=ani, dnis=dnis, body=body,
                             broker=broker_name))
     for line in lines:
         click.echo(line)

@@ -27,6 +27,7 @@ from host.brokers.instances import (BrokerInstance, build_instances, unsigned_wa
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.config.secrets import Secret
+from host.defaults.handler import HandlerSink
 from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
 from host.watch import watch_handlers
@@ -103,7 +104,9 @@ class Host:
         self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
                              self.brokers, self.optouts, self.outbound.reply,
                              functools.partial(self.hooks.message_routed, self))
-        self.handlers = HandlerRegistry(self)
+        self.handlers = HandlerRegistry(settings.handlers, settings.plugins, self.store,
+                                        self.plugins, self.brokers, self.outbound,
+                                        functools.partial(self.hooks.handler_reloaded, self))
         self.events = EventBus()
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
@@ -115,7 +118,8 @@ class Host:
         self._watch_stop: asyncio.Event | None = None
         self.background = True
         self._sending = False
-        self.metrics.attach(self)
+        self.metrics.attach(settings.server.role, lambda: self.uptime, self.plugins,
+                            self.store, self.purger)
 
     # -- plugins --------------------------------------------------------------------
 
@@ -137,11 +141,12 @@ class Host:
             for route, message in outbound_route_problems(self.settings, self.brokers):
                 self.plugins.record("route", route, "routes.toml", message)
             self.handlers.reconcile()
-            sinks, sink_problems = build_sinks(self, self.discovery.sinks)
+            sinks, sink_problems = build_sinks(self.settings, self, self.discovery.sinks,
+                                               {HandlerSink: {"scripts": self.handlers}})
             self.sinks.update(sinks)
             for kind, message in sink_problems:
                 self.plugins.record("sink settings", kind, "sinks.toml", message)
-            for route, message in route_problems(self, self.sinks):
+            for route, message in route_problems(self.settings, self.sinks):
                 self.plugins.record("route", route, "routes.toml", message)
         return self.discovery
 
@@ -201,7 +206,8 @@ class Host:
         await self.hooks.startup(self)
         if background and self.settings.handlers.watch:
             self._watch_stop = asyncio.Event()
-            self._spawn(watch_handlers(self, self._watch_stop), "watch")
+            self._spawn(watch_handlers(self.handlers, self.settings.handlers,
+                                       self._watch_stop), "watch")
         if background and self.settings.routing.enabled:
             await self.router.start()
         if background and self.settings.outbox.enabled:

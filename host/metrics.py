@@ -26,9 +26,9 @@ from host.errors import StoreClosed
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from host.core import Host
     from host.models import Message
-    from host.plugins import HookFailure
+    from host.plugins import HookFailure, Plugins
+    from host.purge import Purger
     from host.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -94,9 +94,10 @@ class Metrics:
         self._read_at: float | None = None
         self._reading: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
-    def attach(self, host: Host) -> None:
-        """Add the collectors that read the host's state at scrape time."""
-        self.registry.register(_HostCollector(host))
+    def attach(self, role: str, uptime: Callable[[], float], plugins: Plugins,
+               store: Store, purger: Purger) -> None:
+        """Add the collectors that read the node's state at scrape time."""
+        self.registry.register(_NodeCollector(self, role, uptime, plugins, store, purger))
         self.stored_gauge("smshost_outbox_messages",
                           "Messages in the outbox by broker instance and account: queued "
                           "(waiting for their turn or a retry) or in_flight (being sent).",
@@ -181,37 +182,41 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _HostCollector(Collector):
-    def __init__(self, host: Host) -> None:
-        self._host = host
+class _NodeCollector(Collector):
+    def __init__(self, metrics: Metrics, role: str, uptime: Callable[[], float],
+                 plugins: Plugins, store: Store, purger: Purger) -> None:
+        self._metrics = metrics
+        self._role = role
+        self._uptime = uptime
+        self._plugins = plugins
+        self._store = store
+        self._purger = purger
 
     def collect(self) -> Iterator[Metric]:
-        host = self._host
         info = GaugeMetricFamily("smshost_info", "Version and role of this node.",
                                  labels=["version", "role"])
-        info.add_metric([__version__, host.settings.server.role], 1)
+        info.add_metric([__version__, self._role], 1)
         yield info
         uptime = GaugeMetricFamily("smshost_uptime_seconds", "Seconds since startup.")
-        uptime.add_metric([], time.monotonic() - host.started_monotonic
-                          if host.started_monotonic else 0)
+        uptime.add_metric([], self._uptime())
         yield uptime
         failures = GaugeMetricFamily("smshost_plugin_load_failures",
                                      "Plugin items that failed to load.", labels=["kind"])
         by_kind: dict[str, int] = {}
-        for record in host.plugins.failures:
+        for record in self._plugins.failures:
             by_kind[record.kind] = by_kind.get(record.kind, 0) + 1
         for kind, count in sorted(by_kind.items()):
             failures.add_metric([kind], count)
         yield failures
-        stats = host.store.stats
+        stats = self._store.stats
         commits = CounterMetricFamily("smshost_store_commits", "Write transactions committed.")
         commits.add_metric([], stats.commits)
         yield commits
         writes = CounterMetricFamily("smshost_store_writes", "Writes committed (grouped).")
         writes.add_metric([], stats.writes)
         yield writes
-        yield from _purge_metrics(host)
-        for gauge in host.metrics.stored_gauges:
+        yield from _purge_metrics(self._purger)
+        for gauge in self._metrics.stored_gauges:
             if gauge.samples is not None:
                 family = GaugeMetricFamily(gauge.name, gauge.help, labels=list(gauge.labels))
                 for labels, value in gauge.samples:
@@ -219,10 +224,9 @@ class _HostCollector(Collector):
                 yield family
 
 
-def _purge_metrics(host: Host) -> Iterator[Metric]:
+def _purge_metrics(purger: Purger) -> Iterator[Metric]:
     """How the purges of this process went: alert on a failed one, or on a last success
     older than a day or two."""
-    purger = host.purger
     runs = CounterMetricFamily("smshost_purge_runs", "Purges run by this process, by "
                                "outcome: ok, or failed (incomplete: see the log or "
                                "/health).", labels=["outcome"])

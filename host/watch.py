@@ -16,7 +16,8 @@ from watchfiles import Change, awatch
 from host.outage import Outage
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.config.settings import HandlerSettings
+    from host.handlers.registry import HandlerRegistry
 
 log = logging.getLogger("smshost.watch")
 
@@ -25,18 +26,18 @@ def _python_file(change: Change, path: str) -> bool:
     return path.endswith(".py")
 
 
-async def watch_handlers(host: Host, stop: asyncio.Event) -> None:
+async def watch_handlers(handlers: HandlerRegistry, settings: HandlerSettings,
+                         stop: asyncio.Event) -> None:
     """Reconcile the handlers after each batch of file changes, until ``stop`` is set."""
-    folders = host.handlers.folders()
+    folders = handlers.folders()
     if not folders:
         return
-    settings = host.settings.handlers
     outage = Outage("reloading handlers", log)
     async for _ in awatch(*folders, watch_filter=_python_file, stop_event=stop,
                           debounce=max(settings.debounce_ms, 1), step=20, recursive=False,
                           yield_on_timeout=False):
         try:
-            await host.handlers.reconcile_async()
+            await handlers.reconcile_async()
         # The watcher must outlive one bad round; the error is logged (BLE001).
         except Exception as exc:  # noqa: BLE001
             outage.failed(exc)

@@ -49,7 +49,7 @@ def make_host(host_factory: Callable[..., Host], memory_sink: Path,
         from tests.conftest import base_config
 
         tmp = plugins_dir.parent
-        # shipped plugins on: the handler sink and the simulator broker are shipped
+        # shipped plugins on: the simulator broker and the example handler are shipped
         config = base_config(tmp, extra=extra).replace("shipped = false", "shipped = true")
         return host_factory(smshost=config, brokers=BROKERS, routes=routes)
     return make

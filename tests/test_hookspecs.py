@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from host import hookimpl, hookspecs
 from host.core import Host
+from host.defaults.handler import HandlerSink
 from host.messages import NewMessage
 from host.sends import SendError, SendRequest
 
@@ -80,7 +81,8 @@ def test_hook_register_sinks(host: Host) -> None:
             register(Echo)
 
     host.plugins.register(Package(), "package")
-    assert host.load_plugins().sinks == {"echo": Echo}
+    # handler: the default sink (host.defaults.handler), there whatever the plugins
+    assert host.load_plugins().sinks == {"echo": Echo, "handler": HandlerSink}
 
 
 def test_hook_register_migrations(host: Host) -> None:

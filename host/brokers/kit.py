@@ -30,11 +30,13 @@ import logging
 import tempfile
 import tomllib
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from host.api import HostAPI
 from host.brokers import webhooks
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import InboundRequest, MtResponse
@@ -63,16 +65,35 @@ def fixtures_path(definition: Path) -> Path:
     return definition.with_name(definition.stem + ".fixtures.toml")
 
 
-def run_kit(definition: Path, fixtures: Path | None = None) -> list[CaseResult]:
-    """Run the fixtures of the definition at ``definition``; one result per case."""
+class KitHost(HostAPI, Protocol):
+    """What the kit uses of a node (the composition root's ``Host``): the plugin face,
+    loading the plugins, and running without background work."""
+
+    def load_plugins(self) -> object: ...
+
+    def running(self, *, background: bool = True) -> AbstractAsyncContextManager[object]: ...
+
+
+class MakeHost(Protocol):
+    """Builds a node on a data directory (the CLI passes the class ``Host``)."""
+
+    def __call__(self, settings: Settings, *, data_dir: Path) -> KitHost: ...
+
+
+def run_kit(make_host: MakeHost, definition: Path, fixtures: Path | None = None
+            ) -> list[CaseResult]:
+    """Run the fixtures of the definition at ``definition`` on a node ``make_host``
+    builds in a throwaway data directory; one result per case."""
     path = fixtures or fixtures_path(definition)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="smshost-kit-") as tmp:
-        return asyncio.run(_Kit(definition, data, Path(tmp)).run())
+        return asyncio.run(_Kit(make_host, definition, data, Path(tmp)).run())
 
 
 class _Kit:
-    def __init__(self, definition: Path, data: dict[str, Any], tmp: Path) -> None:
+    def __init__(self, make_host: MakeHost, definition: Path, data: dict[str, Any],
+                 tmp: Path) -> None:
+        self.make_host = make_host
         self.definition = definition
         self.data = data
         self.tmp = tmp
@@ -97,9 +118,7 @@ class _Kit:
         return settings  # type: ignore[no-any-return]
 
     async def run(self) -> list[CaseResult]:
-        from host.core import Host
-
-        host = Host(self.settings(), data_dir=self.tmp)
+        host = self.make_host(self.settings(), data_dir=self.tmp)
         handler = logging.StreamHandler(self.log)
         handler.setLevel(logging.DEBUG)
         root = logging.getLogger()
@@ -158,14 +177,14 @@ class _Kit:
                    default_path: str | None, result: CaseResult) -> bool:
         inbound = self.inbound(instance, case, default_path)
         endpoints = webhooks.endpoints_for_port(host.brokers, instance.port)
-        endpoint = endpoints.get(urlsplit(inbound.url).path)
-        if endpoint is None:
-            result.problems.append(f"no broker path {urlsplit(inbound.url).path}")
+        path = urlsplit(inbound.url).path
+        if path not in endpoints:
+            result.problems.append(f"no broker path {path}")
             return False
         if "now" in case:
             instance.broker.clock = lambda: float(case["now"])
         try:
-            response = await webhooks.process(host, endpoint, inbound)
+            response = await host.broker_webhook(instance.name, path, inbound)
         finally:
             instance.broker.clock = type(instance.broker).clock
         status = case.get("expect_status", 200)

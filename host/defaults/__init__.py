@@ -10,4 +10,5 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "host.defaults.simulator",
     "host.defaults.routing",
     "host.defaults.events",
+    "host.defaults.handler",
 )

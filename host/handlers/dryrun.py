@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from host.config.settings import Settings
 from host.handlers.context import Context
@@ -16,16 +17,34 @@ from host.quoting import quoted
 from host.routing.tester import sample_message
 
 if TYPE_CHECKING:
-    from host.core import Host
+    from host.brokers.instances import BrokerInstance
+    from host.handlers.registry import HandlerRegistry
 
 
-async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, body: str,
-                  broker: str | None = None) -> tuple[list[str], bool]:
+class DryHost(Protocol):
+    """What a dry run uses of a node (the composition root's ``Host``)."""
+
+    @property
+    def handlers(self) -> HandlerRegistry: ...
+
+    @property
+    def brokers(self) -> Mapping[str, BrokerInstance]: ...
+
+    def load_plugins(self) -> object: ...
+
+
+class MakeHost(Protocol):
+    """Builds a node on a data directory (the CLI passes the class ``Host``)."""
+
+    def __call__(self, settings: Settings, *, data_dir: Path) -> DryHost: ...
+
+
+async def dry_run(make_host: MakeHost, settings: Settings, name: str, *, ani: str,
+                  dnis: str | None, body: str, broker: str | None = None
+                  ) -> tuple[list[str], bool]:
     """(lines to print, ok). Uses a throwaway database: nothing real is touched."""
-    from host.core import Host
-
     with tempfile.TemporaryDirectory(prefix="smshost-dry-") as tmp:
-        host = Host(settings, data_dir=Path(tmp))
+        host = make_host(settings, data_dir=Path(tmp))
         host.load_plugins()
         entry = host.handlers.get(name)
         if entry is None:
@@ -52,5 +71,5 @@ async def dry_run(settings: Settings, name: str, *, ani: str, dnis: str | None, 
     return lines, True
 
 
-async def _context(host: Host, message: Message, name: str) -> Context:
+async def _context(host: DryHost, message: Message, name: str) -> Context:
     return Context(message, name, host.handlers.attrs(message), {})

@@ -18,7 +18,7 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from host import jsontext
 from host.discovery import plugin_folders
 from host.errors import PluginError
 from host.handlers.context import Context, Reply, RouteTo, Send
-from host.handlers.runner import ThreadSlots, accepts_context
+from host.handlers.runner import HandlerFailed, ThreadSlots, accepts_context, run
 from host.loader import load_module, unload
 from host.models import Message, ago, utcnow
 from host.sends import SendRequest
@@ -36,7 +36,11 @@ from host.plugins import validate_plugin
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from host.core import Host
+    from host.brokers.instances import BrokerInstance
+    from host.config.settings import HandlerSettings, PluginSettings
+    from host.outbound import Outbound
+    from host.plugins import Plugins
+    from host.store import Store
 
 log = logging.getLogger("smshost.handlers")
 STATE_REFRESH = 86400.0
@@ -68,20 +72,41 @@ class LoadEvent:
                 "digest": self.digest, "error": self.error, "at": self.at}
 
 
+@dataclass(frozen=True, slots=True)
+class HandlerCall:
+    """What one call of a handler came to (the handler sink turns it into a delivery)."""
+
+    failure: str | None  # why the call failed: no such handler, it raised, timed out
+    data: dict[str, Any]  # recorded with the routing event: handler, version, actions...
+    route: RouteTo | None  # where ``ctx.route_to`` hands the message on
+
+
+Reloaded = Callable[[str, str, str | None], Awaitable[None]]
+"""Announces a load event: (name, status, error) (the ``handler_reloaded`` hook)."""
+
+
 class HandlerRegistry:
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, settings: HandlerSettings, plugin_settings: PluginSettings,
+                 store: Store, plugins: Plugins, brokers: Mapping[str, BrokerInstance],
+                 outbound: Outbound, reloaded: Reloaded) -> None:
+        self._settings = settings
+        self._plugin_settings = plugin_settings
+        self._store = store
+        self._plugins = plugins
+        self._brokers = brokers
+        self._outbound = outbound
+        self._reloaded = reloaded
         self.entries: dict[str, HandlerEntry] = {}
         self.failed: dict[str, LoadEvent] = {}  # name → its last failed load (still failing)
         self._seen: dict[str, str] = {}  # name → digest of the file last tried
         self._unsaved: list[LoadEvent] = []
         self._lock: asyncio.Lock | None = None
-        self.slots = ThreadSlots(host.settings.handlers.threads)
+        self.slots = ThreadSlots(settings.threads)
 
     # -- files ------------------------------------------------------------------------
 
     def folders(self) -> list[Path]:
-        return [f / "handlers" for f in plugin_folders(self._host.settings.plugins)
+        return [f / "handlers" for f in plugin_folders(self._plugin_settings)
                 if (f / "handlers").is_dir()]
 
     def scan(self) -> dict[str, Path]:
@@ -120,14 +145,13 @@ class HandlerRegistry:
             events = self.reconcile()
             await self.save()
         for event in events:
-            await self._host.hooks.handler_reloaded(self._host, event.name, event.status,
-                                                   event.error)
+            await self._reloaded(event.name, event.status, event.error)
         return events
 
     async def save(self) -> None:
         events, self._unsaved = self._unsaved, []
-        if events and self._host.store.is_open:
-            await self._host.store.write(lambda db: db.conn.executemany(
+        if events and self._store.is_open:
+            await self._store.write(lambda db: db.conn.executemany(
                 "insert into handler_loads (name, digest, status, error, at) values "
                 "(?, ?, ?, ?, ?)", [(e.name, e.digest, e.status, e.error, e.at) for e in events]))
 
@@ -146,8 +170,8 @@ class HandlerRegistry:
                              loaded.digest, utcnow())
         old = self.entries.get(name)
         self.entries[name] = entry  # the swap: one reference
-        self._host.plugins.unregister(f"handler:{name}")
-        self._host.plugins.register(module, f"handler:{name}")  # checked just before
+        self._plugins.unregister(f"handler:{name}")
+        self._plugins.register(module, f"handler:{name}")  # checked just before
         self.failed.pop(name, None)
         if old is not None:
             self._retire(old)
@@ -178,7 +202,7 @@ class HandlerRegistry:
         self._seen.pop(name, None)
         self.failed.pop(name, None)
         old = self.entries.pop(name, None)
-        self._host.plugins.unregister(f"handler:{name}")
+        self._plugins.unregister(f"handler:{name}")
         if old is not None:
             self._retire(old)
         log.info("handler %s removed", name)
@@ -199,9 +223,38 @@ class HandlerRegistry:
 
     # -- calls ------------------------------------------------------------------------
 
+    def check_target(self, target: str) -> str | None:
+        """Why a route naming handler ``target`` cannot work, or None."""
+        if not target:
+            return "a handler route names the handler in target"
+        if self.get(target) is None and target not in self.failed:
+            known = ", ".join(sorted(self.entries)) or "none"
+            return f"no handler named {target!r} (handlers: {known})"
+        return None
+
+    async def call(self, message: Message, name: str) -> HandlerCall:
+        """Run handler ``name`` on ``message`` and carry out what it recorded."""
+        entry = self.get(name)
+        if entry is None:
+            return HandlerCall(f"no handler named {name!r} is loaded", {}, None)
+        ctx = await self.context(message, entry.name)
+        state_before = dict(ctx.state)
+        try:
+            await run(entry, ctx, self._settings.timeout, self.slots)
+        except HandlerFailed as exc:
+            return HandlerCall(f"{exc.summary}\n{exc.details}"[:4000], {}, None)
+        outcomes, problems = await self.apply(ctx, state_before)
+        data: dict[str, Any] = {"handler": entry.name, "version": entry.digest[:12],
+                                "actions": ctx.describe()}
+        if outcomes:  # each reply and send: its message, queued or failed (why)
+            data["sent"] = outcomes
+        if problems:
+            data["problems"] = problems
+        return HandlerCall(None, data, ctx.route)
+
     async def context(self, message: Message, name: str) -> Context:
         """A context for ``message``, with attributes and the conversation's state."""
-        row = self._host.store.read_now(lambda db: db.execute(
+        row = self._store.read_now(lambda db: db.execute(
             "select data, updated_at from conversation_state where scope = ? and local = ? "
             "and remote = ?", [name, message.local or "", message.remote or ""]).fetchone())
         state = jsontext.loads(row[0], max_depth=None) if row else {}
@@ -212,7 +265,7 @@ class HandlerRegistry:
     def attrs(self, message: Message) -> dict[str, Any]:
         """Custom attributes: the broker's, the account's, then the message's (P4)."""
         attrs: dict[str, Any] = {}
-        instance = self._host.brokers.get(message.broker or "")
+        instance = self._brokers.get(message.broker or "")
         if instance is not None:
             attrs.update(instance.settings.attrs)
             account = instance.accounts.get(message.account or "")
@@ -246,7 +299,7 @@ class HandlerRegistry:
                 log.warning("handler %s: %s", ctx.handler, problems[-1])
         if ctx.state != original_state or _unsaved_for_a_day(ctx):
             data = json.dumps(ctx.state)
-            await self._host.store.write(lambda db: db.conn.execute(
+            await self._store.write(lambda db: db.conn.execute(
                 "insert into conversation_state (scope, local, remote, data, updated_at) "
                 "values (?, ?, ?, ?, ?) on conflict (scope, local, remote) do update set "
                 "data = excluded.data, updated_at = excluded.updated_at",
@@ -256,7 +309,7 @@ class HandlerRegistry:
 
     async def _carry_out(self, ctx: Context, action: Reply | Send) -> dict[str, Any]:
         """One reply (through the pairing, B8) or send (outbound routes, O2)."""
-        outbound = self._host.outbound
+        outbound = self._outbound
         if isinstance(action, Reply):
             kind, to = "reply", ctx.ani
             messages = [await outbound.reply(ctx.message, action.text)]

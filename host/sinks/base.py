@@ -58,6 +58,10 @@ class Sink:
 
     kind: ClassVar[str] = ""
     settings_class: ClassVar[type | None] = None
+    catch_all: ClassVar[bool] = False
+    """True for the sink that takes every message when no route is configured (R3: the
+    email sink). At most one loaded sink may claim it; with no routes, the node checks
+    that this sink works (``check_target("")``)."""
 
     def __init__(self, host: HostAPI, settings: Any) -> None:
         self.host = host

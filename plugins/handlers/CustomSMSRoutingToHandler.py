@@ -18,6 +18,8 @@ Try it without sending anything: ``smshost handler test CustomSMSRoutingToHandle
 --ani +14155550123 --body "hours"``. The full context API is in docs/handlers.md.
 """
 
+from host.api import HandlerContext
+
 # Keywords (first word of the message, any case) and the workgroup queue they go to.
 QUEUES = {
     "SALES": "sales",
@@ -28,7 +30,7 @@ QUEUES = {
 HOURS = "We are open Monday to Friday, 9:00 to 17:00."
 
 
-def handle(ctx):
+def handle(ctx: HandlerContext) -> None:
     """Called for every message routed here; ``ctx`` is the context.
 
     ``handle`` may also be ``async def``. A plain function runs in a thread, so it may

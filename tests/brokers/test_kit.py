@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from host.brokers.kit import fixtures_path, run_kit
+from host.core import Host
 from tests.conftest import run_cli
 
 SHIPPED = Path(__file__).resolve().parents[2] / "plugins" / "brokers"
@@ -16,7 +17,7 @@ DEFINITIONS = sorted(SHIPPED.glob("*.xml"))
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.stem)
 def test_shipped_broker_has_passing_fixtures(definition: Path) -> None:
     assert fixtures_path(definition).exists(), f"{definition.stem} ships no fixtures"
-    results = run_kit(definition)
+    results = run_kit(Host, definition)
     failures = [f"{r.kind}: {r.name}: {'; '.join(r.problems)}" for r in results if not r.ok]
     assert not failures, "\n".join(failures)
     kinds = {r.kind for r in results}
@@ -27,7 +28,7 @@ def test_kit_reports_a_failing_case(tmp_path: Path) -> None:
     bad = tmp_path / "generic.fixtures.toml"
     text = fixtures_path(SHIPPED / "generic.xml").read_text()
     bad.write_text(text.replace('text = "Hello from a generic broker", id', 'text = "Wrong", id'))
-    results = run_kit(SHIPPED / "generic.xml", bad)
+    results = run_kit(Host, SHIPPED / "generic.xml", bad)
     (failed,) = [r for r in results if not r.ok]
     assert failed.name == "signed JSON MO"
     assert failed.problems == ["text: expected 'Wrong', got 'Hello from a generic broker'"]
@@ -55,7 +56,7 @@ password = "do-not-log-me-123"
 name = "send"
 message = { to = "+14155550123", from = "+14155550100", text = "x" }
 ''')
-    results = run_kit(brokers / "leaky.xml")
+    results = run_kit(Host, brokers / "leaky.xml")
     assert [r.ok for r in results if r.kind == "mt"] == [True]
     (secrets,) = [r for r in results if r.kind == "secrets"]
     assert secrets.problems == ["a secret (17 characters) appears in the log"]

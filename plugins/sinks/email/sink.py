@@ -32,6 +32,7 @@ log = logging.getLogger("smshost.sinks.email")
 class EmailSink(Sink):
     kind = "email"
     settings_class = EmailSettings
+    catch_all = True  # with no routes, every message comes here (R3)
 
     def __init__(self, host: Any, settings: EmailSettings) -> None:
         super().__init__(host, settings)
