@@ -21,7 +21,11 @@ test: $(STAMP)
 	@bash .ci/system-packages || echo "warning: could not install the Debian packages some tests need (see .ci/system-packages)"
 	$(BIN)/python -m pytest
 
+# The static checks CI runs before the tests: types (mypy --strict over host/ and
+# plugins/), lint (ruff), and the shipped configuration.
 check: $(STAMP)
+	$(BIN)/python -m mypy
+	$(BIN)/python -m ruff check host plugins tests bench
 	$(BIN)/smshost check --config ./config
 
 docs: $(STAMP)
