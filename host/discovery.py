@@ -31,6 +31,7 @@ from host.paths import shipped_plugins_dir
 from host.plugins import Hooks, Plugins
 
 ENTRY_POINT_GROUPS = ("smshost.brokers", "smshost.sinks")
+_DEFAULTS = "host.defaults."
 KINDS = ("brokers", "sinks", "handlers")
 
 
@@ -173,6 +174,8 @@ def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
         source = f"{cls.__module__}.{cls.__qualname__}"
         if not isinstance(kind, str) or not kind:
             plugins.record("sink", cls.__name__, source, "a sink class needs a `kind` string")
+        elif kind in found.sinks and cls.__module__.startswith(_DEFAULTS):
+            pass  # a plugin's sink of this kind replaces the core's default (trylast)
         elif kind in found.sinks:
             other = found.sinks[kind]
             plugins.record("sink", kind, source, f"sink kind {kind!r} is already registered "

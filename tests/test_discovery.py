@@ -158,6 +158,17 @@ def test_later_folder_replaces_a_file_of_the_same_name(
     assert set(host.load_plugins().sinks) == {"second", "handler"}  # handler: a default
 
 
+def test_a_plugin_sink_replaces_the_default_of_its_kind_without_a_failure(
+        host_factory: Callable[..., Host], plugins_dir: Path) -> None:
+    """The handler sink is a default of the core now; a plugin of kind "handler" replaces
+    it as a plugin file replaces a shipped one, and that is no load failure."""
+    write(plugins_dir / "sinks" / "mine.py", GOOD_SINK.format(kind="handler"))
+    host = host_factory()
+    found = host.load_plugins().sinks
+    assert found["handler"].__module__ != "host.defaults.handler"
+    assert host.plugins.failures == []
+
+
 def test_duplicate_sink_kind_is_a_recorded_error(host_factory: Callable[..., Host],
                                                  plugins_dir: Path) -> None:
     write(plugins_dir / "sinks" / "one.py", GOOD_SINK.format(kind="same"))

@@ -132,6 +132,21 @@ def test_no_routes_means_email(host_factory: Callable[..., Host]) -> None:
     assert host.router.routes[0].destination == "email" and host.router.routes[0].default
 
 
+def test_no_routes_means_the_sink_that_claims_catch_all(
+        host_factory: Callable[..., Host], memory_sink: Path) -> None:
+    """R3's email is the shipped email sink's claim (Sink.catch_all), not a name: with no
+    routes, a plugin sink that claims it (the email sink not loaded) gets every message,
+    and the route listing says where they go."""
+    memory_sink.write_text(memory_sink.read_text() + "\nMemorySink.catch_all = True\n")
+    host = host_factory(routes="")
+    (message,) = route_all(host, mo("hello"))
+    assert [(r.name, r.destination, r.default) for r in host.router.routes] == [
+        ("memory", "memory", True)]
+    assert message.status == "routed" and message.route == "memory"
+    assert host.sinks["memory"].got == [  # type: ignore[attr-defined]
+        ("", "hello", message.remote, message.local)]
+
+
 def test_failing_destination_falls_back_to_the_default_route(
         host_factory: Callable[..., Host], memory_sink: Path) -> None:
     host = host_factory(routes=routes_toml(

@@ -31,8 +31,8 @@ from host.outage import Outage, expected
 from host import ledger
 from host.ledger import Change
 from host.models import Message
-from host.routing.inbound import Route, compile_routes, default_route, select
-from host.sinks.base import Delivery
+from host.routing.inbound import EMAIL_ONLY, Route, compile_routes, default_route, select
+from host.sinks.base import Delivery, catch_all_kind
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
@@ -91,7 +91,7 @@ class Router:
         self._optouts = optouts
         self._reply = reply
         self._routed = routed
-        self.routes: list[Route] = compile_routes(settings.inbound)
+        self._routes: list[Route] = compile_routes(settings.inbound)
         self._lanes: dict[tuple[str, str], deque[int]] = {}
         self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # lanes to route
         self._workers: list[asyncio.Task[None]] = []
@@ -103,6 +103,16 @@ class Router:
         self._recorded: set[int] = set()  # final status queued, not yet committed
         self._running = False
         self.outage = Outage("routing", log)
+
+    @property
+    def routes(self) -> list[Route]:
+        """The inbound routes in order. With none configured, the one route to the sink
+        that claims ``catch_all`` (R3: the email sink)."""
+        if self._routes == [EMAIL_ONLY]:
+            kind = catch_all_kind(self._sinks)
+            if kind is not None and kind != EMAIL_ONLY.destination:
+                return [dataclasses.replace(EMAIL_ONLY, name=kind, destination=kind)]
+        return self._routes
 
     async def start(self) -> None:
         """Route everything left unrouted (by a crash or a stop) and take new messages.

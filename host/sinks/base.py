@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from host.api import HostAPI
     from host.models import Message
     from host.routing.inbound import Route
@@ -79,3 +81,10 @@ class Sink:
 
     async def deliver(self, message: Message, route: Route) -> Delivery:
         raise NotImplementedError
+
+
+def catch_all_kind(sinks: Mapping[str, Sink]) -> str | None:
+    """The kind of the one loaded sink that claims ``catch_all``; None when no sink or
+    several do (a problem ``check`` reports)."""
+    claims = [kind for kind, sink in sinks.items() if sink.catch_all]
+    return claims[0] if len(claims) == 1 else None
