@@ -43,6 +43,7 @@ _CHARSETS = {
     "iso-8859-15": "iso8859-15", "iso-8859-7": "iso8859-7",
     "windows-1252": "cp1252", "cp1252": "cp1252", "us-ascii": "ascii", "ascii": "ascii",
 }
+_MARKED_ORDER = {"utf-16", "ucs-2", "ucs2"}  # labels whose text may start with a BOM
 _HEADERS = {"x-kannel-from": "from", "x-kannel-to": "to", "x-kannel-udh": "udh",
             "x-kannel-coding": "coding", "x-kannel-smsc": "smsc", "x-kannel-time": "time"}
 _NACK = re.compile(r"^NACK/(0x[0-9A-Fa-f]+|\d+)/")
@@ -93,8 +94,9 @@ def _decode(data: bytes, coding: str, charset: str) -> tuple[str, bool]:
     if codec is None:  # none given, Kannel's GSM, BINARY or 8-BIT, or a name not decoded
         codec = "utf-16-be" if coding == "2" else "utf-8"
     text = data.decode(codec, errors="replace")
-    if text.startswith("\ufeff") and codec.startswith("utf-16"):
+    if text.startswith("\ufeff") and name in _MARKED_ORDER:
         text = text[1:]  # a byte order mark, not text
+    # (UTF-16BE / UCS-2BE declare the order: a leading U+FEFF there is text, per Unicode)
     return clean(text), False
 
 

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, quote_from_bytes, urlsplit
 
 import httpx2
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from host.brokers.engine import OutboundMessage
@@ -222,6 +222,8 @@ def kannel_broker(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(st.characters(codec="utf-16", exclude_categories=("Cs",)),
                     min_size=1, max_size=70))
+@example(text="\ufeff")  # UTF-16BE declares the byte order: a leading U+FEFF is text
+@example(text="\ufeffhi")
 def test_any_ucs2_text_decodes_exactly(kannel_broker: Any, text: str) -> None:
     """The MO step alone: every text Kannel can hand over as %b comes out unchanged
     (but NUL, which is read as U+FFFD everywhere: host/text.py)."""
