@@ -114,6 +114,10 @@ class Router:
                 return [dataclasses.replace(EMAIL_ONLY, name=kind, destination=kind)]
         return self._routes
 
+    @routes.setter
+    def routes(self, routes: list[Route]) -> None:
+        self._routes = routes
+
     async def start(self) -> None:
         """Route everything left unrouted (by a crash or a stop) and take new messages.
 
