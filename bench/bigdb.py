@@ -151,7 +151,7 @@ class Maker:
             self.interaction(i, created, local, remote, broker)
         elif where == "chat":
             self.chat(i, created, local, remote, broker, "in")
-        attrs = '{"keyword": "%s"}' % self.rng.choice(WORDS) if self.rng.random() < 0.2 else "{}"
+        attrs = f'{{"keyword": "{self.rng.choice(WORDS)}"}}' if self.rng.random() < 0.2 else "{}"
         return (i, "in", broker, "main", local, remote, self.text(), "GSM-7", 1, status,
                 f"{broker[:2].upper()}{i:030x}", stamp(created), stamp(updated), attrs, route)
 

@@ -440,7 +440,8 @@ def py_spy() -> str | None:
 
 
 def start_profile(args: argparse.Namespace, pid: int, seconds: float, out: Path) -> Any:
-    argv = pinned([py_spy() or "py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+    argv = pinned([py_spy() or "py-spy", "record", "--pid", str(pid),
+                   "--duration", str(max(1, round(seconds))),
                    "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
                   args.load_cpu)
     return PROCS.start(argv, out.with_suffix(".log"))

@@ -9,9 +9,9 @@ MO per second (each request is due at t0 + n / rate whatever happened to the oth
 its latency counts from its due time, so a stall shows in full). First ``--idle``
 seconds without the purge, then the purge of messages older than ``--days`` (the
 core's and every plugin's tables, then the incremental vacuum) while the load goes
-on, then ``--idle`` seconds without it again. Prints the latency percentiles of both windows, what each purge
-step cost (its wait in the writer's queue plus its run), the event loop's lag, and
-the file's size; checks that every request was answered 200 and stored once.
+on, then ``--idle`` seconds without it again. Prints the latency percentiles of both
+windows, what each purge step cost (its wait in the writer's queue plus its run), the
+event loop's lag, and the file's size; checks that every request was answered 200 and stored once.
 
     .venv/bin/python bench/bigdb.py --dir /tmp/smshost-1m
     .venv/bin/python bench/purge_bench.py --dir /tmp/smshost-1m          # ~5 minutes

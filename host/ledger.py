@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 _COLUMNS = ("direction", "broker", "account", "local", "remote", "body", "encoding",
             "segments", "status", "broker_message_id", "created_at", "updated_at", "attrs",
             "route")
-_INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))}) "
+_INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) "
+           f"values ({', '.join('?' * len(_COLUMNS))}) "
            "on conflict (broker, broker_message_id) where broker_message_id is not null "
            "do nothing returning id")
 _KEEP: Any = object()  # a column an update leaves as it is

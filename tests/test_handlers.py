@@ -244,7 +244,7 @@ def test_a_state_in_use_says_so_once_a_day(make_host: Callable[..., Host],
         async with host.running():
             await send(host, "H1")
             for stamp in (two_days, twelve_hours):
-                await host.store.write(lambda db: db.execute(
+                await host.store.write(lambda db, stamp=stamp: db.execute(
                     "update conversation_state set updated_at = ?", [stamp]))
                 await send(host, "H again")
                 seen.append(await saved_at())

@@ -121,7 +121,7 @@ def plugin_violations(root: Path) -> set[tuple[str, str]]:
             continue
         for imp in imports(name, path):
             for target in targets(imp, known) or {imp.module}:
-                if not target.split(".")[0] in ("host", "plugins"):
+                if target.split(".")[0] not in ("host", "plugins"):
                     continue
                 if target in PLUGIN_FACE or target.startswith(_own(name)):
                     continue

@@ -184,8 +184,9 @@ class _Reader(ElementReader):
         if payload is not None:
             rest = re.sub(r"\{(?:body|timestamp|url)\}", "", payload)
             if el.get("scheme") != "hmac-sha256" or "{" in rest or "}" in rest:
-                raise self.fail(el, f"payload {quoted(payload, 80)}: the hmac-sha256 scheme's payload "
-                                "may use {body}, {timestamp} and {url}; other schemes take none")
+                raise self.fail(el, f"payload {quoted(payload, 80)}: the hmac-sha256 "
+                                "scheme's payload may use {body}, {timestamp} and {url}; "
+                                "other schemes take none")
         for name in ("header", "timestamp-header", "nonce-header"):
             self.header_name(el, params.get(name))
         key = self.template(el, el.get("key"))

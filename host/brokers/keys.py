@@ -38,8 +38,8 @@ def key_problem(attribute: str, template: Template, scheme: str,
     if not template.parts:
         return f'{attribute} is empty: name the key, {allowed}'
     if not per_account and any(r.namespace == "account" for r in template.refs):
-        return (f"{attribute} {quoted(template.source, 80)} is one key for every request: it cannot "
-                "use {account.*} (key is rendered for each account)")
+        return (f"{attribute} {quoted(template.source, 80)} is one key for every request: "
+                "it cannot use {account.*} (key is rendered for each account)")
     literal = next((p for p in template.parts if isinstance(p, str)), None)
     if literal is not None:
         return (f"{attribute} {quoted(template.source, 80)} holds literal text "
@@ -49,7 +49,8 @@ def key_problem(attribute: str, template: Template, scheme: str,
         assert isinstance(ref, Ref)
         problem = _ref_problem(ref, scheme, options, per_account)
         if problem:
-            return f"{attribute} {quoted(template.source, 80)}: {{{ref.dotted}}} {problem}; use {allowed}"
+            return (f"{attribute} {quoted(template.source, 80)}: {{{ref.dotted}}} {problem}; "
+                    f"use {allowed}")
     return None
 
 

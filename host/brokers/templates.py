@@ -156,7 +156,8 @@ def _literal(source: str, start: int, end: int) -> str:
     reference left open, or a brace not doubled), which would be sent as it is."""
     text = source[start:end]
     if "{" in text or "}" in text:
-        raise TemplateError(f"unbalanced brace in {quoted(source, 80)} at {start + _brace(text)}: a "
+        raise TemplateError(f"unbalanced brace in {quoted(source, 80)} at "
+                            f"{start + _brace(text)}: a "
                             "reference is {namespace.name}; write {{ or }} for a literal "
                             "brace")
     return text
@@ -183,11 +184,13 @@ def parse_ref(text: str, options: frozenset[str] | None) -> Ref:
                             "not declared")
     if known is not None and name not in known and not (
             namespace == "account" and name.startswith("attrs.")):
-        raise TemplateError(f"unknown name {quoted(expr, 80)}; {namespace} has {', '.join(sorted(known))}")
+        raise TemplateError(f"unknown name {quoted(expr, 80)}; {namespace} has "
+                            f"{', '.join(sorted(known))}")
     filters = []
     for fname in filter_names:
         if fname not in FILTERS:
-            raise TemplateError(f"unknown filter {quoted(fname, 40)}; filters: {', '.join(FILTERS)}")
+            raise TemplateError(f"unknown filter {quoted(fname, 40)}; filters: "
+                                f"{', '.join(FILTERS)}")
         filters.append(FILTERS[fname])
     return Ref(namespace, name, tuple(filters))
 

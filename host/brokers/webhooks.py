@@ -243,7 +243,8 @@ def _signed_part(instance: BrokerInstance, inbound: InboundRequest) -> InboundRe
     except BodyError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
-        raise _adapter_failed(instance, "signed_part", exc, 400, "cannot read the request")
+        raise _adapter_failed(instance, "signed_part", exc, 400,
+                              "cannot read the request") from exc
 
 
 def log_failure(what: str, exc: BaseException, *place: str) -> None:
@@ -271,7 +272,8 @@ def _classify(instance: BrokerInstance, inbound: InboundRequest,
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
-        raise _adapter_failed(instance, "classify", exc, 400, "cannot read the request")
+        raise _adapter_failed(instance, "classify", exc, 400,
+                              "cannot read the request") from exc
     if kind is None:
         if inbound.method not in {m for k in kinds for m in _spec_methods(instance, k)}:
             raise _Refused(405, f"method {inbound.method} not accepted here")
@@ -296,7 +298,7 @@ def _verify(instance: BrokerInstance, inbound: InboundRequest, kind: str) -> Non
         raise _Refused(exc.status, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code
         raise _adapter_failed(instance, "verify_signature", exc, 403,
-                              "signature check failed")
+                              "signature check failed") from exc
 
 
 def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
@@ -305,7 +307,8 @@ def _parse_mo(instance: BrokerInstance, inbound: InboundRequest) -> MoFields:
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code; bad input must not be a 500
-        raise _adapter_failed(instance, "parse_mo", exc, 400, "cannot read the message")
+        raise _adapter_failed(instance, "parse_mo", exc, 400,
+                              "cannot read the message") from exc
 
 
 async def _mo(host: WebhookHost, instance: BrokerInstance, inbound: InboundRequest) -> Response:
@@ -357,7 +360,8 @@ async def _receipt(host: WebhookHost, instance: BrokerInstance,
     except ParseError as exc:
         raise _Refused(400, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - adapter code
-        raise _adapter_failed(instance, "parse_dlr", exc, 400, "cannot read the receipt")
+        raise _adapter_failed(instance, "parse_dlr", exc, 400,
+                              "cannot read the receipt") from exc
     try:
         applied = await host.receipts.apply(instance.name, fields)
     except StoreError as exc:

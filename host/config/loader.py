@@ -115,6 +115,7 @@ def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:
 
 def _misplaced(doc: _Document, key: str) -> ConfigError:
     home = [name for name, keys in FILES.items() if key in keys]
-    hint = f"it belongs in {home[0]}" if home else f"{doc.path.name} holds {', '.join(FILES[doc.path.name])}"
+    hint = (f"it belongs in {home[0]}" if home
+            else f"{doc.path.name} holds {', '.join(FILES[doc.path.name])}")
     return ConfigError(f"unknown section {key!r}; {hint}", file=doc.path,
                        line=doc.lines.lookup((key,)), key=key)

@@ -109,7 +109,8 @@ def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[K
         yield ("inbound", defaults[-1], "default"), "the default route must be the last one"
     for i in defaults:
         if routes[i].pattern != ".*":
-            yield ("inbound", i, "pattern"), "the default route matches everything; drop its pattern"
+            yield (("inbound", i, "pattern"),
+                   "the default route matches everything; drop its pattern")
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,8 +94,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
       ``&#233;`` ``&#xE9;``) - however the forms mix within the secret;
     * the whole secret as its UTF-8 bytes read as Latin-1 (how an HTTP server decodes
       a header it echoes: ``Ã©`` for ``é``), as base64 (standard or URL-safe, with or
-      without its ``=`` padding) or as hex of its UTF-8 bytes (from 4 bytes: the hex of a shorter one is
-      any small number); an HTTP Basic token is a secret of its own, masked the same
+      without its ``=`` padding) or as hex of its UTF-8 bytes (from 4 bytes: the hex of a
+      shorter one is any small number); an HTTP Basic token is a secret of its own, masked the same
       way.
 
     Every form is matched ignoring case. Not masked: a secret echoed spaced out, cut,

@@ -28,10 +28,10 @@ from host.config.routes import (
 from host.config.schema import RawTable
 from host.config.schema import (DAY, HOUR, at_least, between, greater_than, port_number,
                                 setting, time_of_day)
+from host.config.secrets import Secret
 
 MAX_PURGE_DAYS = 36500
 """The longest retention, in days (a hundred years)."""
-from host.config.secrets import Secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +205,8 @@ class PurgeSettings:
 class LoggingSettings:
     """Logs go to standard error."""
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", help="Lowest level logged.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "INFO", help="Lowest level logged.")
     format: Literal["text", "json"] = setting(
         "text", help="text for people; json for one JSON object per line."
     )

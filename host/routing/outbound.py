@@ -14,6 +14,11 @@ from host.routing.patterns import compile_pattern
 _REF = re.compile(r"\$(\d+)")
 
 
+def _formatted(template: str, match: re.Match[str]) -> str:
+    """``template`` with ``$0`` (the whole number matched) and ``$1``.. (its groups)."""
+    return _REF.sub(lambda ref: match.group(int(ref.group(1))) or "", template)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundRoute:
     name: str
@@ -77,7 +82,7 @@ def select_outbound(routes: list[OutboundRoute], to: str,
             raise RouteRefused(403, "route_forbidden",
                                f"outbound route {route.name!r} does not allow {who}; it "
                                f"allows {', '.join(route.classifications)}")
-        number = _REF.sub(lambda m: match.group(int(m.group(1))) or "", route.format)
+        number = _formatted(route.format, match)
         return OutboundDecision(route, number, tried)
     raise RouteRefused(422, "no_route", f"no outbound route matches {quoted(to)}; tried "
                        + ", ".join(name for name, _ in tried))

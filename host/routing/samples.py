@@ -200,7 +200,7 @@ class _Generator:
             size = sum(1 if op is codes.LITERAL else av[1] - av[0] + 1 for op, av in body)
             if size <= SMALL_CLASS:
                 chars: list[str] = []
-                for (op, av), member in zip(body, members, strict=True):
+                for (_op, av), member in zip(body, members, strict=True):
                     chars += [member] if member else [chr(c) for c in range(av[0], av[1] + 1)]
                 return list(dict.fromkeys(c for ch in chars for c in _cased(ch, flags))), True
         extra: list[str] = []

@@ -157,8 +157,8 @@ def _any_run(node: tuple[Any, Any], flags: int, single_line: bool) -> bool:
     """``node`` is ``X*`` where X is any character (of a field with or without line
     breaks)."""
     op, av = node
-    if op not in (codes.MAX_REPEAT, codes.MIN_REPEAT) or av[0] != 0 or av[1] is not codes.MAXREPEAT \
-            or len(av[2]) != 1:
+    if (op not in (codes.MAX_REPEAT, codes.MIN_REPEAT) or av[0] != 0
+            or av[1] is not codes.MAXREPEAT or len(av[2]) != 1):
         return False
     (inner, arg), = av[2]
     if inner is codes.ANY:

@@ -31,9 +31,10 @@ wait on a full socket it wrote to the closed transport (uvloop raises). Here eve
 request not yet answered is marked.
 
 Beyond ``limit`` open connections on a listener, a new one is answered 503 (with
-``Retry-After``, as every 503) and closed at once rather than left unread: its descriptor is free again within a turn of the
-loop, the client gets a clear answer it retries, and since each listener counts its
-own connections a flood on one leaves the others answering.
+``Retry-After``, as every 503) and closed at once rather than left unread: its
+descriptor is free again within a turn of the loop, the client gets a clear answer it
+retries, and since each listener counts its own connections a flood on one leaves the
+others answering.
 
 A :class:`~host.web.sweeper.Sweeper` per listener checks the deadlines a few times per
 timeout: one loop, not a timer per request, so the hot path only stores a number. Both

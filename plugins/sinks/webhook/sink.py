@@ -238,7 +238,7 @@ class WebhookSink(Sink):
             return Result("dead", None, f"webhook target {row['target']!r} is no longer "
                            "configured in sinks.toml", started, time.time())
         assert self._session is not None
-        body = ('{"delivery_id":%d,' % row["id"]).encode() + row["payload"].encode()[1:]
+        body = f'{{"delivery_id":{row["id"]:d},'.encode() + row["payload"].encode()[1:]
         stamp = int(started)
         headers = {**target.headers, "Content-Type": "application/json",
                    SIGNATURE_HEADER: sign(target.secret.reveal(), stamp, body),
