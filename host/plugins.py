@@ -238,9 +238,21 @@ class Hooks:
                                                                 None]) -> list[BaseRoute]:
         """What plugins ``register`` goes through ``register``; the routes they return
         (the first form of the hook) are returned."""
+        from starlette.routing import BaseRoute
+
         routes: list[BaseRoute] = []
-        for result in self._recorded(self._plugins.call_each_sync(
-                "register_routes", host=host, register=register)):
+        call = self._plugins.call_each_sync_named("register_routes", host=host,
+                                                  register=register)
+        self._recorded(HookCall([], call.failures))
+        for plugin, result in call.results:
+            bad = [r for r in result if not isinstance(r, BaseRoute)
+                   or not isinstance(getattr(r, "path", None), str)]
+            if bad:  # one plugin's bad route is its load failure, not the node's
+                self._plugins.record_once(
+                    "plugin", plugin, "hook register_routes",
+                    f"a returned route needs a path (a Starlette Route or Mount); got "
+                    f"{type(bad[0]).__name__}")
+                continue
             routes.extend(result)
         return routes
 

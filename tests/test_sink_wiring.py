@@ -58,6 +58,23 @@ def test_without_a_catch_all_sink_no_routes_is_a_problem() -> None:
                                   "but: no email sink is available")]
 
 
+def test_an_email_sink_that_claims_nothing_is_still_the_one_checked() -> None:
+    """A plugin's own email sink (replacing the shipped one) that does not set
+    catch_all still takes every message with no routes (the router sends to "email"),
+    so it is checked, not reported missing."""
+    class MyEmail(Sink):
+        kind = "email"
+
+        def check_target(self, target: str) -> str | None:
+            return "no SMTP host set"
+
+    mine = MyEmail(None, {})  # type: ignore[arg-type]
+    assert route_problems(Settings(), {"email": mine}) == [
+        ("email", "routes.toml: no routes, so every message goes to email, but: "
+                  "no SMTP host set")]
+    assert route_problems(Settings(), {"email": Sink(None, {})}) == []  # type: ignore[arg-type]
+
+
 def test_only_one_sink_may_claim_catch_all() -> None:
     problems = route_problems(Settings(), sinks(Claims("email"), Claims("crm")))
     assert problems == [("crm", "routes.toml: no routes, but the sinks crm, email each "

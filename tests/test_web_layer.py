@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Host as StarletteHost
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -102,6 +103,27 @@ def test_a_route_outside_its_kinds_place_is_a_plugin_error(
         assert client.get(path, headers=TOKEN).status_code in (404, 401)
         failures = client.get("/health").json()["plugins"]["failures"]
     assert any(f["name"] == "misplaced" for f in failures), failures
+
+
+def test_a_returned_route_without_a_path_is_its_plugins_failure_not_the_nodes(
+        host: Host) -> None:
+    """The first form returns routes; one without a path (a starlette Host route) was
+    served before kinds, then stopped the whole app from building. Now it is that
+    plugin's load failure: the node builds its app and serves, without that plugin's
+    returned routes."""
+    class NoPath:
+        @hookimpl
+        def register_routes(self) -> list[Any]:
+            return [StarletteHost("example.org", app=Route("/x", hello)),
+                    Route("/api/np", hello)]
+
+    host.plugins.register(NoPath(), "nopath")
+    with TestClient(host.app_for()) as client:
+        assert client.get("/health").status_code == 200
+        failures = client.get("/health").json()["plugins"]["failures"]
+        assert client.get("/api/np", headers=TOKEN).status_code == 404
+    assert [f["error"] for f in failures if f["name"] == "nopath"] == [
+        "a returned route needs a path (a Starlette Route or Mount); got Host"], failures
 
 
 # -- JSON for the API, HTML elsewhere ---------------------------------------------------

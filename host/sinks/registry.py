@@ -84,7 +84,7 @@ def _catch_all_problems(sinks: Mapping[str, Sink]) -> list[tuple[str, str]]:
         return [(claims[0], f"routes.toml: no routes, but the sinks {', '.join(claims)} "
                  "each claim catch_all: only one sink may take every message")]
     kind = claims[0] if claims else EMAIL_ONLY.destination
-    sink = sinks.get(kind) if claims else None
+    sink = sinks.get(kind)
     problem = f"no {kind} sink is available" if sink is None else sink.check_target("")
     if problem:
         return [(kind, f"routes.toml: no routes, so every message goes to {kind}, "
