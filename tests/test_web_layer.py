@@ -16,13 +16,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Host as StarletteHost
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from starlette.testclient import TestClient
 
 from host import hookimpl
 from host.config import load_settings
 from host.core import Host
 from host.web.routes import AUTHS, ApiRoute, Declared, is_api_path
+from host.web.ui.sessions import MIN_SECRET, session_secret
 from tests.brokers.conftest import broker_config
 from tests.conftest import base_config, free_port
 from tests.test_api import SIMULATOR
@@ -287,6 +289,46 @@ def test_the_session_cookie_is_secure_behind_https(
     with TestClient(host.app_for(), base_url="https://testserver") as client:
         cookie = client.get("/test/form").headers["set-cookie"].lower()
     assert "; secure" in cookie and "httponly" in cookie
+
+
+def test_a_session_secret_cut_short_is_replaced_not_used(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An empty secret file (a crash or a full disk between creating and writing it)
+    signed cookies with the key "": anyone could forge a session. It is replaced."""
+    path = tmp_path / "session-secret"
+    path.write_text("")
+    first = session_secret(path)
+    assert len(first) >= MIN_SECRET and path.read_text().strip() == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "has 0 characters" in caplog.text
+    assert session_secret(path) == first  # kept from then on
+    assert [p.name for p in tmp_path.iterdir()] == ["session-secret"]  # no scratch left
+
+
+class Sockets:
+    @hookimpl
+    def register_routes(self, register: Callable[..., None]) -> None:
+        async def live(socket: WebSocket) -> None:
+            await socket.accept()
+            await socket.send_text("hi")
+            await socket.close()
+        register("ui", [WebSocketRoute("/test/live", live)])
+
+
+def test_a_page_socket_opens_from_this_site_only(host: Host) -> None:
+    """A websocket of a page carries the session cookie: one opened by another site's
+    page (cross-site WebSocket hijacking) is closed; the guard no longer fails on it
+    for want of a method."""
+    host.plugins.register(Sockets(), "sockets")
+    with TestClient(host.app_for()) as client:
+        with client.websocket_connect(
+                "/test/live", headers={"origin": "http://testserver"}) as socket:
+            assert socket.receive_text() == "hi"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            with client.websocket_connect(
+                    "/test/live", headers={"origin": "https://evil.example"}) as socket:
+                socket.receive_text()
+        assert closed.value.code == 1008
 
 
 def test_no_secret_is_made_without_pages(host: Host, tmp_path: Path) -> None:

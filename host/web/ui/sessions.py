@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -42,24 +42,61 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _FORM = "application/x-www-form-urlencoded"
+MIN_SECRET = 32
+"""Fewer characters than this is no secret (a generated one has 43)."""
 
 
 def session_secret(path: Path) -> str:
-    """The secret kept in ``path``, creating it (mode 0600) the first time."""
+    """The secret kept in ``path``, creating it (mode 0600) the first time.
+
+    The file appears whole or not at all (written beside it, then linked into place), so
+    a reader never sees half a secret; one found shorter than :data:`MIN_SECRET` (an
+    empty file left by a crash or a full disk) would let anyone sign a session cookie,
+    so it is replaced, with a warning."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SmshostError(f"cannot read the session secret file {path}: "
-                               f"{exc.strerror or exc}") from None
+    found = _read_secret(path)
+    if found is not None and len(found) >= MIN_SECRET:
+        return found
+    if found is not None:
+        log.warning("the session secret in %s has %d characters (a write cut short?): "
+                    "replaced by a new one; browsers signed in sign in again",
+                    path, len(found))
     secret = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secret + "\n")
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(secret + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        if found is None:
+            try:
+                os.link(scratch, path)  # first start: only if still absent
+            except FileExistsError:  # another process was first: use its secret
+                theirs = _read_secret(path)
+                if theirs is not None and len(theirs) >= MIN_SECRET:
+                    return theirs
+                os.replace(scratch, path)
+        else:
+            os.replace(scratch, path)
+    except OSError as exc:
+        raise SmshostError(f"cannot write the session secret file {path}: "
+                           f"{exc.strerror or exc}") from None
+    finally:
+        scratch.unlink(missing_ok=True)
     log.info("generated the session secret in %s", path)
     return secret
+
+
+def _read_secret(path: Path) -> str | None:
+    """The secret in ``path``; None when there is no file."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SmshostError(f"cannot read the session secret file {path}: "
+                           f"{exc.strerror or exc}") from None
 
 
 def with_session(app: ASGIApp, secret: str, secure: bool) -> ASGIApp:
@@ -84,6 +121,12 @@ class CsrfGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no method, no body: the browser's Origin
+            if _same_origin(Headers(scope=scope)):
+                await self.app(scope, receive, send)
+            else:  # a page of another site opening a socket with our cookie
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
@@ -95,6 +138,11 @@ class CsrfGuard:
             raise HTTPException(403, "the form is out of date or was not sent by this "
                                 "site (CSRF token missing or wrong); reload the page")
         await self.app(scope, _replay(body, receive), send)
+
+
+def _same_origin(headers: Headers) -> bool:
+    origin, host = headers.get("origin"), headers.get("host")
+    return origin is not None and host is not None and urlsplit(origin).netloc == host
 
 
 def _sent_token(headers: Headers, body: bytes) -> str | None:
