@@ -68,7 +68,7 @@ def discover(plugins: Plugins, settings: PluginSettings) -> Discovery:
         _load_broker(plugins, path, found)
     if settings.entry_points:
         _load_entry_points(plugins, disabled)
-    _collect_registrations(plugins, found)
+    _collect_registrations(plugins, found, disabled)
     plugins.pm.check_pending()
     return found
 
@@ -153,7 +153,7 @@ def _load_entry_points(plugins: Plugins, disabled: set[str]) -> None:
             plugins.record("entry point", ep.name, source, problem)
 
 
-def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
+def _collect_registrations(plugins: Plugins, found: Discovery, disabled: set[str]) -> None:
     def register_broker(definition: Path | str, adapter: type | None = None) -> None:
         path = Path(definition)
         if path.stem in found.brokers:
@@ -174,7 +174,8 @@ def _collect_registrations(plugins: Plugins, found: Discovery) -> None:
         source = f"{cls.__module__}.{cls.__qualname__}"
         if not isinstance(kind, str) or not kind:
             plugins.record("sink", cls.__name__, source, "a sink class needs a `kind` string")
-        elif kind in found.sinks and cls.__module__.startswith(_DEFAULTS):
+        elif cls.__module__.startswith(_DEFAULTS) and (kind in found.sinks
+                                                       or kind in disabled):
             pass  # a plugin's sink of this kind replaces the core's default (trylast)
         elif kind in found.sinks:
             other = found.sinks[kind]

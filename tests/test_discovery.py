@@ -169,6 +169,16 @@ def test_a_plugin_sink_replaces_the_default_of_its_kind_without_a_failure(
     assert host.plugins.failures == []
 
 
+def test_disabling_handler_leaves_out_the_default_handler_sink(
+        host_factory: Callable[..., Host], tmp_path: Path) -> None:
+    """`plugins.disabled = ["handler"]` removed the shipped handler sink before it became
+    a default of the core; it still does, without a failure."""
+    host = host_factory(smshost=base_config(tmp_path).replace(
+        "entry_points = false", 'entry_points = false\ndisabled = ["handler"]'))
+    assert "handler" not in host.load_plugins().sinks
+    assert host.plugins.failures == []
+
+
 def test_duplicate_sink_kind_is_a_recorded_error(host_factory: Callable[..., Host],
                                                  plugins_dir: Path) -> None:
     write(plugins_dir / "sinks" / "one.py", GOOD_SINK.format(kind="same"))

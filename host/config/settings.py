@@ -277,13 +277,16 @@ class PluginSettings:
         "replaces a shipped one with the same name.",
         doc_default='["plugins"]',
     )
-    shipped: bool = setting(True, help="Load the brokers, sinks and handlers shipped with smshost.")
+    shipped: bool = setting(True, help="Load the brokers, sinks and handlers shipped with "
+                            "smshost (plugins/). The handler sink, which runs handler "
+                            "scripts, is part of the core and stays.")
     entry_points: bool = setting(
         True, help="Load installed packages from the smshost.brokers and smshost.sinks groups."
     )
     disabled: tuple[str, ...] = setting(
         (),
-        help="Plugin names not to load (entry point names or file stems).",
+        help="Plugin names not to load (entry point names or file stems); \"handler\" "
+        "also leaves out the core's handler sink (routes to handlers then fail `check`).",
         doc_default="[]",
     )
 
