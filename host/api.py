@@ -39,6 +39,7 @@ from host.text import clean
 from host.upkeep import Spare, check_keep
 from host.web.bodies import json_body
 from host.web.params import int_param, is_decimal, known_params, path_id
+from host.web.routes import ApiRoute
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -147,7 +148,7 @@ __all__ = [
     "setting", "at_least", "greater_than", "port_number", "DAY", "HOUR", "Secret",
     "redact", "KeyPath",
     # web
-    "json_body", "int_param", "known_params", "path_id", "is_decimal", "MAX_ID",
+    "ApiRoute", "json_body", "int_param", "known_params", "path_id", "is_decimal", "MAX_ID",
     # time
     "utcnow", "to_epoch", "from_epoch",
     # work that may fail
