@@ -44,6 +44,7 @@ from host.ledger import Ledger
 from host.messages import Messages
 from host.metrics import Metrics
 from host.migrations import core as core_migrations
+from host.people import People
 from host.plugins import Hooks, Plugins
 from host.lockfile import DataLock
 from host.purge import Purger
@@ -94,12 +95,13 @@ class Host:
         self.concat = Concat(self.store, self.ledger)
         self.purger = Purger(settings.purge, self.store, functools.partial(self.hooks.purge, self))
         self.optouts = OptOuts(settings.optout, self.store)
+        self.people = People(self.store, settings.brokers)
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender,
-                                 functools.partial(self.hooks.sender_for, self),
+                                 self._sender_for,
                                  lambda: self.plugins.failures)
         self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
                              self.brokers, self.optouts, self.outbound.reply,
@@ -199,6 +201,10 @@ class Host:
         if self.api_token is None:
             self.api_token = _generated_token(self.data_dir / "api-token")
         await self.store.open(self.migration_sets())
+        # The first admin user comes with the generated token (host.people): a node
+        # with api.token configured has its admin credential already.
+        await self.people.start(self._configured_queues(),
+                                first_admin=background and self.settings.api.token is None)
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -276,6 +282,24 @@ class Host:
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started_monotonic if self.started_monotonic else 0.0
+
+    def _sender_for(self, kind: str, name: str) -> tuple[str | None, str] | None:
+        """The sender of a send as a workgroup or user: the database's (host.people)
+        first, then the ``sender_for`` hook's (the queue sink's ``[[queue.queues]]``)."""
+        found = self.people.sender_for(kind, name)
+        if found is not None and found[1]:
+            return found
+        hooked = self.hooks.sender_for(self, kind, name)
+        return hooked if hooked is not None else found
+
+    def _configured_queues(self) -> list[dict[str, Any]]:
+        """sinks.toml's ``[[queue.queues]]`` when the queue sink loaded (imported into
+        the people tables once, host.people)."""
+        if "queue" not in self.sinks:
+            return []
+        table: dict[str, Any] = self.settings.sinks.get("queue") or {}
+        queues = table.get("queues") or []
+        return [q for q in queues if isinstance(q, dict)]
 
     # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
 

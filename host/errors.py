@@ -11,6 +11,7 @@
           a lock held too long); nothing of it was stored
     * DataDirInUse: another smshost process holds the data directory (a server)
     * ApiError: an HTTP API request was refused (status, code, message)
+        * PeopleError: a change to users or workgroups was refused (host.people)
 
 Config and definition errors carry the file and line so an operator can go straight
 to the problem; messages say what to do about it.
@@ -126,3 +127,9 @@ class ApiError(SmshostError):
         self.message = message
         self.headers = headers
         super().__init__(f"{status} {code}: {message}")
+
+
+class PeopleError(ApiError):
+    """A change to users or workgroups is refused (host.people): a field that is wrong
+    (400, naming it), a name that is unknown (404) or taken or still in use (409). The
+    API answers it as the ApiError it is; the CLI prints its message."""

@@ -228,3 +228,46 @@ def m009_purged_by_age(db: Database) -> None:
     db.execute("create index conversation_state_updated on conversation_state (updated_at)")
     db.execute("create index handler_loads_at on handler_loads (at)")
     db.execute("create index handler_loads_name on handler_loads (name, id)")
+
+
+@core()
+def m010_people(db: Database) -> None:
+    # Users and workgroups, managed by the admin (host.people; SPEC U1, O9). Lists are
+    # JSON text; a user's workgroups are its rows in workgroup_members.
+    db.execute("""
+        create table users (
+            id integer primary key,
+            login text not null collate nocase unique,
+            display_name text not null default '',
+            password_hash text,
+            roles text not null default '[]',
+            classifications text not null default '[]',
+            sender_number text,
+            broker text,
+            account text,
+            source text not null default 'admin',
+            created_at text not null,
+            updated_at text not null
+        )""")
+    db.execute("""
+        create table workgroups (
+            id integer primary key,
+            name text not null collate nocase unique,
+            display_name text not null default '',
+            sender_number text,
+            broker text,
+            account text,
+            source text not null default 'admin',
+            created_at text not null,
+            updated_at text not null
+        )""")
+    db.execute("""
+        create table workgroup_members (
+            workgroup_id integer not null references workgroups (id) on delete cascade,
+            user_id integer not null references users (id) on delete cascade,
+            primary key (workgroup_id, user_id)
+        )""")
+    db.execute("create index workgroup_members_user on workgroup_members (user_id)")
+    # What was done once per database: the first admin, the import of sinks.toml's queues.
+    db.execute("create table people_state (key text primary key, value text not null, "
+               "at text not null)")

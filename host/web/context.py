@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from host.events import EventBus
     from host.metrics import Metrics
     from host.optout import OptOuts
+    from host.people import People
     from host.routing.inbound import Route
 
 
@@ -92,6 +93,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def optouts(self) -> OptOuts:
         """``GET /api/optouts``."""
+
+    @property
+    def people(self) -> People:
+        """Users and workgroups (``/api/users``, ``/api/workgroups``)."""
 
     @property
     def handlers(self) -> HandlerStatus:

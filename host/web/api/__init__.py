@@ -7,7 +7,7 @@ app has no declaration.
 
 from __future__ import annotations
 
-from host.web.api import messages, routing, send
+from host.web.api import messages, people, routing, send
 from host.web.routes import ApiRoute
 
 
@@ -23,4 +23,25 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/routes/test", routing.test_route, methods=["POST"], auth="token"),
         ApiRoute("/api/optouts", routing.list_optouts, methods=["GET"], auth="token"),
         ApiRoute("/api/handlers", routing.list_handlers, methods=["GET"], auth="token"),
+        *_people(),
+    ]
+
+
+def _people() -> list[ApiRoute]:
+    """``/api/users`` and ``/api/workgroups`` (host.web.api.people)."""
+    return [
+        ApiRoute("/api/users", people.list_users, methods=["GET"], auth="token"),
+        ApiRoute("/api/users", people.add_user, methods=["POST"], auth="token"),
+        ApiRoute("/api/users/{login}", people.get_user, methods=["GET"], auth="token"),
+        ApiRoute("/api/users/{login}", people.set_user, methods=["PATCH", "PUT"],
+                 auth="token"),
+        ApiRoute("/api/users/{login}", people.remove_user, methods=["DELETE"], auth="token"),
+        ApiRoute("/api/workgroups", people.list_workgroups, methods=["GET"], auth="token"),
+        ApiRoute("/api/workgroups", people.add_workgroup, methods=["POST"], auth="token"),
+        ApiRoute("/api/workgroups/{name}", people.get_workgroup, methods=["GET"],
+                 auth="token"),
+        ApiRoute("/api/workgroups/{name}", people.set_workgroup, methods=["PATCH", "PUT"],
+                 auth="token"),
+        ApiRoute("/api/workgroups/{name}", people.remove_workgroup, methods=["DELETE"],
+                 auth="token"),
     ]
