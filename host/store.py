@@ -22,22 +22,21 @@ an I/O error: ``host.writepath.refusal``), the caller gets :class:`StoreUnavaila
 the rest of its group fails with it (they would meet the same disk); ``writes`` (a
 :class:`~host.writepath.WritePath`) records every outcome for /health, and ``probe``
 tries a small write alone to see whether writes go through again.
+
+The writer is :class:`host.writer.Writer`, the read pool :class:`host.readers.Readers`;
+:class:`Store` opens them, closes them, and is the one face the rest of smshost uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio.to_thread
 from sqlite_utils import Database, Migrations
@@ -45,33 +44,29 @@ from sqlite_utils import Database, Migrations
 from host import upkeep
 from host.config.settings import StoreSettings
 from host.errors import StoreClosed, StoreError, StoreUnavailable
+from host.readers import Readers
 from host.writepath import LASTING, WritePath, probe_transaction, unavailable
+from host.writer import StoreStats, Writer
 
 if TYPE_CHECKING:
     from host.outage import Outage
+
+__all__ = ["Prepare", "Store", "StoreStats"]
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
 Prepare = Callable[[sqlite3.Connection], None]
 
 
-@dataclass(slots=True)
-class _Op:
-    fn: Callable[[Database], Any]
-    future: asyncio.Future[Any]
-    bare: bool = False  # run alone on the commit thread, outside any transaction
-    result: Any = None
-    error: BaseException | None = None
+class _Queue(Protocol):
+    """:meth:`host.writer.Writer.queue`, bound."""
+
+    def __call__(self, fn: Callable[[Database], T], *,
+                 bare: bool = False) -> asyncio.Future[T]: ...
 
 
-@dataclass
-class StoreStats:
-    """Counters of the writer, for metrics and the benchmark."""
-
-    commits: int = 0
-    writes: int = 0
-    largest_batch: int = 0
-    failed_commits: int = 0
+def _not_open(fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Future[T]:
+    raise StoreClosed("the store is not open")
 
 
 class Store:
@@ -82,20 +77,13 @@ class Store:
         self.path = Path(path)
         self.settings = settings or StoreSettings()
         self._prepare = prepare
-        self._pending: deque[_Op] = deque()
-        self._wakeup: asyncio.Event | None = None
-        self._drainer: asyncio.Task[None] | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._db: Database | None = None
+        self._writer: Writer | None = None
+        self._drainer: asyncio.Task[None] | None = None  # the writer's task
+        self._queue: _Queue = _not_open  # the writer's queue, bound (hot path)
         self._open = False
-        self._closing = False
-        # Read-only connections, lent to one read at a time. Not one per thread: anyio
-        # retires idle worker threads and starts new ones, and a per-thread connection
-        # outlived its thread (one left open per retired thread, found by review).
-        self._idle_readers: queue.SimpleQueue[Database] = queue.SimpleQueue()
-        self._reader_conns: list[sqlite3.Connection] = []
+        self.readers = Readers(partial(self._connect, readonly=True))
+        self._read_call = self.readers.run
         self._loop_reader: Database | None = None
-        self._lock = threading.Lock()
         self.stats = StoreStats()
         self.writes = WritePath()
 
@@ -104,20 +92,17 @@ class Store:
     async def open(self, migrations: Sequence[Migrations] = ()) -> None:
         """Create the file if needed, start the writer, apply ``migrations`` in order."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smshost-commit")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smshost-commit")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(self._pool, partial(self._connect,
-                                                                  readonly=False))
+            conn = await loop.run_in_executor(pool, partial(self._connect, readonly=False))
         except sqlite3.Error as exc:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            pool.shutdown(wait=False)
             what = f"cannot open the database {self.path}"
             raise StoreError(str(unavailable(exc, what) or f"{what}: {exc}")) from None
-        self._db = Database(conn)
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._drainer = asyncio.create_task(self._drain(), name="smshost-store-writer")
+        self._writer = Writer(Database(conn), pool, self.settings, self.writes, self.stats)
+        self._drainer = self._writer.task
+        self._queue = self._writer.queue
         self._open = True
         try:
             await self._submit(upkeep.vacuum_mode, bare=True)
@@ -148,29 +133,14 @@ class Store:
 
     async def close(self) -> None:
         """Commit every write already queued, then stop the writer and close readers."""
-        if self._drainer is None:
+        if self._writer is None:
             return
         self._open = False
-        self._closing = True
-        assert self._wakeup is not None and self._pool is not None and self._db is not None
-        self._wakeup.set()
-        await self._drainer
+        writer, self._writer = self._writer, None
+        await writer.close()
         self._drainer = None
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._db.conn.close)
-        self._pool.shutdown(wait=True)
-        self._pool = None
-        self._db = None
-        with self._lock:
-            # Only the idle readers: one lent to a read under way (a worker thread) is
-            # closed by that read when it ends (closing it under the read crashes).
-            idle, self._idle_readers = self._idle_readers, queue.SimpleQueue()
-            while True:
-                try:
-                    db = idle.get_nowait()
-                except queue.Empty:
-                    break
-                db.conn.close()
-                self._reader_conns.remove(db.conn)
+        self._queue = _not_open
+        self.readers.close()
         if self._loop_reader is not None:
             self._loop_reader.conn.close()
             self._loop_reader = None
@@ -332,187 +302,10 @@ class Store:
             self._prepare(conn)
         return conn
 
-    def _read_call(self, fn: Callable[[Database], T]) -> T:
-        """Run ``fn`` on an idle reader, or a new one when all are lent (so there are as
-        many readers as reads ever ran at once, at most anyio's thread limit)."""
-        idle = self._idle_readers
-        try:
-            db = idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect(readonly=True)
-            with self._lock:
-                self._reader_conns.append(conn)
-            db = Database(conn)
-        try:
-            return fn(db)
-        finally:
-            with self._lock:
-                if idle is self._idle_readers:
-                    idle.put(db)
-                else:  # the store closed (or reopened) meanwhile: this reader is done
-                    db.conn.close()
-                    self._reader_conns.remove(db.conn)
-
     # -- the writer -----------------------------------------------------------------
 
     async def _submit(self, fn: Callable[[Database], T], *, bare: bool = False) -> T:
         return await self._queue(fn, bare=bare)
-
-    def _queue(self, fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Future[T]:
-        op = _Op(fn, asyncio.get_running_loop().create_future(), bare)
-        self._pending.append(op)
-        assert self._wakeup is not None
-        self._wakeup.set()
-        return op.future
-
-    async def _drain(self) -> None:
-        """The one writer: take waiting writes in batches until closed and empty."""
-        assert self._wakeup is not None
-        max_batch = self.settings.max_batch if self.settings.group_commit else 1
-        linger = self.settings.linger_ms / 1000
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if linger and not self._closing:
-                await asyncio.sleep(linger)
-            batch = self._take(max_batch)
-            try:
-                if batch[0].bare:
-                    await self._run_bare(batch[0])
-                else:
-                    await self._run_batch(batch)
-            # The writer must never die: anything unexpected fails this batch only.
-            except Exception as exc:  # noqa: BLE001
-                log.exception("write batch failed")
-                await self._abandon(batch, exc)
-            for op in batch:
-                _settle(op)
-
-    def _take(self, max_batch: int) -> list[_Op]:
-        first = self._pending.popleft()
-        batch = [first]
-        if first.bare:
-            return batch
-        while self._pending and len(batch) < max_batch and not self._pending[0].bare:
-            batch.append(self._pending.popleft())
-        return batch
-
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    async def _run_bare(self, op: _Op) -> None:
-        assert self._db is not None
-        try:
-            op.result = await self._in_thread(op.fn, self._db)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller
-            op.error = self._refused(exc, "the database refused the write") or exc
-            return
-        self.writes.succeeded()
-
-    async def _run_batch(self, batch: list[_Op]) -> None:
-        """Run and commit ``batch``; every op ends with a result or an error.
-
-        Ops run back to back without savepoints (they cost two statements per write on
-        the hot path). When one raises, the transaction is rolled back and the others
-        run again, without it, in a new one: a failed write never takes its
-        neighbours' writes down, and never leaves half of itself behind.
-        """
-        assert self._db is not None
-        conn = self._db.conn
-        pending = batch
-        for _ in range(len(batch)):  # bounded: each round drops at least one failed op
-            try:
-                await self._begin(conn)
-            except sqlite3.Error as exc:
-                error = self._refused(exc, "cannot start a write transaction")
-                for op in pending:
-                    op.error = error or StoreError(f"cannot start a write transaction: {exc}")
-                return
-            failed = self._run_all(pending)
-            if failed is None:
-                break
-            if conn.in_transaction:
-                conn.execute("rollback")
-            if isinstance(failed.error, StoreUnavailable):  # the others would meet it too
-                self.writes.failed(str(failed.error.__cause__ or failed.error))
-                for op in pending:
-                    op.error, op.result = op.error or failed.error, None
-                return
-            pending = [op for op in pending if op is not failed]
-            if not pending:
-                return
-        try:
-            await self._in_thread(conn.execute, "commit")
-        except sqlite3.Error as exc:
-            self.stats.failed_commits += 1
-            error = self._refused(exc, "commit failed")
-            await self._abandon(pending, error or StoreError(f"commit failed: {exc}"))
-            return
-        self.writes.succeeded()
-        self.stats.commits += 1
-        self.stats.writes += len(pending)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(pending))
-
-    async def _begin(self, conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE: right here when the write lock is free (the usual case, a few
-        microseconds); on the commit thread, waiting up to busy_timeout, when another
-        process holds it (``smshost purge`` running beside the server, say)."""
-        conn.execute("pragma busy_timeout = 0")
-        try:
-            conn.execute("begin immediate")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-        finally:
-            conn.execute(f"pragma busy_timeout = {int(self.settings.busy_timeout_ms)}")
-        await self._in_thread(conn.execute, "begin immediate")
-
-    def _run_all(self, ops: list[_Op]) -> _Op | None:
-        """Run ``ops`` in the open transaction; the first that raised, if any."""
-        assert self._db is not None
-        db = self._db
-        for op in ops:
-            op.result, op.error = None, None
-            try:
-                op.result = op.fn(db)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
-                op.error = unavailable(exc, "the database refused the write") or exc
-                return op
-        return None
-
-    def _refused(self, exc: Exception, what: str) -> StoreUnavailable | None:
-        """``exc`` as StoreUnavailable (and recorded in ``writes``) when it is a refusal."""
-        error = unavailable(exc, what)
-        if error is not None:
-            self.writes.failed(str(exc))
-        return error
-
-    async def _abandon(self, batch: list[_Op], error: BaseException) -> None:
-        """Roll back what is open and fail every op of ``batch`` not failed already."""
-        for op in batch:
-            if op.error is None:
-                op.error = error if isinstance(error, StoreError) else StoreError(
-                    f"write failed: {error}")
-                op.result = None
-        if self._db is not None and self._db.conn.in_transaction:
-            try:
-                await self._in_thread(self._db.conn.execute, "rollback")
-            except sqlite3.Error:
-                log.exception("rollback failed")
-
-
-def _settle(op: _Op) -> None:
-    if op.future.cancelled():
-        return
-    if op.error is not None:
-        op.future.set_exception(op.error)
-    else:
-        op.future.set_result(op.result)
 
 
 def _apart(fn: Callable[[Database], T], transaction: bool, synchronous: str,

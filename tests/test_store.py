@@ -471,7 +471,7 @@ def test_closing_the_store_does_not_close_a_reader_under_a_read(tmp_path: Path) 
         read = asyncio.ensure_future(store.read(slow))
         await asyncio.sleep(0.1)
         await store.close()
-        return await read, list(store._reader_conns)
+        return await read, list(store.readers.conns)
     result, left = run(main())
     assert tuple(result) == (1,)
     assert left == []  # the lent reader was closed by its read

@@ -9,7 +9,7 @@ Every message was persisted, with its outbox row, before any network call. A sen
    fails the message);
 3. sent with the broker definition's MT request through one shared aiohttp session
    (through the broker's proxy, with Proxy-Authorization, when one is set), with the
-   broker instance's ``mt.timeout``;
+   broker instance's ``mt.timeout`` (2 and 3: :mod:`host.brokers.attempts`);
 4. settled: accepted → ``sent`` with the broker's message id (receipts that came
    first are applied then); retry (network error, timeout, 5xx, 429 with Retry-After)
    → back in the outbox after an exponential backoff with jitter; anything else, or
@@ -30,24 +30,20 @@ broker accepted (we hold its id) is never sent again.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
-import ssl
 import time
-import traceback
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from host.backoff import grown
-from host.brokers.engine import OutboundMessage
-from host.brokers.http import MtRequest, MtResponse, MtResult
+from host.brokers.attempts import attempt, tls_context
+from host.brokers.http import MtResult
 from host.brokers.claims import Claimed, claim, due_messages
 from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import part_left, repair
-from host.config.secrets import redact
 from host.errors import StoreError
 from host.outage import Outage
 from host import ledger
@@ -72,14 +68,6 @@ log = logging.getLogger("smshost.sender")
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How often the worker also looks for messages of accounts no longer configured.
 STRAYS_EVERY = 300.0
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """The system's trust, plus ``ca_file`` when set (``[outbox] ca_file``)."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 class Sender:
@@ -237,7 +225,7 @@ class Sender:
     async def _send(self, claimed: Claimed) -> None:
         message = claimed.message
         try:
-            result = await self._attempt(message)
+            result = await attempt(self._session, self._brokers, message)
         # A bug while building or sending: the request may or may not have left, as with
         # a network error, so it is retried like one (bounded by max_attempts) (BLE001).
         except Exception as exc:  # noqa: BLE001
@@ -249,78 +237,6 @@ class Sender:
         # worker goes on; the row, if not settled, is recovered at the next start (BLE001).
         except Exception:  # noqa: BLE001
             log.exception("message %d: settling its send failed", message.id)
-
-    async def _attempt(self, message: Message) -> MtResult:
-        """Build and send ``message``'s request; its outcome."""
-        instance = self._brokers.get(message.broker or "")
-        if instance is None or not instance.settings.mt_active:
-            return MtResult("fail", error=f"broker {message.broker!r} is not configured "
-                            "to send")
-        account = instance.accounts.get(message.account or "")
-        if account is None:
-            return MtResult("fail", error=f"account {message.account!r} is gone from the "
-                            "configuration")
-        outbound = OutboundMessage(message.id, message.remote or "", message.local or "",
-                                   message.body, str(message.id), message.encoding or "gsm7",
-                                   message.segments or 1)
-        values = instance.account_values(account)
-        secrets = instance.secrets(account)
-        try:
-            request = instance.broker.build_mt_request(outbound, values)
-        # A definition or adapter that cannot build the request: fail this message (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            return MtResult("fail", error=f"cannot build the request: "
-                            f"{type(exc).__name__}: {exc}").redacted(secrets)
-        # The one place what a send came to is redacted: every text of the result comes
-        # from the broker's answer or the request (a gateway that echoes the sendsms
-        # query in its 400 echoes the password), and is stored, answered by the API and
-        # logged from here on.
-        secrets += request.secrets
-        try:
-            result = await self._exchange(instance, request, outbound, values)
-        # A bug while sending: the request may or may not have left, as with a network
-        # error, so it is retried like one. Its text may hold the URL (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            text = redact(f"{type(exc).__name__}: {exc}", secrets)
-            log.error("sending message %d failed unexpectedly: %s (at %s:%s)", message.id,
-                      text, where.filename, where.lineno)
-            result = MtResult("retry", error=f"internal error: {text}")
-        return result.redacted(secrets)
-
-    async def _exchange(self, instance: BrokerInstance, request: MtRequest,
-                        outbound: OutboundMessage, account: dict[str, Any]) -> MtResult:
-        assert self._session is not None
-        proxy = instance.settings.proxy
-        headers, proxy_headers = request.headers, None
-        if proxy.url and proxy.login:
-            # Set as a header: aiohttp 3.14 deprecates proxy_auth (BasicAuth), 4.0 drops it.
-            password = proxy.password.reveal() if proxy.password else ""
-            token = "Basic " + base64.b64encode(f"{proxy.login}:{password}".encode()).decode()
-            if request.url.startswith("https:"):  # on the CONNECT, never inside the tunnel
-                proxy_headers = {"Proxy-Authorization": token}
-            else:  # an absolute-form request to the proxy, which strips the header
-                headers = {**request.headers, "Proxy-Authorization": token}
-        timeout = aiohttp.ClientTimeout(total=instance.settings.mt.timeout)
-        try:
-            async with self._session.request(
-                    request.method, request.url, headers=headers,
-                    data=request.body or None, timeout=timeout, proxy=proxy.url,
-                    proxy_headers=proxy_headers, allow_redirects=False) as response:
-                body = await response.read()
-                answer = MtResponse(response.status,
-                                    {k.lower(): v for k, v in response.headers.items()}, body)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else \
-                f"{type(exc).__name__}: {exc}"
-            log.warning("send to %s failed: %s", instance.name, request.redacted(reason))
-            return MtResult("retry", error=request.redacted(reason))
-        try:
-            return instance.broker.read_mt_response(answer, outbound, account)
-        # An adapter reading an odd answer: a failed send, with the reason (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            return MtResult("fail", error=f"cannot read the answer: {type(exc).__name__}: {exc}",
-                            status=answer.status)
 
     async def _settle(self, message: Message, result: MtResult, attempts: int,
                       enqueued_at: float | None = None) -> None:

@@ -21,7 +21,6 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +31,7 @@ from host import ledger
 from host.ledger import Change
 from host.models import Message
 from host.routing.inbound import EMAIL_ONLY, Route, compile_routes, default_route, select
+from host.routing.lanes import Lanes, Outcome
 from host.sinks.base import Delivery, catch_all_kind
 
 if TYPE_CHECKING:
@@ -55,16 +55,7 @@ class Reply(Protocol):
                        optout_exempt: bool = ...) -> Message: ...
 
 log = logging.getLogger("smshost.routing")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How routing one message ended."""
-
-    status: str  # "routed", "failed", or "retry" (not final)
-    route: Route | None
-    detail: dict[str, Any]
-    retry_after: float | None = None
+__all__ = ["Outcome", "Reply", "Router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +83,13 @@ class Router:
         self._reply = reply
         self._routed = routed
         self._routes: list[Route] = compile_routes(settings.inbound)
-        self._lanes: dict[tuple[str, str], deque[int]] = {}
-        self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # lanes to route
-        self._workers: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()  # lanes waiting for a retry
+        self._lanes = Lanes(self._route_safely)  # conversations, in order each
+        self.submit = self._lanes.submit  # (message id, local, remote): route it
         self._attempts: dict[int, int] = {}
         self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # last, per lane
         self._announcing: set[asyncio.Task[None]] = set()  # every status not announced
         self._recorded: set[int] = set()  # final status queued, not yet committed
-        self._running = False
         self.outage = Outage("routing", log)
 
     @property
@@ -123,10 +111,7 @@ class Router:
 
         ``routing.workers`` tasks take the conversations that have messages to route,
         one at a time each (a task per conversation would cost a task per message)."""
-        self._ready = asyncio.Queue()
-        self._workers = [asyncio.create_task(self._work(), name=f"smshost-router-{n}")
-                         for n in range(max(1, self._settings.routing.workers))]
-        self._running = True
+        self._lanes.start(self._settings.routing.workers)
         rows = await self._store.read(lambda db: list(db.query(
             "select id, local, remote from messages where direction = 'in' "
             "and status = 'received' order by id")))
@@ -136,15 +121,7 @@ class Router:
             log.info("routing %d message(s) left unrouted", len(rows))
 
     async def stop(self) -> None:
-        self._running = False
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
-        self._lanes.clear()
+        await self._lanes.stop()
         announcing = list(self._announcing)
         if announcing:  # statuses queued: let them commit and announce (bounded)
             _, late = await asyncio.wait(announcing, timeout=5.0)
@@ -155,18 +132,6 @@ class Router:
         self._recording.clear()
         self._recorded.clear()
 
-    def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
-        if not self._running:
-            return  # picked up by start() from the store
-        key = (local or "", remote or "")
-        lane = self._lanes.get(key)
-        if lane is not None:  # being routed, or waiting for a worker or a retry
-            if message_id not in lane:
-                lane.append(message_id)
-            return
-        self._lanes[key] = deque([message_id])
-        self._ready.put_nowait(key)
-
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted message is routed and its status committed and
         announced (tests, CLI); False on timeout."""
@@ -175,28 +140,6 @@ class Router:
                 asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         return not self._lanes and not self._announcing
-
-    async def _work(self) -> None:
-        """One worker: route the messages of one conversation after another."""
-        while True:
-            key = await self._ready.get()
-            lane = self._lanes.get(key)
-            while lane:
-                outcome = await self._route_safely(lane[0])
-                if outcome.status == "retry":  # the lane waits; the worker goes on
-                    self._retry_later(key, outcome.retry_after or 1.0)
-                    break
-                lane.popleft()
-            else:
-                self._lanes.pop(key, None)
-
-    def _retry_later(self, key: tuple[str, str], delay: float) -> None:
-        def ready() -> None:
-            self._timers.discard(timer)
-            if self._running:
-                self._ready.put_nowait(key)
-        timer = asyncio.get_running_loop().call_later(delay, ready)
-        self._timers.add(timer)
 
     async def _route_safely(self, message_id: int) -> Outcome:
         try:
@@ -380,7 +323,7 @@ class Router:
             # _record) or the router stops: then the message stays "received" and is
             # routed again at the next start, as after a crash.
             event = await self._store.write_retrying(
-                write, _backoff(), lambda: self._running,
+                write, _backoff(), lambda: self._lanes.running,
                 f"message {message.id}: its routing status", self.outage)
             if event is None:
                 return
