@@ -203,7 +203,7 @@ class Host:
         await self.store.open(self.migration_sets())
         # The first admin user comes with the generated token (host.people): a node
         # with api.token configured has its admin credential already.
-        await self.people.start(self._configured_queues(),
+        await self.people.start(self.hooks.people_in_config(self),
                                 first_admin=background and self.settings.api.token is None)
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
@@ -291,15 +291,6 @@ class Host:
             return found
         hooked = self.hooks.sender_for(self, kind, name)
         return hooked if hooked is not None else found
-
-    def _configured_queues(self) -> list[dict[str, Any]]:
-        """sinks.toml's ``[[queue.queues]]`` when the queue sink loaded (imported into
-        the people tables once, host.people)."""
-        if "queue" not in self.sinks:
-            return []
-        table: dict[str, Any] = self.settings.sinks.get("queue") or {}
-        queues = table.get("queues") or []
-        return [q for q in queues if isinstance(q, dict)]
 
     # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
 

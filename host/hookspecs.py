@@ -210,6 +210,20 @@ def sender_for(host: HostAPI, kind: str, name: str) -> tuple[str | None, str] | 
     """
 
 
+@hookspec
+def people_in_config(host: HostAPI) -> list[dict[str, Any]] | None:
+    """Workgroups and users a plugin's configuration names, imported once into the
+    database's users and workgroups (host.people, docs/administration.md) the first time
+    a database is opened.
+
+    :param host: the host.
+    :returns: dicts ``{"kind": "workgroup" | "user", "name", "members": [...],
+        "broker", "account"}`` (broker and account may be ""), or None.
+
+    Use in handler scripts: no.
+    """
+
+
 # -- maintenance --------------------------------------------------------------------
 
 @hookspec

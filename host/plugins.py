@@ -291,6 +291,14 @@ class Hooks:
             return (str(broker) if broker else None), str(account or "")
         return None
 
+    def people_in_config(self, host: HostAPI) -> list[dict[str, Any]]:
+        """Every plugin's workgroups and users, in order (a failure is logged and
+        counted, and that plugin's are left out)."""
+        found: list[dict[str, Any]] = []
+        for result in self._plugins.call_each_sync("people_in_config", host=host).results:
+            found += [item for item in result if isinstance(item, dict)]
+        return found
+
     def messages_kept(self, host: HostAPI) -> KeptQueries:
         """Each plugin's query, and why one could not be had (then nothing may be
         purged: its messages would go), naming the plugin."""

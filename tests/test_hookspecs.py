@@ -336,6 +336,31 @@ def test_hook_handler_reloaded(host: Host, plugins_dir: Path) -> None:
                       ("Greeter", "removed", False)]
 
 
+def test_hook_people_in_config(host: Host) -> None:
+    """A plugin's configured workgroups and users are imported into the database once,
+    at the first start; a plugin that raises is left out, the others still count."""
+    class Config:
+        @hookimpl
+        def people_in_config(self, host: Host) -> Any:
+            return [{"kind": "workgroup", "name": "night", "members": ["ann"],
+                     "broker": "", "account": "main"}]
+
+    class Broken:
+        @hookimpl
+        def people_in_config(self, host: Host) -> Any:
+            raise RuntimeError("no config")
+
+    host.plugins.register(Config(), "config")
+    host.plugins.register(Broken(), "broken")
+
+    async def flow() -> list[Any]:
+        return [await host.people.workgroup("night"), await host.people.user("ann")]
+
+    night, ann = run(host, flow)
+    assert night["members"] == ["ann"] and night["account"] == "main"
+    assert ann["roles"] == ["agent"]
+
+
 def test_hook_sender_for(host: Host) -> None:
     """A send as a workgroup or user goes out from the broker and account the first
     plugin names; unknown without an answer, refused with none to send from."""

@@ -33,7 +33,7 @@ PLUGIN_FACE = {"host", "host.api"}
 # and no longer imports host.handlers.runner.) May only stay empty.
 PLUGIN_EXCEPTIONS: set[tuple[str, str]] = set()
 
-# (b) Modules that import host.core: the entry points only (the CLI's commands build a
+# (b) Modules that import host.core: the entry points only (the CLI's commands, in host.cli*, build a
 # Host; host.server serves one). Every component below core.py receives its
 # collaborators, the web layer sees the node through its own protocols
 # (host.web.context.WebHost, host.brokers.webhooks.WebhookHost) and plugins through
