@@ -115,7 +115,8 @@ class Planner:
         broker, account = found
         if not account:
             raise SendError(422, "no_account",
-                            f"{kind} {name!r} has no account to send from: set "
+                            f"{kind} {name!r} has no account to send from: give it "
+                            f"one (smshost {kind} set {name} --account ...) or set "
                             "account in its [[queue.queues]] table")
         return broker, account
 
