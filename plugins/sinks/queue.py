@@ -367,10 +367,9 @@ def sender_for(host: HostAPI, kind: str, name: str) -> tuple[str | None, str] | 
 def people_in_config(host: HostAPI) -> list[dict[str, Any]] | None:
     """The ``[[queue.queues]]`` of sinks.toml, imported once as workgroups and users."""
     sink = host.sink(KIND)
-    if not isinstance(sink, QueueSink):
-        return None
-    return [{"kind": q.kind, "name": q.name, "members": list(q.members),
-             "broker": q.broker, "account": q.account} for q in sink.settings.queues]
+    return ([{"kind": q.kind, "name": q.name, "members": list(q.members), "broker": q.broker,
+              "account": q.account} for q in sink.settings.queues]
+            if isinstance(sink, QueueSink) else None)
 
 
 @hookimpl
