@@ -14,6 +14,7 @@ from host import __version__
 from host.cli_client import send, simulate
 from host.cli_context import config_option, data_option, default_config, load_config, run
 from host.cli_people import user, workgroup
+from host.cli_tokens import token
 from host.cli_testers import handler, route
 from host.config.loader import load_settings
 from host.config.settings import MAX_PURGE_DAYS
@@ -226,5 +227,5 @@ def main() -> None:
         sys.exit(1)
 
 
-for command in (simulate, send, handler, route, webhooks, user, workgroup):
+for command in (simulate, send, handler, route, webhooks, user, workgroup, token):
     cli.add_command(command)

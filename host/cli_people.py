@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,11 +18,21 @@ from host.logs import setup_logging
 from host.people import People
 from host.people_fields import ROLES
 
+if TYPE_CHECKING:
+    from host.core import Host
+
 T = TypeVar("T")
 
 
 def _with_people(config_dir: Path | None, data_dir: Path | None,
                  fn: Callable[[People], Awaitable[T]]) -> T:
+    return with_host(config_dir, data_dir, lambda host: fn(host.people))
+
+
+def with_host(config_dir: Path | None, data_dir: Path | None,
+              fn: Callable[[Host], Awaitable[T]]) -> T:
+    """``fn(host)`` on a node opened without its background work (the database is
+    shared with a running server); exit 1 with the message of a refusal."""
     from host.core import Host
 
     _, settings = load_config(config_dir, defer_secrets=True)
@@ -31,7 +41,7 @@ def _with_people(config_dir: Path | None, data_dir: Path | None,
 
     async def call() -> T:
         async with host.running(background=False):
-            return await fn(host.people)
+            return await fn(host)
 
     try:
         return run(call())  # type: ignore[no-any-return]

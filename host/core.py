@@ -49,6 +49,7 @@ from host.plugins import Hooks, Plugins
 from host.lockfile import DataLock
 from host.purge import Purger
 from host.store import Store
+from host.tokens import Tokens
 
 if TYPE_CHECKING:
     from sqlite_utils import Migrations
@@ -96,6 +97,7 @@ class Host:
         self.purger = Purger(settings.purge, self.store, functools.partial(self.hooks.purge, self))
         self.optouts = OptOuts(settings.optout, self.store)
         self.people = People(self.store, settings.brokers)
+        self.tokens = Tokens(self.store)  # API tokens (host.tokens)
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake

@@ -271,3 +271,20 @@ def m010_people(db: Database) -> None:
     # What was done once per database: the first admin, the import of sinks.toml's queues.
     db.execute("create table people_state (key text primary key, value text not null, "
                "at text not null)")
+
+
+@core()
+def m011_tokens(db: Database) -> None:
+    # API tokens (host.tokens; SPEC U2): a user's (removed with it) or an integration's.
+    # Only the SHA-256 of a token is kept; id is its non-secret part. Revoked rows stay.
+    db.execute("""
+        create table api_tokens (
+            id text primary key,
+            digest text not null,
+            user_id integer references users (id) on delete cascade,
+            integration text,
+            scopes text not null default '[]',
+            created_at text not null,
+            last_used_at text,
+            revoked_at text
+        )""")

@@ -90,7 +90,8 @@ def build_app(host: WebHost, listener: ListenerSettings,
         async with host.running():
             yield
 
-    middleware = [Middleware(ApiAuth, token=lambda: host.api_token)] if listener.api else []
+    middleware = [Middleware(ApiAuth, token=lambda: host.api_token,
+                             check=host.tokens.check)] if listener.api else []
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers=answers.handlers())  # type: ignore[arg-type]
     app.state.host = host

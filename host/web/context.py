@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from host.optout import OptOuts
     from host.people import People
     from host.routing.inbound import Route
+    from host.tokens import Tokens
 
 
 class Served(Protocol):
@@ -97,6 +98,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def people(self) -> People:
         """Users and workgroups (``/api/users``, ``/api/workgroups``)."""
+
+    @property
+    def tokens(self) -> Tokens:
+        """API tokens (``/api/tokens``; the bearer check of host.web.api.auth)."""
 
     @property
     def handlers(self) -> HandlerStatus:

@@ -29,7 +29,8 @@ Auth = Literal["token"]
 #: What a plugin may register (``ops`` routes are the core's).
 PLUGIN_KINDS: tuple[str, ...] = ("api", "ui", "webhook")
 AUTHS: tuple[str, ...] = get_args(Auth)
-#: The scope key where host.web.api.auth puts what the request proved ("token").
+#: The scope key where host.web.api.auth puts what the request proved: a dict with
+#: ``via`` ("config" or "token"), ``scopes``, ``user``, ``integration``, ``token`` (id).
 GRANTED = "smshost.auth"
 
 
@@ -95,7 +96,8 @@ class ApiRoute(Declared):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # host.web.api.auth refused the request already when the token was wrong; this
         # holds the route to its own declaration as well (and will check roles).
-        if self.auth not in scope.get(GRANTED, ()):
+        granted = scope.get(GRANTED)
+        if self.auth != "token" or not isinstance(granted, dict):
             from host.web.api.auth import unauthorized
 
             await unauthorized("missing bearer token")(scope, receive, send)

@@ -7,7 +7,7 @@ app has no declaration.
 
 from __future__ import annotations
 
-from host.web.api import messages, people, routing, send
+from host.web.api import messages, people, routing, send, tokens
 from host.web.routes import ApiRoute
 
 
@@ -24,6 +24,9 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/optouts", routing.list_optouts, methods=["GET"], auth="token"),
         ApiRoute("/api/handlers", routing.list_handlers, methods=["GET"], auth="token"),
         *_people(),
+        ApiRoute("/api/tokens", tokens.list_tokens, methods=["GET"], auth="token"),
+        ApiRoute("/api/tokens", tokens.add_token, methods=["POST"], auth="token"),
+        ApiRoute("/api/tokens/{key}", tokens.revoke_token, methods=["DELETE"], auth="token"),
     ]
 
 
