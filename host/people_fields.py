@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from host.errors import PeopleError
+from host.jsontext import kind_of
 from host.numbers import is_valid, normalize
 
 ROLES = ("admin", "supervisor", "agent")
@@ -27,21 +28,6 @@ USER_FIELDS = ("login", "display_name", "roles", "workgroups", "classifications"
 WORKGROUP_FIELDS = ("name", "display_name", "members", "sender_number", "broker", "account")
 
 
-def _kind(value: Any) -> str:
-    """What ``value`` is, in JSON's words (as host.web.bodies says it)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null" if value is None else type(value).__name__
-
-
 def bad(field: str, message: str) -> PeopleError:
     return PeopleError(400, "bad_parameter", f"{field}: {message}")
 
@@ -50,7 +36,7 @@ def name(field: str, value: Any) -> str:
     """A login or workgroup name: 1 to 64 letters, digits and ``._@-``, starting with a
     letter or digit."""
     if not isinstance(value, str):
-        raise bad(field, f"must be a string; got {_kind(value)}")
+        raise bad(field, f"must be a string; got {kind_of(value)}")
     if not 0 < len(value) <= MAX_NAME or not _NAME.fullmatch(value):
         raise bad(field, f"must be 1 to {MAX_NAME} letters, digits, '.', '_', '@' or '-', "
                   f"starting with a letter or digit; got {_shown(value)}")
@@ -59,7 +45,7 @@ def name(field: str, value: Any) -> str:
 
 def text(field: str, value: Any, limit: int = MAX_DISPLAY) -> str:
     if not isinstance(value, str):
-        raise bad(field, f"must be a string; got {_kind(value)}")
+        raise bad(field, f"must be a string; got {kind_of(value)}")
     if len(value) > limit or any(ch in value for ch in "\r\n\x00"):
         raise bad(field, f"must be at most {limit} characters on one line")
     return value.strip()
@@ -68,7 +54,7 @@ def text(field: str, value: Any, limit: int = MAX_DISPLAY) -> str:
 def names(field: str, value: Any, check: Any = name) -> list[str]:
     """A list of distinct short names (case-insensitive), in the order given."""
     if not isinstance(value, list):
-        raise bad(field, f"must be a list of names; got {_kind(value)}")
+        raise bad(field, f"must be a list of names; got {kind_of(value)}")
     if len(value) > MAX_LIST:
         raise bad(field, f"at most {MAX_LIST} names; got {len(value)}")
     out: list[str] = []
@@ -87,7 +73,7 @@ def role(field: str, value: Any) -> str:
 
 def classification(field: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise bad(field, f"must be a string; got {_kind(value)}")
+        raise bad(field, f"must be a string; got {kind_of(value)}")
     if not 0 < len(value) <= MAX_CLASSIFICATION or not _CLASSIFICATION.fullmatch(value):
         raise bad(field, f"must be 1 to {MAX_CLASSIFICATION} letters, digits, '.', '_' or "
                   f"'-'; got {_shown(value)}")
@@ -100,7 +86,7 @@ def number(field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise bad(field, f"must be a string; got {_kind(value)}")
+        raise bad(field, f"must be a string; got {kind_of(value)}")
     normal = normalize(value[:40])
     if len(value) > 40 or not normal.startswith("+") or not is_valid(normal):
         raise bad(field, f"must be a phone number (E.164, e.g. +14155550100); got "
@@ -118,7 +104,7 @@ def password(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise bad("password", f"must be a string; got {_kind(value)}")
+        raise bad("password", f"must be a string; got {kind_of(value)}")
     if not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
         raise bad("password", f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     return value

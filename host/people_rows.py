@@ -106,15 +106,23 @@ def insert_user(db: Database, fields: Mapping[str, Any]) -> None:
                    [(group, user) for group in groups])
 
 
+def _renamed(db: Database, table: str, column: str, current: str,
+             fields: Mapping[str, Any], what: str) -> int:
+    """The id of the row named ``current`` (404 when none), refusing a new name in
+    ``fields`` that another row has (409)."""
+    found = _id(db, table, column, current)
+    if found is None:
+        raise PeopleError(404, "not_found", f"no {what} named {current!r}")
+    new = fields.get(column, current)
+    other = _id(db, table, column, new)
+    if other is not None and other != found:
+        raise PeopleError(409, "conflict", f"{column}: a {what} named {new!r} exists")
+    return found
+
+
 def update_user(db: Database, login: str, fields: Mapping[str, Any]) -> str:
     """Change user ``login``; its login afterwards."""
-    user = _id(db, "users", "login", login)
-    if user is None:
-        raise PeopleError(404, "not_found", f"no user named {login!r}")
-    new = fields.get("login", login)
-    other = _id(db, "users", "login", new)
-    if other is not None and other != user:
-        raise PeopleError(409, "conflict", f"login: a user named {new!r} exists")
+    user = _renamed(db, "users", "login", login, fields, "user")
     if "roles" in fields and "admin" not in fields["roles"]:
         _not_last_admin(db, user, "take the admin role from")
     if "workgroups" in fields:
@@ -124,7 +132,7 @@ def update_user(db: Database, login: str, fields: Mapping[str, Any]) -> str:
                        [(group, user) for group in groups])
     columns = {**_columns(fields, _USER_COLUMNS), "updated_at": utcnow()}
     _update(db, "users", user, columns)
-    return str(new)
+    return str(fields.get("login", login))
 
 
 def delete_user(db: Database, login: str) -> list[str]:
@@ -169,13 +177,7 @@ def insert_workgroup(db: Database, fields: Mapping[str, Any]) -> None:
 
 def update_workgroup(db: Database, name: str, fields: Mapping[str, Any]) -> str:
     """Change workgroup ``name``; its name afterwards."""
-    group = _id(db, "workgroups", "name", name)
-    if group is None:
-        raise PeopleError(404, "not_found", f"no workgroup named {name!r}")
-    new = fields.get("name", name)
-    other = _id(db, "workgroups", "name", new)
-    if other is not None and other != group:
-        raise PeopleError(409, "conflict", f"name: a workgroup named {new!r} exists")
+    group = _renamed(db, "workgroups", "name", name, fields, "workgroup")
     if "members" in fields:
         members = _ids(db, "users", "login", "members", fields["members"])
         db.execute("delete from workgroup_members where workgroup_id = ?", [group])
@@ -183,7 +185,7 @@ def update_workgroup(db: Database, name: str, fields: Mapping[str, Any]) -> str:
                        [(group, member) for member in members])
     columns = {**_columns(fields, _WORKGROUP_COLUMNS), "updated_at": utcnow()}
     _update(db, "workgroups", group, columns)
-    return str(new)
+    return str(fields.get("name", name))
 
 
 def delete_workgroup(db: Database, name: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import Request
 
 from host import jsontext
+from host.jsontext import kind_of
 from host.errors import ApiError
 
 
@@ -48,21 +49,6 @@ def _field(pointer: str) -> str:
     """``/metadata/a`` as ``metadata.a``: how the API names a field in its messages."""
     return ".".join(p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]) \
         or "the body"
-
-
-def kind_of(value: Any) -> str:
-    """What ``value`` is, in JSON's words (for error messages)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null" if value is None else type(value).__name__
 
 
 class Body:
