@@ -26,6 +26,7 @@ from host.brokers.instances import (BrokerInstance, build_instances, unsigned_wa
                                     outbound_route_problems)
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
+from host.config.change import LiveConfig
 from host.config.secrets import Secret
 from host.defaults.handler import HandlerSink
 from host.events import EventBus
@@ -112,6 +113,7 @@ class Host:
                                         self.plugins, self.brokers, self.outbound,
                                         functools.partial(self.hooks.handler_reloaded, self))
         self.events = EventBus()
+        self.live = LiveConfig(config_dir, settings, self._reconfigure)
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
@@ -293,6 +295,10 @@ class Host:
             return found
         hooked = self.hooks.sender_for(self, kind, name)
         return hooked if hooked is not None else found
+
+    async def _reconfigure(self, old: Settings, new: Settings) -> tuple[str, ...]:
+        """Apply ``new`` to the running node; answer what needs a restart (stub)."""
+        return ("*",) if old != new else ()
 
     # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
 

@@ -3,6 +3,8 @@
 * SmshostError: base of everything smshost raises on purpose
     * ConfigError: one problem in a configuration file (file, line, key, message)
         * ConfigErrors: several ConfigErrors found in one load, reported together
+            * ConfigRefused: a change of the running configuration was refused (the
+              running configuration stays; host.config.change)
     * PluginError: a plugin failed to load or broke a rule (name, source, reason)
         * DefinitionError: a broker definition is invalid (file, line, reason)
     * StoreError: the database could not do what was asked
@@ -72,6 +74,11 @@ class ConfigErrors(ConfigError):
 
     def describe(self) -> str:
         return "\n".join(e.describe() for e in getattr(self, "errors", [])) or self.message
+
+
+class ConfigRefused(ConfigErrors):
+    """A change of the running configuration was refused: it is not valid as a whole.
+    The node keeps running with its previous configuration."""
 
 
 class PluginError(SmshostError):

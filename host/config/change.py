@@ -1,0 +1,174 @@
+"""A change of the running configuration (P11, P3): what asked for it, and what it did.
+
+:class:`LiveConfig` owns the configuration a node runs with. ``apply`` reads the
+configuration directory, validates it as a whole, hands the new settings to the host
+(``swap``: the host applies what it can while running and says which settings need a
+restart) and tells its listeners (the history, /health). A configuration that fails
+validation is refused with :class:`~host.errors.ConfigRefused`; the running one stays.
+
+``check_files`` validates files that are not written yet (an edit from the API or the
+CLI is checked before it replaces a file). Every applier of a change goes through
+``apply``: a file edit (the watcher), the API, the CLI, a revert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from host.config.loader import load_settings
+from host.config.settings import FILES, Settings
+from host.errors import ConfigError, ConfigErrors, ConfigRefused
+
+log = logging.getLogger("smshost.config")
+
+Source = Literal["start", "file", "api", "cli", "revert"]
+Files = dict[str, str]
+"""The configuration files by name (``routes.toml``), each with its whole text."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """Who or what asked for a change: ``source``, the user or token (``actor``) and an
+    optional note for the history."""
+
+    source: Source
+    actor: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A change the node applied: the files before and after, the new settings and the
+    settings that take effect only after a restart (dotted keys such as ``listeners``)."""
+
+    change: ConfigChange
+    before: Files
+    after: Files
+    settings: Settings
+    restart_needed: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+Swap = Callable[[Settings, Settings], Awaitable[tuple[str, ...]]]
+Listener = Callable[[Applied], Awaitable[None] | None]
+
+
+def read_files(config_dir: Path) -> Files:
+    """The text of every configuration file present in ``config_dir`` (UTF-8; a file
+    that is not UTF-8 reads with U+FFFD, and its validation then fails with file:line)."""
+    return {path.name: path.read_text(encoding="utf-8", errors="replace")
+            for path in sorted(config_dir.glob("*.toml")) if path.is_file()}
+
+
+@dataclass
+class Refusal:
+    """The last refused change, for /health and the API (cleared by a good apply)."""
+
+    change: ConfigChange
+    errors: list[str] = field(default_factory=list)
+
+
+class LiveConfig:
+    """The configuration a node runs with, and the one way to change it."""
+
+    def __init__(self, config_dir: Path | None, settings: Settings, swap: Swap,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config_dir = config_dir
+        self.settings = settings
+        self.files: Files = read_files(config_dir) if config_dir is not None else {}
+        self.refused: Refusal | None = None
+        self.restart_needed: tuple[str, ...] = ()
+        self.listeners: list[Listener] = []
+        self._swap = swap
+        self._environ = dict(environ) if environ is not None else None
+        self._lock = asyncio.Lock()
+
+    def load(self, config_dir: Path) -> Settings:
+        return load_settings(config_dir, dict(self._environ) if self._environ is not None
+                             else None)
+
+    def check_files(self, files: Mapping[str, str]) -> Settings:
+        """Validate ``files`` (the whole directory's, as they would be written) without
+        touching the real directory; raise ConfigRefused naming file and line."""
+        unknown = [name for name in files if name not in FILES]
+        if unknown:
+            raise ConfigRefused([ConfigError(f"unknown configuration file {unknown[0]!r}")])
+        with tempfile.TemporaryDirectory(prefix="smshost-config-") as scratch:
+            for name, text in files.items():
+                Path(scratch, name).write_text(text, encoding="utf-8")
+            try:
+                return self.load(Path(scratch))
+            except ConfigErrors as exc:
+                raise ConfigRefused([_renamed(e, scratch, self.config_dir) for e in exc]) from None
+
+    async def apply(self, change: ConfigChange) -> Applied:
+        """Read, validate and apply the configuration directory; raise ConfigRefused
+        (the running configuration stays) when it is not valid as a whole."""
+        if self.config_dir is None:
+            raise ConfigRefused([ConfigError("this node runs without a configuration "
+                                             "directory: nothing to reload")])
+        async with self._lock:
+            before, after = self.files, read_files(self.config_dir)
+            try:
+                settings = self.load(self.config_dir)
+            except ConfigErrors as exc:
+                return self._refuse(change, list(exc))
+            old, self.settings = self.settings, settings
+            self.restart_needed = await self._swap(old, settings)
+            self.files, self.refused = after, None
+            applied = Applied(change, before, after, settings, self.restart_needed)
+            for listener in list(self.listeners):
+                await _call(listener, applied)
+            return applied
+
+    def _refuse(self, change: ConfigChange, errors: list[ConfigError]) -> Applied:
+        self.refused = Refusal(change, [e.describe() for e in errors])
+        log.error("configuration change (%s) refused, the running configuration stays:\n%s",
+                  change.source, "\n".join(self.refused.errors))
+        raise ConfigRefused(errors)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename (a reader sees the old or the new
+    file, never half of one), keeping the file's mode."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _renamed(error: ConfigError, scratch: str, config_dir: Path | None) -> ConfigError:
+    """An error found in the scratch copy, naming the real file instead."""
+    if error.file is None or config_dir is None or not error.file.startswith(scratch):
+        return error
+    real = config_dir / Path(error.file).name
+    return ConfigError(error.message, file=real, line=error.line, key=error.key)
+
+
+async def _call(listener: Listener, applied: Applied) -> None:
+    try:
+        result = listener(applied)
+        if inspect.isawaitable(result):
+            await result
+    # A listener (history, a plugin) failing must not undo an applied change (BLE001).
+    except Exception:  # noqa: BLE001
+        log.exception("a listener of configuration changes failed")
