@@ -92,6 +92,9 @@ def render() -> str:
             tp = hints[key]
             array = typing.get_origin(tp) is tuple
             cls = typing.get_args(tp)[0] if array else tp
+            if key == "attrs":  # a free table of the user's own names
+                out += [f"### `[{key}]`", "", fields[key].metadata.get("help", ""), ""]
+                continue
             if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
                 out += [fields[key].metadata.get("help", ""), "",
                         "Each sink documents its own table; see the sink settings below.", ""]

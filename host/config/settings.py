@@ -330,6 +330,10 @@ class Settings:
         (), help="Inbound routes ([[inbound]] tables), in order.", doc_default="none: "
         "every message goes to email")
     optout: OptOutSettings = setting(factory=OptOutSettings, help="Opt-out keywords.")
+    attrs: dict[str, str] = setting(
+        factory=dict, help="SMS-level custom attributes ([attrs] in smshost.toml), visible to "
+        "handlers as ctx.attrs and to broker templates as {attrs.NAME}; a broker's and an "
+        "account's attrs of the same name win.", doc_default="{}")
     routing: RoutingSettings = setting(factory=RoutingSettings, help="Routing.")
     sinks: dict[str, RawTable] = setting(
         factory=dict, help="Settings of each sink, by kind (the tables of sinks.toml).",
@@ -374,7 +378,7 @@ def _listener_problems(listeners: tuple[ListenerSettings, ...]) -> Iterator[tupl
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers", "outbox"),
+                     "handlers", "outbox", "attrs"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),
