@@ -341,3 +341,18 @@ def test_a_send_as_a_workgroup_or_user_needs_the_right(sender: TestClient) -> No
     assert sender.post("/api/messages", headers=sue, json=as_ann).status_code == 403
     assert sender.post("/api/messages", headers=CONFIG, json=as_ann).status_code != 403
     assert sender.post("/api/messages", headers=ann, json=as_ann).status_code != 403
+
+
+def test_the_cli_gives_an_integration_token_classifications(config_dir: Any) -> None:
+    from tests.test_tokens import cli
+
+    cfg = config_dir()
+    added = cli(cfg, "token", "add", "--integration", "crm", "--scope", "send",
+                "--classification", "vip", "--classification", "gold")
+    assert added.returncode == 0, added.stderr
+    assert "integration crm; scopes send;" in added.stdout
+    assert "classifications vip, gold" in added.stdout
+    assert cli(cfg, "user", "add", "--role", "agent", "--no-password", "bob").returncode == 0
+    refused = cli(cfg, "token", "add", "--user", "bob", "--scope", "send",
+                  "--classification", "vip")
+    assert refused.returncode == 1 and "its user's classifications" in refused.stderr
