@@ -81,10 +81,10 @@ def register_routes(host: HostAPI, register: Callable[[str, Sequence[BaseRoute]]
     """Add Starlette routes to the API listener, each of a kind that says how it is
     served: ``register("api", routes)``: JSON under ``/api/``, each route a
     ``host.api.ApiRoute`` declaring the right it needs (``auth="read"``...; a plain
-    route needs ``admin``), with the API's JSON errors; ``register("ui", routes)``: HTML pages outside ``/api``, with a
-    cookie session (``request.session``) and CSRF checks on unsafe methods, and HTML
-    error pages; ``register("webhook", routes)``: for other programs to call, outside
-    ``/api``, no token, JSON errors.
+    route needs ``admin``), with the API's JSON errors; ``register("ui", routes)``:
+    HTML pages outside ``/api``, with a cookie session (``request.session``) and CSRF
+    checks on unsafe methods, and HTML error pages; ``register("webhook", routes)``:
+    for other programs to call, outside ``/api``, no token, JSON errors.
 
     :param host: the running host (:class:`host.api.HostAPI`).
     :param register: ``register(kind, routes)``; a route outside its kind's place (an
