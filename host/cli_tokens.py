@@ -22,7 +22,8 @@ def _show(record: dict[str, Any]) -> None:
     state = "live" if record["live"] else f"revoked {record['revoked_at']}"
     click.echo(f"{record['id']}: {owner}; scopes {', '.join(record['scopes'])}; created "
                f"{record['created_at']}; last used {record['last_used_at'] or 'never'}; "
-               f"{state}")
+               f"{state}" + (f"; classifications {', '.join(record['classifications'])}"
+                             if record.get("classifications") else ""))
 
 
 @click.group()
@@ -37,10 +38,16 @@ def token() -> None:
 @click.option("--integration", default=None, help="The integration (a name) it belongs to.")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES), required=True,
               help="A scope (repeat for more).")
+@click.option("--classification", "classifications", multiple=True,
+              help="A phone-number classification an integration's token may send with "
+              "(repeat for more; a user's token has its user's).")
 def token_add(config_dir: Path | None, data_dir: Path | None, user: str | None,
-              integration: str | None, scopes: tuple[str, ...]) -> None:
+              integration: str | None, scopes: tuple[str, ...],
+              classifications: tuple[str, ...]) -> None:
     """Add a token for --user LOGIN or --integration NAME; prints it this once."""
-    data = {"user": user, "integration": integration, "scopes": list(scopes)}
+    data: dict[str, Any] = {"user": user, "integration": integration, "scopes": list(scopes)}
+    if classifications:
+        data["classifications"] = list(classifications)
     made = with_host(config_dir, data_dir, lambda host: host.tokens.add(data))
     _show(made)
     click.echo(f"token (shown this once, keep it now): {made['token']}")

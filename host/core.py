@@ -99,12 +99,12 @@ class Host:
         self.optouts = OptOuts(settings.optout, self.store)
         self.people = People(self.store, settings.brokers)
         self.tokens = Tokens(self.store)  # API tokens (host.tokens)
+        self.logins = self.people.logins(self.metrics, lambda: self.settings.api)
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
-                                 self.metrics, self.sender,
-                                 self._sender_for,
+                                 self.metrics, self.sender, self._sender_for,
                                  lambda: self.plugins.failures)
         self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
                              self.brokers, self.optouts, self.outbound.reply,

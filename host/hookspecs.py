@@ -79,12 +79,12 @@ def register_migrations(register: Callable[[Migrations], None]) -> None:
 def register_routes(host: HostAPI, register: Callable[[str, Sequence[BaseRoute]], None]
                     ) -> list[BaseRoute] | None:
     """Add Starlette routes to the API listener, each of a kind that says how it is
-    served: ``register("api", routes)``: JSON under ``/api/``, needing the API token
-    (a route may be a ``host.web.routes.ApiRoute`` declaring its ``auth``), with the
-    API's JSON errors; ``register("ui", routes)``: HTML pages outside ``/api``, with a
-    cookie session (``request.session``) and CSRF checks on unsafe methods, and HTML
-    error pages; ``register("webhook", routes)``: for other programs to call, outside
-    ``/api``, no token, JSON errors.
+    served: ``register("api", routes)``: JSON under ``/api/``, each route a
+    ``host.api.ApiRoute`` declaring the right it needs (``auth="read"``...; a plain
+    route needs ``admin``), with the API's JSON errors; ``register("ui", routes)``:
+    HTML pages outside ``/api``, with a cookie session (``request.session``) and CSRF
+    checks on unsafe methods, and HTML error pages; ``register("webhook", routes)``:
+    for other programs to call, outside ``/api``, no token, JSON errors.
 
     :param host: the running host (:class:`host.api.HostAPI`).
     :param register: ``register(kind, routes)``; a route outside its kind's place (an

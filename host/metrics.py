@@ -89,6 +89,10 @@ class Metrics:
         self.hook_errors = Counter(
             "smshost_plugin_hook_errors", "Hook implementations that raised.",
             ["plugin", "hook"], registry=self.registry)
+        self.logins = Counter(
+            "smshost_logins", "Login attempts (POST /api/session, /login) by outcome: ok, "
+            "failed (wrong login or password) or limited (refused 429 after too many "
+            "failures).", ["outcome"], registry=self.registry)
         self.stored_gauges: list[StoredGauge] = []
         self.clock = time.monotonic  # tests set a fake one
         self._read_at: float | None = None
@@ -174,6 +178,9 @@ class Metrics:
 
     def send_refused(self, source: str, reason: str) -> None:
         self._child(self.refusals, source, reason).inc()
+
+    def login(self, outcome: str) -> None:
+        self.logins.labels(outcome).inc()
 
     def hook_failed(self, failure: HookFailure) -> None:
         self.hook_errors.labels(failure.plugin, failure.hook).inc()

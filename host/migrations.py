@@ -288,3 +288,16 @@ def m011_tokens(db: Database) -> None:
             last_used_at text,
             revoked_at text
         )""")
+
+
+@core()
+def m012_access(db: Database) -> None:
+    # Authorization and sessions (SPEC U2, U3): an integration token's classifications
+    # (a user's token uses its user's); a user's session epoch, raised when its password
+    # changes (its browser sessions end); the sessions ended by a logout before their
+    # time, kept until they would have expired anyway (host.sessions).
+    db.execute("alter table api_tokens add column classifications text not null "
+               "default '[]'")
+    db.execute("alter table users add column session_epoch integer not null default 0")
+    db.execute("create table ended_sessions (id text primary key, until real not null)")
+    db.execute("create index ended_sessions_until on ended_sessions (until)")

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from host import passwords, people_fields, people_rows
 from host.errors import PeopleError
+from host.logins import Logins
 from host.numbers import normalize
+from host.sessions import Sessions
 
 if TYPE_CHECKING:
     from host.config.brokers import BrokerSettings
+    from host.config.settings import ApiSettings
+    from host.metrics import Metrics
     from host.store import Store
 
 log = logging.getLogger("smshost.people")
@@ -79,6 +83,24 @@ class People:
         """True when ``password`` is user ``login``'s (False for no such user or none)."""
         digest = await self._store.read(lambda db: people_rows.password_hash(db, login))
         return await passwords.matches(digest, password)
+
+    async def signed_in(self, login: str, password: str
+                        ) -> tuple[dict[str, Any] | None, str]:
+        """(the user, "") when ``password`` is user ``login``'s, else (None, why):
+        unknown login, no password set or wrong password (for the log alone). Each
+        costs one password check."""
+        digest, user = await self._store.read(lambda db: (
+            people_rows.password_hash(db, login), people_rows.signed_in(db, login)))
+        if await passwords.matches(digest, password) and user is not None:
+            return user, ""
+        why = "unknown login" if user is None else \
+            "no password set" if digest is None else "wrong password"
+        return None, why
+
+    def logins(self, metrics: Metrics, settings: Callable[[], ApiSettings]) -> Logins:
+        """Password sign-in and browser sessions of these users (host.logins);
+        ``settings()``: the live ApiSettings."""
+        return Logins(self, settings, metrics, Sessions(self._store, settings))
 
     # -- workgroups -----------------------------------------------------------------
 

@@ -132,6 +132,8 @@ def update_user(db: Database, login: str, fields: Mapping[str, Any]) -> str:
                        [(group, user) for group in groups])
     columns = {**_columns(fields, _USER_COLUMNS), "updated_at": utcnow()}
     _update(db, "users", user, columns)
+    if "password_hash" in fields:  # its browser sessions end (host.sessions)
+        db.execute("update users set session_epoch = session_epoch + 1 where id = ?", [user])
     return str(fields.get("login", login))
 
 
@@ -156,6 +158,17 @@ def _not_last_admin(db: Database, user: int, what: str) -> None:
     if admins == [user]:
         raise PeopleError(409, "last_admin", f"cannot {what} the last admin user: add "
                           "another admin first (smshost user add --role admin LOGIN)")
+
+
+def signed_in(db: Database, login: str) -> dict[str, Any] | None:
+    """What a session of user ``login`` needs each request: its login (as stored),
+    display name, roles, classifications and session epoch; None when there is none."""
+    row = db.execute("select login, display_name, roles, classifications, session_epoch "
+                     "from users where login = ?", [login]).fetchone()
+    if row is None:
+        return None
+    return {"login": row[0], "display_name": row[1], "roles": json.loads(row[2]),
+            "classifications": json.loads(row[3]), "epoch": int(row[4])}
 
 
 def password_hash(db: Database, login: str) -> str | None:

@@ -141,7 +141,8 @@ class Planner:
         """The sender and the outbound route of a new message (O2)."""
         instance, account = self._sender_of(request)
         try:
-            decision = select_outbound(self.routes, request.to.strip(), request.classification)
+            decision = select_outbound(self.routes, request.to.strip(), request.classification,
+                                       request.held)
         except RouteRefused as exc:
             raise SendError(exc.status, exc.code, str(exc)) from None
         route = decision.route

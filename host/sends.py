@@ -33,6 +33,9 @@ class SendRequest:
     workgroup: str | None = None
     user: str | None = None
     classification: str | None = None
+    # The classifications the caller holds, when it named none and is held to them
+    # (host.rights): the route is used with one of them. None: not held (handlers).
+    held: tuple[str, ...] | None = None
     idempotency_key: str | None = None
     # The inbound message this answers: it goes out through the broker, account and
     # number that received it (B8), whatever the outbound routes say.

@@ -1,6 +1,9 @@
 """API tokens (SPEC U2; issue 13 point 2): bearer tokens that belong to a user (a login
 of host.people) or to an integration (a name), with scopes (``send``, ``read``,
-``admin``), kept in the table ``api_tokens`` (migration m011_tokens) and owned here.
+``supervise``, ``admin``), kept in the table ``api_tokens`` (migration m011_tokens) and
+owned here. What a token may do is host.rights': its scopes' rights, cut to its user's
+roles' for a user's token; an integration token has its own classifications (given when
+it is made, m012_access), a user's token its user's.
 
 A token is ``smst-<id>-<secret>``: ``id`` is 8 hex digits, not secret (it names the
 token in lists, logs and ``DELETE /api/tokens/{id}``, and finds its row); ``secret`` is
@@ -12,8 +15,9 @@ answered once, by :meth:`Tokens.add`, and never stored, listed or logged.
 the live tokens are cached in memory by id. A cached entry is trusted for
 :data:`RECHECK` seconds, then looked up again by its primary key (a point read on the
 event loop, never a write), as is an id not in the cache. So a revocation in this
-process (API) takes effect at the next request; one made by another process (``smshost
-token revoke`` while the server runs) or a removed user within :data:`RECHECK` seconds.
+process (API) takes effect at the next request, as does a change of a user through the
+API (:meth:`Tokens.forget`); one made by another process (``smshost token revoke`` or
+``smshost user set`` while the server runs) within :data:`RECHECK` seconds.
 The last-used time is kept in memory and written at most once per :data:`LAST_USED_EVERY`
 seconds per token, queued to the writer without waiting (never a write per request).
 """
@@ -31,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from host import people_fields
+from host import people_fields, rights
 from host.errors import PeopleError, SmshostError
 from host.jsontext import dumps, loads
 from host.models import from_epoch, utcnow
@@ -42,8 +46,8 @@ if TYPE_CHECKING:
     from host.store import Store
 
 log = logging.getLogger("smshost.tokens")
-SCOPES = ("send", "read", "admin")
-FIELDS = ("user", "integration", "scopes")
+SCOPES = rights.SCOPES
+FIELDS = ("user", "integration", "scopes", "classifications")
 PREFIX = "smst-"
 RECHECK = 1.0
 LAST_USED_EVERY = 60.0
@@ -60,12 +64,17 @@ class Live:
     user: str | None
     integration: str | None
     checked: float
+    rights: frozenset[str] = frozenset()
+    classifications: tuple[str, ...] | None = ()
     used: float | None = None
     written: float = float("-inf")
 
     def granted(self) -> dict[str, Any]:
         return {"via": "token", "token": self.id, "scopes": list(self.scopes),
-                "user": self.user, "integration": self.integration}
+                "user": self.user, "integration": self.integration,
+                "rights": rights.ordered(self.rights),
+                "classifications": None if self.classifications is None
+                else list(self.classifications)}
 
 
 def digest(token: str) -> str:
@@ -111,6 +120,11 @@ class Tokens:
         log.info("API token %s revoked", key)
         return await self.token(key)
 
+    def forget(self) -> None:
+        """Look every token up again at its next use (a user changed or was removed)."""
+        for live in self._live.values():
+            live.checked = float("-inf")
+
     def check(self, token: str) -> dict[str, Any] | None:
         """What ``token`` proves (``{"via": "token", "scopes": ..., "user": ...}``), or
         None when it is not a live token. On the event loop: no write, at most a point
@@ -142,7 +156,7 @@ class Tokens:
             self._live.pop(key, None)
             return None
         old = self._live.get(key)
-        live = Live(key, row[0], loads(row[1]), row[2], row[3], now)
+        live = _live(key, row, now)
         if old is not None:
             live.used, live.written = old.used, old.written
         self._live[key] = live
@@ -188,7 +202,27 @@ def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
     return {"user": None if user is None else people_fields.name("user", user),
             "integration": None if integration is None
             else people_fields.name("integration", integration),
-            "scopes": [s for s in SCOPES if s in scopes]}
+            "scopes": [s for s in SCOPES if s in scopes],
+            "classifications": _classifications(data.get("classifications"), user)}
+
+
+def _classifications(value: Any, user: Any) -> list[str]:
+    if value is None:
+        return []
+    if user is not None:
+        raise PeopleError(400, "bad_parameter", "classifications: a user's token sends "
+                          "with its user's classifications; give them to the user")
+    return people_fields.names("classifications", value, people_fields.classification)
+
+
+def _live(key: str, row: tuple[Any, ...], now: float) -> Live:
+    """The cache entry of token ``key`` from its row (:func:`_live_row`)."""
+    scopes, login, roles, held = loads(row[1]), row[2], row[4], loads(row[5])
+    granted = rights.scope_rights(scopes)
+    if login is not None:
+        granted &= rights.role_rights(loads(roles))
+    return Live(key, row[0], scopes, login, row[3], now, granted,
+                rights.user_classifications(granted, held))
 
 
 def _insert(db: Database, key: str, hashed: str, fields: Mapping[str, Any]) -> None:
@@ -198,9 +232,10 @@ def _insert(db: Database, key: str, hashed: str, fields: Mapping[str, Any]) -> N
         if row is None:
             raise PeopleError(400, "bad_parameter", f"user: no user named {fields['user']!r}")
         user_id = row[0]
-    db.execute("insert into api_tokens (id, digest, user_id, integration, scopes, created_at)"
-               " values (?, ?, ?, ?, ?, ?)",
-               [key, hashed, user_id, fields["integration"], dumps(fields["scopes"]), utcnow()])
+    db.execute("insert into api_tokens (id, digest, user_id, integration, scopes, "
+               "classifications, created_at) values (?, ?, ?, ?, ?, ?, ?)",
+               [key, hashed, user_id, fields["integration"], dumps(fields["scopes"]),
+                dumps(fields["classifications"]), utcnow()])
 
 
 def _revoke(db: Database, key: str) -> bool:
@@ -212,7 +247,7 @@ def _revoke(db: Database, key: str) -> bool:
 
 
 _SELECT = """select t.id, u.login, t.integration, t.scopes, t.created_at, t.last_used_at,
-                    t.revoked_at
+                    t.revoked_at, t.classifications
              from api_tokens t left join users u on u.id = t.user_id"""
 
 
@@ -221,11 +256,13 @@ def _records(db: Database, key: str | None) -> list[dict[str, Any]]:
     rows = db.execute(f"{_SELECT} {where} order by t.created_at desc, t.id", args)
     return [{"id": r[0], "user": r[1], "integration": r[2], "scopes": loads(r[3]),
              "created_at": r[4], "last_used_at": r[5], "revoked_at": r[6],
-             "live": r[6] is None} for r in rows.fetchall()]
+             "live": r[6] is None, "classifications": loads(r[7]) if r[2] else None}
+            for r in rows.fetchall()]
 
 
 def _live_row(db: Database, key: str) -> tuple[Any, ...] | None:
-    row = db.execute("select t.digest, t.scopes, u.login, t.integration from api_tokens t "
+    row = db.execute("select t.digest, t.scopes, u.login, t.integration, u.roles, "
+                     "coalesce(u.classifications, t.classifications) from api_tokens t "
                      "left join users u on u.id = t.user_id where t.id = ? and "
                      "t.revoked_at is null and (t.user_id is null) = (u.id is null)",
                      [key]).fetchone()

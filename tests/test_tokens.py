@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from host import hookimpl
 from host.core import Host
 from host.tokens import LAST_USED_EVERY, RECHECK
-from host.web.routes import GRANTED
+from host.web.routes import GRANTED, ApiRoute
 from tests.conftest import ROOT
 from tests.outbound.conftest import wait_until
 
@@ -52,7 +51,7 @@ def clock(host: Host) -> Clock:
 
 @pytest.fixture
 def api(client: TestClient, clock: Clock) -> TestClient:
-    assert client.post("/api/users", json={"login": "alice", "roles": ["agent"]}
+    assert client.post("/api/users", json={"login": "alice", "roles": ["supervisor"]}
                        ).status_code == 201
     return client
 
@@ -87,7 +86,7 @@ def test_a_token_is_shown_once_stored_hashed_and_works_at_once(
 
 
 def test_revocation_takes_effect_at_the_next_request(api: TestClient) -> None:
-    made = make(api, integration="crm", scopes=["send"])
+    made = make(api, integration="crm", scopes=["read"])
     assert api.get("/api/routes", headers=bearer(made["token"])).status_code == 200
     revoked = api.delete(f"/api/tokens/{made['id']}")
     assert revoked.status_code == 200 and revoked.json()["live"] is False
@@ -105,7 +104,7 @@ class Echo:
     def register_routes(self, register: Callable[..., None]) -> None:
         async def echo(request: Request) -> Response:
             return JSONResponse(request.scope[GRANTED])
-        register("api", [Route("/api/echo", echo)])
+        register("api", [ApiRoute("/api/echo", echo, auth="user")])
 
 
 def test_what_a_request_proved_is_in_the_scope(host: Host) -> None:
@@ -116,10 +115,11 @@ def test_what_a_request_proved_is_in_the_scope(host: Host) -> None:
         made = make(api, user="alice", scopes=["read"])
         assert api.get("/api/echo", headers=bearer(made["token"])).json() == {
             "via": "token", "token": made["id"], "scopes": ["read"], "user": "alice",
-            "integration": None}
+            "integration": None, "rights": [], "classifications": []}  # an agent: no read
         assert api.get("/api/echo").json() == {
-            "via": "config", "token": None, "scopes": ["send", "read", "admin"],
-            "user": None, "integration": None}
+            "via": "config", "token": None, "scopes": ["admin"], "user": None,
+            "integration": None, "rights": ["read", "send", "supervise", "admin"],
+            "classifications": None}
         wrong = made["token"][:-1] + ("x" if made["token"][-1] != "x" else "y")
         assert api.get("/api/echo", headers=bearer(wrong)).status_code == 401
         assert api.get("/api/echo", headers=bearer("smst-nothing")).status_code == 401
@@ -181,7 +181,7 @@ def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def cfg(config_dir: Callable[..., Path]) -> Iterator[Path]:
     path = config_dir()
-    assert cli(path, "user", "add", "--role", "agent", "--no-password", "bob"
+    assert cli(path, "user", "add", "--role", "supervisor", "--no-password", "bob"
                ).returncode == 0
     yield path
 

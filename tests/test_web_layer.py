@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from host import hookimpl
 from host.config import load_settings
 from host.core import Host
-from host.web.routes import AUTHS, ApiRoute, Declared, is_api_path
+from host.web.routes import AUTHS, GRANTED, ApiRoute, Declared, is_api_path
 from host.web.ui.sessions import MIN_SECRET, session_secret
 from tests.brokers.conftest import broker_config
 from tests.conftest import base_config, free_port
@@ -84,10 +84,21 @@ def test_every_api_route_of_the_built_app_declares_its_auth(full_host: Host) -> 
 def test_an_api_route_checks_its_own_declaration(host: Host) -> None:
     """Behind the bearer check of every /api path, the route holds the request to the
     auth it declares: a request that proved nothing is refused."""
-    app = Starlette(routes=[ApiRoute("/api/hello", hello, auth="token")])
+    app = Starlette(routes=[ApiRoute("/api/hello", hello, auth="read")])
     with TestClient(app) as client:
         response = client.get("/api/hello")
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+    async def proved_send(scope: Any, receive: Any, send: Any) -> None:
+        scope[GRANTED] = {"via": "token", "token": "0badcafe", "integration": "crm",
+                          "rights": ["send"]}
+        await app(scope, receive, send)
+    with TestClient(proved_send) as client:
+        response = client.get("/api/hello")
+    assert response.status_code == 403 and response.json() == {
+        "error": "forbidden", "message": "GET /api/hello needs the read right; token "
+        "0badcafe (integration 'crm') has send"}
 
 
 @pytest.mark.parametrize(("kind", "path"), [

@@ -133,6 +133,29 @@ class ApiSettings:
         "stream says how many older ones it left out). 0: no replay.",
         check=between(0, 100000),
     )
+    session_lifetime: int = setting(
+        12 * 3600,
+        help="Seconds a browser session (POST /api/session, the /login page) lasts at "
+        "most, used or not (60 to 2592000, 30 days).",
+        check=between(60, 30 * 24 * 3600),
+    )
+    session_idle: int = setting(
+        3600,
+        help="Seconds a browser session may go unused before it ends (60 to 2592000).",
+        check=between(60, 30 * 24 * 3600),
+    )
+    login_failures: int = setting(
+        5,
+        help="Failed logins allowed per login and per client address within "
+        "login_window; the next tries are refused 429 with Retry-After until the oldest "
+        "of them is login_window old (1 to 1000).",
+        check=between(1, 1000),
+    )
+    login_window: int = setting(
+        900,
+        help="Seconds failed logins are counted for (see login_failures; 1 to 86400).",
+        check=between(1, 86400),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from host.api import (ApiError, BrokerInstance, InboundRequest, hookimpl, int_param,
+from host.api import (ApiError, ApiRoute, BrokerInstance, InboundRequest, hookimpl, int_param,
                       json_body, known_params, utcnow)
 
 if TYPE_CHECKING:
@@ -70,8 +70,9 @@ def register_routes(host: HostAPI, register: Any) -> None:
         return
     # The phone is called by the host's own sender, as a broker's API would be.
     register("webhook", [Route("/simulator/phone", _phone, methods=["POST"])])
-    register("api", [Route("/api/simulator/inbox", _inbox, methods=["GET"]),
-                     Route("/api/simulator/mo", _inject, methods=["POST"])])
+    # The phone's inbox is read like messages; injecting an MO fakes inbound traffic.
+    register("api", [ApiRoute("/api/simulator/inbox", _inbox, methods=["GET"], auth="read"),
+                     ApiRoute("/api/simulator/mo", _inject, methods=["POST"], auth="admin")])
 
 
 @hookimpl(trylast=True)

@@ -65,9 +65,11 @@ def compile_outbound(routes: tuple[OutboundRouteSettings, ...]) -> list[Outbound
     return out
 
 
-def select_outbound(routes: list[OutboundRoute], to: str,
-                    classification: str | None) -> OutboundDecision:
-    """The route for ``to`` and the number to send to; :class:`RouteRefused` otherwise."""
+def select_outbound(routes: list[OutboundRoute], to: str, classification: str | None,
+                    held: tuple[str, ...] | None = None) -> OutboundDecision:
+    """The route for ``to`` and the number to send to; :class:`RouteRefused` otherwise.
+    ``held``: the classifications of a caller that named none (host.rights): the first
+    route matching ``to`` is used when it allows one of them."""
     if not routes:
         return OutboundDecision(None, to, [])
     tried = []
@@ -76,8 +78,11 @@ def select_outbound(routes: list[OutboundRoute], to: str,
         if match is None:
             tried.append((route.name, f"{quoted(to)} does not match {quoted(route.pattern)}"))
             continue
+        if classification is None and held:
+            classification = next((c for c in route.classifications if c in held), None)
         if route.classifications and classification not in route.classifications:
             who = f"classification {classification!r}" if classification else \
+                f"the sender's classifications ({', '.join(held)})" if held else \
                 "a sender without a classification"
             raise RouteRefused(403, "route_forbidden",
                                f"outbound route {route.name!r} does not allow {who}; it "

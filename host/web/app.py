@@ -4,12 +4,13 @@ Every listener serves ``/health`` and the broker webhooks of its port (host.web.
 host.web.webhooks, host.web.fastpath). The API listener also serves, each kind from its
 place (host.web.routes):
 
-- ``api``: host.web.api, the JSON API under ``/api`` behind the bearer token, and the
-  API routes plugins register;
+- ``api``: host.web.api, the JSON API under ``/api`` behind a bearer token or a
+  browser session (host.web.api.auth, host.web.api.session; each route checks the right
+  it needs), and the API routes plugins register (a plain route needs ``admin``);
 - ``ops``: ``/metrics``;
 - ``webhook``: routes plugins register for other programs to call;
-- ``ui``: host.web.ui, the HTML pages plugins register (sessions, CSRF) and the static
-  files.
+- ``ui``: host.web.ui, the sign-in page (host.web.ui.login), the HTML pages plugins
+  register (sessions, CSRF) and the static files.
 
 Errors are JSON for the API and the routes programs call, HTML pages for any other
 path of the API listener (host.web.errors).
@@ -32,12 +33,13 @@ from host.brokers.webhooks import endpoints_for_port
 from host.config.settings import ListenerSettings
 from host.web import api, ops
 from host.web.api.auth import ApiAuth
+from host.web.api.session import ApiSessions
 from host.web.context import WebHost
 from host.web.errors import ErrorAnswers
 from host.web.middleware import RequestContext
 from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
-from host.web.ui import Ui
-from host.web.ui.sessions import session_secret
+from host.web.ui import Ui, login
+from host.web.ui.sessions import session_layer, session_secret
 from host.web.webhooks import BrokerDispatch
 
 #: ``register_routes(register)``: the ``register_routes`` hook of every plugin, which
@@ -64,15 +66,26 @@ def _routes(register_routes: RegisterRoutes, listener: ListenerSettings,
     if ui is None:
         return routes
     routes += api.routes()
-    pages: list[BaseRoute] = []
+    pages: list[BaseRoute] = login.pages()
     for kind, route in plugin_routes(register_routes).entries:
         if kind == "api":
-            routes.append(route if isinstance(route, ApiRoute) else ApiRoute.wrap(route))
+            routes.append(route if isinstance(route, ApiRoute)
+                          else ApiRoute.wrap(route, "admin", defaulted=True))
         elif kind == "webhook":
             routes.append(WebhookRoute(route))
         else:
             pages.append(route)
     return routes + ui.pages(pages)
+
+
+def _api_layers(host: WebHost, ui: Ui, routes: list[BaseRoute]) -> list[Middleware]:
+    """The session cookie of /api, then the authentication of its requests."""
+    public = {(method, route.path) for route in routes
+              if isinstance(route, ApiRoute) and route.auth == "public"
+              for method in getattr(route.route, "methods", None) or ()}
+    return [Middleware(ApiSessions, build=lambda app: session_layer(app, ui.secret(), ui.secure)),
+            Middleware(ApiAuth, token=lambda: host.api_token, check=host.tokens.check,
+                       sessions=host.logins.sessions, public=public)]
 
 
 def build_app(host: WebHost, listener: ListenerSettings,
@@ -90,8 +103,7 @@ def build_app(host: WebHost, listener: ListenerSettings,
         async with host.running():
             yield
 
-    middleware = [Middleware(ApiAuth, token=lambda: host.api_token,
-                             check=host.tokens.check)] if listener.api else []
+    middleware = _api_layers(host, ui, routes) if ui is not None else []
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers=answers.handlers())  # type: ignore[arg-type]
     app.state.host = host

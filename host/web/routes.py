@@ -2,8 +2,9 @@
 
 Every route of the app is one of these, and its kind says how it is answered:
 
-- ``api``: JSON under ``/api``; each route declares the authentication it needs
-  (:class:`ApiRoute`, ``auth="token"``: the bearer token); errors are JSON.
+- ``api``: JSON under ``/api``; each route declares the right it needs
+  (:class:`ApiRoute`, ``auth="read"`` ..., host.rights), checked against what the
+  request proved (a bearer token or a session cookie); errors are JSON.
 - ``ui``: HTML pages outside ``/api``, with cookie sessions and CSRF protection for
   unsafe methods (host.web.ui); errors are HTML pages.
 - ``webhook``: called by other systems (a simulated phone, a plugin's callback), outside
@@ -24,17 +25,21 @@ from typing import Any, Literal, get_args
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from host.rights import caller_of
+
 Kind = Literal["api", "ui", "webhook", "ops"]
-Auth = Literal["token", "user", "read", "send", "supervise", "admin"]
-"""What a route needs: ``admin`` (configuration, people, tokens), ``supervise`` (queues,
-agents, reports, history notes), ``read`` (messages, routes, handlers), ``send`` (sending),
-``user`` (any authenticated caller, for its own records). ``token`` is the old "any
-valid token" (issue 13 point 3 replaces it and enforces the others; today all pass)."""
+Auth = Literal["public", "user", "read", "send", "supervise", "admin"]
+"""What a route needs (host.rights): ``admin`` (configuration, people, tokens),
+``supervise`` (queues, agents, reports, history notes), ``read`` (messages, routes,
+handlers, history), ``send`` (sending), ``user`` (any authenticated caller, for its own
+records); ``public``: nothing (the login alone, ``POST /api/session``: a plugin's route
+cannot be public)."""
 #: What a plugin may register (``ops`` routes are the core's).
 PLUGIN_KINDS: tuple[str, ...] = ("api", "ui", "webhook")
 AUTHS: tuple[str, ...] = get_args(Auth)
 #: The scope key where host.web.api.auth puts what the request proved: a dict with
-#: ``via`` ("config" or "token"), ``scopes``, ``user``, ``integration``, ``token`` (id).
+#: ``via`` ("config", "token" or "session"), ``rights``, ``classifications`` (None: any),
+#: ``user``, ``integration``, ``token`` (id), and ``scopes`` for a token (host.rights).
 GRANTED = "smshost.auth"
 
 
@@ -73,8 +78,9 @@ class Declared(BaseRoute):
 
 
 class ApiRoute(Declared):
-    """A JSON route under ``/api`` and the authentication it needs. ``auth="token"``:
-    the API token (every /api path needs it today; roles and scopes come later)."""
+    """A JSON route under ``/api`` and the right it needs (:data:`Auth`): a request
+    without credentials is refused 401, one whose caller lacks the right 403 naming
+    the route, the right and what the caller has."""
 
     kind: Kind = "api"
 
@@ -82,11 +88,16 @@ class ApiRoute(Declared):
                  methods: Collection[str] | None = None, auth: Auth) -> None:
         self._declare(Route(path, endpoint, methods=methods), auth)
 
+    #: True for a plugin's plain route under /api, which declared nothing: it needs
+    #: ``admin`` (the least it can be given; tests/test_authorization.py fails on one).
+    defaulted = False
+
     @classmethod
-    def wrap(cls, route: BaseRoute, auth: Auth = "token") -> ApiRoute:
+    def wrap(cls, route: BaseRoute, auth: Auth, *, defaulted: bool = False) -> ApiRoute:
         """A plugin's route as an API route needing ``auth``."""
         declared = cls.__new__(cls)
         declared._declare(route, auth)
+        declared.defaulted = defaulted
         return declared
 
     def _declare(self, route: BaseRoute, auth: Auth) -> None:
@@ -98,13 +109,21 @@ class ApiRoute(Declared):
         self.auth: Auth = auth
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # host.web.api.auth refused the request already when the token was wrong; this
-        # holds the route to its own declaration as well (and will check roles).
-        granted = scope.get(GRANTED)
-        if not isinstance(granted, dict):
-            from host.web.api.auth import unauthorized
+        # host.web.api.auth refused the request already when its credentials were wrong
+        # and put what they proved in the scope; this holds it to the route's need.
+        from host.web.api.auth import forbidden, unauthorized
 
+        granted = scope.get(GRANTED)
+        if self.auth == "public":
+            await self.app(scope, receive, send)
+            return
+        if not isinstance(granted, dict):
             await unauthorized("missing bearer token")(scope, receive, send)
+            return
+        caller = caller_of(granted)
+        if not caller.allows(self.auth):
+            what = f"{scope.get('method', 'GET')} {self.path}"
+            await forbidden(caller.refusal(self.auth, what))(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -156,7 +175,8 @@ class RouteTable:
 
     def returned(self, routes: Iterable[BaseRoute]) -> None:
         """Routes a plugin returned from ``register_routes`` (the first form of the
-        hook): under ``/api`` they are API routes needing the token, others webhook
+        hook): under ``/api`` they are API routes (needing the admin right unless they
+        are ApiRoutes declaring less), others webhook
         routes (JSON answers, no token), which is how they were served before kinds."""
         for route in routes:
             self.register("api" if is_api_path(route_path(route)) else "webhook", [route])
@@ -167,6 +187,9 @@ def _checked(kind: str, route: BaseRoute) -> BaseRoute:
         raise TypeError(f"register({kind!r}, ...) takes Starlette routes; "
                         f"got {type(route).__name__}")
     inside = is_api_path(route_path(route))
+    if isinstance(route, ApiRoute) and route.auth == "public":
+        raise ValueError(f"a plugin's api route cannot be public: {route_path(route)!r} "
+                         "(declare the right it needs)")
     if inside != (kind == "api"):
         where = "under /api" if kind == "api" else "outside /api"
         raise ValueError(f"{kind} routes are {where}; got {route_path(route)!r}")

@@ -25,9 +25,8 @@ from urllib.parse import urlencode
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from host.api import (MAX_ID, ApiError, Delivery, Message, Sink, hookimpl, int_param,
+from host.api import (MAX_ID, ApiError, ApiRoute, Delivery, Message, Sink, hookimpl, int_param,
                       known_params, path_id, setting, utcnow)
 
 if TYPE_CHECKING:
@@ -333,9 +332,10 @@ def register_migrations(register: Any) -> None:
 
 @hookimpl
 def register_routes(register: Any) -> None:
-    register("api", [Route("/api/conversations", list_conversations, methods=["GET"]),
-                     Route("/api/conversations/{conversation_id}", get_conversation,
-                           methods=["GET"])])
+    register("api", [ApiRoute("/api/conversations", list_conversations, methods=["GET"],
+                              auth="read"),
+                     ApiRoute("/api/conversations/{conversation_id}", get_conversation,
+                              methods=["GET"], auth="read")])
 
 
 @hookimpl

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlite_utils import Database, Migrations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from host.api import (ApiError, Delivery, KeyPath, Message, Sink, hookimpl, int_param,
+from host.api import (ApiError, ApiRoute, Delivery, KeyPath, Message, Sink, hookimpl, int_param,
                       known_params, setting, utcnow)
 
 if TYPE_CHECKING:
@@ -379,8 +378,9 @@ def register_migrations(register: Any) -> None:
 
 @hookimpl
 def register_routes(register: Any) -> None:
-    register("api", [Route("/api/queues", list_queues, methods=["GET"]),
-                     Route("/api/queues/{name}", get_queue, methods=["GET"])])
+    register("api", [ApiRoute("/api/queues", list_queues, methods=["GET"], auth="supervise"),
+                     ApiRoute("/api/queues/{name}", get_queue, methods=["GET"],
+                              auth="supervise")])
 
 
 @hookimpl

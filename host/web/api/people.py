@@ -40,11 +40,15 @@ async def add_user(request: Request) -> Response:
 async def set_user(request: Request) -> Response:
     people = _host(request).people
     body = await json_body(request, USER_FIELDS)
-    return JSONResponse(await people.set_user(request.path_params["login"], body.data))
+    changed = await people.set_user(request.path_params["login"], body.data)
+    _host(request).tokens.forget()  # its tokens' rights follow its roles at once
+    return JSONResponse(changed)
 
 
 async def remove_user(request: Request) -> Response:
-    await _host(request).people.remove_user(request.path_params["login"])
+    host = _host(request)
+    await host.people.remove_user(request.path_params["login"])
+    host.tokens.forget()
     return Response(status_code=204)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,9 +16,11 @@ from host.errors import ApiError
 from host.events import stored_after
 from host.models import bounded_int
 from host.optout import OptedOut
+from host.rights import Caller, Refused, caller_of, check_send_as, classification_for
 from host.sends import SendError, SendRequest
 from host.web.bodies import Body, json_body
 from host.web.context import WebHost
+from host.web.routes import GRANTED
 
 KEEPALIVE = 15.0
 _FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
@@ -36,9 +39,27 @@ def _request(body: Body, key: str | None) -> SendRequest:
                        classification=body.text("classification"), idempotency_key=key)
 
 
+async def _authorized(host: WebHost, caller: Caller, send: SendRequest) -> SendRequest:
+    """``send`` as ``caller`` may make it: its classification one the caller holds (or
+    none: the route is then chosen with the caller's), as a workgroup or user only when
+    the caller may (host.rights); 403 otherwise."""
+    try:
+        classification = classification_for(caller, send.classification)
+        if send.workgroup is not None or send.user is not None:
+            groups: list[str] = []
+            if send.workgroup is not None and caller.user is not None:
+                groups = (await host.people.user(caller.user))["workgroups"]
+            check_send_as(caller, send.workgroup, send.user, groups)
+    except Refused as exc:
+        host.metrics.send_refused(send.source, exc.code)
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return replace(send, classification=classification, held=caller.classifications)
+
+
 async def send_message(request: Request) -> Response:
     host: WebHost = request.app.state.host
     send = _request(await json_body(request), request.headers.get("idempotency-key"))
+    send = await _authorized(host, caller_of(request.scope[GRANTED]), send)
     try:
         queued = await host.send(send)
     except OptedOut as exc:

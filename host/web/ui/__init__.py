@@ -11,6 +11,7 @@ nothing is fetched at run time) are served at ``/ui/static`` with a cache header
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from pathlib import Path
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.web.routes import UiRoute
 from host.web.ui.sessions import csrf_token, with_session
@@ -41,6 +42,20 @@ class CachedStatic(StaticFiles):
         return response
 
 
+class Lazy:
+    """The app ``build()`` makes, made at the first request (so the session secret is
+    only written on a node that serves a session)."""
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = self._build()
+        await self._app(scope, receive, send)
+
+
 class Ui:
     """Templates, error pages and the wrapping of pages in sessions and CSRF checks.
 
@@ -54,16 +69,24 @@ class Ui:
             undefined=jinja2.StrictUndefined)
         self.environment.globals["static"] = STATIC_PATH
         self._secret = secret
+        self._kept: str | None = None
         self.secure = secure
 
+    def secret(self) -> str:
+        """The session secret, read (or made) at the first call."""
+        if self._kept is None:
+            self._kept = self._secret()
+        return self._kept
+
+    def with_session(self, app: ASGIApp) -> ASGIApp:
+        """``app`` behind the session cookie and the CSRF check."""
+        return with_session(app, self.secret(), self.secure)
+
     def pages(self, routes: list[BaseRoute]) -> list[BaseRoute]:
-        """The UI routes of the app: ``routes`` (plugins' pages, wrapped in sessions
-        and CSRF checks) and the static files."""
-        wrapped: list[BaseRoute] = []
-        if routes:
-            secret = self._secret()
-            wrapped = [UiRoute(route, with_session(route.handle, secret, self.secure))
-                       for route in routes]
+        """The UI routes of the app: ``routes`` (pages, wrapped in sessions and CSRF
+        checks, made when a page is first asked for) and the static files."""
+        wrapped = [UiRoute(route, Lazy(functools.partial(self.with_session, route.handle)))
+                   for route in routes]
         static = Mount(STATIC_PATH, CachedStatic(directory=HERE / "static"), name="static")
         return [*wrapped, UiRoute(static)]
 

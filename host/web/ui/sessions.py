@@ -3,11 +3,15 @@
 Sessions are starlette's ``SessionMiddleware``: the session is a JSON dict in a cookie
 signed with itsdangerous (HMAC with the session secret, timestamped: a cookie older than
 ``MAX_AGE`` is ignored). Chosen over an own store because it is kept with starlette,
-needs no table, no purge and no lookup per request, and sets the flags we want:
-``HttpOnly`` always, ``SameSite=Lax`` (a link from an e-mail still opens a page signed
-in; forms are covered by the token below), ``Secure`` when the listener speaks HTTPS or
-``server.public_url`` is https. Its limit: a cookie cannot be revoked before it expires
-(the users issue can add a per-user session generation inside it).
+needs no table and no purge, and sets the flags we want: ``HttpOnly`` always,
+``Path=/`` (pages and ``/api`` share it: pages call the API), ``SameSite=Lax`` (a link
+from an e-mail or a chat still opens a page signed in; Strict would show it signed out.
+Lax sends the cookie cross-site with top-level GET navigations only, which change
+nothing; every unsafe method is covered by the CSRF token below, for pages and /api
+alike), ``Secure`` when the listener speaks HTTPS or ``server.public_url`` is https (a
+browser would not send a Secure cookie back over plain HTTP). A signed-in session is
+checked against the database at each request (host.sessions): a removed user, a
+password change or a logout ends it before the cookie expires.
 
 The secret is generated into ``<data_dir>/session-secret`` (mode 0600) like the API
 token, when the first page is served.
@@ -36,7 +40,9 @@ from host.errors import SmshostError
 
 log = logging.getLogger("smshost.web")
 COOKIE = "smshost_session"
-MAX_AGE = 12 * 3600
+MAX_AGE = 30 * 24 * 3600
+"""The cookie's own limit; a signed-in session ends sooner (``api.session_lifetime``,
+``api.session_idle``: host.sessions)."""
 CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -101,7 +107,13 @@ def _read_secret(path: Path) -> str | None:
 
 def with_session(app: ASGIApp, secret: str, secure: bool) -> ASGIApp:
     """``app`` behind the session cookie and the CSRF check."""
-    return SessionMiddleware(CsrfGuard(app), secret_key=secret, session_cookie=COOKIE,
+    return session_layer(CsrfGuard(app), secret, secure)
+
+
+def session_layer(app: ASGIApp, secret: str, secure: bool) -> ASGIApp:
+    """``app`` with the session cookie (``scope["session"]``), without a CSRF check (the
+    API checks it itself, host.web.api.auth)."""
+    return SessionMiddleware(app, secret_key=secret, session_cookie=COOKIE, path="/",
                              max_age=MAX_AGE, same_site="lax", https_only=secure)
 
 

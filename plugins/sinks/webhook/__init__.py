@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from starlette.routing import Route as WebRoute
-
-from host.api import hookimpl
+from host.api import ApiRoute, hookimpl
 
 from .deliveries import WAITING_AND_DEAD, migrations
 from .payloads import build_payload, sign
@@ -66,10 +64,11 @@ def register_migrations(register: Any) -> None:
 @hookimpl
 def register_routes(register: Any) -> None:
     register("api", [
-        WebRoute("/api/webhooks/deliveries", deliveries, methods=["GET"]),
-        WebRoute("/api/webhooks/deliveries/{id}", delivery, methods=["GET"]),
-        WebRoute("/api/webhooks/dead-letters", dead_letters, methods=["GET"]),
-        WebRoute("/api/webhooks/dead-letters/{id}/replay", replay_delivery, methods=["POST"]),
+        ApiRoute("/api/webhooks/deliveries", deliveries, methods=["GET"], auth="read"),
+        ApiRoute("/api/webhooks/deliveries/{id}", delivery, methods=["GET"], auth="read"),
+        ApiRoute("/api/webhooks/dead-letters", dead_letters, methods=["GET"], auth="read"),
+        ApiRoute("/api/webhooks/dead-letters/{id}/replay", replay_delivery, methods=["POST"],
+                 auth="admin"),
     ])
 
 
