@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from host.config.secrets import Secret
     from host.config.settings import Settings
     from host.events import EventBus
+    from host.history import History
     from host.metrics import Metrics
     from host.optout import OptOuts
     from host.people import People
@@ -102,6 +103,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def tokens(self) -> Tokens:
         """API tokens (``/api/tokens``; the bearer check of host.web.api.auth)."""
+
+    @property
+    def history(self) -> History:
+        """The configuration history (``/api/history``)."""
 
     @property
     def handlers(self) -> HandlerStatus:
