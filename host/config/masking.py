@@ -197,7 +197,8 @@ def mask(text: str, secrets: Collection[str], changed: Collection[str] = ()) -> 
         if value is not None and value in secrets:
             literal = SHOWN + (_MARK if value in changed else "")
         else:
-            literal = _URL_PASSWORD.sub(lambda m: m.group("head") + HIDDEN + "@", literal)
+            literal = _URL_PASSWORD.sub(lambda m: m.group("head") + HIDDEN + "@" + (
+                _MARK if m.group("pw") in changed else ""), literal)
         out.append(literal)
         last = end
     masked = "".join(out) + text[last:]
