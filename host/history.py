@@ -19,16 +19,18 @@ records, not traffic: the purge leaves them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.config import masking
 from host.config.change import Applied, ConfigChange, Files
-from host.errors import ApiError
+from host.errors import ApiError, StoreError
 from host.jsontext import dumps, loads
 from host.models import utcnow
 
@@ -99,6 +101,7 @@ class History:
         self.live = live
         self._discovered = discovered
         self._reverts: dict[str, int] = {}  # digest -> the version a revert restores
+        self.revert_lock = asyncio.Lock()  # one revert at a time (host.reverts)
         live.listeners.append(self.applied)
 
     @property
@@ -111,10 +114,14 @@ class History:
         while the server was stopped: ``file``)."""
         if not serving or self.live.config_dir is None:
             return None
-        latest = await self._store.read(_latest)
-        change = ConfigChange("start") if latest is None else \
-            ConfigChange("file", note=FOUND_AT_START)
-        return await self.record(self.live.files, change)
+        try:
+            latest = await self._store.read(_latest)
+            change = ConfigChange("start") if latest is None else \
+                ConfigChange("file", note=FOUND_AT_START)
+            return await self.record(self.live.files, change)
+        except StoreError as exc:  # a full disk does not stop the start (host.core)
+            log.warning("the configuration history could not record this start: %s", exc)
+            return None
 
     async def applied(self, applied: Applied) -> None:
         """The listener of host.live: record an applied change."""
@@ -135,10 +142,16 @@ class History:
                  f", by {change.actor}" if change.actor else "")
         return await self.entry(entry_id)
 
-    def expect_revert(self, files: Files, version: int) -> None:
-        """The next recording of ``files`` is a revert to ``version`` (the API's revert
-        applies through host.live, whose listener records it)."""
-        self._reverts[digest(files)] = version
+    @contextlib.contextmanager
+    def reverting(self, files: Files, version: int) -> Iterator[None]:
+        """Within the block, recording ``files`` records a revert to ``version`` (the
+        API's revert applies through host.live, whose listener records it)."""
+        key = digest(files)
+        self._reverts[key] = version
+        try:
+            yield
+        finally:
+            self._reverts.pop(key, None)
 
     async def note(self, text: Any, actor: str | None, about: int | None = None
                    ) -> dict[str, Any]:

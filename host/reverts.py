@@ -85,17 +85,18 @@ async def apply(history: History, version: int, change: ConfigChange,
     """Revert through the running node (the API): validate, write, apply; the new
     entry, or None when the files are version ``version`` already."""
     live = history.live
-    prepared = await prepare(history, version, expected, live.check_files)
-    if prepared is None:
-        return None
-    files, current = prepared
-    write(config_dir(live), files, current)
-    history.expect_revert(files, version)
-    try:
-        await live.apply(change)
-    except ConfigRefused:
-        write(config_dir(live), current, files)
-        raise
+    async with history.revert_lock:
+        prepared = await prepare(history, version, expected, live.check_files)
+        if prepared is None:
+            return None
+        files, current = prepared
+        write(config_dir(live), files, current)
+        with history.reverting(files, version):
+            try:
+                await live.apply(change)
+            except ConfigRefused:
+                write(config_dir(live), current, files)
+                raise
     log.info("configuration reverted to version %d%s", version,
              f" by {change.actor}" if change.actor else "")
     return await history.latest()
