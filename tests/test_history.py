@@ -27,7 +27,7 @@ from host.config.secrets import Secret
 from host.core import Host
 from host.history import FOUND_AT_START
 from host.web.api import history as history_api
-from tests.conftest import base_config
+from tests.conftest import base_config, write_lock
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -419,3 +419,17 @@ def test_the_purge_leaves_the_history(node: Node) -> None:
     conn.close()
     node.call(node.host.purger.run, 2)
     assert rows(node.db, "select count(*) from config_history") == [(2,)]
+
+
+
+def test_a_database_refusing_the_start_entry_does_not_stop_the_start(
+        config_dir: Callable[..., Path], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config_dir(smshost=base_config(tmp_path, extra="\n[store]\nbusy_timeout_ms = 50\n"))
+    db = tmp_path / "data" / "smshost.db"
+    with Node(cfg, db) as node:
+        node.host.live.files = {**node.host.live.files, "routes.toml": "# edited\n"}
+        with write_lock(db):  # another process holds the database (a full disk alike)
+            assert node.call(node.host.history.start) is None
+    assert "could not record this start" in caplog.text
+    assert rows(db, "select source from config_history") == [("start",)]
