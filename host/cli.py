@@ -13,6 +13,7 @@ import click
 from host import __version__
 from host.cli_client import send, simulate
 from host.cli_context import config_option, data_option, default_config, load_config, run
+from host.cli_history import history
 from host.cli_people import user, workgroup
 from host.cli_tokens import token
 from host.cli_testers import handler, route
@@ -227,5 +228,5 @@ def main() -> None:
         sys.exit(1)
 
 
-for command in (simulate, send, handler, route, webhooks, user, workgroup, token):
+for command in (simulate, send, handler, route, webhooks, user, workgroup, token, history):
     cli.add_command(command)

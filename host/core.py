@@ -31,6 +31,7 @@ from host.config.secrets import Secret
 from host.defaults.handler import HandlerSink
 from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
+from host.history import History
 from host.watch import watch_handlers
 from host.optout import OptOuts
 from host.outbound import Outbound
@@ -114,6 +115,7 @@ class Host:
                                         functools.partial(self.hooks.handler_reloaded, self))
         self.events = EventBus()
         self.live = LiveConfig(config_dir, settings, self._reconfigure)
+        self.history = History(self.store, self.live, lambda: self.discovery)  # P3
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
@@ -209,6 +211,7 @@ class Host:
         # with api.token configured has its admin credential already.
         await self.people.start(self.hooks.people_in_config(self),
                                 first_admin=background and self.settings.api.token is None)
+        await self.history.start(serving=background)
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -255,10 +258,8 @@ class Host:
         await self.hooks.shutdown(self)
         await self.store.close()
         self.lock.release()
-        if self.background:
-            log.info("smshost stopped")
-        else:
-            log.info("database %s closed", self.store.path)
+        log.info("%s", "smshost stopped" if self.background else
+                 f"database {self.store.path} closed")
 
     async def _concat_sweeper(self) -> None:
         """Deliver long MOs whose missing parts did not come in time."""
@@ -366,9 +367,8 @@ def _web_face(host: Host) -> WebHost:
 
 
 def _writable_data_dir(path: Path) -> None:
-    """Create ``path`` if needed and make sure a file can be created in it; say so in
-    words when not (a read-only directory or file system, a file in the way). A full
-    disk is not a reason to stop: the node starts and /health reports it until it clears."""
+    """Create ``path`` if needed and make sure a file can be created in it; say why when not
+    (read-only, a file in the way). A full disk does not stop the start: /health reports it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path, prefix=".smshost-write-check-"):

@@ -301,3 +301,28 @@ def m012_access(db: Database) -> None:
     db.execute("alter table users add column session_epoch integer not null default 0")
     db.execute("create table ended_sessions (id text primary key, until real not null)")
     db.execute("create index ended_sessions_until on ended_sessions (until)")
+
+
+@core()
+def m013_history(db: Database) -> None:
+    # The configuration history (host.history; SPEC P3): one row per recorded version of
+    # config/*.toml (files: their whole texts, as JSON, to revert to; diff: against the
+    # version before, secrets masked) and per note (files null). Not purged.
+    db.execute("""
+        create table config_history (
+            id integer primary key autoincrement,
+            at text not null,
+            source text not null,
+            actor text,
+            note text,
+            digest text,
+            files text,
+            changed text not null default '[]',
+            sections text not null default '[]',
+            diff text not null default '',
+            reverts integer,
+            about integer
+        )""")
+    db.execute("create index config_history_at on config_history (at)")
+    db.execute("create index config_history_version on config_history (id) "
+               "where digest is not null")

@@ -59,6 +59,10 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/api/session"): "public",
     ("GET", "/api/session"): "user",
     ("DELETE", "/api/session"): "user",
+    ("GET", "/api/history"): "supervise",
+    ("POST", "/api/history/notes"): "supervise",
+    ("GET", "/api/history/{entry_id}"): "supervise",
+    ("POST", "/api/history/{entry_id}/revert"): "admin",
     # shipped plugins
     ("GET", "/api/conversations"): "read",
     ("GET", "/api/conversations/{conversation_id}"): "read",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from host.config.settings import Settings
     from host.events import EventBus
     from host.logins import Logins
+    from host.history import History
     from host.metrics import Metrics
     from host.optout import OptOuts
     from host.people import People
@@ -107,6 +108,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def logins(self) -> Logins:
         """Password sign-in and browser sessions (``/api/session``, ``/login``)."""
+
+    @property
+    def history(self) -> History:
+        """The configuration history (``/api/history``)."""
 
     @property
     def handlers(self) -> HandlerStatus:

@@ -7,7 +7,7 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import messages, people, routing, send, session, tokens
+from host.web.api import history, messages, people, routing, send, session, tokens
 from host.web.routes import ApiRoute
 
 
@@ -28,6 +28,7 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/tokens", tokens.add_token, methods=["POST"], auth="admin"),
         ApiRoute("/api/tokens/{key}", tokens.revoke_token, methods=["DELETE"], auth="admin"),
         *session.routes(),
+        *history.routes(),
     ]
 
 
