@@ -24,6 +24,7 @@ from host.api import HostAPI
 from host.brokers.webhooks import WebhookHost
 
 if TYPE_CHECKING:
+    from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.config.settings import Settings
     from host.events import EventBus
@@ -102,6 +103,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def tokens(self) -> Tokens:
         """API tokens (``/api/tokens``; the bearer check of host.web.api.auth)."""
+
+    @property
+    def live(self) -> LiveConfig:
+        """The running configuration and the one way to change it (/api/config)."""
 
     @property
     def handlers(self) -> HandlerStatus:
