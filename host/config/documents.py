@@ -67,10 +67,25 @@ def new_table() -> Table:
     return tomlkit.table()
 
 
+def assign(table: Doc | TableLike, key: str, item: Item) -> None:
+    """``table[key] = item``; a new key goes above the blank lines and comments that end
+    the table (they are about what follows it)."""
+    if not isinstance(table, Table) or key in table:
+        table[key] = item
+        return
+    body = table.value.body
+    tail = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], Comment | Whitespace):
+        tail.insert(0, body.pop()[1])
+    table[key] = item
+    for line in tail:
+        table.value.append(None, line)
+
+
 def child(parent: Doc | TableLike, key: str) -> Table:
     """The sub-table ``key`` of ``parent``, created (empty) when missing."""
     if key not in parent:
-        parent[key] = new_table()
+        assign(parent, key, new_table())
     table = parent[key]
     if not isinstance(table, Table | InlineTable):
         raise ApiError(409, "not_a_table", f"{key} is written as {kind_of(plain(table))} "
@@ -265,7 +280,7 @@ def _set(table: TableLike, key: str, value: Any, field: str) -> None:
     if key in table and plain(table[key]) == value and \
             type(plain(table[key])) is type(value):
         return  # unchanged: the line, its comment and its quoting stay
-    table[key] = toml_value(value, field)
+    assign(table, key, toml_value(value, field))
 
 
 def set_map(table: Doc | TableLike, key: str, value: dict[str, Any], field: str, *,
@@ -294,7 +309,7 @@ def _secret(table: TableLike, key: str, value: Any, field: str) -> None:
     elif isinstance(value, dict):
         inline = tomlkit.inline_table()
         inline.update({k: toml_value(v, f"{field}.{k}") for k, v in value.items()})
-        table[key] = inline
+        assign(table, key, inline)
     else:
         _set(table, key, value, field)
 

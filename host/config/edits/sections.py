@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from tomlkit.container import Container
 
-from host.config.documents import Entries, TableLike, child, merge, plain, secret_field, \
-    set_map
+from host.config.documents import Entries, TableLike, assign, child, merge, plain, \
+    secret_field, set_map, toml_value
 from host.config.editor import home_of
 from host.config.settings import PurgeSettings, Settings
 from host.config.views import shown
@@ -166,7 +166,7 @@ def put(doc: Container, setting: Setting, text: str | None) -> Any:
         return None
     assert table is not None
     value = parse(setting, text)
-    table[setting.key] = value
+    assign(table, setting.key, toml_value(value, ".".join(setting.parts)))
     return value
 
 
