@@ -74,7 +74,7 @@ def assign(table: Doc | TableLike, key: str, item: Item) -> None:
         table[key] = item
         return
     body = table.value.body
-    tail = []
+    tail: list[Item] = []
     while body and body[-1][0] is None and isinstance(body[-1][1], Comment | Whitespace):
         tail.insert(0, body.pop()[1])
     table[key] = item
