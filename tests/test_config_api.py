@@ -395,3 +395,13 @@ def test_bad_bodies_are_400(api: TestClient) -> None:
         assert answer.status_code == 400, (path, body, answer.text)
     assert api.get("/api/config/routes/none").status_code == 404
     assert api.get("/api/config/routes?x=1").status_code == 400
+
+
+def test_a_file_that_is_not_toml_is_422_and_not_rewritten(api: TestClient, cfg: Path) -> None:
+    (cfg / "routes.toml").write_text(ROUTES + "\n[broken\n")
+    for answer in (api.get("/api/config/routes"),
+                   api.post("/api/config/routes", json={"name": "x", "destination": "email"})):
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["errors"][0]
+        assert error["file"] == "routes.toml" and error["line"] == 26
+    assert (cfg / "routes.toml").read_text() == ROUTES + "\n[broken\n"

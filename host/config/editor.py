@@ -72,7 +72,8 @@ class ConfigEditor:
             doc = tomlkit.parse(text)
         except TOMLKitError as exc:
             raise ConfigRefused([ConfigError(f"TOML syntax error: {exc}; fix the file "
-                                             "first", file=path)]) from None
+                                             "first", file=path,
+                                             line=getattr(exc, "line", None))]) from None
         return Draft(name, doc, etag(data), text, path.is_file())
 
     async def edit(self, name: str, expected: Collection[str] | None,
