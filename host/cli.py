@@ -12,6 +12,7 @@ import click
 
 from host import __version__
 from host.cli_client import send, simulate
+from host.cli_config import ROUTE_COMMANDS, config
 from host.cli_context import config_option, data_option, default_config, load_config, run
 from host.cli_history import history
 from host.cli_people import user, workgroup
@@ -228,5 +229,8 @@ def main() -> None:
         sys.exit(1)
 
 
-for command in (simulate, send, handler, route, webhooks, user, workgroup, token, history):
+for command in (simulate, send, handler, route, webhooks, user, workgroup, token, history,
+                config):
     cli.add_command(command)
+for command in ROUTE_COMMANDS:  # route list|add|set|remove|move beside route test
+    route.add_command(command)

@@ -24,6 +24,7 @@ from host.api import HostAPI
 from host.brokers.webhooks import WebhookHost
 
 if TYPE_CHECKING:
+    from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.config.settings import Settings
     from host.events import EventBus
@@ -112,6 +113,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def history(self) -> History:
         """The configuration history (``/api/history``)."""
+
+    @property
+    def live(self) -> LiveConfig:
+        """The running configuration and the one way to change it (/api/config)."""
 
     @property
     def handlers(self) -> HandlerStatus:

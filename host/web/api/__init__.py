@@ -7,7 +7,7 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import history, messages, people, routing, send, session, tokens
+from host.web.api import config, history, messages, people, routing, send, session, tokens
 from host.web.routes import ApiRoute
 
 
@@ -29,6 +29,7 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/tokens/{key}", tokens.revoke_token, methods=["DELETE"], auth="admin"),
         *session.routes(),
         *history.routes(),
+        *config.routes(),  # /api/config/...: editing the configuration files
     ]
 
 

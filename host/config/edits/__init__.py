@@ -1,0 +1,1 @@
+"""Edits of the configuration files by noun (host.config.editor runs them)."""
