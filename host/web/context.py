@@ -24,6 +24,7 @@ from host.api import HostAPI
 from host.brokers.webhooks import WebhookHost
 
 if TYPE_CHECKING:
+    from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.config.settings import Settings
     from host.events import EventBus
@@ -86,6 +87,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def uptime(self) -> float:
         """Seconds since the node started."""
+
+    @property
+    def live(self) -> LiveConfig:
+        """The running configuration (/health's ``config``, ``/api/config/...``)."""
 
     @property
     def router(self) -> InboundRoutes:

@@ -8,6 +8,7 @@ app has no declaration.
 from __future__ import annotations
 
 from host.web.api import messages, people, routing, send, tokens
+from host.web.api import live
 from host.web.routes import ApiRoute
 
 
@@ -27,6 +28,7 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/tokens", tokens.list_tokens, methods=["GET"], auth="token"),
         ApiRoute("/api/tokens", tokens.add_token, methods=["POST"], auth="token"),
         ApiRoute("/api/tokens/{key}", tokens.revoke_token, methods=["DELETE"], auth="token"),
+        *live.routes(),
     ]
 
 
