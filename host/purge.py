@@ -162,12 +162,14 @@ class Purger:
             self._rescheduled = rescheduled = asyncio.Event()
             now = self._clock()
             delay = (next_run(now, self._settings.at) - now).total_seconds()
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation
+            # that comes with the event set (the host stopping right after a change).
+            waiter = asyncio.ensure_future(rescheduled.wait())
             try:
-                await asyncio.wait_for(rescheduled.wait(), delay)
-                continue
-            except TimeoutError:
-                pass
-            if not self._settings.enabled:
+                done, _ = await asyncio.wait([waiter], timeout=delay)
+            finally:
+                waiter.cancel()
+            if done or not self._settings.enabled:
                 continue
             try:
                 await self.run()
