@@ -208,7 +208,8 @@ class Host:
             self._spawn(watch_handlers(self.handlers, self.settings.handlers,
                                        self._watch_stop), "watch")
         if background and self.config_dir is not None and self.settings.server.watch_config:
-            self._watch_stop = self._watch_stop or asyncio.Event()
+            if self._watch_stop is None or self._watch_stop.is_set():  # this start's
+                self._watch_stop = asyncio.Event()
             self._spawn(watch_config(self.live, self.config_dir, self._watch_stop), "config")
         if background and self.settings.routing.enabled:
             await self.router.start()
