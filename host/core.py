@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from host import __version__
 from host.brokers.concat import Concat
-from host.brokers.instances import (BrokerInstance, build_instances, unsigned_warnings,
-                                    outbound_route_problems)
+from host.brokers.instances import BrokerInstance, unsigned_warnings
+from host.brokers.paths import WebhookPaths
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.config.change import LiveConfig
@@ -32,12 +32,12 @@ from host.defaults.handler import HandlerSink
 from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
 from host.history import History
-from host.watch import watch_handlers
+from host.watch import watch_config, watch_handlers
 from host.optout import OptOuts
 from host.outbound import Outbound
 from host.routing.router import Router
 from host.sinks.base import Sink
-from host.sinks.registry import build_sinks, route_problems
+from host.reconfigure import Reconfigurer
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
 from host.errors import SmshostError
@@ -113,8 +113,12 @@ class Host:
         self.handlers = HandlerRegistry(settings.handlers, settings.plugins, self.store,
                                         self.plugins, self.brokers, self.outbound,
                                         functools.partial(self.hooks.handler_reloaded, self))
+        self.handlers.sms_attrs = settings.attrs
+        self.webhook_paths = WebhookPaths(self.brokers)
         self.events = EventBus()
+        self.reconfigurer = Reconfigurer(self, self, {HandlerSink: {"scripts": self.handlers}})
         self.live = LiveConfig(config_dir, settings, self._reconfigure)
+        self.live.check = self.reconfigurer.check
         self.history = History(self.store, self.live, lambda: self.discovery)  # P3
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
@@ -139,23 +143,8 @@ class Host:
         """
         if self.discovery is None:
             self.discovery = discover(self.plugins, self.settings.plugins)
-            failed = {r.name: r.error or "" for r in self.plugins.failures
-                      if r.kind == "broker"}
-            brokers, problems = build_instances(self.settings, self.discovery.brokers, failed)
-            self.brokers.update(brokers)
-            for problem in problems:
-                self.plugins.record("broker instance", problem.broker, "brokers.toml",
-                                    problem.message)
-            for route, message in outbound_route_problems(self.settings, self.brokers):
-                self.plugins.record("route", route, "routes.toml", message)
             self.handlers.reconcile()
-            sinks, sink_problems = build_sinks(self.settings, self, self.discovery.sinks,
-                                               {HandlerSink: {"scripts": self.handlers}})
-            self.sinks.update(sinks)
-            for kind, message in sink_problems:
-                self.plugins.record("sink settings", kind, "sinks.toml", message)
-            for route, message in route_problems(self.settings, self.sinks):
-                self.plugins.record("route", route, "routes.toml", message)
+            self.reconfigurer.start(self.discovery)  # brokers, sinks, their problems
         return self.discovery
 
     def migration_sets(self) -> list[Migrations]:
@@ -205,7 +194,7 @@ class Host:
 
     async def _open(self, background: bool) -> None:
         if self.api_token is None:
-            self.api_token = _generated_token(self.data_dir / "api-token")
+            self.api_token = self.default_token()
         await self.store.open(self.migration_sets())
         # The first admin user comes with the generated token (host.people): a node
         # with api.token configured has its admin credential already.
@@ -221,12 +210,16 @@ class Host:
             self._watch_stop = asyncio.Event()
             self._spawn(watch_handlers(self.handlers, self.settings.handlers,
                                        self._watch_stop), "watch")
+        if background and self.config_dir is not None and self.settings.server.watch_config:
+            if self._watch_stop is None or self._watch_stop.is_set():  # this start's
+                self._watch_stop = asyncio.Event()
+            self._spawn(watch_config(self.live, self.config_dir, self._watch_stop), "config")
         if background and self.settings.routing.enabled:
             await self.router.start()
         if background and self.settings.outbox.enabled:
             await self.sender.start()
             self._sending = True
-        if background and self.settings.purge.enabled:
+        if background:  # runs when purge.enabled, which a live change may turn on
             self._spawn(self.purger.scheduled(), "purge")
         if background:
             self._spawn(self._concat_sweeper(), "concat")
@@ -298,8 +291,12 @@ class Host:
         return hooked if hooked is not None else found
 
     async def _reconfigure(self, old: Settings, new: Settings) -> tuple[str, ...]:
-        """Apply ``new`` to the running node; answer what needs a restart (stub)."""
-        return ("*",) if old != new else ()
+        """Apply ``new`` to the running node (host.reconfigure); what needs a restart."""
+        return await self.reconfigurer.apply(new)
+
+    def default_token(self) -> Secret:
+        """The API token kept in the data directory (created on first use)."""
+        return _generated_token(self.data_dir / "api-token")
 
     # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
 

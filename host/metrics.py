@@ -109,7 +109,9 @@ class Metrics:
 
     def stored_gauge(self, name: str, help: str, labels: tuple[str, ...],
                      read: Callable[[Database], Samples]) -> None:
-        """Add a gauge whose samples ``read(db)`` gives at each scrape (plugins too)."""
+        """Add a gauge whose samples ``read(db)`` gives at each scrape (plugins too); a
+        gauge of the same name is replaced (a sink built again by a live change)."""
+        self.stored_gauges[:] = [g for g in self.stored_gauges if g.name != name]
         self.stored_gauges.append(StoredGauge(name, help, labels, read))
 
     async def refresh(self, store: Store) -> None:

@@ -31,6 +31,10 @@ class OptOuts:
         self._settings = settings
         self._store = store
 
+    def configure(self, settings: OptOutSettings) -> None:
+        """Take new keywords and replies (a live configuration change)."""
+        self._settings = settings
+
     def keyword(self, message: Message) -> str | None:
         """"stop", "start" or "help" when the whole body is such a keyword."""
         settings = self._settings

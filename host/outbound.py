@@ -35,6 +35,7 @@ from host.numbers import normalize
 from host.optout import OptedOut
 from host.planner import Plan, Planner
 from host.refusals import record_refusal, refusal_code
+from host.routing.outbound import compile_outbound
 from host.sends import Queued, SendError, SendRequest
 
 if TYPE_CHECKING:
@@ -89,6 +90,11 @@ class Outbound:
     @routes.setter
     def routes(self, routes: list[OutboundRoute]) -> None:
         self._planner.routes = routes
+
+    def configure(self, settings: Settings) -> None:
+        """Take new outbound routes (a live change); a send being planned keeps the
+        routes it started with."""
+        self._planner.routes = compile_outbound(settings.outbound)
 
     # -- storing ----------------------------------------------------------------------
 

@@ -46,6 +46,10 @@ class People:
         self._store = store
         self._brokers = brokers
 
+    def configure(self, brokers: Sequence[BrokerSettings]) -> None:
+        """Take the brokers of a live configuration change."""
+        self._brokers = brokers
+
     # -- users ----------------------------------------------------------------------
 
     async def users(self) -> list[dict[str, Any]]:

@@ -84,6 +84,14 @@ class Purger:
         self.problems: list[str] = []
         self.last_problems: list[str] = []
         self._noted: list[str] = []
+        self._rescheduled: asyncio.Event | None = None
+
+    def configure(self, settings: PurgeSettings) -> None:
+        """Take new settings (a live configuration change): the schedule is computed
+        again at once, from ``at``; ``enabled`` false skips the runs until it is true."""
+        self._settings = settings
+        if self._rescheduled is not None:
+            self._rescheduled.set()
 
     def incomplete(self, reason: str) -> None:
         """Called by a purge implementation that left something it should have purged
@@ -147,12 +155,22 @@ class Purger:
                 "ok": not self.last_problems, "problems": list(self.last_problems)}
 
     async def scheduled(self) -> None:
-        """Run forever: sleep until the next ``purge.at``, purge, repeat."""
-        settings = self._settings
+        """Run forever: sleep until the next ``purge.at``, purge (when enabled), repeat.
+        A change of the settings (:meth:`configure`) computes the next run again."""
         outage = Outage("the scheduled purge", log)
         while True:
+            self._rescheduled = rescheduled = asyncio.Event()
             now = self._clock()
-            await asyncio.sleep((next_run(now, settings.at) - now).total_seconds())
+            delay = (next_run(now, self._settings.at) - now).total_seconds()
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation
+            # that comes with the event set (the host stopping right after a change).
+            waiter = asyncio.ensure_future(rescheduled.wait())
+            try:
+                done, _ = await asyncio.wait([waiter], timeout=delay)
+            finally:
+                waiter.cancel()
+            if done or not self._settings.enabled:
+                continue
             try:
                 await self.run()
             # The schedule must survive a failed night; the error is logged (BLE001).

@@ -63,6 +63,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/api/history/notes"): "supervise",
     ("GET", "/api/history/{entry_id}"): "supervise",
     ("POST", "/api/history/{entry_id}/revert"): "admin",
+    ("GET", "/api/config/status"): "admin",
+    ("POST", "/api/config/reload"): "admin",
     ("GET", "/api/config/routes"): "admin",
     ("POST", "/api/config/routes"): "admin",
     ("GET", "/api/config/routes/{name}"): "admin",

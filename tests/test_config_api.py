@@ -16,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from host.config.change import Applied
+from tests.conftest import base_config
 from host.core import Host
 
 ROUTES = textwrap.dedent("""\
@@ -69,9 +70,21 @@ BROKERS = textwrap.dedent("""\
 
 
 @pytest.fixture
-def cfg(config_dir: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+def cfg(config_dir: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SIM_PASSWORD", "env-s3cret")
-    return config_dir(routes=ROUTES, brokers=BROKERS)
+    return config_dir(smshost=with_shipped(tmp_path), routes=ROUTES, brokers=BROKERS,
+                      sinks=SINKS)
+
+
+SINKS = '[email]\nhost = "127.0.0.1"\nto = "ops@example.com"\n'
+"""The email sink has a server, so routes to it are valid (sending is never tried)."""
+
+
+def with_shipped(tmp_path: Path) -> str:
+    """The tests' smshost.toml with the shipped plugins (the simulator definition, the
+    email sink): an edit bringing a problem with them is refused (test_live_config)."""
+    return base_config(tmp_path).replace("shipped = false", "shipped = true")
 
 
 @pytest.fixture
@@ -106,16 +119,16 @@ def names(api: TestClient, path: str = "/api/config/routes") -> list[str]:
 def test_a_route_edit_keeps_comments_and_untouched_entries(api: TestClient, cfg: Path,
                                                            applied: list[Applied]) -> None:
     tag = etag(api, "/api/config/routes")
-    answer = api.patch("/api/config/routes/keyword", json={"destination": "chat",
+    answer = api.patch("/api/config/routes/keyword", json={"pattern": "(?i)help.*",
                        "note": "keywords to chat"}, headers={"If-Match": tag})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["destination"] == "chat"
+    assert answer.json()["pattern"] == "(?i)help.*"
     assert answer.headers["etag"] != tag
-    expected = ROUTES.replace('pattern = "(?i)info.*"\ndestination = "email"',
-                              'pattern = "(?i)info.*"\ndestination = "chat"')
+    expected = ROUTES.replace('pattern = "(?i)info.*"', 'pattern = "(?i)help.*"')
     assert expected != ROUTES
     assert (cfg / "routes.toml").read_text() == expected
-    assert [r.destination for r in applied[-1].settings.inbound] == ["email", "chat", "email"]
+    assert [r.pattern for r in applied[-1].settings.inbound] == [
+        "\\+1415555\\d{4}", "(?i)help.*", ".*"]
     assert applied[-1].change.source == "api"
     assert applied[-1].change.note == "keywords to chat"
     assert applied[-1].change.actor == "api.token"
@@ -290,7 +303,8 @@ def test_brokers_and_accounts_are_added_switched_and_removed(api: TestClient, cf
                                                              host: Host) -> None:
     made = api.post("/api/config/brokers", json={
         "name": "backup", "definition": "simulator", "encryption": "http",
-        "mt": {"rate": 5}, "accounts": [{"id": "b1", "local_address": "+15550200"}]})
+        "mt": {"rate": 5}, "mo": {"path": "/backup/mo", "receipt_path": "/backup/receipt"},
+        "accounts": [{"id": "b1", "local_address": "+15550200"}]})
     assert made.status_code == 201, made.text
     assert made.json()["mt"]["rate"] == 5 and made.json()["accounts"][0]["id"] == "b1"
     off = api.patch("/api/config/brokers/backup", json={"mo": {"enabled": False},
@@ -325,16 +339,16 @@ def test_attrs_at_broker_and_account_level(api: TestClient, host: Host) -> None:
     assert host.live.settings.brokers[0].accounts[0].attrs == {"desk": "7"}
 
 
-def test_a_file_absent_from_the_directory_is_created(config_dir: Callable[..., Path]
-                                                     ) -> None:
+def test_a_file_absent_from_the_directory_is_created(config_dir: Callable[..., Path],
+                                                     tmp_path: Path) -> None:
     from host.config import load_settings
-    cfg = config_dir()
+    cfg = config_dir(smshost=with_shipped(tmp_path))
     host = Host(load_settings(cfg), config_dir=cfg)
     assert not (cfg / "brokers.toml").exists()
     with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"}) as api:
         assert api.get("/api/config/brokers").json() == {"brokers": []}
         made = api.post("/api/config/brokers", json={"name": "sim", "definition":
-                        "simulator", "encryption": "http"})
+                        "simulator", "encryption": "http", "accounts": [{"id": "a"}]})
         assert made.status_code == 201, made.text
         outbound = api.post("/api/config/outbound", json={"name": "uk", "pattern": r"0(\d+)",
                                                           "format": "+44$1"})

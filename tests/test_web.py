@@ -69,7 +69,9 @@ def test_health_shows_what_failed_only_on_the_api_listener(
         "database": {"ok": True, "readable": True, "writes": {"ok": True}},
         "plugins": {"loaded": body["plugins"]["loaded"], "failed": 2},
         "handlers": {"loaded": 0, "failed": 0, "routes_without_handler": 0},
-        "purge": {"ok": True}}
+        "purge": {"ok": True},
+        "config": {"version": body["config"]["version"], "refused": False,
+                   "restart_needed": False}}
     for secret in (str(tmp_path), UNSET, "broken", "bad", "brokers.toml"):
         assert secret not in public.text
 

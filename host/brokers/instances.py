@@ -240,7 +240,8 @@ class _Builder:
         broker_values = self._broker_values(definition, port, mo_path, receipt_path)
         try:  # the adapter's code runs here: whatever it raises is this instance's problem
             broker = btype.cls(definition, name=c.name, options=dict(c.options),
-                               broker_values=broker_values, attrs=c.attrs)
+                               broker_values=broker_values,
+                               attrs={**self.settings.attrs, **c.attrs})
             instance = BrokerInstance(c, definition, broker, port, mo_path, receipt_path,
                                       {a.id: a for a in c.accounts})
             self._signature_keys(instance)

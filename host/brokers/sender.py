@@ -91,7 +91,17 @@ class Sender:
         self._active: set[asyncio.Task[None]] = set()
         self._running = False
         self._strays_at = 0.0  # monotonic; the first claim looks for them
+        # (broker, account) removed by a live change: their messages wait, neither sent
+        # nor failed as strays, until the account is configured again (or a restart).
+        self.held: set[Key] = set()
         self.outage = Outage("sending", log)
+
+    def configure(self, settings: Settings, held: set[Key]) -> None:
+        """Take new settings (a live change; ``outbox.enabled``, ``max_in_flight`` and
+        ``ca_file`` take effect at the next start) and the accounts to hold."""
+        self._settings = settings
+        self.held = held
+        self._wakeup.set()
 
     @property
     def clock(self) -> Clock:
@@ -199,7 +209,7 @@ class Sender:
         asks = [(key, min(window, whole)) for key in self._accounts()
                 if (whole := pacer.tokens(key, window)) > 0]
         rows, found_strays = await self._store.read(partial(
-            due_messages, asks, now, window, strays, self._accounts()))
+            due_messages, asks, now, window, strays, self._accounts() + sorted(self.held)))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)

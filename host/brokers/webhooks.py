@@ -44,6 +44,7 @@ from host.messages import NewMessage
 from host.numbers import normalize
 
 if TYPE_CHECKING:
+    from host.brokers.paths import WebhookPaths
     from host.brokers.concat import Concat
     from host.brokers.receipts import Receipts
     from host.config.settings import Settings
@@ -65,6 +66,10 @@ class WebhookHost(Protocol):
     @property
     def brokers(self) -> Mapping[str, BrokerInstance]:
         """The broker instances, whose paths are served (:func:`endpoints_for_port`)."""
+
+    @property
+    def webhook_paths(self) -> WebhookPaths:
+        """The paths each listener port serves, kept current (host.brokers.paths)."""
 
     @property
     def metrics(self) -> Metrics:

@@ -8,18 +8,29 @@ validation is refused with :class:`~host.errors.ConfigRefused`; the running one 
 
 ``check_files`` validates files that are not written yet (an edit from the API or the
 CLI is checked before it replaces a file). Every applier of a change goes through
-``apply``: a file edit (the watcher), the API, the CLI, a revert.
+``apply``: a file edit (the watcher), the API, the CLI, a revert. Both run the host's
+``check`` too (host.reconfigure: what only the plugins can tell, such as a route to a
+sink that is not installed), so an edit the swap would refuse is refused before it is
+written; the swap may still refuse (ConfigRefused) before it applies anything.
+
+A directory whose files are the ones applied (a save that changed nothing, a touch)
+applies nothing: ``apply`` answers an ``Applied`` whose ``changed`` is False, without
+calling the swap or the listeners, so listeners (the history) hear real changes only.
+It also clears a refusal: the files are the running ones again. A refusal is logged
+once (the same refused files saved again are not logged again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +88,11 @@ class Refusal:
 
     change: ConfigChange
     errors: list[str] = field(default_factory=list)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, object]:
+        return {"at": _iso(self.at), "source": self.change.source,
+                "actor": self.change.actor, "errors": list(self.errors)}
 
 
 class LiveConfig:
@@ -90,6 +106,9 @@ class LiveConfig:
         self.refused: Refusal | None = None
         self.restart_needed: tuple[str, ...] = ()
         self.listeners: list[Listener] = []
+        self.check: Callable[[Settings], object] | None = None  # the host's (see above)
+        self.last = ConfigChange("start")
+        self.applied_at = datetime.now(UTC)
         self._swap = swap
         self._environ = dict(environ) if environ is not None else None
         self._lock = asyncio.Lock()
@@ -108,7 +127,10 @@ class LiveConfig:
             for name, text in files.items():
                 Path(scratch, name).write_text(text, encoding="utf-8")
             try:
-                return self.load(Path(scratch))
+                settings = self.load(Path(scratch))
+                if self.check is not None:
+                    self.check(settings)
+                return settings
             except ConfigErrors as exc:
                 raise ConfigRefused([_renamed(e, scratch, self.config_dir) for e in exc]) from None
 
@@ -120,23 +142,48 @@ class LiveConfig:
                                              "directory: nothing to reload")])
         async with self._lock:
             before, after = self.files, read_files(self.config_dir)
+            if after == before:  # nothing to apply (see the module text)
+                self.refused = None
+                return Applied(change, before, after, self.settings, self.restart_needed)
             try:
                 settings = self.load(self.config_dir)
+                restart = await self._swap(self.settings, settings)
             except ConfigErrors as exc:
                 return self._refuse(change, list(exc))
-            old, self.settings = self.settings, settings
-            self.restart_needed = await self._swap(old, settings)
+            self.settings, self.restart_needed = settings, restart
             self.files, self.refused = after, None
+            self.last, self.applied_at = change, datetime.now(UTC)
             applied = Applied(change, before, after, settings, self.restart_needed)
             for listener in list(self.listeners):
                 await _call(listener, applied)
             return applied
 
     def _refuse(self, change: ConfigChange, errors: list[ConfigError]) -> Applied:
-        self.refused = Refusal(change, [e.describe() for e in errors])
-        log.error("configuration change (%s) refused, the running configuration stays:\n%s",
-                  change.source, "\n".join(self.refused.errors))
+        described = [e.describe() for e in errors]
+        if self.refused is None or self.refused.errors != described:  # logged once
+            log.error("configuration change (%s) refused, the running configuration "
+                      "stays:\n%s", change.source, "\n".join(described))
+        self.refused = Refusal(change, described)
         raise ConfigRefused(errors)
+
+    @property
+    def version(self) -> str:
+        """A digest of the applied files: equal on two nodes with the same files."""
+        digest = hashlib.sha256()
+        for name, text in sorted(self.files.items()):
+            digest.update(f"{name}\0{text}\0".encode())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict[str, object]:
+        """The running configuration for /health and ``GET /api/config/status``."""
+        return {"version": self.version, "applied_at": _iso(self.applied_at),
+                "source": self.last.source, "actor": self.last.actor,
+                "restart_needed": list(self.restart_needed),
+                "refused": self.refused.to_json() if self.refused else None}
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def atomic_write(path: Path, text: str) -> None:

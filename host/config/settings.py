@@ -77,6 +77,11 @@ class ServerSettings:
     )
     connections: ConnectionSettings = setting(
         factory=ConnectionSettings, help="Timeouts and connection limits of every listener.")
+    watch_config: bool = setting(
+        True,
+        help="Apply a saved edit of the configuration files (config/*.toml) while the "
+        "server runs, once it is valid as a whole (docs/administration.md, Live "
+        "configuration). false: edits apply at the next start or POST /api/config/reload.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class HandlerRegistry:
     def __init__(self, settings: HandlerSettings, plugin_settings: PluginSettings,
                  store: Store, plugins: Plugins, brokers: Mapping[str, BrokerInstance],
                  outbound: Outbound, reloaded: Reloaded) -> None:
+        self.sms_attrs: Mapping[str, str] = {}  # [attrs] of smshost.toml (the host sets it)
         self._settings = settings
         self._plugin_settings = plugin_settings
         self._store = store
@@ -263,8 +264,10 @@ class HandlerRegistry:
                        state_saved_at=row[1] if row else None)
 
     def attrs(self, message: Message) -> dict[str, Any]:
-        """Custom attributes: the broker's, the account's, then the message's (P4)."""
-        attrs: dict[str, Any] = {}
+        """Custom attributes: the SMS-level ones ([attrs] of smshost.toml), the
+        broker's, the account's, then the message's (P4); a later one of the same name
+        wins."""
+        attrs: dict[str, Any] = dict(self.sms_attrs)
         instance = self._brokers.get(message.broker or "")
         if instance is not None:
             attrs.update(instance.settings.attrs)

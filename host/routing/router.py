@@ -106,6 +106,13 @@ class Router:
     def routes(self, routes: list[Route]) -> None:
         self._routes = routes
 
+    def configure(self, settings: Settings) -> None:
+        """Take new settings (a live change): the routes and the retry delays. A message
+        being routed keeps the route it chose; its next one uses the new routes.
+        ``routing.workers`` and ``routing.enabled`` take effect at the next start."""
+        self._routes = compile_routes(settings.inbound)
+        self._settings = settings
+
     async def start(self) -> None:
         """Route everything left unrouted (by a crash or a stop) and take new messages.
 

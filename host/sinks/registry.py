@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from host.config.schema import Converter
@@ -21,16 +21,20 @@ def _where(settings: Settings, *path: str | int) -> str:
 
 
 def build_sinks(settings: Settings, host: HostAPI, classes: dict[str, type],
-                given: Mapping[type, Mapping[str, Any]] | None = None
+                given: Mapping[type, Mapping[str, Any]] | None = None,
+                only: Collection[str] | None = None,
                 ) -> tuple[dict[str, Sink], list[tuple[str, str]]]:
     """One instance per sink kind, its ``[kind]`` table of sinks.toml converted to its
     settings; problems come back as (kind, ``file:line: key: message``). Every sink is
     built as ``cls(host, settings)``; a class of ``given`` also receives the keyword
-    arguments the composition root gives it there (the handler sink: its scripts)."""
+    arguments the composition root gives it there (the handler sink: its scripts).
+    ``only``: build these kinds alone (a live change keeps the sinks it did not change)."""
     sinks: dict[str, Sink] = {}
     problems: list[tuple[str, str]] = []
     tables = settings.sinks
     for kind, cls in classes.items():
+        if only is not None and kind not in only:
+            continue
         raw = dict(tables.get(kind, {}))
         converted: Any = raw
         settings_class = getattr(cls, "settings_class", None)

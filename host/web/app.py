@@ -29,7 +29,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from host.brokers.webhooks import endpoints_for_port
+
 from host.config.settings import ListenerSettings
 from host.web import api, ops
 from host.web.api.auth import ApiAuth
@@ -94,7 +94,7 @@ def build_app(host: WebHost, listener: ListenerSettings,
     ui = _ui(host, listener) if listener.api else None
     routes = _routes(register_routes, listener, ui)
     programs = [r for r in routes if isinstance(r, (OpsRoute, WebhookRoute))]
-    brokers = frozenset(endpoints_for_port(host.brokers, listener.port))
+    brokers = host.webhook_paths.names(listener.port)
     answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None,
                            host.refusals)
 

@@ -91,6 +91,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
         """Seconds since the node started."""
 
     @property
+    def live(self) -> LiveConfig:
+        """The running configuration (/health's ``config``, ``/api/config/...``)."""
+
+    @property
     def router(self) -> InboundRoutes:
         """The inbound routes."""
 
@@ -113,10 +117,6 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def history(self) -> History:
         """The configuration history (``/api/history``)."""
-
-    @property
-    def live(self) -> LiveConfig:
-        """The running configuration and the one way to change it (/api/config)."""
 
     @property
     def handlers(self) -> HandlerStatus:

@@ -30,14 +30,15 @@ import httptools
 from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from host.brokers.webhooks import (Endpoint, WebhookHost, endpoints_for_port, log_failure,
-                                   respond, unexpected)
+from host.brokers.webhooks import (Endpoint, WebhookHost, log_failure, respond,
+                                   unexpected)
 from host.logs import request_id
 from host.models import MAX_ID, bounded_int, is_decimal
 from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.middleware import record_request, request_id_for
 
 if TYPE_CHECKING:
+    from host.brokers.paths import WebhookPaths
     from host.config.settings import ListenerSettings
 
 
@@ -52,7 +53,8 @@ class WebhookProtocol(GuardedProtocol):
     """
 
     host: ClassVar[WebhookHost]  # the broker webhooks store with it
-    endpoints: ClassVar[dict[str, tuple[Endpoint, frozenset[str]]]]
+    paths: ClassVar[WebhookPaths]  # the broker paths, kept current by a live change
+    webhook_port: ClassVar[int]
     limit: ClassVar[int]
 
     def start_request(self) -> None:
@@ -83,7 +85,7 @@ class WebhookProtocol(GuardedProtocol):
         if b"%" in raw_path or not raw_path.isascii():
             return None
         path = raw_path.decode("ascii")
-        found = self.endpoints.get(path)
+        found = self.paths.with_methods(self.webhook_port).get(path)
         if found is None:
             return None
         endpoint, methods = found
@@ -279,13 +281,6 @@ def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
 def protocol_for(host: WebhookHost, listener: ListenerSettings,
                  clock: Clock) -> type[GuardedProtocol]:
     """The protocol class for ``listener``: its broker paths and their methods."""
-    table: dict[str, tuple[Endpoint, frozenset[str]]] = {}
-    for path, endpoint in endpoints_for_port(host.brokers, listener.port).items():
-        definition = endpoint.instance.definition
-        methods: set[str] = set()
-        for kind in endpoint.kinds:
-            spec = definition.mo if kind == "mo" else definition.receipt
-            methods.update(spec.methods if spec is not None else ())
-        table[path] = (endpoint, frozenset(methods))
-    return protocol_class(host, listener, clock, WebhookProtocol, endpoints=table,
+    return protocol_class(host, listener, clock, WebhookProtocol, paths=host.webhook_paths,
+                          webhook_port=listener.port,
                           limit=host.settings.api.max_body_bytes)

@@ -1,7 +1,9 @@
 """GET /health: is this node fit to take traffic, and what failed to load (P6, P12).
 
 ``status`` is ``ok``; ``degraded`` when something failed to load (the node serves what
-did: 200), when the last purge was incomplete (200; ``purge`` says why) or when the
+did: 200), when the last edit of the configuration was refused (200: the node runs
+with the configuration before it; ``config.refused`` names file and line), when the
+last purge was incomplete (200; ``purge`` says why) or when the
 database refuses writes (a full disk: 503, so a load balancer
 takes the node out until writes go through again); ``error`` when the database cannot
 be read (503). While writes fail, or after a long time without any, the request runs a
@@ -52,8 +54,9 @@ async def health(request: Request) -> Response:
     missing = [{"route": r.name, "handler": r.target} for r in host.settings.inbound
                if r.destination == "handler" and host.handlers.get(r.target) is None]
     purge = host.purger.describe()
+    config = host.live.describe()
     status = "ok" if not failures and not handlers["failures"] and not missing else "degraded"
-    if not database["writes"]["ok"] or not purge["ok"]:
+    if not database["writes"]["ok"] or not purge["ok"] or config["refused"]:
         status = "degraded"
     if not database["readable"]:
         status = "error"
@@ -73,6 +76,7 @@ async def health(request: Request) -> Response:
             "routes_without_handler": missing,
         },
         "purge": purge,
+        "config": config,
     }
     if not request.app.state.listener.api:
         body = _counts_only(body)
@@ -90,4 +94,7 @@ def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
         "handlers": {"loaded": len(handlers["loaded"]), "failed": len(handlers["failures"]),
                      "routes_without_handler": len(handlers["routes_without_handler"])},
         "purge": {"ok": body["purge"]["ok"]},
+        "config": {"version": body["config"]["version"],
+                   "refused": body["config"]["refused"] is not None,
+                   "restart_needed": bool(body["config"]["restart_needed"])},
     }

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from host.brokers.webhooks import endpoints_for_port, respond, unexpected
+from host.brokers.webhooks import respond, unexpected
 
 if TYPE_CHECKING:
     from host.brokers.webhooks import WebhookHost
@@ -35,10 +35,12 @@ class BrokerDispatch:
     def __init__(self, app: ASGIApp, host: WebhookHost, port: int) -> None:
         self.app = app
         self.host = host
-        self.table = endpoints_for_port(host.brokers, port)
+        self.paths = host.webhook_paths  # kept current by a live change (P11)
+        self.port = port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.table.get(scope.get("path", "")) if scope["type"] == "http" else None
+        endpoint = self.paths.on_port(self.port).get(scope.get("path", "")) \
+            if scope["type"] == "http" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return

@@ -7,7 +7,7 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import config, history, messages, people, routing, send, session, tokens
+from host.web.api import config, history, live, messages, people, routing, send, session, tokens
 from host.web.routes import ApiRoute
 
 
@@ -30,6 +30,7 @@ def routes() -> list[ApiRoute]:
         *session.routes(),
         *history.routes(),
         *config.routes(),  # /api/config/...: editing the configuration files
+        *live.routes(),  # /api/config/status, /api/config/reload
     ]
 
 

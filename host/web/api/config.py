@@ -24,7 +24,7 @@ from host.config.change import ConfigChange
 from host.config.editor import ConfigEditor
 from host.config.edits import routes as route_edits
 from host.config.edits import sections
-from host.errors import ApiError, ConfigRefused
+from host.errors import ApiError, ConfigError, ConfigRefused
 from host.jsontext import kind_of
 from host.text import clean
 from host.web.bodies import json_object
@@ -97,10 +97,11 @@ async def write(request: Request, file: str, change: Change, *, creates: bool = 
 
 def refused(request: Request, exc: ConfigRefused) -> Response:
     """422 with every problem; files named as in the configuration directory."""
-    problems = [{"file": Path(e.file).name if e.file else None, "line": e.line,
-                 "key": e.key, "message": clean(e.message)} for e in exc]
-    summary = "; ".join(f"{p['file'] or ''}:{p['line'] or ''}: {p['key'] or ''}: "
-                        f"{p['message']}" for p in problems[:3])
+    named = [ConfigError(clean(e.message), file=Path(e.file).name if e.file else None,
+                         line=e.line, key=e.key) for e in exc]
+    problems = [{"file": e.file, "line": e.line, "key": e.key, "message": e.message}
+                for e in named]
+    summary = "; ".join(e.describe() for e in named[:3])
     return JSONResponse({"error": "invalid_config", "message": clean(
         f"the configuration would not be valid, nothing was written: {summary}"),
         "errors": problems}, status_code=422)

@@ -80,9 +80,10 @@ class WebhookSink(Sink):
         # deliveries the server process owns.
         if not self.host.background:
             return
+        # Merged with what deliver() queued before the start (a sink built by a live
+        # change takes deliveries at once; its start reads the rest from the table).
         rows = await self.host.store.read(lambda db: list(db.execute(
             "select id, next_attempt_at from webhook_deliveries where status = 'pending'")))
-        self._due, self._queued, self._again = [], set(), {}
         now = time.time()
         for delivery_id, next_at in rows:
             self._push(delivery_id, to_epoch(next_at) if next_at else now)
@@ -107,6 +108,7 @@ class WebhookSink(Sink):
                 log.warning("webhook: %d deliveries under way at shutdown will be sent "
                             "again after the restart", len(late))
         self._in_flight.clear()
+        self._due, self._queued, self._again = [], set(), {}  # in the table: read at start
         if self._session is not None:
             await self._session.close()
             self._session = None
