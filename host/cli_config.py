@@ -12,21 +12,25 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from tomlkit.container import Container
 
 from host.cli_context import config_option, default_config, run
-from host.config.change import ConfigChange, LiveConfig
+from host.config.change import Applied, ConfigChange, LiveConfig
 from host.config.edits import routes as route_edits
 from host.config.edits import sections
 from host.config.editor import ConfigEditor
 from host.config.loader import load_settings
 from host.config.settings import Settings
-from host.errors import ApiError, ConfigErrors, ConfigRefused
+from host.errors import ApiError, ConfigErrors, ConfigRefused, SmshostError
+from host.history import History
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from host.core import Host
 
 
 class CliLive(LiveConfig):
@@ -58,20 +62,57 @@ def _actor() -> str | None:
 
 def edit(config_dir: Path | None, file: str, change: Callable[[Container], T],
          note: str | None) -> T:
-    """Run one edit of ``file``; exit 1 with the reasons when it is refused."""
-    editor = ConfigEditor(live_config(config_dir or default_config()))
+    """Run one edit of ``file``; exit 1 with the reasons when it is refused.
+
+    The change is recorded in the history (source ``cli``, with the note) as soon as it
+    is written, before a running server's watcher applies it (the history keeps one
+    entry per content). A configuration that does not load yet cannot open the
+    database: the edit is then made without the CLI's entry (the server records it)."""
+    directory = config_dir or default_config()
     who = ConfigChange("cli", _actor(), note)
-    try:
-        answer: T = run(editor.edit(file, None, change, who))[0]
-    except ConfigRefused as exc:
-        for error in exc:
+
+    async def edit_with(history: History | None) -> T | SmshostError:
+        live = live_config(directory)
+        if history is not None:
+            live.listeners.append(lambda applied: _record(history, applied))
+        try:
+            answer: T = (await ConfigEditor(live).edit(file, None, change, who))[0]
+        except (ConfigRefused, ApiError) as exc:
+            return exc  # reported below, not as with_host's one-line refusal
+        return answer
+
+    async def with_history(host: Host) -> T | SmshostError:
+        return await edit_with(host.history)
+
+    if _loads(directory):
+        from host.cli_people import with_host
+        outcome = with_host(directory, None, with_history)
+    else:
+        outcome = run(edit_with(None))
+    if isinstance(outcome, ConfigRefused):
+        for error in outcome:
             click.echo(f"error: {error.describe()}", err=True)
         click.echo("the configuration would not be valid; nothing was written.", err=True)
         sys.exit(1)
-    except ApiError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+    if isinstance(outcome, ApiError):
+        click.echo(f"error: {outcome.message}", err=True)
         sys.exit(1)
-    return answer
+    return outcome  # type: ignore[return-value]
+
+
+def _loads(config_dir: Path) -> bool:
+    try:
+        load_settings(config_dir, defer_secrets=True)
+    except ConfigErrors:
+        return False
+    return True
+
+
+async def _record(history: History, applied: Applied) -> None:
+    if applied.before and await history.latest() is None:  # no server recorded a start
+        await history.record(applied.before, ConfigChange(
+            "file", note="the configuration before the first change recorded"))
+    await history.record(applied.after, applied.change)
 
 
 def read(config_dir: Path | None, file: str, view: Callable[[Container], T]) -> T:

@@ -56,7 +56,7 @@ def test_route_add_move_set_remove(cfg: Path) -> None:
     assert "pattern = '\\+1415\\d+'   # San Francisco" in text
     assert "pattern = '(?i)info\\s.*'\n\n# The catch-all.\n[[inbound]]" in text
     moved = smshost(cfg, "route", "move", "kw", "up")
-    assert moved.exit_code == 0 and moved.output.startswith("  0  kw ")
+    assert moved.exit_code == 0 and moved.stdout.startswith("  0  kw ")
     changed = smshost(cfg, "route", "set", "kw", "--target", "kw@example.com")
     assert changed.exit_code == 0, changed.output
     assert [(r.name, r.target) for r in load_settings(cfg).inbound] == [
@@ -142,3 +142,30 @@ def test_a_secret_the_shell_lacks_is_no_error(config_dir: Callable[..., Path]) -
     secret = run_cli("config", "set", "brokers.sim.accounts.a.password", "x",
                      "--config", str(cfg))
     assert secret.returncode == 2 and "is a secret" in secret.stderr
+
+
+def test_a_cli_edit_is_recorded_with_its_note_and_the_servers_apply_adds_nothing(
+        cfg: Path) -> None:
+    import asyncio
+    import json
+
+    from host.config.change import ConfigChange
+    from host.core import Host
+
+    done = smshost(cfg, "route", "add", "kw", "--destination", "email", "--pattern",
+                   "(?i)info.*", "--type", "body", "--note", "keywords by mail")
+    assert done.exit_code == 0, done.output
+    listed = json.loads(smshost(cfg, "history", "--json").stdout)["entries"]
+    assert [(e["source"], e["note"]) for e in listed][:1] == [("cli", "keywords by mail")]
+    assert listed[0]["sections"] == ["inbound"] and listed[1]["source"] == "file"
+    shown = smshost(cfg, "history", "--show", str(listed[0]["id"])).stdout
+    assert '+name = "kw"' in shown
+
+    async def apply_as_the_watcher_would() -> None:  # the server sees the same files
+        host = Host(load_settings(cfg), config_dir=cfg)
+        host.live.files = {}  # as if it ran the files from before the edit
+        async with host.running(background=False):
+            await host.live.apply(ConfigChange("file"))
+    asyncio.run(apply_as_the_watcher_would())
+    again = json.loads(smshost(cfg, "history", "--json").stdout)["entries"]
+    assert len(again) == len(listed)
