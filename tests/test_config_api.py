@@ -405,3 +405,19 @@ def test_a_file_that_is_not_toml_is_422_and_not_rewritten(api: TestClient, cfg: 
         error = answer.json()["errors"][0]
         assert error["file"] == "routes.toml" and error["line"] == 26
     assert (cfg / "routes.toml").read_text() == ROUTES + "\n[broken\n"
+
+
+def test_a_secret_with_non_ascii_characters_is_set_and_applied(api: TestClient, cfg: Path,
+                                                               host: Host) -> None:
+    # The running and the new settings are compared when applied; hmac.compare_digest
+    # refuses str with non-ASCII characters (a TypeError: 500, the file written and
+    # not applied) unless the values are compared as bytes.
+    set_ = api.patch("/api/config/brokers/sim/accounts/second",
+                     json={"password": "pässwört-€"}, headers={"If-Match": "*"})
+    assert set_.status_code == 200, set_.text
+    password = host.live.settings.brokers[0].accounts[1].password
+    assert password is not None and password.reveal() == "pässwört-€"
+    again = api.patch("/api/config/brokers/sim/accounts/second", json={"login": "two"},
+                      headers={"If-Match": "*"})
+    assert again.status_code == 200, again.text
+    assert host.live.settings.brokers[0].accounts[1].login == "two"
