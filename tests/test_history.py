@@ -189,6 +189,10 @@ SECRETS = [
     ("sinks.toml", '[webhook.targets.crm]\nurl = "https://u:url-OLD-2424@h/"\n',
      '[webhook.targets.crm]\nurl = "https://u:url-NEW-3535@h/"\n',
      ["url-OLD-2424", "url-NEW-3535"]),
+    # an @ in the password: the user part ends at the last @ of the authority (urlsplit)
+    ("sinks.toml", '[webhook.targets.crm]\nurl = "https://u:p@ss-OLD-2525@h/x"\n',
+     '[webhook.targets.crm]\nurl = "https://u:p@ss-NEW-3636@h/x"\n',
+     ["ss-OLD-2525", "ss-NEW-3636"]),
     ("sinks.toml", '[signer]\nkey_one = "decl-OLD-4646"\n',
      '[signer]\nkey_one = "decl-NEW-5757"\n', ["decl-OLD-4646", "decl-NEW-5757"]),
     ("smshost.toml", '[api]\ntoken = "cmt-OLD-6868"\n',

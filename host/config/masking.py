@@ -42,7 +42,8 @@ ANY = "*"
 Path = tuple[str, ...]
 _SECRET_NAME = re.compile(r"passw|passphrase|secret|token|api[-_]?key|authori[sz]ation|"
                           r"credential|private[-_]?key", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)(?P<pw>[^@/\s'\"]+)@",
+# The password runs to the last @ of the authority (as urlsplit reads it: an @ in it).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)(?P<pw>[^/\s'\"]+)@",
                            re.IGNORECASE)
 _MARK = "\x00"  # marks a changed secret until its line gets CHANGED (TOML holds no NUL)
 
