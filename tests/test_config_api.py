@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from host.config.change import Applied
+from host.config.change import Applied, ConfigChange
 from host.core import Host
 
 ROUTES = textwrap.dedent("""\
@@ -421,3 +421,29 @@ def test_a_secret_with_non_ascii_characters_is_set_and_applied(api: TestClient, 
                       headers={"If-Match": "*"})
     assert again.status_code == 200, again.text
     assert host.live.settings.brokers[0].accounts[1].login == "two"
+
+
+def test_an_edit_that_would_stop_a_broker_is_422_and_nothing_is_written(
+        api: TestClient, cfg: Path, host: Host, applied: list[Applied]) -> None:
+    # A problem inside one [[brokers]] table only keeps that broker from starting when
+    # the files are loaded (the others run); an edit must not be the cause of one.
+    before = (cfg / "brokers.toml").read_bytes()
+    account = "/api/config/brokers/sim/accounts/second"
+    for body in ({"passwrd": "typo-s3cret"}, {"password": 12345678},
+                 {"local_address": 5}):
+        bad = api.patch(account, json=body, headers={"If-Match": "*"})
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.json()["errors"][0]["file"] == "brokers.toml"
+        assert "sim" in bad.json()["message"]
+        assert "typo-s3cret" not in bad.text and "12345678" not in bad.text
+    added = api.post("/api/config/brokers", json={"name": "other", "definiton": "sim"})
+    assert added.status_code == 422, added.text
+    assert (cfg / "brokers.toml").read_bytes() == before
+    assert not applied and not host.live.settings.brokers[0].config_problems
+    # a broker broken in the file already does not stop an edit of another thing
+    (cfg / "brokers.toml").write_text(before.decode() + 'bogus = "x"\n')
+    assert api.portal is not None
+    api.portal.call(host.live.apply, ConfigChange("file"))
+    assert host.live.settings.brokers[0].config_problems
+    fine = api.patch("/api/config/purge", json={"days": 60}, headers={"If-Match": "*"})
+    assert fine.status_code == 200, fine.text
