@@ -232,6 +232,16 @@ def test_an_unchanged_secret_is_masked_in_the_context_lines() -> None:
     assert CHANGED not in shown
 
 
+def test_a_secret_written_as_a_number_is_masked_too() -> None:
+    # Not a valid secret (the broker does not start), but written by hand and applied
+    # (the other brokers run): the history must not show it.
+    accounts = '[[brokers]]\nname = "b"\ndefinition = "x"\n[[brokers.accounts]]\nid = "a"\n'
+    shown = diff({"brokers.toml": accounts + "password = 48151623\n"},
+                 {"brokers.toml": accounts + "password = 42424242\nlogin = 9999.5\n"}, KEYS)
+    assert "48151623" not in shown and "42424242" not in shown and HIDDEN in shown
+    assert "9999.5" in shown
+
+
 def test_sections_name_the_top_level_tables_that_changed() -> None:
     assert sections({"routes.toml": "[routing]\nworkers = 1\n[optout]\n"},
                     {"routes.toml": "[routing]\nworkers = 2\n[optout]\n",

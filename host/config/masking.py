@@ -99,6 +99,8 @@ class SecretKeys:
         found: dict[Path, str] = {}
         for pattern in self.paths:
             for path, value in _matches(data, pattern, ()):
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    value = str(value)  # not a valid secret, yet one (masked loosely)
                 if isinstance(value, str) and not self._public(data, path):
                     found[path] = value
         for path, value in _named(data, ()):
