@@ -5,6 +5,7 @@ objects and written, each function run by the store inside one transaction (a
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -99,8 +100,10 @@ def insert_user(db: Database, fields: Mapping[str, Any]) -> None:
                           "(logins are unique, whatever their case)")
     groups = _ids(db, "workgroups", "name", "workgroups", fields.get("workgroups", []))
     now = utcnow()
+    # A random first epoch: a session of a removed user of the same login, whose
+    # cookie names only the login and epoch, does not sign in this one (host.sessions).
     row = {"roles": "[]", "classifications": "[]", **_columns(fields, _USER_COLUMNS),
-           "created_at": now, "updated_at": now}
+           "session_epoch": secrets.randbelow(2**31), "created_at": now, "updated_at": now}
     user = _insert(db, "users", row)
     db.conn.executemany("insert into workgroup_members (workgroup_id, user_id) values (?, ?)",
                    [(group, user) for group in groups])

@@ -419,3 +419,49 @@ def test_a_file_that_is_not_toml_is_422_and_not_rewritten(api: TestClient, cfg: 
         error = answer.json()["errors"][0]
         assert error["file"] == "routes.toml" and error["line"] == 26
     assert (cfg / "routes.toml").read_text() == ROUTES + "\n[broken\n"
+
+
+def test_a_secret_with_non_ascii_characters_is_set_and_applied(api: TestClient, cfg: Path,
+                                                               host: Host) -> None:
+    # The running and the new settings are compared when applied; hmac.compare_digest
+    # refuses str with non-ASCII characters (a TypeError: 500, the file written and
+    # not applied) unless the values are compared as bytes.
+    set_ = api.patch("/api/config/brokers/sim/accounts/second",
+                     json={"password": "pässwört-€"}, headers={"If-Match": "*"})
+    assert set_.status_code == 200, set_.text
+    password = host.live.settings.brokers[0].accounts[1].password
+    assert password is not None and password.reveal() == "pässwört-€"
+    again = api.patch("/api/config/brokers/sim/accounts/second", json={"login": "two"},
+                      headers={"If-Match": "*"})
+    assert again.status_code == 200, again.text
+    assert host.live.settings.brokers[0].accounts[1].login == "two"
+
+
+def test_an_edit_that_would_stop_a_broker_is_422_and_nothing_is_written(
+        api: TestClient, cfg: Path, host: Host, applied: list[Applied]) -> None:
+    # A problem inside one [[brokers]] table only keeps that broker from starting when
+    # the files are loaded (the others run); an edit must not be the cause of one.
+    before = (cfg / "brokers.toml").read_bytes()
+    account = "/api/config/brokers/sim/accounts/second"
+    for body in ({"passwrd": "typo-s3cret"}, {"password": 12345678},
+                 {"local_address": 5}):
+        bad = api.patch(account, json=body, headers={"If-Match": "*"})
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.json()["errors"][0]["file"] == "brokers.toml"
+        assert "brokers[0]" in bad.json()["message"]  # which broker, by file and key
+        assert "typo-s3cret" not in bad.text and "12345678" not in bad.text
+    added = api.post("/api/config/brokers", json={"name": "other", "definiton": "sim"})
+    assert added.status_code == 422, added.text
+    assert (cfg / "brokers.toml").read_bytes() == before
+    assert not applied and not host.live.settings.brokers[0].config_problems
+
+
+def test_a_broker_broken_in_the_file_already_does_not_stop_other_edits(cfg: Path) -> None:
+    # broken at start (a live edit bringing the problem is refused, above)
+    from host.config import load_settings
+    (cfg / "brokers.toml").write_text(BROKERS.replace('id = "second"', 'id = "second"\nbogus = 1'))
+    broken = Host(load_settings(cfg), config_dir=cfg)
+    assert broken.live.settings.brokers[0].config_problems
+    with TestClient(broken.app_for(), headers={"Authorization": "Bearer test-token"}) as c:
+        fine = c.patch("/api/config/purge", json={"days": 60}, headers={"If-Match": "*"})
+    assert fine.status_code == 200, fine.text

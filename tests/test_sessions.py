@@ -133,6 +133,21 @@ def test_a_removed_user_or_a_new_password_ends_its_sessions(client: TestClient,
         assert bob.get("/api/session").status_code == 401
 
 
+def test_a_removed_users_session_does_not_pass_to_a_new_user_of_its_login(
+        client: TestClient, host: Host) -> None:
+    # The cookie names the login and its session epoch: a user added later with the
+    # same login (another person, maybe an admin) must not be signed in by it.
+    assert sign_in(client, "bob").status_code == 200
+    copy = client.cookies.get(COOKIE)
+    assert client.delete("/api/users/bob", headers=CONFIG).status_code == 204
+    assert client.post("/api/users", headers=CONFIG, json={
+        "login": "bob", "roles": ["admin"], "password": "the new bob's own"}
+        ).status_code == 201
+    with TestClient(host.app_for(), base_url=BASE, cookies={COOKIE: copy}) as old:
+        assert old.get("/api/session").status_code == 401
+        assert old.get("/api/tokens").status_code == 401
+
+
 def test_a_role_change_applies_at_the_next_request(client: TestClient) -> None:
     assert sign_in(client, "bob").status_code == 200
     assert client.get("/api/routes").status_code == 403

@@ -12,6 +12,7 @@ with ConfigRefused (file:line per problem) and nothing is written.
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -24,13 +25,14 @@ from tomlkit.toml_document import TOMLDocument
 
 from host.config.change import ConfigChange, LiveConfig, atomic_write, read_files
 from host.config.documents import etag
-from host.config.settings import FILES
+from host.config.settings import FILES, Settings
 from host.errors import ApiError, ConfigError, ConfigRefused
 
 T = TypeVar("T")
 _LOCKS: weakref.WeakKeyDictionary[LiveConfig, asyncio.Lock] = weakref.WeakKeyDictionary()
 HEADER = "# {name}: written by smshost's configuration editor; docs/operators.md describes " \
          "every key.\n"
+_SCRATCH = re.compile(r"\S*/(?=[^/\s:]+\.toml)")  # the scratch directory of check_files
 
 
 def home_of(key: str) -> str:
@@ -102,7 +104,8 @@ class ConfigEditor:
     async def _write(self, draft: Draft, text: str, who: ConfigChange) -> None:
         files = read_files(self.config_dir)
         files[draft.name] = text
-        self.live.check_files(files)
+        _no_broker_stopped(self.live.settings, self.live.check_files(files),
+                           self.config_dir / home_of("brokers"))
         path = self.config_dir / draft.name
         atomic_write(path, text)
         try:
@@ -113,3 +116,17 @@ class ConfigEditor:
             else:
                 path.unlink(missing_ok=True)
             raise
+
+
+def _no_broker_stopped(old: Settings, new: Settings, path: Path) -> None:
+    """Refuse (ConfigRefused) an edit after which a broker that had no problem, or a new
+    one, has one: a problem inside a [[brokers]] table does not refuse the files, it
+    keeps that broker from starting (host.config.loader). Messages without values."""
+    had = {broker.name for broker in old.brokers if broker.config_problems}
+    stopped = [broker for broker in new.brokers
+               if broker.config_problems and broker.name not in had]
+    if stopped:
+        raise ConfigRefused([ConfigError(
+            f"broker {broker.name!r} would not start: "
+            + "; ".join(_SCRATCH.sub("", p) for p in broker.config_problems), file=path)
+            for broker in stopped])

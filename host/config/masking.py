@@ -42,7 +42,8 @@ ANY = "*"
 Path = tuple[str, ...]
 _SECRET_NAME = re.compile(r"passw|passphrase|secret|token|api[-_]?key|authori[sz]ation|"
                           r"credential|private[-_]?key", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)(?P<pw>[^@/\s'\"]+)@",
+# The password runs to the last @ of the authority (as urlsplit reads it: an @ in it).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:'\"]*:)(?P<pw>[^/\s'\"]+)@",
                            re.IGNORECASE)
 _MARK = "\x00"  # marks a changed secret until its line gets CHANGED (TOML holds no NUL)
 
@@ -98,6 +99,8 @@ class SecretKeys:
         found: dict[Path, str] = {}
         for pattern in self.paths:
             for path, value in _matches(data, pattern, ()):
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    value = str(value)  # not a valid secret, yet one (masked loosely)
                 if isinstance(value, str) and not self._public(data, path):
                     found[path] = value
         for path, value in _named(data, ()):

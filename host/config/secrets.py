@@ -160,7 +160,7 @@ class Secret:
             return False
         if not (self.available and other.available):
             return self is other
-        return hmac.compare_digest(self._value, other._value)
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
         return hash(self.source)
