@@ -141,3 +141,22 @@ def check_send_as(caller: Caller, workgroup: str | None, user: str | None,
         if caller.user is None or caller.user.lower() != user.lower():
             raise Refused("send_as_forbidden", f"{caller.who} may not send as user "
                           f"{user!r}: only that user or an admin may")
+
+
+def check_account(caller: Caller, broker: str | None, account: str | None,
+                  own: Collection[tuple[str | None, str]]) -> None:
+    """Refuse a user without the supervise right naming a ``broker`` or ``account`` to
+    send from that is not its own sender's nor one of its workgroups' (``own``: their
+    (broker, account) pairs). Integrations (no user) and supervisors pick any."""
+    if (broker is None and account is None) or caller.user is None:
+        return
+    if caller.rights & {"admin", "supervise"}:
+        return
+    for own_broker, own_account in own:
+        if (account is None or account == own_account) and (
+                broker is None or own_broker is None or broker == own_broker):
+            return
+    named = "/".join(x for x in (broker, account) if x is not None)
+    raise Refused("account_forbidden", f"{caller.who} may not send from {named!r}: a user "
+                  "without the supervise right sends from its own or its workgroups' "
+                  "accounts only")

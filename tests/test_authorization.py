@@ -400,3 +400,23 @@ def test_the_cli_gives_an_integration_token_classifications(config_dir: Any) -> 
     refused = cli(cfg, "token", "add", "--user", "bob", "--scope", "send",
                   "--classification", "vip")
     assert refused.returncode == 1 and "its user's classifications" in refused.stderr
+
+
+def test_a_user_sends_only_from_its_own_or_its_workgroups_accounts(sender: TestClient) -> None:
+    ann, bob = token_of(sender, user="ann"), token_of(sender, user="bob")
+    sue = token_of(sender, user="sue", scopes=["send", "supervise"])
+    crm = token_of(sender, integration="crm")
+    named = {"to": OTHER, "text": "hi", "broker": "simulator", "account": "default"}
+    # ann is a member of desk, which sends from simulator/default
+    assert sender.post("/api/messages", headers=ann, json=named).status_code == 201
+    refused = sender.post("/api/messages", headers=bob, json=named)
+    assert refused.status_code == 403 and refused.json()["error"] == "account_forbidden"
+    assert "may not send from 'simulator/default'" in refused.json()["message"]
+    assert sender.post("/api/messages", headers=bob, json={
+        "to": OTHER, "text": "hi", "broker": "simulator"}).status_code == 403
+    # supervisors and integrations pick any account; naming none is not this check's
+    assert sender.post("/api/messages", headers=sue, json=named).status_code == 201
+    assert sender.post("/api/messages", headers=crm, json=named).status_code == 201
+    assert sender.post("/api/messages", headers=bob,
+                       json={"to": OTHER, "text": "hi"}).json().get("error") != \
+        "account_forbidden"

@@ -16,7 +16,8 @@ from host.errors import ApiError
 from host.events import stored_after
 from host.models import bounded_int
 from host.optout import OptedOut
-from host.rights import Caller, Refused, caller_of, check_send_as, classification_for
+from host.rights import (Caller, Refused, caller_of, check_account, check_send_as,
+                         classification_for)
 from host.sends import SendError, SendRequest
 from host.web.bodies import Body, json_body
 from host.web.context import WebHost
@@ -50,10 +51,21 @@ async def _authorized(host: WebHost, caller: Caller, send: SendRequest) -> SendR
             if send.workgroup is not None and caller.user is not None:
                 groups = (await host.people.user(caller.user))["workgroups"]
             check_send_as(caller, send.workgroup, send.user, groups)
+        if (send.broker is not None or send.account is not None) and caller.user:
+            check_account(caller, send.broker, send.account, await _own(host, caller.user))
     except Refused as exc:
         host.metrics.send_refused(send.source, exc.code)
         raise ApiError(exc.status, exc.code, str(exc)) from None
     return replace(send, classification=classification, held=caller.classifications)
+
+
+async def _own(host: WebHost, login: str) -> list[tuple[str | None, str]]:
+    """The (broker, account) pairs user ``login`` sends from: its own sender's and its
+    workgroups' (host.people)."""
+    groups = (await host.people.user(login))["workgroups"]
+    found = [host.people.sender_for("user", login)]
+    found += [host.people.sender_for("workgroup", group) for group in groups]
+    return [pair for pair in found if pair is not None and pair[1]]
 
 
 async def send_message(request: Request) -> Response:
