@@ -465,3 +465,17 @@ def test_a_broker_broken_in_the_file_already_does_not_stop_other_edits(cfg: Path
     with TestClient(broken.app_for(), headers={"Authorization": "Bearer test-token"}) as c:
         fine = c.patch("/api/config/purge", json={"days": 60}, headers={"If-Match": "*"})
     assert fine.status_code == 200, fine.text
+
+
+def test_an_edit_whose_apply_fails_puts_the_file_back(host: Host, cfg: Path) -> None:
+    before = (cfg / "routes.toml").read_bytes()
+
+    async def broken(old: object, new: object) -> tuple[str, ...]:
+        raise RuntimeError("a component failed to take the change")
+    host.live._swap = broken  # type: ignore[assignment]  # the far edge: a failing part
+    with TestClient(host.app_for(), headers={"Authorization": "Bearer test-token"},
+                    raise_server_exceptions=False) as api:
+        answer = api.patch("/api/config/routes/keyword", json={"pattern": "x.*"},
+                           headers={"If-Match": "*"})
+    assert answer.status_code == 500
+    assert (cfg / "routes.toml").read_bytes() == before

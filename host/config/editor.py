@@ -110,7 +110,9 @@ class ConfigEditor:
         atomic_write(path, text)
         try:
             await self.live.apply(who)
-        except ConfigRefused:  # the directory changed under it: put the file back
+        # Refused (the directory changed under it) or failed while applying: the file
+        # goes back, so the files stay the configuration the node runs.
+        except BaseException:
             if draft.exists:
                 atomic_write(path, draft.text)
             else:
