@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 from tomlkit.container import Container
@@ -28,9 +28,6 @@ from host.errors import ApiError, ConfigErrors, ConfigRefused, SmshostError
 from host.history import History
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from host.core import Host
 
 
 class CliLive(LiveConfig):
@@ -81,7 +78,7 @@ def edit(config_dir: Path | None, file: str, change: Callable[[Container], T],
             return exc  # reported below, not as with_host's one-line refusal
         return answer
 
-    async def with_history(host: Host) -> T | SmshostError:
+    async def with_history(host: Any) -> T | SmshostError:  # host.core.Host (a command)
         return await edit_with(host.history)
 
     if _loads(directory):

@@ -104,6 +104,19 @@ def test_routing_workers_must_be_positive_and_bounded(tmp_path: Path, workers: i
     ]
 
 
+@pytest.mark.parametrize(("name", "why"), [
+    ('"two\\nlines"', "must be one line of printable characters"),
+    ('" padded"', "without spaces at either end"),
+    ('""', "must be 1 to 100 characters; got 0"),
+    ('"' + "x" * 101 + '"', "must be 1 to 100 characters; got 101"),
+])
+def test_route_names_are_one_printable_line(tmp_path: Path, name: str, why: str) -> None:
+    cfg = write(tmp_path, f'[[inbound]]\nname = {name}\ndestination = "email"\n'
+                'default = true\n', name="routes.toml")
+    (error,) = errors_of(cfg)
+    assert error.startswith(f"{cfg / 'routes.toml'}:2: inbound[0].name: ") and why in error
+
+
 def test_cross_field_listener_rules(tmp_path: Path) -> None:
     cfg = write(tmp_path, """
 [[listeners]]

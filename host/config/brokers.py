@@ -13,7 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from host.config.lines import KeyPath
-from host.config.schema import DAY, HOUR, at_least, greater_than, port_number, setting
+from host.config.schema import DAY, HOUR, a_name, at_least, greater_than, port_number, setting
 from host.config.secrets import Secret
 
 
@@ -137,7 +137,8 @@ class ProxySettings:
 class BrokerSettings:
     """One configured broker instance."""
 
-    name: str = setting(help="Instance name, unique; stored with every message.")
+    name: str = setting(help="Instance name, unique; stored with every message.",
+                        check=a_name)
     definition: str = setting(help="Broker definition (XML) name, e.g. twilio.")
     profile: str | None = setting(None, help="Profile of the definition to use.")
     enabled: bool = setting(True, help="Master switch: false turns MO and MT off whatever "

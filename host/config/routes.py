@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from host.config.lines import KeyPath
-from host.config.schema import DAY, at_least, each, greater_than, setting
+from host.config.schema import DAY, a_name, at_least, each, greater_than, setting
 from host.models import bounded_int
 
 DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
@@ -17,7 +17,8 @@ DESTINATIONS = ("chat", "handler", "queue", "email", "webhook")
 class InboundRouteSettings:
     """One inbound route; the first whose pattern matches wins."""
 
-    name: str = setting(help="Route name, unique; recorded with every message it routes.")
+    name: str = setting(help="Route name, unique; recorded with every message it routes.",
+                        check=a_name)
     destination: str = setting(
         help="The sink matching messages go to: chat, handler, queue, email, webhook, or "
         "the kind of a sink plugin.")
@@ -117,7 +118,8 @@ def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[K
 class OutboundRouteSettings:
     """One outbound route; the first whose pattern matches the destination wins (O2)."""
 
-    name: str = setting(help="Route name, unique; recorded with every message it sends.")
+    name: str = setting(help="Route name, unique; recorded with every message it sends.",
+                        check=a_name)
     pattern: str = setting(
         ".*", help="RE2 pattern the destination number must match whole (as given; use "
         "groups to capture parts for format).")

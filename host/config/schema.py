@@ -309,3 +309,17 @@ def time_of_day(value: Any) -> str | None:
         if hour < 24 and minute < 60:
             return None
     return f'must be a time of day "HH:MM" (24-hour); got {value!r}'
+
+
+MAX_NAME = 100
+
+
+def a_name(value: Any) -> str | None:
+    """A name shown in lists, logs and history: one line of 1 to 100 printable
+    characters, without spaces at either end."""
+    if not value or len(value) > MAX_NAME:
+        return f"must be 1 to {MAX_NAME} characters; got {len(value)}"
+    if not value.isprintable() or value != value.strip():
+        return (f"must be one line of printable characters without spaces at either end; "
+                f"got {value!r}")
+    return None
