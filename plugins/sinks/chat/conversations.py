@@ -119,11 +119,12 @@ def make_idle(db: Database, conversation: int, party_active_at: str,
               now: str) -> dict[str, Any] | None:
     """Make an open conversation idle if the texter has not written since
     ``party_active_at``; its row before, or None."""
-    changed = db.conn.execute(
-        "update chat_conversations set state = 'idle', idle_at = ?, updated_at = ? "
-        "where id = ? and state = 'open' and party_active_at = ?",
-        [now, now, conversation, party_active_at]).rowcount
-    return _row(db, conversation) if changed else None
+    row = _row(db, conversation)
+    if row is None or row["state"] != "open" or row["party_active_at"] != party_active_at:
+        return None
+    db.conn.execute("update chat_conversations set state = 'idle', idle_at = ?, "
+                    "updated_at = ? where id = ?", [now, now, conversation])
+    return row
 
 
 def due(db: Database, state: str, cutoff: str, routes: Sequence[str],

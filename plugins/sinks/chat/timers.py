@@ -46,16 +46,16 @@ class IdleTimers:
         self._clock = clock
         self._changed = changed  # (row before, new state, reason): the sink's bookkeeping
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="smshost-chat-idle")
+        self.task = asyncio.create_task(self._run(), name="smshost-chat-idle")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
 
     async def _run(self) -> None:
         while True:
