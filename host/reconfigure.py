@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from host.brokers.instances import BrokerInstance, build_instances, outbound_route_problems
 from host.errors import ConfigError, ConfigRefused
 from host.plugins import PluginRecord
-from host.sinks.registry import build_sinks, route_problems
+from host.sinks.registry import build_sinks, route_problems, sink_config_problems
 
 if TYPE_CHECKING:
     from host.api import HostAPI
@@ -131,6 +131,8 @@ def assess(settings: Settings, api: HostAPI, discovery: Discovery, plugins: Plug
                  for kind, message in sink_problems]
     problems += [Problem("route", route, "routes.toml", message)
                  for route, message in route_problems(settings, sinks)]
+    problems += [Problem("sink settings", kind, file, message)
+                 for kind, file, message in sink_config_problems(settings, sinks)]
     return Assessment(brokers, sinks, built, problems)
 
 

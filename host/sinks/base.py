@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from host.api import HostAPI
+    from host.config.settings import Settings
     from host.models import Message
     from host.routing.inbound import Route
 
@@ -72,6 +73,13 @@ class Sink:
     def check_target(self, target: str) -> str | None:
         """A reason ``target`` cannot work (checked for every route), or None."""
         return None
+
+    def config_problems(self, settings: Settings) -> list[tuple[str, str]]:
+        """Problems of the rest of ``settings`` that this sink's settings read (e.g. a
+        table naming inbound routes, custom attributes it takes values from): (file,
+        ``file:line: key: what``). Checked with the routes, at start and before a live
+        change (which is refused when it brings one)."""
+        return []
 
     async def start(self) -> None:
         """Called once the store is open."""

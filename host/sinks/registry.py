@@ -80,6 +80,19 @@ def route_problems(settings: Settings, sinks: Mapping[str, Sink]) -> list[tuple[
     return out
 
 
+def sink_config_problems(settings: Settings, sinks: Mapping[str, Sink]
+                         ) -> list[tuple[str, str, str]]:
+    """(sink kind, file, problem) of each sink's :meth:`Sink.config_problems`."""
+    out = []
+    for kind, sink in sinks.items():
+        try:
+            out += [(kind, file, problem) for file, problem in sink.config_problems(settings)]
+        # A sink is a plugin: its check failing is its problem, not the node's (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            out.append((kind, "sinks.toml", f"sink {kind}: {type(exc).__name__}: {exc}"))
+    return out
+
+
 def _catch_all_problems(sinks: Mapping[str, Sink]) -> list[tuple[str, str]]:
     """No routes: everything goes to the sink that claims ``catch_all`` (R3: email), so
     exactly one must, and it must work."""

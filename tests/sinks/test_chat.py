@@ -25,7 +25,7 @@ from host.models import to_timestamp
 from host.sends import SendRequest
 from tests.conftest import ROOT, base_config, run_cli
 
-PLUGIN = ROOT / "plugins" / "sinks" / "chat.py"
+PLUGIN = ROOT / "plugins" / "sinks" / "chat"
 WAIT = 10.0  # seconds: every wait on routing is bounded by this
 AUTH = {"Authorization": "Bearer test-token"}
 OUR_NUMBER = "+15550100"
@@ -65,7 +65,8 @@ def chat_host(tmp_path: Path, config_dir: Callable[..., Path]) -> Callable[..., 
         plugins = tmp_path / "plugins"
         for kind in ("sinks", "brokers"):
             (plugins / kind).mkdir(parents=True, exist_ok=True)
-        shutil.copy(PLUGIN, plugins / "sinks" / "chat.py")
+        shutil.copytree(PLUGIN, plugins / "sinks" / "chat", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "plugins" / "brokers" / "simulator.xml",
                     plugins / "brokers" / "simulator.xml")
         smshost = base_config(tmp_path, extra="\n[purge]\nenabled = false\n")

@@ -107,6 +107,11 @@ def _status(event: dict[str, Any]) -> bytes:
     return f"id: {event['id']}\nevent: status\ndata: {json.dumps(event)}\n\n".encode()
 
 
+def _named(event: dict[str, Any]) -> bytes:
+    data = {k: v for k, v in event.items() if k != "event"}
+    return f"event: {event['event']}\ndata: {json.dumps(data)}\n\n".encode()
+
+
 async def events(request: Request) -> Response:
     """Server-Sent Events of status changes; with Last-Event-ID, the stored events after
     it first (at most ``api.events_replay``, the newest), then the live ones."""
@@ -135,7 +140,9 @@ async def events(request: Request) -> Response:
                 if sub.dropped:
                     yield f"event: dropped\ndata: {sub.dropped}\n\n".encode()
                     sub.dropped = 0
-                if event["id"] > seen:  # not replayed already
+                if "event" in event:  # a plugin's named event (not stored, not replayed)
+                    yield _named(event)
+                elif event["id"] > seen:  # not replayed already
                     yield _status(event)
         finally:
             host.events.unsubscribe(sub)
