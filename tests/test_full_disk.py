@@ -316,7 +316,10 @@ def test_a_webhook_the_database_refuses_says_when_to_retry_in_one_log_line(
             conn.send(webhook(mo_body(1)))
             answer = conn.response()
     assert (answer.status, answer.headers["retry-after"]) == (503, "5")
-    lines = [r.getMessage() for r in caplog.records if r.name == "smshost.brokers"]
+    # the refusal in one line; a "recovered" line may follow once the lock is gone and
+    # a background write of the server succeeds (under load it sometimes does in time)
+    lines = [r.getMessage() for r in caplog.records if r.name == "smshost.brokers"
+             and " recovered after " not in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith(
         "broker gen mo refused (503), not stored: "), lines
     assert "database is locked" in lines[0]
