@@ -1,13 +1,17 @@
 """Pages tested in a real browser: Debian's Chromium driven by Playwright for Python.
 
-* ``server``: one real smshost for the session (tests/outbound/conftest.py's
+* ``server``: one real smshost per test module (tests/outbound/conftest.py's
   :class:`Smshost`: uvicorn on a free 127.0.0.1 port in a thread, a temporary config
   and data folder, the simulator broker), with :meth:`Server.user` to make a user
-  through the API. Tests make their own users, so they do not see each other's.
-* ``browser``: one Chromium for the session, ``/usr/bin/chromium`` (``SMSHOST_CHROMIUM``
+  through the API. Tests make their own users, so they do not see each other's. A test
+  needing other brokers, routes or sinks starts its own :class:`Server`.
+* ``browser``: one Chromium per test module, ``/usr/bin/chromium`` (``SMSHOST_CHROMIUM``
   names another), launched by Playwright with ``executable_path``: Playwright's own
   browser download (``playwright install``) is never used, and nothing here needs the
   network. Playwright gives each launch a fresh temporary profile (user-data-dir).
+  Per module, not per session: while Playwright's sync API runs, the test thread has
+  its event loop marked running, and every later test calling ``asyncio.run`` fails
+  ("cannot be called from a running event loop"); a module's end stops it.
 * ``page``: a new browser context (no cookies) and page per test, with bounded
   timeouts: every wait is Playwright's ``expect``/``wait_for`` with a timeout, never a
   sleep.
@@ -76,7 +80,7 @@ class Server(Smshost):
         return self.base + path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root: Path = tmp_path_factory.mktemp("browser-smshost")
     running = Server(root, brokers=SIMULATOR).start()
@@ -86,14 +90,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     require_chromium()
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                           headless=True, timeout=30_000)
