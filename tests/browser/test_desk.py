@@ -141,6 +141,7 @@ def test_the_desk_calls_the_agent_api_with_the_csrf_token(page: Page, server: Se
         "button", name="Accept the offer from +14155550123").click)
     expect(page.get_by_role("heading", name="Conversation with +14155550123")).to_be_visible()
     expect(page.locator("#messages li")).to_contain_text("They wrote")
+    expect(page.get_by_label("Reply")).to_be_focused()  # where the agent types next
     page.get_by_label("Reply").fill("On its way")
     reply = unsafe_call(page, "POST", "/api/interactions/7/reply",
                         page.get_by_role("button", name="Send reply").click)

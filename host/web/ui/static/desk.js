@@ -93,7 +93,9 @@
     $("reason").value = agent.reason || "";
     let now = `Now ${agent.status}`;
     if (agent.reason) now += ` (${agent.reason})`;
-    now += ` · ${agent.load} of ${agent.capacity} conversations`;
+    if (Number.isInteger(agent.load) && Number.isInteger(agent.capacity)) {
+      now += ` · ${agent.load} of ${agent.capacity} conversations`;
+    }
     if (agent.wrapup_until) now += ` · wrap-up until ${when(agent.wrapup_until)}`;
     $("status-now").textContent = now;
     $("service").textContent = (agent.workgroups || []).length
@@ -194,6 +196,7 @@
     await loadAgent();
     await loadConversations();
     if (open || desk.open === id) await openThread(id);
+    if (open && desk.open === id) $("reply").focus();  // the accepted offer's button is gone
     return answer;
   }
 
