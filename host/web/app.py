@@ -9,8 +9,8 @@ place (host.web.routes):
   it needs), and the API routes plugins register (a plain route needs ``admin``);
 - ``ops``: ``/metrics``;
 - ``webhook``: routes plugins register for other programs to call;
-- ``ui``: host.web.ui, the sign-in page (host.web.ui.login), the HTML pages plugins
-  register (sessions, CSRF) and the static files.
+- ``ui``: host.web.ui, the sign-in page (host.web.ui.login), the agent desk
+  (host.web.ui.desk), the HTML pages plugins register (sessions, CSRF) and the static files.
 
 Errors are JSON for the API and the routes programs call, HTML pages for any other
 path of the API listener (host.web.errors).
@@ -38,7 +38,7 @@ from host.web.context import WebHost
 from host.web.errors import ErrorAnswers
 from host.web.middleware import RequestContext
 from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
-from host.web.ui import Ui, login
+from host.web.ui import Ui, desk, login
 from host.web.ui.sessions import session_layer, session_secret
 from host.web.webhooks import BrokerDispatch
 
@@ -66,7 +66,7 @@ def _routes(register_routes: RegisterRoutes, listener: ListenerSettings,
     if ui is None:
         return routes
     routes += api.routes()
-    pages: list[BaseRoute] = login.pages()
+    pages: list[BaseRoute] = [*login.pages(), *desk.pages()]
     for kind, route in plugin_routes(register_routes).entries:
         if kind == "api":
             routes.append(route if isinstance(route, ApiRoute)

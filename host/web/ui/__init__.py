@@ -2,11 +2,12 @@
 error pages of every path outside the API, cookie sessions and CSRF protection
 (host.web.ui.sessions).
 
-No page is served yet: plugins (and the next issues) add them with
-``register("ui", routes)``. A page renders with :meth:`Ui.render`, which passes
-``request`` and ``csrf_token`` to the template; templates are Jinja2 with autoescaping
-on, found in ``host/web/ui/templates``. Static files (``host/web/ui/static``, vendored:
-nothing is fetched at run time) are served at ``/ui/static`` with a cache header.
+The core's pages are the sign-in page (host.web.ui.login) and the agent desk
+(host.web.ui.desk); plugins add theirs with ``register("ui", routes)``. A page
+renders with :meth:`Ui.render`, which passes ``request`` and ``csrf_token`` to the
+template; templates are Jinja2 with autoescaping on, found in
+``host/web/ui/templates``. Static files (``host/web/ui/static``, vendored: nothing is
+fetched at run time) are served at ``/ui/static`` with a cache header.
 """
 
 from __future__ import annotations
