@@ -33,6 +33,19 @@ class LoadedModule:
     path: Path
 
 
+def _parents(kind: str) -> None:
+    """Put empty ``smshost_plugins`` and ``smshost_plugins.<kind>`` packages in
+    ``sys.modules``: ``from . import x`` in a plugin package imports
+    ``smshost_plugins.<kind>.<stem>.x`` through ``__import__``, which then looks up the
+    top-level name (it failed with "No module named 'smshost_plugins'"). They hold no
+    code and find nothing: a plugin is still only ever loaded by :func:`load_module`."""
+    for name in ("smshost_plugins", f"smshost_plugins.{kind}"):
+        if name not in sys.modules:
+            parent = ModuleType(name, "Loaded smshost plugins (host.loader).")
+            parent.__path__ = []
+            sys.modules[name] = parent
+
+
 def is_package(path: Path) -> bool:
     """Whether ``path`` is a plugin package: a folder with an ``__init__.py``."""
     return path.is_dir() and (path / "__init__.py").is_file()
@@ -52,6 +65,7 @@ def load_module(path: Path, kind: str, *, versioned: bool = False) -> LoadedModu
     name = f"smshost_plugins.{kind}.{_safe(path.stem)}"
     if versioned:
         name += f"__{digest[:12]}"
+    _parents(kind)
     spec = importlib.util.spec_from_file_location(
         name, file, submodule_search_locations=[str(path)] if package else None)
     assert spec is not None

@@ -78,7 +78,10 @@ def test_a_plugin_package_loads_and_a_broken_one_names_its_file(
     write(sinks / "acme" / "__init__.py", """
         from host.api import hookimpl
 
+        from . import kinds  # the plain relative form too (it failed: no smshost_plugins)
         from .kinds import Acme
+
+        assert kinds.Acme is Acme
 
         @hookimpl
         def register_sinks(register):
