@@ -9,7 +9,8 @@ file and line; nothing is left in ``sys.modules``.
 
 A plugin may also be a package: a folder with an ``__init__.py``. Its ``__init__.py`` is
 executed the same way, as a package whose other modules it imports relatively
-(``from .settings import ...``) through the ordinary import system; a failure in any of
+(``from .settings import ...``, ``from . import settings``) through the ordinary
+import system; a failure in any of
 them names that module's file and line, and unloading forgets them all.
 """
 
@@ -56,6 +57,7 @@ def load_module(path: Path, kind: str, *, versioned: bool = False) -> LoadedModu
         name, file, submodule_search_locations=[str(path)] if package else None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    _parents(name)
     sys.modules[name] = module
     try:
         code = compile(source, str(file), "exec", dont_inherit=True)
@@ -64,6 +66,19 @@ def load_module(path: Path, kind: str, *, versioned: bool = False) -> LoadedModu
         unload(module)
         raise PluginError(describe_failure(exc, path), name=path.stem, source=str(path)) from exc
     return LoadedModule(module, digest, path)
+
+
+def _parents(name: str) -> None:
+    """Empty parent packages of ``name`` in ``sys.modules`` (``smshost_plugins``,
+    ``smshost_plugins.<kind>``): ``from . import sibling`` in a package's module goes
+    through ``__import__("smshost_plugins.<kind>.<stem>.sibling")``, which needs them."""
+    parts = name.split(".")
+    for end in range(1, len(parts) - 1):
+        parent = ".".join(parts[:end])
+        if parent not in sys.modules:
+            placeholder = ModuleType(parent)
+            placeholder.__path__ = []
+            sys.modules[parent] = placeholder
 
 
 def unload(module: ModuleType) -> None:
