@@ -108,7 +108,9 @@ def _sticky(tx: Tx, row: dict[str, Any], acd: Acd) -> str | None:
 
 
 _ORDER: dict[str, Any] = {
-    "longest_idle": lambda c: (c["idle_since"] or "", c["agent"]),
+    # idle: since it became free or since its last offer, whichever is later
+    "longest_idle": lambda c: (max(c["idle_since"] or "", c["last_offer_at"] or ""),
+                               c["agent"]),
     "least_loaded": lambda c: (c["load"], c["idle_since"] or "", c["agent"]),
     "round_robin": lambda c: (c["last_offer_at"] or "", c["agent"]),
 }

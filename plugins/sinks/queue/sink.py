@@ -92,8 +92,9 @@ class QueueSink(Sink):
 
     # -- the one way to change things -------------------------------------------------
 
-    async def run(self, step: Callable[[Tx], T]) -> T:
-        """``step`` in one transaction; streams and scheduler woken after the commit."""
+    async def run(self, step: Callable[[Tx], T], *, wake: bool = True) -> T:
+        """``step`` in one transaction; streams and (``wake``) the scheduler woken after
+        the commit."""
         defaults, priorities, epoch = self.settings.acd, self.settings.priorities, self.clock()
 
         def write(db: Database) -> tuple[T, set[int]]:
@@ -105,12 +106,13 @@ class QueueSink(Sink):
         result, watch = await self.host.store.write(write)
         self._watched |= watch
         self.feed.notify()
-        self.scheduler.wake()
+        if wake:
+            self.scheduler.wake()
         return result
 
     async def tick(self) -> None:
         """Expire due offers, end due wrap-ups, offer what can be (the clock's now)."""
-        await self.run(agents.tick)
+        await self.run(agents.tick, wake=False)  # the scheduler's own step
 
     async def next_due(self) -> float | None:
         defaults, epoch = self.settings.acd, self.clock()
