@@ -37,11 +37,12 @@ class Actor:
 
 
 def visible(row: dict[str, Any], actor: Actor) -> bool:
-    """May ``actor`` see (and act on) ``row``?"""
+    """May ``actor`` see (and act on) ``row``? Its agent (the one it is offered or
+    connected to, or was last), a user for its own user queue's line, a supervisor."""
     if actor.supervise:
         return True
-    if row["state"] in ("offered", "connected") and actor.same(row["assigned_to"]):
-        return True
+    if row["state"] != "waiting" and actor.same(row["assigned_to"]):
+        return True  # what it holds, or held last
     return row["state"] == "waiting" and row["kind"] == "user" and actor.same(row["queue"])
 
 

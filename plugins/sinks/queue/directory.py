@@ -30,27 +30,25 @@ def display_name(db: Database, login: str) -> str:
 
 
 def agents(db: Database) -> list[str]:
-    return [r[0] for r in db.execute(f"select u.login from users u where {_IS_AGENT} "
-                                     "order by u.login")]
+    return sorted(r[0] for r in db.execute(f"select u.login from users u where {_IS_AGENT}"))
 
 
 def members(db: Database, workgroup: str) -> list[str]:
     """The agents of ``workgroup``, by login."""
-    return [r[0] for r in db.execute(
+    return sorted(r[0] for r in db.execute(
         "select u.login from workgroup_members m join users u on u.id = m.user_id "
-        f"join workgroups w on w.id = m.workgroup_id where w.name = ? and {_IS_AGENT} "
-        "order by u.login", [workgroup])]
+        f"join workgroups w on w.id = m.workgroup_id where w.name = ? and {_IS_AGENT}",
+        [workgroup]))
 
 
 def workgroups_of(db: Database, login: str) -> list[str]:
-    return [r[0] for r in db.execute(
+    return sorted(r[0] for r in db.execute(
         "select w.name from workgroup_members m join users u on u.id = m.user_id "
-        "join workgroups w on w.id = m.workgroup_id where u.login = ? order by w.name",
-        [login])]
+        "join workgroups w on w.id = m.workgroup_id where u.login = ?", [login]))
 
 
 def workgroups(db: Database) -> list[str]:
-    return [r[0] for r in db.execute("select name from workgroups order by name")]
+    return sorted(r[0] for r in db.execute("select name from workgroups"))
 
 
 def kind_of(db: Database, name: str) -> tuple[Literal["workgroup", "user"], str] | None:
