@@ -10,6 +10,7 @@ count grows, at ``missed_offers_limit`` it is set away) and a wrap-up's
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from host.api import ApiError, to_epoch
@@ -118,8 +119,11 @@ def wrap_up(tx: Tx, login: str, queue: str) -> None:
 
 def next_due(tx: Tx) -> float | None:
     """The next stored deadline (Unix seconds): an offer's, a wrap-up's, or a declined
-    offer's retry (the offer timeout after it ended)."""
+    offer's retry (the shortest offer timeout after it ended: early is harmless)."""
     db = tx.db
+    timeout = min([tx.defaults.offer_timeout] + [
+        float(json.loads(r[0]).get("offer_timeout", tx.defaults.offer_timeout))
+        for r in db.execute("select settings from queue_settings")])
     offer = db.execute("select min(offer_deadline) from queue_interactions where "
                        "offer_deadline is not null").fetchone()[0]
     wrap = db.execute("select min(wrapup_until) from queue_agents where wrapup_until "
@@ -127,9 +131,9 @@ def next_due(tx: Tx) -> float | None:
     retry = db.execute(
         "select min(o.ended_at) from queue_offers o join queue_interactions i on i.id = "
         "o.interaction_id where i.state = 'waiting' and o.outcome in ('declined', "
-        "'expired') and o.ended_at > ?", [tx.before(tx.defaults.offer_timeout)]
+        "'expired') and o.ended_at > ?", [tx.before(timeout)]
     ).fetchone()[0]
     found = [to_epoch(s) for s in (offer, wrap) if s]
     if retry:
-        found.append(to_epoch(retry) + tx.defaults.offer_timeout)
+        found.append(to_epoch(retry) + timeout)
     return min(found) if found else None
