@@ -118,7 +118,8 @@ def test_kill_9_with_an_offer_pending_then_it_is_offered_again(tmp_path: Path) -
             expired = [e for e in events if e["detail"].get("offer") == "expired"]
             return bool(expired) and events[-1]["state"] in ("offered", "waiting") and \
                 sum(e["state"] == "offered" for e in events) >= 2
-        assert wait(offered_again)  # expired from its stored deadline, offered again
+        assert wait(offered_again, 40), httpx2.get(  # expired from its stored deadline, offered again
+            f"{base}/api/interactions/{pending['interaction']}", headers=admin).json()["events"]
     finally:
         server.terminate()
         server.wait(timeout=15)
