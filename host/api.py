@@ -39,7 +39,8 @@ from host.text import clean
 from host.upkeep import Spare, check_keep
 from host.web.bodies import json_body
 from host.web.params import int_param, is_decimal, known_params, path_id
-from host.web.routes import ApiRoute
+from host.rights import Caller
+from host.web.routes import ApiRoute, request_caller
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -148,7 +149,8 @@ __all__ = [
     "setting", "at_least", "greater_than", "port_number", "DAY", "HOUR", "Secret",
     "redact", "KeyPath",
     # web
-    "ApiRoute", "json_body", "int_param", "known_params", "path_id", "is_decimal", "MAX_ID",
+    "ApiRoute", "Caller", "request_caller", "json_body", "int_param", "known_params",
+    "path_id", "is_decimal", "MAX_ID",
     # time
     "utcnow", "to_epoch", "from_epoch",
     # work that may fail

@@ -9,7 +9,8 @@ file and line; nothing is left in ``sys.modules``.
 
 A plugin may also be a package: a folder with an ``__init__.py``. Its ``__init__.py`` is
 executed the same way, as a package whose other modules it imports relatively
-(``from .settings import ...``) through the ordinary import system; a failure in any of
+(``from .settings import ...``, ``from . import settings``) through the ordinary
+import system; a failure in any of
 them names that module's file and line, and unloading forgets them all.
 """
 
@@ -33,19 +34,6 @@ class LoadedModule:
     path: Path
 
 
-def _parents(kind: str) -> None:
-    """Put empty ``smshost_plugins`` and ``smshost_plugins.<kind>`` packages in
-    ``sys.modules``: ``from . import x`` in a plugin package imports
-    ``smshost_plugins.<kind>.<stem>.x`` through ``__import__``, which then looks up the
-    top-level name (it failed with "No module named 'smshost_plugins'"). They hold no
-    code and find nothing: a plugin is still only ever loaded by :func:`load_module`."""
-    for name in ("smshost_plugins", f"smshost_plugins.{kind}"):
-        if name not in sys.modules:
-            parent = ModuleType(name, "Loaded smshost plugins (host.loader).")
-            parent.__path__ = []
-            sys.modules[name] = parent
-
-
 def is_package(path: Path) -> bool:
     """Whether ``path`` is a plugin package: a folder with an ``__init__.py``."""
     return path.is_dir() and (path / "__init__.py").is_file()
@@ -65,11 +53,11 @@ def load_module(path: Path, kind: str, *, versioned: bool = False) -> LoadedModu
     name = f"smshost_plugins.{kind}.{_safe(path.stem)}"
     if versioned:
         name += f"__{digest[:12]}"
-    _parents(kind)
     spec = importlib.util.spec_from_file_location(
         name, file, submodule_search_locations=[str(path)] if package else None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
+    _parents(name)
     sys.modules[name] = module
     try:
         code = compile(source, str(file), "exec", dont_inherit=True)
@@ -78,6 +66,19 @@ def load_module(path: Path, kind: str, *, versioned: bool = False) -> LoadedModu
         unload(module)
         raise PluginError(describe_failure(exc, path), name=path.stem, source=str(path)) from exc
     return LoadedModule(module, digest, path)
+
+
+def _parents(name: str) -> None:
+    """Empty parent packages of ``name`` in ``sys.modules`` (``smshost_plugins``,
+    ``smshost_plugins.<kind>``): ``from . import sibling`` in a package's module goes
+    through ``__import__("smshost_plugins.<kind>.<stem>.sibling")``, which needs them."""
+    parts = name.split(".")
+    for end in range(1, len(parts) - 1):
+        parent = ".".join(parts[:end])
+        if parent not in sys.modules:
+            placeholder = ModuleType(parent)
+            placeholder.__path__ = []
+            sys.modules[parent] = placeholder
 
 
 def unload(module: ModuleType) -> None:

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, get_args
 
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from host.rights import caller_of
+from host.rights import Caller, caller_of
 
 Kind = Literal["api", "ui", "webhook", "ops"]
 Auth = Literal["public", "user", "read", "send", "supervise", "admin"]
@@ -41,6 +42,13 @@ AUTHS: tuple[str, ...] = get_args(Auth)
 #: ``via`` ("config", "token" or "session"), ``rights``, ``classifications`` (None: any),
 #: ``user``, ``integration``, ``token`` (id), and ``scopes`` for a token (host.rights).
 GRANTED = "smshost.auth"
+
+
+def request_caller(request: Request) -> Caller:
+    """Who an ``/api`` request proved to be and what it may do (host.rights.Caller): its
+    ``user`` (None for an integration or the configured token) and ``rights``. For
+    handlers that check ownership (a plugin's ``auth="user"`` routes)."""
+    return caller_of(request.scope.get(GRANTED) or {})
 
 
 def is_api_path(path: str) -> bool:

@@ -1,11 +1,11 @@
 """The agent desk (/desk, host.web.ui.desk and static/desk.js) in Chromium: the way in
-through the sign-in page, who is shown, the segment counter, the message when the
-server has no queue service, sign-out and the keyboard alone.
+through the sign-in page, who is shown, the segment counter, a user who is no agent,
+the message when the server has no queue service, sign-out and the keyboard alone.
 
-The agent API (/api/agents/me, /api/interactions) is not on this server yet: the page
-must say so and keep working. One test answers those calls in the browser with the
-documented shapes (Playwright's routing), to check what the script sends, the CSRF
-header above all; the end-to-end flow against the real API replaces it when it lands.
+The end-to-end flow (an SMS offered, accepted and answered, the reply delivered) is in
+tests/browser/test_desk_flow.py. One test here answers the agent API in the browser with
+its documented shapes (Playwright's routing) to check what the script sends, the CSRF
+header above all, and another answers 404 as a server without the queue sink would.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from tests.browser.conftest import LAPTOP, PASSWORD, Server, focused, sign_in
 UNAVAILABLE = "The queue service is not available on this server"
 
 
-def test_sign_in_leads_to_the_desk_which_says_the_queue_service_is_missing(
-        page: Page, server: Server) -> None:
+def test_sign_in_leads_to_the_desk_of_the_agent(page: Page, server: Server) -> None:
     login = server.user("agent", "supervisor", display_name="Bea Agent")
     page.goto(server.url("/desk"))
     expect(page).to_have_url(server.url("/login?next=/desk"))
@@ -29,15 +28,33 @@ def test_sign_in_leads_to_the_desk_which_says_the_queue_service_is_missing(
     expect(page).to_have_url(server.url("/desk"))
     expect(page.locator("#who")).to_have_text("Bea Agent")
     expect(page.locator("#roles")).to_have_text("agent, supervisor")
-    service = page.get_by_role("status").filter(has_text=UNAVAILABLE)
-    expect(service).to_contain_text("GET /api/agents/me answered 404")
-    expect(page.get_by_label("Status")).to_be_disabled()
-    expect(page.get_by_role("button", name="Send reply")).to_be_disabled()
-    expect(page.get_by_role("alert")).to_be_hidden()  # no failure shown on top of it
+    expect(page.locator("#status-now")).to_contain_text("Now offline")
+    expect(page.get_by_label("Status")).to_be_enabled()
+    expect(page.get_by_role("button", name="Send reply")).to_be_disabled()  # no thread yet
+    expect(page.get_by_role("alert")).to_be_hidden()
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= LAPTOP["width"]  # no sideways scrolling on a laptop
     box = page.get_by_label("Reply").bounding_box()
     assert box is not None and box["y"] + box["height"] <= LAPTOP["height"]
+
+
+def test_a_user_who_is_no_agent_is_told_so(page: Page, server: Server) -> None:
+    sign_in(page, server, server.user("supervisor"), path="/login?next=/desk")
+    expect(page.get_by_role("status").filter(has_text="You are not an agent")).to_be_visible()
+    expect(page.get_by_label("Status")).to_be_disabled()
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_server_without_the_queue_service_is_said_so(page: Page, server: Server) -> None:
+    def not_found(route: Route, request: Request) -> None:  # as without the queue sink
+        route.fulfill(status=404, content_type="application/json",
+                      body=json.dumps({"error": "not_found", "message": "no such path"}))
+    page.route("**/api/agents/**", not_found)
+    sign_in(page, server, server.user("agent"), path="/login?next=/desk")
+    service = page.get_by_role("status").filter(has_text=UNAVAILABLE)
+    expect(service).to_contain_text("GET /api/agents/me answered 404")
+    expect(page.get_by_label("Status")).to_be_disabled()
+    expect(page.get_by_role("alert")).to_be_hidden()  # no failure shown on top of it
 
 
 def test_the_segment_counter_follows_the_text(page: Page, server: Server) -> None:
@@ -75,14 +92,13 @@ def test_the_keyboard_alone_signs_in_and_writes_a_reply(page: Page, server: Serv
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     expect(page).to_have_url(server.url("/desk"))
-    expect(page.get_by_role("status").filter(has_text=UNAVAILABLE)).to_be_visible()
+    expect(page.locator("#status-now")).to_contain_text("Now offline")
     order = []
-    for _ in range(3):  # the disabled status control is skipped; hidden actions too
+    for _ in range(5):  # the hidden thread actions are skipped
         page.keyboard.press("Tab")
         order.append(focused(page)["id"] or focused(page)["text"])
-    assert order[:2] == ["Sign out", "reply"], order
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.type("ok ")
+    assert order == ["status", "reason", "status-set", "Sign out", "reply"], order
+    page.keyboard.type("ok ")  # in the reply box, where the focus is
     expect(page.locator("#counter")).to_have_text("GSM-7 · 1 segment · 157 characters left")
 
 

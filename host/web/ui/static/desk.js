@@ -66,6 +66,14 @@
     for (const id of ["status", "reason", "status-set"]) $(id).disabled = true;
   }
 
+  function notAgent(answer) {
+    // Signed in, but not an agent (a supervisor or an admin only): nothing to answer here.
+    desk.available = false;
+    $("service").textContent = "You are not an agent: offers and conversations are for " +
+      `users with the agent role (${reason(answer)}).`;
+    for (const id of ["status", "reason", "status-set"]) $(id).disabled = true;
+  }
+
   function when(value) {
     if (value === null || value === undefined || value === "") return "";
     const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value)
@@ -77,6 +85,10 @@
 
   async function loadAgent() {
     const answer = await call("GET", "/api/agents/me");
+    if (answer.status === 404 && answer.data && answer.data.error === "not_an_agent") {
+      notAgent(answer);
+      return;
+    }
     if (answer.status === 404) { unavailable("GET /api/agents/me", answer); return; }
     if (answer.status !== 200) {
       $("service").textContent = "Offers and conversations cannot be shown.";

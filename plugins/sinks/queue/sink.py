@@ -1,0 +1,243 @@
+"""The queue sink: SMS become interactions of user and workgroup queues, which ACD
+offers to agents (SPEC S1; docs/agent-desk.md).
+
+Every change runs through :meth:`QueueSink.run`: one store write holding one
+:class:`~.tx.Tx`, whose feed rows are committed with it; after the commit the live
+streams and the scheduler are woken. The scheduler (:class:`~.timers.Scheduler`) ticks
+at the next stored deadline; its clock, :attr:`QueueSink.clock`, is injectable (tests
+set a fake one and call :meth:`tick`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlite_utils import Database
+
+from host.api import Delivery, Message, SendError, SendRequest, Sink
+
+from . import acd, actions, agents, directory, rows
+from .feed import Notifier
+from .settings import QueueDefinition, QueueSettings
+from .timers import Scheduler
+from .tx import Tx
+
+if TYPE_CHECKING:
+    from host.api import HostAPI, InboundRoute
+
+KIND = "queue"
+T = TypeVar("T")
+
+
+class QueueSink(Sink):
+    """Each SMS a route sends here joins its texter's open interaction or starts one
+    in the route's queue; ACD offers it to an agent."""
+
+    kind = KIND
+    settings_class = QueueSettings
+
+    def __init__(self, host: HostAPI, settings: QueueSettings) -> None:
+        super().__init__(host, settings)
+        self.queues: dict[str, QueueDefinition] = {q.name: q for q in settings.queues}
+        self.clock: Callable[[], float] = time.time
+        self.feed = Notifier()
+        self.scheduler = Scheduler(self)
+        self._watched: set[int] = set()  # outbound messages of open interactions
+        self._replying: dict[int, asyncio.Lock] = {}
+        problems = list(self._account_problems(host))
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _account_problems(self, host: HostAPI) -> Any:
+        """O9 associations must name a configured broker account."""
+        configured = {(b.name, a.id) for b in host.settings.brokers for a in b.accounts}
+        for i, queue in enumerate(self.settings.queues):
+            if queue.account and not any(
+                    account == queue.account and (not queue.broker or broker == queue.broker)
+                    for broker, account in configured):
+                file, line = host.settings.where("sinks", KIND, "queues", i, "account")
+                where = f"{file}:{line}: " if file and line else ""
+                yield (f"{where}queue.queues[{i}].account: no configured broker account "
+                       f"{queue.account!r}" + (f" in broker {queue.broker!r}" if queue.broker
+                                               else ""))
+
+    def check_target(self, target: str) -> str | None:
+        """A queue of sinks.toml, or a workgroup or user of the database (read from
+        its file: routes are checked before the store opens)."""
+        groups, users = _stored_names(self.host.store.path)
+        if target and (target in self.queues or
+                       target.lower() in {g.lower() for g in groups} | users):
+            return None
+        known = ", ".join(sorted({*self.queues, *groups})) or \
+            "none (add a workgroup: smshost workgroup add)"
+        if not target:
+            return f"a queue route needs a target: the queue name; queues: {known}"
+        return f"no queue named {target!r}; queues: {known}"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._watched = set(await self.host.store.read(_open_replies))
+        if self.host.background:
+            self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        self.feed.notify()  # streams look the sink up again (a reload replaces it)
+
+    # -- the one way to change things -------------------------------------------------
+
+    async def run(self, step: Callable[[Tx], T], *, wake: bool = True) -> T:
+        """``step`` in one transaction; streams and (``wake``) the scheduler woken after
+        the commit."""
+        defaults, priorities, epoch = self.settings.acd, self.settings.priorities, self.clock()
+
+        def write(db: Database) -> tuple[T, set[int]]:
+            tx = Tx(db, epoch, defaults, priorities)
+            result = step(tx)
+            tx.finish()
+            return result, tx.watch
+
+        result, watch = await self.host.store.write(write)
+        self._watched |= watch
+        self.feed.notify()
+        if wake:
+            self.scheduler.wake()
+        return result
+
+    async def tick(self) -> None:
+        """Expire due offers, end due wrap-ups, offer what can be (the clock's now)."""
+        await self.run(agents.tick, wake=False)  # the scheduler's own step
+
+    async def next_due(self) -> float | None:
+        defaults, epoch = self.settings.acd, self.clock()
+        return await self.host.store.read(
+            lambda db: agents.next_due(Tx(db, epoch, defaults, {})))
+
+    # -- SMS in -----------------------------------------------------------------------
+
+    async def deliver(self, message: Message, route: InboundRoute) -> Delivery:
+        configured = self.queues.get(route.target)
+
+        def step(tx: Tx) -> tuple[int, str, str] | None:
+            found = directory.kind_of(tx.db, route.target)
+            if found is None and configured is None:
+                return None
+            kind, queue = found or (configured.kind, configured.name)  # type: ignore[union-attr]
+            interaction, how = rows.enqueue(tx, message, queue, kind, route.name)
+            if how == "queued":
+                acd.dispatch(tx, queue)
+            return interaction, how, queue
+
+        done = await self.run(step)
+        if done is None:
+            return Delivery.failed(f"no queue named {route.target!r} (no workgroup or user "
+                                   "of that name)")
+        interaction, how, queue = done
+        detail = {"queued": f"waiting in queue {queue}", "joined":
+                  f"joined interaction {interaction}", "already": f"already in queue {queue}"}
+        return Delivery.delivered(detail[how], queue=queue, interaction=interaction)
+
+    async def disconnect(self, interaction_id: int, *, reason: str,
+                         actor: str = "system") -> bool:
+        """End an interaction (final state); False if it is unknown or already ended."""
+        def step(tx: Tx) -> bool:
+            row = tx.db.execute("select state from queue_interactions where id = ?",
+                                [interaction_id]).fetchone()
+            if row is None or row[0] in rows.FINAL_STATES:
+                return False
+            actions.disconnect(tx, interaction_id, actions.Actor(actor, True), reason)
+            return True
+        return await self.run(step)
+
+    # -- replies ----------------------------------------------------------------------
+
+    async def reply(self, interaction: int, actor: actions.Actor, text: str,
+                    sender: str) -> tuple[Message, int]:
+        """Send ``text`` to the texter of ``interaction`` (connected, held by ``actor``
+        or supervised): through the account its SMS came in on, or (``sender``) as its
+        workgroup or as the agent (O9). One at a time per interaction: replies keep
+        their order. The stored message (queued, or failed with its reason) and its
+        segments."""
+        lock = self._replying.setdefault(interaction, asyncio.Lock())
+        async with lock:
+            def check(tx: Tx) -> dict[str, Any]:
+                row = actions.owned(tx, interaction, actor, "reply to")
+                if row["state"] != "connected":
+                    raise actions.wrong_state(row, "reply", "a connected one (accept or "
+                                              "pick it up first)")
+                return row
+            row = await self.run(check)
+            queued = await self.host.send(_request(row, actor, text, sender))
+            first = queued.messages[0]
+
+            def link(tx: Tx) -> None:
+                for message in queued.messages:
+                    rows.link(tx, interaction, message.id, "out", message.created_at)
+                    tx.feed("message", row["assigned_to"], row["queue"], rows.message_event(
+                        interaction, message.id, "out", message.body, message.status,
+                        message.created_at))
+            await self.run(link)
+        if not lock.locked():
+            self._replying.pop(interaction, None)
+        return first, queued.segments
+
+    def status_changed(self, message: Message, new: str) -> Any:
+        """A watched outbound message's new status, to its agent's stream."""
+        if message.id not in self._watched:
+            return None
+
+        def step(tx: Tx) -> None:
+            found = tx.db.execute(
+                "select i.id, i.queue, i.assigned_to, i.state from queue_messages q join "
+                "queue_interactions i on i.id = q.interaction_id where q.message_id = ?",
+                [message.id]).fetchone()
+            if found is None or found[3] in rows.FINAL_STATES or not found[2]:
+                return
+            tx.feed("message", found[2], found[1], rows.message_event(
+                found[0], message.id, "out", message.body, new, message.created_at))
+        return self.run(step)
+
+
+def _request(row: dict[str, Any], actor: actions.Actor, text: str,
+             sender: str) -> SendRequest:
+    attrs = {"interaction": row["id"]}
+    if sender == "workgroup":
+        return SendRequest(to=row["remote"], text=text, workgroup=row["queue"],
+                           source="desk", attrs=attrs)
+    if sender == "agent":
+        return SendRequest(to=row["remote"], text=text, user=actor.login,
+                           source="desk", attrs=attrs)
+    return SendRequest(to=row["remote"], text=text, broker=row["broker"],
+                       account=row["account"], source="desk", attrs=attrs)
+
+
+def _stored_names(path: Path) -> tuple[set[str], set[str]]:
+    """The workgroups and the users (lower case) of the database at ``path``; none when
+    it cannot be read (a first start, a database without the people tables yet)."""
+    if not path.exists():
+        return set(), set()
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            groups = {r[0] for r in conn.execute("select name from workgroups")}
+            users = {r[0].lower() for r in conn.execute("select login from users")}
+            return groups, users
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return set(), set()
+
+
+def _open_replies(db: Database) -> list[int]:
+    return [r[0] for r in db.execute(
+        "select q.message_id from queue_messages q join queue_interactions i on i.id = "
+        "q.interaction_id where q.direction = 'out' and i.ended_at is null")]
+
+
+__all__ = ["KIND", "QueueSink", "SendError"]
