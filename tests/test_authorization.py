@@ -108,6 +108,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/conversations/{conversation_id}"): "read",
     ("GET", "/api/queues"): "supervise",
     ("GET", "/api/queues/{name}"): "supervise",
+    ("GET", "/api/queues/{name}/notices"): "supervise",
+    ("PUT", "/api/queues/{name}/notices"): "admin",
     ("GET", "/api/webhooks/deliveries"): "read",
     ("GET", "/api/webhooks/deliveries/{id}"): "read",
     ("GET", "/api/webhooks/dead-letters"): "read",
