@@ -328,3 +328,21 @@ def test_a_template_with_an_unknown_name_is_refused_at_load(tmp_path: Path) -> N
     assert problem.startswith(f"{smshost.cfg / 'sinks.toml'}:10: queue.notices."
                               "entering_text: unknown name {wait_time}; names: {queue}")
 
+
+
+def test_concurrent_steps_send_each_notice_once(node_for: Callable[..., Node]) -> None:
+    node = node_for()
+    node.status("alice", "available")
+    node.text(A)
+    (first,) = node.offers("alice")
+    node.act("alice", first, "accept")
+    for sender in (B, C):
+        answer = node.api.post("/api/simulator/mo", json={"from": sender, "text": "hi"})
+        assert answer.status_code == 201, answer.text
+    assert node.call(lambda: node.host.router.idle(10))
+
+    async def together() -> list[int]:
+        notices = node.sink.notices
+        return list(await asyncio.gather(*(notices.drain() for _ in range(4))))
+    node.call(together)  # besides the worker's own steps
+    assert (len(node.notices(B)), len(node.notices(C))) == (1, 1)
