@@ -125,6 +125,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/api/interactions/{interaction_id}/transfer"): "user",
     ("POST", "/api/interactions/{interaction_id}/disconnect"): "user",
     ("POST", "/api/interactions/{interaction_id}/notes"): "user",
+    ("GET", "/api/queues/{name}/notices"): "supervise",
+    ("PUT", "/api/queues/{name}/notices"): "admin",
     ("GET", "/api/webhooks/deliveries"): "read",
     ("GET", "/api/webhooks/deliveries/{id}"): "read",
     ("GET", "/api/webhooks/dead-letters"): "read",

@@ -23,8 +23,10 @@ from host.api import ApiRoute, hookimpl
 
 from . import api_agents as agents
 from . import api_interactions as interactions
+from . import api_notices as notices
 from . import api_queues as queues
 from .rows import FINAL_STATES, STATES
+from .notice_schema import migrations as notice_migrations
 from .schema import migrations
 from .settings import QueueDefinition, QueueSettings
 from .sink import KIND, QueueSink
@@ -67,6 +69,7 @@ def people_in_config(host: HostAPI) -> list[dict[str, Any]] | None:
 @hookimpl
 def register_migrations(register: Any) -> None:
     register(migrations)
+    register(notice_migrations)  # after the desk's: it reads queue_events
 
 
 def _routes() -> list[ApiRoute]:
@@ -79,6 +82,10 @@ def _routes() -> list[ApiRoute]:
         ApiRoute("/api/queues/{name}/settings", queues.get_settings, methods=["GET"],
                  auth="supervise"),
         ApiRoute("/api/queues/{name}/settings", queues.set_settings, methods=["PUT"],
+                 auth="admin"),
+        ApiRoute("/api/queues/{name}/notices", notices.get_notices, methods=["GET"],
+                 auth="supervise"),
+        ApiRoute("/api/queues/{name}/notices", notices.set_notices, methods=["PUT"],
                  auth="admin"),
         ApiRoute("/api/agents", agents.every_agent, methods=["GET"], auth="supervise"),
         ApiRoute("/api/agents/me", agents.me, methods=["GET"], auth="user"),
@@ -133,7 +140,8 @@ async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> d
         dry_run=dry_run, children=[("queue_events", "interaction_id"),
                                    ("queue_offers", "interaction_id"),
                                    ("queue_notes", "interaction_id"),
-                                   ("queue_messages", "interaction_id")])
+                                   ("queue_messages", "interaction_id"),
+                                   ("queue_notices", "interaction_id")])
     feed = await host.store.purge_table("queue_feed", "at", cutoff, batch_size=batch_size,
                                         pause=pause, dry_run=dry_run)
     return {**done, **feed}

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from host.api import HOUR, ApiError, KeyPath, at_least, greater_than, setting
 
+from .notice_settings import NoticeSettings
+
 STRATEGIES = ("longest_idle", "least_loaded", "round_robin")
 Strategy = Literal["longest_idle", "least_loaded", "round_robin"]
 MAX_CAPACITY = 100
@@ -125,6 +127,8 @@ class QueueSettings:
         factory=dict, check=_priorities, doc_default="{}",
         help="Priority of the interactions a route queues, by route name (higher first; "
         "default 0). The line is served by priority, then arrival.")
+    notices: NoticeSettings = setting(factory=NoticeSettings, help="Queue notices "
+                                      "([queue.notices]; docs/agent-desk.md).")
 
     @property
     def acd(self) -> Acd:

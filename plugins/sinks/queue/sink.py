@@ -23,6 +23,7 @@ from host.api import Delivery, Message, SendError, SendRequest, Sink
 
 from . import acd, actions, agents, directory, rows
 from .feed import Notifier
+from .notices import Notices
 from .settings import QueueDefinition, QueueSettings
 from .timers import Scheduler
 from .tx import Tx
@@ -47,6 +48,7 @@ class QueueSink(Sink):
         self.clock: Callable[[], float] = time.time
         self.feed = Notifier()
         self.scheduler = Scheduler(self)
+        self.notices = Notices(self)  # queue notices (SPEC S5)
         self._watched: set[int] = set()  # outbound messages of open interactions
         self._replying: dict[int, asyncio.Lock] = {}
         problems = list(self._account_problems(host))
@@ -85,9 +87,11 @@ class QueueSink(Sink):
         self._watched = set(await self.host.store.read(_open_replies))
         if self.host.background:
             self.scheduler.start()
+            self.notices.start()
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        await self.notices.stop()
         self.feed.notify()  # streams look the sink up again (a reload replaces it)
 
     # -- the one way to change things -------------------------------------------------
