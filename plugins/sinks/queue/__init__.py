@@ -24,6 +24,7 @@ from host.api import ApiRoute, hookimpl
 from . import api_agents as agents
 from . import api_interactions as interactions
 from . import api_queues as queues
+from . import api_reports
 from .rows import FINAL_STATES, STATES
 from .schema import migrations
 from .settings import QueueDefinition, QueueSettings
@@ -97,6 +98,9 @@ def _routes() -> list[ApiRoute]:
         ApiRoute(f"{i}/transfer", interactions.transfer, methods=["POST"], auth="user"),
         ApiRoute(f"{i}/disconnect", interactions.disconnect, methods=["POST"], auth="user"),
         ApiRoute(f"{i}/notes", interactions.add_note, methods=["POST"], auth="user"),
+        ApiRoute("/api/reports/queues", api_reports.queues, methods=["GET"],
+                 auth="supervise"),
+        ApiRoute("/api/reports/agents", api_reports.agents, methods=["GET"], auth="user"),
     ]
 
 
