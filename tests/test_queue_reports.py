@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,26 @@ def test_metrics_per_queue(desk: Desk) -> None:
         assert line in lines, (line, lines)
     to(desk, 4000)  # an hour after the last answer: no service level (none in the hour)
     assert not [line for line in metrics(desk) if "service_level" in line and "{" in line]
+
+
+def test_a_caller_that_is_no_agent_has_no_figures_of_its_own(desk: Desk) -> None:
+    made = desk.client.post("/api/tokens", json={"integration": "crm", "scopes": ["read"]})
+    assert made.status_code == 201, made.text
+    crm = {"Authorization": f"Bearer {made.json()['token']}"}
+    answer = desk.client.get("/api/reports/agents", headers=crm)
+    assert answer.status_code == 404 and answer.json()["error"] == "not_an_agent"
+    assert desk.client.get("/api/reports/agents", headers=crm,
+                           params={"agent": "alice"}).status_code == 403
+    assert desk.client.get("/api/reports/queues", headers=crm).status_code == 403
+
+
+def test_a_range_with_too_many_interactions_is_refused(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    play(desk)
+    package = type(desk.sink).__module__.rpartition(".")[0]  # as the loader named it
+    monkeypatch.setattr(sys.modules[f"{package}.reports"], "MAX_INTERACTIONS", 5)
+    answer = desk.client.get("/api/reports/queues", params={"since": at(0),
+                                                            "until": at(400)})
+    assert answer.status_code == 422 and answer.json()["error"] == "range_too_large"
+    assert "since" in answer.json()["message"]
+    assert queues(desk, since=at(0), until=at(100))["queues"]  # a shorter one is answered

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from host.api import DAY, ApiError, from_epoch, known_params, timestamp_param, to_epoch
 
 from . import directory, reading, reports
+from .agents import require
 from .callers import actor_of, read, sink_of
 from .facts import Fact
 from .tx import Tx
@@ -79,17 +80,15 @@ async def agents(request: Request) -> Response:
     sink, actor = sink_of(request), actor_of(request)
     span = span_of(request, sink.clock(), sink.settings.service_level_seconds)
     agent = _name(request, "agent")
-    if not actor.supervise:
-        if actor.login is None:
-            raise ApiError(403, "not_a_user", "agent reports of a caller without a user "
-                           "need the supervise right")
-        if agent is not None and not actor.same(agent):
-            raise ApiError(403, "not_yours", f"agent: {actor.login} may read its own "
-                           "figures only; other agents' need the supervise right")
-        agent = actor.login
+    own = not actor.supervise
+    if own and agent is not None and not actor.same(agent):
+        raise ApiError(403, "not_yours", f"agent: {actor.login or 'this caller'} may read "
+                       "its own figures only; other agents' need the supervise right")
 
     def view(tx: Tx) -> list[dict[str, Any]]:
-        name = _known_agent(tx, agent) if agent else None
+        # without supervise: its own, when it is an agent (404 otherwise, as /api/agents/me)
+        name = require(tx, actor.login) if own else \
+            _known_agent(tx, agent) if agent else None
         facts = [f for f in reports.facts_in(tx.db, span) if _credited(f, name)]
         names = [name] if name else directory.agents(tx.db)
         return reports.by_agent(facts, names)
