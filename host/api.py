@@ -38,7 +38,7 @@ from host.sinks.base import Delivery, Sink
 from host.text import clean
 from host.upkeep import Spare, check_keep
 from host.web.bodies import json_body
-from host.web.params import int_param, is_decimal, known_params, path_id
+from host.web.params import int_param, is_decimal, known_params, path_id, timestamp_param
 from host.rights import Caller
 from host.web.routes import ApiRoute, request_caller
 
@@ -150,6 +150,7 @@ __all__ = [
     "redact", "KeyPath",
     # web
     "ApiRoute", "Caller", "request_caller", "json_body", "int_param", "known_params",
+    "timestamp_param",
     "path_id", "is_decimal", "MAX_ID",
     # time
     "utcnow", "to_epoch", "from_epoch",

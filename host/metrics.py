@@ -47,6 +47,7 @@ class StoredGauge:
     labels: tuple[str, ...]
     read: Callable[[Database], Samples]
     samples: list[tuple[tuple[str, ...], float]] | None = field(default=None)
+    counter: bool = False  # a counter: ``read`` never lowers a value while running
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise to every scrape
 
@@ -113,6 +114,13 @@ class Metrics:
         gauge of the same name is replaced (a sink built again by a live change)."""
         self.stored_gauges[:] = [g for g in self.stored_gauges if g.name != name]
         self.stored_gauges.append(StoredGauge(name, help, labels, read))
+
+    def stored_counter(self, name: str, help: str, labels: tuple[str, ...],
+                       read: Callable[[Database], Samples]) -> None:
+        """:meth:`stored_gauge` for a counter (exposed as ``name_total``): ``read``
+        keeps its own totals and must never lower one while the process runs."""
+        self.stored_gauges[:] = [g for g in self.stored_gauges if g.name != name]
+        self.stored_gauges.append(StoredGauge(name, help, labels, read, counter=True))
 
     async def refresh(self, store: Store) -> None:
         """Read the stored gauges, all in one read on a reader thread, unless they were
@@ -227,7 +235,9 @@ class _NodeCollector(Collector):
         yield from _purge_metrics(self._purger)
         for gauge in self._metrics.stored_gauges:
             if gauge.samples is not None:
-                family = GaugeMetricFamily(gauge.name, gauge.help, labels=list(gauge.labels))
+                family: CounterMetricFamily | GaugeMetricFamily = (
+                    CounterMetricFamily if gauge.counter else GaugeMetricFamily)(
+                    gauge.name, gauge.help, labels=list(gauge.labels))
                 for labels, value in gauge.samples:
                     family.add_metric(list(labels), value)
                 yield family

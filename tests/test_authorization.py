@@ -131,6 +131,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/webhooks/deliveries/{id}"): "read",
     ("GET", "/api/webhooks/dead-letters"): "read",
     ("POST", "/api/webhooks/dead-letters/{id}/replay"): "admin",
+    ("GET", "/api/reports/queues"): "supervise",
+    ("GET", "/api/reports/agents"): "user",  # an agent reads its own (the handler checks)
     # the simulator
     ("GET", "/api/simulator/inbox"): "read",
     ("POST", "/api/simulator/mo"): "admin",

@@ -25,6 +25,7 @@ from . import api_agents as agents
 from . import api_interactions as interactions
 from . import api_notices as notices
 from . import api_queues as queues
+from . import api_reports
 from .rows import FINAL_STATES, STATES
 from .notice_schema import migrations as notice_migrations
 from .schema import migrations
@@ -104,6 +105,9 @@ def _routes() -> list[ApiRoute]:
         ApiRoute(f"{i}/transfer", interactions.transfer, methods=["POST"], auth="user"),
         ApiRoute(f"{i}/disconnect", interactions.disconnect, methods=["POST"], auth="user"),
         ApiRoute(f"{i}/notes", interactions.add_note, methods=["POST"], auth="user"),
+        ApiRoute("/api/reports/queues", api_reports.queues, methods=["GET"],
+                 auth="supervise"),
+        ApiRoute("/api/reports/agents", api_reports.agents, methods=["GET"], auth="user"),
     ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from host.api import HOUR, ApiError, KeyPath, at_least, greater_than, setting
+from host.api import DAY, HOUR, ApiError, KeyPath, at_least, greater_than, setting
 
 from .notice_settings import NoticeSettings
 
@@ -123,6 +123,10 @@ class QueueSettings:
     sticky_seconds: float = setting(3600.0, help="A texter served by an agent within "
                                     "this many seconds goes back to that agent when it is "
                                     "eligible; 0: off.", check=at_least(0, 30 * 24 * HOUR))
+    service_level_seconds: float = setting(
+        60.0, help="Reports and /metrics: an interaction answered within this many seconds "
+        "of being queued counts toward the service level (docs/agent-desk.md, Reports).",
+        check=greater_than(0, DAY))
     priorities: dict[str, int] = setting(
         factory=dict, check=_priorities, doc_default="{}",
         help="Priority of the interactions a route queues, by route name (higher first; "

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 
 from host.api import Delivery, Message, SendError, SendRequest, Sink
 
-from . import acd, actions, agents, directory, rows
+from . import acd, actions, agents, directory, report_metrics, rows
 from .feed import Notifier
 from .notices import Notices
 from .settings import QueueDefinition, QueueSettings
@@ -51,6 +51,7 @@ class QueueSink(Sink):
         self.notices = Notices(self)  # queue notices (SPEC S5)
         self._watched: set[int] = set()  # outbound messages of open interactions
         self._replying: dict[int, asyncio.Lock] = {}
+        report_metrics.register(host, self)
         problems = list(self._account_problems(host))
         if problems:
             raise ValueError("; ".join(problems))
