@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from host.api import ApiRoute, hookimpl
 
-from . import api_agents as agents
-from . import api_interactions as interactions
-from . import api_notices as notices
-from . import api_queues as queues
-from . import api_reports
+# The API modules under their own names: an alias such as ``agents`` would replace the
+# package's attribute of the same name (its ``agents`` module) for later imports.
+from . import api_agents, api_interactions, api_notices, api_queues, api_reports
 from .rows import FINAL_STATES, STATES
 from .notice_schema import migrations as notice_migrations
 from .schema import migrations
@@ -76,35 +74,35 @@ def register_migrations(register: Any) -> None:
 def _routes() -> list[ApiRoute]:
     i = "/api/interactions/{interaction_id}"
     return [
-        ApiRoute("/api/queues", queues.list_queues, methods=["GET"], auth="supervise"),
+        ApiRoute("/api/queues", api_queues.list_queues, methods=["GET"], auth="supervise"),
         # before /api/queues/{name}: a queue named "events" is not listed by name
-        ApiRoute("/api/queues/events", queues.events, methods=["GET"], auth="supervise"),
-        ApiRoute("/api/queues/{name}", queues.get_queue, methods=["GET"], auth="supervise"),
-        ApiRoute("/api/queues/{name}/settings", queues.get_settings, methods=["GET"],
+        ApiRoute("/api/queues/events", api_queues.events, methods=["GET"], auth="supervise"),
+        ApiRoute("/api/queues/{name}", api_queues.get_queue, methods=["GET"], auth="supervise"),
+        ApiRoute("/api/queues/{name}/settings", api_queues.get_settings, methods=["GET"],
                  auth="supervise"),
-        ApiRoute("/api/queues/{name}/settings", queues.set_settings, methods=["PUT"],
+        ApiRoute("/api/queues/{name}/settings", api_queues.set_settings, methods=["PUT"],
                  auth="admin"),
-        ApiRoute("/api/queues/{name}/notices", notices.get_notices, methods=["GET"],
+        ApiRoute("/api/queues/{name}/notices", api_notices.get_notices, methods=["GET"],
                  auth="supervise"),
-        ApiRoute("/api/queues/{name}/notices", notices.set_notices, methods=["PUT"],
+        ApiRoute("/api/queues/{name}/notices", api_notices.set_notices, methods=["PUT"],
                  auth="admin"),
-        ApiRoute("/api/agents", agents.every_agent, methods=["GET"], auth="supervise"),
-        ApiRoute("/api/agents/me", agents.me, methods=["GET"], auth="user"),
-        ApiRoute("/api/agents/me/status", agents.set_my_status, methods=["PUT"],
+        ApiRoute("/api/agents", api_agents.every_agent, methods=["GET"], auth="supervise"),
+        ApiRoute("/api/agents/me", api_agents.me, methods=["GET"], auth="user"),
+        ApiRoute("/api/agents/me/status", api_agents.set_my_status, methods=["PUT"],
                  auth="user"),
-        ApiRoute("/api/agents/me/events", agents.my_events, methods=["GET"], auth="user"),
-        ApiRoute("/api/agents/{login}/status", agents.set_status, methods=["PUT"],
+        ApiRoute("/api/agents/me/events", api_agents.my_events, methods=["GET"], auth="user"),
+        ApiRoute("/api/agents/{login}/status", api_agents.set_status, methods=["PUT"],
                  auth="supervise"),
-        ApiRoute("/api/interactions", interactions.list_interactions, methods=["GET"],
+        ApiRoute("/api/interactions", api_interactions.list_interactions, methods=["GET"],
                  auth="user"),
-        ApiRoute(i, interactions.get_interaction, methods=["GET"], auth="user"),
-        ApiRoute(f"{i}/accept", interactions.accept, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/decline", interactions.decline, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/pickup", interactions.pickup, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/reply", interactions.reply, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/transfer", interactions.transfer, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/disconnect", interactions.disconnect, methods=["POST"], auth="user"),
-        ApiRoute(f"{i}/notes", interactions.add_note, methods=["POST"], auth="user"),
+        ApiRoute(i, api_interactions.get_interaction, methods=["GET"], auth="user"),
+        ApiRoute(f"{i}/accept", api_interactions.accept, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/decline", api_interactions.decline, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/pickup", api_interactions.pickup, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/reply", api_interactions.reply, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/transfer", api_interactions.transfer, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/disconnect", api_interactions.disconnect, methods=["POST"], auth="user"),
+        ApiRoute(f"{i}/notes", api_interactions.add_note, methods=["POST"], auth="user"),
         ApiRoute("/api/reports/queues", api_reports.queues, methods=["GET"],
                  auth="supervise"),
         ApiRoute("/api/reports/agents", api_reports.agents, methods=["GET"], auth="user"),
