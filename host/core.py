@@ -101,6 +101,7 @@ class Host:
         self.people = People(self.store, settings.brokers)
         self.tokens = Tokens(self.store)  # API tokens (host.tokens)
         self.logins = self.people.logins(self.metrics, lambda: self.settings.api)
+        self.logins.sessions.on_end = functools.partial(self.hooks.signed_out, self)
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake

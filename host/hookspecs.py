@@ -133,6 +133,19 @@ def shutdown(host: HostAPI) -> MaybeAwaitable:
 # -- events -------------------------------------------------------------------------
 
 @hookspec
+def signed_out(host: HostAPI, login: str) -> MaybeAwaitable:
+    """User ``login`` signed out of a browser session (``DELETE /api/session`` or the
+    pages' sign-out). The queue sink sets an agent offline then, which returns its open
+    interactions to their queue (SPEC S1).
+
+    :param host: the host.
+    :param login: the user's login.
+
+    Use in handler scripts: no.
+    """
+
+
+@hookspec
 def message_stored(host: HostAPI, message: Message) -> MaybeAwaitable:
     """A new message (either direction) was durably committed.
 

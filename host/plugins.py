@@ -265,6 +265,9 @@ class Hooks:
     async def shutdown(self, host: HostAPI) -> None:
         await self._plugins.call_each("shutdown", host=host)
 
+    async def signed_out(self, host: HostAPI, login: str) -> None:
+        await self._plugins.call_each("signed_out", host=host, login=login)
+
     async def message_stored(self, host: HostAPI, message: Message) -> None:
         await self._plugins.call_each("message_stored", host=host, message=message)
 

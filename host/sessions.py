@@ -25,7 +25,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from host import people_rows, rights
@@ -53,6 +53,9 @@ class Sessions:
         self._store = store
         self._settings = settings
         self.clock = clock
+        #: Called with the login after a session ended by a sign-out (the host announces
+        #: it to plugins: the ``signed_out`` hook).
+        self.on_end: Callable[[str], Awaitable[None]] | None = None
 
     def sign_in(self, session: MutableMapping[str, Any], user: Mapping[str, Any]) -> str:
         """Make ``session`` user ``user``'s (a record of people_rows.signed_in), with a
@@ -89,11 +92,14 @@ class Sessions:
         """End ``session`` (logout): its id is refused from now on, wherever a copy of
         the cookie is; the session is emptied."""
         sid, at = session.get("sid"), _number(session.get("at"))
+        login = session.get("login")
         session.clear()
         if not isinstance(sid, str):
             return
         now, until = self.clock(), at + self._settings().session_lifetime
         await self._store.write(lambda db: _ended(db, sid, until, now))
+        if self.on_end is not None and isinstance(login, str):
+            await self.on_end(login)
 
     def _lookup(self, login: str, sid: str) -> dict[str, Any] | None:
         try:

@@ -336,6 +336,31 @@ def test_hook_handler_reloaded(host: Host, plugins_dir: Path) -> None:
                       ("Greeter", "removed", False)]
 
 
+def test_hook_signed_out(host: Host) -> None:
+    """A browser session signed out is announced with its login (a token is not)."""
+    from starlette.testclient import TestClient
+
+    seen: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def signed_out(self, login: str) -> None:
+            seen.append(login)
+
+    host.plugins.register(Listener(), "listener")
+    admin = {"Authorization": "Bearer test-token"}
+    with TestClient(host.app_for(), base_url="https://testserver") as client:
+        assert client.post("/api/users", headers=admin, json={
+            "login": "ann", "roles": ["agent"], "password": "correct horse"}
+        ).status_code == 201
+        signed = client.post("/api/session", json={"login": "ann",
+                                                   "password": "correct horse"})
+        csrf = {"X-CSRF-Token": signed.json()["csrf_token"]}
+        assert client.delete("/api/session", headers=csrf).status_code == 204
+        assert client.delete("/api/session", headers=admin).status_code == 400
+    assert seen == ["ann"]
+
+
 def test_hook_people_in_config(host: Host) -> None:
     """A plugin's configured workgroups and users are imported into the database once,
     at the first start; a plugin that raises is left out, the others still count."""

@@ -127,6 +127,31 @@ def test_an_agent_session_works_like_a_token(desk: Desk) -> None:
                            json={"status": "busy"}).status_code == 400
 
 
+def test_signing_out_sets_the_agent_offline_and_returns_its_interactions(
+        desk: Desk) -> None:
+    assert desk.client.put("/api/users/alice", json={"password": "correct horse"}
+                           ).status_code == 200
+    signed = desk.client.post("/api/session", headers={"Authorization": ""},
+                              json={"login": "alice", "password": "correct horse"})
+    csrf = {"X-CSRF-Token": signed.json()["csrf_token"], "Authorization": ""}
+    assert desk.client.put("/api/agents/me/status", headers=csrf,
+                           json={"status": "available"}).status_code == 200
+    held = desk.interaction_of(desk.text("+14155550100", "hello"))
+    assert desk.act("alice", held, "accept").status_code == 200
+    assert desk.get(held)["state"] == "connected"
+    assert desk.client.delete("/api/session", headers=csrf).status_code == 204
+    alice = desk.me("alice")
+    assert (alice["status"], alice["reason"]) == ("offline", "signed out")
+    back = desk.get(held)
+    assert back["state"] in ("waiting", "offered") and back["agent"] != "alice"
+    # an agent signing out again (already offline) changes nothing
+    signed = desk.client.post("/api/session", headers={"Authorization": ""},
+                              json={"login": "alice", "password": "correct horse"})
+    csrf = {"X-CSRF-Token": signed.json()["csrf_token"], "Authorization": ""}
+    assert desk.client.delete("/api/session", headers=csrf).status_code == 204
+    assert desk.me("alice")["status"] == "offline"
+
+
 def test_agents_list_and_a_supervisor_setting_a_status(desk: Desk) -> None:
     desk.status("alice", "away", "lunch")
     listed = desk.client.get("/api/agents").json()["agents"]

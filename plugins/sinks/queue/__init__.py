@@ -115,6 +115,13 @@ def register_routes(register: Any) -> None:
 
 
 @hookimpl
+def signed_out(host: HostAPI, login: str) -> Any:
+    """An agent signing out goes offline: its open interactions return to their queue."""
+    sink = host.sink(KIND)
+    return sink.signed_out(login) if isinstance(sink, QueueSink) else None
+
+
+@hookimpl
 def message_status_changed(host: HostAPI, message: Message, old: str | None, new: str,
                            event: StatusEvent) -> Any:
     """A reply's new status, to the stream of the agent holding its interaction."""

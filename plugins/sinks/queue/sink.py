@@ -26,7 +26,7 @@ from .feed import Notifier
 from .notices import Notices
 from .settings import QueueDefinition, QueueSettings
 from .timers import Scheduler
-from .tx import Tx
+from .tx import Tx, agent_row
 
 if TYPE_CHECKING:
     from host.api import HostAPI, InboundRoute
@@ -96,6 +96,18 @@ class QueueSink(Sink):
         self.feed.notify()  # streams look the sink up again (a reload replaces it)
 
     # -- the one way to change things -------------------------------------------------
+
+    async def signed_out(self, login: str) -> None:
+        """``login`` signed out of a browser: offline (its interactions return to their
+        queue), when it is an agent that is not offline already."""
+        def change(tx: Tx) -> None:
+            found = directory.agent(tx.db, login)
+            row = agent_row(tx.db, found) if found else None
+            if found is None or row is None or row["status"] == "offline":
+                return
+            agents.set_status(tx, found, "offline", "signed out", found)
+            acd.dispatch(tx)
+        await self.run(change)
 
     async def run(self, step: Callable[[Tx], T], *, wake: bool = True) -> T:
         """``step`` in one transaction; streams and (``wake``) the scheduler woken after
