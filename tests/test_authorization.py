@@ -116,6 +116,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("PUT", "/api/agents/me/status"): "user",
     ("GET", "/api/agents/me/events"): "user",
     ("PUT", "/api/agents/{login}/status"): "supervise",
+    ("PUT", "/api/agents/{login}/capacity"): "supervise",
     ("GET", "/api/interactions"): "user",
     ("GET", "/api/interactions/{interaction_id}"): "user",
     ("POST", "/api/interactions/{interaction_id}/accept"): "user",

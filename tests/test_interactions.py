@@ -152,6 +152,31 @@ def test_signing_out_sets_the_agent_offline_and_returns_its_interactions(
     assert desk.me("alice")["status"] == "offline"
 
 
+def test_a_supervisor_sets_an_agents_own_capacity(desk: Desk) -> None:
+    desk.status("alice", "available")
+    default = desk.me("alice")["capacity"]
+    path = "/api/agents/alice/capacity"
+    assert desk.client.put(path, json={"capacity": default + 3}).json()["capacity"] == \
+        default + 3
+    for bad in ({"capacity": 0}, {"capacity": 1001}, {"capacity": "2"}, {"capacity": True},
+                {}):
+        refused = desk.client.put(path, json=bad)
+        assert refused.status_code == 400 and "capacity" in refused.json()["message"], bad
+    agent = desk.client.put(path, headers=desk.as_("bob"), json={"capacity": 9})
+    assert agent.status_code == 403  # an agent (its token's scopes cut to its role)
+    assert desk.client.put(path, json={"capacity": None}).json()["capacity"] == default
+    assert desk.client.put("/api/agents/nobody/capacity", json={"capacity": 2}
+                           ).status_code == 404
+    # one seat: a second waiting interaction is not offered to alice until she is free
+    assert desk.client.put(path, json={"capacity": 1}).status_code == 200
+    for who in ("bob", "carol"):
+        assert desk.client.put(f"/api/agents/{who}/status",
+                               json={"status": "offline"}).status_code == 200
+    first = desk.interaction_of(desk.text("+14155550101", "one"))
+    second = desk.interaction_of(desk.text("+14155550102", "two"))
+    assert desk.offers("alice") == [first] and desk.get(second)["state"] == "waiting"
+
+
 def test_agents_list_and_a_supervisor_setting_a_status(desk: Desk) -> None:
     desk.status("alice", "away", "lunch")
     listed = desk.client.get("/api/agents").json()["agents"]

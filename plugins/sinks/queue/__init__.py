@@ -93,6 +93,8 @@ def _routes() -> list[ApiRoute]:
         ApiRoute("/api/agents/me/events", api_agents.my_events, methods=["GET"], auth="user"),
         ApiRoute("/api/agents/{login}/status", api_agents.set_status, methods=["PUT"],
                  auth="supervise"),
+        ApiRoute("/api/agents/{login}/capacity", api_agents.set_capacity, methods=["PUT"],
+                 auth="supervise"),
         ApiRoute("/api/interactions", api_interactions.list_interactions, methods=["GET"],
                  auth="user"),
         ApiRoute(i, api_interactions.get_interaction, methods=["GET"], auth="user"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from host.api import json_body, known_params
+from host.api import ApiError, json_body, known_params
 
 from . import acd, agents, reading, streams
 from .callers import actor_of, read, sink_of
@@ -41,6 +41,36 @@ async def _set_status(request: Request, login: str | None) -> Response:
         found = agents.require(tx, login)
         agents.set_status(tx, found, status, reason, actor.name)
         acd.dispatch(tx)
+        return found
+    found = await sink.run(change)
+    return JSONResponse(await read(sink, lambda tx: reading.me(tx, found)))
+
+
+MAX_CAPACITY = 1000
+
+
+async def set_capacity(request: Request) -> Response:
+    """``PUT /api/agents/{login}/capacity`` {capacity: N | null}: the agent's own number
+    of concurrent interactions (null: its workgroup's again). Offers above a lowered
+    capacity are not withdrawn; no new one comes until the load is under it."""
+    body = await json_body(request, ("capacity",))
+    if "capacity" not in body.data:
+        raise ApiError(400, "bad_parameter", "capacity is required: an integer, or null "
+                       "for the workgroup's")
+    value = body.data["capacity"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 1 <= value <= MAX_CAPACITY):
+        raise ApiError(400, "bad_parameter", f"capacity must be an integer from 1 to "
+                       f"{MAX_CAPACITY}, or null for the workgroup's; got {value!r}")
+    login, sink = request.path_params["login"], sink_of(request)
+
+    def change(tx: Tx) -> str:
+        found = agents.require(tx, login)
+        agents.ensure(tx, found)
+        tx.db.conn.execute("update queue_agents set capacity = ?, updated_at = ? "
+                           "where login = ?", [value, tx.now, found])
+        tx.agents.add(found)
+        acd.dispatch(tx)  # a raised capacity may take a waiting interaction at once
         return found
     found = await sink.run(change)
     return JSONResponse(await read(sink, lambda tx: reading.me(tx, found)))
