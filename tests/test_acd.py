@@ -213,3 +213,22 @@ async def _stored(host: Any, n: int) -> Any:
         direction="in", broker="simulator", account="default", local="+15550100",
         remote=f"+1408556{n:04d}", body=f"storm {n}", status="received"))
     return message
+
+
+def test_a_tick_a_hair_before_a_retry_keeps_the_retry_due(tmp_path: Path) -> None:
+    """The tick answers the next deadline at its own "now": a tick that finds a missed
+    offer's retry window still open (woken a hair early) keeps the retry due; read at a
+    later now it was lost, and the interaction waited for the periodic tick."""
+    with running(config(tmp_path)) as desk:
+        desk.status("bob", "available")
+        interaction = desk.interaction_of(desk.text("+14085550009", "hi"))
+        assert desk.offers("bob") == [interaction]
+        desk.clock.now += 30
+        due = desk.call(desk.sink.tick)  # expired: bob missed it, nobody else is there
+        assert desk.offers("bob") == [] and due is not None
+        desk.clock.now = due - 0.000_01  # the scheduler woke a hair early
+        again = desk.call(desk.sink.tick)
+        assert desk.offers("bob") == [] and again is not None and again >= desk.clock.now
+        desk.clock.now = again + 0.001
+        desk.call(desk.sink.tick)
+        assert desk.offers("bob") == [interaction]

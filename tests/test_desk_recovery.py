@@ -66,10 +66,13 @@ def test_kill_9_with_an_offer_pending_then_it_is_offered_again(tmp_path: Path) -
     (cfg / "routes.toml").write_text(ROUTES.replace('target = "dave"', 'target = "support"'))
     admin = {"Authorization": "Bearer test-token"}
 
+    logs = tmp_path / "server.log"  # both runs' logs, shown when the test fails
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "host", "serve", "--config", str(cfg)],
-                                cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with logs.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "host", "serve", "--config", str(cfg)], cwd=tmp_path,
+                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=out)
 
     server = start()
     try:
@@ -118,8 +121,9 @@ def test_kill_9_with_an_offer_pending_then_it_is_offered_again(tmp_path: Path) -
             expired = [e for e in events if e["detail"].get("offer") == "expired"]
             return bool(expired) and events[-1]["state"] in ("offered", "waiting") and \
                 sum(e["state"] == "offered" for e in events) >= 2
-        assert wait(offered_again, 40), httpx2.get(  # expired from its stored deadline, offered again
-            f"{base}/api/interactions/{pending['interaction']}", headers=admin).json()["events"]
+        assert wait(offered_again, 40), (httpx2.get(  # expired from its stored deadline, offered again
+            f"{base}/api/interactions/{pending['interaction']}", headers=admin).json()["events"],
+            logs.read_text()[-6000:])
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -127,9 +127,16 @@ class QueueSink(Sink):
             self.scheduler.wake()
         return result
 
-    async def tick(self) -> None:
-        """Expire due offers, end due wrap-ups, offer what can be (the clock's now)."""
-        await self.run(agents.tick, wake=False)  # the scheduler's own step
+    async def tick(self) -> float | None:
+        """Expire due offers, end due wrap-ups, offer what can be (the clock's now); the
+        next stored deadline, read in the same transaction at the same "now": read at a
+        later now, a decline's retry that this tick found a hair too early (its window
+        still open at the tick's now) was already past and lost, and the interaction
+        waited for the next periodic tick (a kill -9 test saw it, one run in three)."""
+        def step(tx: Tx) -> float | None:
+            agents.tick(tx)
+            return agents.next_due(tx)
+        return await self.run(step, wake=False)  # the scheduler's own step
 
     async def next_due(self) -> float | None:
         defaults, epoch = self.settings.acd, self.clock()

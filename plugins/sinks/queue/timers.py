@@ -43,8 +43,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             try:
-                await self._sink.tick()
-                due = await self._sink.next_due()
+                due = await self._sink.tick()
                 outage.succeeded()
             except Exception as exc:  # noqa: BLE001 - logged, tried again
                 outage.failed(exc, "a queue tick")
