@@ -263,6 +263,9 @@ def analyse(db: Path, args: argparse.Namespace) -> dict[str, Any]:
             left join queue_offers o on o.interaction_id = i.id
             where m.direction = 'in' group by i.id""").fetchall()
         per_agent = one("select agent, count(*) from queue_offers group by agent").fetchall()
+        held = [r[0] for r in one(
+            "select count(*) from queue_interactions where state in ('offered', 'connected') "
+            "group by assigned_to").fetchall()]
         members = {r[0].lower() for r in one(
             "select login from queue_agents").fetchall()}
         multi = one("select count(*) from (select message_id from queue_interactions "
@@ -282,14 +285,13 @@ def analyse(db: Path, args: argparse.Namespace) -> dict[str, Any]:
         "one interaction per mo": len(rows) == mos and multi == 0,
         "offered exactly once": all(r[2] == 1 for r in rows),
         "to a member": all(a.lower() in agents and a.lower() in members for a, _ in per_agent),
-        "within capacity": max((c for _, c in per_agent), default=0) <= args.capacity,
+        "within capacity": max(held, default=0) <= args.capacity,
         "none waiting": states.get("waiting", 0) == 0,
     }
     if args.scenario == "accept":
         checks["all accepted"] = states.get("connected", 0) == len(rows)
     return {"mos": mos, "interactions": len(rows), "states": states,
-            "agents_used": len(per_agent), "max_per_agent": max((c for _, c in per_agent),
-                                                                default=0),
+            "agents_used": len(per_agent), "max_per_agent": max(held, default=0),
             "assign_per_s": len(offered) / span if span > 0 else None, "span_s": span,
             "wait_ms": {p: (v * 1000 if (v := pctl(waits, p)) is not None else None)
                         for p in (50, 90, 99, 100)},
