@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import desk  # noqa: E402
+import desk_checks  # noqa: E402
 
 TINY = ["--agents", "3", "--texters", "12", "--capacity", "4", "--concurrency", "4",
         "--no-pin", "--drain-timeout", "60"]
@@ -44,7 +45,7 @@ def test_a_tiny_run_offers_and_accepts_every_interaction_once(tmp_path: Path) ->
     conn.close()
     args = desk.parse_args(TINY)
     args.scenario = "offer"
-    checks = desk.analyse(db, args)["checks"]
+    checks = desk_checks.analyse(db, args)["checks"]
     assert [name for name, ok in checks.items() if not ok] == ["offered exactly once"]
 
 
