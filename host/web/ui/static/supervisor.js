@@ -149,13 +149,18 @@
   function showLines() {
     const lines = $("lines");
     lines.replaceChildren();
-    for (const queue of view.queues) {
+    // An agent's own queue (a transfer to the agent) is not in /api/queues: shown too.
+    const known = new Set(view.queues.map((queue) => queue.name));
+    const own = Object.keys(view.lines).filter((name) => !known.has(name)).sort()
+      .map((name) => ({name, kind: "user", members: [name]}));
+    for (const queue of [...view.queues, ...own]) {
       const found = view.lines[queue.name] || [];
       if (!found.length) continue;
       const id = `line-${queue.name}`;
       const part = el("section", null, {"aria-labelledby": id, class: "line",
                                         "data-queue": queue.name});
-      part.append(el("h3", `In ${queue.name}: ${found.length}`, {id}));
+      const title = queue.kind === "user" ? `In ${queue.name}'s own queue` : `In ${queue.name}`;
+      part.append(el("h3", `${title}: ${found.length}`, {id}));
       const list = el("ul", null, {class: "items"});
       for (const item of found) list.append(interaction(item, queue));
       part.append(list);
@@ -191,13 +196,19 @@
       if (item.offer && item.offer.agent === member) continue;
       agents.append(el("option", `${member} (${statusOf(member)})`, {value: `agent:${member}`}));
     }
+    const others = el("optgroup", null, {label: "Other agents"});
+    for (const agent of view.agents) {
+      if ((queue.members || []).includes(agent.login)) continue;
+      if (item.offer && item.offer.agent === agent.login) continue;
+      others.append(el("option", `${agent.login} (${agent.status})`, {value: `agent:${agent.login}`}));
+    }
     const queues = el("optgroup", null, {label: "Other queues"});
     for (const other of view.queues) {
       if (other.name === queue.name) continue;
       queues.append(el("option", other.name, {
         value: other.kind === "user" ? `agent:${other.name}` : `queue:${other.name}`}));
     }
-    pick.append(agents, queues);
+    pick.append(...[agents, others, queues].filter((group) => group.children.length));
     const button = el("button", "Reassign", {type: "submit",
                                              "aria-label": `Reassign the interaction from ${item.remote}`});
     form.append(" ", pick, " ", button);
