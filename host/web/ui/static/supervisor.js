@@ -312,9 +312,11 @@
     const session = await call("GET", "/api/session");
     if (session.status !== 200) { problem("Reading your session", session); return; }
     view.csrf = session.data.csrf_token || "";
+    // Listening first: the stream starts with the next event, so a change between the
+    // first read and the stream's start would otherwise be missed until the next one.
+    listen();
     await load();
     if (!view.available) return;
-    listen();
     setInterval(tick, 1000);
   }
 
