@@ -2,7 +2,7 @@
 supervisor watches an SMS arrive in a queue's line live, its longest wait counting up,
 an agent going available (through the API) shown live, reassigns the waiting
 interaction to a named agent (who then holds the offer, read through the API) and sets
-an agent away with a reason; a user without the supervise right gets the 403 page.
+an agent away with a reason (what was chosen and typed survives a live update); a user without the supervise right gets the 403 page.
 Everything is real: the router, the ACD, the simulator broker, the supervisors' stream
 the page listens to."""
 
@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import PASSWORD, SIMULATOR, Server, sign_in
 
 TEXTER = "+14155550177"
+OTHER = "+14155550178"
 VIEW = "/desk/supervisor"
 SINKS = """
 [queue]
@@ -103,6 +104,12 @@ def test_a_supervisor_watches_reassigns_and_sets_an_agent_away(
 
     page.get_by_label("Status of bea", exact=True).select_option("away")
     page.get_by_label("Reason for bea").fill("lunch")
+    later = server.api.post("/api/simulator/mo", json={"from": OTHER, "text": "Anyone?"})
+    assert later.status_code in (200, 201), later.text
+    expect(support.locator("td.waiting")).to_have_text("1", timeout=10_000)  # drawn again
+    expect(page.get_by_label("Status of bea", exact=True)).to_have_value("away")  # kept
+    expect(page.get_by_label("Reason for bea")).to_have_value("lunch")
+    expect(page.get_by_label("Reason for bea")).to_be_focused()
     page.get_by_role("button", name="Set the status of bea").click()
     expect(page.locator('#agents li[data-agent="bea"]')).to_contain_text("away (lunch)")
     assert (agent(server, "bea")["status"], agent(server, "bea")["reason"]) == ("away", "lunch")

@@ -15,7 +15,7 @@
   const HOME = "/desk/supervisor";
   const STATUSES = ["available", "away", "offline"];
   const view = {csrf: "", queues: [], agents: [], lines: {}, read: 0, source: null,
-                pending: false, available: true};
+                pending: false, available: true, drafts: {}};
   const $ = (id) => document.getElementById(id);
 
   function el(tag, text, attrs) {
@@ -63,6 +63,18 @@
     return node;
   }
 
+  // A live update draws the lists again: what the supervisor has chosen or typed and not
+  // yet sent (a draft, by the control's id) and the focus are kept across it.
+  function drafted(control, value) {
+    control.value = control.id in view.drafts ? view.drafts[control.id] : value;
+    for (const kind of ["input", "change"]) {
+      control.addEventListener(kind, () => { view.drafts[control.id] = control.value; });
+    }
+    return control;
+  }
+
+  function sent(...ids) { for (const id of ids) delete view.drafts[id]; }
+
   function when(value) {
     if (!value) return "";
     const date = new Date(value);
@@ -84,6 +96,7 @@
       call("GET", "/api/interactions?state=waiting&limit=500"),
       call("GET", "/api/interactions?state=offered&limit=500")]);
     view.read = performance.now();
+    const focus = document.activeElement && document.activeElement.id;
     for (const [path, answer] of [["GET /api/queues", queues], ["GET /api/agents", agents],
                                   ["GET /api/interactions", waiting],
                                   ["GET /api/interactions", offered]]) {
@@ -103,6 +116,7 @@
     showLines();
     showAgents();
     tick();
+    if (focus && $(focus) && document.activeElement !== $(focus)) $(focus).focus();
   }
 
   function unavailable(path, answer) {
@@ -209,20 +223,23 @@
         value: other.kind === "user" ? `agent:${other.name}` : `queue:${other.name}`}));
     }
     pick.append(...[agents, others, queues].filter((group) => group.children.length));
+    drafted(pick, "");
     const button = el("button", "Reassign", {type: "submit",
                                              "aria-label": `Reassign the interaction from ${item.remote}`});
     form.append(" ", pick, " ", button);
-    form.addEventListener("submit", (event) => reassign(event, item, pick.value));
+    form.addEventListener("submit", (event) => reassign(event, item, pick));
     return form;
   }
 
-  async function reassign(event, item, choice) {
+  async function reassign(event, item, pick) {
     event.preventDefault();
+    const choice = pick.value;
     if (!choice) return;
     const [kind, name] = [choice.slice(0, choice.indexOf(":")), choice.slice(choice.indexOf(":") + 1)];
     const answer = await call("POST", `/api/interactions/${encodeURIComponent(item.id)}/transfer`,
                               {[kind]: name});
     if (answer.status !== 200) { problem(`Reassigning the interaction from ${item.remote}`, answer); return; }
+    sent(pick.id);
     said(`The interaction from ${item.remote} was reassigned to ${kind} ${name}.`);
     await load();
   }
@@ -256,29 +273,27 @@
     const id = `status-${agent.login}`;
     form.append(label("Status", ` of ${agent.login}`, id));
     const pick = el("select", null, {id});
-    for (const status of STATUSES) {
-      const option = el("option", status, {value: status});
-      if (status === agent.status) option.selected = true;
-      pick.append(option);
-    }
+    for (const status of STATUSES) pick.append(el("option", status, {value: status}));
+    drafted(pick, agent.status);
     form.append(" ", pick, " ", label("Reason", ` for ${agent.login}`, `reason-${agent.login}`), " ");
     const why = el("input", null, {id: `reason-${agent.login}`, maxlength: "200", size: "10"});
-    why.value = agent.reason || "";
+    drafted(why, agent.reason || "");
     const button = el("button", "Set", {type: "submit",
                                         "aria-label": `Set the status of ${agent.login}`});
     form.append(why, " ", button);
-    form.addEventListener("submit", (event) => setStatus(event, agent.login, pick.value, why.value));
+    form.addEventListener("submit", (event) => setStatus(event, agent.login, pick, why));
     item.append(form);
     return item;
   }
 
-  async function setStatus(event, login, status, why) {
+  async function setStatus(event, login, pick, why) {
     event.preventDefault();
-    const body = {status};
-    if (status === "away" && why.trim()) body.reason = why.trim();
+    const body = {status: pick.value};
+    if (body.status === "away" && why.value.trim()) body.reason = why.value.trim();
     const answer = await call("PUT", `/api/agents/${encodeURIComponent(login)}/status`, body);
     if (answer.status !== 200) { problem(`Setting the status of ${login}`, answer); return; }
-    said(`${login} is now ${status}${body.reason ? ` (${body.reason})` : ""}.`);
+    sent(pick.id, why.id);
+    said(`${login} is now ${body.status}${body.reason ? ` (${body.reason})` : ""}.`);
     await load();
   }
 
