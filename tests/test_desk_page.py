@@ -95,3 +95,77 @@ def test_the_desk_script_is_served_and_has_no_library(client: TestClient) -> Non
                  "/api/agents/me/events", "/api/agents/me/status"):
         assert call in script.text, call
     assert "innerHTML" not in script.text  # nothing from the API is parsed as HTML
+
+
+# -- the supervisor view (/desk/supervisor) ----------------------------------------------
+
+def sign_in_as(client: TestClient, login: str, *roles: str) -> str:
+    """A new user ``login`` with ``roles``, signed in; the session's CSRF token."""
+    assert client.post("/api/users", headers=CONFIG, json={
+        "login": login, "roles": list(roles), "password": PASSWORD}).status_code == 201
+    answer = client.post("/api/session", json={"login": login, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["csrf_token"])
+
+
+def test_without_a_session_the_supervisor_view_sends_to_the_login_and_back(
+        client: TestClient) -> None:
+    answer = client.get("/desk/supervisor")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/desk/supervisor"
+    assert answer.headers["cache-control"] == "no-store"
+    assert client.get("/desk/supervisor", headers=CONFIG).status_code == 303  # no session
+    login = client.get(answer.headers["location"])
+    assert 'name="next" value="/desk/supervisor"' in login.text
+
+
+def test_a_supervisor_sees_the_view_with_a_link_to_the_desk(client: TestClient) -> None:
+    token = sign_in(client)  # bob: agent and supervisor
+    page = client.get("/desk/supervisor")
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert "Bob &lt;Agent&gt;" in page.text and "Bob <Agent>" not in page.text
+    assert '<script src="/ui/static/supervisor.js" defer></script>' in page.text
+    assert '<a href="/desk">Agent desk</a>' in page.text
+    assert f'name="csrf_token" value="{token}"' in page.text
+    for part in ('id="queues"', 'id="lines"', 'id="agents"', 'role="alert"'):
+        assert part in page.text, part
+    desk = client.get("/desk")
+    assert '<a href="/desk/supervisor">Supervisor view</a>' in desk.text
+
+
+def test_a_supervisor_without_the_agent_role_has_no_desk_link(client: TestClient) -> None:
+    sign_in_as(client, "sue", "supervisor")
+    page = client.get("/desk/supervisor")
+    assert page.status_code == 200
+    assert 'href="/desk"' not in page.text
+
+
+def test_an_admin_may_supervise(client: TestClient) -> None:
+    sign_in_as(client, "ada", "admin")
+    assert client.get("/desk/supervisor").status_code == 200
+
+
+def test_an_agent_without_supervise_gets_a_403_page_saying_why(client: TestClient) -> None:
+    token = sign_in_as(client, "amy", "agent")
+    page = client.get("/desk/supervisor")
+    assert page.status_code == 403
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-store"
+    assert "403 Forbidden" in page.text
+    assert "The supervisor view needs the supervise right; user &#39;amy&#39; has send" in page.text
+    assert "<strong>supervisor</strong> or\n<strong>admin</strong> role" in page.text
+    assert '<a href="/desk">Go to the agent desk</a>' in page.text
+    assert f'name="csrf_token" value="{token}"' in page.text  # sign out from there
+    assert "supervisor.js" not in page.text
+    assert 'href="/desk/supervisor"' not in client.get("/desk").text
+
+
+def test_the_supervisor_script_is_served_and_has_no_library(client: TestClient) -> None:
+    script = client.get("/ui/static/supervisor.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    for call in ("/api/queues", "/api/agents", "/api/interactions", "/api/queues/events",
+                 "/transfer", "/status", "X-CSRF-Token", "EventSource"):
+        assert call in script.text, call
+    assert "innerHTML" not in script.text

@@ -9,7 +9,8 @@ core's page, registered beside the sign-in page (host.web.app), not a plugin's.
 
 A visitor who is not signed in (or whose session has ended) is sent to
 ``/login?next=/desk``; any signed-in user sees the page, and the API decides what each
-call may do (a user without the agent role is told so by the page).
+call may do (a user without the agent role is told so by the page). A user with the
+``supervise`` right also gets a link to the supervisor view (host.web.ui.supervisor).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ async def desk_page(request: Request) -> Response:
     if found is None:
         return RedirectResponse(f"/login?next={PATH}", status_code=303,
                                 headers={"Cache-Control": "no-store"})
-    user = found[1]
+    caller, user = found
     ui: Ui = request.app.state.ui
     return ui.render(request, "desk.html", {
         "login": user["login"], "display_name": user["display_name"] or user["login"],
-        "roles": user["roles"]}, headers={"Cache-Control": "no-store"})
+        "roles": user["roles"], "supervise": caller.allows("supervise")},
+        headers={"Cache-Control": "no-store"})
