@@ -270,6 +270,14 @@
     desk.source = source;
     const agent = () => soon("agent", loadAgent);
     const conversations = () => soon("conversations", loadConversations);
+    // The stream starts at the newest event: once it is open, read again what the page
+    // read before it, so an offer or message that came in between is not missed.
+    source.addEventListener("open", () => {
+      if (desk.caughtUp) return;
+      desk.caughtUp = true;
+      agent();
+      conversations();
+    });
     for (const name of ["offer", "offer_withdrawn", "status"]) source.addEventListener(name, agent);
     for (const name of ["interaction", "message"]) {
       source.addEventListener(name, (event) => {
