@@ -91,9 +91,12 @@ def test_the_desk_script_is_served_and_has_no_library(client: TestClient) -> Non
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     assert script.headers["cache-control"].startswith("public")
-    for call in ("/api/agents/me", "/api/interactions", "/api/segments", "X-CSRF-Token",
+    for call in ("/api/agents/me", "/api/interactions", "/api/segments", "smshostPage",
                  "/api/agents/me/events", "/api/agents/me/status"):
         assert call in script.text, call
+    shared = client.get("/ui/static/page.js")  # the call with the CSRF header, shared
+    assert shared.status_code == 200 and "X-CSRF-Token" in shared.text
+    assert "innerHTML" not in shared.text
     assert "innerHTML" not in script.text  # nothing from the API is parsed as HTML
 
 
@@ -166,6 +169,6 @@ def test_the_supervisor_script_is_served_and_has_no_library(client: TestClient) 
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     for call in ("/api/queues", "/api/agents", "/api/interactions", "/api/queues/events",
-                 "/transfer", "/status", "X-CSRF-Token", "EventSource"):
+                 "/transfer", "/status", "smshostPage", "EventSource"):
         assert call in script.text, call
     assert "innerHTML" not in script.text

@@ -16,44 +16,7 @@
   const HOME = "/desk";
   const desk = {csrf: "", agent: null, open: null, available: true, source: null,
                 countSeq: 0, countTimer: null, pending: {}};
-  const $ = (id) => document.getElementById(id);
-
-  function el(tag, text, attrs) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-    return node;
-  }
-
-  async function call(method, path, body) {
-    const headers = {Accept: "application/json"};
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET") headers["X-CSRF-Token"] = desk.csrf;
-    let response;
-    try {
-      response = await fetch(path, {method, headers, credentials: "same-origin",
-                                    body: body === undefined ? undefined : JSON.stringify(body)});
-    } catch (err) {
-      return {status: 0, data: {message: "the server cannot be reached"}};
-    }
-    if (response.status === 401) {
-      window.location.assign("/login?next=" + encodeURIComponent(HOME));
-    }
-    let data = null;
-    try { data = await response.json(); } catch (err) { data = null; }
-    return {status: response.status, data};
-  }
-
-  function reason(answer) {
-    const said = answer.data && answer.data.message;
-    return said ? `${answer.status}: ${said}` : `answer ${answer.status}`;
-  }
-
-  function problem(what, answer) {
-    const node = $("problem");
-    node.textContent = answer ? `${what} failed (${reason(answer)}).` : what;
-    node.hidden = false;
-  }
+  const {$, el, call, reason, problem} = window.smshostPage(HOME, () => desk.csrf);
 
   function clearProblem() { $("problem").hidden = true; $("problem").textContent = ""; }
 
@@ -101,8 +64,10 @@
 
   function showAgent(agent) {
     for (const id of ["status", "reason", "status-set"]) $(id).disabled = false;
-    $("status").value = agent.status;
-    $("reason").value = agent.reason || "";
+    if (!desk.statusEdited) {  // a live update must not undo a choice not yet sent
+      $("status").value = agent.status;
+      $("reason").value = agent.reason || "";
+    }
     let now = `Now ${agent.status}`;
     if (agent.reason) now += ` (${agent.reason})`;
     if (Number.isInteger(agent.load) && Number.isInteger(agent.capacity)) {
@@ -137,6 +102,7 @@
 
   async function setStatus(event) {
     event.preventDefault();
+    desk.statusEdited = false;
     const body = {status: $("status").value};
     if (body.status === "away" && $("reason").value.trim()) body.reason = $("reason").value.trim();
     const answer = await call("PUT", "/api/agents/me/status", body);
@@ -299,6 +265,9 @@
 
   async function start() {
     $("status-form").addEventListener("submit", setStatus);
+    for (const id of ["status", "reason"]) {
+      $(id).addEventListener("input", () => { desk.statusEdited = true; });
+    }
     $("reply-form").addEventListener("submit", reply);
     $("transfer-form").addEventListener("submit", transfer);
     $("note-form").addEventListener("submit", note);

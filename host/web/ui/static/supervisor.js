@@ -16,44 +16,7 @@
   const STATUSES = ["available", "away", "offline"];
   const view = {csrf: "", queues: [], agents: [], lines: {}, read: 0, source: null,
                 pending: false, available: true, drafts: {}};
-  const $ = (id) => document.getElementById(id);
-
-  function el(tag, text, attrs) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-    return node;
-  }
-
-  async function call(method, path, body) {
-    const headers = {Accept: "application/json"};
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET") headers["X-CSRF-Token"] = view.csrf;
-    let response;
-    try {
-      response = await fetch(path, {method, headers, credentials: "same-origin",
-                                    body: body === undefined ? undefined : JSON.stringify(body)});
-    } catch (err) {
-      return {status: 0, data: {message: "the server cannot be reached"}};
-    }
-    if (response.status === 401) {
-      window.location.assign("/login?next=" + encodeURIComponent(HOME));
-    }
-    let data = null;
-    try { data = await response.json(); } catch (err) { data = null; }
-    return {status: response.status, data};
-  }
-
-  function reason(answer) {
-    const said = answer.data && answer.data.message;
-    return said ? `${answer.status}: ${said}` : `answer ${answer.status}`;
-  }
-
-  function problem(what, answer) {
-    const node = $("problem");
-    node.textContent = answer ? `${what} failed (${reason(answer)}).` : what;
-    node.hidden = false;
-  }
+  const {$, el, call, reason, problem} = window.smshostPage(HOME, () => view.csrf);
 
   function said(text) { $("problem").hidden = true; $("done").textContent = text; }
 
