@@ -22,6 +22,7 @@ Without Chromium these tests FAIL and say how to install it (``bash
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -139,3 +140,28 @@ def focused(page: Page) -> dict[str, Any]:
         "id: e.id, name: e.getAttribute('name'), type: e.getAttribute('type'), "
         "text: (e.textContent || '').trim()}; }")
     return found
+
+
+TO_SUPPORT = """
+[[inbound]]
+name = "default"
+destination = "queue"
+target = "support"
+default = true
+"""
+"""routes.toml sending every SMS to the workgroup queue "support"."""
+
+
+@contextlib.contextmanager
+def queue_server(root: Path, sinks: str, agents: tuple[str, ...]) -> Iterator[Server]:
+    """A server with the queue sink's ``sinks`` (workgroups imported from it) and every
+    SMS routed to "support"; each of ``agents`` an agent with :data:`PASSWORD`."""
+    running = Server(root, brokers=SIMULATOR, routes=TO_SUPPORT, sinks=sinks).start()
+    try:
+        for login in agents:
+            made = running.api.patch(f"/api/users/{login}", json={
+                "password": PASSWORD, "roles": ["agent"], "display_name": login.title()})
+            assert made.status_code == 200, made.text
+        yield running
+    finally:
+        running.close()

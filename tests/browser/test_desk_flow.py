@@ -7,12 +7,11 @@ and its receipts, the live stream the page listens to."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD, SIMULATOR, Server, sign_in
+from tests.browser.conftest import Server, queue_server, sign_in
 
 TEXTER = "+14155550123"
 SINKS = """
@@ -23,26 +22,12 @@ offer_timeout = 120
 name = "support"
 members = ["bea"]
 """
-ROUTES = """
-[[inbound]]
-name = "default"
-destination = "queue"
-target = "support"
-default = true
-"""
 
 
 @pytest.fixture(scope="module")
 def desk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root: Path = tmp_path_factory.mktemp("desk-flow")
-    running = Server(root, brokers=SIMULATOR, routes=ROUTES, sinks=SINKS).start()
-    try:
-        made = running.api.patch("/api/users/bea", json={
-            "password": PASSWORD, "roles": ["agent"], "display_name": "Bea"})
-        assert made.status_code == 200, made.text
+    with queue_server(tmp_path_factory.mktemp("desk-flow"), SINKS, ("bea",)) as running:
         yield running
-    finally:
-        running.close()
 
 
 def test_an_sms_is_offered_accepted_and_answered_from_the_desk(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD, SIMULATOR, Server, sign_in
+from tests.browser.conftest import Server, queue_server, sign_in
 
 TEXTER = "+14155550177"
 OTHER = "+14155550178"
@@ -33,27 +32,12 @@ members = ["bea"]
 name = "sales"
 members = ["cal"]
 """
-ROUTES = """
-[[inbound]]
-name = "default"
-destination = "queue"
-target = "support"
-default = true
-"""
 
 
 @pytest.fixture(scope="module")
 def super_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root: Path = tmp_path_factory.mktemp("supervisor")
-    running = Server(root, brokers=SIMULATOR, routes=ROUTES, sinks=SINKS).start()
-    try:
-        for login, roles in (("bea", ["agent"]), ("cal", ["agent"])):
-            made = running.api.patch(f"/api/users/{login}", json={
-                "password": PASSWORD, "roles": roles, "display_name": login.title()})
-            assert made.status_code == 200, made.text
+    with queue_server(tmp_path_factory.mktemp("supervisor"), SINKS, ("bea", "cal")) as running:
         yield running
-    finally:
-        running.close()
 
 
 def agent(server: Server, login: str) -> dict[str, Any]:
