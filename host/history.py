@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from host.store import Store
 
 log = logging.getLogger("smshost.history")
-SOURCES = ("start", "file", "api", "cli", "revert", "note")
+SOURCES = ("start", "file", "api", "admin", "cli", "revert", "note")
 MAX_NOTE = 2000
 MAX_LIMIT = 500
 FOUND_AT_START = "found at server start (edited while the server was stopped)"

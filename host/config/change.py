@@ -40,7 +40,8 @@ from host.errors import ConfigError, ConfigErrors, ConfigRefused
 
 log = logging.getLogger("smshost.config")
 
-Source = Literal["start", "file", "api", "cli", "revert"]
+Source = Literal["start", "file", "api", "admin", "cli", "revert"]
+"""``admin``: an edit made on a page of the web admin (host.web.ui.admin)."""
 Files = dict[str, str]
 """The configuration files by name (``routes.toml``), each with its whole text."""
 

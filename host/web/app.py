@@ -10,8 +10,9 @@ place (host.web.routes):
 - ``ops``: ``/metrics``;
 - ``webhook``: routes plugins register for other programs to call;
 - ``ui``: host.web.ui, the sign-in page (host.web.ui.login), the agent desk
-  (host.web.ui.desk) and its supervisor view (host.web.ui.supervisor), the HTML pages
-  plugins register (sessions, CSRF) and the static files.
+  (host.web.ui.desk) and its supervisor view (host.web.ui.supervisor), the web admin
+  (host.web.ui.admin), the HTML pages plugins register (sessions, CSRF) and the static
+  files.
 
 Errors are JSON for the API and the routes programs call, HTML pages for any other
 path of the API listener (host.web.errors).
@@ -39,7 +40,7 @@ from host.web.context import WebHost
 from host.web.errors import ErrorAnswers
 from host.web.middleware import RequestContext
 from host.web.routes import ApiRoute, OpsRoute, RouteTable, WebhookRoute
-from host.web.ui import Ui, desk, login, supervisor
+from host.web.ui import Ui, admin, desk, login, supervisor
 from host.web.ui.sessions import session_layer, session_secret
 from host.web.webhooks import BrokerDispatch
 
@@ -67,7 +68,8 @@ def _routes(register_routes: RegisterRoutes, listener: ListenerSettings,
     if ui is None:
         return routes
     routes += api.routes()
-    pages: list[BaseRoute] = [*login.pages(), *desk.pages(), *supervisor.pages()]
+    pages: list[BaseRoute] = [*login.pages(), *desk.pages(), *supervisor.pages(),
+                              *admin.pages()]
     for kind, route in plugin_routes(register_routes).entries:
         if kind == "api":
             routes.append(route if isinstance(route, ApiRoute)

@@ -47,7 +47,15 @@ async def _database(host: WebHost) -> dict[str, Any]:
 
 
 async def health(request: Request) -> Response:
-    host: WebHost = request.app.state.host
+    body = await health_of(request.app.state.host)
+    ok = body["database"]["ok"]
+    if not request.app.state.listener.api:
+        body = _counts_only(body)
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def health_of(host: WebHost) -> dict[str, Any]:
+    """The API listener's /health body (the admin dashboard shows it too)."""
     database = await _database(host)
     failures = [r.to_json() for r in host.plugins.failures]
     handlers = host.handlers.describe()
@@ -60,7 +68,7 @@ async def health(request: Request) -> Response:
         status = "degraded"
     if not database["readable"]:
         status = "error"
-    body = {
+    body: dict[str, Any] = {
         "status": status,
         "version": host.version,
         "role": host.settings.server.role,
@@ -78,9 +86,7 @@ async def health(request: Request) -> Response:
         "purge": purge,
         "config": config,
     }
-    if not request.app.state.listener.api:
-        body = _counts_only(body)
-    return JSONResponse(body, status_code=200 if database["ok"] else 503)
+    return body
 
 
 def _counts_only(body: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@
 * ``page``: a new browser context (no cookies) and page per test, with bounded
   timeouts: every wait is Playwright's ``expect``/``wait_for`` with a timeout, never a
   sleep.
+* :func:`screenshot` saves a page to ``build/screenshots`` (``SMSHOST_SCREENSHOTS``).
 
 Without Chromium these tests FAIL and say how to install it (``bash
 .ci/system-packages``, which CI runs); ``SMSHOST_SKIP_BROWSER=1`` skips them on purpose.
@@ -122,6 +123,21 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()
     assert not problems, problems  # a script error on a page fails its test
+
+
+SCREENSHOTS = Path(os.environ.get("SMSHOST_SCREENSHOTS")
+                   or Path(__file__).resolve().parents[2] / "build" / "screenshots")
+"""Where the tests save screenshots of the pages they visit, for a reviewer (and for
+docs/administration.md): ``build/screenshots`` (not committed) unless
+``SMSHOST_SCREENSHOTS`` names another folder."""
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save what ``page`` shows as ``<SCREENSHOTS>/<name>.png``; its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
 
 
 def sign_in(page: Page, server: Server, login: str, path: str = "/login",
