@@ -221,7 +221,21 @@ def test_a_bad_type_or_a_name_used_twice(routed: Path, admin: TestClient) -> Non
     twice = post(admin, "/admin/routes/new", {"name": "vip", "type": "body",
                                               "pattern": "x", "destination": "chat"})
     assert twice.status_code == 409
-    assert "already an inbound route named 'vip'" in html.unescape(twice.text)
+    assert field_error(twice.text, "name") == "there is already an inbound route named 'vip'"
+
+
+def test_editing_a_route_that_is_gone(routed: Path, admin: TestClient,
+                                      config_dir: Path) -> None:
+    before = (config_dir / "routes.toml").read_text()
+    gone = post(admin, "/admin/routes/edit", {
+        "original": "nope", "name": "nope", "type": "body", "pattern": "x",
+        "destination": "chat"}, page="/admin/routes")
+    assert gone.status_code == 303
+    assert flash_of(admin.get("/admin/routes").text) == \
+        "There is no inbound route named 'nope' (any more): nothing was changed."
+    assert admin.get("/admin/routes/edit?name=nope",
+                     follow_redirects=False).status_code == 303
+    assert (config_dir / "routes.toml").read_text() == before
 
 
 def test_a_stale_form_is_refused_with_409(routed: Path, admin: TestClient,

@@ -154,6 +154,9 @@ async def editing(admin: Admin, kind: RouteKind) -> Response:
     form = await admin.form()
     name = form.get("original")
     route = next((r for r in routes if r["name"] == name), None)
+    if route is None:
+        return admin.redirect(kind.base, f"There is no {kind.what} named {name!r} (any "
+                              "more): nothing was changed.", "error")
     data = kind.read(admin, form, route, errors)
     if data is not None and not errors:
         index = next((i for i, r in enumerate(routes) if r["name"] == name), None)
@@ -219,6 +222,8 @@ FIELD_NAMES = ("name", "type", "pattern", "destination", "target", "format", "br
 
 
 def _named(text: str) -> str | None:
+    if " named " in text:  # already a route named ...
+        return "name"
     return next((f for f in FIELD_NAMES if text.startswith(f + " ") or
                  text.startswith(f + ":") or f"'{f}'" in text), None)
 
