@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,9 @@ def post(client: TestClient, path: str, data: dict[str, Any] | list[tuple[str, s
     page at ``path``), not following a redirect."""
     token = csrf_of(client.get(page or path).text)
     pairs = list(data.items()) if isinstance(data, dict) else list(data)
-    return client.post(path, data=[*pairs, ("csrf_token", token)],  # type: ignore[arg-type]
+    # Encoded here: httpx takes a list of pairs (a name repeated) as raw content only.
+    return client.post(path, content=urlencode([*pairs, ("csrf_token", token)]),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"},
                        follow_redirects=False)
 
 
