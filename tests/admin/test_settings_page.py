@@ -77,6 +77,25 @@ def test_purge_days_1_is_refused_beside_the_field(admin: TestClient,
     assert (config_dir / "smshost.toml").read_text() == before
 
 
+def test_a_ticked_box_stays_ticked_when_the_form_comes_back(admin: TestClient,
+                                                           config_dir: Path) -> None:
+    """A browser posts a checkbox as the hidden ``off`` and then ``on`` (macros.html):
+    it is on, and shown ticked again beside an error."""
+    answer = post(admin, "/admin/settings/purge", [
+        ("enabled", "off"), ("enabled", "on"), ("days", "1"), ("at", "03:00")])
+    assert answer.status_code == 422
+    assert re.search(r'id="f-enabled" name="enabled" type="checkbox" value="on" checked',
+                     answer.text)
+    saved = post(admin, "/admin/settings/purge", [
+        ("enabled", "off"), ("enabled", "on"), ("days", "9"), ("at", "03:00")])
+    assert saved.status_code == 303
+    assert config(config_dir, "smshost.toml")["purge"]["enabled"] is True
+    off = post(admin, "/admin/settings/purge", [("enabled", "off"), ("days", "9"),
+                                                ("at", "03:00")])
+    assert off.status_code == 303
+    assert config(config_dir, "smshost.toml")["purge"]["enabled"] is False
+
+
 def test_purge_edit_of_a_stale_page_is_409(admin: TestClient, api: TestClient,
                                            config_dir: Path) -> None:
     page = admin.get("/admin/settings/purge").text

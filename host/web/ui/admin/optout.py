@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from host.config.edits import sections
 from host.web.ui.admin.frame import Admin, AdminRoute, FieldErrors, Form, admin_route
+from host.web.ui.admin.settings import typed
 
 ROUTES = "routes.toml"
 PAGE_SIZE = 50
@@ -40,7 +41,7 @@ async def optout(admin: Admin) -> Response:
     await admin.edit(ROUTES, lambda doc: sections.set_section(
         doc, "optout", data, replace=False), form, errors, {k: k for k in data})
     if errors:
-        return await _page(admin, errors, form.values())
+        return await _page(admin, errors, typed(form, "enabled"))
     return admin.redirect(HOME, "Opt-out keywords saved.")
 
 

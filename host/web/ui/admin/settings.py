@@ -74,6 +74,11 @@ def _chat_view(table: dict[str, Any]) -> dict[str, Any]:
             "party_idle_grace_time": table.get("party_idle_grace_time", 300)}
 
 
+def typed(form: Form, *boxes: str) -> dict[str, str]:
+    """The form as typed, to show again: each checkbox of ``boxes`` ``on`` or ``""``."""
+    return {**form.values(), **{b: "on" if form.checked(b) else "" for b in boxes}}
+
+
 def beside(errors: FieldErrors, keys: dict[str, str]) -> None:
     """Move a problem a sink reported without its key (``file:line: chat.key: what``)
     beside the field of that key (``keys``: dotted key → field)."""
@@ -102,7 +107,7 @@ async def purge(admin: Admin) -> Response:
             doc, "purge", data, replace=False), form, errors, {
             "days": "days", "at": "at", "enabled": "enabled"})
     if errors:
-        return await _purge_page(admin, errors=errors, values=form.values())
+        return await _purge_page(admin, errors=errors, values=typed(form, "enabled"))
     return admin.redirect("/admin/settings/purge", "Purge settings saved.")
 
 
@@ -203,7 +208,7 @@ async def chat(admin: Admin) -> Response:
                          {k: k for k in data})
         beside(errors, {f"chat.{k}": k for k in data})
     if errors:
-        return await overview(admin, "chat", errors, form.values())
+        return await overview(admin, "chat", errors, typed(form, "enable_idle_timeout"))
     return admin.redirect("/admin/settings#chat", "Chat idle settings saved.")
 
 

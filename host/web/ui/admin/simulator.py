@@ -22,7 +22,7 @@ from host.web.ui.admin.frame import NO_STORE, Admin, AdminRoute, FieldErrors, ad
 HOME = "/admin/simulator"
 THREAD = 50  # messages of the thread shown, the newest
 MAX_NUMBER, MAX_TEXT = 32, 1600
-DEFAULT_PHONE = "+15555550123"
+DEFAULT_PHONE = "+14155550123"
 
 
 def pages() -> list[AdminRoute]:
