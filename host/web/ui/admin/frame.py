@@ -119,8 +119,8 @@ class Form:
     def checked(self, name: str) -> bool:
         """A checkbox: present and its last value not ``off``/``0``/``false`` (macros'
         ``checkbox`` sends a hidden ``off`` first, then ``on`` when ticked)."""
-        values = self.fields.get(name)
-        return bool(values) and values[-1].strip().lower() not in ("off", "0", "false")
+        values = self.fields.get(name) or [""]
+        return name in self.fields and values[-1].strip().lower() not in ("off", "0", "false")
 
     def __contains__(self, name: str) -> bool:
         return name in self.fields
