@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import SIMULATOR, Server, screenshot, sign_in
+from tests.browser.conftest import PASSWORD, SIMULATOR, Server, queue_server, screenshot, \
+    sign_in
 
 
 TO_CHAT = """
@@ -76,3 +77,30 @@ def test_an_admin_texts_the_simulator_and_sees_the_reply(page: Page, server: Ser
     expect(reply.locator(".text")).to_have_text("Reply STOP to unsubscribe.")
     expect(reply.locator(".badge")).to_have_text(re.compile("delivered"))
     screenshot(page, "admin-simulator")
+
+
+QUEUES = """
+[[queue.queues]]
+name = "support"
+members = ["bea"]
+"""
+
+
+@pytest.fixture(scope="module")
+def queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with queue_server(tmp_path_factory.mktemp("notices"), QUEUES, ("bea",)) as running:
+        yield running
+
+
+def test_an_admin_overrides_a_queue_notice(page: Page, queues: Server) -> None:
+    login = queues.user("admin", password=PASSWORD)
+    sign_in(page, queues, login, "/login?next=/admin/settings/notices")
+    expect(page.get_by_label("Queue")).to_have_value("support")
+    page.get_by_label("Use the default (false)").uncheck()
+    page.locator("#n-enabled").check()
+    page.get_by_role("button", name="Save this queue's notices").click()
+    expect(page.locator("#saved")).to_have_text("Saved.")
+    notices = queues.api.get("/api/queues/support/notices").json()
+    assert notices["overrides"] == {"enabled": True}
+    expect(page.get_by_label("Use the default (false)")).not_to_be_checked()
+    screenshot(page, "admin-settings-notices")
