@@ -72,6 +72,27 @@ class OptOuts:
         if local and await self.is_opted_out(local, remote):
             raise OptedOut(local, remote)
 
+    async def remove(self, local: str, remote: str) -> bool:
+        """Opt ``remote`` back in for ``local`` (an operator's decision, as if they had
+        texted a start word, without the confirmation SMS); False when it was not opted
+        out."""
+        removed: int = await self._store.write(lambda db: db.execute(
+            "delete from optouts where local = ? and remote = ?", [local, remote]).rowcount)
+        return removed > 0
+
+    async def search(self, text: str = "", *, limit: int = 50, offset: int = 0
+                     ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of the opted-out pairs whose number or local address contains
+        ``text`` (every pair when empty), newest first, and whether more follow."""
+        sql = "select local, remote, opted_out_at, broker from optouts"
+        args: list[Any] = []
+        if text:
+            sql += " where instr(remote, ?) > 0 or instr(local, ?) > 0"
+            args += [text, text]
+        sql += " order by opted_out_at desc, local, remote limit ? offset ?"
+        rows = await self._store.read(lambda db: list(db.query(sql, [*args, limit + 1, offset])))
+        return rows[:limit], len(rows) > limit
+
     async def list(self, local: str | None = None) -> list[dict[str, Any]]:
         sql = "select local, remote, opted_out_at, broker from optouts"
         args: list[Any] = []

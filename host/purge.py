@@ -147,6 +147,18 @@ class Purger:
         if not problems:
             self.last_success = self.last_run
 
+    def next_run_at(self) -> datetime:
+        """When the schedule runs next (local time ``purge.at``; it runs only while
+        ``purge.enabled``)."""
+        return next_run(self._clock(), self._settings.at)
+
+    async def would_delete(self) -> tuple[dict[str, int], list[str]]:
+        """What a run now would delete, per table, and why it would be incomplete: the
+        configured run's own selection (every purge implementation) counted, nothing
+        deleted (the admin's settings page)."""
+        counts = await self.run(dry_run=True)
+        return counts, list(self.problems)
+
     def describe(self) -> dict[str, Any]:
         """For /health: how the last run went; ``ok`` is False after a failed one."""
         return {"enabled": self._settings.enabled,

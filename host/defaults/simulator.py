@@ -60,13 +60,14 @@ def register_migrations(register: Any) -> None:
     register(migrations)
 
 
-def _instances(host: HostAPI) -> list[BrokerInstance]:
+def simulator_instances(host: HostAPI) -> list[BrokerInstance]:
+    """The broker instances that use the simulator definition."""
     return [i for i in host.brokers.values() if i.definition.name == "simulator"]
 
 
 @hookimpl
 def register_routes(host: HostAPI, register: Any) -> None:
-    if not _instances(host):
+    if not simulator_instances(host):
         return
     # The phone is called by the host's own sender, as a broker's API would be.
     register("webhook", [Route("/simulator/phone", _phone, methods=["POST"])])
@@ -102,7 +103,7 @@ async def _phone(request: Request) -> Response:
 
 
 def _by_receipt_path(host: HostAPI, path: str) -> BrokerInstance | None:
-    return next((i for i in _instances(host) if i.receipt_path == path), None)
+    return next((i for i in simulator_instances(host) if i.receipt_path == path), None)
 
 
 async def _send_receipt(host: HostAPI, instance: BrokerInstance, sim_id: str, status: str) -> None:
@@ -136,19 +137,28 @@ async def _inbox(request: Request) -> Response:
 
 
 async def _inject(request: Request) -> Response:
-    host: HostAPI = request.app.state.host
     body = await json_body(request)
-    instances = _instances(host)
-    name = body.text("broker")
-    instance = next((i for i in instances if i.name == name), None) if name else instances[0]
+    sent = await send_mo(request.app.state.host, body.text("from"), body.text("to"),
+                         body.text("text") or "", body.text("broker"))
+    return JSONResponse(sent, status_code=201)
+
+
+async def send_mo(host: HostAPI, sender: str | None, to: str | None, text: str,
+                  broker: str | None = None) -> dict[str, Any]:
+    """A phone texts the server: the MO goes through simulator broker ``broker``'s (the
+    first one by default) MO webhook handling and is stored like any MO. Answers the
+    stored message's id, the broker and the simulated broker id (``POST
+    /api/simulator/mo``, the admin's simulator page)."""
+    instances = simulator_instances(host)
+    instance = next((i for i in instances if i.name == broker), None) if broker else \
+        next(iter(instances), None)
     if instance is None:
-        raise ApiError(404, "not_found", f"no simulator broker named {name!r}")
-    sender = body.text("from")
+        raise ApiError(404, "not_found", f"no simulator broker named {broker!r}" if broker
+                       else "no broker instance uses the simulator definition")
     if sender is None or not sender.strip():
         raise ApiError(400, "bad_parameter", "from (the phone's number) is required")
     sim_id = "SIM" + uuid.uuid4().hex[:20]
-    payload = {"id": sim_id, "from": sender, "text": body.text("text") or ""}
-    to = body.text("to")
+    payload = {"id": sim_id, "from": sender, "text": text}
     if to:
         payload["to"] = to
     inbound = InboundRequest("POST", instance.broker.broker_values["mo_url"],
@@ -161,5 +171,5 @@ async def _inject(request: Request) -> Response:
     rows = await host.store.read(lambda db: list(db.query(
         "select id from messages where broker = ? and broker_message_id = ?",
         [instance.name, sim_id])))
-    return JSONResponse({"id": rows[0]["id"] if rows else None, "broker": instance.name,
-                         "broker_message_id": sim_id}, status_code=201)
+    return {"id": rows[0]["id"] if rows else None, "broker": instance.name,
+            "broker_message_id": sim_id}

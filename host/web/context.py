@@ -24,6 +24,8 @@ from host.api import HostAPI
 from host.brokers.webhooks import WebhookHost
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.config.settings import Settings
@@ -68,10 +70,16 @@ class HandlerStatus(Protocol):
 
 
 class PurgeStatus(Protocol):
-    """The purger as ``/health`` sees it."""
+    """The purger as ``/health`` and the admin's settings page see it."""
 
     def describe(self) -> dict[str, Any]:
         """The last purge: ``{"ok": ..., ...}``."""
+
+    def next_run_at(self) -> datetime:
+        """When the schedule runs next."""
+
+    async def would_delete(self) -> tuple[dict[str, int], list[str]]:
+        """A dry run of the configured purge: counts per table, problems."""
 
 
 class WebHost(HostAPI, WebhookHost, Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

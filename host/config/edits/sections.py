@@ -1,7 +1,7 @@
 """Edits of single sections: ``[purge]`` and the SMS-level ``[attrs]`` of
-smshost.toml, and any one setting by its dotted key (``purge.days``, ``attrs.region``,
-``brokers.twilio.mt.rate``, ``brokers.twilio.accounts.main.login``) for
-``smshost config get|set|unset``."""
+smshost.toml, ``[optout]`` of routes.toml, and any one setting by its dotted key
+(``purge.days``, ``attrs.region``, ``brokers.twilio.mt.rate``,
+``brokers.twilio.accounts.main.login``) for ``smshost config get|set|unset``."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from tomlkit.container import Container
 from host.config.documents import Entries, TableLike, assign, child, merge, plain, \
     secret_field, set_map, toml_value
 from host.config.editor import home_of
+from host.config.routes import OptOutSettings
 from host.config.settings import PurgeSettings, Settings
 from host.config.views import shown
 from host.errors import ApiError
 
-SECTIONS: dict[str, type] = {"purge": PurgeSettings}
-"""The sections with a path of their own under /api/config."""
+SECTIONS: dict[str, type] = {"purge": PurgeSettings, "optout": OptOutSettings}
+"""The sections edited as a whole: ``purge`` (its own path under /api/config, and the
+admin's settings page) and ``optout`` of routes.toml (the settings page)."""
 
 
 def section(doc: Container, key: str) -> dict[str, Any]:
