@@ -14,8 +14,7 @@ from starlette.testclient import TestClient
 
 from host.config.change import ConfigChange
 from host.core import Host
-from tests.admin.conftest import flash_of
-from tests.admin.test_people_page import post
+from tests.admin.conftest import flash_of, post
 
 HOME = "/admin/history"
 SECRET = "pw-SECRET-4242"
@@ -116,6 +115,9 @@ def test_notes_general_and_about_an_entry(supervisor: TestClient, api: TestClien
     assert empty.status_code == 303
     ghost = post(supervisor, HOME + "/notes", {"note": "x", "about": "99999"}, page=HOME)
     assert ghost.status_code == 303 and len(entries(api, source="note")) == 2
+    wrong = post(supervisor, HOME + "/notes", {"note": "x", "about": "abc"}, page=HOME)
+    assert wrong.status_code == 303 and len(entries(api, source="note")) == 2
+    assert "about must be" in (flash_of(supervisor.get(HOME).text) or "")
 
 
 def test_a_revert_is_a_new_change_applied_to_the_running_node(

@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from starlette.testclient import TestClient
 
-from tests.admin.conftest import PASSWORD, client_of, csrf_of, field_error, flash_of
+from tests.admin.conftest import PASSWORD, client_of, field_error, flash_of, post
 
 USER = "/admin/people/users"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def post(client: TestClient, path: str, data: dict[str, Any] | list[tuple[str, str]],
-         page: str | None = None) -> httpx.Response:
-    """Post form ``data`` (a name may repeat) with the CSRF token of ``page`` (default:
-    ``path``), not following a redirect."""
-    token = csrf_of(client.get(page or path).text)
-    pairs = list(data.items()) if isinstance(data, dict) else list(data)
-    return client.post(path, content=urlencode([*pairs, ("csrf_token", token)]),
-                       headers=FORM,
-                       follow_redirects=False)
-
 GROUP = "/admin/people/workgroups"
 TOKENS = "/admin/people/tokens"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def user_form(**fields: object) -> list[tuple[str, str]]:

@@ -127,6 +127,9 @@ async def add_note(admin: Admin) -> Response:
     form = await admin.form()
     about = bounded_int(form.get("about"), MAX_ID) if form.get("about") else None
     back = f"{HOME}/{about}" if about else HOME
+    if form.get("about") and about is None:
+        return admin.redirect(HOME, "No note added: about must be the id of a history "
+                              "entry.", "error")
     try:
         text = note_text(form.raw("note"))
         if text is None:
