@@ -92,7 +92,7 @@ def test_a_change_shows_in_the_history_with_its_diff_and_is_reverted(
     expect(page.get_by_text("a revert to")).to_be_visible()
     expect(page.get_by_role("region", name="Changes (secrets masked)").locator("del")
            ).to_contain_text("-days = 45")
-    assert server.host.settings.purge.days != 45
+    assert server.host is not None and server.host.settings.purge.days != 45
     latest = server.api.get("/api/history").json()["entries"][0]
     assert (latest["source"], latest["actor"], latest["reverts"]) == \
         ("revert", login, first["id"])
