@@ -177,6 +177,12 @@ class History:
             raise ApiError(404, "not_found", f"no history entry {entry_id}")
         return found
 
+    async def notes_about(self, entry_id: int, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
+        """The notes about entry ``entry_id``, oldest first (at most ``limit``)."""
+        return await self._store.read(lambda db: [_record(r) for r in db.execute(
+            f"select {_COLUMNS} from config_history where about = ? order by id limit ?",
+            [entry_id, limit]).fetchall()])
+
     async def latest(self) -> dict[str, Any] | None:
         """The latest recorded version (an entry with its diff), or None."""
         found = await self._store.read(_latest)
