@@ -117,8 +117,10 @@ class Form:
         return [v.strip() for v in self.fields.get(name, [])]
 
     def checked(self, name: str) -> bool:
-        """A checkbox: present and not ``off``/``0``/``false``."""
-        return name in self.fields and self.get(name).lower() not in ("off", "0", "false")
+        """A checkbox: present and its last value not ``off``/``0``/``false`` (macros'
+        checkbox posts a hidden ``off`` before the box's ``on``)."""
+        values = self.fields.get(name)
+        return bool(values) and values[-1].strip().lower() not in ("off", "0", "false")
 
     def __contains__(self, name: str) -> bool:
         return name in self.fields
