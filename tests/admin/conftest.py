@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -108,8 +109,9 @@ def post(client: TestClient, path: str, data: dict[str, Any] | list[tuple[str, s
     page at ``path``), not following a redirect."""
     token = csrf_of(client.get(page or path).text)
     pairs = list(data.items()) if isinstance(data, dict) else list(data)
-    return client.post(path, data=[*pairs, ("csrf_token", token)],  # type: ignore[arg-type]
-                       follow_redirects=False)
+    body = urlencode([*pairs, ("csrf_token", token)])  # a list: a name may repeat
+    return client.post(path, content=body, follow_redirects=False,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
 def field_error(page: str, name: str, id_: str | None = None) -> str | None:

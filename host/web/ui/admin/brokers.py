@@ -17,7 +17,8 @@ from starlette.responses import Response
 from host.config.edits import brokers
 from host.errors import ApiError, ConfigRefused
 from host.web.ui.admin import broker_accounts, broker_page
-from host.web.ui.admin.brokers_form import (ENCRYPTIONS, FILE, index_of, picker, put_secret,
+from host.web.ui.admin.brokers_form import (ENCRYPTIONS, FILE, definitions, index_of, picker,
+                                            problems_of, profiles, put_secret, redisplay,
                                             relocate, text_or_none)
 from host.web.ui.admin.frame import Admin, AdminRoute, FieldErrors, Form, admin_route
 
@@ -40,27 +41,6 @@ def pages() -> list[AdminRoute]:
         admin_route(base + "/{name}/remove", remove, need="admin", methods=["GET", "POST"]),
         *broker_page.pages(), *broker_accounts.pages(),
     ]
-
-
-def definitions(admin: Admin) -> list[tuple[str, str]]:
-    """The loaded broker definitions, as (name, name and title) choices."""
-    found = admin.host.discovery.brokers if admin.host.discovery is not None else {}
-    return [(name, f"{name} ({t.definition.title})" if t.definition.title else name)
-            for name, t in sorted(found.items())]
-
-
-def profiles(admin: Admin) -> list[tuple[str, str]]:
-    found = admin.host.discovery.brokers if admin.host.discovery is not None else {}
-    return [("", "(none)")] + [(p, f"{p} ({name})") for name, t in sorted(found.items())
-                               for p in t.definition.profiles]
-
-
-def problems_of(admin: Admin, name: str, definition: str) -> list[str]:
-    """Why broker ``name`` does not run: its definition failed to load, or the
-    instance has a problem (host.reconfigure records both)."""
-    return [r.error or "failed" for r in admin.host.plugins.failures
-            if (r.kind == "broker" and r.name == definition)
-            or (r.kind == "broker instance" and r.name == name)]
 
 
 def rows(admin: Admin, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,7 +96,7 @@ async def add(admin: Admin) -> Response:
         if done is not None:
             return admin.redirect(f"/admin/brokers/{data['name']}",
                                   f"Broker {data['name']} added.")
-    return render_list(admin, errors, form.values())
+    return render_list(admin, errors, redisplay(form))
 
 
 async def switch(admin: Admin) -> Response:

@@ -23,7 +23,8 @@ from tomlkit.container import Container
 
 from host.config.documents import Entries, plain
 from host.config.edits import brokers
-from host.web.ui.admin.frame import FieldErrors, Form
+from host.brokers.specs import BrokerDefinition
+from host.web.ui.admin.frame import Admin, FieldErrors, Form
 
 FILE = brokers.FILE
 ENCRYPTIONS = ("https", "http")
@@ -140,3 +141,34 @@ def raw_options(doc: Container, name: str) -> dict[str, Any]:
     """Broker ``name``'s options as written (values of secret ones are never shown)."""
     value = plain(brokers.broker(doc, name).get("options", {}))
     return value if isinstance(value, dict) else {}
+
+
+def redisplay(form: Form) -> dict[str, str]:
+    """The form as typed, to show it again: each field's last value (a checkbox's box
+    after its hidden ``off``). Password inputs never render theirs."""
+    return {name: values[-1] for name, values in form.fields.items() if values}
+
+
+def found_definitions(admin: Admin) -> dict[str, BrokerDefinition]:
+    found = admin.host.discovery.brokers if admin.host.discovery is not None else {}
+    return {name: t.definition for name, t in found.items()}
+
+
+def definitions(admin: Admin) -> list[tuple[str, str]]:
+    """The loaded broker definitions, as (name, name and title) choices."""
+    found = found_definitions(admin)
+    return [(name, f"{name} ({d.title})" if d.title else name) for name, d in sorted(found.items())]
+
+
+def profiles(admin: Admin) -> list[tuple[str, str]]:
+    found = found_definitions(admin)
+    return [("", "(none)")] + [(p, f"{p} ({name})") for name, d in sorted(found.items())
+                               for p in d.profiles]
+
+
+def problems_of(admin: Admin, name: str, definition: str) -> list[str]:
+    """Why broker ``name`` does not run: its definition failed to load, or the
+    instance has a problem (host.reconfigure records both)."""
+    return [r.error or "failed" for r in admin.host.plugins.failures
+            if (r.kind == "broker" and r.name == definition)
+            or (r.kind == "broker instance" and r.name == name)]

@@ -120,7 +120,8 @@ class Form:
         """A checkbox: present and its last value not ``off``/``0``/``false`` (macros'
         checkbox posts a hidden ``off`` before the box's ``on``)."""
         values = self.fields.get(name)
-        return bool(values) and values[-1].strip().lower() not in ("off", "0", "false")
+        return values is not None and len(values) > 0 and \
+            values[-1].strip().lower() not in ("off", "0", "false")
 
     def __contains__(self, name: str) -> bool:
         return name in self.fields
