@@ -212,6 +212,19 @@ def test_a_value_and_an_env_reference_at_once_are_refused(admin: TestClient) -> 
     assert SECRET not in answer.text
 
 
+def test_an_env_reference_to_an_unset_variable_is_refused_beside_it(
+        admin: TestClient, config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMSHOST_NOT_SET_HERE", raising=False)
+    before = brokers_toml(config_dir)
+    answer = post(admin, PAGE + "/accounts/default", {
+        "id": "default", "local_address": "+15550100", "opt_out": "on",
+        "password.env": "SMSHOST_NOT_SET_HERE"})
+    assert answer.status_code == 422
+    assert field_error(answer.text, "password") == \
+        "environment variable SMSHOST_NOT_SET_HERE is not set"
+    assert brokers_toml(config_dir) == before
+
+
 @pytest.mark.parametrize("what,key", [("mo", "mo"), ("mt", "mt"), ("enabled", None)])
 def test_switch_the_broker_mo_and_mt_off_and_on(admin: TestClient, api: TestClient,
                                                host: Host, what: str, key: str | None) -> None:
@@ -325,3 +338,25 @@ def test_a_supervisor_may_not_see_or_change_brokers(supervisor: TestClient,
                                  follow_redirects=False)
         assert answer.status_code == 403, path
     assert "MO: on" in admin.get("/admin/brokers").text
+
+
+class TestFromAnEmptyConfiguration:
+    """No broker yet: the page says what to do, and the form gives a running one."""
+
+    @pytest.fixture
+    def config_dir(self, tmp_path: Path) -> Path:
+        return broker_config(tmp_path, "")
+
+    def test_add_the_simulator_and_it_runs(self, admin: TestClient, host: Host) -> None:
+        page = admin.get("/admin/brokers").text
+        assert "No broker is configured yet" in page
+        answer = post(admin, "/admin/brokers", {
+            "name": "sim", "definition": "simulator", "encryption": "https",
+            "account.id": "default", "account.local_address": "+15550100",
+            "etag": etag_of(page)})
+        assert answer.status_code == 303, answer.text
+        assert "sim" in host.brokers
+        page = admin.get("/admin/brokers/sim").text
+        assert 'value="https://smshost.example.com/simulator/mo"' in page
+        assert 'value="https://smshost.example.com/simulator/receipt"' in page
+        assert 'class="badge ok">running' in page
