@@ -142,6 +142,26 @@ def test_edit_settings_through_the_form(admin: TestClient, api: TestClient) -> N
     assert 'value="failed"' in page
 
 
+def test_another_definition_drops_the_options_it_does_not_declare(
+        admin: TestClient, api: TestClient) -> None:
+    page = admin.get(PAGE).text
+    assert post(admin, PAGE, settings_form(page, **{"options.ReceiptStatus": "failed"})
+                ).status_code == 303
+    page = admin.get(PAGE).text
+    answer = post(admin, PAGE, settings_form(page, definition="generic"))
+    assert answer.status_code == 303, answer.text
+    shown = api.get("/api/config/brokers/simulator").json()
+    assert shown["definition"] == "generic" and "ReceiptStatus" not in shown["options"]
+    page = admin.get(PAGE).text
+    assert "SigningSecret" in page and "ReceiptStatus" not in page
+
+
+def test_unknown_brokers_and_accounts_are_404(admin: TestClient) -> None:
+    assert admin.get("/admin/brokers/nope").status_code == 404
+    assert admin.get(PAGE + "/accounts/nope").status_code == 404
+    assert admin.get(PAGE + "/accounts/nope/remove").status_code == 404
+
+
 def test_a_bad_value_shows_beside_its_field_and_nothing_is_written(
         admin: TestClient, config_dir: Path) -> None:
     before = brokers_toml(config_dir)
@@ -325,6 +345,12 @@ class TestABrokerThatDoesNotRun:
         assert 'class="badge ok">running' in page  # the simulator still runs
         broker = admin.get("/admin/brokers/ghost")
         assert broker.status_code == 200 and "This broker does not run" in broker.text
+
+    def test_its_conformance_kit_says_why_it_cannot_run(self, admin: TestClient) -> None:
+        answer = post(admin, "/admin/brokers/ghost/kit", {}, page="/admin/brokers/ghost")
+        assert answer.status_code == 400
+        assert "The conformance kit cannot run: no broker definition named &#39;nope&#39;" \
+            in answer.text
 
 
 def test_a_supervisor_may_not_see_or_change_brokers(supervisor: TestClient,
