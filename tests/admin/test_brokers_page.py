@@ -156,6 +156,19 @@ def test_another_definition_drops_the_options_it_does_not_declare(
     assert "SigningSecret" in page and "ReceiptStatus" not in page
 
 
+def test_saving_the_form_as_shown_writes_no_default_into_the_file(
+        admin: TestClient, config_dir: Path) -> None:
+    before = brokers_toml(config_dir)
+    answer = post(admin, PAGE, settings_form(admin.get(PAGE).text))
+    assert answer.status_code == 303, answer.text
+    assert brokers_toml(config_dir) == before
+    answer = post(admin, PAGE, settings_form(admin.get(PAGE).text, **{"mt.rate": "2"}))
+    assert answer.status_code == 303, answer.text
+    after = brokers_toml(config_dir)
+    assert "rate = 2.0" in after
+    assert not {"timeout", "enabled", "region", "parsing"} & set(re.findall(r"(\w+) =", after))
+
+
 def test_unknown_brokers_and_accounts_are_404(admin: TestClient) -> None:
     assert admin.get("/admin/brokers/nope").status_code == 404
     assert admin.get(PAGE + "/accounts/nope").status_code == 404

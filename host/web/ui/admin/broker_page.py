@@ -10,6 +10,7 @@ URLs to give the broker, a test message and the conformance kit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -115,29 +116,42 @@ async def page(admin: Admin) -> Response:
     return render_page(admin, admin.request.path_params["name"])
 
 
-def settings_of(form: Form, errors: FieldErrors, options: list[dict[str, Any]],
-                keep: set[str]) -> dict[str, Any]:
-    """The form as the API's PATCH body. Options not in ``keep`` (not declared by the
-    definition chosen) are removed."""
-    data: dict[str, Any] = {
-        "definition": form.get("definition"), "profile": text_or_none(form, "profile"),
-        "encryption": form.get("encryption"), "region": text_or_none(form, "region"),
-        "enabled": form.checked("enabled"),
-        "mo": {"enabled": form.checked("mo.enabled"), "port": number(form, "mo.port", int),
-               "path": text_or_none(form, "mo.path"),
-               "receipt_path": text_or_none(form, "mo.receipt_path"),
-               "concat_timeout": number(form, "mo.concat_timeout", float)},
-        "mt": {"enabled": form.checked("mt.enabled"),
-               "gateway": text_or_none(form, "mt.gateway"),
-               "path": text_or_none(form, "mt.path"),
-               "timeout": number(form, "mt.timeout", float),
-               "internationalize": form.checked("mt.internationalize"),
-               "parsing": form.get("mt.parsing"), "rate": number(form, "mt.rate", float),
-               "consolidate": form.checked("mt.consolidate")},
-        "proxy": {"address": text_or_none(form, "proxy.address"),
-                  "login": text_or_none(form, "proxy.login"), "ssl": form.checked("proxy.ssl")},
-    }
-    put_secret(data["proxy"], "password", form, "proxy.password", errors)
+CHECKS = {"enabled", "mo.enabled", "mt.enabled", "mt.internationalize", "mt.consolidate",
+          "proxy.ssl"}
+NUMBERS: dict[str, Callable[[str], int | float]] = {
+    "mo.port": int, "mo.concat_timeout": float, "mt.timeout": float, "mt.rate": float}
+CHOSEN = {"definition", "encryption", "mt.parsing"}
+
+
+def value_of(form: Form, key: str) -> Any:
+    """Setting ``key`` as the form gives it (empty: the default)."""
+    if key in CHECKS:
+        return form.checked(key)
+    if key in NUMBERS:
+        return number(form, key, NUMBERS[key])
+    return form.get(key) if key in CHOSEN else text_or_none(form, key)
+
+
+def settings_of(form: Form, errors: FieldErrors, before: dict[str, Any],
+                options: list[dict[str, Any]], keep: set[str]) -> dict[str, Any]:
+    """The settings the form changes (from ``before``, as the page showed them), as the
+    API's PATCH body: a default left as it was is not written into the file. Options not
+    in ``keep`` (not declared by the definition chosen) are removed."""
+    data: dict[str, Any] = {}
+    for key in SETTINGS:
+        if key in ("attrs", "proxy.password"):
+            continue
+        shown = before.get(key)
+        same = form.checked(key) == bool(shown) if key in CHECKS else \
+            form.get(key) == ("" if shown is None else str(shown))
+        if not same:
+            section, _, sub = key.partition(".")
+            (data.setdefault(section, {}) if sub else data)[sub or section] = \
+                value_of(form, key)
+    proxy: dict[str, Any] = {}
+    put_secret(proxy, "password", form, "proxy.password", errors)
+    if proxy:
+        data.setdefault("proxy", {}).update(proxy)
     chosen: dict[str, Any] = {}
     for option in options:
         field = f"options.{option['name']}"
@@ -145,9 +159,10 @@ def settings_of(form: Form, errors: FieldErrors, options: list[dict[str, Any]],
             chosen[option["name"]] = None
         elif option["secret"]:
             put_secret(chosen, option["name"], form, field, errors)
-        else:
+        elif form.get(field) != option["value"]:
             chosen[option["name"]] = form.get(field) or None
-    data["options"] = chosen
+    if chosen:
+        data["options"] = chosen
     return data
 
 
@@ -161,7 +176,7 @@ async def save(admin: Admin) -> Response:
     new = found_definitions(admin).get(form.get("definition"))
     options = options_of(old, raw_options(draft.doc, name))
     keep = set(new.options) if new is not None else {o["name"] for o in options}
-    data = settings_of(form, errors, options, keep)
+    data = settings_of(form, errors, current(broker), options, keep)
     attrs = attrs_of(form, "attrs", errors)
     if not errors and attrs is not None:
         def change(doc: Any) -> dict[str, Any]:
