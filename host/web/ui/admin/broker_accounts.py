@@ -35,9 +35,14 @@ def fields(position: int) -> dict[str, str]:
     return {**{f"accounts[{position}].{key}": key for key in KEYS}, **{k: k for k in KEYS}}
 
 
-def account_of(form: Form, errors: FieldErrors, *, new: bool) -> dict[str, Any]:
-    """The form as the API's body (a new account leaves empty settings out)."""
-    data: dict[str, Any] = {"id": form.get("id"), "opt_out": form.checked("opt_out")}
+def account_of(form: Form, errors: FieldErrors, *, opt_out: bool | None) -> dict[str, Any]:
+    """The form as the API's body. A new account (``opt_out`` None) leaves empty
+    settings out; ``opt_out`` is written when it is not what it was (a new account's:
+    the default, on)."""
+    new = opt_out is None
+    data: dict[str, Any] = {"id": form.get("id")}
+    if form.checked("opt_out") != (True if opt_out is None else opt_out):
+        data["opt_out"] = form.checked("opt_out")
     for key in ("local_address", "login", "region"):
         value = text_or_none(form, key)
         if value is not None or not new:
@@ -67,7 +72,7 @@ async def add(admin: Admin) -> Response:
     if admin.request.method == "GET":
         return render(admin, name, None, errors)
     form = await admin.form()
-    data = account_of(form, errors, new=True)
+    data = account_of(form, errors, opt_out=None)
     attrs = attrs_of(form, "attrs", errors)
     if attrs:
         data["attrs"] = attrs
@@ -89,10 +94,10 @@ async def edit(admin: Admin) -> Response:
     if admin.request.method == "GET":
         return render(admin, name, key, errors)
     form = await admin.form()
-    data = account_of(form, errors, new=False)
+    doc = admin.read(FILE).doc
+    data = account_of(form, errors, opt_out=brokers.account(doc, name, key)["opt_out"])
     attrs = attrs_of(form, "attrs", errors)
     if not errors and attrs is not None:
-        doc = admin.read(FILE).doc
         position = brokers.accounts(doc, name).index(key)
 
         def change(d: Any) -> dict[str, Any]:
