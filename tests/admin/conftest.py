@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,10 @@ def post(client: TestClient, path: str, data: dict[str, Any] | list[tuple[str, s
     page at ``path``), not following a redirect."""
     token = csrf_of(client.get(page or path).text)
     pairs = list(data.items()) if isinstance(data, dict) else list(data)
-    body = urlencode([*pairs, ("csrf_token", token)])  # a list: a name may repeat
-    return client.post(path, content=body, follow_redirects=False,
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    # a list of pairs (a name repeated) is encoded here: httpx takes ``data`` as a dict
+    return client.post(path, content=urlencode([*pairs, ("csrf_token", token)]),
+                       headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       follow_redirects=False)
 
 
 def field_error(page: str, name: str, id_: str | None = None) -> str | None:

@@ -117,11 +117,10 @@ class Form:
         return [v.strip() for v in self.fields.get(name, [])]
 
     def checked(self, name: str) -> bool:
-        """A checkbox: present and its last value not ``off``/``0``/``false`` (macros'
-        checkbox posts a hidden ``off`` before the box's ``on``)."""
-        values = self.fields.get(name)
-        return values is not None and len(values) > 0 and \
-            values[-1].strip().lower() not in ("off", "0", "false")
+        """A checkbox: present and its last value not ``off``/``0``/``false`` (the
+        macro's hidden ``off`` comes before the box's ``on``)."""
+        values = self.fields.get(name) or [""]
+        return name in self.fields and values[-1].strip().lower() not in ("off", "0", "false")
 
     def __contains__(self, name: str) -> bool:
         return name in self.fields
