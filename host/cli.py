@@ -196,22 +196,17 @@ def broker() -> None:
               help="Fixtures file [default: NAME.fixtures.toml beside the definition].")
 def broker_test(config_dir: Path | None, name: str, fixtures: Path | None) -> None:
     """Run a broker definition's conformance fixtures (no live account needed)."""
-    from host.brokers.kit import fixtures_path, run_kit
+    from host.brokers.kit import KitUnavailable, kit_for
     from host.core import Host
 
     _, settings = load_config(config_dir, defer_secrets=True)
     host = Host(settings)
     found = host.load_plugins()
-    if name not in found.brokers:
-        reasons = [r.error for r in host.plugins.failures if r.name == name]
-        click.echo(f"error: {reasons[0] if reasons else f'no broker definition named {name!r}'}")
+    try:
+        path, results = kit_for(Host, found.brokers, host.plugins.failures, name, fixtures)
+    except KitUnavailable as exc:
+        click.echo(f"error: {exc}")
         sys.exit(1)
-    definition = found.brokers[name].definition.path
-    path = fixtures or fixtures_path(definition)
-    if not path.exists():
-        click.echo(f"error: {path}: no fixtures for {name}")
-        sys.exit(1)
-    results = run_kit(Host, definition, path)
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'} {result.kind}: {result.name}")
         for problem in result.problems:

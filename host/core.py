@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from host import __version__
 from host.brokers.concat import Concat
+from host.brokers.kit import CaseResult, kit_for
 from host.brokers.instances import BrokerInstance, unsigned_warnings
 from host.brokers.paths import WebhookPaths
 from host.brokers.receipts import Receipts
@@ -147,6 +148,13 @@ class Host:
             self.handlers.reconcile()
             self.reconfigurer.start(self.discovery)  # brokers, sinks, their problems
         return self.discovery
+
+    def broker_kit(self, name: str) -> tuple[Path, list[CaseResult]]:
+        """The conformance kit (B9) of loaded definition ``name``, on a throwaway node:
+        the fixtures file and one result per case (host.brokers.kit.kit_for; blocking,
+        the admin page runs it in a thread). KitUnavailable when it cannot run."""
+        found = self.discovery.brokers if self.discovery is not None else {}
+        return kit_for(Host, found, self.plugins.failures, name)
 
     def migration_sets(self) -> list[Migrations]:
         """The core set first, then the sets plugins register, in order."""

@@ -29,7 +29,7 @@ import json
 import logging
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +41,13 @@ from host.brokers import webhooks
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import InboundRequest, MtResponse
 from host.brokers.instances import BrokerInstance
+from host.brokers.registry import BrokerType
 from host.config.schema import Converter
 from host.config.secrets import reveals
 from host.config.settings import Settings
 from host.errors import ConfigErrors, SmshostError
 from host.messages import NewMessage
+from host.plugins import PluginRecord
 
 DEFAULT_TYPES = {"form": "application/x-www-form-urlencoded", "json": "application/json"}
 
@@ -78,6 +80,28 @@ class MakeHost(Protocol):
     """Builds a node on a data directory (the CLI passes the class ``Host``)."""
 
     def __call__(self, settings: Settings, *, data_dir: Path) -> KitHost: ...
+
+
+class KitUnavailable(SmshostError):
+    """The kit cannot run for a definition: it did not load, or has no fixtures."""
+
+
+def kit_for(make_host: MakeHost, types: Mapping[str, BrokerType],
+            failures: Iterable[PluginRecord], name: str, fixtures: Path | None = None
+            ) -> tuple[Path, list[CaseResult]]:
+    """Run the fixtures of loaded definition ``name`` (``types``: what discovery found;
+    ``failures``: the plugin records that failed, for the reason one did not load): the
+    fixtures file and one result per case. ``smshost broker test`` and the admin's
+    broker page both run the kit through here. Blocking (it runs its own event loop)."""
+    if name not in types:
+        reasons = [r.error for r in failures if r.kind == "broker" and r.name == name]
+        raise KitUnavailable(reasons[0] if reasons and reasons[0]
+                             else f"no broker definition named {name!r}")
+    definition = types[name].definition.path
+    path = fixtures or fixtures_path(definition)
+    if not path.exists():
+        raise KitUnavailable(f"{path}: no fixtures for {name}")
+    return path, run_kit(make_host, definition, path)
 
 
 def run_kit(make_host: MakeHost, definition: Path, fixtures: Path | None = None

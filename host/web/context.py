@@ -25,9 +25,12 @@ from host.brokers.webhooks import WebhookHost
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from pathlib import Path
 
+    from host.brokers.kit import CaseResult
     from host.config.change import LiveConfig
     from host.config.secrets import Secret
+    from host.discovery import Discovery
     from host.config.settings import Settings
     from host.events import EventBus
     from host.logins import Logins
@@ -133,6 +136,13 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def purger(self) -> PurgeStatus:
         """The last purge's outcome."""
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """The broker definitions and sink classes found (None before plugins load)."""
+
+    def broker_kit(self, name: str) -> tuple[Path, list[CaseResult]]:
+        """Run the conformance kit of definition ``name`` (blocking)."""
 
     def running(self) -> AbstractAsyncContextManager[object]:
         """Start the node on first entry, stop it when the last user leaves (the app's

@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest

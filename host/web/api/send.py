@@ -18,7 +18,7 @@ from host.models import bounded_int
 from host.optout import OptedOut
 from host.rights import (Caller, Refused, caller_of, check_account, check_send_as,
                          classification_for)
-from host.sends import SendError, SendRequest
+from host.sends import Queued, SendError, SendRequest
 from host.web.bodies import Body, json_body
 from host.web.context import WebHost
 from host.web.routes import GRANTED
@@ -68,16 +68,23 @@ async def _own(host: WebHost, login: str) -> list[tuple[str | None, str]]:
     return [pair for pair in found if pair is not None and pair[1]]
 
 
-async def send_message(request: Request) -> Response:
-    host: WebHost = request.app.state.host
-    send = _request(await json_body(request), request.headers.get("idempotency-key"))
-    send = await _authorized(host, caller_of(request.scope[GRANTED]), send)
+async def submit(host: WebHost, caller: Caller, send: SendRequest) -> Queued:
+    """Send ``send`` as ``caller`` may (host.rights): the path of ``POST /api/messages``
+    and of the admin's test message. ApiError when refused (403, 409 opted out, the
+    send's own status)."""
+    send = await _authorized(host, caller, send)
     try:
-        queued = await host.send(send)
+        return await host.send(send)
     except OptedOut as exc:
         raise ApiError(409, "opted_out", str(exc)) from None
     except SendError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
+
+
+async def send_message(request: Request) -> Response:
+    host: WebHost = request.app.state.host
+    send = _request(await json_body(request), request.headers.get("idempotency-key"))
+    queued = await submit(host, caller_of(request.scope[GRANTED]), send)
     first = queued.messages[0]
     body = {"id": first.id, "ids": [m.id for m in queued.messages], "status": first.status,
             "encoding": queued.encoding, "segments": queued.segments, "route": queued.route,
