@@ -67,8 +67,8 @@ def simulator_instances(host: HostAPI) -> list[BrokerInstance]:
 
 @hookimpl
 def register_routes(host: HostAPI, register: Any) -> None:
-    if not simulator_instances(host):
-        return
+    # Always: a simulator broker added while the node runs (the admin's brokers page,
+    # /api/config/brokers) needs its phone at once; without one the phone answers 404.
     # The phone is called by the host's own sender, as a broker's API would be.
     register("webhook", [Route("/simulator/phone", _phone, methods=["POST"])])
     # The phone's inbox is read like messages; injecting an MO fakes inbound traffic.
@@ -85,6 +85,8 @@ async def purge(host: HostAPI, cutoff: str, batch_size: int, dry_run: bool) -> d
 
 async def _phone(request: Request) -> Response:
     host: HostAPI = request.app.state.host
+    if not simulator_instances(host):
+        raise ApiError(404, "not_found", "no broker instance uses the simulator definition")
     body = await json_body(request)
     to, text = body.required_text("to"), body.required_text("text", empty=True)
     ref, sender, callback = body.text("ref"), body.text("from"), body.text("callback") or ""

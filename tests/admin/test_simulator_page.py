@@ -83,6 +83,8 @@ def test_without_a_simulator_broker_the_page_says_how_to_add_one(
         tmp_path: Path) -> None:
     from host.config import load_settings
     from host.core import Host
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "routes.toml").write_text("")  # routing on, no route
     cfg = broker_config(tmp_path, "")
     node = Host(load_settings(cfg), config_dir=cfg)
     with TestClient(node.app_for(), base_url="https://testserver",
@@ -101,3 +103,30 @@ def test_permissions(supervisor: TestClient, agent: TestClient, api: TestClient)
     assert supervisor.get("/admin/simulator").status_code == 403
     assert agent.get("/admin/simulator/thread").status_code == 403
     assert api.get("/api/messages").json()["messages"] == []
+
+
+def test_a_simulator_added_while_running_has_its_phone_at_once(tmp_path: Path) -> None:
+    """From a node with no broker: once the simulator is added through the API (the
+    brokers page's editor), its phone (where the node sends MT) and its MO injection
+    answer at once, with no restart (the delivery itself: tests/browser/
+    test_admin_setup.py, on a real server)."""
+    from host.config import load_settings
+    from host.core import Host
+    from tests.admin.conftest import CONFIG
+
+    cfg = broker_config(tmp_path, "")
+    node = Host(load_settings(cfg), config_dir=cfg)
+    phone = {"to": PHONE, "text": "hello", "from": "+15550100"}
+    with TestClient(node.app_for(), base_url="https://testserver", headers=CONFIG) as api:
+        assert api.post("/simulator/phone", json=phone).status_code == 404
+        assert api.post("/api/simulator/mo", json={"from": PHONE, "text": "HELP"}
+                        ).status_code == 404
+        made = api.post("/api/config/brokers", json={
+            "name": "sim", "definition": "simulator", "encryption": "https",
+            "accounts": [{"id": "main", "local_address": "+15550100"}]})
+        assert made.status_code == 201, made.text
+        assert api.post("/simulator/phone", json=phone).status_code == 201
+        sent = api.post("/api/simulator/mo", json={"from": PHONE, "text": "HELP"})
+        assert sent.status_code == 201, sent.text
+        inbox = api.get("/api/simulator/inbox").json()["messages"]
+        assert [(m["to"], m["text"]) for m in inbox] == [(PHONE, "hello")]
