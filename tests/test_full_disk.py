@@ -179,7 +179,9 @@ def test_refused_requests_log_one_line_per_spell_and_count_each(
     send_until_refused(client)  # the API's spell starts here
     for n in range(40):
         assert send(client, n).status_code == 503
-        mo = client.post("/generic/mo", json={"id": f"g{n}", "from": PHONE, "text": "hi"})
+        # a text that needs new pages (a short one may fit in what the sends left free)
+        mo = client.post("/generic/mo", json={"id": f"g{n}", "from": PHONE,
+                                              "text": "hi " + "x" * 5000})
         assert mo.status_code == 503
     clock.now += 61  # a minute later, the next refusal of each says how many there were
     assert send(client, 41).status_code == 503
