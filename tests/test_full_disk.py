@@ -185,7 +185,8 @@ def test_refused_requests_log_one_line_per_spell_and_count_each(
         assert mo.status_code == 503
     clock.now += 61  # a minute later, the next refusal of each says how many there were
     assert send(client, 41).status_code == 503
-    assert client.post("/generic/mo", json={"id": "g41", "from": PHONE}).status_code == 503
+    assert client.post("/generic/mo", json={"id": "g41", "from": PHONE,
+                                            "text": "x" * 5000}).status_code == 503
     with database(host) as conn:  # space comes back: another process deletes something
         conn.execute("delete from messages")
     assert send(client, 42).status_code == 201
