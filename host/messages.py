@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
+from host import conversations, jsontext
+from host.conversations import Conversation
 from host.ledger import NewMessage, purge
 from host.models import DIRECTIONS, Direction, Message, StatusEvent
 
@@ -97,9 +99,28 @@ class Messages:
         return [StatusEvent.from_row(r) for r in rows]
 
     async def find(self, flt: MessageFilter) -> list[Message]:
-        """Newest first, ``flt.limit`` at most, before ``flt.before_id`` when given."""
+        """Newest first, ``flt.limit`` at most, before ``flt.before_id`` (or after
+        ``flt.after_id``) when given."""
         rows = await self._store.read(partial(find_rows, flt=flt))
         return [Message.from_row(r) for r in rows]
+
+    async def exchanges(self, message_id: int) -> list[dict[str, Any]]:
+        """What was kept of the message's exchanges with its broker, in order (an MO's
+        webhook, each send's request and answer): kind, at, request, response."""
+        rows = await self._store.read(lambda db: list(db.query(
+            "select kind, at, request, response from message_exchanges "
+            "where message_id = ? order by id limit 100", [message_id])))
+        return [{**r, "request": jsontext.loads(r["request"]),
+                 "response": jsontext.loads(r["response"])} for r in rows]
+
+    async def conversations(self, *, before: int | None = None, after: int | None = None,
+                            limit: int = 50) -> list[Conversation]:
+        """A page of conversations, latest first (host.conversations)."""
+        return await self._store.read(partial(conversations.page, before=before,
+                                              after=after, limit=limit))
+
+    async def conversation(self, local: str, remote: str) -> Conversation | None:
+        return await self._store.read(lambda db: conversations.one(db, local, remote))
 
 
 MAX_STATUSES = 100
