@@ -224,15 +224,18 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
              if getattr(flt, c) is not None]
     if flt.conversation is not None:
         equal.append(("+coalesce(local, '') = ?", flt.conversation[0]))
-    if flt.text is not None:
+    phrase = None if flt.text is None else '"' + flt.text.replace('"', '""') + '"'
+    if phrase is not None and flt.number is None and flt.conversation is None:
         tail, args = _tail(flt, low, high, "t.rowid")
-        where = [*tail, *(c for c, _ in equal), *_party(flt)]
-        values = [*args, *(v for _, v in equal), *_party_args(flt)]
-        phrase = '"' + flt.text.replace('"', '""') + '"'
+        where = [*tail, *(c for c, _ in equal)]
         return list(db.query(
             "select m.* from messages_text t join messages m on m.id = t.rowid "
             f"where t.messages_text match ? {''.join(' and ' + w for w in where)} "
-            f"order by t.rowid {order} limit ?", [phrase, *values, flt.limit]))
+            f"order by t.rowid {order} limit ?",
+            [phrase, *args, *(v for _, v in equal), flt.limit]))
+    if phrase is not None:  # a number's messages are few: those of them with the text
+        equal.append(("id in (select rowid from messages_text where messages_text "
+                      "match ?)", phrase))
     tail, args = _tail(flt, low, high)
     clauses = [*tail, *(c for c, _ in equal)]
     values = [*args, *(v for _, v in equal)]
@@ -248,24 +251,6 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
         params += [*first_args, *values]
     return list(db.query(" union all ".join(selects) + f" order by id {order} limit ?",
                          [*params, flt.limit]))
-
-
-def _party(flt: MessageFilter) -> list[str]:
-    clauses = []
-    if flt.number is not None:
-        clauses.append("(m.remote = ? or m.local = ?)")
-    if flt.conversation is not None:
-        clauses.append("m.remote = ?")
-    return clauses
-
-
-def _party_args(flt: MessageFilter) -> list[str]:
-    values = []
-    if flt.number is not None:
-        values += [flt.number, flt.number]
-    if flt.conversation is not None:
-        values.append(flt.conversation[1])
-    return values
 
 
 def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[Any]]] | None:
