@@ -45,8 +45,8 @@ async def listing(admin: Admin) -> Response:
     after, bad_after = _cursor(admin, "after")
     problem = bad or bad_after
     if problem:
-        return admin.render("conversations.html", {"problem": problem, "rows": []},
-                            status=400)
+        return admin.render("conversations.html", {"problem": problem, "rows": [],
+                                                   "links": {}}, status=400)
     found = await admin.host.messages.conversations(before=before, after=after, limit=PAGE)
     links = {}
     if found and (len(found) == PAGE or after is not None):
@@ -54,7 +54,8 @@ async def listing(admin: Admin) -> Response:
     if found and (before is not None or (after is not None and len(found) == PAGE)):
         links["newer"] = f"/admin/conversations?after={found[0].last_id}"
     rows = [(c, thread_path(c.local, c.remote)) for c in found]
-    return admin.render("conversations.html", {"rows": rows, "links": links})
+    return admin.render("conversations.html", {"rows": rows, "links": links,
+                                               "problem": None})
 
 
 async def thread(admin: Admin) -> Response:
@@ -67,8 +68,8 @@ async def thread(admin: Admin) -> Response:
         return admin.render("conversation-missing.html", {"problem": problem}, status=400)
     found = await admin.host.messages.conversation(local, remote)
     if found is None:
-        return admin.render("conversation-missing.html", {"remote": remote, "local": local},
-                            status=404)
+        return admin.render("conversation-missing.html", {
+            "remote": remote, "local": local, "problem": None}, status=404)
     page = await admin.host.messages.find(MessageFilter(
         conversation=(local, remote), before_id=before, limit=PAGE))
     links = {}
