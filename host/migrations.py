@@ -343,7 +343,7 @@ def m014_message_search(db: Database) -> None:
     db.execute("create index messages_remote on messages (remote, id)")
     db.execute("create index messages_local on messages (local, id)")
     db.execute("create virtual table messages_text using fts5(body, content='messages', "
-               "content_rowid='id', tokenize='trigram')")
+               "content_rowid='id', tokenize='trigram', columnsize=0)")
     db.execute("insert into messages_text (messages_text) values ('rebuild')")
     db.execute("""create trigger messages_text_insert after insert on messages begin
                       insert into messages_text (rowid, body) values (new.id, new.body);
