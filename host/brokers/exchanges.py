@@ -27,6 +27,8 @@ _SECRET_FIELDS = re.compile(
     r"(?i)((?:^|[?&;\s\"'])(?:password|passwd|pass|pwd|secret|token|auth_token|api_?key|"
     r"apisecret|api_secret|key)(?:\"?\s*[:=]\s*\"?))([^&\"'\s,}]*)")
 
+_FIELD_WORDS = ("pass", "pwd", "secret", "token", "key")
+
 
 def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """``headers`` (lower-case names), those that carry a credential masked, at most
@@ -43,7 +45,9 @@ def masked_text(text: str, secrets: Iterable[str]) -> str:
     """``text`` bounded, its password-like fields and every secret masked."""
     cut = len(text) > MAX_TEXT
     text = text[:MAX_TEXT]
-    text = _SECRET_FIELDS.sub(lambda m: m.group(1) + (MASK if m.group(2) else ""), text)
+    lowered = text.lower()
+    if any(word in lowered for word in _FIELD_WORDS):  # the regex costs; most have none
+        text = _SECRET_FIELDS.sub(lambda m: m.group(1) + (MASK if m.group(2) else ""), text)
     text = redact(text, secrets)
     return text + f"… (cut at {MAX_TEXT} characters)" if cut else text
 

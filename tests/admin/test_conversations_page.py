@@ -27,9 +27,11 @@ def test_the_list_has_each_pair_latest_first_with_its_count(
         "/admin/conversations/%2B14155550102?local=%2B15550199",
         "/admin/conversations/%2B14155550101?local=%2B15550100"]
     row = re.search(r"%2B14155550101\?local=%2B15550100\">\+14155550101</a></td>\s*"
-                    r"<td>([^<]*)</td>\s*<td>(\d+)</td>", page.text)
+                    r'<td><span class="dir">(\w+):</span>([^<]*)</td>\s*<td>(\d+)</td>',
+                    page.text)
     assert row is not None, page.text[-3000:]
-    assert row.group(1).strip() == "→ Your parcel ships tomorrow" and row.group(2) == "2"
+    assert row.group(1) == "out" and row.group(2).strip() == "Your parcel ships tomorrow"
+    assert row.group(3) == "2"
 
 
 def test_a_thread_shows_its_messages_in_order(app: TestClient, host: Host,
