@@ -225,17 +225,21 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
     if flt.conversation is not None:
         equal.append(("+coalesce(local, '') = ?", flt.conversation[0]))
     phrase = None if flt.text is None else '"' + flt.text.replace('"', '""') + '"'
-    if phrase is not None and flt.number is None and flt.conversation is None:
+    party = _party(flt)
+    if phrase is not None and (party is None or not _few(db, flt)):
         tail, args = _tail(flt, low, high, "t.rowid")
         where = [*tail, *(c for c, _ in equal)]
+        values = [*args, *(v for _, v in equal)]
+        if party is not None:  # a busy number: its messages with the text come soon
+            where.append(party[0])
+            values += party[1]
         return list(db.query(
             "select m.* from messages_text t join messages m on m.id = t.rowid "
             f"where t.messages_text match ? {''.join(' and ' + w for w in where)} "
-            f"order by t.rowid {order} limit ?",
-            [phrase, *args, *(v for _, v in equal), flt.limit]))
-    if phrase is not None:  # a number's messages are few: those of them with the text
-        equal.append(("id in (select rowid from messages_text where messages_text "
-                      "match ?)", phrase))
+            f"order by t.rowid {order} limit ?", [phrase, *values, flt.limit]))
+    if phrase is not None:  # a number with few messages: each looked up in the index
+        equal.append(("exists (select 1 from messages_text t where t.messages_text "
+                      "match ? and t.rowid = id)", phrase))
     tail, args = _tail(flt, low, high)
     clauses = [*tail, *(c for c, _ in equal)]
     values = [*args, *(v for _, v in equal)]
@@ -251,6 +255,34 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
         params += [*first_args, *values]
     return list(db.query(" union all ".join(selects) + f" order by id {order} limit ?",
                          [*params, flt.limit]))
+
+
+FEW = 1000
+"""Messages of a number (or conversation) up to which a text search within them walks
+them (one text index lookup each) rather than the text's matches."""
+
+
+def _party(flt: MessageFilter) -> tuple[str, list[str]] | None:
+    """The clause naming the number or the conversation of ``flt`` (None: neither)."""
+    if flt.conversation is not None:
+        return "m.remote = ? and coalesce(m.local, '') = ?", [flt.conversation[1],
+                                                               flt.conversation[0]]
+    if flt.number is not None:
+        return "(m.remote = ? or m.local = ?)", [flt.number, flt.number]
+    return None
+
+
+def _few(db: Database, flt: MessageFilter) -> bool:
+    """Whether the number or conversation of ``flt`` has at most :data:`FEW` messages
+    (counted in its indexes, FEW entries at most)."""
+    numbers = [flt.conversation[1]] if flt.conversation is not None else \
+        [flt.number] * 2
+    columns = ("remote", "local")[:len(numbers)]
+    total = 0
+    for column, number in zip(columns, numbers, strict=True):
+        total += db.execute(f"select count(*) from (select 1 from messages where {column} "
+                            "= ? limit ?)", [number, FEW + 1]).fetchone()[0]
+    return total <= FEW
 
 
 def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[Any]]] | None:

@@ -198,3 +198,18 @@ def test_the_api_takes_the_same_filters(app: TestClient, host: Host) -> None:
         "messages"][0]["id"] == 3
 
 
+
+
+@pytest.mark.parametrize("few", [1000, 1])
+def test_a_text_within_a_number_is_found_whichever_index_leads(
+        app: TestClient, host: Host, admin: TestClient, monkeypatch: pytest.MonkeyPatch,
+        few: int) -> None:
+    """A number with few messages is walked (each looked up in the text index); a busy
+    one (more than FEW) is found along the text's matches: the same answers."""
+    monkeypatch.setattr("host.messages.FEW", few)
+    seed(app, host)
+    for query, expected in (({"number": "+14155550101", "text": "parcel"}, [2, 1]),
+                            ({"number": "+15550100", "text": "parcel s"}, [2]),
+                            ({"number": "+15550100", "text": "STOP"}, [5]),
+                            ({"number": "+14155550102", "text": "parcel"}, [])):
+        assert listed(admin.get("/admin/messages", params=query).text) == expected, query
