@@ -83,6 +83,8 @@ def samples(db: Path) -> dict[str, str]:
         "search: day + status": f"/admin/messages?since={day}&until={next_day}"
                                 "&status=failed&direction=out",
         "search: number + text": f"/admin/messages?number={quote(remote)}&text=the",
+        "search: ours + text": f"/admin/messages?number={quote(local or '')}"
+                              f"&text={quote(words)}",
         "messages, older page": f"/admin/messages?before={middle}",
     }
 
