@@ -37,6 +37,7 @@ _INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) "
            f"values ({', '.join('?' * len(_COLUMNS))}) "
            "on conflict (broker, broker_message_id) where broker_message_id is not null "
            "do nothing returning id")
+_INDEX_TEXT = "insert into messages_text (rowid, body) values (?, ?)"
 _KEEP: Any = object()  # a column an update leaves as it is
 
 
@@ -110,6 +111,7 @@ def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
     message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
                       new.segments, new.status, broker_id, now, now, attrs, route)
     event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
+    db.conn.execute(_INDEX_TEXT, [message.id, body])  # the search's text index (m014)
     if new.exchange is not None:
         add_exchange(db, message.id, now, new.exchange)
     return message, event

@@ -333,8 +333,13 @@ def m014_message_search(db: Database) -> None:
     # The admin's message search and conversations (issue 15 point 4, issue 16 point 1),
     # each paid on every stored message (docs/benchmarks.md, "Admin pages"):
     # - text: a trigram index of the bodies (substring search of 3 characters or more,
-    #   any case), an external-content FTS5 table kept by triggers, so every writer of
-    #   messages (the ledger, the purge) keeps it without knowing of it;
+    #   any case), an FTS5 table with its own copy of the text, written by
+    #   host.ledger.insert in the message's transaction and kept by triggers when a body
+    #   changes or a message is deleted (the purge). Not external content kept by an
+    #   insert trigger: with that trigger, the first insert after another connection
+    #   changed the schema failed ("no such table: messages", SQLite 3.40; found by
+    #   tests/outbound/test_outbound_edges.py), and an external-content index is
+    #   corrupted by deleting a row that was never indexed (one stored by another way);
     # - number, either party: one index each, in id order (pages walk ids);
     # - conversations: one row per (local, remote) with its count and latest message,
     #   kept by triggers, so the list pages by recency without grouping the messages;
@@ -342,20 +347,14 @@ def m014_message_search(db: Database) -> None:
     #   MT's request and response), bounded and with secrets masked when stored.
     db.execute("create index messages_remote on messages (remote, id)")
     db.execute("create index messages_local on messages (local, id)")
-    db.execute("create virtual table messages_text using fts5(body, content='messages', "
-               "content_rowid='id', tokenize='trigram', columnsize=0)")
-    db.execute("insert into messages_text (messages_text) values ('rebuild')")
-    db.execute("""create trigger messages_text_insert after insert on messages begin
-                      insert into messages_text (rowid, body) values (new.id, new.body);
-                  end""")
+    db.execute("create virtual table messages_text using fts5(body, tokenize='trigram', "
+               "columnsize=0)")
+    db.execute("insert into messages_text (rowid, body) select id, body from messages")
     db.execute("""create trigger messages_text_delete after delete on messages begin
-                      insert into messages_text (messages_text, rowid, body)
-                      values ('delete', old.id, old.body);
+                      delete from messages_text where rowid = old.id;
                   end""")
     db.execute("""create trigger messages_text_update after update of body on messages begin
-                      insert into messages_text (messages_text, rowid, body)
-                      values ('delete', old.id, old.body);
-                      insert into messages_text (rowid, body) values (new.id, new.body);
+                      update messages_text set body = new.body where rowid = new.id;
                   end""")
     db.execute("""
         create table conversations (
