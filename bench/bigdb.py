@@ -334,6 +334,10 @@ def fill(path: Path, maker: Maker) -> dict[str, int]:
         (maker.rng.choice(LOCALS), f"+1{maker.rng.randint(2000000000, 2000199999)}",
          stamp(maker.start + maker.rng.random() * (maker.end - maker.start)), "twilio-us")
         for _ in range(2000)])
+    if conn.execute("select 1 from sqlite_master where name = 'messages_text'").fetchone():
+        # The message search's text index, which smshost's ledger writes with each message
+        # (m014): filled in one pass from the bulk-inserted bodies.
+        conn.execute("insert into messages_text (rowid, body) select id, body from messages")
     conn.execute("commit")
     conn.execute("pragma journal_mode = wal")
     counts = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in (

@@ -37,6 +37,7 @@ _INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) "
            f"values ({', '.join('?' * len(_COLUMNS))}) "
            "on conflict (broker, broker_message_id) where broker_message_id is not null "
            "do nothing returning id")
+_INDEX_TEXT = "insert into messages_text (rowid, body) values (?, ?)"
 _KEEP: Any = object()  # a column an update leaves as it is
 
 
@@ -59,6 +60,20 @@ class NewMessage:
     source: str = "system"
     detail: dict[str, Any] | None = None
     route: str | None = None
+    exchange: Exchange | None = None  # what the broker sent, kept with the message
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """An HTTP exchange with a broker kept with its message (``message_exchanges``):
+    ``kind`` ``webhook`` (an MO as the broker sent it; no response) or ``mt`` (a send's
+    request and the broker's answer). Each side is a JSON object (method, url, status,
+    headers, body), bounded and with secrets masked by whoever builds it
+    (host.brokers.exchanges)."""
+
+    kind: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,19 @@ def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
     message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
                       new.segments, new.status, broker_id, now, now, attrs, route)
     event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
+    db.conn.execute(_INDEX_TEXT, [message.id, body])  # the search's text index (m014)
+    if new.exchange is not None:
+        add_exchange(db, message.id, now, new.exchange)
     return message, event
+
+
+def add_exchange(db: Database, message_id: int, at: str, exchange: Exchange) -> None:
+    """Keep ``exchange`` with message ``message_id`` (in the caller's transaction)."""
+    db.conn.execute(
+        "insert into message_exchanges (message_id, at, kind, request, response) "
+        "values (?, ?, ?, ?, ?)", [message_id, at, exchange.kind,
+                                   json.dumps(exchange.request, ensure_ascii=False),
+                                   json.dumps(exchange.response or {}, ensure_ascii=False)])
 
 
 def created(stored: Iterable[tuple[Message, StatusEvent | None]]) -> list[Change]:
@@ -206,13 +233,25 @@ def rewrite(db: Database, message_id: int, body: str, encoding: str,
 async def purge(store: Store, cutoff: str, *, batch_size: int, pause: float, dry_run: bool,
                 keep: str) -> dict[str, int]:
     """Delete messages (with their status history) last changed before ``cutoff``,
-    except those of ``keep`` (a query of ids); the counts per table."""
+    except those of ``keep`` (a query of ids); the counts per table. Their kept
+    exchanges go by the foreign key's cascade (not counted)."""
     # Walked by created_at (indexed; never after updated_at): a batch reads the next
     # old messages only, never the ones kept or changed since.
-    return await store.purge_table(
+    counts = await store.purge_table(
         "messages", "updated_at", cutoff, batch_size=batch_size, pause=pause,
         dry_run=dry_run, children=[("message_events", "message_id")], keep=keep,
         walk="created_at")
+    if counts["messages"] and not dry_run:
+        # The text index keeps what was deleted as markers until its segments merge:
+        # merged now (a bounded step: FTS5 'merge' of TEXT_MERGE_PAGES pages), so the
+        # space goes back with the rest.
+        await store.write(lambda db: db.execute(
+            "insert into messages_text (messages_text, rank) values ('merge', ?)",
+            [TEXT_MERGE_PAGES]))
+    return counts
+
+
+TEXT_MERGE_PAGES = 2000
 
 
 # -- after the commit -------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
+from host import conversations, jsontext
+from host.conversations import Conversation
 from host.ledger import NewMessage, purge
 from host.models import DIRECTIONS, Direction, Message, StatusEvent
 
@@ -23,14 +25,36 @@ if TYPE_CHECKING:
 __all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows"]
 
 
+MIN_TEXT = 3
+"""The shortest text a search takes: the trigram index (m014) matches 3 characters on."""
+
+
 @dataclass(frozen=True, slots=True)
 class MessageFilter:
+    """One page of a message search. Every filter given must hold (and). ``number``:
+    either party (``local`` or ``remote``), as stored (E.164 after normalisation);
+    ``text``: a substring of the body, any case, :data:`MIN_TEXT` characters or more;
+    ``since`` (inclusive) and ``until`` (exclusive): ``created_at``; ``conversation``:
+    ``(local, remote)``, ``local`` ``''`` for none. ``before_id``: the page older than
+    it (newest first); ``after_id``: the page newer than it (still listed newest
+    first)."""
+
     direction: Direction | None = None
     status: str | None = None
     broker: str | None = None
     since: str | None = None
     before_id: int | None = None
     limit: int = 50
+    account: str | None = None
+    number: str | None = None
+    text: str | None = None
+    until: str | None = None
+    conversation: tuple[str, str] | None = None
+    after_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None and len(self.text) < MIN_TEXT:
+            raise ValueError(f"a text search needs {MIN_TEXT} characters or more")
 
 
 class Messages:
@@ -75,9 +99,28 @@ class Messages:
         return [StatusEvent.from_row(r) for r in rows]
 
     async def find(self, flt: MessageFilter) -> list[Message]:
-        """Newest first, ``flt.limit`` at most, before ``flt.before_id`` when given."""
+        """Newest first, ``flt.limit`` at most, before ``flt.before_id`` (or after
+        ``flt.after_id``) when given."""
         rows = await self._store.read(partial(find_rows, flt=flt))
         return [Message.from_row(r) for r in rows]
+
+    async def exchanges(self, message_id: int) -> list[dict[str, Any]]:
+        """What was kept of the message's exchanges with its broker, in order (an MO's
+        webhook, each send's request and answer): kind, at, request, response."""
+        rows = await self._store.read(lambda db: list(db.query(
+            "select kind, at, request, response from message_exchanges "
+            "where message_id = ? order by id limit 100", [message_id])))
+        return [{**r, "request": jsontext.loads(r["request"]),
+                 "response": jsontext.loads(r["response"])} for r in rows]
+
+    async def conversations(self, *, before: int | None = None, after: int | None = None,
+                            limit: int = 50) -> list[Conversation]:
+        """A page of conversations, latest first (host.conversations)."""
+        return await self._store.read(partial(conversations.page, before=before,
+                                              after=after, limit=limit))
+
+    async def conversation(self, local: str, remote: str) -> Conversation | None:
+        return await self._store.read(lambda db: conversations.one(db, local, remote))
 
 
 MAX_STATUSES = 100
@@ -93,18 +136,40 @@ def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
     clock was ever set back across ``since`` (clock_steps, kept by a trigger), which
     is when an older id can have a later time; then the smallest is read.
     """
-    low = None
+    low = flt.after_id + 1 if flt.after_id is not None else None
     if flt.since is not None:
-        first = db.execute("select id from messages where created_at >= ? "
-                           "order by created_at limit 1", [flt.since]).fetchone()
+        first = _first_id(db, flt.since)
         if first is None:
             return []
-        low = first[0]
-        if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
-                      "limit 1", [flt.since, low]).fetchone():
-            low = db.execute("select min(id) from messages indexed by messages_created "
-                             "where created_at >= ?", [flt.since]).fetchone()[0]
-    return _page(db, flt, low, flt.before_id)
+        low = first if low is None else max(low, first)
+    high = flt.before_id
+    if flt.until is not None:
+        # Messages from ``until`` on have this id or more, unless the clock was set back
+        # after it (a later id with an earlier time): then no bound, the filter only.
+        first = _first_id(db, flt.until)
+        if first is not None and not db.execute(
+                "select 1 from clock_steps where before_max >= ? limit 1",
+                [flt.until]).fetchone():
+            high = first if high is None else min(high, first)
+    if flt.text is not None or flt.number is not None or flt.conversation is not None:
+        rows = search_rows(db, flt, low, high)
+    else:
+        rows = _page(db, flt, low, high)
+    return rows[::-1] if flt.after_id is not None else rows
+
+
+def _first_id(db: Database, at: str) -> int | None:
+    """The smallest id of the messages created at ``at`` or later (None: none)."""
+    first = db.execute("select id from messages where created_at >= ? "
+                       "order by created_at limit 1", [at]).fetchone()
+    if first is None:
+        return None
+    low = int(first[0])
+    if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
+                  "limit 1", [at, low]).fetchone():
+        low = int(db.execute("select min(id) from messages indexed by messages_created "
+                             "where created_at >= ?", [at]).fetchone()[0])
+    return low
 
 
 def _page(db: Database, flt: MessageFilter, low: int | None,
@@ -116,12 +181,7 @@ def _page(db: Database, flt: MessageFilter, low: int | None,
     or messages_broker with a broker), so a page reads the rows it lists and stops,
     however few messages match. Without direction, status and broker, the primary key.
     """
-    tail, tail_args = [], []
-    for clause, value in (("id >= ?", low), ("id < ?", high),
-                          ("+created_at >= ?", flt.since)):  # +: a filter, the ids bound
-        if value is not None:
-            tail.append(clause)
-            tail_args.append(value)
+    tail, tail_args = _tail(flt, low, high)
     arms = _arms(db, flt)
     if arms is None:  # no equality filter (or statuses beyond count): one walk of ids
         columns = tuple(c for c in ("direction", "status", "broker")
@@ -135,8 +195,94 @@ def _page(db: Database, flt: MessageFilter, low: int | None,
         args += [*values, *tail_args]
     if not selects:
         return []
-    return list(db.query(" union all ".join(selects) + " order by id desc limit ?",
+    order = "asc" if flt.after_id is not None else "desc"
+    return list(db.query(" union all ".join(selects) + f" order by id {order} limit ?",
                          [*args, flt.limit]))
+
+
+def _tail(flt: MessageFilter, low: int | None, high: int | None,
+          column: str = "id") -> tuple[list[str], list[Any]]:
+    """The clauses every arm of a page has: the id bounds and the filters no index
+    drives (``+``: a filter, not an index; the ids bound the time)."""
+    tail, args = [], []
+    for clause, value in ((f"{column} >= ?", low), (f"{column} < ?", high),
+                          ("+created_at >= ?", flt.since), ("+created_at < ?", flt.until),
+                          ("+account = ?", flt.account)):
+        if value is not None:
+            tail.append(clause)
+            args.append(value)
+    return tail, args
+
+
+def search_rows(db: Database, flt: MessageFilter, low: int | None,
+                high: int | None) -> list[dict[str, Any]]:
+    """A page of a search by text, number or conversation, each driven by its index:
+    the trigram index (its matches in id order), or messages_remote and
+    messages_local (a number's messages in id order, either party, merged)."""
+    order = "asc" if flt.after_id is not None else "desc"
+    equal = [(f"+{c} = ?", getattr(flt, c)) for c in ("direction", "status", "broker")
+             if getattr(flt, c) is not None]
+    if flt.conversation is not None:
+        equal.append(("+coalesce(local, '') = ?", flt.conversation[0]))
+    phrase = None if flt.text is None else '"' + flt.text.replace('"', '""') + '"'
+    party = _party(flt)
+    if phrase is not None and (party is None or not _few(db, flt)):
+        tail, args = _tail(flt, low, high, "t.rowid")
+        where = [*tail, *(c for c, _ in equal)]
+        values = [*args, *(v for _, v in equal)]
+        if party is not None:  # a busy number: its messages with the text come soon
+            where.append(party[0])
+            values += party[1]
+        return list(db.query(
+            "select m.* from messages_text t join messages m on m.id = t.rowid "
+            f"where t.messages_text match ? {''.join(' and ' + w for w in where)} "
+            f"order by t.rowid {order} limit ?", [phrase, *values, flt.limit]))
+    if phrase is not None:  # a number with few messages: each looked up in the index
+        equal.append(("exists (select 1 from messages_text t where t.messages_text "
+                      "match ? and t.rowid = id)", phrase))
+    tail, args = _tail(flt, low, high)
+    clauses = [*tail, *(c for c, _ in equal)]
+    values = [*args, *(v for _, v in equal)]
+    if flt.conversation is not None:
+        arms = [("remote = ?", [flt.conversation[1]])]
+    else:
+        assert flt.number is not None
+        arms = [("remote = ?", [flt.number]),
+                ("local = ? and remote is not ?", [flt.number, flt.number])]
+    selects, params = [], []
+    for first, first_args in arms:
+        selects.append(f"select * from messages where {' and '.join([first, *clauses])}")
+        params += [*first_args, *values]
+    return list(db.query(" union all ".join(selects) + f" order by id {order} limit ?",
+                         [*params, flt.limit]))
+
+
+FEW = 1000
+"""Messages of a number (or conversation) up to which a text search within them walks
+them (one text index lookup each) rather than the text's matches."""
+
+
+def _party(flt: MessageFilter) -> tuple[str, list[str]] | None:
+    """The clause naming the number or the conversation of ``flt`` (None: neither)."""
+    if flt.conversation is not None:
+        return "m.remote = ? and coalesce(m.local, '') = ?", [flt.conversation[1],
+                                                               flt.conversation[0]]
+    if flt.number is not None:
+        return "(m.remote = ? or m.local = ?)", [flt.number, flt.number]
+    return None
+
+
+def _few(db: Database, flt: MessageFilter) -> bool:
+    """Whether the number or conversation of ``flt`` has at most :data:`FEW` messages
+    (counted in its indexes, FEW entries at most)."""
+    numbers = [flt.conversation[1]] if flt.conversation is not None else \
+        [flt.number] * 2
+    columns = ("remote", "local")[:len(numbers)]
+    total = 0
+    for column, number in zip(columns, numbers, strict=True):
+        total += db.execute(f"select count(*) from (select 1 from messages where {column} "
+                            "= ? limit ?)", [number, FEW + 1]).fetchone()[0]
+    return total <= FEW
 
 
 def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[Any]]] | None:

@@ -326,3 +326,69 @@ def m013_history(db: Database) -> None:
     db.execute("create index config_history_at on config_history (at)")
     db.execute("create index config_history_version on config_history (id) "
                "where digest is not null")
+
+
+@core()
+def m014_message_search(db: Database) -> None:
+    # The admin's message search and conversations (issue 15 point 4, issue 16 point 1),
+    # each paid on every stored message (docs/benchmarks.md, "Admin pages"):
+    # - text: a trigram index of the bodies (substring search of 3 characters or more,
+    #   any case), an FTS5 table with its own copy of the text, written by
+    #   host.ledger.insert in the message's transaction and kept by triggers when a body
+    #   changes or a message is deleted (the purge). Not external content kept by an
+    #   insert trigger: with that trigger, the first insert after another connection
+    #   changed the schema failed ("no such table: messages", SQLite 3.40; found by
+    #   tests/outbound/test_outbound_edges.py), and an external-content index is
+    #   corrupted by deleting a row that was never indexed (one stored by another way);
+    # - number, either party: one index each, in id order (pages walk ids);
+    # - conversations: one row per (local, remote) with its count and latest message,
+    #   kept by triggers, so the list pages by recency without grouping the messages;
+    # - exchanges: what the broker sent (an MO's webhook) or was sent and answered (an
+    #   MT's request and response), bounded and with secrets masked when stored.
+    db.execute("create index messages_remote on messages (remote, id)")
+    db.execute("create index messages_local on messages (local, id)")
+    db.execute("create virtual table messages_text using fts5(body, tokenize='trigram', "
+               "columnsize=0)")
+    db.execute("insert into messages_text (rowid, body) select id, body from messages")
+    db.execute("""create trigger messages_text_delete after delete on messages begin
+                      delete from messages_text where rowid = old.id;
+                  end""")
+    db.execute("""create trigger messages_text_update after update of body on messages begin
+                      update messages_text set body = new.body where rowid = new.id;
+                  end""")
+    db.execute("""
+        create table conversations (
+            local text not null,  -- '' when the message has none
+            remote text not null,
+            messages integer not null,
+            last_id integer not null,
+            primary key (local, remote)
+        ) without rowid""")
+    db.execute("create index conversations_last on conversations (last_id)")
+    db.execute("""insert into conversations
+                  select coalesce(local, ''), remote, count(*), max(id) from messages
+                  where remote is not null group by coalesce(local, ''), remote""")
+    db.execute("""create trigger conversations_insert after insert on messages
+                  when new.remote is not null begin
+                      insert into conversations values (coalesce(new.local, ''), new.remote,
+                                                        1, new.id)
+                      on conflict (local, remote) do update
+                      set messages = messages + 1, last_id = excluded.last_id;
+                  end""")
+    db.execute("""create trigger conversations_delete after delete on messages
+                  when old.remote is not null begin
+                      update conversations set messages = messages - 1
+                      where local = coalesce(old.local, '') and remote = old.remote;
+                      delete from conversations where local = coalesce(old.local, '')
+                      and remote = old.remote and messages <= 0;
+                  end""")
+    db.execute("""
+        create table message_exchanges (
+            id integer primary key,
+            message_id integer not null references messages (id) on delete cascade,
+            at text not null,
+            kind text not null,
+            request text not null default '{}',
+            response text not null default '{}'
+        )""")
+    db.execute("create index message_exchanges_message on message_exchanges (message_id, id)")

@@ -14,10 +14,12 @@ import base64
 import logging
 import ssl
 import traceback
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from host.brokers import exchanges
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.config.secrets import redact
@@ -67,7 +69,7 @@ async def attempt(session: aiohttp.ClientSession | None, brokers: Mapping[str, B
     # logged from here on.
     secrets += request.secrets
     try:
-        result = await exchange(session, instance, request, outbound, values)
+        result = await exchange(session, instance, request, outbound, values, secrets)
     # A bug while sending: the request may or may not have left, as with a network
     # error, so it is retried like one. Its text may hold the URL (BLE001).
     except Exception as exc:  # noqa: BLE001
@@ -80,8 +82,9 @@ async def attempt(session: aiohttp.ClientSession | None, brokers: Mapping[str, B
 
 async def exchange(session: aiohttp.ClientSession | None, instance: BrokerInstance,
                    request: MtRequest, outbound: OutboundMessage,
-                   account: dict[str, Any]) -> MtResult:
-    """``request`` sent, its answer read by the broker's definition or adapter."""
+                   account: dict[str, Any], secrets: list[str] | None = None) -> MtResult:
+    """``request`` sent, its answer read by the broker's definition or adapter; the
+    exchange kept with the message (masked with ``secrets``) goes with the result."""
     assert session is not None
     proxy = instance.settings.proxy
     headers, proxy_headers = request.headers, None
@@ -106,10 +109,13 @@ async def exchange(session: aiohttp.ClientSession | None, instance: BrokerInstan
         reason = "timed out" if isinstance(exc, TimeoutError) else \
             f"{type(exc).__name__}: {exc}"
         log.warning("send to %s failed: %s", instance.name, request.redacted(reason))
-        return MtResult("retry", error=request.redacted(reason))
+        return MtResult("retry", error=request.redacted(reason),
+                        exchange=exchanges.mt(request, None, secrets or ()))
+    kept = exchanges.mt(request, answer, secrets or ())
     try:
-        return instance.broker.read_mt_response(answer, outbound, account)
+        return replace(instance.broker.read_mt_response(answer, outbound, account),
+                       exchange=kept)
     # An adapter reading an odd answer: a failed send, with the reason (BLE001).
     except Exception as exc:  # noqa: BLE001
         return MtResult("fail", error=f"cannot read the answer: {type(exc).__name__}: {exc}",
-                        status=answer.status)
+                        status=answer.status, exchange=kept)

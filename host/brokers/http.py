@@ -18,6 +18,7 @@ from lxml import etree
 
 from host import jsontext
 from host.config.secrets import MASK, redact
+from host.ledger import Exchange
 from host.text import REPLACEMENT, clean
 from host.xmlsafe import safe_parser
 
@@ -293,6 +294,8 @@ class MtResult:
     error_code: str | None = None
     retry_after: float | None = None
     status: int | None = None
+    exchange: Exchange | None = field(default=None, repr=False, compare=False)
+    """The request and answer as kept with the message (host.brokers.exchanges)."""
 
     def redacted(self, secrets: Iterable[str]) -> MtResult:
         """This result with ``secrets`` masked in every text it carries from the broker's

@@ -276,6 +276,8 @@ class Sender:
                 db.conn.execute("update outbox set in_flight = 0, next_attempt_at = ?, "
                                 "last_error = ?, recovered = 0 where message_id = ?",
                                 [self.clock() + detail["retry_in"], result.error, message.id])
+            if result.exchange is not None:
+                ledger.add_exchange(db, message.id, utcnow(), result.exchange)
             return self._finish(db, message.id, status, detail,
                                 result.message_id if outcome == "accepted" else None,
                                 keep=outcome == "retry")

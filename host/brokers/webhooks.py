@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive
 
+from host.brokers import exchanges
 from host.brokers.concat import Part, parse_udh
 from host.brokers.specs import Answer
 from host.brokers.engine import MoFields, ParseError
@@ -336,7 +337,8 @@ async def _mo(host: WebhookHost, instance: BrokerInstance, inbound: InboundReque
                 direction="in", body=fields.text, status="received", broker=instance.name,
                 account=account.id if account else None, local=local, remote=remote,
                 encoding=fields.encoding, segments=fields.segments,
-                broker_message_id=fields.id, attrs=fields.attrs, source="broker"))
+                broker_message_id=fields.id, attrs=fields.attrs, source="broker",
+                exchange=exchanges.webhook(inbound, instance.secrets(account))))
     except StoreError as exc:
         raise _Refused(503, "temporarily unable to store the message; retry", exc) from None
     host.metrics.webhook(instance.name, "mo", "stored" if created else "duplicate")

@@ -532,3 +532,26 @@ def test_a_broker_error_echoing_the_bearer_token_is_masked(
         failed = node.wait_status(body["id"], "failed")
     assert fake.seen()[0].headers["authorization"] == "Bearer broker-token-1"
     assert failed["events"][-1]["detail"]["error"] == "token Bearer ******** refused"
+
+
+def test_each_attempt_keeps_its_request_and_answer_masked(
+        smshost: Callable[..., Smshost]) -> None:
+    """Issue 15 point 4: what the message page shows of a send (host.brokers.exchanges),
+    kept in the settlement's transaction, the broker's token masked."""
+    import json
+    with FakeBroker(in_turn(Reply(500, {"error": "internal"}))) as fake:
+        node = node_for(smshost, fake)
+        body = node.queued(to=PHONE, text="Your code is 1234")
+        node.wait_status(body["id"], "sent")
+        url = f"{fake.url}/messages"
+    kept = node.rows("select * from message_exchanges order by id")
+    assert [(k["message_id"], k["kind"]) for k in kept] == [(body["id"], "mt")] * 2
+    first, second = ({"request": json.loads(k["request"]),
+                      "response": json.loads(k["response"])} for k in kept)
+    assert first["request"]["method"] == "POST"
+    assert first["request"]["url"] == url
+    assert first["request"]["headers"]["authorization"] == "********"
+    assert "Your code is 1234" in first["request"]["body"]
+    assert first["response"]["status"] == 500 and "internal" in first["response"]["body"]
+    assert second["response"]["status"] == 200
+    assert "broker-token-1" not in json.dumps([first, second])

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from host.web.ui.admin import (brokers, dashboard, history, optout, people, routes,
-                               routes_outbound, settings, simulator, tokens)
+from host.web.ui.admin import (brokers, conversations, dashboard, history, messages, optout,
+                               people, routes, routes_outbound, settings, simulator, tokens)
 from host.web.ui.admin.frame import SECTIONS, Admin, AdminRoute, admin_route
 
 
 def pages() -> list[AdminRoute]:
     """Every admin page (each an AdminRoute declaring the right it needs)."""
     built: list[AdminRoute] = [*dashboard.pages(), *brokers.pages(), *routes.pages(),
-                               *routes_outbound.pages(), *settings.pages(), *optout.pages(),
+                               *routes_outbound.pages(), *messages.pages(),
+                               *conversations.pages(), *settings.pages(), *optout.pages(),
                                *simulator.pages(), *people.pages(), *tokens.pages(),
                                *history.pages()]
     return built + _pending(built)
