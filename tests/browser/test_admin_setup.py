@@ -8,8 +8,9 @@ walkthrough.
 2. add the simulator broker with its first account, then a second account;
 3. add the first route (its form also makes the default route), add another, move it
    above the first and see the route tester pick it;
-4. text the simulator phone and see the handler's reply;
-5. find that message in the message search and open its timeline;
+4. text the simulator phone and see the handler's reply delivered;
+5. find that message in the message search (by the number as typed) and open its
+   timeline, with the route it took;
 6. change the purge, see the history entry with its diff, and revert it;
 7. every step above is in the history, made by this user from the admin.
 """
@@ -142,6 +143,24 @@ def text_the_simulator(page: Page) -> None:
 
 
 
+
+def find_the_message(page: Page) -> None:
+    page.get_by_role("navigation", name="Admin sections").get_by_role(
+        "link", name="Messages").click()
+    page.get_by_label("Number (either party)").fill("(212) 555-0123")
+    page.get_by_label("Direction").select_option("in")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("table.messages tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("HOURS")
+    screenshot(page, "admin-setup-5-messages")
+    rows.first.get_by_role("link").first.click()
+    timeline = page.locator("table.timeline tbody tr")
+    expect(timeline.first).to_contain_text("received")
+    expect(timeline.nth(1)).to_contain_text("routed")
+    expect(page.locator("main")).to_contain_text("keywords")  # the route taken
+    screenshot(page, "admin-setup-5-message")
+
 def change_the_purge_and_revert_it(page: Page, server: Server) -> None:
     nav = page.get_by_role("navigation", name="Admin sections")
     nav.get_by_role("link", name="Settings").click()
@@ -195,5 +214,6 @@ def test_an_operator_sets_up_smshost_from_an_empty_config(page: Page, server: Se
     add_an_account(page)
     set_up_routes(page)
     text_the_simulator(page)
+    find_the_message(page)
     change_the_purge_and_revert_it(page, server)
     every_step_is_in_the_history(server, login)
