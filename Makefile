@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check docs bench bench-mo bench-mt clean
+.PHONY: run test check docs screenshots bench bench-mo bench-mt clean
 
 $(STAMP): pyproject.toml
 	@echo "make: installing smshost and its dependencies into $(VENV) (pip, quiet); the first run takes about a minute"
@@ -30,6 +30,11 @@ check: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m host.config.docs docs/operators.md
+
+# The pictures of docs/administration.md's walkthrough, taken by its browser test
+# (Debian's chromium) into docs/images/.
+screenshots: $(STAMP)
+	SMSHOST_DOCS_IMAGES=1 $(BIN)/python -m pytest -q tests/browser/test_admin_setup.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/store_bench.py

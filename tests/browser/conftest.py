@@ -132,11 +132,21 @@ docs/administration.md): ``build/screenshots`` (not committed) unless
 ``SMSHOST_SCREENSHOTS`` names another folder."""
 
 
-def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
-    """Save what ``page`` shows as ``<SCREENSHOTS>/<name>.png``; its path."""
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+"""Where ``make screenshots`` (``SMSHOST_DOCS_IMAGES=1``) puts the pictures of
+docs/administration.md's walkthrough."""
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True, docs: bool = False) -> Path:
+    """Save what ``page`` shows as ``<SCREENSHOTS>/<name>.png``; its path. ``docs``: a
+    picture of the documentation, also saved (the window only, as a small JPEG) to
+    docs/images/<name>.jpg when ``SMSHOST_DOCS_IMAGES=1`` (``make screenshots``)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
+    if docs and os.environ.get("SMSHOST_DOCS_IMAGES") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMAGES / f"{name}.jpg"), type="jpeg", quality=70)
     return path
 
 

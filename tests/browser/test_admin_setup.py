@@ -64,7 +64,7 @@ def add_the_simulator(page: Page) -> None:
     page.get_by_label("Note for the history (optional)").fill("a phone to try things")
     page.get_by_role("button", name="Add the broker").click()
     assert "sim" in status(page)
-    screenshot(page, "admin-setup-1-broker")
+    screenshot(page, "admin-setup-1-broker", docs=True)
 
 
 def add_an_account(page: Page) -> None:
@@ -77,7 +77,7 @@ def add_an_account(page: Page) -> None:
     page.get_by_role("button", name="Add the account").click()
     expect(page.get_by_role("status")).to_contain_text("Account sales added to sim.")
     expect(page.get_by_role("table", name="Accounts of sim (2)")).to_contain_text("+15550177")
-    screenshot(page, "admin-setup-2-account")
+    screenshot(page, "admin-setup-2-account", docs=True)
 
 
 def add_a_route(page: Page, name: str, kind: str, pattern: str, destination: str,
@@ -124,7 +124,7 @@ def set_up_routes(page: Page) -> None:
     expect(rows.nth(0)).to_contain_text("vip")
     assert route_taken(page, "+14155550199", "hours please") == "vip"
     assert route_taken(page, PHONE, "hours please") == "keywords"
-    screenshot(page, "admin-setup-3-routes")
+    screenshot(page, "admin-setup-3-routes", docs=True)
 
 
 def text_the_simulator(page: Page) -> None:
@@ -139,7 +139,7 @@ def text_the_simulator(page: Page) -> None:
     reply = thread.locator(".bubble.theirs")
     expect(reply.locator(".text")).to_contain_text("We are open")
     expect(reply.locator(".badge")).to_have_text(re.compile("delivered"))
-    screenshot(page, "admin-setup-4-simulator")
+    screenshot(page, "admin-setup-4-simulator", docs=True)
 
 
 
@@ -153,13 +153,13 @@ def find_the_message(page: Page) -> None:
     rows = page.locator("table.messages tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("HOURS")
-    screenshot(page, "admin-setup-5-messages")
+    screenshot(page, "admin-setup-5-messages", docs=True)
     rows.first.get_by_role("link").first.click()
     timeline = page.locator("table.timeline tbody tr")
     expect(timeline.first).to_contain_text("received")
     expect(timeline.nth(1)).to_contain_text("routed")
     expect(page.locator("main")).to_contain_text("keywords")  # the route taken
-    screenshot(page, "admin-setup-5-message")
+    screenshot(page, "admin-setup-5-message", docs=True)
 
 def change_the_purge_and_revert_it(page: Page, server: Server) -> None:
     nav = page.get_by_role("navigation", name="Admin sections")
@@ -171,14 +171,14 @@ def change_the_purge_and_revert_it(page: Page, server: Server) -> None:
     page.get_by_role("button", name="Save the purge settings").click()
     expect(page.get_by_role("status").first).to_have_text("Purge settings saved.")
     assert server.host is not None and server.host.settings.purge.days == 45
-    screenshot(page, "admin-setup-6-purge")
+    screenshot(page, "admin-setup-6-purge", docs=True)
 
     nav.get_by_role("link", name="History").click()
     row = page.get_by_role("row", name=re.compile("keep six weeks"))
     row.get_by_role("link").first.click()
     diff = page.get_by_role("region", name="Changes (secrets masked)")
     expect(diff.locator("ins")).to_contain_text(["+days = 45"])
-    screenshot(page, "admin-setup-7-history-entry")
+    screenshot(page, "admin-setup-7-history-entry", docs=True)
 
     # Undo it: revert to the version before it (the next row, older, of the list).
     nav.get_by_role("link", name="History").click()
@@ -194,7 +194,7 @@ def change_the_purge_and_revert_it(page: Page, server: Server) -> None:
     expect(page.get_by_role("region", name="Changes (secrets masked)").locator("del")
            ).to_contain_text(["-days = 45"])
     assert server.host.settings.purge.days != 45
-    screenshot(page, "admin-setup-8-reverted")
+    screenshot(page, "admin-setup-8-reverted", docs=True)
 
 
 def every_step_is_in_the_history(server: Server, login: str) -> None:
