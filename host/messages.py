@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from host.ledger import Ledger
     from host.store import Store
 
-__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows"]
+__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows", "first_id_since"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,26 @@ def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
     """
     low = None
     if flt.since is not None:
-        first = db.execute("select id from messages where created_at >= ? "
-                           "order by created_at limit 1", [flt.since]).fetchone()
-        if first is None:
+        low = first_id_since(db, flt.since)
+        if low is None:
             return []
-        low = first[0]
-        if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
-                      "limit 1", [flt.since, low]).fetchone():
-            low = db.execute("select min(id) from messages indexed by messages_created "
-                             "where created_at >= ?", [flt.since]).fetchone()[0]
     return _page(db, flt, low, flt.before_id)
+
+
+def first_id_since(db: Database, since: str) -> int | None:
+    """The smallest id of the messages created at or after ``since`` (None: none
+    was): one seek in messages_created, unless the clock was ever set back across
+    ``since`` (see :func:`find_rows`)."""
+    first = db.execute("select id from messages where created_at >= ? "
+                       "order by created_at limit 1", [since]).fetchone()
+    if first is None:
+        return None
+    low: int = first[0]
+    if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
+                  "limit 1", [since, low]).fetchone():
+        low = db.execute("select min(id) from messages indexed by messages_created "
+                         "where created_at >= ?", [since]).fetchone()[0]
+    return low
 
 
 def _page(db: Database, flt: MessageFilter, low: int | None,

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from host.web.ui.admin import dashboard
+from host.web.ui.admin import dashboard, handlers
 from host.web.ui.admin.frame import SECTIONS, Admin, AdminRoute, admin_route
 
 
 def pages() -> list[AdminRoute]:
     """Every admin page (each an AdminRoute declaring the right it needs)."""
-    built: list[AdminRoute] = [*dashboard.pages()]
+    built: list[AdminRoute] = [*dashboard.pages(), *handlers.pages()]
     return built + _pending(built)
 
 
