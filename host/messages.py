@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from host.ledger import Ledger
     from host.store import Store
 
-__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows", "first_id_since"]
+__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows", "first_id_since", "statuses_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[
         return None
     pairs = []
     for direction in DIRECTIONS if flt.direction is None else (flt.direction,):
-        statuses = (flt.status,) if flt.status is not None else _statuses(db, direction)
+        statuses = (flt.status,) if flt.status is not None else statuses_of(db, direction)
         if statuses is None:
             return None
         pairs += [(direction, s) for s in statuses]
@@ -166,7 +166,7 @@ def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[
     return [(("broker", "direction", "status"), [flt.broker, d, s]) for d, s in pairs]
 
 
-def _statuses(db: Database, direction: str) -> list[str] | None:
+def statuses_of(db: Database, direction: str) -> list[str] | None:
     """The statuses messages of ``direction`` have, one index seek each (a skip scan);
     None past MAX_STATUSES."""
     found: list[str] = []

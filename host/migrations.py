@@ -327,12 +327,3 @@ def m013_history(db: Database) -> None:
     db.execute("create index config_history_version on config_history (id) "
                "where digest is not null")
 
-
-@core()
-def m014_dashboard(db: Database) -> None:
-    # The admin dashboard counts the messages of each minute of the last hour by
-    # direction (host.traffic): with direction in messages_created the count is read
-    # from the index alone (100,000 messages in the hour: ~60 ms from the table rows,
-    # ~20 from the index). Same name: host.messages names it (``indexed by``).
-    db.execute("drop index if exists messages_created")
-    db.execute("create index messages_created on messages (created_at, direction)")
