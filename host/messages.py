@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from host.ledger import Ledger
     from host.store import Store
 
-__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows"]
+__all__ = ["MessageFilter", "Messages", "NewMessage", "find_rows", "first_id_since", "statuses_of"]
 
 
 MIN_TEXT = 3
@@ -138,7 +138,7 @@ def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
     """
     low = flt.after_id + 1 if flt.after_id is not None else None
     if flt.since is not None:
-        first = _first_id(db, flt.since)
+        first = first_id_since(db, flt.since)
         if first is None:
             return []
         low = first if low is None else max(low, first)
@@ -146,7 +146,7 @@ def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
     if flt.until is not None:
         # Messages from ``until`` on have this id or more, unless the clock was set back
         # after it (a later id with an earlier time): then no bound, the filter only.
-        first = _first_id(db, flt.until)
+        first = first_id_since(db, flt.until)
         if first is not None and not db.execute(
                 "select 1 from clock_steps where before_max >= ? limit 1",
                 [flt.until]).fetchone():
@@ -158,17 +158,19 @@ def find_rows(db: Database, flt: MessageFilter) -> list[dict[str, Any]]:
     return rows[::-1] if flt.after_id is not None else rows
 
 
-def _first_id(db: Database, at: str) -> int | None:
-    """The smallest id of the messages created at ``at`` or later (None: none)."""
+def first_id_since(db: Database, since: str) -> int | None:
+    """The smallest id of the messages created at or after ``since`` (None: none
+    was): one seek in messages_created, unless the clock was ever set back across
+    ``since`` (see :func:`find_rows`)."""
     first = db.execute("select id from messages where created_at >= ? "
-                       "order by created_at limit 1", [at]).fetchone()
+                       "order by created_at limit 1", [since]).fetchone()
     if first is None:
         return None
-    low = int(first[0])
+    low: int = first[0]
     if db.execute("select 1 from clock_steps where before_max >= ? and first_id <= ? "
-                  "limit 1", [at, low]).fetchone():
-        low = int(db.execute("select min(id) from messages indexed by messages_created "
-                             "where created_at >= ?", [at]).fetchone()[0])
+                  "limit 1", [since, low]).fetchone():
+        low = db.execute("select min(id) from messages indexed by messages_created "
+                         "where created_at >= ?", [since]).fetchone()[0]
     return low
 
 
@@ -293,7 +295,7 @@ def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[
         return None
     pairs = []
     for direction in DIRECTIONS if flt.direction is None else (flt.direction,):
-        statuses = (flt.status,) if flt.status is not None else _statuses(db, direction)
+        statuses = (flt.status,) if flt.status is not None else statuses_of(db, direction)
         if statuses is None:
             return None
         pairs += [(direction, s) for s in statuses]
@@ -302,7 +304,7 @@ def _arms(db: Database, flt: MessageFilter) -> list[tuple[tuple[str, ...], list[
     return [(("broker", "direction", "status"), [flt.broker, d, s]) for d, s in pairs]
 
 
-def _statuses(db: Database, direction: str) -> list[str] | None:
+def statuses_of(db: Database, direction: str) -> list[str] | None:
     """The statuses messages of ``direction`` have, one index seek each (a skip scan);
     None past MAX_STATUSES."""
     found: list[str] = []

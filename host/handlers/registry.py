@@ -27,6 +27,7 @@ from host import jsontext
 from host.discovery import plugin_folders
 from host.errors import PluginError
 from host.handlers.context import Context, Reply, RouteTo, Send
+from host.handlers.dryrun import Rehearsal, rehearse
 from host.handlers.runner import HandlerFailed, ThreadSlots, accepts_context, run
 from host.loader import load_module, unload
 from host.models import Message, ago, utcnow
@@ -330,6 +331,13 @@ class HandlerRegistry:
         if first.status == "failed":
             outcome["error"] = first.attrs.get("error", "")
         return outcome
+
+    async def rehearse(self, name: str, *, ani: str, dnis: str | None, body: str,
+                       broker: str | None = None) -> Rehearsal:
+        """What handler ``name`` would do with a made-up message, carrying out nothing
+        (H5: host.handlers.dryrun; the admin's handlers page)."""
+        return await rehearse(self, self._brokers, self._settings.timeout, name, ani=ani,
+                              dnis=dnis, body=body, broker=broker)
 
     def describe(self) -> dict[str, Any]:
         """For /health and the API: what is live and what failed."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from host.config.settings import Settings
     from host.events import EventBus
     from host.logins import Logins
+    from host.handlers.dryrun import Rehearsal
     from host.history import History
     from host.metrics import Metrics
     from host.optout import OptOuts
@@ -70,6 +71,10 @@ class HandlerStatus(Protocol):
 
     def get(self, name: str) -> object | None:
         """The loaded handler ``name``, or None."""
+
+    async def rehearse(self, name: str, *, ani: str, dnis: str | None, body: str,
+                       broker: str | None = None) -> Rehearsal:
+        """A dry run of handler ``name`` (the admin's handlers page)."""
 
 
 class PurgeStatus(Protocol):

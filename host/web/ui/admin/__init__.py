@@ -14,28 +14,15 @@ Each module here owns one section of the navigation and exposes ``pages()``.
 
 from __future__ import annotations
 
-from starlette.responses import Response
-
-from host.web.ui.admin import (brokers, conversations, dashboard, history, messages, optout,
-                               people, routes, routes_outbound, settings, simulator, tokens)
-from host.web.ui.admin.frame import SECTIONS, Admin, AdminRoute, admin_route
+from host.web.ui.admin import (brokers, conversations, dashboard, handlers, history, messages,
+                               optout, people, routes, routes_outbound, settings, simulator,
+                               tokens)
+from host.web.ui.admin.frame import AdminRoute
 
 
 def pages() -> list[AdminRoute]:
     """Every admin page (each an AdminRoute declaring the right it needs)."""
-    built: list[AdminRoute] = [*dashboard.pages(), *brokers.pages(), *routes.pages(),
-                               *routes_outbound.pages(), *messages.pages(),
-                               *conversations.pages(), *settings.pages(), *optout.pages(),
-                               *simulator.pages(), *people.pages(), *tokens.pages(),
-                               *history.pages()]
-    return built + _pending(built)
-
-
-def _pending(built: list[AdminRoute]) -> list[AdminRoute]:
-    """A page saying so for each section not built yet (while the admin is made)."""
-    paths = {route.path for route in built}
-
-    async def pending(admin: Admin) -> Response:
-        return admin.render("pending.html", status=501)
-
-    return [admin_route(s.path, pending, need=s.need) for s in SECTIONS if s.path not in paths]
+    return [*dashboard.pages(), *brokers.pages(), *routes.pages(), *routes_outbound.pages(),
+            *messages.pages(), *conversations.pages(), *people.pages(), *tokens.pages(),
+            *settings.pages(), *optout.pages(), *history.pages(), *handlers.pages(),
+            *simulator.pages()]
