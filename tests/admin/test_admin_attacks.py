@@ -4,6 +4,7 @@ with a page (never a 500) and nothing written, and stale forms refused."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 
 from host.web.ui.admin import pages
 from host.web.ui.admin.frame import AdminRoute
-from tests.admin.conftest import csrf_of
+from tests.admin.conftest import csrf_of, post
 
 PARAMS = {"id": "default", "name": "simulator", "entry_id": "1", "message_id": "1", "remote": "123",
           "login": "alice", "key": "x"}
@@ -144,3 +145,118 @@ def test_hostile_forms_get_a_page_and_write_nothing(admin: TestClient,
                         assert "<script>alert" not in answer.text, path
                         assert _files(config_dir) == before, (path, data)
                     before = _files(config_dir)
+
+
+# -- secrets ----------------------------------------------------------------------------
+
+def form_of(page: str, action: str) -> list[tuple[str, str]]:
+    """The fields of the form of ``page`` posting to ``action`` as a browser sends them
+    (text and hidden inputs, checked boxes, selected options, textareas)."""
+    for form in re.finditer(r'<form([^>]*)>(.*?)</form>', page, re.S):
+        target = re.search(r'action="([^"]*)"', form.group(1))
+        if (html.unescape(target.group(1)) if target else action) != action:
+            continue
+        pairs: list[tuple[str, str]] = []
+        body = form.group(2)
+        for tag in re.finditer(r"<input([^>]*)>|<textarea([^>]*)>(.*?)</textarea>|"
+                               r"<select([^>]*)>(.*?)</select>", body, re.S):
+            attrs = tag.group(1) or tag.group(2) or tag.group(4) or ""
+            name = re.search(r'name="([^"]*)"', attrs)
+            if name is None:
+                continue
+            key = html.unescape(name.group(1))
+            if tag.group(1) is not None:
+                kind = re.search(r'type="([^"]*)"', attrs)
+                value = re.search(r'value="([^"]*)"', attrs)
+                if kind and kind.group(1) in ("checkbox", "radio") and "checked" not in attrs:
+                    continue
+                pairs.append((key, html.unescape(value.group(1)) if value else ""))
+            elif tag.group(2) is not None:
+                pairs.append((key, html.unescape(tag.group(3))))
+            else:
+                chosen = re.search(r'<option[^>]*value="([^"]*)"[^>]*selected', tag.group(5)) \
+                    or re.search(r'<option[^>]*value="([^"]*)"', tag.group(5))
+                pairs.append((key, html.unescape(chosen.group(1)) if chosen else ""))
+        return pairs
+    raise AssertionError(f"no form posting to {action}")
+
+
+def _set(pairs: list[tuple[str, str]], **changes: str) -> list[tuple[str, str]]:
+    changes = {k.replace("__", "."): v for k, v in changes.items()}
+    out = [(k, changes.pop(k) if k in changes else v) for k, v in pairs
+           if k != "csrf_token"]
+    return out + list(changes.items())
+
+
+def crawl(client: TestClient, start: tuple[str, ...] = ("/admin",), limit: int = 400
+          ) -> dict[str, httpx.Response]:
+    """Every admin page a signed-in browser reaches by links from ``start`` (GET)."""
+    seen: dict[str, httpx.Response] = {}
+    todo = list(start)
+    while todo and len(seen) < limit:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        seen[path] = answer = client.get(path, follow_redirects=False)
+        if "text/html" not in answer.headers.get("content-type", ""):
+            continue
+        for href in re.findall(r'href="([^"]*)"', answer.text):
+            link = html.unescape(href).split("#")[0]
+            if link.startswith("/admin") and link not in seen:
+                todo.append(link)
+    return seen
+
+
+SECRETS = ("S3cretAcct-1", "S3cretProxy-2", "S3cretBad-3", "S3cretUser-4", "S3cretPw-5")
+
+
+def test_secrets_never_show(admin: TestClient, api: TestClient) -> None:
+    """Secrets set through the forms (and a form refused with one in it) show on no page
+    reachable from the dashboard, nor in the export, the stream or a history diff; the
+    token made is shown once: not on later pages nor in the session cookie."""
+    base = "/admin/brokers/simulator"
+    page = admin.get(base + "/accounts").text
+    made = post(admin, base + "/accounts", _set(form_of(page, base + "/accounts"),
+                id="main", local_address="+15550111", password="S3cretAcct-1"))
+    assert made.status_code == 303, re.findall(r"field-error[^>]*>([^<]*)<", made.text)
+    page = admin.get(base).text
+    saved = post(admin, base, _set(form_of(page, base),
+                                   proxy__address="http://proxy.example:3128",
+                                   proxy__password="S3cretProxy-2"))
+    assert saved.status_code == 303, re.findall(r"<li>([^<]*)</li>|field-error[^>]*>([^<]*)<",
+                                                saved.text)
+    refused = post(admin, "/admin/brokers", _set(form_of(admin.get("/admin/brokers").text,
+                                                         "/admin/brokers"),
+                   name="bad name!", definition="simulator", account__id="x",
+                   account__password="S3cretBad-3"))
+    assert refused.status_code in (400, 422) and "S3cretBad-3" not in refused.text
+    user = post(admin, "/admin/people/users/new", [
+        ("login", "bad login!"), ("roles", "agent"), ("password", "S3cretUser-4"),
+        ("password2", "S3cretUser-4")])
+    assert user.status_code in (400, 422) and "S3cretUser-4" not in user.text
+    user = post(admin, "/admin/people/users/new", [
+        ("login", "carol"), ("roles", "agent"), ("password", "S3cretPw-5"),
+        ("password2", "S3cretPw-5")])
+    assert user.status_code == 303, user.text
+    page = admin.get("/admin/people/tokens/new").text
+    token = post(admin, "/admin/people/tokens/new", _set(
+        form_of(page, "/admin/people/tokens/new"), owner="integration", integration="crm"))
+    assert token.status_code == 201, token.text
+    shown = re.search(r'id="made-token" type="text" readonly value="([^"]+)"', token.text)
+    assert shown is not None
+    secrets = (*SECRETS, shown.group(1))
+    api.post("/api/simulator/mo", json={"from": "+15005550006", "to": "+15550100",
+                                        "text": "hello"})
+    pages_seen = crawl(admin, ("/admin", "/admin/messages/export", "/admin/live?count=1",
+                               "/admin/simulator/thread?from=%2B15005550006"))
+    entries = [p for p in pages_seen if re.fullmatch(r"/admin/history/\d+", p)]
+    assert len(entries) >= 2, sorted(pages_seen)
+    broken = {p: a.status_code for p, a in pages_seen.items() if a.status_code != 200}
+    assert not broken, broken
+    assert len(pages_seen) > 40, sorted(pages_seen)
+    for path, answer in pages_seen.items():
+        for secret in secrets:
+            assert secret not in answer.text, (path, secret)
+    for cookie in admin.cookies.values():
+        data = cookie.split(".")[0] + "=="
+        assert shown.group(1).encode() not in base64.urlsafe_b64decode(data + "==")
