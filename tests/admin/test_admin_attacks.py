@@ -5,6 +5,8 @@ with a page (never a 500) and nothing written, and stale forms refused."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import html
 import re
 from pathlib import Path
@@ -260,3 +262,39 @@ def test_secrets_never_show(admin: TestClient, api: TestClient) -> None:
     for cookie in admin.cookies.values():
         data = cookie.split(".")[0] + "=="
         assert shown.group(1).encode() not in base64.urlsafe_b64decode(data + "==")
+
+
+# -- injection --------------------------------------------------------------------------
+
+EVIL = "<script>alert(1)</script>\"'{{7*7}}=cmd|' /C calc'!A0"
+
+
+def test_hostile_text_shows_as_text(admin: TestClient, api: TestClient) -> None:
+    """Text from outside (a texted body, a note, a custom attribute, a number) is shown
+    escaped on every page, in no link, and the CSV export does not start a formula."""
+    base = "/admin/brokers/simulator/accounts/default"
+    page = admin.get(base).text
+    saved = post(admin, base, _set(form_of(page, base), attrs=f"team = {EVIL}", note=EVIL))
+    assert saved.status_code == 303, re.findall(r"field-error[^>]*>([^<]*)<", saved.text)
+    noted = post(admin, "/admin/history/notes", {"note": EVIL}, page="/admin/history")
+    assert noted.status_code == 303
+    for sender in ("+15005550006", "javascript:alert(1)", EVIL[:30]):
+        api.post("/api/simulator/mo", json={"from": sender, "to": "+15550100", "text": EVIL})
+    sent = post(admin, "/admin/simulator", {"from": "+15005550007", "to":
+                                            "simulator|+15550100", "text": EVIL})
+    assert sent.status_code == 303
+    seen = crawl(admin, ("/admin", "/admin/messages?text=script",
+                         "/admin/simulator?from=%2B15005550007"))
+    assert any(EVIL[:8] in html.unescape(a.text) for a in seen.values())
+    for path, answer in seen.items():
+        if "text/html" in answer.headers.get("content-type", ""):
+            assert "<script>alert" not in answer.text, path
+            assert not re.search(r'(?:href|src|action)="\s*(?:javascript|data):', answer.text,
+                                 re.I), path
+    export = admin.get("/admin/messages/export")
+    assert export.status_code == 200
+    for row in csv.reader(io.StringIO(export.text)):
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@")) or cell[1:].replace(
+                ":", "").replace("-", "").replace(".", "").replace(" ", "").isalnum() \
+                or cell.startswith("'"), cell
