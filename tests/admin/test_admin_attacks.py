@@ -12,13 +12,13 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
 from host.web.ui.admin import pages
 from host.web.ui.admin.frame import AdminRoute
-from tests.admin.conftest import csrf_of, post
+from tests.admin.conftest import csrf_of, field_error, post
 
 PARAMS = {"id": "default", "name": "simulator", "entry_id": "1", "message_id": "1", "remote": "123",
           "login": "alice", "key": "x"}
@@ -39,7 +39,7 @@ def _token(client: TestClient) -> str:
     return found.group(1)
 
 
-def _try(client: TestClient, method: str, path: str) -> httpx.Response:
+def _try(client: TestClient, method: str, path: str) -> httpx2.Response:
     if method == "POST":
         return client.post(path, data={"csrf_token": _token(client)}, follow_redirects=False)
     return client.get(path, follow_redirects=False)
@@ -191,9 +191,9 @@ def _set(pairs: list[tuple[str, str]], **changes: str) -> list[tuple[str, str]]:
 
 
 def crawl(client: TestClient, start: tuple[str, ...] = ("/admin",), limit: int = 400
-          ) -> dict[str, httpx.Response]:
+          ) -> dict[str, httpx2.Response]:
     """Every admin page a signed-in browser reaches by links from ``start`` (GET)."""
-    seen: dict[str, httpx.Response] = {}
+    seen: dict[str, httpx2.Response] = {}
     todo = list(start)
     while todo and len(seen) < limit:
         path = todo.pop(0)
@@ -298,3 +298,27 @@ def test_hostile_text_shows_as_text(admin: TestClient, api: TestClient) -> None:
             assert not cell.startswith(("=", "+", "-", "@")) or cell[1:].replace(
                 ":", "").replace("-", "").replace(".", "").replace(" ", "").isalnum() \
                 or cell.startswith("'"), cell
+
+
+@pytest.mark.parametrize("key", ["a/b", "..", "x?y#z", "50% off"])
+def test_an_account_id_links_to_its_own_page(admin: TestClient, key: str) -> None:
+    """An account's Edit and Remove links lead to that account's pages (an id that
+    would not stay one path segment is refused, nothing written)."""
+    base = "/admin/brokers/simulator"
+    page = admin.get(base + "/accounts").text
+    made = post(admin, base + "/accounts", _set(form_of(page, base + "/accounts"), id=key))
+    if made.status_code != 303:
+        assert made.status_code in (400, 422)
+        assert field_error(made.text, "id"), made.text
+        links = re.findall(r'href="[^"]*accounts/([^"/]*)"', admin.get(base).text)
+        assert links == ["default"], links
+        return
+    links = [html.unescape(h) for h in re.findall(r'href="([^"]*accounts/[^"]*)"',
+                                                   admin.get(base).text)]
+    mine = [h for h in links if "default" not in h]
+    assert len(mine) == 2, links
+    for link in mine:
+        answer = admin.get(link, follow_redirects=False)
+        assert answer.status_code == 200, (link, answer.status_code)
+        assert f"account {html.escape(key)}" in answer.text.lower() or \
+            f"account {key}" in html.unescape(answer.text).lower(), link
