@@ -322,3 +322,33 @@ def test_an_account_id_links_to_its_own_page(admin: TestClient, key: str) -> Non
         assert answer.status_code == 200, (link, answer.status_code)
         assert f"account {html.escape(key)}" in answer.text.lower() or \
             f"account {key}" in html.unescape(answer.text).lower(), link
+
+
+# -- concurrency ------------------------------------------------------------------------
+
+def test_a_stale_form_is_refused_with_the_current_version(admin: TestClient,
+                                                           config_dir: Path) -> None:
+    base = "/admin/brokers/simulator/accounts"
+    stale = form_of(admin.get(base + "/default").text, base + "/default")
+    fresh = post(admin, base + "/default", _set(stale, local_address="+15550177"))
+    assert fresh.status_code == 303
+    before = _files(config_dir)
+    again = post(admin, base + "/default", _set(stale, local_address="+15550188"))
+    assert again.status_code == 409, again.status_code
+    assert "changed by someone else" in again.text
+    assert _files(config_dir) == before
+    shown = form_of(again.text, base + "/default")
+    assert ("etag", dict(form_of(admin.get(base + "/default").text,
+                                 base + "/default"))["etag"]) in shown
+    assert ("local_address", "+15550177") in shown, shown  # as the message says
+
+
+def test_the_same_add_posted_twice_adds_once(admin: TestClient, api: TestClient) -> None:
+    base = "/admin/brokers/simulator/accounts"
+    form = _set(form_of(admin.get(base).text, base), id="twice")
+    answers = [post(admin, base, form).status_code for _ in range(2)]
+    assert answers[0] == 303 and answers[1] in (409, 422), answers
+    users = [post(admin, "/admin/people/users/new", [
+        ("login", "dave"), ("roles", "agent")]).status_code for _ in range(2)]
+    assert users[0] == 303 and users[1] in (400, 409, 422), users
+    assert [u["login"] for u in api.get("/api/users").json()["users"]].count("dave") == 1
