@@ -23,11 +23,19 @@ def _region(value: str) -> str | None:
     return f'must be a two-letter ISO country code such as "US" or "GB"; got {value!r}'
 
 
+def _account_id(value: str) -> str | None:
+    """An account id is one segment of the admin's and the API's paths
+    (``/brokers/NAME/accounts/ID``): a ``/`` or a dot segment would name another page."""
+    if value.strip() in ("", ".", "..") or "/" in value or "\\" in value:
+        return f"must be a name without / or \\, and not empty, . or ..; got {value!r}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSettings:
     """One account (credentials and number) at a broker."""
 
-    id: str = setting(help="Account id, unique within the broker.")
+    id: str = setting(help="Account id, unique within the broker.", check=_account_id)
     login: str = setting("", help="Login, account SID, API key or user name at the broker.")
     password: Secret | None = setting(
         None, help="Password, auth token or API secret. Usually an environment reference.")

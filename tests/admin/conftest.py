@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -104,7 +104,7 @@ def csrf_of(page: str) -> str:
 
 
 def post(client: TestClient, path: str, data: dict[str, Any] | list[tuple[str, str]],
-         page: str | None = None) -> httpx.Response:
+         page: str | None = None) -> httpx2.Response:
     """Post form ``data`` to ``path`` with the CSRF token of ``page`` (default: the
     page at ``path``), not following a redirect."""
     token = csrf_of(client.get(page or path).text)

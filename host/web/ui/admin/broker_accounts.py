@@ -109,7 +109,9 @@ async def edit(admin: Admin) -> Response:
         if done is not None:
             return admin.redirect(f"/admin/brokers/{name}#accounts",
                                   f"Account {done['id']} of {name} saved.")
-    return render(admin, name, key, errors, redisplay(form))
+    # changed meanwhile (409): the current version with the new ETag, as the message
+    # says; the form as typed would undo the other change when posted again
+    return render(admin, name, key, errors, None if errors.status == 409 else redisplay(form))
 
 
 async def remove(admin: Admin) -> Response:

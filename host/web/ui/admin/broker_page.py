@@ -186,4 +186,5 @@ async def save(admin: Admin) -> Response:
         relocate(errors, index_of(draft.doc, name), FIELDS)
         if done is not None:
             return admin.redirect(f"/admin/brokers/{name}", f"Broker {name} saved.")
-    return render_page(admin, name, errors, redisplay(form))
+    # changed meanwhile (409): the current version (see broker_accounts.edit)
+    return render_page(admin, name, errors, None if errors.status == 409 else redisplay(form))

@@ -166,8 +166,12 @@ async def editing(admin: Admin, kind: RouteKind) -> Response:
         placed(errors, kind.kind, index, False)
         if changed is not None:
             return admin.redirect(kind.base, f"Saved {kind.what} {data['name']!r}.")
-    return await _form(admin, kind, _current(admin, kind, routes), route,
-                       form.values(), errors, form.get("etag"))
+    now = _current(admin, kind, routes)
+    values: dict[str, Any] = form.values()
+    if errors.status == 409:  # changed meanwhile: the route as it is now, not as typed
+        found = next((r for r in now if r["name"] == name), None)
+        values = _shown(found) if found is not None else values
+    return await _form(admin, kind, now, route, values, errors, form.get("etag"))
 
 
 async def _form(admin: Admin, kind: RouteKind, routes: list[Data], route: Data | None,
