@@ -87,6 +87,23 @@ def test_add_a_twilio_broker_with_its_account(admin: TestClient, api: TestClient
     assert (last["source"], last["actor"], last["note"]) == ("admin", "alice", "go live")
 
 
+def test_a_second_broker_of_a_definition_gets_paths_of_its_own(
+        admin: TestClient, api: TestClient) -> None:
+    """The first twilio takes the definition's paths; a second gets /NAME/mo and
+    /NAME/receipt (the add form has no path fields: the broker's page edits them)."""
+    for name, number in (("twilio", "+15005550006"), ("twilio-eu", "+447700900123")):
+        answer = post(admin, "/admin/brokers", {
+            "name": name, "definition": "twilio", "encryption": "https",
+            "account.id": "main", "account.local_address": number})
+        assert answer.status_code == 303, answer.text
+    first, second = (api.get(f"/api/config/brokers/{n}").json()["mo"]
+                     for n in ("twilio", "twilio-eu"))
+    assert first["path"] is None  # the definition's
+    assert (second["path"], second["receipt_path"]) == ("/twilio-eu/mo",
+                                                         "/twilio-eu/receipt")
+    assert "/twilio-eu/mo" in admin.get("/admin/brokers/twilio-eu").text
+
+
 def test_add_a_broker_with_a_taken_name_shows_the_error_beside_it(
         admin: TestClient, config_dir: Path) -> None:
     before = brokers_toml(config_dir)

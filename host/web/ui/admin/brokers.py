@@ -17,9 +17,9 @@ from starlette.responses import Response
 from host.config.edits import brokers
 from host.errors import ApiError, ConfigRefused
 from host.web.ui.admin import broker_accounts, broker_page
-from host.web.ui.admin.brokers_form import (ENCRYPTIONS, FILE, definitions, index_of, picker,
-                                            problems_of, profiles, put_secret, redisplay,
-                                            relocate, text_or_none)
+from host.web.ui.admin.brokers_form import (ENCRYPTIONS, FILE, definitions, found_definitions,
+                                            index_of, picker, problems_of, profiles,
+                                            put_secret, redisplay, relocate, text_or_none)
 from host.web.ui.admin.frame import Admin, AdminRoute, FieldErrors, Form, admin_route
 
 ADD_FIELDS = {"name": "name", "definition": "definition", "profile": "profile",
@@ -84,11 +84,30 @@ def added(form: Form, errors: FieldErrors) -> dict[str, Any]:
     return data
 
 
+def own_paths(admin: Admin, data: dict[str, Any]) -> None:
+    """A second broker of a definition (a second Twilio project, say) cannot take the
+    definition's MO and receipt paths, which the first one has: it gets paths of its
+    own, ``/NAME/mo`` and ``/NAME/receipt``, which its page then shows to give the
+    provider."""
+    definition = found_definitions(admin).get(str(data.get("definition")))
+    if definition is None:
+        return
+    profile = data.get("profile")
+    if profile and profile in definition.profiles:
+        definition = definition.with_profile(profile)
+    used = {path for i in admin.host.brokers.values() for path in (i.mo_path, i.receipt_path)
+            if path}
+    if {definition.defaults.incoming_path, definition.defaults.receipt_path} & used:
+        data["mo"] = {"path": f"/{data['name']}/mo",
+                      "receipt_path": f"/{data['name']}/receipt"}
+
+
 async def add(admin: Admin) -> Response:
     form = await admin.form()
     errors = FieldErrors()
     data = added(form, errors)
     if not errors:
+        own_paths(admin, data)
         index = index_of(admin.read(FILE).doc, data["name"])
         done = await admin.edit(FILE, lambda doc: brokers.add(doc, data), form, errors,
                                 picker(ADD_FIELDS))
