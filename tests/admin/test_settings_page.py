@@ -237,7 +237,7 @@ def test_optout_numbers_search_page_and_remove(admin: TestClient, api: TestClien
     _opted_out(host, api, pairs)
     first = admin.get("/admin/settings/optout").text
     assert first.count("Remove…") == 50 and "+17770001111" in first  # newest first
-    assert 'href="/admin/settings/optout?offset=50">Older' in first
+    assert 'href="/admin/settings/optout?offset=50" rel="next">Older' in first
     second = admin.get("/admin/settings/optout?offset=50").text
     assert second.count("Remove…") == 6 and "Older" not in second
     found = admin.get("/admin/settings/optout?q=0199").text
