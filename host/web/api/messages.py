@@ -19,7 +19,7 @@ from host.web.params import MAX_ID, int_param, known_params, path_id, timestamp_
 MAX_LIMIT = 500
 MAX_VALUE = 200
 """Characters a filter's value may have (a number, a text, a broker's name)."""
-_FILTERS = ("direction", "status", "broker", "account", "number", "text", "since", "until",
+FILTERS = ("direction", "status", "broker", "account", "number", "text", "since", "until",
             "conversation", "limit", "before", "after")
 _PAGING = ("limit", "before", "after")
 FORMATS = ("json", "csv")
@@ -27,7 +27,7 @@ FORMATS = ("json", "csv")
 
 def parse_filter(params: Any) -> MessageFilter:
     """The filter of ``params``; 400 ``bad_parameter`` for the first bad one."""
-    known_params(params, (*_FILTERS, "format"))
+    known_params(params, (*FILTERS, "format"))
     errors: dict[str, str] = {}
     flt = read_filter(params, errors)
     if errors:
@@ -40,7 +40,7 @@ def read_filter(params: Any, errors: dict[str, str], *, limit: int = 50) -> Mess
     ignored), each bad one's reason in ``errors`` by name (then the filter leaves it
     out). Shared by the API and the admin's message search: one rule."""
     values: dict[str, Any] = {}
-    for name in _FILTERS:
+    for name in FILTERS:
         raw = params.get(name)
         if raw is None or (raw.strip() == "" and name not in _PAGING):
             continue
@@ -156,6 +156,7 @@ def _prefers_csv(accept: str) -> bool:
 
 
 async def get_message(request: Request) -> Response:
+    """One message and its status history (``events``, oldest first)."""
     host: WebHost = request.app.state.host
     message_id = path_id(request, "message_id", "message")
     message = await host.messages.get(message_id)
