@@ -133,7 +133,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         "schema": {"type": "string", "minLength": 1, "maxLength": 200},
                         "description": "a retry with the same key sends nothing new"}],
         "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _ref("SendRequest")}}},
+            "schema": _ref("SendRequest"),
+            "example": {"to": "+14155550123", "text": "Your order 1234 is on its way"}}}},
         "responses": {"201": _json(_ref("SendResult"), "queued"),
                       "200": _json(_ref("SendResult"), "replayed (an Idempotency-Key seen "
                                    "before): nothing new was queued"),
