@@ -56,6 +56,20 @@ class MessageFilter:
         if self.text is not None and len(self.text) < MIN_TEXT:
             raise ValueError(f"a text search needs {MIN_TEXT} characters or more")
 
+    def cursors(self, ids: Sequence[int]) -> tuple[int | None, int | None]:
+        """The cursors around a page of this search that listed ``ids`` (newest first):
+        ``(before, after)``, the ``before_id`` of the page older than it and the
+        ``after_id`` of the page newer than it, None where there is none to show (the
+        first page has no newer one: ask ``after`` the newest id seen for what came
+        since). Ids, not offsets: a page stays the same while messages arrive."""
+        if not ids:
+            return None, None
+        full = len(ids) == self.limit
+        older = ids[-1] if full or self.after_id is not None else None
+        newer = ids[0] if self.before_id is not None or (
+            self.after_id is not None and full) else None
+        return older, newer
+
 
 class Messages:
     """Query the messages of one host; store and change them through its ledger."""

@@ -5,8 +5,8 @@ workgroup, a user or with a classification.
 Rights: ``read`` (messages, routes, handlers, history), ``send`` (sending),
 ``supervise`` (queues, agents, reports, history notes), ``admin`` (configuration,
 people, tokens). A route needs one of them, or ``user`` (any authenticated caller, for
-its own records), or is ``public`` (the login alone: it is how a caller proves who it
-is).
+its own records), or is ``public`` (the login: it is how a caller proves who it is;
+and the OpenAPI document, the API's shape without its data).
 
 - A user's rights are those of its roles: ``admin`` all, ``supervisor`` read, send and
   supervise, ``agent`` send (and its own records).

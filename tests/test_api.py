@@ -40,7 +40,7 @@ def test_api_refuses_missing_or_wrong_token(host: Host, headers: dict[str, str])
 def test_api_accepts_the_token(client: TestClient) -> None:
     response = client.get("/api/messages")
     assert response.status_code == 200
-    assert response.json() == {"messages": [], "next": None}
+    assert response.json() == {"messages": [], "next": None, "prev": None}
 
 
 def test_health_and_metrics_need_no_token(host: Host) -> None:
@@ -113,7 +113,7 @@ def test_list_filters_and_paging(client: TestClient, host: Host) -> None:
     assert [m["id"] for m in page1["messages"]] == [ids[5], ids[4], ids[2], ids[0]]
     assert page1["next"] == f"/api/messages?limit=4&direction=in&before={ids[0]}"
     page2 = client.get(page1["next"]).json()
-    assert page2 == {"messages": [], "next": None}
+    assert page2 == {"messages": [], "next": None, "prev": None}
 
     page = client.get("/api/messages", params={"limit": 2}).json()
     rest = client.get(page["next"]).json()

@@ -41,6 +41,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("POST", "/api/routes/test"): "read",
     ("GET", "/api/optouts"): "read",
     ("GET", "/api/handlers"): "read",
+    ("GET", "/api/openapi.json"): "public",
     ("GET", "/api/users"): "supervise",
     ("POST", "/api/users"): "admin",
     ("GET", "/api/users/{login}"): "supervise",

@@ -33,8 +33,8 @@ Auth = Literal["public", "user", "read", "send", "supervise", "admin"]
 """What a route needs (host.rights): ``admin`` (configuration, people, tokens),
 ``supervise`` (queues, agents, reports, history notes), ``read`` (messages, routes,
 handlers, history), ``send`` (sending), ``user`` (any authenticated caller, for its own
-records); ``public``: nothing (the login alone, ``POST /api/session``: a plugin's route
-cannot be public)."""
+records); ``public``: nothing (the core's login, ``POST /api/session``, and the API's
+OpenAPI document, ``GET /api/openapi.json``: a plugin's route cannot be public)."""
 #: What a plugin may register (``ops`` routes are the core's).
 PLUGIN_KINDS: tuple[str, ...] = ("api", "ui", "webhook")
 AUTHS: tuple[str, ...] = get_args(Auth)

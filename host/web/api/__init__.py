@@ -7,7 +7,8 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import config, history, live, messages, people, routing, send, session, tokens
+from host.web.api import (config, history, live, messages, openapi, people, routing, send,
+                          session, tokens)
 from host.web.routes import ApiRoute
 
 
@@ -23,6 +24,8 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/routes/test", routing.test_route, methods=["POST"], auth="read"),
         ApiRoute("/api/optouts", routing.list_optouts, methods=["GET"], auth="read"),
         ApiRoute("/api/handlers", routing.list_handlers, methods=["GET"], auth="read"),
+        # public: the shape of the API, which docs/sending.md publishes, not its data
+        ApiRoute("/api/openapi.json", openapi.openapi_json, methods=["GET"], auth="public"),
         *_people(),
         ApiRoute("/api/tokens", tokens.list_tokens, methods=["GET"], auth="admin"),
         ApiRoute("/api/tokens", tokens.add_token, methods=["POST"], auth="admin"),

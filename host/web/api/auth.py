@@ -4,7 +4,7 @@
 proved in the scope (``GRANTED``), where each :class:`~host.web.routes.ApiRoute` checks
 the right it declares (host.rights). A path under ``/api`` that proves nothing is
 refused 401 here, whether a route matches or not (nothing under /api is open but the
-login, ``POST /api/session``, listed in ``public``).
+login, ``POST /api/session``, and ``GET /api/openapi.json``, listed in ``public``).
 
 A request proves who it is in one of two ways:
 

@@ -82,6 +82,9 @@ async def submit(host: WebHost, caller: Caller, send: SendRequest) -> Queued:
 
 
 async def send_message(request: Request) -> Response:
+    """Send an SMS: stored as queued (with its outbox entry) before the answer, then
+    sent by the outbox through its broker. ``Idempotency-Key``: a retry answers the
+    first request's messages (200, ``replayed``) and sends nothing new."""
     host: WebHost = request.app.state.host
     send = _request(await json_body(request), request.headers.get("idempotency-key"))
     queued = await submit(host, caller_of(request.scope[GRANTED]), send)
@@ -95,6 +98,8 @@ async def send_message(request: Request) -> Response:
 
 
 async def segments(request: Request) -> Response:
+    """How a text would be sent: its encoding, segments and the units left in the last
+    one (for a composing UI); nothing is sent."""
     body = await json_body(request)
     text = body.required_text("text", empty=True)
     try:

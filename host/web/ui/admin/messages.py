@@ -10,30 +10,22 @@ function as ``GET /api/messages`` (host.web.api.messages.read_filter): one rule.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
 from urllib.parse import quote, urlencode
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from host.messages import MessageFilter
-from host.models import Message, utcnow
 from host.web.api.messages import read_filter
+from host.web.export import csv_response
 from host.web.params import bounded_int
 from host.web.ui.admin.frame import NO_STORE, Admin, AdminRoute, FieldErrors, admin_route
 
 PAGE = 50
-EXPORT_BATCH = 500
 SEARCH_FIELDS = ("number", "text", "broker", "status", "direction", "since", "until")
 PAGING = ("before", "after")
 STATUSES = ("received", "routed", "queued", "sending", "sent", "delivered", "undelivered",
             "failed", "rejected", "expired")
-CSV_COLUMNS = ("id", "created_at", "updated_at", "direction", "status", "broker", "account",
-               "local", "remote", "body", "segments", "route", "broker_message_id")
-FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def pages() -> list[AdminRoute]:
@@ -60,11 +52,11 @@ async def search(admin: Admin) -> Response:
     found = [] if errors else await admin.host.messages.find(flt)
     typed = {k: v for k, v in values.items() if v}
     links = {"export": "/admin/messages/export" + (f"?{urlencode(typed)}" if typed else "")}
-    if found and (len(found) == flt.limit or flt.after_id is not None):
-        links["older"] = "/admin/messages?" + urlencode({**typed, "before": found[-1].id})
-    if found and (flt.before_id is not None or
-                  (flt.after_id is not None and len(found) == flt.limit)):
-        links["newer"] = "/admin/messages?" + urlencode({**typed, "after": found[0].id})
+    older, newer = flt.cursors([m.id for m in found])
+    if older is not None:
+        links["older"] = "/admin/messages?" + urlencode({**typed, "before": older})
+    if newer is not None:
+        links["newer"] = "/admin/messages?" + urlencode({**typed, "after": newer})
     return admin.render("messages.html", {
         "messages": found, "values": values, "errors": errors, "links": links,
         "brokers": sorted(admin.host.brokers), "statuses": STATUSES,
@@ -72,46 +64,14 @@ async def search(admin: Admin) -> Response:
 
 
 async def export(admin: Admin) -> Response:
-    """The search as CSV (every page of it, newest first), read and sent in batches."""
+    """The search as CSV (every page of it, newest first; host.web.export)."""
     errors = FieldErrors()
     flt, _ = query_of(admin, errors)
     if errors:
         text = "; ".join([*errors.general, *errors.fields.values()])
         return Response(f"bad search: {text}\n", status_code=400, media_type="text/plain",
                         headers=NO_STORE)
-    flt = replace(flt, before_id=None, after_id=None, limit=EXPORT_BATCH)
-    stamp = utcnow()[:19].replace(":", "").replace("-", "")
-    return StreamingResponse(
-        _rows(admin, flt), media_type="text/csv; charset=utf-8",
-        headers={**NO_STORE,
-                 "Content-Disposition": f'attachment; filename="messages-{stamp}.csv"'})
-
-
-async def _rows(admin: Admin, flt: MessageFilter) -> AsyncIterator[str]:
-    yield _line(CSV_COLUMNS)
-    while True:  # bounded: each batch is older than the one before
-        batch = await admin.host.messages.find(flt)
-        yield "".join(_line(_cells(m)) for m in batch)
-        if len(batch) < flt.limit:
-            return
-        flt = replace(flt, before_id=batch[-1].id)
-
-
-def _cells(message: Message) -> list[Any]:
-    return [getattr(message, name) for name in CSV_COLUMNS]
-
-
-def _line(cells: Any) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow([safe_cell(c) for c in cells])
-    return out.getvalue()
-
-
-def safe_cell(value: Any) -> str:
-    """A CSV cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab
-    or carriage return) gets a leading ``'`` (OWASP's CSV injection advice)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA) else text
+    return csv_response(admin.host.messages.find, replace(flt, before_id=None), NO_STORE)
 
 
 async def message_page(admin: Admin) -> Response:
