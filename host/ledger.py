@@ -210,11 +210,12 @@ def touch(db: Database, message_id: int, at: str) -> None:
 
 
 def mark_sending(db: Database, ids: Sequence[int], at: str) -> None:
-    """The claimed messages still ``queued`` are ``sending`` (no event: a send's outcome
-    is its history)."""
+    """The claimed messages still ``queued`` (or ``scheduled``, now due) are ``sending``
+    (no event: a send's outcome is its history)."""
     marks = ",".join("?" * len(ids))
     db.conn.execute(f"update messages set status = 'sending', updated_at = ? "
-                    f"where id in ({marks}) and status = 'queued'", [at, *ids])
+                    f"where id in ({marks}) and status in ('queued', 'scheduled')",
+                    [at, *ids])
 
 
 def flag(db: Database, message_id: int, name: str) -> None:

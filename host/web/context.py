@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from host.logins import Logins
     from host.handlers.dryrun import Rehearsal
     from host.history import History
+    from host.ledger import Ledger
     from host.metrics import Metrics
     from host.optout import OptOuts
     from host.people import People
@@ -97,6 +98,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def events(self) -> EventBus:
         """Status events for ``GET /api/events``."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """Announces the message changes a route wrote itself (a cancelled send)."""
 
     @property
     def api_token(self) -> Secret | None:
