@@ -39,6 +39,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("DELETE", "/api/messages/{message_id}"): "send",
     ("POST", "/api/messages/{message_id}/cancel"): "send",
     ("POST", "/api/segments"): "user",
+    ("GET", "/api/callbacks"): "read",
+    ("POST", "/api/callbacks/{id}/replay"): "admin",
     ("GET", "/api/events"): "read",
     ("GET", "/api/routes"): "read",
     ("POST", "/api/routes/test"): "read",

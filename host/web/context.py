@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from host.brokers.kit import CaseResult
+    from host.callbacks.worker import Callbacks
     from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.discovery import Discovery
@@ -102,6 +103,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def ledger(self) -> Ledger:
         """Announces the message changes a route wrote itself (a cancelled send)."""
+
+    @property
+    def callbacks(self) -> Callbacks:
+        """Status callbacks: their queue and dead letters (``/api/callbacks``)."""
 
     @property
     def api_token(self) -> Secret | None:

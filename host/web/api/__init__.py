@@ -7,7 +7,7 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import (cancel, config, history, live, messages, people, routing, send,
+from host.web.api import (callbacks, cancel, config, history, live, messages, people, routing, send,
                           session, tokens)
 from host.web.routes import ApiRoute
 
@@ -23,6 +23,9 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/messages/{message_id}/cancel", cancel.cancel_message,
                  methods=["POST"], auth="send"),
         ApiRoute("/api/segments", send.segments, methods=["POST"], auth="user"),
+        ApiRoute("/api/callbacks", callbacks.list_callbacks, methods=["GET"], auth="read"),
+        ApiRoute("/api/callbacks/{id}/replay", callbacks.replay_callback, methods=["POST"],
+                 auth="admin"),
         ApiRoute("/api/events", send.events, methods=["GET"], auth="read"),
         ApiRoute("/api/routes", routing.list_routes, methods=["GET"], auth="read"),
         ApiRoute("/api/routes/test", routing.test_route, methods=["POST"], auth="read"),
