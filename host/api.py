@@ -34,6 +34,7 @@ from host.outage import Outage, expected
 from host.plugins import KeptQueries
 from host.routing.inbound import Route as InboundRoute
 from host.sends import Queued, SendError, SendRequest
+from host.signing import signature
 from host.sinks.base import Delivery, Sink
 from host.text import clean
 from host.upkeep import Spare, check_keep
@@ -141,7 +142,7 @@ __all__ = [
     "XmlBroker", "BrokerInstance", "MoFields", "ReceiptFields", "OutboundMessage",
     "ParseError",
     "InboundRequest", "MtResponse", "MtResult", "SignatureError", "verify_signature",
-    "TWILIO_SETTINGS_HEADER", "twilio_shared_key_algorithm",
+    "TWILIO_SETTINGS_HEADER", "twilio_shared_key_algorithm", "signature",
     # errors
     "SmshostError", "ConfigError", "PluginError", "StoreError", "StoreUnavailable",
     "ApiError", "SendError",

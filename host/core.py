@@ -27,6 +27,7 @@ from host.brokers.instances import BrokerInstance, unsigned_warnings
 from host.brokers.paths import WebhookPaths
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
+from host.callbacks.worker import Callbacks
 from host.config.change import LiveConfig
 from host.config.secrets import Secret
 from host.defaults.handler import HandlerSink
@@ -106,6 +107,8 @@ class Host:
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
+        self.callbacks = Callbacks(settings.callbacks, self.store)  # status callbacks
+        self.ledger.on_change = self.callbacks.changed
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender, self._sender_for,
                                  lambda: self.plugins.failures)
@@ -228,6 +231,8 @@ class Host:
         if background and self.settings.outbox.enabled:
             await self.sender.start()
             self._sending = True
+        if background:
+            await self.callbacks.start()
         if background:  # runs when purge.enabled, which a live change may turn on
             self._spawn(self.purger.scheduled(), "purge")
         if background:
@@ -251,6 +256,7 @@ class Host:
         if self._sending:
             await self.sender.stop()
             self._sending = False
+        await self.callbacks.stop()
         for sink in self.sinks.values():
             try:
                 await sink.stop()

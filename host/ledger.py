@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -210,11 +210,12 @@ def touch(db: Database, message_id: int, at: str) -> None:
 
 
 def mark_sending(db: Database, ids: Sequence[int], at: str) -> None:
-    """The claimed messages still ``queued`` are ``sending`` (no event: a send's outcome
-    is its history)."""
+    """The claimed messages still ``queued`` (or ``scheduled``, now due) are ``sending``
+    (no event: a send's outcome is its history)."""
     marks = ",".join("?" * len(ids))
     db.conn.execute(f"update messages set status = 'sending', updated_at = ? "
-                    f"where id in ({marks}) and status = 'queued'", [at, *ids])
+                    f"where id in ({marks}) and status in ('queued', 'scheduled')",
+                    [at, *ids])
 
 
 def flag(db: Database, message_id: int, name: str) -> None:
@@ -275,6 +276,9 @@ class Ledger:
         self._metrics = metrics
         self._hooks = hooks
         self._host = host  # what the hooks receive as ``host``
+        # The core's own listener, after the hooks (host.callbacks): None, or an
+        # awaitable to wait for (only for a message with a status callback).
+        self.on_change: Callable[[Change], Awaitable[None] | None] | None = None
 
     async def announce(self, changes: Iterable[Change]) -> None:
         """Run the after-commit sequence for each committed change, in order."""
@@ -287,6 +291,8 @@ class Ledger:
                 self._metrics.status_changed(message)
             await self._hooks.message_status_changed(self._host, message, change.old,
                                                      message.status, change.event)
+            if self.on_change is not None and (pending := self.on_change(change)):
+                await pending
 
     async def add(self, new: NewMessage) -> tuple[Message, bool]:
         """Store ``new`` durably and announce it; ``(message, created)`` (a broker's

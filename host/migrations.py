@@ -392,3 +392,29 @@ def m014_message_search(db: Database) -> None:
             response text not null default '{}'
         )""")
     db.execute("create index message_exchanges_message on message_exchanges (message_id, id)")
+
+
+@core()
+def m015_status_callbacks(db: Database) -> None:
+    # Per-message status callbacks (issue 16 point 3, host.callbacks): one row per
+    # status change of a message that named a status_callback, POSTed by the worker
+    # until delivered or dead. Times to attempt are Unix seconds (as the outbox's).
+    db.execute("""
+        create table callback_deliveries (
+            id integer primary key autoincrement,
+            message_id integer not null,
+            event_id integer not null unique,
+            url text not null,
+            payload text not null,
+            status text not null,  -- pending, delivered, dead
+            attempts integer not null default 0,
+            replays integer not null default 0,
+            next_attempt_at real,
+            last_status integer,
+            last_error text,
+            created_at text not null,
+            updated_at text not null
+        )""")
+    db.execute("create index callback_deliveries_due on callback_deliveries "
+               "(status, next_attempt_at)")
+    db.execute("create index callback_deliveries_updated on callback_deliveries (updated_at)")

@@ -13,14 +13,18 @@ Direction = Literal["in", "out"]
 DIRECTIONS: tuple[Direction, ...] = ("in", "out")
 
 # Normalized delivery states (SPEC B1), in the order a message moves through them.
-OUTBOUND_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed",
-                   "expired", "rejected", "unknown")
-FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "expired", "rejected"})
+# ``scheduled``: waiting for its ``send_at``; ``cancelled``: taken out of the outbox by
+# DELETE /api/messages/{id} before any broker had it (host.schedule).
+OUTBOUND_STATES = ("scheduled", "queued", "sending", "sent", "delivered", "undelivered",
+                   "failed", "expired", "rejected", "cancelled", "unknown")
+FINAL_STATES = frozenset({"delivered", "undelivered", "failed", "expired", "rejected",
+                          "cancelled"})
 INBOUND_STATES = ("received", "routed", "failed")  # "failed": no destination took it
 
 # How far along each state is: a receipt moves a message forward only (SPEC O8). A final
 # state never changes; "unknown" is kept in the history but never applied.
-STATE_RANK = {"queued": 0, "sending": 1, "sent": 2, **{s: 3 for s in FINAL_STATES}}
+STATE_RANK = {"scheduled": 0, "queued": 0, "sending": 1, "sent": 2,
+              **{s: 3 for s in FINAL_STATES}}
 
 
 def moves_forward(current: str, new: str) -> bool:

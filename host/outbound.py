@@ -13,9 +13,11 @@ number that received the message it answers, B8):
 5. opt-out: a recipient who texted STOP to that number is refused (R6);
 6. encoding and length per the broker's ``parsing``: unaltered, split into one
    message per segment, or truncated (O4); or merged into a message still waiting
-   to the same number from the same account (O5);
+   to the same number from the same account (O5) (never a scheduled send or one with
+   a status callback, nor into one: each keeps its own time and its own callbacks);
 7. everything stored in one transaction, with the outbox rows: persisted before any
-   network call (O6).
+   network call (O6); a send with ``send_at`` ahead is stored ``scheduled``, its
+   outbox rows not due before then (:mod:`host.schedule`).
 
 A refused send raises for the API to answer; ``send_or_record`` (handlers, sinks,
 opt-out confirmations: nobody to answer) stores it as a failed message instead
@@ -25,17 +27,19 @@ opt-out confirmations: nobody to answer) stores it as a failed message instead
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from host.encoding import segments as count_segments
 from host import ledger
 from host.ledger import NewMessage
-from host.models import Message, StatusEvent, utcnow
+from host.models import Message, StatusEvent, from_epoch, utcnow
 from host.numbers import normalize
 from host.optout import OptedOut
 from host.planner import Plan, Planner
 from host.refusals import record_refusal, refusal_code
+from host.callbacks.urls import refusal as callback_refusal
 from host.routing.outbound import compile_outbound
+from host.schedule import not_before
 from host.sends import Queued, SendError, SendRequest
 
 if TYPE_CHECKING:
@@ -78,6 +82,7 @@ class Outbound:
         self._metrics = metrics
         self._outbox = outbox
         self._planner = Planner(settings, brokers, sender_for, failures)
+        self._settings = settings
         # The planner's, bound: what a send goes out from, and all it is (no storing).
         self.sender = self._planner.sender
         self.plan = self._planner.plan
@@ -95,6 +100,7 @@ class Outbound:
         """Take new outbound routes (a live change); a send being planned keeps the
         routes it started with."""
         self._planner.routes = compile_outbound(settings.outbound)
+        self._settings = settings
 
     # -- storing ----------------------------------------------------------------------
 
@@ -112,6 +118,15 @@ class Outbound:
             replay = await self._replay(request)
             if replay is not None:
                 return replay
+        wait = not_before(request.send_at, self._outbox.clock(),
+                          self._settings.outbox.schedule_horizon)
+        if "status_callback" in request.attrs:  # attrs.status_callback is ours: checked
+            raise SendError(400, "bad_parameter", "metadata: status_callback is reserved; "
+                            "name the URL in the status_callback field")
+        if request.status_callback is not None:
+            problem = callback_refusal(request.status_callback, self._settings.callbacks)
+            if problem:
+                raise SendError(400, "bad_parameter", f"status_callback: {problem}")
         plan = self.plan(request)
         if not request.optout_exempt:
             # Opt-outs are kept in E.164, as inbound numbers are stored: compare the same
@@ -120,7 +135,7 @@ class Outbound:
             local = plan.local
             await self._optouts.check(normalize(local, region) if local else local,
                                            normalize(plan.to, region))
-        stored = await self._storage.write(lambda db: self._store(db, request, plan))
+        stored = await self._storage.write(lambda db: self._store(db, request, plan, wait))
         messages, events, consolidated = stored
         if events is None:  # the same key raced in and won: its messages, nothing new
             return self._replayed(messages)
@@ -177,7 +192,7 @@ class Outbound:
                       sum(m.segments or 1 for m in found), first.route if first else None,
                       replayed=True)
 
-    def _store(self, db: Database, request: SendRequest, plan: Plan
+    def _store(self, db: Database, request: SendRequest, plan: Plan, wait: float | None
                ) -> tuple[list[Message], list[StatusEvent | None] | None, bool]:
         if request.idempotency_key:  # the same key raced in: answer with its messages
             row = db.execute("select message_ids, request from idempotency where key = ?",
@@ -191,7 +206,9 @@ class Outbound:
                                     "used for a different request; use a new key for a new "
                                     "message")
                 return [_get(db, i) for i in alive], None, False
-        merged = self._consolidate(db, request, plan) if len(plan.bodies) == 1 else None
+        alone = wait is not None or request.status_callback is not None
+        merged = (self._consolidate(db, request, plan)
+                  if len(plan.bodies) == 1 and not alone else None)
         if merged is not None:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
                 [merged], [None], True)
@@ -199,7 +216,7 @@ class Outbound:
             stored: list[tuple[Message, StatusEvent | None]] = []
             for n, body in enumerate(plan.bodies, 1):  # each part waits for the one before
                 after = stored[-1][0].id if stored else None
-                stored.append(self._insert_one(db, request, plan, body, n, after))
+                stored.append(self._insert_one(db, request, plan, body, n, after, wait))
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
             db.execute("insert or replace into idempotency (key, message_ids, request, "
@@ -209,19 +226,26 @@ class Outbound:
         return result
 
     def _insert_one(self, db: Database, request: SendRequest, plan: Plan, body: str,
-                    part: int, after: int | None) -> tuple[Message, StatusEvent | None]:
+                    part: int, after: int | None, wait: float | None
+                    ) -> tuple[Message, StatusEvent | None]:
         attrs = dict(request.attrs)
         if request.classification:
             attrs["classification"] = request.classification
+        if request.status_callback is not None:
+            attrs["status_callback"] = request.status_callback
         if len(plan.bodies) > 1:
             attrs["part"], attrs["part_of"] = part, len(plan.bodies)
         seg = count_segments(body)
+        detail: dict[str, Any] = {"by": request.by} if request.by else {}
+        if wait is not None:
+            detail["send_at"] = from_epoch(wait)
         message, event = ledger.insert(db, NewMessage(
-            direction="out", body=body, status="queued", broker=plan.instance.name,
-            account=plan.account.id, local=plan.local, remote=plan.to,
-            encoding=seg.encoding, segments=seg.segments, attrs=attrs, source=request.source,
+            direction="out", body=body, status="queued" if wait is None else "scheduled",
+            broker=plan.instance.name, account=plan.account.id, local=plan.local,
+            remote=plan.to, encoding=seg.encoding, segments=seg.segments, attrs=attrs,
+            source=request.source, detail=detail or None,
             route=plan.decision.route.name if plan.decision.route else None))
-        now = self._outbox.clock()
+        now = self._outbox.clock() if wait is None else wait  # max_age counts from then
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
                         "broker, account, waits_for) values (?, ?, ?, ?, ?, ?)",
                         [message.id, now, now, plan.instance.name, plan.account.id, after])
@@ -242,6 +266,7 @@ class Outbound:
             "where m.direction = 'out' and m.status = 'queued' and m.broker = ? "
             "and m.account = ? and m.remote = ? and m.local is ? and o.attempts = 0 "
             "and o.in_flight = 0 and json_extract(m.attrs, '$.part') is null "
+            "and json_extract(m.attrs, '$.status_callback') is null "
             "order by m.id desc limit 1",
             [plan.instance.name, plan.account.id, plan.to, plan.local]).fetchone()
         if row is None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from host.brokers.pacing import Key
     from host.brokers.paths import WebhookPaths
     from host.brokers.sender import Sender
+    from host.callbacks.worker import Callbacks
     from host.config.secrets import Secret
     from host.config.settings import Settings
     from host.discovery import Discovery
@@ -191,6 +192,7 @@ class Node(Protocol):
     router: Router
     outbound: Outbound
     sender: Sender
+    callbacks: Callbacks
     optouts: OptOuts
     purger: Purger
     people: People
@@ -270,6 +272,7 @@ class Reconfigurer:
         node.router.configure(running)
         node.outbound.configure(running)
         node.sender.configure(running, held)
+        node.callbacks.settings = running.callbacks  # checked again at each attempt
         node.optouts.configure(running.optout)
         node.purger.configure(running.purge)
         node.people.configure(running.brokers)

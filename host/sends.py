@@ -40,10 +40,25 @@ class SendRequest:
     # The inbound message this answers: it goes out through the broker, account and
     # number that received it (B8), whatever the outbound routes say.
     reply_to: Message | None = None
+    # Not before this time (Unix seconds, the outbox's clock): stored ``scheduled``
+    # until then (host.schedule). None: now.
+    send_at: float | None = None
+    # Where each status change of its messages is POSTed (host.callbacks), checked
+    # against ``[callbacks]`` when queued.
+    status_callback: str | None = None
+    # The login of the user whose request made it (kept in its first event: only that
+    # user, or an admin, may cancel it).
+    by: str | None = None
 
     def fingerprint(self) -> str:
+        """What a retried request with the same Idempotency-Key must repeat (the fields
+        added later only when given: keys stored before them still match)."""
+        later = [{k: v for k, v in (("send_at", self.send_at),
+                                    ("status_callback", self.status_callback)) if v}]
+        later = later if later[0] else []
         return json.dumps([self.to, self.text, self.broker, self.account, self.workgroup,
-                           self.user, self.classification, self.attrs], sort_keys=True)
+                           self.user, self.classification, self.attrs, *later],
+                          sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,11 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/messages"): "read",
     ("POST", "/api/messages"): "send",
     ("GET", "/api/messages/{message_id}"): "read",
+    ("DELETE", "/api/messages/{message_id}"): "send",
+    ("POST", "/api/messages/{message_id}/cancel"): "send",
     ("POST", "/api/segments"): "user",
+    ("GET", "/api/callbacks"): "read",
+    ("POST", "/api/callbacks/{id}/replay"): "admin",
     ("GET", "/api/events"): "read",
     ("GET", "/api/routes"): "read",
     ("POST", "/api/routes/test"): "read",
@@ -443,3 +448,33 @@ def test_a_user_sends_only_from_its_own_or_its_workgroups_accounts(sender: TestC
     assert sender.post("/api/messages", headers=bob,
                        json={"to": OTHER, "text": "hi"}).json().get("error") != \
         "account_forbidden"
+
+
+def test_a_user_cancels_only_its_own_sends_unless_admin(sender: TestClient) -> None:
+    ann, bob = token_of(sender, user="ann"), token_of(sender, user="bob")
+    sue = token_of(sender, user="sue", scopes=["send", "supervise"])
+    crm = token_of(sender, integration="crm")
+    ids = []
+    for _ in range(4):
+        made = sender.post("/api/messages", headers=ann, json={
+            "to": OTHER, "text": "hi", "send_at": _soon()})
+        assert made.status_code == 201 and made.json()["status"] == "scheduled", made.text
+        ids.append(made.json()["id"])
+    for who in (bob, sue):  # another user's message is not theirs to see or cancel
+        refused = sender.delete(f"/api/messages/{ids[0]}", headers=who)
+        assert refused.status_code == 404, refused.text
+    assert sender.delete(f"/api/messages/{ids[0]}", headers=ann).status_code == 200
+    assert sender.delete(f"/api/messages/{ids[1]}", headers=CONFIG).status_code == 200
+    assert sender.post(f"/api/messages/{ids[2]}/cancel", headers=crm).status_code == 200
+    reader = sender.post("/api/tokens", headers=CONFIG, json={"scopes": ["read"],
+                                                              "integration": "bi"})
+    assert sender.delete(f"/api/messages/{ids[3]}", headers=bearer(
+        reader.json()["token"])).status_code == 403
+    events = sender.get(f"/api/messages/{ids[0]}", headers=CONFIG).json()["events"]
+    assert events[0]["detail"]["by"] == "ann"
+    assert events[-1]["status"] == "cancelled"
+
+
+def _soon() -> str:
+    moment = datetime.now(UTC) + timedelta(hours=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from host.config.brokers import BrokerSettings, broker_problems
+from host.config.callbacks import CallbackSettings
 from host.config.connections import ConnectionSettings
 from host.config.lines import KeyPath
 from host.config.listeners import ApiSettings as ApiSettings
@@ -207,6 +208,10 @@ class OutboxSettings:
     ca_file: str | None = setting(
         None, help="PEM file of certificate authorities to trust, besides the system's, "
         "for TLS to brokers and proxies (a private CA, e.g. a Kannel inside the network).")
+    schedule_horizon: float = setting(
+        30 * DAY, help="How far ahead a send's `send_at` may be, in seconds (default 30 "
+        "days, at most a year); a later one is refused with a 400 naming send_at.",
+        check=greater_than(0, 365 * DAY))
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
         if self.ca_file is not None:
@@ -271,6 +276,9 @@ class Settings:
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
     handlers: HandlerSettings = setting(factory=HandlerSettings, help="Handler scripts.")
     outbox: OutboxSettings = setting(factory=OutboxSettings, help="Outbound sending.")
+    callbacks: CallbackSettings = setting(
+        factory=CallbackSettings, help="Per-message status callbacks (a send's "
+        "status_callback).")
     brokers: tuple[BrokerSettings, ...] = setting(
         (), help="Broker instances ([[brokers]] tables).", doc_default="none")
     outbound: tuple[OutboundRouteSettings, ...] = setting(
@@ -309,7 +317,7 @@ class Settings:
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers", "outbox", "attrs"),
+                     "handlers", "outbox", "callbacks", "attrs"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),

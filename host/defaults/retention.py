@@ -16,7 +16,8 @@ With the messages go, by age, what only they needed: idempotency keys (not those
 messages still in the outbox), receipts never matched, assembled parts of long MOs
 (parts still waiting for the rest stay), handlers' conversation state (last used before
 the cutoff, and no kept message in the conversation) and the handler load history
-(each handler's latest entry stays).
+(each handler's latest entry stays), and status callbacks delivered or dead (pending
+ones stay, with their messages).
 """
 
 from __future__ import annotations
@@ -36,19 +37,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("smshost.purge")
 
 KEPT_BY_CORE = ("select message_id from outbox union all "
-                "select id from messages where direction = 'in' and status = 'received'")
-"""The core's work in progress: MTs waiting in the outbox, MOs not routed yet."""
+                "select id from messages where direction = 'in' and status = 'received' "
+                "union all select message_id from callback_deliveries "
+                "where status = 'pending'")
+"""The core's work in progress: MTs waiting in the outbox, MOs not routed yet, messages
+whose status callbacks are still to be delivered."""
 
 # Rows of the other core tables that stay however old (queries of their rowids).
 KEPT_ROWS = {
     "idempotency": "select i.rowid from idempotency i where exists (select 1 from "
                    "json_each(i.message_ids) j join outbox o on o.message_id = j.value)",
     "mo_parts": "select id from mo_parts where message_id is null",
+    "callback_deliveries": "select id from callback_deliveries where status = 'pending'",
     "handler_loads": "select h.id from handler_loads h where h.id = (select max(id) "
                      "from handler_loads where name = h.name)",
 }
 _BY_AGE = (("idempotency", "created_at"), ("orphan_receipts", "updated_at"),
-           ("mo_parts", "updated_at"), ("handler_loads", "at"))
+           ("mo_parts", "updated_at"), ("handler_loads", "at"),
+           ("callback_deliveries", "updated_at"))
 
 
 @hookimpl(trylast=True)

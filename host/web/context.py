@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from host.brokers.kit import CaseResult
+    from host.callbacks.worker import Callbacks
     from host.config.change import LiveConfig
     from host.config.secrets import Secret
     from host.discovery import Discovery
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from host.logins import Logins
     from host.handlers.dryrun import Rehearsal
     from host.history import History
+    from host.ledger import Ledger
     from host.metrics import Metrics
     from host.optout import OptOuts
     from host.people import People
@@ -97,6 +99,14 @@ class WebHost(HostAPI, WebhookHost, Protocol):
     @property
     def events(self) -> EventBus:
         """Status events for ``GET /api/events``."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """Announces the message changes a route wrote itself (a cancelled send)."""
+
+    @property
+    def callbacks(self) -> Callbacks:
+        """Status callbacks: their queue and dead letters (``/api/callbacks``)."""
 
     @property
     def api_token(self) -> Secret | None:

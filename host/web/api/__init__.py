@@ -7,8 +7,8 @@ the need it expects, and docs/administration.md ("Roles and rights") documents t
 
 from __future__ import annotations
 
-from host.web.api import (config, history, live, messages, openapi, people, routing, send,
-                          session, tokens)
+from host.web.api import (callbacks, cancel, config, history, live, messages, openapi, people,
+                          routing, send, session, tokens)
 from host.web.routes import ApiRoute
 
 
@@ -18,7 +18,14 @@ def routes() -> list[ApiRoute]:
         ApiRoute("/api/messages", send.send_message, methods=["POST"], auth="send"),
         ApiRoute("/api/messages/{message_id}", messages.get_message, methods=["GET"],
                  auth="read"),
+        ApiRoute("/api/messages/{message_id}", cancel.cancel_message, methods=["DELETE"],
+                 auth="send"),
+        ApiRoute("/api/messages/{message_id}/cancel", cancel.cancel_message,
+                 methods=["POST"], auth="send"),
         ApiRoute("/api/segments", send.segments, methods=["POST"], auth="user"),
+        ApiRoute("/api/callbacks", callbacks.list_callbacks, methods=["GET"], auth="read"),
+        ApiRoute("/api/callbacks/{id}/replay", callbacks.replay_callback, methods=["POST"],
+                 auth="admin"),
         ApiRoute("/api/events", send.events, methods=["GET"], auth="read"),
         ApiRoute("/api/routes", routing.list_routes, methods=["GET"], auth="read"),
         ApiRoute("/api/routes/test", routing.test_route, methods=["POST"], auth="read"),

@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from host.encoding import EncodingError, describe
 from host.errors import ApiError
 from host.events import stored_after
-from host.models import bounded_int
+from host.models import bounded_int, from_epoch
 from host.optout import OptedOut
+from host.schedule import parse_send_at
 from host.rights import (Caller, Refused, caller_of, check_account, check_send_as,
                          classification_for)
 from host.sends import Queued, SendError, SendRequest
@@ -25,7 +26,7 @@ from host.web.routes import GRANTED
 
 KEEPALIVE = 15.0
 _FIELDS = {"to", "text", "body", "broker", "account", "workgroup", "user", "classification",
-           "metadata"}
+           "metadata", "send_at", "status_callback"}
 
 
 def _request(body: Body, key: str | None) -> SendRequest:
@@ -37,7 +38,18 @@ def _request(body: Body, key: str | None) -> SendRequest:
     return SendRequest(to=to, text=text, broker=body.text("broker"),
                        account=body.text("account"), attrs=body.object("metadata"),
                        workgroup=body.text("workgroup"), user=body.text("user"),
-                       classification=body.text("classification"), idempotency_key=key)
+                       classification=body.text("classification"), idempotency_key=key,
+                       send_at=_send_at(body), status_callback=body.text("status_callback"))
+
+
+def _send_at(body: Body) -> float | None:
+    raw = body.text("send_at")
+    if raw is None:
+        return None
+    try:
+        return parse_send_at(raw)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", f"send_at: {exc}") from None
 
 
 async def _authorized(host: WebHost, caller: Caller, send: SendRequest) -> SendRequest:
@@ -56,7 +68,8 @@ async def _authorized(host: WebHost, caller: Caller, send: SendRequest) -> SendR
     except Refused as exc:
         host.metrics.send_refused(send.source, exc.code)
         raise ApiError(exc.status, exc.code, str(exc)) from None
-    return replace(send, classification=classification, held=caller.classifications)
+    return replace(send, classification=classification, held=caller.classifications,
+                   by=caller.user)
 
 
 async def _own(host: WebHost, login: str) -> list[tuple[str | None, str]]:
@@ -94,6 +107,8 @@ async def send_message(request: Request) -> Response:
             "broker": first.broker, "account": first.account, "from": first.local,
             "to": first.remote, "replayed": queued.replayed,
             "consolidated": queued.consolidated}
+    if first.status == "scheduled" and send.send_at is not None:
+        body["send_at"] = from_epoch(send.send_at)
     return JSONResponse(body, status_code=200 if queued.replayed else 201)
 
 

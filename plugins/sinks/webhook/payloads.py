@@ -1,20 +1,17 @@
-"""What the webhook sink sends: the JSON body and its signature."""
+"""What the webhook sink sends: the JSON body and its signature (``sign``: the
+host's, :func:`host.api.signature`)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import TYPE_CHECKING, Any
+
+from host.api import signature as sign  # one scheme with the status callbacks (host)
+
+__all__ = ["build_payload", "sign"]
 
 if TYPE_CHECKING:
     from host.api import InboundRoute as Route
     from host.api import Message
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-Smshost-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
 
 
 def build_payload(message: Message, route: Route, target: str, queued_at: str) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Which status callback URLs smshost will POST to (SSRF guard).
+
+A URL is checked twice: when the send names it (:func:`refusal`: http or https, a host
+``[callbacks] allowed_hosts`` allows, and no literal non-public address unless
+``allow_private``), and on each delivery, where the addresses its name resolves to are
+checked again (:func:`address_refusal`, used by the worker's resolver), so a name that
+an attacker points at 127.0.0.1 or 10.0.0.1 after the check is refused all the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from host.config.callbacks import CallbackSettings
+
+MAX_URL = 2000
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """``host`` (lower case, no brackets) matches one of ``allowed``: the same host, or
+    ``*.domain`` and a subdomain of it (not the domain itself)."""
+    for pattern in allowed:
+        pattern = pattern.lower().strip("[]").rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def address_refusal(address: str) -> str | None:
+    """Why ``address`` (an IP address) is not a public one, or None."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return f"{address} is a loopback address"
+    if not ip.is_global or ip.is_multicast:
+        return f"{address} is a private or reserved address"
+    return None
+
+
+def refusal(url: str, settings: CallbackSettings) -> str | None:
+    """Why a send may not name ``url`` as its status callback, or None."""
+    if len(url) > MAX_URL:
+        return f"at most {MAX_URL} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        return "must name a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials (the callbacks are signed instead)"
+    if not host_allowed(host, settings.allowed_hosts):
+        allowed = ", ".join(settings.allowed_hosts) or "none"
+        return (f"host {host!r} is not allowed ([callbacks] allowed_hosts: {allowed})")
+    if not settings.allow_private:
+        problem = address_refusal(host)
+        if problem:
+            return f"{problem} ([callbacks] allow_private is false)"
+    return None
