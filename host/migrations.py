@@ -418,3 +418,26 @@ def m015_status_callbacks(db: Database) -> None:
     db.execute("create index callback_deliveries_due on callback_deliveries "
                "(status, next_attempt_at)")
     db.execute("create index callback_deliveries_updated on callback_deliveries (updated_at)")
+
+
+@core()
+def m016_compat_callbacks(db: Database) -> None:
+    # The status callbacks of the Kannel- and Jasmin-compatible send APIs (host.compat):
+    # one row per callback due (a dlr-url filled for one status change), written after
+    # the change is committed; deleted once answered, kept as 'dead' when given up.
+    db.execute("""
+        create table compat_callbacks (
+            id integer primary key,
+            message_id integer not null,
+            method text not null check (method in ('GET', 'POST')),
+            url text not null,
+            body text,
+            status text not null default 'pending' check (status in ('pending', 'dead')),
+            attempts integer not null default 0,
+            next_at real not null,
+            last_error text,
+            created_at text not null,
+            updated_at text not null
+        )""")
+    db.execute("create index compat_callbacks_due on compat_callbacks (status, next_at)")
+    db.execute("create index compat_callbacks_updated on compat_callbacks (updated_at)")

@@ -16,6 +16,7 @@ from typing import Literal
 
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.callbacks import CallbackSettings
+from host.config.compat import CompatSettings
 from host.config.connections import ConnectionSettings
 from host.config.lines import KeyPath
 from host.config.listeners import ApiSettings as ApiSettings
@@ -288,6 +289,9 @@ class Settings:
         (), help="Inbound routes ([[inbound]] tables), in order.", doc_default="none: "
         "every message goes to email")
     optout: OptOutSettings = setting(factory=OptOutSettings, help="Opt-out keywords.")
+    compat: CompatSettings = setting(
+        factory=CompatSettings, help="Kannel- and Jasmin-compatible send APIs "
+        "(docs/migrating.md).")
     attrs: dict[str, str] = setting(
         factory=dict, help="SMS-level custom attributes ([attrs] in smshost.toml), visible to "
         "handlers as ctx.attrs and to broker templates as {attrs.NAME}; a broker's and an "
@@ -308,6 +312,7 @@ class Settings:
         yield from broker_problems(self.brokers)
         yield from route_problems(self.inbound)
         yield from outbound_problems(self.outbound)
+        yield from self.compat.unknown_listeners(tuple(lst.name for lst in self.listeners))
 
     @property
     def api_listener(self) -> ListenerSettings:
@@ -317,7 +322,7 @@ class Settings:
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers", "outbox", "callbacks", "attrs"),
+                     "handlers", "outbox", "callbacks", "compat", "attrs"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp
 
 
 from host.config.settings import ListenerSettings
+from host import compat
 from host.web import api, ops
 from host.web.api.auth import ApiAuth
 from host.web.api.session import ApiSessions
@@ -62,9 +63,11 @@ def _ui(host: WebHost, listener: ListenerSettings) -> Ui:
     return Ui(lambda: session_secret(host.data_dir / "session-secret"), secure)
 
 
-def _routes(register_routes: RegisterRoutes, listener: ListenerSettings,
+def _routes(host: WebHost, register_routes: RegisterRoutes, listener: ListenerSettings,
             ui: Ui | None) -> list[BaseRoute]:
     routes: list[BaseRoute] = [*ops.routes(listener.api)]
+    # Kannel's and Jasmin's send APIs (host.compat), on the listener configured for them.
+    routes += [WebhookRoute(route) for route in compat.routes(host.settings, listener)]
     if ui is None:
         return routes
     routes += api.routes()
@@ -95,7 +98,7 @@ def build_app(host: WebHost, listener: ListenerSettings,
               register_routes: RegisterRoutes) -> ASGIApp:
     """The app of ``listener``; ``host`` has loaded its plugins (``Host.app_for``)."""
     ui = _ui(host, listener) if listener.api else None
-    routes = _routes(register_routes, listener, ui)
+    routes = _routes(host, register_routes, listener, ui)
     programs = [r for r in routes if isinstance(r, (OpsRoute, WebhookRoute))]
     brokers = host.webhook_paths.names(listener.port)
     answers = ErrorAnswers(programs, brokers, ui.error_page if ui is not None else None,

@@ -35,8 +35,12 @@ def _request(body: Body, key: str | None) -> SendRequest:
     text = body.required_text("body" if "text" not in body and "body" in body else "text")
     if key is not None and not 0 < len(key) <= 200:
         raise ApiError(400, "bad_parameter", "Idempotency-Key must be 1 to 200 characters")
+    metadata = body.object("metadata")
+    if "dlr" in metadata:  # a compatible API's callback (host.compat): not a caller's to set
+        raise ApiError(400, "bad_parameter", "metadata.dlr is reserved (the status callback "
+                       "of Kannel's and Jasmin's send APIs); use another name")
     return SendRequest(to=to, text=text, broker=body.text("broker"),
-                       account=body.text("account"), attrs=body.object("metadata"),
+                       account=body.text("account"), attrs=metadata,
                        workgroup=body.text("workgroup"), user=body.text("user"),
                        classification=body.text("classification"), idempotency_key=key,
                        send_at=_send_at(body), status_callback=body.text("status_callback"))
