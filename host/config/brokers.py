@@ -31,6 +31,12 @@ def _account_id(value: str) -> str | None:
     return None
 
 
+def _broker_name(value: str) -> str | None:
+    """A broker's name is a name (:func:`a_name`) and, like an account id, one segment of
+    the admin's and the API's paths (``/brokers/NAME``)."""
+    return a_name(value) or _account_id(value)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSettings:
     """One account (credentials and number) at a broker."""
@@ -146,7 +152,7 @@ class BrokerSettings:
     """One configured broker instance."""
 
     name: str = setting(help="Instance name, unique; stored with every message.",
-                        check=a_name)
+                        check=_broker_name)
     definition: str = setting(help="Broker definition (XML) name, e.g. twilio.")
     profile: str | None = setting(None, help="Profile of the definition to use.")
     enabled: bool = setting(True, help="Master switch: false turns MO and MT off whatever "

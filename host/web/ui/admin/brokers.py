@@ -10,6 +10,8 @@ change is an edit of ``brokers.toml`` through host.config.edits.brokers, as the 
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from starlette.responses import Response
@@ -84,11 +86,15 @@ def added(form: Form, errors: FieldErrors) -> dict[str, Any]:
     return data
 
 
+URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+
+
 def own_paths(admin: Admin, data: dict[str, Any]) -> None:
     """A second broker of a definition (a second Twilio project, say) cannot take the
     definition's MO and receipt paths, which the first one has: it gets paths of its
     own, ``/NAME/mo`` and ``/NAME/receipt``, which its page then shows to give the
-    provider."""
+    provider. A name that a URL would have to encode gets none (the add is refused:
+    the path is taken)."""
     definition = found_definitions(admin).get(str(data.get("definition")))
     if definition is None:
         return
@@ -97,7 +103,8 @@ def own_paths(admin: Admin, data: dict[str, Any]) -> None:
         definition = definition.with_profile(profile)
     used = {path for i in admin.host.brokers.values() for path in (i.mo_path, i.receipt_path)
             if path}
-    if {definition.defaults.incoming_path, definition.defaults.receipt_path} & used:
+    if {definition.defaults.incoming_path, definition.defaults.receipt_path} & used \
+            and URL_SAFE.fullmatch(str(data["name"])):
         data["mo"] = {"path": f"/{data['name']}/mo",
                       "receipt_path": f"/{data['name']}/receipt"}
 
