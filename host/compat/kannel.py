@@ -182,7 +182,7 @@ def _attrs(params: Mapping[str, bytes], caller: Caller) -> dict[str, Any]:
     if url and mask > 0:
         asked = {"username": caller.integration or caller.user or "",
                  **{k: v for k in ("account", "coding", "mclass", "charset", "meta-data",
-                                   "binfo") if (v := text_of(params, k))}}
+                                   "binfo", "from") if (v := text_of(params, k))}}
         attrs["dlr"] = {"kind": "kannel", "url": url, "mask": mask, "asked": asked}
     return attrs
 
