@@ -83,13 +83,14 @@ def dlr_values(message: Message, kind: int, new: str, at: str, error: str,
                asked: Mapping[str, str]) -> dict[str, str]:
     """The escape values of a DLR of ``kind`` for ``message`` (``asked``: what the
     sendsms request gave: username, account, coding, mclass, charset, meta-data,
-    binfo, from). In a DLR Kannel's sender (%p) is the phone the message went to and its
+    binfo, from, to). In a DLR Kannel's sender (%p) is the phone the message went to and its
     receiver (%P) the number it came from, as the request wrote it. As a real Kannel
     1.4.5 fills them (tests/brokers/test_kannel_sendsms_parity.py): %c and %m are -1
     when the request did not give them, %C UTF-8, %t with a ``+`` between date and time."""
     moment = datetime.fromtimestamp(to_epoch(at), UTC)
     reply = reply_text(kind, message, new, error)
-    phone, ours = message.remote or "", asked.get("from") or message.local or ""
+    phone = asked.get("to") or message.remote or ""
+    ours = asked.get("from") or message.local or ""
     return {"d": str(kind), "p": phone, "P": ours, "q": _plus(phone), "Q": _plus(ours),
             "A": reply, "a": reply, "b": reply, "T": str(int(moment.timestamp())),
             "t": moment.strftime("%Y-%m-%d+%H:%M:%S"), "i": message.broker or "",

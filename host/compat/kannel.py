@@ -198,7 +198,8 @@ async def _each(host: WebHost, caller: Caller, base: SendRequest,
     first: ApiError | None = None
     for number in allowed:
         try:
-            await send(host, caller, replace(base, to=number))
+            await send(host, caller, replace(base, to=number, attrs=_written(base.attrs,
+                                                                             number)))
             sent += 1
         except ApiError as exc:
             first = first or exc
@@ -212,6 +213,14 @@ async def _each(host: WebHost, caller: Caller, base: SendRequest,
     if denied:
         text += " Denied receivers are: " + " ".join(denied)
     return answer(202, text)
+
+
+def _written(attrs: dict[str, Any], number: str) -> dict[str, Any]:
+    """``attrs`` with the receiver as the request wrote it (Kannel's %p in a dlr-url)."""
+    dlr = attrs.get("dlr")
+    if not isinstance(dlr, dict):
+        return attrs
+    return {**attrs, "dlr": {**dlr, "asked": {**dlr["asked"], "to": number}}}
 
 
 def dlr_calls(dlr: Mapping[str, Any], message: Message, old: str | None, new: str,

@@ -295,12 +295,12 @@ def normalised(call: dict[str, str]) -> str:
     return raw
 
 
-def kannel_report(sides: Sides, text: str, mask: int, reply: str) -> None:
+def kannel_report(sides: Sides, text: str, mask: int, reply: str, to: str) -> None:
     """The carrier's delivery report for the MT with ``text``, into Kannel's HTTP SMSC."""
     (mt,) = [r for r in sides.carrier.requests if r.value("text") == text.encode()]
     carrier_id = mt.answer.split()[1]
     response = sides.real.carrier_request([("dlr-mask", str(mask)), ("dlr-mid", carrier_id),
-                                           ("to", PHONE), ("text", reply.format(carrier_id))])
+                                           ("to", to), ("text", reply.format(carrier_id))])
     assert response.status_code == 200, response.text
 
 
@@ -318,26 +318,32 @@ def smshost_report(sides: Sides, text: str, status: str, error: str) -> None:
 REPORTS = {  # scenario: (Kannel's carrier report: mask, text; smshost's receipt)
     "delivered": (1, "id:{} stat:DELIVRD err:000", "delivered", ""),
     "undelivered": (2, "id:{} stat:UNDELIV err:001", "undelivered", "001"),
+    "as-written": (1, "id:{} stat:DELIVRD err:000", "delivered", ""),
 }
+NUMBERS = {"as-written": ("14155550125", "+" + OURS)}  # else (PHONE, OURS)
 
 
-@pytest.mark.parametrize("scenario", ["delivered", "undelivered", "refused"])
+@pytest.mark.parametrize("scenario", ["delivered", "undelivered", "refused",
+                                      "as-written"])
 def test_dlr_url_callbacks_are_kannels(sides: Sides, scenario: str) -> None:
+    """%p and %P are the numbers as the request wrote them, with or without ``+``."""
     text = f"dlr {scenario}" + (f" {REFUSED_TEXT}" if scenario == "refused" else "")
-    case = Case(f"cb-{scenario}", good(text=text, dlr_mask="31", dlr_url="{dlr}"))
+    to, sender = NUMBERS.get(scenario, (PHONE, OURS))
+    case = Case(f"cb-{scenario}", good(to=to, text=text, dlr_mask="31", dlr_url="{dlr}",
+                                       **{"from": sender}))
     for app in (sides.kannel, sides.smshost):
         assert app.sendsms(case) == ACCEPTED
     for app in (sides.kannel, sides.smshost):  # 8 (accepted by the carrier) or 16
         app.wait_callbacks(case.name, 1)
     if scenario in REPORTS:
         mask, reply, status, error = REPORTS[scenario]
-        kannel_report(sides, text, mask, reply)
+        kannel_report(sides, text, mask, reply, to)
         smshost_report(sides, text, status, error)
     calls = [app.wait_callbacks(case.name, 1 if scenario == "refused" else 2)
              for app in (sides.kannel, sides.smshost)]
     kannel, smshost = ([normalised(c) for c in side] for side in calls)
     assert kannel == smshost
-    expected = {"delivered": ["8", "1"], "undelivered": ["8", "2"], "refused": ["16"]}
-    assert [c["type"] for c in calls[1]] == expected[scenario]
+    expected = {"undelivered": ["8", "2"], "refused": ["16"]}.get(scenario, ["8", "1"])
+    assert [c["type"] for c in calls[1]] == expected
     assert all(c["t"] == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(c["ts"])))
                for side in calls for c in side)
