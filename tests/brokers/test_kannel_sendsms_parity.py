@@ -66,7 +66,7 @@ class App:
     token: str
 
     def dlr_url(self, tag: str) -> str:
-        return f"{self.listener.url}{DLR_URL}{tag}"
+        return f"{self.listener.url}{DLR_URL}{tag.replace(' ', '-')}"
 
     def sendsms(self, case: Case) -> tuple[int, str]:
         params = [(k, v.replace("{token}", self.token).replace("{dlr}", self.dlr_url(case.name))
