@@ -15,6 +15,7 @@ from host.models import Message, to_epoch
 #: The Kannel DLR types (dlr-mask bits, Kannel user guide "Delivery reports").
 DELIVERED, UNDELIVERED, QUEUED_ON_SMSC, ACCEPTED_BY_SMSC, REJECTED_BY_SMSC = 1, 2, 4, 8, 16
 _SAFE = "!~*'()"  # quote_plus keeps letters, digits and "_.-~" already
+_RAW = frozenset("t")  # Kannel writes %t as it is: "2026-12-07+04:04:00", not encoded
 _STAT = {"delivered": "DELIVRD", "undelivered": "UNDELIV", "expired": "EXPIRED",
          "failed": "UNDELIV", "rejected": "REJECTD"}
 
@@ -36,6 +37,8 @@ def fill(template: str, values: Mapping[str, str]) -> str:
         code = template[i + 1]
         if code == "%":
             out.append("%")
+        elif code in _RAW and code in values:
+            out.append(values[code])
         elif code in values:
             out.append(kannel_encode(values[code]))
         else:
@@ -80,16 +83,19 @@ def dlr_values(message: Message, kind: int, new: str, at: str, error: str,
                asked: Mapping[str, str]) -> dict[str, str]:
     """The escape values of a DLR of ``kind`` for ``message`` (``asked``: what the
     sendsms request gave: username, account, coding, mclass, charset, meta-data,
-    binfo). In a DLR Kannel's sender (%p) is the phone the message went to and its
-    receiver (%P) the number it came from."""
+    binfo, from, to). In a DLR Kannel's sender (%p) is the phone the message went to and its
+    receiver (%P) the number it came from, as the request wrote it. As a real Kannel
+    1.4.5 fills them (tests/brokers/test_kannel_sendsms_parity.py): %c and %m are -1
+    when the request did not give them, %C UTF-8, %t with a ``+`` between date and time."""
     moment = datetime.fromtimestamp(to_epoch(at), UTC)
     reply = reply_text(kind, message, new, error)
-    phone, ours = message.remote or "", message.local or ""
+    phone = asked.get("to") or message.remote or ""
+    ours = asked.get("from") or message.local or ""
     return {"d": str(kind), "p": phone, "P": ours, "q": _plus(phone), "Q": _plus(ours),
             "A": reply, "a": reply, "b": reply, "T": str(int(moment.timestamp())),
-            "t": moment.strftime("%Y-%m-%d %H:%M:%S"), "i": message.broker or "",
+            "t": moment.strftime("%Y-%m-%d+%H:%M:%S"), "i": message.broker or "",
             "I": str(message.id), "F": message.broker_message_id or "",
             "n": asked.get("username", ""), "o": asked.get("account", ""),
-            "c": asked.get("coding", ""), "m": asked.get("mclass", ""),
-            "C": asked.get("charset", ""), "D": asked.get("meta-data", ""),
+            "c": asked.get("coding", "-1"), "m": asked.get("mclass", "-1"),
+            "C": asked.get("charset", "UTF-8"), "D": asked.get("meta-data", ""),
             "B": asked.get("binfo", ""), "u": "", "k": "", "s": "", "S": "", "r": ""}

@@ -36,7 +36,8 @@ NUMBER_CHARS = frozenset("0123456789 +-")  # Kannel's default sendsms-chars
 UNDEFINED = -1  # Kannel's SMS_PARAM_UNDEFINED
 _INT = re.compile(rb"\s*([+-]?\d+)")
 # (parameter, lowest, highest, Kannel's answer when out of range), in smsbox's order.
-_RANGES = (("dlr-mask", -1, 63, "DLR-Mask field misformed, rejected"),
+# Kannel 1.4.5 takes a dlr-mask up to 66 (tests/brokers/test_kannel_sendsms_parity.py).
+_RANGES = (("dlr-mask", -1, 66, "DLR-Mask field misformed, rejected"),
            ("mclass", -1, 3, "MClass field misformed, rejected"),
            ("pid", -1, 255, "PID field misformed, rejected"),
            ("rpi", -1, 2, "RPI field misformed, rejected"),
@@ -181,7 +182,7 @@ def _attrs(params: Mapping[str, bytes], caller: Caller) -> dict[str, Any]:
     if url and mask > 0:
         asked = {"username": caller.integration or caller.user or "",
                  **{k: v for k in ("account", "coding", "mclass", "charset", "meta-data",
-                                   "binfo") if (v := text_of(params, k))}}
+                                   "binfo", "from") if (v := text_of(params, k))}}
         attrs["dlr"] = {"kind": "kannel", "url": url, "mask": mask, "asked": asked}
     return attrs
 
@@ -191,12 +192,14 @@ async def _each(host: WebHost, caller: Caller, base: SendRequest,
     """One send per receiver; Kannel's answer for the lot."""
     from dataclasses import replace
 
-    allowed, denied = numbers
+    allowed, _dropped = numbers  # Kannel 1.4.5 drops them without naming them
+    denied: list[str] = []  # refused by the send path: named, as Kannel's black-lists
     sent = 0
     first: ApiError | None = None
     for number in allowed:
         try:
-            await send(host, caller, replace(base, to=number))
+            await send(host, caller, replace(base, to=number, attrs=_written(base.attrs,
+                                                                             number)))
             sent += 1
         except ApiError as exc:
             first = first or exc
@@ -210,6 +213,14 @@ async def _each(host: WebHost, caller: Caller, base: SendRequest,
     if denied:
         text += " Denied receivers are: " + " ".join(denied)
     return answer(202, text)
+
+
+def _written(attrs: dict[str, Any], number: str) -> dict[str, Any]:
+    """``attrs`` with the receiver as the request wrote it (Kannel's %p in a dlr-url)."""
+    dlr = attrs.get("dlr")
+    if not isinstance(dlr, dict):
+        return attrs
+    return {**attrs, "dlr": {**dlr, "asked": {**dlr["asked"], "to": number}}}
 
 
 def dlr_calls(dlr: Mapping[str, Any], message: Message, old: str | None, new: str,
