@@ -107,7 +107,8 @@ class Host:
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
-        self.callbacks = Callbacks(settings.callbacks, self.store)  # status callbacks
+        self.callbacks = Callbacks(settings.callbacks, self.store,  # callbacks (all kinds)
+                                   compat=settings.compat)
         self.ledger.on_change = self.callbacks.changed
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender, self._sender_for,

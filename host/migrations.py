@@ -396,16 +396,22 @@ def m014_message_search(db: Database) -> None:
 
 @core()
 def m015_status_callbacks(db: Database) -> None:
-    # Per-message status callbacks (issue 16 point 3, host.callbacks): one row per
-    # status change of a message that named a status_callback, POSTed by the worker
+    # Callbacks to the sender's application (issue 16 points 3-5, host.callbacks): one
+    # row per request due for a status change, built when the change is recorded (in
+    # its transaction): ``kind`` status (a send's status_callback: signed JSON POST),
+    # kannel or jasmin (a compatible send's dlr-url, host.compat). The worker sends it
     # until delivered or dead. Times to attempt are Unix seconds (as the outbox's).
+    # (m015 and m016 were two queues; merged here before any release.)
     db.execute("""
         create table callback_deliveries (
             id integer primary key autoincrement,
             message_id integer not null,
-            event_id integer not null unique,
+            event_id integer not null,
+            kind text not null check (kind in ('status', 'kannel', 'jasmin')),
+            method text not null check (method in ('GET', 'POST')),
             url text not null,
-            payload text not null,
+            headers text not null default '{}',
+            body text,
             status text not null,  -- pending, delivered, dead
             attempts integer not null default 0,
             replays integer not null default 0,
@@ -418,26 +424,5 @@ def m015_status_callbacks(db: Database) -> None:
     db.execute("create index callback_deliveries_due on callback_deliveries "
                "(status, next_attempt_at)")
     db.execute("create index callback_deliveries_updated on callback_deliveries (updated_at)")
-
-
-@core()
-def m016_compat_callbacks(db: Database) -> None:
-    # The status callbacks of the Kannel- and Jasmin-compatible send APIs (host.compat):
-    # one row per callback due (a dlr-url filled for one status change), written after
-    # the change is committed; deleted once answered, kept as 'dead' when given up.
-    db.execute("""
-        create table compat_callbacks (
-            id integer primary key,
-            message_id integer not null,
-            method text not null check (method in ('GET', 'POST')),
-            url text not null,
-            body text,
-            status text not null default 'pending' check (status in ('pending', 'dead')),
-            attempts integer not null default 0,
-            next_at real not null,
-            last_error text,
-            created_at text not null,
-            updated_at text not null
-        )""")
-    db.execute("create index compat_callbacks_due on compat_callbacks (status, next_at)")
-    db.execute("create index compat_callbacks_updated on compat_callbacks (updated_at)")
+    db.execute("create index callback_deliveries_message on callback_deliveries "
+               "(message_id, id)")

@@ -211,8 +211,8 @@ def dlr_calls(dlr: Mapping[str, Any], message: Message, old: str | None, new: st
                        "err": error, "text": message.body[:20]})
     url, body = str(dlr.get("url")), urlencode(fields)
     if dlr.get("method") == "GET":
-        return [Call("GET", url + ("&" if "?" in url else "?") + body)]
-    return [Call("POST", url, body)]
+        return [Call("GET", url + ("&" if "?" in url else "?") + body, kind="jasmin")]
+    return [Call("POST", url, body, kind="jasmin")]
 
 
 def _stamp(stored: str) -> str:

@@ -239,7 +239,7 @@ def test_a_mask_without_the_bit_calls_nothing(
     post_receipt(node, stored["broker_message_id"], "delivered")
     node.wait_status(message["id"], "delivered")
     assert not [s for s in fake_broker.seen() if s.path == "/dlr"]
-    assert node.rows("select * from compat_callbacks") == []
+    assert node.rows("select * from callback_deliveries") == []
 
 
 def _query(url: str) -> dict[str, list[str]]:
