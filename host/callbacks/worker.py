@@ -7,10 +7,13 @@ with retries and backoff (:mod:`host.callbacks.attempt`) until delivered or dead
 dead letters are replayed by the API. The queue is a table, so what is pending
 survives a restart.
 
-The ledger hands every committed change to :meth:`Callbacks.changed`, which only
-looks at the message's attributes (no query): a message without a callback costs
-nothing more. A ``status`` URL is checked again at each attempt: the allowed hosts may
-have changed, and the addresses its name resolves to must be public unless
+The rows of a status change are written in the change's own transaction
+(host.ledger.queue_callbacks: a committed change has its callbacks committed too);
+after the commit the ledger hands the change to :meth:`Callbacks.changed`, which only
+wakes the worker. A message without a callback costs a few dict lookups.
+
+A ``status`` URL is checked again at each attempt: the allowed hosts may have
+changed, and the addresses its name resolves to must be public unless
 ``allow_private`` (:class:`GuardedResolver`).
 """
 
@@ -30,7 +33,7 @@ from aiohttp.resolver import DefaultResolver
 
 from host import __version__
 from host.callbacks.attempt import AddressRefused, Outcome, attempt, policy_of
-from host.callbacks.queue import due, enqueue, record, replay, row_of, wanted
+from host.callbacks.queue import due, record, replay, row_of, wanted
 from host.callbacks.urls import address_refusal, refusal
 from host.config.compat import CompatSettings
 from host.errors import ApiError
@@ -84,13 +87,11 @@ class Callbacks:
     # -- queuing (after each commit, from the ledger) -----------------------------------
 
     def changed(self, change: Change) -> Awaitable[None] | None:
-        """Queue ``change``'s callbacks when its message asked for any (None otherwise:
-        no coroutine for the messages without one)."""
-        return self._enqueue(change) if wanted(change) else None
-
-    async def _enqueue(self, change: Change) -> None:
-        await self._store.write(partial(_enqueue, change, self.clock()))
-        self._wake.set()
+        """After the commit of ``change``: its callbacks were queued in its transaction
+        (host.ledger.queue_callbacks), so only wake the worker when it asked for any."""
+        if wanted(change):
+            self._wake.set()
+        return None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -212,10 +213,6 @@ class Callbacks:
 
 
 # Store functions take the database last (store.write(partial(...))).
-def _enqueue(change: Change, now: float, db: Any) -> int:
-    return enqueue(db, change, now)
-
-
 def _record(row: dict[str, Any], outcome: Outcome, db: Any) -> bool:
     return record(db, row, outcome)
 
