@@ -12,9 +12,10 @@ The rows of a status change are written in the change's own transaction
 after the commit the ledger hands the change to :meth:`Callbacks.changed`, which only
 wakes the worker. A message without a callback costs a few dict lookups.
 
-A ``status`` URL is checked again at each attempt: the allowed hosts may have
-changed, and the addresses its name resolves to must be public unless
-``allow_private`` (:class:`GuardedResolver`).
+Every URL is checked again at each attempt (a ``status`` one by the ``[callbacks]``
+rules, a dlr-url by ``[compat]``'s, host.callbacks.urls): the allowed hosts may have
+changed, and the addresses its name resolves to must be public unless allowed
+(:class:`GuardedResolver`, one HTTP session per set of rules).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aiohttp.resolver import DefaultResolver
 from host import __version__
 from host.callbacks.attempt import AddressRefused, Outcome, attempt, policy_of
 from host.callbacks.queue import due, record, replay, row_of, wanted
-from host.callbacks.urls import address_refusal, refusal
+from host.callbacks.urls import address_refusal, dlr_refusal, dlr_rules, refusal
 from host.config.compat import CompatSettings
 from host.errors import ApiError
 
@@ -96,12 +97,12 @@ class Callbacks:
     # -- lifecycle ------------------------------------------------------------------------
 
     def _session(self, kind: str) -> aiohttp.ClientSession:
-        """The HTTP session of ``kind``'s callbacks (status ones through the guard)."""
-        guarded = kind == "status"
-        key = "guarded" if guarded else "plain"
+        """The HTTP session of ``kind``'s callbacks: each set of rules has its own
+        resolver guard (``[callbacks]`` for status ones, ``[compat]``'s for dlr-urls)."""
+        key = "status" if kind == "status" else "dlr"
         if key not in self._sessions:
-            resolver = GuardedResolver(lambda: self.settings.allow_private) if guarded \
-                else None
+            resolver = GuardedResolver(lambda: self.settings.allow_private) if key == \
+                "status" else GuardedResolver(lambda: dlr_rules(self.settings, self.compat)[1])
             connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight,
                                              resolver=resolver)
             self._sessions[key] = aiohttp.ClientSession(
@@ -195,7 +196,9 @@ class Callbacks:
                              secret.reveal() if secret else "", self.clock())
 
     def _refusal(self, row: dict[str, Any]) -> str | None:
-        return refusal(row["url"], self.settings) if row["kind"] == "status" else None
+        if row["kind"] == "status":
+            return refusal(row["url"], self.settings)
+        return dlr_refusal(row["url"], self.settings, self.compat)
 
     # -- dead letters ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from host.compat.callbacks import Call
-from host.compat.common import (Refusal, caller_for, raw_params, refusal_of,
+from host.compat.common import (Refusal, caller_for, dlr_refused, raw_params, refusal_of,
                                 sender_account, text_of)
 from host.compat.common import send as submit
 from host.encoding import EncodingError, describe
@@ -170,7 +170,10 @@ async def _send(host: WebHost, caller: Caller, params: Mapping[str, bytes]) -> s
     if kept:
         attrs["jasmin"] = kept
     if params.get("dlr") == b"yes" and params.get("dlr-url"):
-        attrs["dlr"] = {"kind": "jasmin", "url": text_of(params, "dlr-url"),
+        url = text_of(params, "dlr-url") or ""
+        if dlr_refused(host, url, "jasmin"):  # Jasmin's answer to a value it refuses
+            raise Refusal(400, f"Argument [dlr-url] has an invalid value: [{url}].")
+        attrs["dlr"] = {"kind": "jasmin", "url": url,
                         "level": int(params.get("dlr-level", b"1")),
                         "method": (text_of(params, "dlr-method") or "POST").upper()}
     request = SendRequest(to=text_of(params, "to") or "", text=text, broker=broker,

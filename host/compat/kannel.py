@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from host.compat.callbacks import Call
-from host.compat.common import (Refusal, caller_for, raw_params, refusal_of, send,
+from host.compat.common import (Refusal, caller_for, dlr_refused, raw_params, refusal_of, send,
                                 sender_account, text_of)
 from host.compat.escapes import dlr_type, dlr_values, fill
 from host.errors import ApiError
@@ -96,6 +96,7 @@ async def _sendsms(host: WebHost, params: dict[str, bytes], posted: bool) -> Res
     if not to:
         raise Refusal(400, "Empty receiver number not allowed, rejected")
     numbers = _check(params, to)
+    _dlr_allowed(host, params)
     broker, account = _route(host, params)
     text = _text(params)
     base = SendRequest(to="", text=text, broker=broker, account=account,
@@ -133,6 +134,14 @@ def _check(params: Mapping[str, bytes], to: str) -> tuple[list[str], list[str]]:
         raise Refusal(400, "Priority field misformed, rejected")
     _unsupported(params)
     return allowed, denied
+
+
+def _dlr_allowed(host: WebHost, params: Mapping[str, bytes]) -> None:
+    """A dlr-url naming a host the operator does not allow (or a non-public address) is
+    refused as Kannel refuses a misformed one; the reason is logged for the operator."""
+    url = text_of(params, "dlr-url") or text_of(params, "dlrurl") or ""
+    if url and dlr_refused(host, url, "kannel"):
+        raise Refusal(400, "DLR-URL field misformed, rejected")
 
 
 def _unsupported(params: Mapping[str, bytes]) -> None:

@@ -24,7 +24,8 @@ from tests.outbound.conftest import (
     wait_until,
 )
 
-JASMIN = '\n[compat.jasmin]\nenabled = true\n'
+ALLOW = '\n[compat]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+JASMIN = ALLOW + '\n[compat.jasmin]\nenabled = true\n'
 
 
 def node_with_app(smshost: Callable[..., Smshost], broker: FakeBroker,

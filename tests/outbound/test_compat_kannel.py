@@ -23,7 +23,8 @@ from tests.outbound.conftest import (
 )
 
 PATH = "/cgi-bin/sendsms"
-KANNEL = '\n[compat.kannel]\nenabled = true\n'
+ALLOW = '\n[compat]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+KANNEL = ALLOW + '\n[compat.kannel]\nenabled = true\n'
 OTHER = "+14155550124"
 
 
