@@ -9,7 +9,9 @@ codes (host.compat.escapes)."""
 from __future__ import annotations
 
 import codecs
+import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +49,8 @@ _RANGES = (("dlr-mask", -1, 63, "DLR-Mask field misformed, rejected"),
            ("validity", -1, None, "Validity field misformed, rejected"),
            ("deferred", -1, None, "Deferred field misformed, rejected"))
 _KEPT = ("account", "binfo", "meta-data")  # recorded in the message's attrs.kannel
+
+log = logging.getLogger("smshost.compat")
 
 
 def answer(status: int, text: str) -> Response:
@@ -100,7 +104,8 @@ async def _sendsms(host: WebHost, params: dict[str, bytes], posted: bool) -> Res
     broker, account = _route(host, params)
     text = _text(params)
     base = SendRequest(to="", text=text, broker=broker, account=account,
-                       attrs=_attrs(params, caller), source="kannel")
+                       attrs=_attrs(params, caller), source="kannel",
+                       send_at=_deferred(host, params))
     return await _each(host, caller, base, numbers)
 
 
@@ -144,14 +149,25 @@ def _dlr_allowed(host: WebHost, params: Mapping[str, bytes]) -> None:
         raise Refusal(400, "DLR-URL field misformed, rejected")
 
 
+def _deferred(host: WebHost, params: Mapping[str, bytes]) -> float | None:
+    """``deferred`` minutes from now as a scheduled send's ``send_at`` (None: now); more
+    than ``outbox.schedule_horizon`` ahead is refused as a misformed one."""
+    minutes = _int(params, "deferred")
+    if minutes <= 0:
+        return None
+    if minutes * 60 > host.settings.outbox.schedule_horizon:
+        log.warning("kannel sendsms: deferred %d minutes is beyond outbox.schedule_horizon",
+                    minutes)
+        raise Refusal(400, "Deferred field misformed, rejected")
+    return time.time() + minutes * 60
+
+
 def _unsupported(params: Mapping[str, bytes]) -> None:
     """What smshost cannot do, refused rather than sent otherwise than asked."""
     if params.get("udh"):
         raise Refusal(400, "UDH not supported by this gateway, rejected")
     if _int(params, "coding") == 1:
         raise Refusal(400, "8-bit coding not supported by this gateway, rejected")
-    if _int(params, "deferred") > 0:
-        raise Refusal(400, "Deferred sending not supported by this gateway, rejected")
 
 
 def _route(host: WebHost, params: Mapping[str, bytes]) -> tuple[str | None, str | None]:

@@ -102,7 +102,7 @@ def test_a_receiver_with_other_characters_is_denied_and_named(
     ({"udh": "\x05\x00\x03\x01\x02\x01"}, 400,
      "UDH not supported by this gateway, rejected"),
     ({"coding": "1"}, 400, "8-bit coding not supported by this gateway, rejected"),
-    ({"deferred": "10"}, 400, "Deferred sending not supported by this gateway, rejected"),
+    ({"deferred": "100000"}, 400, "Deferred field misformed, rejected"),  # > the horizon
 ])
 def test_each_refusal_answers_kannels_text_and_sends_nothing(
         smshost: Callable[..., Smshost], fake_broker: FakeBroker,
