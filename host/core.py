@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import logging
-import os
-import secrets
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +26,7 @@ from host.brokers.sender import Sender
 from host.callbacks.worker import Callbacks
 from host.config.change import LiveConfig
 from host.config.secrets import Secret
+from host.datadir import generated_token, writable_data_dir
 from host.defaults.handler import HandlerSink
 from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
@@ -42,7 +39,6 @@ from host.sinks.base import Sink
 from host.reconfigure import Reconfigurer
 from host.config.settings import ListenerSettings, Settings
 from host.discovery import Discovery, discover
-from host.errors import SmshostError
 from host.outage import Outage, Refusals
 from host.ledger import Ledger
 from host.messages import Messages
@@ -107,7 +103,8 @@ class Host:
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans)
         self.receipts.wake = self.sender.wake
-        self.callbacks = Callbacks(settings.callbacks, self.store)  # status callbacks
+        self.callbacks = Callbacks(settings.callbacks, self.store,  # callbacks (all kinds)
+                                   compat=settings.compat)
         self.ledger.on_change = self.callbacks.changed
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender, self._sender_for,
@@ -195,7 +192,7 @@ class Host:
     async def start(self, *, background: bool = True) -> None:
         self.background = background  # sinks look at it: no delivery workers in CLI runs
         self.load_plugins()
-        _writable_data_dir(self.data_dir)
+        writable_data_dir(self.data_dir)
         if background:  # a server: one per data directory (host.lockfile)
             self.lock.acquire("serve")
         try:
@@ -311,7 +308,7 @@ class Host:
 
     def default_token(self) -> Secret:
         """The API token kept in the data directory (created on first use)."""
-        return _generated_token(self.data_dir / "api-token")
+        return generated_token(self.data_dir / "api-token")
 
     # -- the plugin face (host.api.HostAPI): plugins use these, not the parts ---------
 
@@ -376,37 +373,3 @@ def _plugin_face(host: Host) -> HostAPI:
 def _web_face(host: Host) -> WebHost:
     """Never called: mypy checks here that ``Host`` is what the web layer serves."""
     return host
-
-
-def _writable_data_dir(path: Path) -> None:
-    """Create ``path`` if needed and make sure a file can be created in it; say why when not
-    (read-only, a file in the way). A full disk does not stop the start: /health reports it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".smshost-write-check-"):
-            pass
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return
-        raise SmshostError(
-            f"the data directory {path} cannot be written ({exc.strerror or exc}): "
-            "smshost keeps its database and API token there. Make it writable for the "
-            "user smshost runs as, or choose another with server.data_dir or --data"
-        ) from None
-
-
-def _generated_token(path: Path) -> Secret:
-    """Read the API token kept in ``path``, creating it (mode 0600) on first start."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        try:
-            return Secret(path.read_text(encoding="utf-8").strip(), f"file:{path}")
-        except OSError as exc:
-            raise SmshostError(f"cannot read the API token file {path}: "
-                               f"{exc.strerror or exc}") from None
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(token + "\n")
-    log.warning("no api.token configured: generated one in %s", path)
-    return Secret(token, f"file:{path}")

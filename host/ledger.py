@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host import jsontext
+from host.callbacks.queue import enqueue, wanted
 from host.models import Direction, Message, StatusEvent, utcnow
 from host.text import clean
 
@@ -112,6 +113,7 @@ def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
                       new.segments, new.status, broker_id, now, now, attrs, route)
     event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
     db.conn.execute(_INDEX_TEXT, [message.id, body])  # the search's text index (m014)
+    queue_callbacks(db, Change(message, event, None, True))
     if new.exchange is not None:
         add_exchange(db, message.id, now, new.exchange)
     return message, event
@@ -157,13 +159,25 @@ def change_status(db: Database, message_id: int, status: str, source: str,
     event = add_event(db, message_id, status, at, source, detail)
     message = update(db, message_id, at, status=status)
     assert message is not None  # read above, in this transaction
-    return Change(message, event, old)
+    return queue_callbacks(db, Change(message, event, old))
+
+
+def queue_callbacks(db: Database, change: Change) -> Change:
+    """Queue the callbacks ``change`` asks for (host.callbacks.queue) in the transaction
+    that records it, so a committed status change has its callbacks committed with it.
+    Every status change announced after its commit passes here first (the router's
+    :func:`record_status` excepted: an inbound message asks for no callback). A
+    message that asked for none costs the few dict lookups of ``wanted``."""
+    if wanted(change):
+        enqueue(db, change)
+    return change
 
 
 def record_status(db: Database, message_id: int, status: str, source: str,
                   detail: dict[str, Any], *, route: str | None) -> StatusEvent:
     """As :func:`change_status` with the route taken, for a caller that knows the row
-    (the router): nothing read back; the event's ``at`` is the row's ``updated_at``."""
+    (the router): nothing read back; the event's ``at`` is the row's ``updated_at``. No
+    callback is queued: an inbound message (the router's) never asks for one."""
     now = utcnow()
     event = add_event(db, message_id, status, now, source, detail)
     db.conn.execute("update messages set status = ?, route = ?, updated_at = ? where id = ?",
@@ -276,8 +290,8 @@ class Ledger:
         self._metrics = metrics
         self._hooks = hooks
         self._host = host  # what the hooks receive as ``host``
-        # The core's own listener, after the hooks (host.callbacks): None, or an
-        # awaitable to wait for (only for a message with a status callback).
+        # The core's own listener, after the hooks: wakes the callbacks' worker
+        # (host.callbacks) when the change queued callbacks; None, or an awaitable.
         self.on_change: Callable[[Change], Awaitable[None] | None] | None = None
 
     async def announce(self, changes: Iterable[Change]) -> None:

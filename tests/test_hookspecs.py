@@ -229,7 +229,7 @@ def test_hook_purge(host: Host) -> None:
     assert counts == {"cleaner_rows": 7, "messages": 0, "message_events": 0,
                       "simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0,
                       "mo_parts": 0, "conversation_state": 0, "handler_loads": 0,
-                      "callback_deliveries": 0, "compat_callbacks": 0}
+                      "callback_deliveries": 0}
     assert calls and calls[0][1:] == (100, True)  # purge.batch_size
 
 

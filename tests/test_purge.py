@@ -21,8 +21,7 @@ from tests.conftest import base_config, run_cli
 
 OLD = "2000-01-01T00:00:00.000000Z"
 EMPTY = {"simulator_inbox": 0, "idempotency": 0, "orphan_receipts": 0, "mo_parts": 0,
-         "conversation_state": 0, "handler_loads": 0, "callback_deliveries": 0,
-         "compat_callbacks": 0}
+         "conversation_state": 0, "handler_loads": 0, "callback_deliveries": 0}
 """Tables that are purged too, and are empty in these tests."""
 
 

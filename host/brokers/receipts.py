@@ -86,7 +86,10 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
         row = {**row, "status": status, "updated_at": at}
     else:
         ledger.touch(db, row["id"], at)
-    return Applied(Message.from_row(row), event, old, changed)
+    message = Message.from_row(row)
+    if changed:  # announced after the commit (Receipts._announce): callbacks queued now
+        ledger.queue_callbacks(db, Change(message, event, old))
+    return Applied(message, event, old, changed)
 
 
 def apply_receipt(db: Database, broker: str, fields: ReceiptFields) -> Applied:

@@ -310,7 +310,7 @@ class Sender:
     @staticmethod
     def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
                 broker_id: str | None = None, keep: bool = False) -> Any:
-        now = utcnow()
+        now, asked = utcnow(), status
         old = ledger.status_of(db, message_id)
         if old is None:
             raise LookupError(f"no message {message_id}")
@@ -329,4 +329,7 @@ class Sender:
             # a split message's next part goes now, or fails with the rest (parts.py)
             later = part_left(db, message_id, failed)
         assert message is not None  # the row was read above, in this transaction
-        return Change(message, event, old), later
+        change = Change(message, event, old)
+        if message.status == asked:  # announced (see _send): its callbacks queued now
+            ledger.queue_callbacks(db, change)
+        return change, later

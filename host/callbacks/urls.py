@@ -13,6 +13,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from host.config.callbacks import CallbackSettings
+from host.config.compat import CompatSettings
 
 MAX_URL = 2000
 
@@ -21,6 +22,8 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     """``host`` (lower case, no brackets) matches one of ``allowed``: the same host, or
     ``*.domain`` and a subdomain of it (not the domain itself)."""
     for pattern in allowed:
+        if pattern == "*":  # [compat] allowed_hosts = ["*"], set by the operator
+            return True
         pattern = pattern.lower().strip("[]").rstrip(".")
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
@@ -47,6 +50,31 @@ def address_refusal(address: str) -> str | None:
 
 def refusal(url: str, settings: CallbackSettings) -> str | None:
     """Why a send may not name ``url`` as its status callback, or None."""
+    return url_refusal(url, settings.allowed_hosts, settings.allow_private, "[callbacks]",
+                       "[callbacks]")
+
+
+def dlr_rules(callbacks: CallbackSettings, compat: CompatSettings
+              ) -> tuple[tuple[str, ...], bool, str, str]:
+    """The hosts and private addresses a dlr-url may name: ``[compat]``'s when set,
+    else ``[callbacks]``'s (and where each is set, for the refusals)."""
+    hosts, hosts_at = ((compat.allowed_hosts, "[compat]") if compat.allowed_hosts
+                       else (callbacks.allowed_hosts, "[callbacks]"))
+    private, private_at = ((callbacks.allow_private, "[callbacks]")
+                           if compat.allow_private is None
+                           else (compat.allow_private, "[compat]"))
+    return hosts, private, hosts_at, private_at
+
+
+def dlr_refusal(url: str, callbacks: CallbackSettings, compat: CompatSettings) -> str | None:
+    """Why a Kannel or Jasmin send may not name ``url`` as its dlr-url, or None (its
+    credentials, if any, are the application's: Kannel passes them on)."""
+    return url_refusal(url, *dlr_rules(callbacks, compat), credentials=True)
+
+
+def url_refusal(url: str, allowed: tuple[str, ...], allow_private: bool, hosts_at: str,
+                private_at: str, *, credentials: bool = False) -> str | None:
+    """Why ``url`` may not be called back, or None."""
     if len(url) > MAX_URL:
         return f"at most {MAX_URL} characters"
     try:
@@ -59,13 +87,13 @@ def refusal(url: str, settings: CallbackSettings) -> str | None:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         return "must name a host"
-    if parts.username is not None or parts.password is not None:
+    if not credentials and (parts.username is not None or parts.password is not None):
         return "must not carry credentials (the callbacks are signed instead)"
-    if not host_allowed(host, settings.allowed_hosts):
-        allowed = ", ".join(settings.allowed_hosts) or "none"
-        return (f"host {host!r} is not allowed ([callbacks] allowed_hosts: {allowed})")
-    if not settings.allow_private:
+    if not host_allowed(host, allowed):
+        return (f"host {host!r} is not allowed ({hosts_at} allowed_hosts: "
+                f"{', '.join(allowed) or 'none'})")
+    if not allow_private:
         problem = address_refusal(host)
         if problem:
-            return f"{problem} ([callbacks] allow_private is false)"
+            return f"{problem} ({private_at} allow_private is false)"
     return None

@@ -1,18 +1,21 @@
-"""Per-message status callbacks (issue 16 point 3): each status change of a message
-whose send named a ``status_callback`` is queued (:mod:`host.callbacks.queue`) and
-POSTed there as signed JSON (:mod:`host.signing`, as the webhook sink signs), with
-retries and backoff, until delivered or dead; dead letters are replayed by the API.
+"""Callbacks to the sender's application (issue 16 points 3-5): one queue
+(:mod:`host.callbacks.queue`) and this one worker for every kind: a send's
+``status_callback`` (each status change POSTed there as signed JSON, as the webhook sink
+signs: :mod:`host.signing`) and a Kannel or Jasmin ``dlr-url`` (host.compat.callbacks).
+A row holds what to send, built when the change was recorded; the worker sends it
+with retries and backoff (:mod:`host.callbacks.attempt`) until delivered or dead;
+dead letters are replayed by the API. The queue is a table, so what is pending
+survives a restart.
 
-The ledger hands every committed change to :meth:`Callbacks.changed`, which only
-looks at the message's ``attrs.status_callback`` (no query): a message without one
-costs nothing more. The queue is a table, so what is pending survives a restart.
+The rows of a status change are written in the change's own transaction
+(host.ledger.queue_callbacks: a committed change has its callbacks committed too);
+after the commit the ledger hands the change to :meth:`Callbacks.changed`, which only
+wakes the worker. A message without a callback costs a few dict lookups.
 
-Retries: a network error, a timeout, 5xx and 429 are tried again after
-``first_delay * factor ** n`` (at most ``max_delay``; a 429's or 503's Retry-After is
-honoured within it); any other answer, a redirect, an address refused or the last of
-``max_attempts`` is a dead letter. The URL is checked again at each attempt: the
-allowed hosts may have changed, and the addresses its name resolves to must be
-public unless ``allow_private`` (:class:`GuardedResolver`).
+Every URL is checked again at each attempt (a ``status`` one by the ``[callbacks]``
+rules, a dlr-url by ``[compat]``'s, host.callbacks.urls): the allowed hosts may have
+changed, and the addresses its name resolves to must be public unless allowed
+(:class:`GuardedResolver`, one HTTP session per set of rules).
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from host import __version__
-from host.backoff import grown
-from host.callbacks.queue import Outcome, due, enqueue, record, replay, row_of
-from host.callbacks.urls import address_refusal, refusal
+from host.callbacks.attempt import AddressRefused, Outcome, attempt, policy_of
+from host.callbacks.queue import due, record, replay, row_of, wanted
+from host.callbacks.urls import address_refusal, dlr_refusal, dlr_rules, refusal
+from host.config.compat import CompatSettings
 from host.errors import ApiError
-from host.signing import DELIVERY_HEADER, SIGNATURE_HEADER, signature
 
 if TYPE_CHECKING:
     from host.config.callbacks import CallbackSettings
@@ -42,11 +45,6 @@ if TYPE_CHECKING:
     from host.store import Store
 
 log = logging.getLogger("smshost.callbacks")
-ERROR_CHARS = 300
-
-
-class AddressRefused(OSError):
-    """A callback's host resolves to an address that is not public."""
 
 
 class GuardedResolver(AbstractResolver):
@@ -71,15 +69,17 @@ class GuardedResolver(AbstractResolver):
 
 
 class Callbacks:
-    """Queues and POSTs status callbacks. ``clock`` (Unix seconds) says when an attempt
-    is due: tests drive the retries with a fake one."""
+    """Queues and sends callbacks. ``clock`` (Unix seconds) says when an attempt is
+    due: tests drive the retries with a fake one."""
 
     def __init__(self, settings: CallbackSettings, store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 compat: CompatSettings | None = None) -> None:
         self.settings = settings
+        self.compat = compat or CompatSettings()
         self.clock = clock
         self._store = store
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
@@ -88,27 +88,30 @@ class Callbacks:
     # -- queuing (after each commit, from the ledger) -----------------------------------
 
     def changed(self, change: Change) -> Awaitable[None] | None:
-        """Queue ``change`` when its message names a status callback (None otherwise:
-        no coroutine for the messages without one)."""
-        url = change.message.attrs.get("status_callback")
-        if not isinstance(url, str) or change.message.direction != "out":
-            return None
-        return self._enqueue(change, url)
-
-    async def _enqueue(self, change: Change, url: str) -> None:
-        await self._store.write(partial(_enqueue, change, url, self.clock()))
-        self._wake.set()
+        """After the commit of ``change``: its callbacks were queued in its transaction
+        (host.ledger.queue_callbacks), so only wake the worker when it asked for any."""
+        if wanted(change):
+            self._wake.set()
+        return None
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def _session(self, kind: str) -> aiohttp.ClientSession:
+        """The HTTP session of ``kind``'s callbacks: each set of rules has its own
+        resolver guard (``[callbacks]`` for status ones, ``[compat]``'s for dlr-urls)."""
+        key = "status" if kind == "status" else "dlr"
+        if key not in self._sessions:
+            resolver = GuardedResolver(lambda: self.settings.allow_private) if key == \
+                "status" else GuardedResolver(lambda: dlr_rules(self.settings, self.compat)[1])
+            connector = aiohttp.TCPConnector(limit=self.settings.max_in_flight,
+                                             resolver=resolver)
+            self._sessions[key] = aiohttp.ClientSession(
+                connector=connector, trust_env=False,
+                headers={"User-Agent": f"smshost/{__version__}"})
+        return self._sessions[key]
+
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_in_flight,
-            resolver=GuardedResolver(lambda: self.settings.allow_private))
-        self._session = aiohttp.ClientSession(
-            connector=connector, trust_env=False,
-            headers={"User-Agent": f"smshost/{__version__}"})
         self._running = True
         self._task = asyncio.create_task(self._loop(), name="smshost-callbacks")
 
@@ -123,14 +126,25 @@ class Callbacks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._in_flight.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.close()
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
     def wake(self) -> None:
         self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Send every row due now (at most ``max_in_flight``) and wait for them; how many
+        (tests drive the worker with it and a fake clock)."""
+        rows, _ = await self._store.read(partial(
+            due, now=self.clock(), limit=self.settings.max_in_flight, skip=set()))
+        await asyncio.gather(*(self._attempt(row) for row in rows))
+        return len(rows)
 
     async def _loop(self) -> None:
         while self._running:
@@ -143,7 +157,7 @@ class Callbacks:
             # The worker must outlive a failed read (a locked or full database): it
             # looks again in a second (BLE001).
             except Exception:  # noqa: BLE001
-                log.exception("status callbacks: reading the queue failed")
+                log.exception("callbacks: reading the queue failed")
                 rows = []
             for row in rows:
                 task = asyncio.create_task(self._attempt(row))
@@ -158,65 +172,33 @@ class Callbacks:
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         try:
-            outcome = await self._post(row)
+            outcome = await self._send(row)
             stored = await self._store.write(partial(_record, row, outcome))
             if stored and outcome.outcome == "dead":
-                log.warning("status callback %d (message %d) is a dead letter after %d "
-                            "attempt(s): %s", row["id"], row["message_id"],
+                log.warning("%s callback %d (message %d) is a dead letter after %d "
+                            "attempt(s): %s", row["kind"], row["id"], row["message_id"],
                             row["attempts"] + 1, outcome.error)
         # One delivery must not stop the others: it stays pending and is read again
         # (BLE001).
         except Exception:  # noqa: BLE001
-            log.exception("status callback %d failed unexpectedly", row["id"])
+            log.exception("callback %d failed unexpectedly", row["id"])
         finally:
             self._in_flight.pop(row["id"], None)
             self._wake.set()
 
-    async def _post(self, row: dict[str, Any]) -> Outcome:
-        problem = refusal(row["url"], self.settings)
+    async def _send(self, row: dict[str, Any]) -> Outcome:
+        problem = self._refusal(row)
         if problem:  # the allowed hosts changed since it was queued
             return Outcome("dead", None, f"refused: {problem}")
         secret = self.settings.secret
-        assert self._session is not None
-        body = f'{{"delivery_id":{row["id"]:d},'.encode() + row["payload"].encode()[1:]
-        headers = {"Content-Type": "application/json", DELIVERY_HEADER: str(row["id"]),
-                   SIGNATURE_HEADER: signature(secret.reveal() if secret else "",
-                                               int(time.time()), body)}
-        status: int | None = None
-        retry_after: float | None = None
-        try:
-            async with self._session.post(
-                    row["url"], data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as answer:
-                status = answer.status
-                text = (await answer.content.read(ERROR_CHARS)).decode("utf-8", "replace")
-                retry_after = _seconds(answer.headers.get("Retry-After"))
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, AddressRefused):
-                return Outcome("dead", None, f"refused: {exc.os_error}")
-            error = f"cannot connect: {exc.os_error or exc}"
-        except TimeoutError:
-            error = f"no answer within {self.settings.timeout:g} s"
-        except (aiohttp.ClientError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            if 200 <= status < 300:
-                return Outcome("delivered", status, None)
-            error = f"HTTP {status}" + (f": {text.strip()}" if text.strip() else "")
-        return self._retry_or_dead(row, status, error, retry_after)
+        policy = policy_of(row["kind"], self.settings, self.compat)
+        return await attempt(self._session(row["kind"]), row, policy,
+                             secret.reveal() if secret else "", self.clock())
 
-    def _retry_or_dead(self, row: dict[str, Any], status: int | None, error: str,
-                       retry_after: float | None) -> Outcome:
-        s = self.settings
-        retryable = status is None or status >= 500 or status == 429
-        if status is not None and 300 <= status < 400:
-            error += " (redirects are not followed)"
-        if not retryable or row["attempts"] + 1 >= s.max_attempts:
-            return Outcome("dead", status, error)
-        delay = grown(s.first_delay, s.factor, row["attempts"], s.max_delay)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, s.max_delay))
-        return Outcome("retry", status, error, self.clock() + delay)
+    def _refusal(self, row: dict[str, Any]) -> str | None:
+        if row["kind"] == "status":
+            return refusal(row["url"], self.settings)
+        return dlr_refusal(row["url"], self.settings, self.compat)
 
     # -- dead letters ---------------------------------------------------------------------
 
@@ -226,25 +208,14 @@ class Callbacks:
         if replayed is None:
             found = await self._store.read(partial(_row, delivery_id))
             if found is None:
-                raise ApiError(404, "not_found", f"no status callback with id {delivery_id}")
-            raise ApiError(409, "not_dead", f"status callback {delivery_id} is "
+                raise ApiError(404, "not_found", f"no callback with id {delivery_id}")
+            raise ApiError(409, "not_dead", f"callback {delivery_id} is "
                            f"{found['status']}; only dead letters are replayed")
         self._wake.set()
         return replayed
 
 
-def _seconds(value: str | None) -> float | None:
-    """A Retry-After of delta seconds (a date is ignored: the backoff stands)."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip()[:9])
-
-
 # Store functions take the database last (store.write(partial(...))).
-def _enqueue(change: Change, url: str, now: float, db: Any) -> int | None:
-    return enqueue(db, change, url, now)
-
-
 def _record(row: dict[str, Any], outcome: Outcome, db: Any) -> bool:
     return record(db, row, outcome)
 

@@ -4,15 +4,20 @@ names, and the send itself, through ``host.web.api.send.submit``."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from host.callbacks.urls import dlr_refusal
 from host.errors import ApiError
 from host.rights import Caller, caller_of
 from host.sends import Queued, SendRequest
 from host.web.context import WebHost
+
+
+log = logging.getLogger("smshost.compat")
 
 
 class Refusal(Exception):
@@ -90,3 +95,14 @@ def refusal_of(exc: ApiError) -> str:
     if exc.status in (429, 503) or exc.status >= 500:
         return "busy"
     return "refused"
+
+
+def dlr_refused(host: WebHost, url: str, gateway: str) -> bool:
+    """Whether ``url`` may not be a dlr-url: a host ``[compat] allowed_hosts`` (else
+    ``[callbacks] allowed_hosts``) does not allow, or a non-public address (the same
+    rules as a status_callback's, host.callbacks.urls). Each gateway answers in its own
+    format; the reason, which that format has no room for, is logged."""
+    problem = dlr_refusal(url, host.settings.callbacks, host.settings.compat)
+    if problem:
+        log.warning("%s send: dlr-url refused: %s", gateway, problem)
+    return problem is not None

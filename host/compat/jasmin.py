@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from datetime import datetime, timedelta, timezone
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from host.compat.callbacks import Call
-from host.compat.common import (Refusal, caller_for, raw_params, refusal_of,
+from host.compat.common import (Refusal, caller_for, dlr_refused, raw_params, refusal_of,
                                 sender_account, text_of)
 from host.compat.common import send as submit
 from host.encoding import EncodingError, describe
@@ -136,8 +138,6 @@ def _caller(host: WebHost, params: Mapping[str, bytes]) -> Caller:
 
 
 def _unsupported(params: Mapping[str, bytes]) -> None:
-    if "sdt" in params:
-        raise Refusal(400, "Argument [sdt] is not supported by this gateway.")
     if params.get("custom_tlvs") not in (None, b"", b"[]"):
         raise Refusal(400, "Argument [custom_tlvs] is not supported by this gateway.")
     if "hex-content" in params and params.get("coding", b"0") not in (b"8",):
@@ -170,11 +170,15 @@ async def _send(host: WebHost, caller: Caller, params: Mapping[str, bytes]) -> s
     if kept:
         attrs["jasmin"] = kept
     if params.get("dlr") == b"yes" and params.get("dlr-url"):
-        attrs["dlr"] = {"kind": "jasmin", "url": text_of(params, "dlr-url"),
+        url = text_of(params, "dlr-url") or ""
+        if dlr_refused(host, url, "jasmin"):  # Jasmin's answer to a value it refuses
+            raise Refusal(400, f"Argument [dlr-url] has an invalid value: [{url}].")
+        attrs["dlr"] = {"kind": "jasmin", "url": url,
                         "level": int(params.get("dlr-level", b"1")),
                         "method": (text_of(params, "dlr-method") or "POST").upper()}
     request = SendRequest(to=text_of(params, "to") or "", text=text, broker=broker,
-                          account=account, attrs=attrs, source="jasmin")
+                          account=account, attrs=attrs, source="jasmin",
+                          send_at=_sdt(host, params))
     try:
         queued = await submit(host, caller, request)
     except ApiError as exc:
@@ -187,6 +191,36 @@ async def _send(host: WebHost, caller: Caller, params: Mapping[str, bytes]) -> s
                           "for details") from None
         raise Refusal(412, "No route found") from None
     return str(queued.messages[0].id)
+
+
+def _sdt(host: WebHost, params: Mapping[str, bytes]) -> float | None:
+    """``sdt`` (an SMPP time, checked by its pattern) as a scheduled send's ``send_at``;
+    one that is no date, or beyond ``outbox.schedule_horizon``, is an invalid value."""
+    raw = params.get("sdt")
+    if raw is None:
+        return None
+    text, now = raw.decode("ascii"), time.time()
+    try:
+        when = smpp_time(text, now)
+    except ValueError:
+        when = None
+    if when is None or when - now > host.settings.outbox.schedule_horizon:
+        raise Refusal(400, f"Argument [sdt] has an invalid value: [{text}].")
+    return when
+
+
+def smpp_time(text: str, now: float) -> float:
+    """An SMPP time ``YYMMDDhhmmsstnnp`` (SMPP 3.4, 7.1.1) as Unix seconds: absolute
+    (``p`` ``+``/``-``: ``nn`` quarter hours ahead of/behind UTC) or relative to
+    ``now`` (``p`` ``R``; a year counted 365 days, a month 30). ``ValueError`` for no
+    such date."""
+    yy, mo, dd, hh, mi, ss = (int(text[i:i + 2]) for i in range(0, 12, 2))
+    tenths, quarters, sign = int(text[12]), int(text[13:15]), text[15]
+    if sign == "R":
+        return now + (yy * 365 + mo * 30 + dd) * 86400 + hh * 3600 + mi * 60 + ss
+    offset = timedelta(minutes=15 * quarters) * (1 if sign == "+" else -1)
+    return datetime(2000 + yy, mo, dd, hh, mi, ss, tenths * 100_000,
+                    tzinfo=timezone(offset)).timestamp()
 
 
 def dlr_calls(dlr: Mapping[str, Any], message: Message, old: str | None, new: str,
@@ -211,8 +245,8 @@ def dlr_calls(dlr: Mapping[str, Any], message: Message, old: str | None, new: st
                        "err": error, "text": message.body[:20]})
     url, body = str(dlr.get("url")), urlencode(fields)
     if dlr.get("method") == "GET":
-        return [Call("GET", url + ("&" if "?" in url else "?") + body)]
-    return [Call("POST", url, body)]
+        return [Call("GET", url + ("&" if "?" in url else "?") + body, kind="jasmin")]
+    return [Call("POST", url, body, kind="jasmin")]
 
 
 def _stamp(stored: str) -> str:

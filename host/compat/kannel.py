@@ -9,7 +9,9 @@ codes (host.compat.escapes)."""
 from __future__ import annotations
 
 import codecs
+import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from host.compat.callbacks import Call
-from host.compat.common import (Refusal, caller_for, raw_params, refusal_of, send,
+from host.compat.common import (Refusal, caller_for, dlr_refused, raw_params, refusal_of, send,
                                 sender_account, text_of)
 from host.compat.escapes import dlr_type, dlr_values, fill
 from host.errors import ApiError
@@ -48,6 +50,8 @@ _RANGES = (("dlr-mask", -1, 66, "DLR-Mask field misformed, rejected"),
            ("validity", -1, None, "Validity field misformed, rejected"),
            ("deferred", -1, None, "Deferred field misformed, rejected"))
 _KEPT = ("account", "binfo", "meta-data")  # recorded in the message's attrs.kannel
+
+log = logging.getLogger("smshost.compat")
 
 
 def answer(status: int, text: str) -> Response:
@@ -97,10 +101,12 @@ async def _sendsms(host: WebHost, params: dict[str, bytes], posted: bool) -> Res
     if not to:
         raise Refusal(400, "Empty receiver number not allowed, rejected")
     numbers = _check(params, to)
+    _dlr_allowed(host, params)
     broker, account = _route(host, params)
     text = _text(params)
     base = SendRequest(to="", text=text, broker=broker, account=account,
-                       attrs=_attrs(params, caller), source="kannel")
+                       attrs=_attrs(params, caller), source="kannel",
+                       send_at=_deferred(host, params))
     return await _each(host, caller, base, numbers)
 
 
@@ -136,14 +142,33 @@ def _check(params: Mapping[str, bytes], to: str) -> tuple[list[str], list[str]]:
     return allowed, denied
 
 
+def _dlr_allowed(host: WebHost, params: Mapping[str, bytes]) -> None:
+    """A dlr-url naming a host the operator does not allow (or a non-public address) is
+    refused as Kannel refuses a misformed one; the reason is logged for the operator."""
+    url = text_of(params, "dlr-url") or text_of(params, "dlrurl") or ""
+    if url and dlr_refused(host, url, "kannel"):
+        raise Refusal(400, "DLR-URL field misformed, rejected")
+
+
+def _deferred(host: WebHost, params: Mapping[str, bytes]) -> float | None:
+    """``deferred`` minutes from now as a scheduled send's ``send_at`` (None: now); more
+    than ``outbox.schedule_horizon`` ahead is refused as a misformed one."""
+    minutes = _int(params, "deferred")
+    if minutes <= 0:
+        return None
+    if minutes * 60 > host.settings.outbox.schedule_horizon:
+        log.warning("kannel sendsms: deferred %d minutes is beyond outbox.schedule_horizon",
+                    minutes)
+        raise Refusal(400, "Deferred field misformed, rejected")
+    return time.time() + minutes * 60
+
+
 def _unsupported(params: Mapping[str, bytes]) -> None:
     """What smshost cannot do, refused rather than sent otherwise than asked."""
     if params.get("udh"):
         raise Refusal(400, "UDH not supported by this gateway, rejected")
     if _int(params, "coding") == 1:
         raise Refusal(400, "8-bit coding not supported by this gateway, rejected")
-    if _int(params, "deferred") > 0:
-        raise Refusal(400, "Deferred sending not supported by this gateway, rejected")
 
 
 def _route(host: WebHost, params: Mapping[str, bytes]) -> tuple[str | None, str | None]:

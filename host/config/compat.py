@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from host.config.callbacks import host_pattern
 from host.config.lines import KeyPath
 from host.config.schema import between, greater_than, setting
 
@@ -72,6 +73,24 @@ class CompatSettings:
         check=greater_than(0, 86400))
     callback_timeout: float = setting(
         10.0, help="Seconds a callback request may take.", check=greater_than(0, 300))
+    allowed_hosts: tuple[str, ...] = setting(
+        (), help='Hosts a dlr-url may name, as `[callbacks] allowed_hosts` (which applies '
+        'when this is empty, the default); ["*"] alone: any host (the operator trusts '
+        "every application with the send scope). Others are refused at the send and at "
+        "each delivery.", doc_default="[]")
+    allow_private: bool | None = setting(
+        None, help="Allow dlr-urls to loopback, private and other non-public addresses; "
+        "unset: as `[callbacks] allow_private`.")
+
+    def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if "*" in self.allowed_hosts:
+            if len(self.allowed_hosts) > 1:
+                yield ("allowed_hosts",), '"*" (any host) stands alone'
+            return
+        for n, value in enumerate(self.allowed_hosts):
+            problem = host_pattern(value)
+            if problem:
+                yield ("allowed_hosts", n), problem
 
     def unknown_listeners(self, listeners: tuple[str, ...]
                           ) -> Iterator[tuple[KeyPath, str]]:

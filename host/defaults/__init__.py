@@ -11,5 +11,4 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "host.defaults.routing",
     "host.defaults.events",
     "host.defaults.handler",
-    "host.compat.hooks",  # the callbacks of the compatible send APIs (host.compat)
 )

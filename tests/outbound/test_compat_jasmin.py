@@ -24,7 +24,8 @@ from tests.outbound.conftest import (
     wait_until,
 )
 
-JASMIN = '\n[compat.jasmin]\nenabled = true\n'
+ALLOW = '\n[compat]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+JASMIN = ALLOW + '\n[compat.jasmin]\nenabled = true\n'
 
 
 def node_with_app(smshost: Callable[..., Smshost], broker: FakeBroker,
@@ -78,7 +79,10 @@ def test_hex_content_in_ucs2_and_from_picks_the_account(
     ({"hex-content": "00"}, 400,
      "content and hex-content cannot be used both in same request."),
     ({"password": "wrong"}, 403, "Authentication failure for username:app"),
-    ({"sdt": "000000000100000R"}, 400, "Argument [sdt] is not supported by this gateway."),
+    ({"sdt": "261307120000000+"}, 400, "Argument [sdt] has an invalid value: "
+     "[261307120000000+]."),  # no 13th month
+    ({"sdt": "010000000000000R"}, 400, "Argument [sdt] has an invalid value: "
+     "[010000000000000R]."),  # a year ahead: beyond outbox.schedule_horizon
     ({"to": "12"}, 412, "No route found"),
     ({"from": "+19995550000"}, 412, "No route found"),
 ])

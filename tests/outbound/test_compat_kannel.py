@@ -23,7 +23,8 @@ from tests.outbound.conftest import (
 )
 
 PATH = "/cgi-bin/sendsms"
-KANNEL = '\n[compat.kannel]\nenabled = true\n'
+ALLOW = '\n[compat]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+KANNEL = ALLOW + '\n[compat.kannel]\nenabled = true\n'
 OTHER = "+14155550124"
 
 
@@ -102,7 +103,7 @@ def test_a_receiver_with_other_characters_is_dropped_silently(
     ({"udh": "\x05\x00\x03\x01\x02\x01"}, 400,
      "UDH not supported by this gateway, rejected"),
     ({"coding": "1"}, 400, "8-bit coding not supported by this gateway, rejected"),
-    ({"deferred": "10"}, 400, "Deferred sending not supported by this gateway, rejected"),
+    ({"deferred": "100000"}, 400, "Deferred field misformed, rejected"),  # > the horizon
 ])
 def test_each_refusal_answers_kannels_text_and_sends_nothing(
         smshost: Callable[..., Smshost], fake_broker: FakeBroker,
@@ -240,7 +241,7 @@ def test_a_mask_without_the_bit_calls_nothing(
     post_receipt(node, stored["broker_message_id"], "delivered")
     node.wait_status(message["id"], "delivered")
     assert not [s for s in fake_broker.seen() if s.path == "/dlr"]
-    assert node.rows("select * from compat_callbacks") == []
+    assert node.rows("select * from callback_deliveries") == []
 
 
 def _query(url: str) -> dict[str, list[str]]:
