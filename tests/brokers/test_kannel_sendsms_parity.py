@@ -44,6 +44,9 @@ from tests.outbound.conftest import FakeBroker, Reply, Seen, Smshost, generic_to
 
 pytestmark = pytest.mark.slow
 
+ALLOW = '\n[compat]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+"""dlr-urls go to the application's local server (smshost refuses other hosts, and
+private addresses, unless allowed; Kannel calls any)."""
 USER = "app"
 OURS = "14155550100"  # the gateway's number, as the application writes it
 PHONE, PHONE2 = "+14155550123", "+14155550124"
@@ -197,9 +200,6 @@ ANSWER_DIFFERENCES: dict[str, tuple[tuple[int, str], tuple[int, str], str]] = {
     "udh": (
         ACCEPTED, (400, "UDH not supported by this gateway, rejected"),
         "smshost splits long texts itself; it sends no binary or WAP push"),
-    "deferred": (
-        ACCEPTED, (400, "Deferred sending not supported by this gateway, rejected"),
-        "not implemented: refused rather than sent at once"),
     "invalid number": (
         ACCEPTED, NOT_ROUTABLE, "smshost checks numbers (E.164) before taking a message"),
 }
@@ -241,7 +241,7 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
         carrier = FakeSmsc(answer=carrier_answer).start()
         started += [broker, carrier]
         node = Smshost(tmp / "smshost", brokers=generic_toml(broker.url, name=SMSC),
-                       extra="\n[compat.kannel]\nenabled = true\n").start()
+                       extra=ALLOW + "\n[compat.kannel]\nenabled = true\n").start()
         started.append(node)
         made = node.api.post("/api/tokens", json={"integration": USER, "scopes": ["send"]})
         assert made.status_code == 201, made.text
