@@ -10,6 +10,7 @@ an attacker points at 127.0.0.1 or 10.0.0.1 after the check is refused all the s
 from __future__ import annotations
 
 import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 from host.config.callbacks import CallbackSettings
@@ -36,9 +37,13 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 def address_refusal(address: str) -> str | None:
     """Why ``address`` (an IP address) is not a public one, or None."""
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.split("%", 1)[0])
     except ValueError:
-        return None
+        try:  # 2130706433, 0177.0.0.1, 127.1: what the resolver reads as 127.0.0.1
+            ip = ipaddress.IPv4Address(socket.inet_aton(address))
+        except OSError:
+            return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_loopback:
@@ -77,6 +82,9 @@ def url_refusal(url: str, allowed: tuple[str, ...], allow_private: bool, hosts_a
     """Why ``url`` may not be called back, or None."""
     if len(url) > MAX_URL:
         return f"at most {MAX_URL} characters"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        # urlsplit drops tabs and line ends, a dlr-url is sent as written: refused
+        return "must not contain spaces or control characters (percent-encode them)"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

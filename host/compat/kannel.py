@@ -191,7 +191,7 @@ def _text(params: Mapping[str, bytes]) -> str:
     charset = text_of(params, "charset") or ("UTF-16BE" if coding == 2 else "UTF-8")
     try:
         return raw.decode(codecs.lookup(charset).name)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeError):  # UnicodeError: "undefined", a bad "idna" label
         raise Refusal(400, "Charset or body misformed, rejected") from None
 
 
