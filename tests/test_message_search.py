@@ -297,3 +297,13 @@ def test_bad_searches_are_400_naming_the_parameter(
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"] == "bad_parameter" and says in answer.json()["message"]
+
+
+@pytest.mark.parametrize("cell, shown", [
+    ("=1+1", "'=1+1"), ("  =HYPERLINK(\"x\")", "'  =HYPERLINK(\"x\")"), ("+14155550123",
+    "'+14155550123"), ("\t=1", "'\t=1"), ("a=1", "a=1"), ("  hello", "  hello"), (None, ""),
+])
+def test_a_csv_cell_never_starts_a_formula(cell: Any, shown: str) -> None:
+    """Leading spaces do not hide a formula (a spreadsheet skips them)."""
+    from host.web.export import safe_cell
+    assert safe_cell(cell) == shown

@@ -62,7 +62,9 @@ def csv_line(cells: Iterable[Any]) -> str:
 
 
 def safe_cell(value: Any) -> str:
-    """A CSV cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab
-    or carriage return) gets a leading ``'`` (OWASP's CSV injection advice)."""
+    """A CSV cell a spreadsheet will not run: text starting with ``= + - @`` (after any
+    spaces: a spreadsheet skips them), or with a tab or carriage return, gets a leading
+    ``'`` (OWASP's CSV injection advice)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA) else text
+    return "'" + text if text.startswith(FORMULA) or text.lstrip(" ").startswith(FORMULA) \
+        else text
