@@ -125,16 +125,22 @@ def parse_timestamp(text: str) -> str:
     """ISO-8601 from outside (``Z`` or an offset; a date alone is its midnight UTC) as
     stored text. Total: ``ValueError`` with a message fit for the caller for anything
     else, a time outside the stored range included (never OverflowError)."""
+    return to_timestamp(read_iso(text, "an ISO-8601")[0])
+
+
+def read_iso(text: str, kind: str) -> tuple[datetime, str]:
+    """``text`` (``Z`` or an offset) read by :meth:`datetime.fromisoformat`, and the
+    text as read (``Z`` written ``+00:00``); ``ValueError`` saying it is not ``kind``
+    time otherwise (the text shown cut at 40 characters)."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value), value
     except ValueError:
         shown = text if len(text) <= 40 else text[:40] + "..."
-        raise ValueError(f"not an ISO-8601 time: {shown!r} (e.g. 2026-11-27T09:00:00Z)"
+        raise ValueError(f"not {kind} time: {shown!r} (e.g. 2026-11-27T09:00:00Z)"
                          ) from None
-    return to_timestamp(moment)
 
 
 MAX_ID = 2**63 - 1

@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from host import ledger
 from host.ledger import Change
-from host.models import from_epoch
+from host.models import from_epoch, read_iso
 from host.sends import SendError
 
 CANCELLABLE = ("scheduled", "queued")
@@ -36,15 +35,7 @@ def parse_send_at(text: str) -> float:
     """An RFC 3339 time with its offset (``Z`` or ``+02:00``) as Unix seconds;
     ``ValueError`` saying why for anything else (a time without an offset is
     ambiguous: refused)."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise ValueError(f"not an RFC 3339 time: {shown!r} (e.g. 2026-11-27T09:00:00Z)"
-                         ) from None
+    moment, value = read_iso(text, "an RFC 3339")
     if moment.tzinfo is None or "T" not in value.upper():
         raise ValueError(f"{text!r} needs a date, a time and an offset (Z or +hh:mm), "
                          "e.g. 2026-11-27T09:00:00Z")
