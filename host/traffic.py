@@ -10,16 +10,18 @@ among the newest :data:`EVENTS_SCANNED` status events only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
 from host import jsontext
 from host.messages import first_id_since, statuses_of
 from host.models import DIRECTIONS, OUTBOUND_STATES, to_timestamp
+
+T = TypeVar("T")
 
 MINUTES = 60
 """The dashboard's window: the last hour, minute by minute."""
@@ -49,6 +51,19 @@ class BrokerErrors:
     @property
     def rate(self) -> float | None:
         return self.failed / self.sent if self.sent else None
+
+
+def in_snapshot(db: Database, read: Callable[[], T]) -> T:
+    """``read()`` in one read transaction, so its queries see one state of the
+    database: the counts here read the statuses present, then count each, and a status
+    changing between the two (queued → sending) would be counted in neither."""
+    if db.conn.in_transaction:
+        return read()
+    db.conn.execute("begin")
+    try:
+        return read()
+    finally:
+        db.conn.execute("commit")
 
 
 def window(now: datetime, minutes: int = MINUTES) -> list[datetime]:

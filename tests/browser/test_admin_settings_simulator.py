@@ -95,7 +95,7 @@ def queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_an_admin_overrides_a_queue_notice(page: Page, queues: Server) -> None:
     login = queues.user("admin", password=PASSWORD)
     sign_in(page, queues, login, "/login?next=/admin/settings/notices")
-    expect(page.get_by_label("Queue")).to_have_value("support")
+    expect(page.get_by_label("Queue", exact=True)).to_have_value("support")
     page.get_by_label("Use the default (false)").uncheck()
     page.locator("#n-enabled").check()
     page.get_by_role("button", name="Save this queue's notices").click()

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from host.traffic import BrokerErrors, Minute, broker_errors, per_minute
+from host.traffic import BrokerErrors, Minute, broker_errors, in_snapshot, per_minute
 from host.web.health import health_of
 from host.web.ui.admin.chart import chart
 from host.web.ui.admin.frame import Admin
@@ -54,7 +54,8 @@ async def figures(admin: Admin) -> dict[str, Any]:
     now = clock()
 
     def read(db: Database) -> Traffic:
-        return Traffic(per_minute(db, now), broker_errors(db, names, now))
+        return in_snapshot(db, lambda: Traffic(per_minute(db, now),
+                                               broker_errors(db, names, now)))
 
     traffic = await host.store.read(read)
     gauges = await _gauges(admin)
