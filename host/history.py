@@ -33,6 +33,7 @@ from host.config.change import Applied, ConfigChange, Files
 from host.errors import ApiError, StoreError
 from host.jsontext import dumps, loads
 from host.models import utcnow
+from host.sqlwhere import where
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -250,16 +251,10 @@ def _record(row: Any) -> dict[str, Any]:
 
 
 def _select(db: Database, query: Query) -> list[dict[str, Any]]:
-    where, args = [], []
-    for clause, value in (("at >= ?", query.since), ("at < ?", query.until),
-                          ("source = ?", query.source), ("id < ?", query.before)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    sql = f"select {_COLUMNS} from config_history"
-    if where:
-        sql += " where " + " and ".join(where)
-    rows = db.execute(f"{sql} order by id desc limit ?", [*args, query.limit]).fetchall()
+    condition, args = where((("at >= ?", query.since), ("at < ?", query.until),
+                             ("source = ?", query.source), ("id < ?", query.before)))
+    rows = db.execute(f"select {_COLUMNS} from config_history{condition} "
+                      "order by id desc limit ?", [*args, query.limit]).fetchall()
     return [_record(r) for r in rows]
 
 

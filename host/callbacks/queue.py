@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from host.models import utcnow
+from host.sqlwhere import where
 
 if TYPE_CHECKING:
     from host.callbacks.attempt import Outcome
@@ -133,13 +134,7 @@ def row_of(db: Any, delivery_id: int) -> dict[str, Any] | None:
 def listed(db: Any, status: str | None, message_id: int | None, before: int | None,
            limit: int) -> list[dict[str, Any]]:
     """Deliveries of every kind newest first, filtered by status and message."""
-    where, args = [], []
-    for clause, value in (("status = ?", status), ("message_id = ?", message_id),
-                          ("id < ?", before)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    sql = f"select {COLUMNS} from callback_deliveries"
-    if where:
-        sql += " where " + " and ".join(where)
-    return list(db.query(sql + " order by id desc limit ?", [*args, limit]))
+    condition, args = where((("status = ?", status), ("message_id = ?", message_id),
+                             ("id < ?", before)))
+    return list(db.query(f"select {COLUMNS} from callback_deliveries{condition} "
+                         "order by id desc limit ?", [*args, limit]))
