@@ -48,7 +48,7 @@ from host.people import People
 from host.plugins import Hooks, Plugins
 from host.lockfile import DataLock
 from host.purge import Purger
-from host.store import Store
+from host.store import make_store
 from host.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -82,8 +82,8 @@ class Host:
         self.hooks = Hooks(self.plugins)
         self.metrics = Metrics()
         self.plugins.on_hook_failure = self.metrics.hook_failed
-        self.store = Store(self.data_dir / settings.store.filename, settings.store,
-                           prepare=self.hooks.prepare_connection)
+        self.store = make_store(settings.store, self.data_dir,
+                                prepare=self.hooks.prepare_connection)
         self.lock = DataLock(self.data_dir)
         self.refusals = Refusals(log)  # requests the database refused: a line per spell
         self.store.writes.on_recovery.append(self.refusals.recovered)
@@ -235,12 +235,12 @@ class Host:
         if background:
             self._spawn(self._concat_sweeper(), "concat")
             log.info("smshost %s started (%s), database %s", self.version,
-                     self.settings.server.role, self.store.path)
+                     self.settings.server.role, self.store.where)
             for line in unsigned_warnings(self.brokers):
                 log.warning("%s", line)
         else:  # a CLI command (purge, ...): no server, no background work
             log.info("smshost %s: database %s opened for this command", self.version,
-                     self.store.path)
+                     self.store.where)
 
     async def stop(self) -> None:
         if self._watch_stop is not None:
@@ -264,7 +264,7 @@ class Host:
         await self.store.close()
         self.lock.release()
         log.info("%s", "smshost stopped" if self.background else
-                 f"database {self.store.path} closed")
+                 f"database {self.store.where} closed")
 
     async def _concat_sweeper(self) -> None:
         """Deliver long MOs whose missing parts did not come in time."""

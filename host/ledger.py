@@ -15,7 +15,6 @@ Reads stay where they are used (:mod:`host.messages` is the read side).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -199,13 +198,22 @@ def update(db: Database, message_id: int, at: str, *, status: str = _KEEP,
                         [*args, message_id])
         return None
     if broker_message_id is not None:
-        try:
-            return _returning(db, [*sets, "broker_message_id = ?"], [*args, broker_message_id],
-                              message_id)
-        except sqlite3.IntegrityError:  # the broker reused an id: keep it aside
+        if _taken(db, message_id, broker_message_id):  # the broker reused an id: aside
             return _returning(db, [*sets, "attrs = json_set(attrs, '$.broker_message_id', ?)"],
                               [*args, broker_message_id], message_id)
+        return _returning(db, [*sets, "broker_message_id = ?"], [*args, broker_message_id],
+                          message_id)
     return _returning(db, sets, args, message_id)
+
+
+def _taken(db: Database, message_id: int, broker_message_id: str) -> bool:
+    """Another message of this one's broker has ``broker_message_id`` (asked first, not
+    found by the unique index's refusal: on PostgreSQL a refused statement ends the
+    whole transaction)."""
+    return db.conn.execute(
+        "select 1 from messages where broker = (select broker from messages where id = ?) "
+        "and broker_message_id = ? and id != ?",
+        [message_id, broker_message_id, message_id]).fetchone() is not None
 
 
 def _returning(db: Database, sets: list[str], args: list[Any],
@@ -256,7 +264,7 @@ async def purge(store: Store, cutoff: str, *, batch_size: int, pause: float, dry
         "messages", "updated_at", cutoff, batch_size=batch_size, pause=pause,
         dry_run=dry_run, children=[("message_events", "message_id")], keep=keep,
         walk="created_at")
-    if counts["messages"] and not dry_run:
+    if counts["messages"] and not dry_run and store.dialect == "sqlite":
         # The text index keeps what was deleted as markers until its segments merge:
         # merged now (a bounded step: FTS5 'merge' of TEXT_MERGE_PAGES pages), so the
         # space goes back with the rest.

@@ -230,6 +230,17 @@ def _tail(flt: MessageFilter, low: int | None, high: int | None,
     return tail, args
 
 
+def _text_match(db: Database, text: str | None) -> tuple[str | None, str]:
+    """The argument and the clause that find ``text`` in ``messages_text t``: the FTS5
+    trigram index's phrase on SQLite, a pg_trgm-indexed ``ilike`` on PostgreSQL."""
+    if text is None:
+        return None, ""
+    if isinstance(db, Database):
+        return '"' + text.replace('"', '""') + '"', "t.messages_text match ?"
+    literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{literal}%", "t.body like ? escape '\\'"
+
+
 def search_rows(db: Database, flt: MessageFilter, low: int | None,
                 high: int | None) -> list[dict[str, Any]]:
     """A page of a search by text, number or conversation, each driven by its index:
@@ -240,7 +251,7 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
              if getattr(flt, c) is not None]
     if flt.conversation is not None:
         equal.append(("+coalesce(local, '') = ?", flt.conversation[0]))
-    phrase = None if flt.text is None else '"' + flt.text.replace('"', '""') + '"'
+    phrase, match = _text_match(db, flt.text)
     party = _party(flt)
     if phrase is not None and (party is None or not _few(db, flt)):
         tail, args = _tail(flt, low, high, "t.rowid")
@@ -251,11 +262,11 @@ def search_rows(db: Database, flt: MessageFilter, low: int | None,
             values += party[1]
         return list(db.query(
             "select m.* from messages_text t join messages m on m.id = t.rowid "
-            f"where t.messages_text match ? {''.join(' and ' + w for w in where)} "
+            f"where {match} {''.join(' and ' + w for w in where)} "
             f"order by t.rowid {order} limit ?", [phrase, *values, flt.limit]))
     if phrase is not None:  # a number with few messages: each looked up in the index
-        equal.append(("exists (select 1 from messages_text t where t.messages_text "
-                      "match ? and t.rowid = id)", phrase))
+        equal.append((f"exists (select 1 from messages_text t where {match} "
+                      "and t.rowid = id)", phrase))
     tail, args = _tail(flt, low, high)
     clauses = [*tail, *(c for c, _ in equal)]
     values = [*args, *(v for _, v in equal)]

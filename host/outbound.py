@@ -219,8 +219,10 @@ class Outbound:
                 stored.append(self._insert_one(db, request, plan, body, n, after, wait))
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
-            db.execute("insert or replace into idempotency (key, message_ids, request, "
-                       "created_at) values (?, ?, ?, ?)", [request.idempotency_key,
+            db.execute("insert into idempotency (key, message_ids, request, created_at) "
+                       "values (?, ?, ?, ?) on conflict (key) do update set message_ids = "
+                       "excluded.message_ids, request = excluded.request, created_at = "
+                       "excluded.created_at", [request.idempotency_key,
                                                json.dumps([m.id for m in result[0]]),
                                                request.fingerprint(), utcnow()])
         return result

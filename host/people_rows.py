@@ -231,7 +231,8 @@ def done(db: Database, key: str) -> bool:
 
 
 def mark(db: Database, key: str, value: str) -> None:
-    db.execute("insert or replace into people_state (key, value, at) values (?, ?, ?)",
+    db.execute("insert into people_state (key, value, at) values (?, ?, ?) on conflict (key) "
+               "do update set value = excluded.value, at = excluded.at",
                [key, value, utcnow()])
 
 

@@ -22,8 +22,10 @@ class Readers:
     """A pool of read-only connections opened with ``connect``, as many as reads ever ran
     at once (at most anyio's thread limit)."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection],
+                 wrap: Callable[[sqlite3.Connection], Database] = Database) -> None:
         self._connect = connect
+        self._wrap = wrap
         self._idle: queue.SimpleQueue[Database] = queue.SimpleQueue()
         self.conns: list[sqlite3.Connection] = []  # every reader open, idle or lent
         self._lock = threading.Lock()
@@ -38,7 +40,7 @@ class Readers:
             conn = self._connect()
             with self._lock:
                 self.conns.append(conn)
-            db = Database(conn)
+            db = self._wrap(conn)
         try:
             return fn(db)
         finally:

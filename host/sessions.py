@@ -121,4 +121,5 @@ def _signed_in(db: Database, login: str, sid: str) -> dict[str, Any] | None:
 
 def _ended(db: Database, sid: str, until: float, now: float) -> None:
     db.execute("delete from ended_sessions where until < ?", [now])
-    db.execute("insert or replace into ended_sessions (id, until) values (?, ?)", [sid, until])
+    db.execute("insert into ended_sessions (id, until) values (?, ?) on conflict (id) do update "
+               "set until = excluded.until", [sid, until])

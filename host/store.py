@@ -51,7 +51,7 @@ from host.writer import StoreStats, Writer
 if TYPE_CHECKING:
     from host.outage import Outage
 
-__all__ = ["Prepare", "Store", "StoreStats"]
+__all__ = ["Prepare", "Store", "StoreStats", "make_store"]
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -71,6 +71,8 @@ def _not_open(fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Fut
 
 class Store:
     """The database of one host. Open with :meth:`open`, close with :meth:`close`."""
+
+    dialect = "sqlite"  # or "postgresql" (host.pg.store.PgStore)
 
     def __init__(self, path: Path, settings: StoreSettings | None = None,
                  prepare: Prepare | None = None) -> None:
@@ -144,6 +146,11 @@ class Store:
         if self._loop_reader is not None:
             self._loop_reader.conn.close()
             self._loop_reader = None
+
+    @property
+    def where(self) -> str:
+        """The database, named for logs and messages."""
+        return str(self.path)
 
     @property
     def is_open(self) -> bool:
@@ -326,3 +333,17 @@ def _apart(fn: Callable[[Database], T], transaction: bool, synchronous: str,
         return result
     finally:
         conn.execute(f"pragma synchronous = {synchronous}")
+
+
+def make_store(settings: StoreSettings, data_dir: Path, prepare: Prepare | None = None
+               ) -> Store:
+    """The store ``settings`` name: PostgreSQL at ``url`` when set (``prepare``, a hook
+    for SQLite connections, does not apply there), else SQLite in ``data_dir``."""
+    if settings.url is None:
+        return Store(data_dir / settings.filename, settings, prepare=prepare)
+    try:
+        from host.pg.store import PgStore
+    except ImportError as exc:  # psycopg is an extra: pip install 'smshost[postgresql]'
+        raise StoreError("[store] url names PostgreSQL, which needs the psycopg package: "
+                         f"pip install 'smshost[postgresql]' ({exc})") from None
+    return PgStore(settings.url.reveal(), settings, data_dir / settings.filename)

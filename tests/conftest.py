@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from starlette.testclient import TestClient
@@ -221,3 +221,38 @@ def routes_toml(*routes: tuple[str, str, str, str, str], extra: str = "") -> str
         else:
             text += f"type = \"{kind}\"\npattern = '{pattern}'\n\n"
     return text + extra
+
+
+# -- the whole suite on PostgreSQL (a development aid) -----------------------------------
+# SMSHOST_TEST_ALL_PG=postgresql://user@127.0.0.1:PORT/postgres runs every test whose
+# hosts are made in this process on a fresh PostgreSQL database of that server (hosts
+# started by a test's subprocesses stay on SQLite).
+
+_ALL_PG = os.environ.get("SMSHOST_TEST_ALL_PG")
+
+
+@pytest.fixture(autouse=_ALL_PG is not None)
+def _all_on_postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import uuid
+
+    import psycopg
+
+    import host.core
+    from host.pg.store import PgStore
+    from host.store import make_store
+
+    assert _ALL_PG is not None
+    name = "t" + uuid.uuid4().hex[:12]
+    with psycopg.connect(_ALL_PG, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    url = _ALL_PG.rsplit("/", 1)[0] + "/" + name
+
+    def on_postgres(settings: Any, data_dir: Path, prepare: Any = None) -> Any:
+        if settings.url is not None:
+            return make_store(settings, data_dir, prepare)
+        return PgStore(url, settings, data_dir / settings.filename)
+
+    monkeypatch.setattr(host.core, "make_store", on_postgres)
+    yield
+    with psycopg.connect(_ALL_PG, autocommit=True) as admin:
+        admin.execute(f"drop database if exists {name} with (force)")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from host.config.secrets import Secret
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.callbacks import CallbackSettings
 from host.config.compat import CompatSettings
@@ -87,10 +88,26 @@ class ServerSettings:
         "configuration). false: edits apply at the next start or POST /api/config/reload.")
 
 
+def _postgres_url(url: Secret | None) -> str | None:
+    if url is None or not url.available:
+        return None
+    if url.reveal().split("://", 1)[0] not in ("postgresql", "postgres"):
+        return "must be a postgresql:// URL (SQLite needs none: leave url unset)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    """The SQLite database."""
+    """The database: SQLite in data_dir (the default), or PostgreSQL at `url`."""
 
+    url: Secret | None = setting(
+        None,
+        help="A PostgreSQL database shared by every node, e.g. "
+        "\"postgresql://smshost@db.example.net/smshost\" (a password in it, or the whole "
+        "URL, may be a secret reference such as {env = \"SMSHOST_DB_URL\"}). Unset: "
+        "SQLite in data_dir. Needs a restart.",
+        check=_postgres_url,
+    )
     filename: str = setting("smshost.db", help="Database file name inside data_dir.")
     synchronous: Literal["FULL", "NORMAL"] = setting(
         "FULL",
