@@ -1,4 +1,5 @@
-"""Shared fixtures: config directories on disk, hosts, clients, free ports, the CLI."""
+"""Shared fixtures: config directories on disk, hosts, clients, free ports, the CLI,
+PostgreSQL (``pg_server``, ``pg_url``, ``store_url``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from starlette.testclient import TestClient
 
 from host.config import load_settings
 from host.core import Host
+from tests.pgserver import Cluster, ExternalServer, PgUnavailable, must_run, open_server
 
 S = TypeVar("S", bound=socketserver.BaseServer)
 
@@ -221,3 +223,50 @@ def routes_toml(*routes: tuple[str, str, str, str, str], extra: str = "") -> str
         else:
             text += f"type = \"{kind}\"\npattern = '{pattern}'\n\n"
     return text + extra
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Cluster | ExternalServer]:
+    """The session's PostgreSQL (tests/pgserver.py): a throwaway cluster, or the server
+    named by ``SMSHOST_TEST_PG_URL``. Without either, the test is skipped, except in CI
+    (``CI`` or ``SMSHOST_REQUIRE_PG`` set), where it fails: a skipped test cannot fail."""
+    try:
+        server = open_server()
+    except PgUnavailable as exc:
+        if must_run():
+            pytest.fail(f"PostgreSQL is required here: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Cluster | ExternalServer) -> Iterator[str]:
+    """A fresh empty database for this test (dropped after); its URL."""
+    url = pg_server.new_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "pg"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Run the test on both stores: None (SQLite, the default) or a fresh PostgreSQL
+    database's URL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    yield request.getfixturevalue("pg_url")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use PostgreSQL get the ``pg`` marker (``-m "not pg"`` leaves them out)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if ("pg_server" in names or "pg_url" in names
+                or params.get("store_url") == "postgresql"):
+            item.add_marker(pytest.mark.pg)
