@@ -92,8 +92,8 @@ def test_store_url_runs_on_both(store_url: str | None, request: pytest.FixtureRe
 
 def test_session_cluster_runs_as_non_root(pg_server: Cluster | ExternalServer) -> None:
     cluster = local_cluster(pg_server)
-    pid = query(cluster.admin_url, "select pg_backend_pid()")
-    assert isinstance(pid, int) and uid_of(pid) != 0
+    with psycopg.connect(cluster.admin_url, connect_timeout=10) as conn:
+        assert uid_of(conn.info.backend_pid) != 0  # read while the backend lives
     postmaster = cluster.postmaster_pid()
     assert postmaster is not None and uid_of(postmaster) != 0
     assert uid_of(postmaster) == (os.geteuid() if cluster.user is None
