@@ -1,4 +1,5 @@
-"""Shared fixtures: config directories on disk, hosts, clients, free ports, the CLI."""
+"""Shared fixtures: config directories on disk, hosts, clients, free ports, the CLI,
+PostgreSQL (``pg_server``, ``pg_url``, ``store_url``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from starlette.testclient import TestClient
 
 from host.config import load_settings
 from host.core import Host
+from tests.pgserver import Cluster, ExternalServer, PgUnavailable, must_run, open_server
 
 S = TypeVar("S", bound=socketserver.BaseServer)
 
@@ -223,29 +225,27 @@ def routes_toml(*routes: tuple[str, str, str, str, str], extra: str = "") -> str
     return text + extra
 
 
-# -- the whole suite on PostgreSQL (a development aid) -----------------------------------
-# SMSHOST_TEST_ALL_PG=postgresql://user@127.0.0.1:PORT/postgres runs every test whose
-# hosts are made in this process on a fresh PostgreSQL database of that server (hosts
-# started by a test's subprocesses stay on SQLite).
+# -- the tests on PostgreSQL --------------------------------------------------------------
+# SMSHOST_TEST_STORE=postgresql runs every test whose hosts are made in this process on a
+# fresh PostgreSQL database of the session's server (pg_server: a throwaway cluster, or
+# SMSHOST_TEST_PG_URL); `make test` runs the store's, outbox's, routing's, receipts',
+# recovery's and sinks' tests so after the whole suite on SQLite. Hosts started by a
+# test's subprocesses stay on SQLite. A test about SQLite itself (its file, pragmas,
+# VACUUM) is marked ``sqlite_only`` and skipped there.
 
-_ALL_PG = os.environ.get("SMSHOST_TEST_ALL_PG")
+ON_POSTGRES = os.environ.get("SMSHOST_TEST_STORE", "sqlite") == "postgresql"
 
 
-@pytest.fixture(autouse=_ALL_PG is not None)
-def _all_on_postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import uuid
-
-    import psycopg
-
+@pytest.fixture(autouse=ON_POSTGRES)
+def _on_postgres(request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import host.core
     from host.pg.store import PgStore
     from host.store import make_store
 
-    assert _ALL_PG is not None
-    name = "t" + uuid.uuid4().hex[:12]
-    with psycopg.connect(_ALL_PG, autocommit=True) as admin:
-        admin.execute(f"create database {name}")
-    url = _ALL_PG.rsplit("/", 1)[0] + "/" + name
+    if request.node.get_closest_marker("sqlite_only") is not None:
+        pytest.skip("about SQLite itself")
+    url = request.getfixturevalue("pg_url")
 
     def on_postgres(settings: Any, data_dir: Path, prepare: Any = None) -> Any:
         if settings.url is not None:
@@ -254,5 +254,50 @@ def _all_on_postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(host.core, "make_store", on_postgres)
     yield
-    with psycopg.connect(_ALL_PG, autocommit=True) as admin:
-        admin.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Cluster | ExternalServer]:
+    """The session's PostgreSQL (tests/pgserver.py): a throwaway cluster, or the server
+    named by ``SMSHOST_TEST_PG_URL``. Without either, the test is skipped, except in CI
+    (``CI`` or ``SMSHOST_REQUIRE_PG`` set), where it fails: a skipped test cannot fail."""
+    try:
+        server = open_server()
+    except PgUnavailable as exc:
+        if must_run():
+            pytest.fail(f"PostgreSQL is required here: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Cluster | ExternalServer) -> Iterator[str]:
+    """A fresh empty database for this test (dropped after); its URL."""
+    url = pg_server.new_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "pg"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Run the test on both stores: None (SQLite, the default) or a fresh PostgreSQL
+    database's URL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    yield request.getfixturevalue("pg_url")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use PostgreSQL get the ``pg`` marker (``-m "not pg"`` leaves them out)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if ("pg_server" in names or "pg_url" in names
+                or params.get("store_url") == "postgresql"):
+            item.add_marker(pytest.mark.pg)
