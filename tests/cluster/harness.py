@@ -1,0 +1,212 @@
+"""Several smshost nodes on one PostgreSQL database behind HAProxy, all on 127.0.0.1.
+
+Each node is a real ``smshost serve`` process (so it can be killed with SIGKILL), with
+its own config and data directories and the same ``[store] url``; HAProxy (Debian's
+package) balances over them with the pool configuration shipped in docs/deploy/,
+rendered with the test's ports. The broker is a local fake (tests/outbound/conftest.py
+FakeBroker); the application behind the webhook sink is :class:`Inbox`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ROOT
+from tests.outbound.conftest import TOKEN, FakeBroker, free_port, generic_toml, write_config
+
+LOOPBACK = "127.0.0.1"
+SECRET_ENV = "SMSHOST_CLUSTER_WEBHOOK_SECRET"
+SECRET = "whsec-cluster-0123456789"
+WAIT = 60.0
+
+
+def wait_for(check: Any, *, timeout: float = WAIT, what: str = "", step: float = 0.05) -> Any:
+    """``check()``'s first truthy answer, polled until ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(step)
+
+
+class Inbox:
+    """The application the webhook sink delivers MOs to: every delivery, in order."""
+
+    def __init__(self) -> None:
+        self.hits: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with inbox._lock:
+                    inbox.hits.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/sms"
+
+    def bodies(self) -> list[str]:
+        with self._lock:
+            return [hit["message"]["body"] for hit in self.hits]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Node:
+    """One ``smshost serve`` process."""
+
+    name: str
+    root: Path
+    port: int
+    cfg: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> Node:
+        env = {**os.environ, SECRET_ENV: SECRET, "PYTHONPATH": str(ROOT)}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "host", "serve", "--config", str(self.cfg)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+        wait_for(self.healthy, timeout=WAIT, what=f"{self.name} to answer /health")
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited ({self.proc.returncode}): "
+                                 f"{self.log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.base}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, as a crash or the OOM killer."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base}/health", timeout=5.0).json()  # type: ignore[no-any-return]
+
+
+@dataclass
+class Cluster:
+    """``nodes`` on ``store_url`` behind HAProxy at ``base``."""
+
+    root: Path
+    store_url: str
+    broker: FakeBroker
+    inbox: Inbox
+    nodes: list[Node] = field(default_factory=list)
+    proxy: subprocess.Popen[bytes] | None = None
+    proxy_port: int = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://{LOOPBACK}:{self.proxy_port}"
+
+    def add_node(self, name: str, extra: str = "") -> Node:
+        root = self.root / name
+        port = free_port()
+        routes = ('[[inbound]]\nname = "app"\ndestination = "webhook"\ntarget = "app"\n'
+                  "default = true\n")
+        sinks = (f'[webhook.targets.app]\nurl = "{self.inbox.url}"\n'
+                 f'secret = {{ env = "{SECRET_ENV}" }}\ntimeout = 5.0\n')
+        cfg = write_config(root, port, brokers=generic_toml(self.broker.url), routes=routes,
+                           sinks=sinks, shutdown_timeout=5.0,
+                           extra=f'\n[store]\nurl = "{self.store_url}"\n' + extra)
+        node = Node(name, root, port, cfg, root / "node.log")
+        self.nodes.append(node)
+        return node
+
+    def start_proxy(self) -> None:
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        self.proxy_port = free_port()
+        path = self.root / "haproxy.cfg"
+        path.write_text(render_pool(self.proxy_port, [(n.name, n.port) for n in self.nodes]))
+        self.proxy = subprocess.Popen([haproxy, "-db", "-f", str(path)],
+                                      stdout=(self.root / "haproxy.log").open("ab"),
+                                      stderr=subprocess.STDOUT)
+        wait_for(self._proxy_up, what="HAProxy to route to every node")
+
+    def _proxy_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait(timeout=10)
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=10.0, trust_env=False,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def render_pool(port: int, servers: list[tuple[str, int]]) -> str:
+    """HAProxy's pool configuration for these ports, health-checked every 200 ms."""
+    lines = [
+        "global", "    maxconn 2000",
+        "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s",
+        "    timeout server 30s", "    option redispatch", "    retries 3",
+        "    retry-on conn-failure empty-response",
+        f"frontend smshost\n    bind {LOOPBACK}:{port}\n    default_backend nodes",
+        "backend nodes", "    balance roundrobin", "    option httpchk GET /health",
+        "    http-check expect status 200",
+        "    default-server inter 200ms fall 2 rise 1",
+    ]
+    lines += [f"    server {name} {LOOPBACK}:{p} check" for name, p in servers]
+    return "\n".join(lines) + "\n"
