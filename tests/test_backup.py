@@ -164,3 +164,18 @@ def test_a_postgresql_store_is_pointed_at_pg_dump_password_masked() -> None:
                        "--file=/backups/smshost.pgdump --host=db.example.com --port=5433 "
                        "--username=sms smshost")
     assert "s3cret" not in command
+
+
+def test_the_command_reads_the_store_url_when_there_is_one(tmp_path: Path) -> None:
+    """``[store] url`` (the PostgreSQL store, wired by the integrator) turns the backup
+    into the pg_dump hint; a SQLite store gives none."""
+    from types import SimpleNamespace
+
+    from host.config import load_settings
+
+    cfg = node_config(tmp_path / "n", free_port())
+    assert backup._postgres_hint(load_settings(cfg), tmp_path / "x") is None
+    pg = SimpleNamespace(store=SimpleNamespace(url="postgresql://u:pw@db/sms"))
+    hint = backup._postgres_hint(pg, tmp_path / "x")  # type: ignore[arg-type]
+    assert hint == f"PGPASSWORD=**** pg_dump --format=custom --file={tmp_path / 'x'} " \
+        "--host=db --username=u sms"
