@@ -1,5 +1,5 @@
 """The ``smshost`` command line (SPEC P8): the parser, and the commands on the node's own
-configuration and data (serve, check, purge, vacuum, broker test). The other commands
+configuration and data (serve, check, purge, vacuum, backup, broker test). The other commands
 live by what they do: host.cli_client (through the running server's API: simulate,
 send), host.cli_testers (handler test, route test), host.webhook_cli (webhooks)."""
 
@@ -182,6 +182,36 @@ def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
     click.echo(f"{path}: {before // 1_000_000} MB -> {after // 1_000_000} MB; "
                + ("switched to incremental vacuum" if switched
                   else "was in incremental vacuum already"))
+
+
+@cli.command()
+@config_option
+@data_option
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DEST when it exists.")
+def backup(config_dir: Path | None, data_dir: Path | None, dest: Path, force: bool) -> None:
+    """Copy the SQLite database to DEST while the server runs (online, consistent).
+
+    The copy is the database as it stood when the backup began, checked, and written
+    to DEST.tmp first, then renamed: DEST is whole or absent. Exit 1 on any error.
+    """
+    from host import backup as backups
+
+    _, settings = load_config(config_dir, defer_secrets=True)
+    hint = backups._postgres_hint(settings, dest)
+    if hint is not None:
+        click.echo("error: the store is PostgreSQL ([store] url): back it up with its own "
+                   f"tools, e.g.\n  {hint}", err=True)
+        sys.exit(1)
+    path = Path(data_dir or settings.server.data_dir) / settings.store.filename
+    try:
+        done = backups.backup_file(path, dest, force=force,
+                                   busy_timeout_ms=settings.store.busy_timeout_ms)
+    except SmshostError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{done.path}: {done.messages} messages, {done.size / 1_000_000:.1f} MB, "
+               f"checked ({done.seconds:.1f} s)")
 
 
 @cli.group()

@@ -125,6 +125,7 @@ class Host:
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
+        self.stopping = False  # SIGTERM received: /health answers 503 (host.server)
         self._users = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()

@@ -3,8 +3,10 @@
 Each listener gets its own uvicorn ``Server`` (so HTTPS can be set per listener), all
 on one event loop, all sharing one :class:`~host.core.Host`. Sockets are bound before
 anything starts, so a busy port is a clear error and not a half-started server.
-SIGTERM or Ctrl-C stops accepting, lets in-flight requests finish (up to
-``server.shutdown_timeout``), then stops the host, which commits pending writes.
+SIGTERM or Ctrl-C marks the node stopping (/health answers 503), waits
+``server.drain_seconds`` (a load balancer takes the node out meanwhile), stops accepting,
+lets in-flight requests finish (up to ``server.shutdown_timeout``), then stops the host,
+which commits pending writes.
 Every listener times out slow and idle connections and bounds how many it holds
 (:mod:`host.web.connections`), through the shutdown too.
 """
@@ -125,7 +127,7 @@ async def serve(host: Host) -> None:
             sock.close()
         raise
     openfiles.fit([server.protocol for server in servers])
-    _install_signals(servers)
+    _install_signals(host, servers)
     async with host.running():
         _freeze_startup_objects()
         for lst, sock in zip(listeners, sockets, strict=True):
@@ -152,18 +154,37 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _install_signals(servers: list[_Server]) -> None:
+def _install_signals(host: Host, servers: list[_Server]) -> None:
+    """SIGTERM/SIGINT: the first marks the node stopping (/health answers 503) and, after
+    ``server.drain_seconds``, closes the listeners; the next one closes them at once (or,
+    when they are closing already, cuts the connections)."""
     loop = asyncio.get_running_loop()
+    drain: list[asyncio.TimerHandle] = []
+
+    def close() -> None:
+        for handle in drain:
+            handle.cancel()
+        for server in servers:
+            server.should_exit = True
 
     def stop(sig: signal.Signals) -> None:
-        first = not servers[0].should_exit
-        log.info("%s received: %s", sig.name,
-                 "finishing in-flight requests" if first else "closing now")
-        for server in servers:
-            if first:
-                server.should_exit = True
-            else:
+        if servers[0].should_exit:
+            log.info("%s received: closing now", sig.name)
+            for server in servers:
                 server.force_exit = True
+        elif host.stopping:
+            log.info("%s received: closing the listeners now", sig.name)
+            close()
+        else:
+            host.stopping = True
+            seconds = host.settings.server.drain_seconds
+            if seconds <= 0:
+                log.info("%s received: finishing in-flight requests", sig.name)
+                close()
+                return
+            log.info("%s received: /health answers 503; the listeners close in %g s "
+                     "(server.drain_seconds)", sig.name, seconds)
+            drain.append(loop.call_later(seconds, close))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)

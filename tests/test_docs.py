@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from host.config.docs import END, START, render
 from tests.conftest import ROOT
 
@@ -37,3 +39,22 @@ def test_every_setting_appears_in_the_reference() -> None:
                 assert f"| `{field.name}` |" in text, f"{prefix}{field.name} is not documented"
 
     walk(Settings, "")
+
+
+def test_deployment_guide_settings_exist_and_its_example_loads(tmp_path: Path) -> None:
+    """docs/deployment.md names only real `server.*` settings, and its smshost.toml
+    example is a valid configuration."""
+    import dataclasses
+    import re
+
+    from host.config import load_settings
+    from host.config.settings import ServerSettings
+
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    named = set(re.findall(r"`server\.([a-z_]+)`", text))
+    known = {f.name for f in dataclasses.fields(ServerSettings)}
+    assert named and named <= known, named - known
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "smshost.toml").write_text(example)
+    server = load_settings(tmp_path).server
+    assert (server.public_url, server.drain_seconds) == ("https://sms.example.com", 5)

@@ -58,6 +58,14 @@ class ServerSettings:
         "(at most an hour).",
         check=at_least(0, HOUR),
     )
+    drain_seconds: float = setting(
+        0.0,
+        help="Seconds between SIGTERM and the listeners closing, during which /health "
+        "answers 503 (status stopping) and every other request is served as before, so "
+        "a load balancer takes the node out before it stops accepting (docs/deployment.md: "
+        "more than its fall x inter; at most an hour). 0: the listeners close at once.",
+        check=at_least(0, HOUR),
+    )
     public_url: str | None = setting(
         None,
         help="The URL brokers use to reach this node (e.g. https://sms.example.com behind "

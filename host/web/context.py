@@ -117,6 +117,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
         """Seconds since the node started."""
 
     @property
+    def stopping(self) -> bool:
+        """SIGTERM received: /health answers 503 while the node drains (host.server)."""
+
+    @property
     def live(self) -> LiveConfig:
         """The running configuration (/health's ``config``, ``/api/config/...``)."""
 

@@ -6,8 +6,10 @@ with the configuration before it; ``config.refused`` names file and line), when 
 last purge was incomplete (200; ``purge`` says why) or when the
 database refuses writes (a full disk: 503, so a load balancer
 takes the node out until writes go through again); ``error`` when the database cannot
-be read (503). While writes fail, or after a long time without any, the request runs a
-write probe first (rate-limited: host.writepath), so the node comes back by itself once
+be read (503); ``stopping`` from SIGTERM on (503: the load balancer moves traffic
+away while the node drains, ``server.drain_seconds``, before its listeners close).
+While writes fail, or after a long time without any, the request runs a write probe
+first (rate-limited: host.writepath), so the node comes back by itself once
 space returns, with no traffic needed.
 
 Only the API listener, which operators keep internal, shows what failed (each item's
@@ -48,7 +50,7 @@ async def _database(host: WebHost) -> dict[str, Any]:
 
 async def health(request: Request) -> Response:
     body = await health_of(request.app.state.host)
-    ok = body["database"]["ok"]
+    ok = body["database"]["ok"] and body["status"] != "stopping"
     if not request.app.state.listener.api:
         body = _counts_only(body)
     return JSONResponse(body, status_code=200 if ok else 503)
@@ -68,6 +70,8 @@ async def health_of(host: WebHost) -> dict[str, Any]:
         status = "degraded"
     if not database["readable"]:
         status = "error"
+    if host.stopping:
+        status = "stopping"
     body: dict[str, Any] = {
         "status": status,
         "version": host.version,
