@@ -145,12 +145,11 @@ def _drop(tmp: Path) -> None:
 
 def _postgres_hint(settings: Settings, dest: Path) -> str | None:
     """The ``pg_dump`` command for a PostgreSQL store (``[store] url``), its password
-    masked; None for SQLite. INTEGRATOR: wire ``[store] url`` here when it lands (this
-    reads it when the setting exists, and answers None until then)."""
-    url = getattr(settings.store, "url", None)
-    if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+    masked; None for SQLite."""
+    url = settings.store.url
+    if url is None:
         return None
-    return pg_dump_command(url, dest)
+    return pg_dump_command(url.reveal(), dest)
 
 
 def pg_dump_command(url: str, dest: Path) -> str:

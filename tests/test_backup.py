@@ -166,16 +166,18 @@ def test_a_postgresql_store_is_pointed_at_pg_dump_password_masked() -> None:
     assert "s3cret" not in command
 
 
-def test_the_command_reads_the_store_url_when_there_is_one(tmp_path: Path) -> None:
-    """``[store] url`` (the PostgreSQL store, wired by the integrator) turns the backup
-    into the pg_dump hint; a SQLite store gives none."""
-    from types import SimpleNamespace
-
+def test_the_command_on_a_postgresql_store_prints_pg_dump(tmp_path: Path) -> None:
+    """``[store] url`` (the PostgreSQL store) turns ``smshost backup`` into the pg_dump
+    command, the password masked, and exit 1 (nothing was copied); SQLite gives none."""
     from host.config import load_settings
 
     cfg = node_config(tmp_path / "n", free_port())
     assert backup._postgres_hint(load_settings(cfg), tmp_path / "x") is None
-    pg = SimpleNamespace(store=SimpleNamespace(url="postgresql://u:pw@db/sms"))
-    hint = backup._postgres_hint(pg, tmp_path / "x")  # type: ignore[arg-type]
-    assert hint == f"PGPASSWORD=**** pg_dump --format=custom --file={tmp_path / 'x'} " \
-        "--host=db --username=u sms"
+    with (cfg / "smshost.toml").open("a") as toml:
+        toml.write('\n[store]\nurl = { env = "SMSHOST_TEST_BACKUP_DB" }\n')
+    done = run_cli("backup", "--config", str(cfg), str(tmp_path / "x"),
+                   env={"SMSHOST_TEST_BACKUP_DB": "postgresql://u:pw@db/sms"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"PGPASSWORD=**** pg_dump --format=custom --file={tmp_path / 'x'} " \
+        "--host=db --username=u sms" in done.stdout + done.stderr
+    assert "pw" not in (done.stdout + done.stderr).replace("PGPASSWORD", "")
