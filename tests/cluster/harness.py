@@ -3,7 +3,7 @@
 Each node is a real ``smshost serve`` process (so it can be killed with SIGKILL), with
 its own config and data directories and the same ``[store] url``; HAProxy (Debian's
 package) balances over them with the pool configuration shipped in docs/deploy/,
-rendered with the test's ports. The broker is a local fake (tests/outbound/conftest.py
+rendered with the test's ports and a throwaway CA. The broker is a local fake (tests/outbound/conftest.py
 FakeBroker); the application behind the webhook sink is :class:`Inbox`.
 """
 
@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trustme
 
 from tests.conftest import ROOT
+from tests.test_haproxy import CHECKS, render
 from tests.outbound.conftest import TOKEN, FakeBroker, free_port, generic_toml, write_config
 
 LOOPBACK = "127.0.0.1"
@@ -149,10 +152,11 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     proxy: subprocess.Popen[bytes] | None = None
     proxy_port: int = 0
+    trusted: ssl.SSLContext | None = None
 
     @property
     def base(self) -> str:
-        return f"http://{LOOPBACK}:{self.proxy_port}"
+        return f"https://{LOOPBACK}:{self.proxy_port}"
 
     def add_node(self, name: str, extra: str = "") -> Node:
         root = self.root / name
@@ -169,18 +173,35 @@ class Cluster:
         return node
 
     def start_proxy(self) -> None:
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        """HAProxy on docs/deploy/haproxy-pool.cfg (the shipped file), TLS with a
+        throwaway CA, the checks every 200 ms."""
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        pem = self.root / "smshost.pem"
+        pem.write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems)
+                        + cert.private_key_pem.bytes())
+        self.trusted = ssl.create_default_context()
+        ca.configure_trust(self.trusted)
         self.proxy_port = free_port()
+        servers = {f"10.0.0.1{i + 1}:8080": f"{LOOPBACK}:{n.port}"
+                   for i, n in enumerate(self.nodes)}
         path = self.root / "haproxy.cfg"
-        path.write_text(render_pool(self.proxy_port, [(n.name, n.port) for n in self.nodes]))
+        path.write_text(render("haproxy-pool.cfg", {
+            "log /dev/log local0": "log stderr format raw local0",
+            "bind :80\n": f"bind {LOOPBACK}:{free_port()}\n",
+            "bind :443 ssl crt /etc/haproxy/certs/smshost.pem":
+                f"bind {LOOPBACK}:{self.proxy_port} ssl crt {pem}",
+            **servers, **CHECKS}))
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.proxy = subprocess.Popen([haproxy, "-db", "-f", str(path)],
                                       stdout=(self.root / "haproxy.log").open("ab"),
                                       stderr=subprocess.STDOUT)
-        wait_for(self._proxy_up, what="HAProxy to route to every node")
+        wait_for(self._proxy_up, what="HAProxy to route to the nodes")
 
     def _proxy_up(self) -> bool:
         try:
-            return httpx.get(f"{self.base}/health", timeout=2.0).status_code == 200
+            return httpx.get(f"{self.base}/health", timeout=2.0,
+                             verify=self.trusted or True).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -193,20 +214,5 @@ class Cluster:
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=10.0, trust_env=False,
+                            verify=self.trusted or True,
                             headers={"Authorization": f"Bearer {TOKEN}"})
-
-
-def render_pool(port: int, servers: list[tuple[str, int]]) -> str:
-    """HAProxy's pool configuration for these ports, health-checked every 200 ms."""
-    lines = [
-        "global", "    maxconn 2000",
-        "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s",
-        "    timeout server 30s", "    option redispatch", "    retries 3",
-        "    retry-on conn-failure empty-response",
-        f"frontend smshost\n    bind {LOOPBACK}:{port}\n    default_backend nodes",
-        "backend nodes", "    balance roundrobin", "    option httpchk GET /health",
-        "    http-check expect status 200",
-        "    default-server inter 200ms fall 2 rise 1",
-    ]
-    lines += [f"    server {name} {LOOPBACK}:{p} check" for name, p in servers]
-    return "\n".join(lines) + "\n"

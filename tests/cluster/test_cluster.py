@@ -82,7 +82,8 @@ class Load:
             return len(self.acked) + len(self.accepted)
 
     def mos(self, phone: str) -> None:
-        with httpx.Client(base_url=self.cluster.base, timeout=10.0, trust_env=False) as c:
+        with httpx.Client(base_url=self.cluster.base, timeout=10.0, trust_env=False,
+                          verify=self.cluster.trusted or True) as c:
             for i in range(1, PER_CONVERSATION + 1):
                 mo_id = f"{phone}-{i}"
                 fields = {"id": mo_id, "from": phone, "text": f"{phone} #{i:03d}"}
