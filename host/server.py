@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -112,13 +112,31 @@ def _config(host: Host, listener: ListenerSettings,
     return config
 
 
-async def serve(host: Host) -> None:
-    """Run until SIGTERM/SIGINT; return after a clean shutdown."""
-    listeners = host.settings.listeners
-    sockets = []
+def bind_all(listeners: Sequence[ListenerSettings]) -> list[socket.socket]:
+    """One socket per listener, in order; none left open when one cannot be bound."""
+    sockets: list[socket.socket] = []
     try:
         for listener in listeners:
             sockets.append(bind(listener))
+    except SmshostError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def serve(host: Host, sockets: list[socket.socket] | None = None,
+                ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; return after a clean shutdown.
+
+    ``sockets``: one per listener, bound already (a worker of ``serve --workers``,
+    host.workers); by default they are bound here. ``ready`` is called once the host
+    runs, just before the listeners accept.
+    """
+    listeners = host.settings.listeners
+    if sockets is None:
+        sockets = bind_all(listeners)
+    try:
         servers = [_Server(_config(host, lst)) for lst in listeners]
     except SmshostError:
         for sock in sockets:
@@ -133,6 +151,8 @@ async def serve(host: Host) -> None:
             name = sock.getsockname()
             log.info("listener %s on %s://%s:%s%s", lst.name, scheme, name[0], name[1],
                      " (API)" if lst.api else "")
+        if ready is not None:
+            ready()
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets,
                                                                            strict=True)))
         log.info("all listeners closed")

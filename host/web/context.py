@@ -117,6 +117,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
         """Seconds since the node started."""
 
     @property
+    def worker(self) -> int | None:
+        """This process's number under ``serve --workers`` (host.workers), else None."""
+
+    @property
     def live(self) -> LiveConfig:
         """The running configuration (/health's ``config``, ``/api/config/...``)."""
 
