@@ -143,7 +143,8 @@ async def serve(host: Host, sockets: list[socket.socket] | None = None,
             sock.close()
         raise
     openfiles.fit([server.protocol for server in servers])
-    _install_signals(servers)
+    _install_signals(servers, (signal.SIGINT,) if host.worker is not None
+                     else (signal.SIGTERM, signal.SIGINT))
     async with host.running():
         _freeze_startup_objects()
         for lst, sock in zip(listeners, sockets, strict=True):
@@ -172,11 +173,17 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _install_signals(servers: list[_Server]) -> None:
+def _install_signals(servers: list[_Server], forcing: tuple[signal.Signals, ...]) -> None:
+    """SIGTERM or SIGINT stops the servers gently; a second one of ``forcing`` closes
+    them at once (a worker of ``serve --workers`` is forced by SIGINT alone: under
+    systemd it gets SIGTERM from both systemd and its supervisor, host.workers)."""
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
         first = not servers[0].should_exit
+        if not first and sig not in forcing:
+            log.info("%s received: finishing in-flight requests already", sig.name)
+            return
         log.info("%s received: %s", sig.name,
                  "finishing in-flight requests" if first else "closing now")
         for server in servers:

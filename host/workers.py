@@ -14,7 +14,9 @@ any reason (SIGKILL included), waiting longer when they die often
 (:class:`Restarts`). SIGTERM or SIGINT is passed on to every worker as SIGTERM (each
 finishes its in-flight requests, up to ``server.shutdown_timeout``); a worker still
 running after that and :data:`STOP_MARGIN` more is killed; the parent exits 0. A second
-SIGTERM or SIGINT is passed on too: the workers close at once.
+SIGTERM or SIGINT is passed on as SIGINT: the workers close at once. A worker takes a
+repeated SIGTERM as the first (host.server): systemd sends one to every process of the
+service and the parent passes its own on.
 
 A worker lives in its own process group (Ctrl-C reaches the parent alone, which passes
 it on once) and watches a pipe from the parent: if the parent dies, even by SIGKILL,
@@ -202,7 +204,7 @@ class Supervisor:
             if not again:
                 self.stopping = (time.monotonic() + self.settings.server.shutdown_timeout
                                  + STOP_MARGIN)
-            self._kill_all(signal.SIGTERM)
+            self._kill_all(signal.SIGINT if again else signal.SIGTERM)
 
     def _read_ready(self) -> None:
         assert self.pipes is not None

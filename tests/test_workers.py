@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import httpx2
 import pytest
 from tests.conftest import base_config, free_port
-from tests.test_server import _env, listener, two_ports, write_config
+from tests.test_server import SLOW_PLUGIN, _env, listener, two_ports, write_config
 
 from host.workers import DEATHS_ALLOWED, DEATHS_WINDOW, RESTART_MOST, Restarts
 
@@ -187,6 +188,81 @@ def test_two_workers_share_both_listeners_and_sigterm_stops_them_all(
     assert _port_free(api_port) and _port_free(hooks_port)
     assert "all workers stopped" in supervisor.output
     assert len(re.findall(r"worker \d stopped \(exit status 0\)", supervisor.output)) == 2
+
+
+class InFlight:
+    """A GET /slow (tests.test_server's plugin: 1.5 s) running in a thread."""
+
+    def __init__(self, tmp_path: Path, plugins_dir: Path, port: int) -> None:
+        self.marker = tmp_path / "slow-started"
+        (plugins_dir / "sinks" / "slow.py").write_text(
+            SLOW_PLUGIN.format(started=str(self.marker)), encoding="utf-8")
+        self.url = f"http://127.0.0.1:{port}/slow"
+        self.outcome: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._call, daemon=True)
+
+    def _call(self) -> None:
+        try:
+            self.outcome["status"] = httpx2.get(self.url, timeout=TIMEOUT,
+                                                trust_env=False).status_code
+        except httpx2.TransportError as exc:  # a closed connection: the assertions say
+            self.outcome["error"] = exc
+
+    def begin(self) -> None:
+        """Start the request; return once the endpoint runs."""
+        self.thread.start()
+        deadline = time.monotonic() + TIMEOUT
+        while not self.marker.exists() and self.thread.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.marker.exists(), self.outcome
+
+    def end(self) -> dict[str, Any]:
+        self.thread.join(timeout=TIMEOUT)
+        assert not self.thread.is_alive()
+        return self.outcome
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_at_once_is_one_gentle_stop(
+        tmp_path: Path, start: Callable[..., Supervisor], plugins_dir: Path) -> None:
+    """As systemd stops a service (KillMode=control-group): each worker gets SIGTERM
+    from systemd and from its supervisor, and must not take the second as "now"."""
+    cfg, api_port, _ = _two_listeners(tmp_path)
+    slow = InFlight(tmp_path, plugins_dir, api_port)
+    supervisor = start(cfg)
+    url = supervisor.started(api_port)
+    pids = {supervisor.until(url, lambda p, n=n: p["worker"] == n, f"worker {n}")[0]["pid"]
+            for n in (1, 2)}
+    slow.begin()
+    for pid in (supervisor.proc.pid, *pids):
+        os.kill(pid, signal.SIGTERM)
+    assert supervisor.proc.wait(timeout=TIMEOUT) == 0, supervisor.output
+    assert slow.end() == {"status": 200}, supervisor.output
+    _wait_gone(pids)
+    assert "closing now" not in supervisor.output
+    assert "finishing in-flight requests already" in supervisor.output
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_to_the_supervisor_closes_the_workers_at_once(
+        tmp_path: Path, start: Callable[..., Supervisor], plugins_dir: Path) -> None:
+    cfg, api_port, _ = _two_listeners(tmp_path)
+    slow = InFlight(tmp_path, plugins_dir, api_port)
+    supervisor = start(cfg)
+    url = supervisor.started(api_port)
+    for n in (1, 2):
+        supervisor.until(url, lambda p, n=n: p["worker"] == n, f"worker {n}")
+    slow.begin()
+    supervisor.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + TIMEOUT  # one signal at a time: two pending are one
+    while "stopping the workers" not in supervisor.output and time.monotonic() < deadline:
+        time.sleep(0.02)
+    supervisor.proc.send_signal(signal.SIGTERM)
+    assert supervisor.proc.wait(timeout=TIMEOUT) == 0, supervisor.output
+    assert slow.end().get("status") != 200  # cut, not finished after 1.5 s
+    assert "SIGTERM received: closing the workers now" in supervisor.output
+    assert "SIGINT received: closing now" in supervisor.output
 
 
 @pytest.mark.slow
