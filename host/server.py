@@ -20,13 +20,15 @@ import socket
 import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import uvicorn
 
 from host import openfiles
-from host.config.settings import ListenerSettings
+from host.config.settings import ListenerSettings, Settings
 from host.core import Host
 from host.errors import SmshostError
+from host.lockfile import DataLock
 from host.web import fastpath
 from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.sweeper import Sweeper
@@ -157,6 +159,19 @@ async def serve(host: Host, sockets: list[socket.socket] | None = None,
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets,
                                                                            strict=True)))
         log.info("all listeners closed")
+
+
+async def serve_worker(settings: Settings, dirs: tuple[Path | None, Path | None],
+                       lock: DataLock, number: int, sockets: list[socket.socket],
+                       ready: Callable[[], None]) -> None:
+    """Worker ``number`` of ``serve --workers`` (host.workers): a host on the
+    ``(config_dir, data_dir)`` given that shares its supervisor's data-directory lock
+    (held: it takes none) and names itself in /health, served on the supervisor's
+    sockets."""
+    host = Host(settings, config_dir=dirs[0], data_dir=dirs[1])
+    host.lock = lock
+    host.worker = number
+    await serve(host, sockets, ready)
 
 
 def _freeze_startup_objects() -> None:

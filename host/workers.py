@@ -35,18 +35,17 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from host.backoff import grown
 from host.cli_context import run
 from host.config.settings import Settings
-from host.core import Host
 from host.errors import SmshostError
 from host.lockfile import DataLock
-from host.server import bind_all, serve
+from host.server import bind_all, serve_worker
 
 log = logging.getLogger("smshost.workers")
 
@@ -304,15 +303,15 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             for fd in (*self.pipes.wake, self.pipes.ready[0], self.pipes.alive[1]):
                 os.close(fd)
-            host = Host(self.settings, data_dir=self.data_dir, config_dir=self.config_dir)
-            host.lock = self.lock  # the parent's, held: closing this copy releases nothing
-            host.worker = number
             report = self.pipes.ready[1]
 
             def ready() -> None:
                 os.write(report, f"{number}:{os.getpid()} ".encode())
 
-            run(_worker(host, self.sockets, self.pipes.alive[0], ready))
+            # The parent's lock, held: closing the worker's copy releases nothing.
+            run(_worker(serve_worker(self.settings, (self.config_dir, self.data_dir),
+                                     self.lock, number, self.sockets, ready),
+                        self.pipes.alive[0]))
             code = 0
         except SmshostError as exc:
             print(f"error: worker {number}: {exc}", file=sys.stderr)
@@ -325,8 +324,7 @@ class Supervisor:
             os._exit(code)
 
 
-async def _worker(host: Host, sockets: list[socket.socket], alive: int,
-                  ready: Callable[[], None]) -> None:
+async def _worker(serving: Coroutine[Any, Any, None], alive: int) -> None:
     """Serve; stop as on SIGTERM when the parent is gone (its end of ``alive`` closed)."""
     loop = asyncio.get_running_loop()
 
@@ -336,7 +334,7 @@ async def _worker(host: Host, sockets: list[socket.socket], alive: int,
         os.kill(os.getpid(), signal.SIGTERM)
 
     loop.add_reader(alive, parent_gone)
-    await serve(host, sockets, ready)
+    await serving
 
 
 def _noted(_signum: int, _frame: object) -> None:
