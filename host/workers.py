@@ -45,6 +45,7 @@ from host.cli_context import run
 from host.config.settings import Settings
 from host.errors import SmshostError
 from host.lockfile import DataLock
+from host.logs import label_worker
 from host.server import bind_all, serve_worker
 
 log = logging.getLogger("smshost.workers")
@@ -303,6 +304,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             for fd in (*self.pipes.wake, self.pipes.ready[0], self.pipes.alive[1]):
                 os.close(fd)
+            label_worker(number)
             report = self.pipes.ready[1]
 
             def ready() -> None:

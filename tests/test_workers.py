@@ -181,6 +181,7 @@ def test_two_workers_share_both_listeners_and_sigterm_stops_them_all(
             assert failures == 0
         assert len(seen) == 2
     assert supervisor.proc.pid not in supervisor.workers  # the parent serves nothing
+    assert re.search(r"smshost.server \(worker 2\) listener hooks on", supervisor.output)
 
     supervisor.proc.send_signal(signal.SIGTERM)
     assert supervisor.proc.wait(timeout=TIMEOUT) == 0, supervisor.output
