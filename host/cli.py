@@ -24,6 +24,8 @@ from host.errors import ConfigError, ConfigErrors, SmshostError
 from host.logs import setup_logging
 from host.webhook_cli import webhooks
 
+MAX_WORKERS = 64
+
 
 @click.group()
 @click.version_option(__version__, prog_name="smshost")
@@ -34,13 +36,23 @@ def cli() -> None:
 @cli.command()
 @config_option
 @data_option
-def serve(config_dir: Path | None, data_dir: Path | None) -> None:
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
+              help="Server processes sharing the listeners (more than 1 needs PostgreSQL).")
+def serve(config_dir: Path | None, data_dir: Path | None, workers: int) -> None:
     """Run the server on every configured listener until SIGTERM or Ctrl-C."""
+    config_dir, settings = load_config(config_dir, refusal="not starting")
+    setup_logging(settings.logging)
+    if workers > 1:
+        from host.workers import serve_workers
+
+        try:
+            sys.exit(serve_workers(settings, config_dir, data_dir, workers))
+        except SmshostError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     from host.core import Host
     from host.server import serve as serve_host
 
-    config_dir, settings = load_config(config_dir, refusal="not starting")
-    setup_logging(settings.logging)
     host = Host(settings, data_dir=data_dir, config_dir=config_dir)
     try:
         run(serve_host(host))

@@ -132,6 +132,7 @@ class Host:
         self._apps: dict[str, ASGIApp] = {}
         self._watch_stop: asyncio.Event | None = None
         self.background = True
+        self.worker: int | None = None  # its number under ``serve --workers`` (host.workers)
         self._sending = False
         self.metrics.attach(settings.server.role, lambda: self.uptime, self.plugins,
                             self.store, self.purger)

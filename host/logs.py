@@ -57,6 +57,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         rid = getattr(record, "request_id", None)
         text = f"{_timestamp(record)} {record.levelname:<7} {record.name}"
+        worker = getattr(record, "worker", None)  # serve --workers (label_worker)
+        text += f" (worker {worker})" if worker else ""
         text += f" [{rid}] " if rid else " "
         text += record.getMessage()
         if record.exc_info:
@@ -103,3 +105,21 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException, *place: s
     else:
         _TRACED.add(where)
         logger.error("%s (traceback logged once per place)", what, exc_info=exc)
+
+
+class _WorkerFilter(logging.Filter):
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        setattr(record, "worker", self.number)  # noqa: B010
+        return True
+
+
+def label_worker(number: int) -> None:
+    """Mark every line this process logs from now on with its worker number under
+    ``serve --workers`` (host.workers): ``(worker 2)`` in text, ``"worker": 2`` in JSON."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_smshost", False):
+            handler.addFilter(_WorkerFilter(number))

@@ -21,14 +21,16 @@ import signal
 import socket
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import uvicorn
 
 from host import openfiles
-from host.config.settings import ListenerSettings
+from host.config.settings import ListenerSettings, Settings
 from host.core import Host
 from host.errors import SmshostError
+from host.lockfile import DataLock
 from host.web import fastpath
 from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.sweeper import Sweeper
@@ -114,20 +116,39 @@ def _config(host: Host, listener: ListenerSettings,
     return config
 
 
-async def serve(host: Host) -> None:
-    """Run until SIGTERM/SIGINT; return after a clean shutdown."""
-    listeners = host.settings.listeners
-    sockets = []
+def bind_all(listeners: Sequence[ListenerSettings]) -> list[socket.socket]:
+    """One socket per listener, in order; none left open when one cannot be bound."""
+    sockets: list[socket.socket] = []
     try:
         for listener in listeners:
             sockets.append(bind(listener))
+    except SmshostError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def serve(host: Host, sockets: list[socket.socket] | None = None,
+                ready: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; return after a clean shutdown.
+
+    ``sockets``: one per listener, bound already (a worker of ``serve --workers``,
+    host.workers); by default they are bound here. ``ready`` is called once the host
+    runs, just before the listeners accept.
+    """
+    listeners = host.settings.listeners
+    if sockets is None:
+        sockets = bind_all(listeners)
+    try:
         servers = [_Server(_config(host, lst)) for lst in listeners]
     except SmshostError:
         for sock in sockets:
             sock.close()
         raise
     openfiles.fit([server.protocol for server in servers])
-    _install_signals(host, servers)
+    _install_signals(host, servers, (signal.SIGINT,) if host.worker is not None
+                     else (signal.SIGTERM, signal.SIGINT))
     async with host.running():
         _freeze_startup_objects()
         for lst, sock in zip(listeners, sockets, strict=True):
@@ -135,9 +156,24 @@ async def serve(host: Host) -> None:
             name = sock.getsockname()
             log.info("listener %s on %s://%s:%s%s", lst.name, scheme, name[0], name[1],
                      " (API)" if lst.api else "")
+        if ready is not None:
+            ready()
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets,
                                                                            strict=True)))
         log.info("all listeners closed")
+
+
+async def serve_worker(settings: Settings, dirs: tuple[Path | None, Path | None],
+                       lock: DataLock, number: int, sockets: list[socket.socket],
+                       ready: Callable[[], None]) -> None:
+    """Worker ``number`` of ``serve --workers`` (host.workers): a host on the
+    ``(config_dir, data_dir)`` given that shares its supervisor's data-directory lock
+    (held: it takes none) and names itself in /health, served on the supervisor's
+    sockets."""
+    host = Host(settings, config_dir=dirs[0], data_dir=dirs[1])
+    host.lock = lock
+    host.worker = number
+    await serve(host, sockets, ready)
 
 
 def _freeze_startup_objects() -> None:
@@ -154,10 +190,13 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _install_signals(host: Host, servers: list[_Server]) -> None:
+def _install_signals(host: Host, servers: list[_Server],
+                     forcing: tuple[signal.Signals, ...]) -> None:
     """SIGTERM/SIGINT: the first marks the node stopping (/health answers 503) and, after
-    ``server.drain_seconds``, closes the listeners; the next one closes them at once (or,
-    when they are closing already, cuts the connections)."""
+    ``server.drain_seconds``, closes the listeners; a later one of ``forcing`` closes
+    them at once (or, when they are closing already, cuts the connections). A worker of
+    ``serve --workers`` is forced by SIGINT alone: under systemd it gets SIGTERM from
+    both systemd and its supervisor (host.workers)."""
     loop = asyncio.get_running_loop()
     drain: list[asyncio.TimerHandle] = []
 
@@ -168,7 +207,9 @@ def _install_signals(host: Host, servers: list[_Server]) -> None:
             server.should_exit = True
 
     def stop(sig: signal.Signals) -> None:
-        if servers[0].should_exit:
+        if host.stopping and sig not in forcing:
+            log.info("%s received: stopping already", sig.name)
+        elif servers[0].should_exit:
             log.info("%s received: closing now", sig.name)
             for server in servers:
                 server.force_exit = True

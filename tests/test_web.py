@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,7 @@ def test_health_shows_what_failed_only_on_the_api_listener(
     assert public.json() == {
         "status": "degraded", "version": __version__, "role": "primary",
         "uptime_seconds": public.json()["uptime_seconds"],
+        "process": {"pid": os.getpid(), "worker": None},
         "database": {"ok": True, "readable": True, "writes": {"ok": True}},
         "plugins": {"loaded": body["plugins"]["loaded"], "failed": 2},
         "handlers": {"loaded": 0, "failed": 0, "routes_without_handler": 0},

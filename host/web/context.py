@@ -121,6 +121,10 @@ class WebHost(HostAPI, WebhookHost, Protocol):
         """SIGTERM received: /health answers 503 while the node drains (host.server)."""
 
     @property
+    def worker(self) -> int | None:
+        """This process's number under ``serve --workers`` (host.workers), else None."""
+
+    @property
     def live(self) -> LiveConfig:
         """The running configuration (/health's ``config``, ``/api/config/...``)."""
 

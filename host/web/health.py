@@ -12,6 +12,10 @@ While writes fail, or after a long time without any, the request runs a write pr
 first (rate-limited: host.writepath), so the node comes back by itself once
 space returns, with no traffic needed.
 
+``process`` names the answering process (its pid, and its worker number under ``serve
+--workers``, host.workers), so a load balancer's or an operator's probes show which one
+answered.
+
 Only the API listener, which operators keep internal, shows what failed (each item's
 file, line and error, which name paths and environment variables, and what the database
 said). Every other listener, a broker port open to the internet, answers the same status
@@ -21,6 +25,7 @@ with counts only: anyone who can reach it may read it.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from starlette.requests import Request
@@ -77,6 +82,7 @@ async def health_of(host: WebHost) -> dict[str, Any]:
         "version": host.version,
         "role": host.settings.server.role,
         "uptime_seconds": round(host.uptime, 3),
+        "process": {"pid": os.getpid(), "worker": host.worker},
         "database": database,
         "plugins": {
             "loaded": sum(1 for r in host.plugins.records if r.ok),
@@ -97,7 +103,8 @@ def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as a listener other than the API's shows it: no names, paths or errors."""
     database, plugins, handlers = body["database"], body["plugins"], body["handlers"]
     return {
-        **{key: body[key] for key in ("status", "version", "role", "uptime_seconds")},
+        **{key: body[key] for key in ("status", "version", "role", "uptime_seconds",
+                                      "process")},
         "database": {"ok": database["ok"], "readable": database["readable"],
                      "writes": {"ok": database["writes"]["ok"]}},
         "plugins": {"loaded": plugins["loaded"], "failed": len(plugins["failures"])},
