@@ -23,9 +23,11 @@ class Readers:
     at once (at most anyio's thread limit)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection],
-                 wrap: Callable[[sqlite3.Connection], Database] = Database) -> None:
+                 wrap: Callable[[sqlite3.Connection], Database] = Database,
+                 usable: Callable[[Database], bool] = lambda db: True) -> None:
         self._connect = connect
         self._wrap = wrap
+        self._usable = usable  # false: a connection lost (a server restarted): not lent again
         self._idle: queue.SimpleQueue[Database] = queue.SimpleQueue()
         self.conns: list[sqlite3.Connection] = []  # every reader open, idle or lent
         self._lock = threading.Lock()
@@ -45,7 +47,7 @@ class Readers:
             return fn(db)
         finally:
             with self._lock:
-                if idle is self._idle:
+                if idle is self._idle and self._usable(db):
                     idle.put(db)
                 else:  # the store closed (or reopened) meanwhile: this reader is done
                     db.conn.close()

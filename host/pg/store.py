@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -43,8 +44,9 @@ class PgStore(Store):
         super().__init__(path or Path("postgresql"), settings)
         self.url = url
         self.readers = Readers(partial(self._connect_pg, readonly=True),  # type: ignore[arg-type]
-                               wrap=lambda db: db)  # type: ignore[arg-type,return-value]
-        self._read_call = self.readers.run
+                               wrap=lambda db: db,  # type: ignore[arg-type,return-value]
+                               usable=lambda db: not db.raw.broken)  # type: ignore[attr-defined]
+        self._read_call = self._read_again_once_lost
         self._pg_writer: PgWriter | None = None
         self._now: PgDatabase | None = None
 
@@ -83,6 +85,25 @@ class PgStore(Store):
             self._now.close()
             self._now = None
 
+    def _read_again_once_lost(self, fn: Callable[[Any], T]) -> T:
+        """``fn`` on a pooled reader; once more on a new one when the server dropped the
+        first (a restart, a failover): a read changes nothing, so it can be asked again."""
+        lost: list[bool] = []
+
+        def watched(db: PgDatabase) -> T:
+            try:
+                return fn(db)
+            except sqlite3.Error:
+                lost.append(db.raw.broken)
+                raise
+
+        try:
+            return self.readers.run(watched)  # type: ignore[arg-type]
+        except sqlite3.Error:
+            if not (lost and lost[-1]):
+                raise
+        return self.readers.run(fn)
+
     async def probe(self) -> None:
         """A committed write through the writer's connection: raises
         :class:`~host.errors.StoreUnavailable` when the database refuses it."""
@@ -93,7 +114,10 @@ class PgStore(Store):
     def read_now(self, fn: Callable[[Any], T]) -> T:
         if not self._open:
             raise StoreClosed("the store is not open")
-        if self._now is None or self._now.raw.closed or self._now.raw.broken:
+        if self._now is not None and (self._now.raw.closed or self._now.raw.broken):
+            self._now.close()
+            self._now = None
+        if self._now is None:
             self._now = self._connect_pg(readonly=True)
         return fn(self._now)
 

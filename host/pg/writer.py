@@ -118,7 +118,9 @@ class PgWriter:
             self._run_batch(db, batch)
 
     def _database(self) -> PgDatabase:
-        if self._db is None or self._db.raw.closed:
+        if self._db is not None and (self._db.raw.closed or self._db.raw.broken):
+            self._disconnect()
+        if self._db is None:
             self._db = self._connect()
         return self._db
 
