@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check docs screenshots bench bench-mo bench-mt clean
+.PHONY: run test test-pg check docs screenshots bench bench-mo bench-mt clean
 
 $(STAMP): pyproject.toml
 	@echo "make: installing smshost and its dependencies into $(VENV) (pip, quiet); the first run takes about a minute"
@@ -17,9 +17,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/smshost serve --config ./config --data ./data
 
+# The whole suite on SQLite (the default store; PostgreSQL's own tests start a
+# throwaway cluster, tests/pgserver.py), then the store's, outbox's, routing's,
+# receipts', recovery's and sinks' tests again with every host on PostgreSQL.
+PG_TESTS := tests/test_ledger.py tests/test_routing.py tests/test_recovery.py \
+	tests/test_message_search.py tests/test_purge.py tests/test_acd.py \
+	tests/test_interactions.py tests/test_handlers.py tests/test_chat_idle.py \
+	tests/brokers/test_webhooks.py tests/outbound tests/sinks
+
 test: $(STAMP)
 	@bash .ci/system-packages || echo "warning: could not install the Debian packages some tests need (see .ci/system-packages)"
 	$(BIN)/python -m pytest
+	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q $(PG_TESTS)
+
+# The same PostgreSQL pass alone.
+test-pg: $(STAMP)
+	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q $(PG_TESTS)
 
 # The static checks CI runs before the tests: types (mypy --strict over host/ and
 # plugins/), lint (ruff), and the shipped configuration.
