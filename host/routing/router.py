@@ -26,16 +26,18 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from host.backoff import doubling
 from host.errors import StoreError
 from host.outage import Outage, expected
 from host import ledger
 from host.ledger import Change
 from host.models import Message
-from host.routing.inbound import EMAIL_ONLY, Route, compile_routes, default_route, select
+from host.routing.inbound import (EMAIL_ONLY, Route, compile_routes, default_route, deliver,
+                                  select)
 from host.routing.lanes import Key, Lanes, Outcome
 from host.routing.leases import LaneKeeper, Leases, key_of
 from host.sinks.base import Delivery, catch_all_kind
@@ -289,19 +291,7 @@ class Router:
         return Delivery(delivery.outcome, delivery.detail, delivery.retry_after, merged)
 
     async def _deliver(self, message: Message, route: Route) -> Delivery:
-        sink = self._sinks.get(route.destination)
-        if sink is None:
-            return Delivery.failed(f"no {route.destination} sink is available")
-        try:
-            return await sink.deliver(message, route)
-        # A sink is a plugin: whatever it raises is a failed delivery, not a crash; the
-        # database refusing the sink's write is a delivery to try again (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            if expected(exc):
-                self.outage.failed(exc, f"message {message.id} to {route.destination}")
-                return Delivery.retry(f"{route.destination} sink: {exc}")
-            log.exception("sink %s failed on message %d", route.destination, message.id)
-            return Delivery.failed(f"{route.destination} sink error: {type(exc).__name__}: {exc}")
+        return await deliver(self._sinks, message, route, self.outage)
 
     async def _record(self, message: Message, status: str, route: Route | None,
                       delivery: Delivery, failures: list[dict[str, Any]]) -> Outcome:
@@ -359,7 +349,7 @@ class Router:
             # _record) or the router stops: then the message stays "received" and is
             # routed again at the next start, as after a crash.
             done = await self._store.write_retrying(
-                write, _backoff(), lambda: self._lanes.running,
+                write, doubling(0.1, 5.0), lambda: self._lanes.running,
                 f"message {message.id}: its routing status", self.outage)
             if done is None:
                 return
@@ -404,10 +394,3 @@ class Router:
         return await self._record(message, "routed", route,
                                   Delivery.delivered(f"keyword {action}", **data), [])
 
-
-def _backoff() -> Iterator[float]:
-    """0.1 s, doubling up to 5 s, for ever (the router's stop ends the waits)."""
-    delay = 0.1
-    while True:
-        yield delay
-        delay = min(5.0, delay * 2)
