@@ -91,7 +91,7 @@ class LaneTaker(Protocol):
     """Takes the routing lane of a conversation in the write that stores its MO
     (:class:`host.routing.leases.Leases`)."""
 
-    def take(self, db: Database, local: str | None, remote: str | None) -> bool: ...
+    def claim(self, db: Database, local: str | None, remote: str | None) -> None: ...
 
 
 # -- writes (inside a store write) ------------------------------------------------------
@@ -125,7 +125,7 @@ def insert(db: Database, new: NewMessage,
     if new.exchange is not None:
         add_exchange(db, message.id, now, new.exchange)
     if lanes is not None and new.direction == "in" and new.status == "received":
-        lanes.take(db, local, remote)
+        lanes.claim(db, local, remote)
     return message, event
 
 

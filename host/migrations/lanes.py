@@ -20,7 +20,8 @@ def m018_lanes(db: Database) -> None:
             expires_at real not null,
             primary key (local, remote)
         )""")
-    db.execute("create index lanes_owner on lanes (owner)")
+    # No index on owner: the table holds the lanes being routed only (a few), and a
+    # node's stop is the one statement that looks lanes up by owner.
     # The oldest message of a conversation still to route (the lane's next one), found
     # from the few rows waiting: the index holds only messages not yet routed.
     db.execute("create index messages_unrouted on messages (local, remote, id) "

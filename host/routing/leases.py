@@ -91,13 +91,16 @@ class Leases:
         self.ttl = ttl
         self.clock = clock
 
-    def take(self, db: Database, local: str | None, remote: str | None) -> bool:
+    def claim(self, db: Database, local: str | None, remote: str | None) -> None:
         """Take (or renew) the lane of (local, remote) unless another live node holds
-        it; whether this node holds it now. In the caller's write."""
-        key = key_of(local, remote)
+        it. In the caller's write (the one that stores an MO: host.ledger.insert)."""
         now = self.clock()
-        db.conn.execute(_TAKE, [*key, self.owner, now + self.ttl, now])
-        row = db.conn.execute(_OWNER, list(key)).fetchone()
+        db.conn.execute(_TAKE, [*key_of(local, remote), self.owner, now + self.ttl, now])
+
+    def take(self, db: Database, local: str | None, remote: str | None) -> bool:
+        """:meth:`claim`, then whether this node holds the lane now."""
+        self.claim(db, local, remote)
+        row = db.conn.execute(_OWNER, list(key_of(local, remote))).fetchone()
         return row is not None and row[0] == self.owner
 
     def take_all(self, db: Database, keys: Iterable[Key]) -> set[Key]:
