@@ -158,6 +158,7 @@ def test_the_lane_of_a_node_that_died_moves_after_its_ttl(
     asyncio.run(flow())
 
 
+@pytest.mark.sqlite_only
 def test_on_sqlite_the_sweep_reads_and_writes_nothing(tmp_path: Path, clock: Clock) -> None:
     host = make_host(tmp_path, None, clock)
 
@@ -173,6 +174,7 @@ def test_on_sqlite_the_sweep_reads_and_writes_nothing(tmp_path: Path, clock: Clo
     assert len(got(host)) == 5
 
 
+@pytest.mark.sqlite_only
 def test_on_sqlite_a_restart_routes_what_an_earlier_run_held(
         tmp_path: Path, clock: Clock) -> None:
     """One node on SQLite: the lanes of its earlier run (a crash) are its own at start."""

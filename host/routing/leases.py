@@ -23,6 +23,7 @@ node (``routing.sweep_s``) takes messages whose lane is free or expired, oldest 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -50,7 +51,8 @@ _TAKE = ("insert into lanes (local, remote, owner, expires_at) values (?, ?, ?, 
 _OWNER = "select owner from lanes where local = ? and remote = ?"
 _RELEASE = "delete from lanes where owner = ?"
 _RENEW = "update lanes set expires_at = ? where local = ? and remote = ? and owner = ?"
-_DROP = "delete from lanes where local = ? and remote = ? and owner = ?"
+_DROP = ("delete from lanes where local = ? and remote = ? and owner = ? "
+         "and not exists ({waiting})")
 # Messages of one conversation still to route, oldest first (index messages_unrouted).
 _WAITING = ("select {cols} from messages m{join} where m.direction = 'in' "
             "and m.status = 'received' and m.local {local} and m.remote {remote} "
@@ -72,13 +74,16 @@ def waiting_sql(key: Key, *, limit: int, lane: bool) -> tuple[str, list[Any]]:
     """The query of ``key``'s messages still to route (ids; with ``lane``, the whole
     rows and the lane's owner and expiry), and its arguments."""
     args: list[Any] = list(key) if lane else []
-    parts = {"cols": "m.*, l.owner as lane_owner, l.expires_at as lane_expires"
-             if lane else "m.id", "join": _LANE_JOIN if lane else "", "limit": limit}
-    for name, value in zip(("local", "remote"), key, strict=True):
-        parts[name] = "= ?" if value else "is null"
-        if value:
-            args.append(value)
-    return _WAITING.format(**parts), args
+    args.extend(value for value in key if value)
+    return _waiting_text(bool(key[0]), bool(key[1]), limit, lane), args
+
+
+@functools.lru_cache(maxsize=64)
+def _waiting_text(local: bool, remote: bool, limit: int, lane: bool) -> str:
+    return _WAITING.format(
+        cols="m.*, l.owner as lane_owner, l.expires_at as lane_expires" if lane else "m.id",
+        join=_LANE_JOIN if lane else "", limit=limit, local="= ?" if local else "is null",
+        remote="= ?" if remote else "is null")
 
 
 class Leases:
@@ -116,9 +121,10 @@ class Leases:
         the conversation to route (stored by any node), the lane renewed; None, the
         lane released."""
         sql, args = waiting_sql(key, limit=1, lane=False)
+        if db.conn.execute(_DROP.format(waiting=sql), [*key, self.owner, *args]).rowcount:
+            return None  # the usual case: one statement
         row = db.conn.execute(sql, args).fetchone()
-        if row is None:
-            db.conn.execute(_DROP, [*key, self.owner])
+        if row is None:  # not this node's lane (taken over): nothing to release
             return None
         db.conn.execute(_RENEW, [self.clock() + self.ttl, *key, self.owner])
         return int(row[0])

@@ -6,7 +6,8 @@ worker tasks). Before routing, STOP/START/HELP are handled. A destination that f
 now is retried after ``routing.retry_delays``; one that fails for good (or runs out of
 retries) hands the message to the default route, recording why. When the default
 route fails too the message is marked ``failed`` and kept. On start, every message
-still ``received`` is routed, so a crash between commit and routing loses nothing.
+still ``received`` that no live node routes is routed, so a crash between commit and
+routing loses nothing.
 
 Several nodes on one database route a conversation one node at a time, in id order
 (host.routing.leases): a node routes the oldest message of a conversation whose lane it
