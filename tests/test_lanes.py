@@ -199,3 +199,25 @@ def test_on_sqlite_a_restart_routes_what_an_earlier_run_held(
             return await statuses(again)
     assert asyncio.run(restart()) == {"left": "routed"}
     assert [g[1] for g in got(again)] == ["left"]
+
+
+def test_a_lane_being_routed_is_renewed_by_its_nodes_sweep(
+        two: Callable[[str], list[Host]], clock: Clock) -> None:
+    """A delivery that takes longer than the ttl keeps its lane: the owner's sweep
+    renews the lanes it has been routing since its last sweep."""
+    a, b = two("gate")
+
+    async def flow() -> None:
+        async with a.running(), b.running():
+            gate = a.sinks["memory"].gate = asyncio.Event()  # type: ignore[attr-defined]
+            await a.messages.add(mo("m0"))
+            await a.messages.add(mo("m1"))
+            for _ in range(3):  # A's delivery of m0 waits at the gate for 1.8 ttl
+                assert await a.router.keeper.sweep() == 0
+                clock.now += 0.6 * TTL
+            assert await b.router.keeper.sweep() == 0  # still A's lane
+            assert b.sinks["memory"].tried == []  # type: ignore[attr-defined]
+            gate.set()
+            await all_routed(a, 2)
+            assert [g[1] for g in got(a)] == ["m0", "m1"]
+    asyncio.run(flow())
