@@ -2,7 +2,8 @@
 
 Builds the same server as ``mo_ingest.py`` (one signed Twilio broker instance, routing
 off, ``synchronous = FULL``), then calls the listener's ASGI app directly, from
-``--concurrency`` tasks on uvloop, with the same signed Twilio webhooks as ASGI
+``--concurrency`` tasks on uvloop (``--routed``: routing on, to a queue, and the
+measurement ends when every message is routed), with the same signed Twilio webhooks as ASGI
 messages. Prints the CPU time of the process (event loop and store threads) per
 request and checks that every request answered 200 is stored once. The difference to
 ``mo_ingest.py``'s server CPU per request is what the HTTP server (uvicorn, httptools,
@@ -85,7 +86,7 @@ async def call(app: Any, sid: bytes, signature: bytes, body: bytes) -> int:
 
 
 async def run(args: argparse.Namespace, directory: Path) -> None:
-    cfg = smshost_config(directory, PORT, signed=True, routed=False, sync=args.sync)
+    cfg = smshost_config(directory, PORT, signed=True, routed=args.routed, sync=args.sync)
     settings = load_settings(cfg)
     host = Host(settings, config_dir=cfg)
     app = host.app_for(settings.api_listener)
@@ -108,6 +109,8 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
         commits0, writes0 = stats.commits, stats.writes
         cpu0, wall0 = cpu_s(), time.perf_counter()
         await drive(load)
+        if args.routed and not await host.router.idle(timeout=120.0):
+            raise SystemExit("error: routing did not finish within 120 s")
         cpu1, wall1 = cpu_s(), time.perf_counter()
         commits, writes = stats.commits - commits0, stats.writes - writes0
     db = sqlite3.connect(directory / "data" / "smshost.db")
@@ -130,6 +133,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000, help="requests before measuring")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--sync", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--routed", action="store_true",
+                        help="routing on (to a queue, as mo_ingest.py's e2e scenario): "
+                        "the CPU per MO stored and routed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mo-inproc-") as tmp:
         uvloop.run(run(args, Path(tmp)))

@@ -7,6 +7,7 @@ OverflowError): the wait is capped first, so any number of retries gives the cap
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 
 def grown(first: float, factor: float, retries: int, most: float) -> float:
@@ -16,3 +17,11 @@ def grown(first: float, factor: float, retries: int, most: float) -> float:
     if first >= most or retries * math.log(factor) >= math.log(most / first):
         return most
     return min(most, first * factor ** retries)
+
+
+def doubling(first: float, most: float) -> Iterator[float]:
+    """``first``, doubling up to ``most``, for ever (the caller ends the waits)."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(most, delay * 2)

@@ -87,11 +87,20 @@ class Change:
     created: bool = False
 
 
+class LaneTaker(Protocol):
+    """Takes the routing lane of a conversation in the write that stores its MO
+    (:class:`host.routing.leases.Leases`)."""
+
+    def claim(self, db: Database, local: str | None, remote: str | None) -> None: ...
+
+
 # -- writes (inside a store write) ------------------------------------------------------
 
-def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
+def insert(db: Database, new: NewMessage,
+           lanes: LaneTaker | None = None) -> tuple[Message, StatusEvent | None]:
     """Insert ``new`` with its first status event; the stored one (and no event) if it
-    is a retry of a message already stored (same broker and broker message id)."""
+    is a retry of a message already stored (same broker and broker message id). With
+    ``lanes``, an MO to route takes its conversation's lane in the same write."""
     now = utcnow()
     attrs_text, attrs = jsontext.encode(new.attrs) if new.attrs else ("{}", {})
     # The last guard of the text rule (host/text.py), for what adapters decode themselves:
@@ -115,6 +124,8 @@ def insert(db: Database, new: NewMessage) -> tuple[Message, StatusEvent | None]:
     queue_callbacks(db, Change(message, event, None, True))
     if new.exchange is not None:
         add_exchange(db, message.id, now, new.exchange)
+    if lanes is not None and new.direction == "in" and new.status == "received":
+        lanes.claim(db, local, remote)
     return message, event
 
 
@@ -301,6 +312,9 @@ class Ledger:
         # The core's own listener, after the hooks: wakes the callbacks' worker
         # (host.callbacks) when the change queued callbacks; None, or an awaitable.
         self.on_change: Callable[[Change], Awaitable[None] | None] | None = None
+        # The router's lanes (host.routing.leases), taken as MOs are stored; None while
+        # routing is off.
+        self.lanes: LaneTaker | None = None
 
     async def announce(self, changes: Iterable[Change]) -> None:
         """Run the after-commit sequence for each committed change, in order."""
@@ -319,7 +333,7 @@ class Ledger:
     async def add(self, new: NewMessage) -> tuple[Message, bool]:
         """Store ``new`` durably and announce it; ``(message, created)`` (a broker's
         retry of a stored message comes back with ``created=False``)."""
-        message, event = await self._store.write(lambda db: insert(db, new))
+        message, event = await self._store.write(lambda db: insert(db, new, self.lanes))
         if event is None:
             return message, False
         await self.announce((Change(message, event, None, True),))
@@ -327,7 +341,7 @@ class Ledger:
 
     async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         """Store several messages in one transaction (all or nothing)."""
-        rows = await self._store.write(lambda db: [insert(db, n) for n in news])
+        rows = await self._store.write(lambda db: [insert(db, n, self.lanes) for n in news])
         await self.announce(created(rows))
         return [(message, event is not None) for message, event in rows]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from host.ledger import Change, NewMessage, insert
+from host.ledger import Change, LaneTaker, NewMessage, insert
 from host.models import Message, StatusEvent, ago, utcnow
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def parse_udh(udh_hex: str) -> tuple[str, int, int] | None:
 
 
 def _assemble(db: Database, part: Part, rows: list[dict[str, Any]], *,
-              complete: bool) -> tuple[Message, StatusEvent | None]:
+              complete: bool, lanes: LaneTaker | None) -> tuple[Message, StatusEvent | None]:
     by_number = {r["part"]: r for r in rows}
     total = part.total
     texts = [by_number[n]["body"] if n in by_number else GAP for n in range(1, total + 1)]
@@ -77,7 +77,7 @@ def _assemble(db: Database, part: Part, rows: list[dict[str, Any]], *,
         account=first["account"] if first else part.account, local=rows[0]["local"],
         remote=part.remote, segments=total,
         broker_message_id=first["broker_message_id"] if first else None,
-        attrs=attrs, source="broker"))
+        attrs=attrs, source="broker"), lanes)
     ids = [r["id"] for r in rows]
     db.conn.execute(f"update mo_parts set message_id = ?, updated_at = ? where id in "
                     f"({','.join('?' * len(ids))})", [message.id, utcnow(), *ids])
@@ -91,7 +91,8 @@ def _waiting(db: Database, broker: str, remote: str, ref: str,
         "and message_id is null order by part", [broker, remote, ref, total]))
 
 
-def add_part_op(db: Database, part: Part) -> tuple[Message | None, StatusEvent | None]:
+def add_part_op(db: Database, part: Part,
+                lanes: LaneTaker | None = None) -> tuple[Message | None, StatusEvent | None]:
     """Store one part; when it completes the set, store the message too (one write)."""
     now = utcnow()
     if part.broker_message_id is not None:
@@ -109,7 +110,7 @@ def add_part_op(db: Database, part: Part) -> tuple[Message | None, StatusEvent |
     rows = _waiting(db, part.broker, part.remote, part.ref, part.total)
     if len(rows) < part.total:
         return None, None
-    return _assemble(db, part, rows, complete=True)
+    return _assemble(db, part, rows, complete=True, lanes=lanes)
 
 
 def any_expired(db: Database, broker: str, cutoff: str) -> bool:
@@ -118,7 +119,8 @@ def any_expired(db: Database, broker: str, cutoff: str) -> bool:
                       "and received_at < ? limit 1", [broker, cutoff]).fetchone() is not None
 
 
-def expire_op(db: Database, broker: str, cutoff: str) -> list[tuple[Message, StatusEvent | None]]:
+def expire_op(db: Database, broker: str, cutoff: str,
+              lanes: LaneTaker | None = None) -> list[tuple[Message, StatusEvent | None]]:
     """Deliver every group of ``broker`` whose first part arrived before ``cutoff``."""
     groups = list(db.query(
         "select remote, ref, total, min(received_at) as first from mo_parts "
@@ -130,7 +132,7 @@ def expire_op(db: Database, broker: str, cutoff: str) -> list[tuple[Message, Sta
         head = rows[0]
         part = Part(broker, g["remote"], head["local"], head["account"], g["ref"], g["total"],
                     head["part"], head["body"], head["broker_message_id"], {})
-        out.append(_assemble(db, part, rows, complete=False))
+        out.append(_assemble(db, part, rows, complete=False, lanes=lanes))
     return out
 
 
@@ -143,7 +145,8 @@ class Concat:
 
     async def add_part(self, part: Part) -> Message | None:
         """Commit ``part``; the whole message once it is complete, else None."""
-        message, event = await self._store.write(lambda db: add_part_op(db, part))
+        lanes = self._ledger.lanes
+        message, event = await self._store.write(lambda db: add_part_op(db, part, lanes))
         if message is not None and event is not None:
             await self._announce(message, event)
         return message
@@ -153,7 +156,8 @@ class Concat:
         cutoff = ago(timeout, now)
         if not await self._store.read(lambda db: any_expired(db, broker, cutoff)):
             return []  # the usual case: no write transaction every sweep
-        done = await self._store.write(lambda db: expire_op(db, broker, cutoff))
+        lanes = self._ledger.lanes
+        done = await self._store.write(lambda db: expire_op(db, broker, cutoff, lanes))
         for message, event in done:
             if event is not None:
                 await self._announce(message, event)

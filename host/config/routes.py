@@ -87,6 +87,16 @@ class RoutingSettings:
         "(each at most a day, at most 100 of them); after the last one the message falls "
         "back to the default route.",
         doc_default="[1, 5, 30, 120, 600]", check=_retry_delays)
+    sweep_s: float = setting(
+        1.0, help="Seconds between two looks for messages no node is routing (stored "
+        "while routing was off, or whose node stopped or died: its lanes expire after "
+        "lane_ttl). From 0.05 to 60; it also renews the lanes this node is routing, so "
+        "it runs at least every third of lane_ttl.", check=at_least(0.05, 60))
+    lane_ttl: float = setting(
+        10.0, help="Seconds a node holds a conversation's lane without renewing it "
+        "(several nodes on one PostgreSQL database route a conversation one node at a "
+        "time, in order): the messages of a node that died are routed by another after "
+        "this. From 2 to 3600.", check=at_least(2, 3600))
 
 
 def route_problems(routes: tuple[InboundRouteSettings, ...]) -> Iterator[tuple[KeyPath, str]]:

@@ -15,10 +15,11 @@ from host.migrations.first import (m001_messages, m002_brokers, m003_fewer_index
                                    m007_list_indexes, m008_outbox_parts, m009_purged_by_age)
 from host.migrations.second import (m010_people, m011_tokens, m012_access, m013_history,
                                     m014_message_search, m015_status_callbacks)
+from host.migrations.lanes import m018_lanes
 
 __all__ = [
     "core", "m001_messages", "m002_brokers", "m003_fewer_indexes", "m004_routing",
     "m005_outbox", "m006_outbox_accounts", "m007_list_indexes", "m008_outbox_parts",
     "m009_purged_by_age", "m010_people", "m011_tokens", "m012_access", "m013_history",
-    "m014_message_search", "m015_status_callbacks",
+    "m014_message_search", "m015_status_callbacks", "m018_lanes",
 ]

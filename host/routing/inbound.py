@@ -6,13 +6,22 @@ last one must be the default catch-all (checked when the configuration loads).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from host.config.routes import InboundRouteSettings
 from host.models import Message
+from host.outage import Outage, expected
 from host.quoting import quoted
 from host.routing.patterns import compile_pattern
+from host.sinks.base import Delivery
+
+if TYPE_CHECKING:
+    from host.sinks.base import Sink
+
+log = logging.getLogger("smshost.routing")
 
 FIELDS = {"ani": "remote", "dnis": "local", "body": "body"}
 
@@ -80,3 +89,21 @@ def select(routes: list[Route], message: Message) -> Decision:
 def default_route(routes: list[Route]) -> Route:
     return next((r for r in reversed(routes) if r.default), routes[-1])
 
+
+
+async def deliver(sinks: Mapping[str, Sink], message: Message, route: Route,
+                  outage: Outage) -> Delivery:
+    """Hand ``message`` to ``route``'s sink; what it raises is a failed delivery."""
+    sink = sinks.get(route.destination)
+    if sink is None:
+        return Delivery.failed(f"no {route.destination} sink is available")
+    try:
+        return await sink.deliver(message, route)
+    # A sink is a plugin: whatever it raises is a failed delivery, not a crash; the
+    # database refusing the sink's write is a delivery to try again (BLE001).
+    except Exception as exc:  # noqa: BLE001
+        if expected(exc):
+            outage.failed(exc, f"message {message.id} to {route.destination}")
+            return Delivery.retry(f"{route.destination} sink: {exc}")
+        log.exception("sink %s failed on message %d", route.destination, message.id)
+        return Delivery.failed(f"{route.destination} sink error: {type(exc).__name__}: {exc}")

@@ -1,6 +1,8 @@
 """The lanes of routing: one per conversation (local, remote), taken by a few workers.
 
-Messages of one conversation are routed in order, conversations side by side
+Messages of one conversation are routed in order (the ids submitted are hints: the
+router routes the conversation's oldest message still to route, which another node
+may have stored; host.routing.leases), conversations side by side
 (``routing.workers`` worker tasks, each taking one conversation with messages to route at
 a time: a task per conversation would cost a task per message). A message whose routing
 ends in "retry" holds its lane until the retry is due; the worker goes on with another.
@@ -24,17 +26,18 @@ Key = tuple[str, str]  # (local, remote)
 class Outcome:
     """How routing one message ended."""
 
-    status: str  # "routed", "failed", or "retry" (not final)
-    route: Route | None
+    status: str  # "routed", "failed", "retry" (not final), or "elsewhere" (another
+    route: Route | None  # node holds the conversation's lane: it routes them)
     detail: dict[str, Any]
     retry_after: float | None = None
+    message_id: int | None = None  # the message routed (the conversation's oldest)
 
 
 class Lanes:
     """Routes each message submitted with ``route`` (by id), lane by lane; its length is
     the number of conversations with messages still to route."""
 
-    def __init__(self, route: Callable[[int], Awaitable[Outcome]]) -> None:
+    def __init__(self, route: Callable[[int, Key], Awaitable[Outcome]]) -> None:
         self._route = route
         self._lanes: dict[Key, deque[int]] = {}
         self._ready: asyncio.Queue[Key] = asyncio.Queue()  # lanes to route
@@ -44,6 +47,12 @@ class Lanes:
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lanes
+
+    def keys(self) -> list[Key]:
+        return list(self._lanes)
 
     def start(self, workers: int) -> None:
         """Start ``workers`` worker tasks (at least one) and take messages."""
@@ -83,11 +92,16 @@ class Lanes:
             key = await self._ready.get()
             lane = self._lanes.get(key)
             while lane:
-                outcome = await self._route(lane[0])
+                outcome = await self._route(lane[0], key)
                 if outcome.status == "retry":  # the lane waits; the worker goes on
                     self._retry_later(key, outcome.retry_after or 1.0)
                     break
-                lane.popleft()
+                if outcome.status == "elsewhere":
+                    lane.clear()
+                elif outcome.message_id is None:  # nothing (more) to route
+                    lane.popleft()
+                elif outcome.message_id in lane:
+                    lane.remove(outcome.message_id)  # lane[0] but for an older one
             else:
                 self._lanes.pop(key, None)
 

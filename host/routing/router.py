@@ -6,7 +6,12 @@ worker tasks). Before routing, STOP/START/HELP are handled. A destination that f
 now is retried after ``routing.retry_delays``; one that fails for good (or runs out of
 retries) hands the message to the default route, recording why. When the default
 route fails too the message is marked ``failed`` and kept. On start, every message
-still ``received`` is routed, so a crash between commit and routing loses nothing.
+still ``received`` that no live node routes is routed, so a crash between commit and
+routing loses nothing.
+
+Several nodes on one database route a conversation one node at a time, in id order
+(host.routing.leases): a node routes the oldest message of a conversation whose lane it
+holds, and a sweep takes what no live node routes (at start too).
 
 A conversation does not wait for each message's final status (``routed``/``failed``) to
 be committed before routing its next message: the status write is queued and the next
@@ -21,17 +26,21 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from host.backoff import doubling
 from host.errors import StoreError
 from host.outage import Outage, expected
 from host import ledger
 from host.ledger import Change
 from host.models import Message
-from host.routing.inbound import EMAIL_ONLY, Route, compile_routes, default_route, select
-from host.routing.lanes import Lanes, Outcome
+from host.routing.inbound import (EMAIL_ONLY, Route, compile_routes, default_route, deliver,
+                                  select)
+from host.routing.lanes import Key, Lanes, Outcome
+from host.routing.leases import LaneKeeper, Leases, key_of
 from host.sinks.base import Delivery, catch_all_kind
 
 if TYPE_CHECKING:
@@ -72,7 +81,8 @@ class Router:
 
     def __init__(self, settings: Settings, store: Store, ledger: Ledger, messages: Messages,
                  sinks: Mapping[str, Sink], brokers: Mapping[str, BrokerInstance],
-                 optouts: OptOuts, reply: Reply, routed: Routed) -> None:
+                 optouts: OptOuts, reply: Reply, routed: Routed, node: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._store = store
         self._ledger = ledger
@@ -85,6 +95,10 @@ class Router:
         self._routes: list[Route] = compile_routes(settings.inbound)
         self._lanes = Lanes(self._route_safely)  # conversations, in order each
         self.submit = self._lanes.submit  # (message id, local, remote): route it
+        # node: this node's id (a new one per start by default)
+        self.leases = Leases(node, settings.routing.lane_ttl, clock)
+        self.keeper = LaneKeeper(store, self.leases, self._lanes, self.submit,
+                                 settings.routing.sweep_s)
         self._attempts: dict[int, int] = {}
         self._fallbacks: dict[int, _Fallback] = {}  # default route failed for now: retry it
         self._recording: dict[tuple[str, str], asyncio.Task[None]] = {}  # last, per lane
@@ -112,22 +126,21 @@ class Router:
         ``routing.workers`` and ``routing.enabled`` take effect at the next start."""
         self._routes = compile_routes(settings.inbound)
         self._settings = settings
+        self.leases.ttl = settings.routing.lane_ttl
+        self.keeper.sweep_s = settings.routing.sweep_s
 
     async def start(self) -> None:
-        """Route everything left unrouted (by a crash or a stop) and take new messages.
+        """Route everything left unrouted (by a crash or a stop) that no live node
+        routes, and take new messages (their lanes taken as they are stored).
 
         ``routing.workers`` tasks take the conversations that have messages to route,
         one at a time each (a task per conversation would cost a task per message)."""
         self._lanes.start(self._settings.routing.workers)
-        rows = await self._store.read(lambda db: list(db.query(
-            "select id, local, remote from messages where direction = 'in' "
-            "and status = 'received' order by id")))
-        for row in rows:
-            self.submit(row["id"], row["local"], row["remote"])
-        if rows:
-            log.info("routing %d message(s) left unrouted", len(rows))
+        self._ledger.lanes = self.leases
+        await self.keeper.start()
 
     async def stop(self) -> None:
+        self._ledger.lanes = None
         await self._lanes.stop()
         announcing = list(self._announcing)
         if announcing:  # statuses queued: let them commit and announce (bounded)
@@ -138,6 +151,7 @@ class Router:
         self._announcing.clear()
         self._recording.clear()
         self._recorded.clear()
+        await self.keeper.stop()
 
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted message is routed and its status committed and
@@ -148,9 +162,18 @@ class Router:
             await asyncio.sleep(0.01)
         return not self._lanes and not self._announcing
 
-    async def _route_safely(self, message_id: int) -> Outcome:
+    async def _route_safely(self, hint: int, key: Key) -> Outcome:
+        """Route the oldest message of conversation ``key`` still to route (``hint``,
+        one of its ids, may be done already)."""
+        message_id = hint
         try:
-            outcome = await self.route(message_id)
+            message, held = await self.keeper.head(key, self._recorded)
+            if not held:
+                return Outcome("elsewhere", None, {})
+            if message is None:
+                return Outcome("routed", None, {"skipped": True})
+            message_id = message.id
+            outcome = dataclasses.replace(await self._route(message), message_id=message_id)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -178,7 +201,8 @@ class Router:
                 log.warning("routing message %d: retry in %ss", message_id, delay)
             return Outcome("retry", None, {}, delay)
         self._fallbacks.pop(message_id, None)
-        return Outcome("failed", None, {})
+        self.keeper.skip.add(message_id)  # stays "received": routed at the next start
+        return Outcome("failed", None, {}, message_id=message_id)
 
     def _next_retry(self, message_id: int) -> float | None:
         """The delay before the next try of ``message_id``; None when retries ran out."""
@@ -191,9 +215,14 @@ class Router:
         return None
 
     async def route(self, message_id: int) -> Outcome:
+        """Route message ``message_id`` now (tests; the lanes route by conversation)."""
         message = await self._messages.get(message_id)
         if message is None or message.status != "received" or message_id in self._recorded:
             return Outcome("routed", None, {"skipped": True})  # done before
+        return await self._route(message)
+
+    async def _route(self, message: Message) -> Outcome:
+        message_id = message.id
         action = self._optout_action(message)
         if action is not None:
             return await self._optout(message, action)
@@ -263,19 +292,7 @@ class Router:
         return Delivery(delivery.outcome, delivery.detail, delivery.retry_after, merged)
 
     async def _deliver(self, message: Message, route: Route) -> Delivery:
-        sink = self._sinks.get(route.destination)
-        if sink is None:
-            return Delivery.failed(f"no {route.destination} sink is available")
-        try:
-            return await sink.deliver(message, route)
-        # A sink is a plugin: whatever it raises is a failed delivery, not a crash; the
-        # database refusing the sink's write is a delivery to try again (BLE001).
-        except Exception as exc:  # noqa: BLE001
-            if expected(exc):
-                self.outage.failed(exc, f"message {message.id} to {route.destination}")
-                return Delivery.retry(f"{route.destination} sink: {exc}")
-            log.exception("sink %s failed on message %d", route.destination, message.id)
-            return Delivery.failed(f"{route.destination} sink error: {type(exc).__name__}: {exc}")
+        return await deliver(self._sinks, message, route, self.outage)
 
     async def _record(self, message: Message, status: str, route: Route | None,
                       delivery: Delivery, failures: list[dict[str, Any]]) -> Outcome:
@@ -291,10 +308,13 @@ class Router:
             detail["failures"] = failures
         name = route.name if route is not None else None
 
-        def write(db: Any) -> Any:  # event.at is the row's updated_at
-            return ledger.record_status(db, message.id, status, "router", detail, route=name)
+        key = key_of(message.local, message.remote)
 
-        key = (message.local or "", message.remote or "")
+        def write(db: Any) -> Any:  # event.at is the row's updated_at; the lane renewed
+            event = ledger.record_status(db, message.id, status, "router", detail,
+                                         route=name)  # or released, in this write
+            return event, self.leases.after(db, key)
+
         previous = self._recording.get(key)
         if previous is not None and not previous.done():
             # One status per conversation at most waits for its commit while the next
@@ -323,17 +343,20 @@ class Router:
                         write: Callable[[Any], Any]) -> None:
         """Once ``message``'s status is committed, announce it (metrics, hooks)."""
         try:
-            event = await committed
+            event, after = await committed
             self.outage.succeeded()
         except (StoreError, sqlite3.Error):
             # Again until it goes through (the conversation's next status waits, see
             # _record) or the router stops: then the message stays "received" and is
             # routed again at the next start, as after a crash.
-            event = await self._store.write_retrying(
-                write, _backoff(), lambda: self._lanes.running,
+            done = await self._store.write_retrying(
+                write, doubling(0.1, 5.0), lambda: self._lanes.running,
                 f"message {message.id}: its routing status", self.outage)
-            if event is None:
+            if done is None:
                 return
+            event, after = done
+        if after is not None:  # the conversation's next, stored by any node: its turn
+            self.submit(after, message.local, message.remote)
         updated = dataclasses.replace(message, status=status,
                                       route=route.name if route is not None else None,
                                       updated_at=event.at)
@@ -372,10 +395,3 @@ class Router:
         return await self._record(message, "routed", route,
                                   Delivery.delivered(f"keyword {action}", **data), [])
 
-
-def _backoff() -> Iterator[float]:
-    """0.1 s, doubling up to 5 s, for ever (the router's stop ends the waits)."""
-    delay = 0.1
-    while True:
-        yield delay
-        delay = min(5.0, delay * 2)
