@@ -30,7 +30,7 @@ log = logging.getLogger("smshost.store")
 
 
 @dataclass(slots=True)
-class _Op:
+class Op:
     fn: Callable[[Database], Any]
     future: asyncio.Future[Any]
     bare: bool = False  # run alone on the commit thread, outside any transaction
@@ -59,14 +59,14 @@ class Writer:
         self._settings = settings
         self._writes = writes
         self._stats = stats
-        self._pending: deque[_Op] = deque()
+        self._pending: deque[Op] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
         self.task = asyncio.create_task(self._drain(), name="smshost-store-writer")
 
     def queue(self, fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Future[T]:
         """Queue ``fn``; the future gives its result once committed (in queue order)."""
-        op = _Op(fn, asyncio.get_running_loop().create_future(), bare)
+        op = Op(fn, asyncio.get_running_loop().create_future(), bare)
         self._pending.append(op)
         self._wakeup.set()
         return op.future
@@ -107,9 +107,9 @@ class Writer:
                 log.exception("write batch failed")
                 await self._abandon(batch, exc)
             for op in batch:
-                _settle(op)
+                settle(op)
 
-    def _take(self, max_batch: int) -> list[_Op]:
+    def _take(self, max_batch: int) -> list[Op]:
         first = self._pending.popleft()
         batch = [first]
         if first.bare:
@@ -118,7 +118,7 @@ class Writer:
             batch.append(self._pending.popleft())
         return batch
 
-    async def _run_bare(self, op: _Op) -> None:
+    async def _run_bare(self, op: Op) -> None:
         try:
             op.result = await self.in_thread(op.fn, self.db)
         except Exception as exc:  # noqa: BLE001 - handed to the caller
@@ -126,7 +126,7 @@ class Writer:
             return
         self._writes.succeeded()
 
-    async def _run_batch(self, batch: list[_Op]) -> None:
+    async def _run_batch(self, batch: list[Op]) -> None:
         """Run and commit ``batch``; every op ends with a result or an error.
 
         Ops run back to back without savepoints (they cost two statements per write on
@@ -185,7 +185,7 @@ class Writer:
             conn.execute(f"pragma busy_timeout = {int(self._settings.busy_timeout_ms)}")
         await self.in_thread(conn.execute, "begin immediate")
 
-    def _run_all(self, ops: list[_Op]) -> _Op | None:
+    def _run_all(self, ops: list[Op]) -> Op | None:
         """Run ``ops`` in the open transaction; the first that raised, if any."""
         db = self.db
         for op in ops:
@@ -204,7 +204,7 @@ class Writer:
             self._writes.failed(str(exc))
         return error
 
-    async def _abandon(self, batch: list[_Op], error: BaseException) -> None:
+    async def _abandon(self, batch: list[Op], error: BaseException) -> None:
         """Roll back what is open and fail every op of ``batch`` not failed already."""
         for op in batch:
             if op.error is None:
@@ -218,7 +218,7 @@ class Writer:
                 log.exception("rollback failed")
 
 
-def _settle(op: _Op) -> None:
+def settle(op: Op) -> None:
     if op.future.cancelled():
         return
     if op.error is not None:

@@ -37,7 +37,7 @@ from host.config.settings import StoreSettings
 from host.errors import StoreError, StoreUnavailable
 from host.pg.database import PgDatabase
 from host.writepath import WritePath
-from host.writer import StoreStats, _Op, _settle
+from host.writer import StoreStats, Op, settle
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -56,13 +56,13 @@ class PgWriter:
         self._settings = settings
         self._writes = writes
         self._stats = stats
-        self._pending: deque[_Op] = deque()
+        self._pending: deque[Op] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
         self.task = asyncio.create_task(self._drain(), name="smshost-store-writer")
 
     def queue(self, fn: Callable[[Any], T], *, bare: bool = False) -> asyncio.Future[T]:
-        op = _Op(fn, asyncio.get_running_loop().create_future(), bare)
+        op = Op(fn, asyncio.get_running_loop().create_future(), bare)
         self._pending.append(op)
         self._wakeup.set()
         return op.future
@@ -93,9 +93,9 @@ class PgWriter:
                     if op.error is None:
                         op.error, op.result = StoreError(f"write failed: {exc}"), None
             for op in batch:
-                _settle(op)
+                settle(op)
 
-    def _take(self, max_batch: int) -> list[_Op]:
+    def _take(self, max_batch: int) -> list[Op]:
         first = self._pending.popleft()
         batch = [first]
         if first.bare:
@@ -106,7 +106,7 @@ class PgWriter:
 
     # -- on the writer's thread -------------------------------------------------------
 
-    def _run(self, batch: list[_Op]) -> None:
+    def _run(self, batch: list[Op]) -> None:
         try:
             db = self._database()
         except (psycopg.Error, sqlite3.Error) as exc:
@@ -124,7 +124,7 @@ class PgWriter:
             self._db = self._connect()
         return self._db
 
-    def _run_bare(self, db: PgDatabase, op: _Op) -> None:
+    def _run_bare(self, db: PgDatabase, op: Op) -> None:
         try:
             op.result = op.fn(db)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - handed to the caller
@@ -134,7 +134,7 @@ class PgWriter:
             return
         self._writes.succeeded()
 
-    def _run_batch(self, db: PgDatabase, batch: list[_Op]) -> None:
+    def _run_batch(self, db: PgDatabase, batch: list[Op]) -> None:
         pending = batch
         for _ in range(len(batch)):  # each round drops at least one failed op
             try:
@@ -167,7 +167,7 @@ class PgWriter:
         stats.largest_batch = max(stats.largest_batch, len(pending))
 
     @staticmethod
-    def _run_all(db: PgDatabase, ops: list[_Op]) -> _Op | None:
+    def _run_all(db: PgDatabase, ops: list[Op]) -> Op | None:
         for op in ops:
             op.result, op.error = None, None
             try:
@@ -186,7 +186,7 @@ class PgWriter:
         self._writes.failed(str(exc))
         return StoreUnavailable("the database connection was lost", kind="ioerr")
 
-    def _fail_all(self, ops: list[_Op], exc: BaseException, what: str) -> None:
+    def _fail_all(self, ops: list[Op], exc: BaseException, what: str) -> None:
         if self._db is not None and not self._db.raw.closed and self._db.in_transaction:
             try:
                 self._db.raw.rollback()
