@@ -13,6 +13,8 @@ statement (the result is cached):
 - SQLite's case-insensitive ``like`` is ``ilike``; ``instr`` is ``strpos``; ``ifnull``
   is ``coalesce``; two-argument ``max``/``min`` are ``greatest``/``least``;
   ``json_extract(x, '$.key')`` and ``json_set(x, '$.key', v)`` work on ``jsonb``;
+  ``json_each(x)`` over a JSON array is ``jsonb_array_elements_text(x::jsonb)`` (its
+  column ``value`` is text: compare it with a number through ``cast``);
 - in DDL: ``integer`` is ``bigint`` (SQLite's integers are 64 bits), ``real`` is
   ``double precision``, an ``integer primary key`` is an identity column, ``text ...
   collate nocase`` is ``citext``, ``without rowid`` goes.
@@ -34,6 +36,7 @@ _LITERAL_BACK = re.compile("\x00(\\d+)\x00")
 
 _JSON_EXTRACT = re.compile(r"json_extract\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*\)", re.I)
 _JSON_SET = re.compile(r"json_set\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*,", re.I)
+_JSON_EACH = re.compile(r"\bjson_each\(\s*([\w.]+)\s*\)", re.I)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _INSERT_IGNORE = re.compile(r"\binsert\s+or\s+ignore\s+into\b", re.I)
 _RETURNING = re.compile(r"\breturning\b", re.I)
@@ -72,6 +75,7 @@ def translate(sql: str) -> str:
         return _LITERAL.format(len(literals) - 1)
 
     code = _PIECES.sub(keep, sql)
+    code = _JSON_EACH.sub(r"jsonb_array_elements_text(\1::jsonb)", code)
     code = code.replace("%", "%%").replace("?", "%s")
     code = _NAMED.sub(r"%(\1)s", code)
     ignore = bool(_INSERT_IGNORE.search(code))

@@ -1,0 +1,54 @@
+"""The rules of host.pg.dialect added for the core's statements, each with a case: the
+translated text, and (on the session's PostgreSQL) that it runs and means what SQLite
+means by it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from host.pg.database import PgDatabase, connect
+from host.pg.dialect import translate
+
+ADMINS = ("select login from users where exists (select 1 from json_each(users.roles) "
+          "where value = 'admin') order by login")
+IDS = ("select t.id from tickets t where exists (select 1 from json_each(t.message_ids) j "
+       "join outbox o on o.message_id = cast(j.value as integer)) order by t.id")
+
+
+def test_json_each_over_an_array_is_its_elements_as_text() -> None:
+    assert translate(ADMINS) == (
+        "select login from users where exists (select 1 from "
+        "jsonb_array_elements_text(users.roles::jsonb) where value = 'admin') order by login")
+    assert "jsonb_array_elements_text(t.message_ids::jsonb) j join" in translate(IDS)
+
+
+def test_json_each_in_a_literal_stays() -> None:
+    assert translate("select 'json_each(x)' from t") == "select 'json_each(x)' from t"
+
+
+def _fill(db: sqlite3.Connection | PgDatabase) -> None:
+    db.execute("create table users (login text, roles text)")
+    db.execute("create table tickets (id integer, message_ids text)")
+    db.execute("create table outbox (message_id integer)")
+    db.execute("insert into users values ('ann', '[\"admin\",\"agent\"]'), ('bob', "
+               "'[\"agent\"]'), ('cid', '[]'), ('dan', null), ('eve', '[\"admin\"]')")
+    db.execute("insert into tickets values (1, '[5, 6]'), (2, '[7]'), (3, '[]')")
+    db.execute("insert into outbox values (6)")
+
+
+@pytest.mark.parametrize("sql, expected", [(ADMINS, [("ann",), ("eve",)]),
+                                           (IDS, [(1,)])])
+def test_json_each_means_the_same_on_both(pg_url: str, sql: str,
+                                          expected: list[tuple[object, ...]]) -> None:
+    lite = sqlite3.connect(":memory:")
+    _fill(lite)
+    assert lite.execute(sql).fetchall() == expected
+    db = PgDatabase(connect(pg_url))
+    try:
+        _fill(db)
+        assert [tuple(r) for r in db.execute(sql).fetchall()] == expected
+        assert db.table_names() == ["outbox", "tickets", "users"]
+    finally:
+        db.close()
