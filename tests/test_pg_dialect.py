@@ -28,6 +28,36 @@ def test_json_each_in_a_literal_stays() -> None:
     assert translate("select 'json_each(x)' from t") == "select 'json_each(x)' from t"
 
 
+def test_index_hints_go() -> None:
+    assert translate("select min(id) from messages indexed by messages_created where "
+                     "created_at >= ?") == "select min(id) from messages where created_at >= %s"
+    assert translate("select c.id from conversations c indexed by conversations_last, "
+                     "messages m not indexed where m.id = c.last_id") == (
+        "select c.id from conversations c, messages m where m.id = c.last_id")
+
+
+def test_is_and_is_not_with_a_value_are_null_safe_comparisons() -> None:
+    assert translate("select 1 from t where a is ? and b is not :b and c is not null "
+                     "and d is null") == (
+        "select 1 from t where a is not distinct from %s and b is distinct from %(b)s "
+        "and c is not null and d is null")
+
+
+@pytest.mark.parametrize("value, expected", [(None, [("a",)]), ("x", [("b",)])])
+def test_is_means_the_same_on_both(pg_url: str, value: str | None,
+                                   expected: list[tuple[object, ...]]) -> None:
+    sql = "select name from t where local is ? and name is not ? order by name"
+    lite = sqlite3.connect(":memory:")
+    db = PgDatabase(connect(pg_url))
+    try:
+        for conn in (lite, db):
+            conn.execute("create table t (name text, local text)")
+            conn.execute("insert into t values ('a', null), ('b', 'x'), ('c', 'y')")
+            assert [tuple(r) for r in conn.execute(sql, [value, "c"]).fetchall()] == expected
+    finally:
+        db.close()
+
+
 def _fill(db: sqlite3.Connection | PgDatabase) -> None:
     db.execute("create table users (login text, roles text)")
     db.execute("create table tickets (id integer, message_ids text)")

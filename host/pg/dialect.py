@@ -7,7 +7,10 @@ statement (the result is cached):
 - parameters: ``?`` and ``:name`` become psycopg's ``%s`` and ``%(name)s`` (a literal
   ``%`` is doubled);
 - ``insert or ignore`` becomes ``insert ... on conflict do nothing``;
-- ``+column`` (SQLite's way to keep an index out of a plan) is the column;
+- ``+column`` (SQLite's way to keep an index out of a plan) is the column; ``indexed
+  by name`` and ``not indexed`` (SQLite's index hints) go;
+- ``x is ?`` and ``x is not ?`` (SQLite's null-safe comparison with a value) are ``x
+  is not distinct from ?`` and ``x is distinct from ?``;
 - ``rowid`` becomes ``id`` (every table of the PostgreSQL schema has an ``id``, as every
   SQLite table has a rowid: :mod:`host.pg.schema`);
 - SQLite's case-insensitive ``like`` is ``ilike``; ``instr`` is ``strpos``; ``ifnull``
@@ -43,7 +46,10 @@ _RETURNING = re.compile(r"\breturning\b", re.I)
 _SIMPLE = [
     (re.compile(r"\)\s*without\s+rowid\b", re.I), ")"),
     (re.compile(r"(^|[\s(,=])\+(?=[A-Za-z_])"), r"\1"),  # SQLite's "+column": no index
+    (re.compile(r"\s+indexed\s+by\s+\w+|\s+not\s+indexed\b", re.I), ""),
     (re.compile(r"\browid\b", re.I), "id"),
+    (re.compile(r"\bis\s+not\s+(?=%)", re.I), "is distinct from "),
+    (re.compile(r"\bis\s+(?=%)", re.I), "is not distinct from "),
     (re.compile(r"\bnot\s+like\b", re.I), "not ilike"),
     (re.compile(r"(?<!\bnot\s)\blike\b", re.I), "ilike"),
     (re.compile(r"\binstr\(", re.I), "strpos("),
