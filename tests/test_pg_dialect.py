@@ -43,6 +43,16 @@ def test_is_and_is_not_with_a_value_are_null_safe_comparisons() -> None:
         "and c is not null and d is null")
 
 
+def test_a_subquery_in_from_gets_an_alias_when_it_has_none() -> None:
+    assert translate("select count(*) from (select 1 from m where a = ? limit ?)") == (
+        "select count(*) from (select 1 from m where a = %s limit %s) as _sub0")
+    assert translate("select * from (select 1 union select 2) order by 1") == (
+        "select * from (select 1 union select 2) as _sub0 order by 1")
+    assert translate("select x from (select 1 as x) s where x in (select 1 from (values "
+                     "(1)))") == ("select x from (select 1 as x) s where x in (select 1 "
+                                  "from (values (1)) as _sub1)")
+
+
 @pytest.mark.parametrize("value, expected", [(None, [("a",)]), ("x", [("b",)])])
 def test_is_means_the_same_on_both(pg_url: str, value: str | None,
                                    expected: list[tuple[object, ...]]) -> None:

@@ -18,6 +18,7 @@ statement (the result is cached):
   ``json_extract(x, '$.key')`` and ``json_set(x, '$.key', v)`` work on ``jsonb``;
   ``json_each(x)`` over a JSON array is ``jsonb_array_elements_text(x::jsonb)`` (its
   column ``value`` is text: compare it with a number through ``cast``);
+- ``from (select ...)`` without an alias gets one (PostgreSQL before 16 needs it);
 - in DDL: ``integer`` is ``bigint`` (SQLite's integers are 64 bits), ``real`` is
   ``double precision``, an ``integer primary key`` is an identity column, ``text ...
   collate nocase`` is ``citext``, ``without rowid`` goes.
@@ -64,6 +65,11 @@ _DDL = [
 ]
 _DDL_START = re.compile(r"^\s*(create|alter)\s", re.I)
 _MAX_MIN = re.compile(r"\b(max|min)\(", re.I)
+_FROM_SUBQUERY = re.compile(r"\bfrom\s*\(\s*(select|with|values)\b", re.I)
+_AFTER_SUBQUERY = re.compile(r"\s*(\w+)?")
+_NOT_ALIASES = frozenset({"where", "group", "order", "limit", "offset", "union", "except",
+                          "intersect", "join", "inner", "left", "right", "full", "cross",
+                          "natural", "on", "using", "having", "window", "returning"})
 _INSERT_INTO = re.compile(r"^\s*insert\s+into\s+\"?(\w+)\"?", re.I)
 
 
@@ -93,6 +99,7 @@ def translate(sql: str) -> str:
         for pattern, replacement in _DDL:
             code = pattern.sub(replacement, code)
     code = _greatest_least(code)
+    code = _alias_subqueries(code)
     if ignore:
         code = _on_conflict_nothing(code)
     return _LITERAL_BACK.sub(lambda m: literals[int(m.group(1))].replace("%", "%%"), code)
@@ -147,3 +154,22 @@ def _arguments(code: str, start: int) -> tuple[int | None, int]:
         elif char == "," and depth == 1:
             commas += 1
     return None, commas
+
+
+def _alias_subqueries(code: str) -> str:
+    """``from (select ...)`` without an alias gets one (PostgreSQL before 16 needs it;
+    SQLite names none)."""
+    out: list[str] = []
+    at = 0
+    for n, match in enumerate(_FROM_SUBQUERY.finditer(code)):
+        opening = code.index("(", match.start())
+        end, _ = _arguments(code, opening + 1)
+        if end is None:
+            continue
+        word = _AFTER_SUBQUERY.match(code, end + 1)
+        following = word.group(1) if word else None
+        if following is None or following.lower() in _NOT_ALIASES:
+            out.append(code[at:end + 1] + f" as _sub{n}")
+            at = end + 1
+    out.append(code[at:])
+    return "".join(out)
