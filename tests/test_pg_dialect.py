@@ -53,6 +53,27 @@ def test_a_subquery_in_from_gets_an_alias_when_it_has_none() -> None:
                                   "from (values (1)) as _sub1)")
 
 
+def test_an_empty_list_is_an_empty_array() -> None:
+    assert translate("select 1 from t where a in () or b not in ( ) and c in (?)") == (
+        "select 1 from t where a = any('{}') or b <> all('{}') and c in (%s)")
+
+
+def test_an_empty_list_means_the_same_on_both(pg_url: str) -> None:
+    sql = ("select name, n in (), n not in (), name not in () from t "
+           "where n not in () and name not in () order by name")
+    lite = sqlite3.connect(":memory:")
+    db = PgDatabase(connect(pg_url))
+    try:
+        rows = []
+        for conn in (lite, db):
+            conn.execute("create table t (name text, n integer)")
+            conn.execute("insert into t values ('a', 1), ('b', null)")
+            rows.append([(r[0], *(bool(v) for v in r[1:])) for r in conn.execute(sql)])
+        assert rows[0] == rows[1] == [("a", False, True, True), ("b", False, True, True)]
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize("value, expected", [(None, [("a",)]), ("x", [("b",)])])
 def test_is_means_the_same_on_both(pg_url: str, value: str | None,
                                    expected: list[tuple[object, ...]]) -> None:

@@ -9,6 +9,8 @@ statement (the result is cached):
 - ``insert or ignore`` becomes ``insert ... on conflict do nothing``;
 - ``+column`` (SQLite's way to keep an index out of a plan) is the column; ``indexed
   by name`` and ``not indexed`` (SQLite's index hints) go;
+- ``x in ()`` and ``x not in ()`` (an empty list: false and true, even for null) are
+  ``x = any('{}')`` and ``x <> all('{}')``;
 - ``x is ?`` and ``x is not ?`` (SQLite's null-safe comparison with a value) are ``x
   is not distinct from ?`` and ``x is distinct from ?``;
 - ``rowid`` becomes ``id`` (every table of the PostgreSQL schema has an ``id``, as every
@@ -48,6 +50,8 @@ _SIMPLE = [
     (re.compile(r"\)\s*without\s+rowid\b", re.I), ")"),
     (re.compile(r"(^|[\s(,=])\+(?=[A-Za-z_])"), r"\1"),  # SQLite's "+column": no index
     (re.compile(r"\s+indexed\s+by\s+\w+|\s+not\s+indexed\b", re.I), ""),
+    (re.compile(r"\bnot\s+in\s*\(\s*\)", re.I), "<> all('{}')"),
+    (re.compile(r"\bin\s*\(\s*\)", re.I), "= any('{}')"),
     (re.compile(r"\browid\b", re.I), "id"),
     (re.compile(r"\bis\s+not\s+(?=%)", re.I), "is distinct from "),
     (re.compile(r"\bis\s+(?=%)", re.I), "is not distinct from "),
