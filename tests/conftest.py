@@ -245,15 +245,25 @@ def _on_postgres(request: pytest.FixtureRequest,
 
     if request.node.get_closest_marker("sqlite_only") is not None:
         pytest.skip("about SQLite itself")
-    url = request.getfixturevalue("pg_url")
+    # one database per data directory, as on SQLite (a test's second installation
+    # starts empty; a host started again on the same directory finds its data)
+    urls = {None: request.getfixturevalue("pg_url")}
+    server = request.getfixturevalue("pg_server")
+    made: list[str] = []
 
     def on_postgres(settings: Any, data_dir: Path, prepare: Any = None) -> Any:
         if settings.url is not None:
             return make_store(settings, data_dir, prepare)
-        return PgStore(url, settings, data_dir / settings.filename)
+        key = Path(data_dir).resolve()
+        if key not in urls:
+            urls[key] = urls.pop(None) if None in urls else server.new_database()
+            made.append(urls[key])
+        return PgStore(urls[key], settings, data_dir / settings.filename)
 
     monkeypatch.setattr(host.core, "make_store", on_postgres)
     yield
+    for url in made[1:]:  # the first is pg_url's, dropped by it
+        server.drop(url)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,10 @@ once (:mod:`host.pg.dialect`), so one function serves both stores.
 
 Values go to the server untyped (as SQLite takes them) and the server infers each
 parameter's type from where it is used: a number compared with a text column, a flag
-``True`` stored in an integer column, work as on SQLite. ``numeric`` results (``sum``)
-come back as ``int`` when whole. Errors are raised as the DB-API classes of
-:mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a caller catches one
+``True`` stored in an integer column, work as on SQLite; a float goes as ``double
+precision`` (compared with an integer, stored in an integer column, as on SQLite).
+``numeric`` results (``sum``) come back as ``int`` when whole. Errors are raised as the
+DB-API classes of :mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a caller catches one
 family whatever the store.
 """
 
@@ -41,6 +42,17 @@ class _Untyped(Dumper):
         return str(obj).encode()
 
 
+class _Real(Dumper):
+    """A float as ``double precision``: the server would type an untyped one by its
+    context, an integer beside ``? > 0``, and refuse ``10.0`` there (SQLite compares
+    any number with any)."""
+
+    oid = 701
+
+    def dump(self, obj: Any) -> Buffer:
+        return repr(float(obj)).encode()
+
+
 class _Flag(Dumper):
     oid = 0
 
@@ -61,8 +73,9 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A connection to ``url`` with smshost's adapters (module docstring)."""
     conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     adapters = conn.adapters
-    for kind in (int, float, str):
+    for kind in (int, str):
         adapters.register_dumper(kind, _Untyped)
+    adapters.register_dumper(float, _Real)
     adapters.register_dumper(bool, _Flag)
     adapters.register_loader("numeric", _Number)
     return conn
