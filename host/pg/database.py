@@ -11,8 +11,8 @@ parameter's type from where it is used: a number compared with a text column, a 
 ``True`` stored in an integer column, work as on SQLite; a float goes as ``double
 precision`` (compared with an integer, stored in an integer column, as on SQLite).
 ``numeric`` results (``sum``) come back as ``int`` when whole. Errors are raised as the
-DB-API classes of :mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a caller catches one
-family whatever the store.
+DB-API classes of :mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a
+caller catches one family whatever the store.
 """
 
 from __future__ import annotations
