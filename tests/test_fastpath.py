@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import socket
-import sqlite3
 import ssl
 import threading
 import time
@@ -68,12 +67,14 @@ class Live:
         self.failure: BaseException | None = None
         self.conns: list[Conn] = []
         self.fast_runs: list[str] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _run(self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(self._main())
 
     async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
         try:
             async with self.host.running():
                 await self.server.serve(sockets=[self.sock])
@@ -108,13 +109,11 @@ class Live:
         return conn
 
     def rows(self) -> list[dict[str, Any]]:
-        db = sqlite3.connect(Path(self.host.settings.server.data_dir) / "smshost.db")
-        db.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in db.execute(
-                "select * from messages where direction = 'in' order by id")]
-        finally:
-            db.close()
+        """The MOs stored, read through the running host's store (on its loop)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(self.host.store.read(lambda db: list(
+            db.query("select * from messages where direction = 'in' order by id"))),
+            self.loop).result(TIMEOUT)
 
 
 class Conn:
