@@ -187,8 +187,12 @@ def _count(table: str, column: str, walk: str, cutoff: str,
 
 def check_keep(keep: str, db: Database) -> None:
     """Run ``keep`` the way a purge batch does (as ``kept(id)``, about no row); raise
-    if it cannot (bad SQL, not one column)."""
-    db.execute(f"with kept(id) as ({keep}) select id from kept where id in (-1)").fetchall()
+    if it cannot (bad SQL, not one column: PostgreSQL names the first of several)."""
+    cursor = db.execute(f"with kept(id) as ({keep}) select * from kept where id in (-1)")
+    cursor.fetchall()
+    if len(cursor.description or ()) != 1:
+        raise sqlite3.OperationalError(f"kept(id) has {len(cursor.description or ())} "
+                                       "columns: the query must give one (message ids)")
 
 
 # -- giving space back ------------------------------------------------------------------
