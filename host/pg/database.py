@@ -90,16 +90,40 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# SQLSTATEs (or their classes, two characters) of the server refusing work for a reason
+# outside the statement, as the SQLite result code of the same meaning, so that
+# host.writepath.refusal() names the same kind (/health, 503) on either store.
+_REFUSALS = {"53100": sqlite3.SQLITE_FULL,  # disk_full
+             "53200": sqlite3.SQLITE_NOMEM,  # out_of_memory
+             "53": sqlite3.SQLITE_FULL,  # insufficient resources (too many connections...)
+             "25006": sqlite3.SQLITE_READONLY,  # read_only_sql_transaction (a standby)
+             "42501": sqlite3.SQLITE_PERM,  # insufficient_privilege
+             "55P03": sqlite3.SQLITE_BUSY,  # lock_not_available (lock_timeout)
+             "57P01": sqlite3.SQLITE_IOERR,  # admin_shutdown
+             "57P02": sqlite3.SQLITE_IOERR,  # crash_shutdown
+             "57P03": sqlite3.SQLITE_IOERR,  # cannot_connect_now
+             "58": sqlite3.SQLITE_IOERR,  # system error (I/O)
+             "08": sqlite3.SQLITE_IOERR}  # connection exception
+
+
 def _error(exc: psycopg.Error) -> sqlite3.Error:
-    """``exc`` as the sqlite3 class of the same meaning."""
+    """``exc`` as the sqlite3 class of the same meaning (with the SQLite result code of
+    a refusal: :data:`_REFUSALS`)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    error: sqlite3.Error
     if isinstance(exc, psycopg.IntegrityError):
-        return sqlite3.IntegrityError(text)
-    if isinstance(exc, psycopg.DataError):
-        return sqlite3.DataError(text)
-    if isinstance(exc, psycopg.InternalError | psycopg.NotSupportedError):
-        return sqlite3.InternalError(text)
-    return sqlite3.OperationalError(text)
+        error = sqlite3.IntegrityError(text)
+    elif isinstance(exc, psycopg.DataError):
+        error = sqlite3.DataError(text)
+    elif isinstance(exc, psycopg.InternalError | psycopg.NotSupportedError):
+        error = sqlite3.InternalError(text)
+    else:
+        error = sqlite3.OperationalError(text)
+    state = exc.sqlstate or ("08000" if isinstance(exc, psycopg.OperationalError) else "")
+    code = _REFUSALS.get(state, _REFUSALS.get(state[:2]))
+    if code is not None:
+        error.sqlite_errorcode = code
+    return error
 
 
 class PgCursor:
