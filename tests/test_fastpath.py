@@ -29,7 +29,7 @@ from host.core import Host
 from host.server import _config, _Server, bind
 from host.web.fastpath import WebhookCall, WebhookProtocol
 from tests.brokers.conftest import broker_config
-from tests.conftest import free_port, write_lock
+from tests.conftest import free_port, read_apart, write_lock
 
 SECRET = "fast-path-secret"
 GENERIC = f"""
@@ -109,11 +109,15 @@ class Live:
         return conn
 
     def rows(self) -> list[dict[str, Any]]:
-        """The MOs stored, read through the running host's store (on its loop)."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(self.host.store.read(lambda db: list(
-            db.query("select * from messages where direction = 'in' order by id"))),
-            self.loop).result(TIMEOUT)
+        """The MOs stored, read through the running host's store (on its loop), or
+        through a store of its own once the server has stopped."""
+        def read(db: Any) -> list[dict[str, Any]]:
+            return list(db.query("select * from messages where direction = 'in' order by id"))
+
+        if self.loop is None or not self.thread.is_alive():
+            return read_apart(self.host, read)
+        return asyncio.run_coroutine_threadsafe(self.host.store.read(read),
+                                                self.loop).result(TIMEOUT)
 
 
 class Conn:
@@ -552,7 +556,7 @@ def test_a_webhook_cut_short_by_shutdown_is_answered_500_and_closed(
     server is stopped with a 1 s grace time: the broker gets a 500 (it retries), not a
     silent connection. The message is committed once the lock goes (nothing lost)."""
     server = live(fast=fast, shutdown_timeout=1)
-    with write_lock(Path(server.host.settings.server.data_dir) / "smshost.db"):
+    with write_lock(server.host.store):
         conn = server.connect()
         conn.send(webhook(mo_body(90)))
         time.sleep(0.3)  # the webhook now waits on the lock
