@@ -174,6 +174,10 @@ def vacuum(config_dir: Path | None, data_dir: Path | None) -> None:
     from host.lockfile import DataLock
 
     _, settings = load_config(config_dir)
+    if settings.store.url is not None:
+        click.echo("the database is on PostgreSQL: its autovacuum gives the space a purge "
+                   "frees back by itself; nothing to do")
+        return
     path = Path(data_dir or settings.server.data_dir) / settings.store.filename
     if not path.exists():
         click.echo(f"error: no database at {path}", err=True)

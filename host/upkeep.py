@@ -86,7 +86,8 @@ async def purge_table(store: Store, table: str, column: str, cutoff: str, *,
     assert spare is None or not children, "spare is for tables without children"
     walk = walk or column
     counts = {table: 0, **{child: 0 for child, _ in children}}
-    if not await store.read(partial(_any_below, table, walk, cutoff)):
+    if not await store.read(partial(_any_below, table, walk, cutoff,
+                                    store.dialect == "sqlite")):
         return counts  # nothing to do: no transaction
     if dry_run:
         return await store.read(partial(_count, table, column, walk, cutoff, children, keep,
@@ -110,11 +111,13 @@ async def _rest(started: float, pause: float) -> None:
     await asyncio.sleep(max(pause, REST_FACTOR * (time.monotonic() - started)))
 
 
-def _any_below(table: str, walk: str, cutoff: str, db: Database) -> bool:
+def _any_below(table: str, walk: str, cutoff: str, planned: bool, db: Database) -> bool:
     """Whether a row is below the cutoff; warns when ``walk`` has no index (then each
-    batch would read the whole table)."""
+    batch would read the whole table), when ``planned`` (SQLite: PostgreSQL's planner
+    reads a small table whole whatever its indexes)."""
     sql = f'select rowid from "{table}" where "{walk}" < ? order by "{walk}", rowid limit 1'
-    plan = " ".join(r[3] for r in db.execute(f"explain query plan {sql}", [cutoff]))
+    plan = " ".join(r[3] for r in db.execute(f"explain query plan {sql}", [cutoff])) \
+        if planned else "INDEX"
     if "INDEX" not in plan:
         log.warning("purge of %s by %s reads the whole table each batch: index %s (%s)",
                     table, walk, walk, plan)
@@ -184,8 +187,12 @@ def _count(table: str, column: str, walk: str, cutoff: str,
 
 def check_keep(keep: str, db: Database) -> None:
     """Run ``keep`` the way a purge batch does (as ``kept(id)``, about no row); raise
-    if it cannot (bad SQL, not one column)."""
-    db.execute(f"with kept(id) as ({keep}) select id from kept where id in (-1)").fetchall()
+    if it cannot (bad SQL, not one column: PostgreSQL names the first of several)."""
+    cursor = db.execute(f"with kept(id) as ({keep}) select * from kept where id in (-1)")
+    cursor.fetchall()
+    if len(cursor.description or ()) != 1:
+        raise sqlite3.OperationalError(f"kept(id) has {len(cursor.description or ())} "
+                                       "columns: the query must give one (message ids)")
 
 
 # -- giving space back ------------------------------------------------------------------
@@ -193,7 +200,9 @@ def check_keep(keep: str, db: Database) -> None:
 async def give_back(store: Store, pause: float) -> int:
     """Return the database's free pages to the file system, VACUUM_STEP_PAGES per step
     with ``pause`` seconds between steps; the pages returned (0 when the database is
-    not in incremental vacuum mode)."""
+    not in incremental vacuum mode, and on PostgreSQL, whose autovacuum does it)."""
+    if store.dialect != "sqlite":
+        return 0
     mode, free = await store.read(_vacuum_state)
     if mode != 2 or not free:
         return 0

@@ -24,6 +24,7 @@ from host.core import Host
 from tests.pgserver import Cluster, ExternalServer, PgUnavailable, must_run, open_server
 
 S = TypeVar("S", bound=socketserver.BaseServer)
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SMSHOST = [sys.executable, "-m", "host"]
@@ -136,10 +137,17 @@ def server_in_thread(server: S) -> Iterator[S]:
 
 
 @contextmanager
-def write_lock(path: Path | str) -> Iterator[None]:
-    """Hold ``path``'s SQLite write lock, as another process would (``smshost purge``
-    beside the server): smshost's writes wait busy_timeout, then fail."""
-    db = sqlite3.connect(path, isolation_level=None)
+def write_lock(target: Path | str | Any) -> Iterator[None]:
+    """Hold the write lock of ``target`` (a SQLite file's path, or a store: its file's,
+    or on PostgreSQL the cluster's write lock) as another process would (``smshost
+    purge`` beside the server, another node): smshost's writes wait busy_timeout, then
+    fail."""
+    url = getattr(target, "url", None)
+    if url is not None:
+        with _pg_write_lock(url):
+            yield
+        return
+    db = sqlite3.connect(getattr(target, "path", target), isolation_level=None)
     try:
         db.execute("begin immediate")
         yield
@@ -236,6 +244,38 @@ def routes_toml(*routes: tuple[str, str, str, str, str], extra: str = "") -> str
 ON_POSTGRES = os.environ.get("SMSHOST_TEST_STORE", "sqlite") == "postgresql"
 
 
+def read_apart(host: Host, fn: Callable[[Any], T]) -> T:
+    """``fn(db)`` read through a store of its own on ``host``'s database (SQLite's
+    file, or its PostgreSQL database on SMSHOST_TEST_STORE=postgresql), for a test to
+    check what a host that has stopped stored."""
+    import asyncio
+
+    import host.core as hostcore
+
+    async def read() -> T:
+        store = hostcore.make_store(host.settings.store, host.data_dir)
+        await store.open(host.migration_sets())
+        try:
+            return await store.read(fn)
+        finally:
+            await store.close()
+    return asyncio.run(read())
+
+
+@contextmanager
+def _pg_write_lock(url: str) -> Iterator[None]:
+    import psycopg
+
+    from host.pg.writer import WRITE_LOCK
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", [WRITE_LOCK])
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", [WRITE_LOCK])
+
+
 @pytest.fixture(autouse=ON_POSTGRES)
 def _on_postgres(request: pytest.FixtureRequest,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -245,15 +285,25 @@ def _on_postgres(request: pytest.FixtureRequest,
 
     if request.node.get_closest_marker("sqlite_only") is not None:
         pytest.skip("about SQLite itself")
-    url = request.getfixturevalue("pg_url")
+    # one database per data directory, as on SQLite (a test's second installation
+    # starts empty; a host started again on the same directory finds its data)
+    urls = {None: request.getfixturevalue("pg_url")}
+    server = request.getfixturevalue("pg_server")
+    made: list[str] = []
 
     def on_postgres(settings: Any, data_dir: Path, prepare: Any = None) -> Any:
         if settings.url is not None:
             return make_store(settings, data_dir, prepare)
-        return PgStore(url, settings, data_dir / settings.filename)
+        key = Path(data_dir).resolve()
+        if key not in urls:
+            urls[key] = urls.pop(None) if None in urls else server.new_database()
+            made.append(urls[key])
+        return PgStore(urls[key], settings, data_dir / settings.filename)
 
     monkeypatch.setattr(host.core, "make_store", on_postgres)
     yield
+    for url in made[1:]:  # the first is pg_url's, dropped by it
+        server.drop(url)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
+@pytest.mark.sqlite_only  # the bench fills a SQLite file directly (bench/bigdb.py)
 def test_the_admin_pages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(BENCH))

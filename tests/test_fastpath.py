@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import socket
-import sqlite3
 import ssl
 import threading
 import time
@@ -30,7 +29,7 @@ from host.core import Host
 from host.server import _config, _Server, bind
 from host.web.fastpath import WebhookCall, WebhookProtocol
 from tests.brokers.conftest import broker_config
-from tests.conftest import free_port, write_lock
+from tests.conftest import free_port, read_apart, write_lock
 
 SECRET = "fast-path-secret"
 GENERIC = f"""
@@ -68,12 +67,14 @@ class Live:
         self.failure: BaseException | None = None
         self.conns: list[Conn] = []
         self.fast_runs: list[str] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _run(self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(self._main())
 
     async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
         try:
             async with self.host.running():
                 await self.server.serve(sockets=[self.sock])
@@ -108,13 +109,15 @@ class Live:
         return conn
 
     def rows(self) -> list[dict[str, Any]]:
-        db = sqlite3.connect(Path(self.host.settings.server.data_dir) / "smshost.db")
-        db.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in db.execute(
-                "select * from messages where direction = 'in' order by id")]
-        finally:
-            db.close()
+        """The MOs stored, read through the running host's store (on its loop), or
+        through a store of its own once the server has stopped."""
+        def read(db: Any) -> list[dict[str, Any]]:
+            return list(db.query("select * from messages where direction = 'in' order by id"))
+
+        if self.loop is None or not self.thread.is_alive():
+            return read_apart(self.host, read)
+        return asyncio.run_coroutine_threadsafe(self.host.store.read(read),
+                                                self.loop).result(TIMEOUT)
 
 
 class Conn:
@@ -553,7 +556,7 @@ def test_a_webhook_cut_short_by_shutdown_is_answered_500_and_closed(
     server is stopped with a 1 s grace time: the broker gets a 500 (it retries), not a
     silent connection. The message is committed once the lock goes (nothing lost)."""
     server = live(fast=fast, shutdown_timeout=1)
-    with write_lock(Path(server.host.settings.server.data_dir) / "smshost.db"):
+    with write_lock(server.host.store):
         conn = server.connect()
         conn.send(webhook(mo_body(90)))
         time.sleep(0.3)  # the webhook now waits on the lock

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,18 +26,15 @@ from host.config.secrets import Secret
 from host.core import Host
 from host.history import FOUND_AT_START
 from host.web.api import history as history_api
-from tests.conftest import base_config, write_lock
+from tests.conftest import base_config, read_apart, write_lock
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+def rows(host: Host, sql: str) -> list[tuple[Any, ...]]:
+    """What ``host``'s database holds, read through a store of its own."""
+    return read_apart(host, lambda db: [tuple(r) for r in db.execute(sql).fetchall()])
 
 
 class Node:
@@ -280,7 +276,7 @@ def test_secrets_appear_in_no_stored_diff_and_no_answer(
                run(cfg, "--show", str(start["id"]), "--json").output,
                run(cfg, "--json").output]
     assert f"{HIDDEN}\"{CHANGED}" in cli_out[0]
-    stored = rows(node.db, "select diff, files from config_history")
+    stored = rows(node.host, "select diff, files from config_history")
     for secret in secrets:
         for diff_text, _ in stored:
             assert secret not in diff_text
@@ -427,12 +423,10 @@ def test_routes_declare_who_may_use_them(host: Host) -> None:
 
 def test_the_purge_leaves_the_history(node: Node) -> None:
     node.client.post("/api/history/notes", json={"note": "old"})
-    conn = sqlite3.connect(node.db)
-    with conn:
-        conn.execute("update config_history set at = '2001-01-01T00:00:00.000000Z'")
-    conn.close()
+    node.call(node.host.store.write, lambda db: db.execute(
+        "update config_history set at = '2001-01-01T00:00:00.000000Z'"))
     node.call(node.host.purger.run, 2)
-    assert rows(node.db, "select count(*) from config_history") == [(2,)]
+    assert rows(node.host, "select count(*) from config_history") == [(2,)]
 
 
 
@@ -443,7 +437,7 @@ def test_a_database_refusing_the_start_entry_does_not_stop_the_start(
     db = tmp_path / "data" / "smshost.db"
     with Node(cfg, db) as node:
         node.host.live.files = {**node.host.live.files, "routes.toml": "# edited\n"}
-        with write_lock(db):  # another process holds the database (a full disk alike)
+        with write_lock(node.host.store):  # another process holds the database
             assert node.call(node.host.history.start) is None
     assert "could not record this start" in caplog.text
-    assert rows(db, "select source from config_history") == [("start",)]
+    assert rows(node.host, "select source from config_history") == [("start",)]

@@ -138,6 +138,7 @@ def test_a_registration_hook_that_raises_is_a_recorded_load_failure(host: Host) 
         ("broken", "hook register_migrations", "RuntimeError: no tables")]
 
 
+@pytest.mark.sqlite_only  # the hook prepares SQLite connections (none on PostgreSQL)
 def test_hook_prepare_connection(host: Host) -> None:
     class Functions:
         @hookimpl

@@ -128,6 +128,7 @@ def listing(tmp_path: Path, config_dir: Callable[..., Path]) -> Iterator[tuple[H
     yield host, tracer
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans (EXPLAIN QUERY PLAN of the traced SQL)
 @pytest.mark.parametrize("url", FILTERED + UNFILTERED)
 def test_every_list_query_walks_an_index(listing: tuple[Host, Tracer], url: str) -> None:
     host, tracer = listing

@@ -41,6 +41,7 @@ def serving(config: Path) -> Iterator[Host]:
         yield host
 
 
+@pytest.mark.sqlite_only  # `smshost vacuum` VACUUMs the SQLite file
 def test_vacuum_refuses_while_a_server_runs(serving: Host, config: Path) -> None:
     done = run_cli("vacuum", "--config", str(config))
     assert done.returncode == 1
@@ -83,6 +84,7 @@ def test_a_server_killed_leaves_no_lock_behind(config: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.sqlite_only  # the SQLite file's lock and a file that is no database
 def test_vacuum_says_who_holds_a_busy_database_and_nothing_of_the_kind_otherwise(
         config: Path) -> None:
     host = Host(load_settings(config), config_dir=config)

@@ -58,9 +58,9 @@ def test_purge_deletes_only_old_rows_in_batches(host_factory: Any, tmp_path: Pat
         return counts, host.store.stats.commits - before, left
     counts, commits, left = run(host, flow)
     assert counts == {"messages": 10, "message_events": 20, **EMPTY}
-    # 4 + 4 + 2 rows, and the text index's merge of what was deleted (the empty
-    # simulator inbox needs no commit)
-    assert commits == 4
+    # 4 + 4 + 2 rows, and (SQLite's FTS5) the text index's merge of what was deleted
+    # (the empty simulator inbox needs no commit)
+    assert commits == (4 if host.store.dialect == "sqlite" else 3)
     assert left == [11, 12, 13]
 
 
@@ -68,7 +68,7 @@ def test_dry_run_counts_and_deletes_nothing(host: Host) -> None:
     async def flow() -> tuple[dict[str, int], int]:
         await seed(host, old=5, new=2)
         counts = await host.purger.run(30, dry_run=True)
-        return counts, await host.store.read(lambda db: db["messages"].count)
+        return counts, await host.store.read(lambda db: db.execute("select count(*) from messages").fetchone()[0])
     assert run(host, flow) == ({"messages": 5, "message_events": 10, **EMPTY}, 7)
 
 
@@ -132,7 +132,7 @@ def test_a_failing_messages_kept_keeps_every_message_after_many_hook_failures(
         await seed(host, old=60, new=0)  # 60 failures of message_stored
         assert len(host.plugins.hook_failures) == host.plugins.hook_failures.maxlen
         counts = await host.purger.run(2)
-        return counts, await host.store.read(lambda db: db["messages"].count)
+        return counts, await host.store.read(lambda db: db.execute("select count(*) from messages").fetchone()[0])
     counts, left = run(host, flow)
     assert left == 60 and "messages" not in counts
 
@@ -163,7 +163,7 @@ def test_a_cutoff_before_the_year_1000_deletes_nothing(host: Host) -> None:
         await seed(host, old=0, new=3)
         counted = await host.purger.run(30, dry_run=True)
         counts = await host.purger.run(30)
-        return counted, counts, await host.store.read(lambda db: db["messages"].count)
+        return counted, counts, await host.store.read(lambda db: db.execute("select count(*) from messages").fetchone()[0])
     counted, counts, left = run(host, flow)
     assert counted["messages"] == counts["messages"] == 0 and left == 3
 
@@ -359,7 +359,7 @@ def test_purge_gives_the_freed_space_back(host_factory: Any, tmp_path: Path) -> 
         await host.messages.add(NewMessage(direction="in", body="new", status="received"))
         pages = await host.store.read(lambda db: db.execute("pragma page_count").fetchone()[0])
         await host.purger.run(2)
-        return pages, await host.store.read(lambda db: db["messages"].count)
+        return pages, await host.store.read(lambda db: db.execute("select count(*) from messages").fetchone()[0])
     pages, left = run(host, flow)
     conn = sqlite3.connect(host.store.path)
     after, free = (conn.execute(f"pragma {p}").fetchone()[0]

@@ -46,7 +46,8 @@ whose status callbacks are still to be delivered."""
 # Rows of the other core tables that stay however old (queries of their rowids).
 KEPT_ROWS = {
     "idempotency": "select i.rowid from idempotency i where exists (select 1 from "
-                   "json_each(i.message_ids) j join outbox o on o.message_id = j.value)",
+                   "json_each(i.message_ids) j join outbox o "
+                   "on o.message_id = cast(j.value as integer))",
     "mo_parts": "select id from mo_parts where message_id is null",
     "callback_deliveries": "select id from callback_deliveries where status = 'pending'",
     "handler_loads": "select h.id from handler_loads h where h.id = (select max(id) "

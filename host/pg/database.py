@@ -8,10 +8,11 @@ once (:mod:`host.pg.dialect`), so one function serves both stores.
 
 Values go to the server untyped (as SQLite takes them) and the server infers each
 parameter's type from where it is used: a number compared with a text column, a flag
-``True`` stored in an integer column, work as on SQLite. ``numeric`` results (``sum``)
-come back as ``int`` when whole. Errors are raised as the DB-API classes of
-:mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a caller catches one
-family whatever the store.
+``True`` stored in an integer column, work as on SQLite; a float goes as ``double
+precision`` (compared with an integer, stored in an integer column, as on SQLite).
+``numeric`` results (``sum``) come back as ``int`` when whole. Errors are raised as the
+DB-API classes of :mod:`sqlite3` (``IntegrityError``, ``OperationalError``, ...), so a
+caller catches one family whatever the store.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class _Untyped(Dumper):
         return str(obj).encode()
 
 
+class _Real(Dumper):
+    """A float as ``double precision``: the server would type an untyped one by its
+    context, an integer beside ``? > 0``, and refuse ``10.0`` there (SQLite compares
+    any number with any)."""
+
+    oid = 701
+
+    def dump(self, obj: Any) -> Buffer:
+        return repr(float(obj)).encode()
+
+
 class _Flag(Dumper):
     oid = 0
 
@@ -61,8 +73,9 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A connection to ``url`` with smshost's adapters (module docstring)."""
     conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     adapters = conn.adapters
-    for kind in (int, float, str):
+    for kind in (int, str):
         adapters.register_dumper(kind, _Untyped)
+    adapters.register_dumper(float, _Real)
     adapters.register_dumper(bool, _Flag)
     adapters.register_loader("numeric", _Number)
     return conn
@@ -77,16 +90,40 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# SQLSTATEs (or their classes, two characters) of the server refusing work for a reason
+# outside the statement, as the SQLite result code of the same meaning, so that
+# host.writepath.refusal() names the same kind (/health, 503) on either store.
+_REFUSALS = {"53100": sqlite3.SQLITE_FULL,  # disk_full
+             "53200": sqlite3.SQLITE_NOMEM,  # out_of_memory
+             "53": sqlite3.SQLITE_FULL,  # insufficient resources (too many connections...)
+             "25006": sqlite3.SQLITE_READONLY,  # read_only_sql_transaction (a standby)
+             "42501": sqlite3.SQLITE_PERM,  # insufficient_privilege
+             "55P03": sqlite3.SQLITE_BUSY,  # lock_not_available (lock_timeout)
+             "57P01": sqlite3.SQLITE_IOERR,  # admin_shutdown
+             "57P02": sqlite3.SQLITE_IOERR,  # crash_shutdown
+             "57P03": sqlite3.SQLITE_IOERR,  # cannot_connect_now
+             "58": sqlite3.SQLITE_IOERR,  # system error (I/O)
+             "08": sqlite3.SQLITE_IOERR}  # connection exception
+
+
 def _error(exc: psycopg.Error) -> sqlite3.Error:
-    """``exc`` as the sqlite3 class of the same meaning."""
+    """``exc`` as the sqlite3 class of the same meaning (with the SQLite result code of
+    a refusal: :data:`_REFUSALS`)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    error: sqlite3.Error
     if isinstance(exc, psycopg.IntegrityError):
-        return sqlite3.IntegrityError(text)
-    if isinstance(exc, psycopg.DataError):
-        return sqlite3.DataError(text)
-    if isinstance(exc, psycopg.InternalError | psycopg.NotSupportedError):
-        return sqlite3.InternalError(text)
-    return sqlite3.OperationalError(text)
+        error = sqlite3.IntegrityError(text)
+    elif isinstance(exc, psycopg.DataError):
+        error = sqlite3.DataError(text)
+    elif isinstance(exc, psycopg.InternalError | psycopg.NotSupportedError):
+        error = sqlite3.InternalError(text)
+    else:
+        error = sqlite3.OperationalError(text)
+    state = exc.sqlstate or ("08000" if isinstance(exc, psycopg.OperationalError) else "")
+    code = _REFUSALS.get(state, _REFUSALS.get(state[:2]))
+    if code is not None:
+        error.sqlite_errorcode = code
+    return error
 
 
 class PgCursor:
@@ -168,6 +205,13 @@ class PgDatabase:
         names = [d[0] for d in cursor.description or ()]
         for row in cursor.fetchall():
             yield dict(zip(names, row, strict=True))
+
+    def table_names(self) -> list[str]:
+        """The tables of the schema (sqlite_utils' ``Database.table_names``)."""
+        cursor = self.raw.execute(
+            "select table_name from information_schema.tables where table_schema = "
+            "current_schema() order by table_name")
+        return [row[0] for row in cursor.fetchall()]
 
     def close(self) -> None:
         self.raw.close()

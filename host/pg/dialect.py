@@ -7,12 +7,20 @@ statement (the result is cached):
 - parameters: ``?`` and ``:name`` become psycopg's ``%s`` and ``%(name)s`` (a literal
   ``%`` is doubled);
 - ``insert or ignore`` becomes ``insert ... on conflict do nothing``;
-- ``+column`` (SQLite's way to keep an index out of a plan) is the column;
+- ``+column`` (SQLite's way to keep an index out of a plan) is the column; ``indexed
+  by name`` and ``not indexed`` (SQLite's index hints) go;
+- ``x in ()`` and ``x not in ()`` (an empty list: false and true, even for null) are
+  ``x = any('{}')`` and ``x <> all('{}')``;
+- ``x is ?`` and ``x is not ?`` (SQLite's null-safe comparison with a value) are ``x
+  is not distinct from ?`` and ``x is distinct from ?``;
 - ``rowid`` becomes ``id`` (every table of the PostgreSQL schema has an ``id``, as every
   SQLite table has a rowid: :mod:`host.pg.schema`);
 - SQLite's case-insensitive ``like`` is ``ilike``; ``instr`` is ``strpos``; ``ifnull``
   is ``coalesce``; two-argument ``max``/``min`` are ``greatest``/``least``;
   ``json_extract(x, '$.key')`` and ``json_set(x, '$.key', v)`` work on ``jsonb``;
+  ``json_each(x)`` over a JSON array is ``jsonb_array_elements_text(x::jsonb)`` (its
+  column ``value`` is text: compare it with a number through ``cast``);
+- ``from (select ...)`` without an alias gets one (PostgreSQL before 16 needs it);
 - in DDL: ``integer`` is ``bigint`` (SQLite's integers are 64 bits), ``real`` is
   ``double precision``, an ``integer primary key`` is an identity column, ``text ...
   collate nocase`` is ``citext``, ``without rowid`` goes.
@@ -34,13 +42,19 @@ _LITERAL_BACK = re.compile("\x00(\\d+)\x00")
 
 _JSON_EXTRACT = re.compile(r"json_extract\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*\)", re.I)
 _JSON_SET = re.compile(r"json_set\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*,", re.I)
+_JSON_EACH = re.compile(r"\bjson_each\(\s*([\w.]+)\s*\)", re.I)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _INSERT_IGNORE = re.compile(r"\binsert\s+or\s+ignore\s+into\b", re.I)
 _RETURNING = re.compile(r"\breturning\b", re.I)
 _SIMPLE = [
     (re.compile(r"\)\s*without\s+rowid\b", re.I), ")"),
     (re.compile(r"(^|[\s(,=])\+(?=[A-Za-z_])"), r"\1"),  # SQLite's "+column": no index
+    (re.compile(r"\s+indexed\s+by\s+\w+|\s+not\s+indexed\b", re.I), ""),
+    (re.compile(r"\bnot\s+in\s*\(\s*\)", re.I), "<> all('{}')"),
+    (re.compile(r"\bin\s*\(\s*\)", re.I), "= any('{}')"),
     (re.compile(r"\browid\b", re.I), "id"),
+    (re.compile(r"\bis\s+not\s+(?=%)", re.I), "is distinct from "),
+    (re.compile(r"\bis\s+(?=%)", re.I), "is not distinct from "),
     (re.compile(r"\bnot\s+like\b", re.I), "not ilike"),
     (re.compile(r"(?<!\bnot\s)\blike\b", re.I), "ilike"),
     (re.compile(r"\binstr\(", re.I), "strpos("),
@@ -55,6 +69,11 @@ _DDL = [
 ]
 _DDL_START = re.compile(r"^\s*(create|alter)\s", re.I)
 _MAX_MIN = re.compile(r"\b(max|min)\(", re.I)
+_FROM_SUBQUERY = re.compile(r"\bfrom\s*\(\s*(select|with|values)\b", re.I)
+_AFTER_SUBQUERY = re.compile(r"\s*(\w+)?")
+_NOT_ALIASES = frozenset({"where", "group", "order", "limit", "offset", "union", "except",
+                          "intersect", "join", "inner", "left", "right", "full", "cross",
+                          "natural", "on", "using", "having", "window", "returning"})
 _INSERT_INTO = re.compile(r"^\s*insert\s+into\s+\"?(\w+)\"?", re.I)
 
 
@@ -72,6 +91,7 @@ def translate(sql: str) -> str:
         return _LITERAL.format(len(literals) - 1)
 
     code = _PIECES.sub(keep, sql)
+    code = _JSON_EACH.sub(r"jsonb_array_elements_text(\1::jsonb)", code)
     code = code.replace("%", "%%").replace("?", "%s")
     code = _NAMED.sub(r"%(\1)s", code)
     ignore = bool(_INSERT_IGNORE.search(code))
@@ -83,6 +103,7 @@ def translate(sql: str) -> str:
         for pattern, replacement in _DDL:
             code = pattern.sub(replacement, code)
     code = _greatest_least(code)
+    code = _alias_subqueries(code)
     if ignore:
         code = _on_conflict_nothing(code)
     return _LITERAL_BACK.sub(lambda m: literals[int(m.group(1))].replace("%", "%%"), code)
@@ -137,3 +158,22 @@ def _arguments(code: str, start: int) -> tuple[int | None, int]:
         elif char == "," and depth == 1:
             commas += 1
     return None, commas
+
+
+def _alias_subqueries(code: str) -> str:
+    """``from (select ...)`` without an alias gets one (PostgreSQL before 16 needs it;
+    SQLite names none)."""
+    out: list[str] = []
+    at = 0
+    for n, match in enumerate(_FROM_SUBQUERY.finditer(code)):
+        opening = code.index("(", match.start())
+        end, _ = _arguments(code, opening + 1)
+        if end is None:
+            continue
+        word = _AFTER_SUBQUERY.match(code, end + 1)
+        following = word.group(1) if word else None
+        if following is None or following.lower() in _NOT_ALIASES:
+            out.append(code[at:end + 1] + f" as _sub{n}")
+            at = end + 1
+    out.append(code[at:])
+    return "".join(out)

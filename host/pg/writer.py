@@ -36,8 +36,8 @@ import psycopg
 from host.config.settings import StoreSettings
 from host.errors import StoreError, StoreUnavailable
 from host.pg.database import PgDatabase
-from host.writepath import WritePath
-from host.writer import StoreStats, Op, settle
+from host.writepath import WritePath, unavailable
+from host.writer import Op, StoreStats, settle
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -121,16 +121,20 @@ class PgWriter:
         if self._db is not None and (self._db.raw.closed or self._db.raw.broken):
             self._disconnect()
         if self._db is None:
-            self._db = self._connect()
+            db = self._connect()
+            # the wait for the write lock (another node's group, a purge's step) is
+            # bounded as SQLite's busy_timeout bounds it: then refused as "busy"
+            db.execute(f"set lock_timeout = {int(self._settings.busy_timeout_ms)}")
+            self._db = db
         return self._db
 
     def _run_bare(self, db: PgDatabase, op: Op) -> None:
         try:
             op.result = op.fn(db)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - handed to the caller
-            if db.in_transaction:
+            if not db.raw.closed and db.in_transaction:
                 db.raw.rollback()
-            op.error = self._lost(db, exc) or exc
+            op.error = self._lost(db, exc) or self._refused(exc) or exc
             return
         self._writes.succeeded()
 
@@ -151,6 +155,9 @@ class PgWriter:
                 self._fail_all(pending, lost, "the database connection was lost")
                 return
             db.raw.rollback()
+            if isinstance(failed.error, StoreUnavailable):  # the others would meet it too
+                self._fail_all(pending, failed.error, "the database refused the write")
+                return
             pending = [op for op in pending if op is not failed]
             if not pending:
                 return
@@ -173,7 +180,7 @@ class PgWriter:
             try:
                 op.result = op.fn(db)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - handed to the caller, others commit
-                op.error = exc
+                op.error = unavailable(exc, "the database refused the write") or exc
                 return op
         return None
 
@@ -186,14 +193,21 @@ class PgWriter:
         self._writes.failed(str(exc))
         return StoreUnavailable("the database connection was lost", kind="ioerr")
 
+    def _refused(self, exc: Exception) -> StoreUnavailable | None:
+        """``exc`` as StoreUnavailable (and recorded in ``writes``) when it is a refusal."""
+        error = unavailable(exc, "the database refused the write")
+        if error is not None:
+            self._writes.failed(str(exc))
+        return error
+
     def _fail_all(self, ops: list[Op], exc: BaseException, what: str) -> None:
         if self._db is not None and not self._db.raw.closed and self._db.in_transaction:
             try:
                 self._db.raw.rollback()
             except psycopg.Error:
                 self._disconnect()
-        error = exc if isinstance(exc, StoreError) else StoreUnavailable(
-            f"{what}: {exc}", kind="ioerr")
+        error = exc if isinstance(exc, StoreError) else unavailable(exc, what) or \
+            StoreUnavailable(f"{what}: {exc}", kind="ioerr")
         if isinstance(error, StoreUnavailable):
             self._writes.failed(str(exc))
         for op in ops:
