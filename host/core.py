@@ -236,6 +236,7 @@ class Host:
         if background:  # runs when purge.enabled, which a live change may turn on
             self._spawn(self.purger.scheduled(), "purge")
         if background and self.shared:  # LISTEN, and follow the other nodes (host.follow)
+            await self.follower.prime()
             self._spawn(self.follower.run(getattr(self.store, "url", None)), "follow")
         if background:
             self._spawn(self._concat_sweeper(), "concat")

@@ -74,6 +74,7 @@ class Follower:
         self._clock = clock
         self._watches: dict[str, list[Wake]] = {}
         self._seen: dict[str, int] = {}  # table -> the newest id looked at
+        self._marks: dict[str, int] = {}  # followed table -> the newest id its wakes saw
         self._hinted: set[str] = set()
         self._hint = asyncio.Event()
         self._retry_at: float | None = None  # a refused version is tried again then
@@ -112,6 +113,14 @@ class Follower:
         return {EVENTS, CONFIG, *(t for t, wakes in self._watches.items() if wakes)}
 
     # -- the loop ------------------------------------------------------------------------
+
+    async def prime(self) -> None:
+        """Take the newest ids as seen (at start, before any client subscribes): the
+        streams carry what is committed from now on."""
+        tables = sorted(self.tables - {CONFIG})
+        tops = await self._store.read(lambda db: _tops(db, tables))
+        self._seen[EVENTS] = tops[EVENTS]
+        self._marks.update({t: top for t, top in tops.items() if t in self._watches})
 
     async def run(self, url: str | None = None) -> None:
         """Rounds until cancelled: each table when its poll interval has passed or a
@@ -177,7 +186,7 @@ class Follower:
                 await self._config(top)
             elif table == EVENTS:
                 await self._status_events(top)
-            else:
+            if table in self._watches:
                 self._moved(table, top)
 
     # -- the three kinds -----------------------------------------------------------------
@@ -200,8 +209,8 @@ class Follower:
         self.wake(EVENTS)  # more: the next round goes on at once
 
     def _moved(self, table: str, top: int) -> None:
-        last = self._seen.get(table)
-        self._seen[table] = top
+        last = self._marks.get(table)
+        self._marks[table] = top
         if last is None or top <= last:
             return
         for wake in list(self._watches.get(table, ())):
@@ -224,10 +233,16 @@ class Follower:
         version = await self._store.read(lambda db: _version(db, top))
         if version is None:
             return
-        if digest(version) == digest(live.files):
+        if digest(version) == digest(live.files):  # made here, or the files this node has
             live.applied_version = top
+            if live.refused is not None and live.refused.change.source == "cluster":
+                live.refused = None  # a version refused here is no longer the latest
+            self._retry_at = None
             return
-        if await adopt(self._history, top, version):
+        done = await adopt(self._history, top, version)
+        if done is None:  # a change of this node under way: look again next round
+            self._seen.pop(CONFIG, None)
+        elif done:
             self._retry_at = None
         else:
             self._retry_at = self._clock() + RETRY_REFUSED

@@ -205,6 +205,12 @@ class History:
         found = await self._store.read(_latest)
         return None if found is None else await self.entry(found[0])
 
+    async def latest_id(self) -> int | None:
+        """The id of the latest recorded version, or None."""
+        row = await self._store.read(lambda db: db.execute(
+            "select max(id) from config_history where digest is not null").fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
     async def version(self, entry_id: int) -> Files:
         """The files of version ``entry_id`` (for a revert; never answered); 404, or 422
         for a note."""

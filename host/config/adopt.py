@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("smshost.config")
 
 
-async def adopt(history: History, version: int, files: Files) -> bool:
+async def adopt(history: History, version: int, files: Files) -> bool | None:
     """Make this node run ``files``, version ``version`` of the shared history; True
-    when it runs them now, False when they were refused here (see the module text)."""
+    when it runs them now, False when they were refused here, None when not now: a
+    change of this node is under way (its files written, not applied or not recorded
+    yet) or ``version`` is no longer the latest (the caller looks again)."""
     live = history.live
     directory = live.config_dir
     if directory is None:  # nothing to write: the node runs its start's settings
@@ -44,6 +46,8 @@ async def adopt(history: History, version: int, files: Files) -> bool:
     change = ConfigChange("cluster", note=f"version {version}, recorded by another node")
     async with ConfigEditor(live).lock, history.revert_lock:
         current = read_files(directory)
+        if live.busy or current != live.files or await history.latest_id() != version:
+            return None
         if current != files:
             if not _valid(live, files, change):
                 return False

@@ -179,6 +179,11 @@ class LiveConfig:
         self.refused = Refusal(change, described)
 
     @property
+    def busy(self) -> bool:
+        """Whether a change is being applied (its listeners, the history, included)."""
+        return self._lock.locked()
+
+    @property
     def version(self) -> str:
         """A digest of the applied files: equal on two nodes with the same files."""
         digest = hashlib.sha256()
