@@ -56,6 +56,10 @@ CONFIG = "config_history"
 BATCH = 500  # events read at once
 MAX_BATCHES = 20  # per round: a round ends; the next one goes on at once
 RETRY_REFUSED = 30.0
+STOP_WAIT = 5.0
+MIN_GAP = 0.01
+"""Seconds at least between two rounds: under load (a hint per write group) a round
+takes every event since the last one, at most 100 rounds a second."""
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 Wake = Callable[[], None]
@@ -136,7 +140,9 @@ class Follower:
             await self._rounds()
         finally:
             listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+            done, _ = await asyncio.wait([listening], timeout=STOP_WAIT)
+            if not done:
+                log.warning("the listening connection did not close within %g s", STOP_WAIT)
 
     async def _rounds(self) -> None:
         outage = Outage("following the other nodes", log)
@@ -159,6 +165,7 @@ class Follower:
                 outage.failed(exc)
             else:
                 outage.succeeded()
+            await asyncio.sleep(MIN_GAP)
 
     async def _wait(self, timeout: float) -> None:
         if self._hint.is_set():

@@ -51,6 +51,7 @@ class Listener:
                 await self._listen()
                 error: BaseException = ConnectionError("the server closed it")
             except (psycopg.Error, OSError) as exc:
+                _cancelled(exc)  # psycopg may answer a cancellation with its own error
                 error = exc
             self.listening = False
             failures = 0 if self._fresh else failures + 1
@@ -80,3 +81,10 @@ class Listener:
             self._hint()
             async for note in conn.notifies():
                 self._hint(*(t for t in note.payload.split(",") if t))
+
+
+def _cancelled(exc: BaseException) -> None:
+    """Raise CancelledError when the running task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
