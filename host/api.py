@@ -9,7 +9,7 @@ What is not here is internal and may change without notice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -115,7 +115,14 @@ class HostAPI(Protocol):
         reply is stored ``failed`` with the reason, not raised."""
 
     def publish(self, event: dict[str, Any]) -> None:
-        """Publish an event to the subscribers of ``GET /api/events`` (if any)."""
+        """Publish an event to the subscribers of ``GET /api/events`` (if any). A named
+        event (with an ``event`` key) reaches this node's subscribers only."""
+
+    def follow(self, table: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (on the event loop, within about a second) when rows of
+        ``table`` (an ``id`` primary key) are committed by another node sharing the
+        database (PostgreSQL); on SQLite never: the plugin wakes its own readers after
+        its writes. The answer stops it (call it when the plugin stops)."""
 
     def kept_messages(self) -> KeptQueries:
         """Every plugin's ``messages_kept`` answer, and the problems that left one out."""

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from host.datadir import generated_token, writable_data_dir
 from host.defaults.handler import HandlerSink
 from host.events import EventBus
 from host.handlers.registry import HandlerRegistry
+from host.follow import Follower
 from host.history import History
 from host.watch import watch_config, watch_handlers
 from host.optout import OptOuts
@@ -122,6 +123,8 @@ class Host:
         self.live = LiveConfig(config_dir, settings, self._reconfigure)
         self.live.check = self.reconfigurer.check
         self.history = History(self.store, self.live, lambda: self.discovery)  # P3
+        self.follower = Follower(self.store, self.history, self.events,  # several nodes
+                                 lambda: self.settings.cluster)
         self.discovery: Discovery | None = None
         self.api_token: Secret | None = settings.api.token
         self.started_monotonic: float | None = None
@@ -211,7 +214,7 @@ class Host:
         # with api.token configured has its admin credential already.
         await self.people.start(self.hooks.people_in_config(self),
                                 first_admin=background and self.settings.api.token is None)
-        await self.history.start(serving=background)
+        await self.history.start(serving=background, shared=self.shared)
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -234,6 +237,9 @@ class Host:
             await self.callbacks.start()
         if background:  # runs when purge.enabled, which a live change may turn on
             self._spawn(self.purger.scheduled(), "purge")
+        if background and self.shared:  # LISTEN, and follow the other nodes (host.follow)
+            await self.follower.prime()
+            self._spawn(self.follower.run(getattr(self.store, "url", None)), "follow")
         if background:
             self._spawn(self._concat_sweeper(), "concat")
             log.info("smshost %s started (%s), database %s", self.version,
@@ -288,6 +294,11 @@ class Host:
         if not failed:
             outage.succeeded()
 
+    @property
+    def shared(self) -> bool:
+        """Whether other nodes may share the database (PostgreSQL)."""
+        return self.store.dialect == "postgresql"
+
     def _spawn(self, coro: object, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"smshost-{name}"))  # type: ignore[arg-type]
 
@@ -333,8 +344,15 @@ class Host:
         return await self.outbound.reply(message, text, source, optout_exempt)
 
     def publish(self, event: dict[str, Any]) -> None:
-        if self.events.subscribers:
+        if not self.events.subscribers:
+            return
+        if self.shared and "event" not in event:  # a status event: the database's order
+            self.follower.wake("message_events")
+        else:
             self.events.publish(event)
+
+    def follow(self, table: str, wake: Callable[[], None]) -> Callable[[], None]:
+        return self.follower.follow(table, wake)
 
     def kept_messages(self) -> KeptQueries:
         return self.hooks.messages_kept(self)

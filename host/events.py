@@ -5,6 +5,10 @@ here; ``GET /api/events`` streams them as Server-Sent Events. A subscriber that 
 not keep up loses the oldest events (its queue is bounded) and is told how many.
 Each event carries the id of its stored row (``message_events``), so a client that
 reconnects gets what it missed from the database (:func:`stored_after`).
+
+On PostgreSQL (several nodes) the bus is fed from the database instead: the node's
+follower (host.follow) publishes the rows of ``message_events`` committed by any node,
+in id order, once each (:func:`committed_after`); the hook only wakes it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,26 @@ class EventBus:
         return len(self._subscribers)
 
 
+_EVENTS = (
+    "select e.id, e.message_id, m.direction, m.broker, m.local, m.remote, "
+    "(select p.status from message_events p where p.message_id = e.message_id "
+    "and p.id < e.id order by p.id desc limit 1) as old, e.status as new, e.at, "
+    "e.source, e.detail from message_events e join messages m on m.id = e.message_id ")
+
+
+def _shaped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        row["detail"] = json.loads(row["detail"] or "{}")
+    return rows
+
+
+def committed_after(db: Database, last_id: int, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` stored status events after ``last_id``, oldest first, shaped
+    as the published ones: what the cluster's follower publishes (host.follow)."""
+    return _shaped(list(db.query(_EVENTS + "where e.id > ? order by e.id limit ?",
+                                 [last_id, limit])))
+
+
 def stored_after(db: Database, last_id: int, limit: int
                  ) -> tuple[list[dict[str, Any]], int, int]:
     """The newest ``limit`` stored status events after ``last_id``, oldest first, shaped
@@ -58,17 +82,10 @@ def stored_after(db: Database, last_id: int, limit: int
     Reads at most ``limit + 1`` rows from the top of the primary key, each with two
     indexed lookups (its message, its previous event): cheap at any table size."""
     top = db.execute("select coalesce(max(id), 0) from message_events").fetchone()[0]
-    rows = list(db.query(
-        "select e.id, e.message_id, m.direction, m.broker, m.local, m.remote, "
-        "(select p.status from message_events p where p.message_id = e.message_id "
-        "and p.id < e.id order by p.id desc limit 1) as old, e.status as new, e.at, "
-        "e.source, e.detail from message_events e join messages m on m.id = e.message_id "
-        "where e.id > ? and e.id <= ? order by e.id desc limit ?",
-        [last_id, top, limit + 1]))
+    rows = list(db.query(_EVENTS + "where e.id > ? and e.id <= ? order by e.id desc limit ?",
+                         [last_id, top, limit + 1]))
     left_out = 0
     if len(rows) > limit:
         rows = rows[:limit]
         left_out = (rows[-1]["id"] if rows else top + 1) - last_id - 1
-    for row in rows:
-        row["detail"] = json.loads(row["detail"] or "{}")
-    return rows[::-1], left_out, int(top)
+    return _shaped(rows)[::-1], left_out, int(top)

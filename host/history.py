@@ -109,14 +109,26 @@ class History:
     def keys(self) -> masking.SecretKeys:
         return secret_keys(self._discovered())
 
-    async def start(self, serving: bool = True) -> dict[str, Any] | None:
+    async def start(self, serving: bool = True, shared: bool = False
+                    ) -> dict[str, Any] | None:
         """At server start (``serving``; nothing for a CLI command): record the files
         when they are not the latest version (the first start: source ``start``; edited
-        while the server was stopped: ``file``)."""
+        while the server was stopped: ``file``). ``shared`` (several nodes on one
+        database): files that are an older recorded version are a node that was away
+        while the others changed the configuration: not recorded, the latest version
+        is applied by the follower (host.cluster)."""
         if not serving or self.live.config_dir is None:
             return None
         try:
             latest = await self._store.read(_latest)
+            hashed = digest(self.live.files)
+            if shared and latest is not None and latest[1] != hashed:
+                older = await self._store.read(lambda db: _version_of(db, hashed))
+                if older is not None:
+                    log.info("the configuration files are version %d; version %d, the "
+                             "latest, is applied from the database", older, latest[0])
+                    self.live.applied_version = older
+                    return None
             change = ConfigChange("start") if latest is None else \
                 ConfigChange("file", note=FOUND_AT_START)
             return await self.record(self.live.files, change)
@@ -125,8 +137,10 @@ class History:
             return None
 
     async def applied(self, applied: Applied) -> None:
-        """The listener of host.live: record an applied change."""
-        await self.record(applied.after, applied.change)
+        """The listener of host.live: record an applied change (a version another node
+        recorded, applied here by the follower, is in the history already)."""
+        if applied.change.source != "cluster":
+            await self.record(applied.after, applied.change)
 
     async def record(self, files: Files, change: ConfigChange,
                      reverts: int | None = None) -> dict[str, Any] | None:
@@ -135,9 +149,11 @@ class History:
         hashed = digest(files)
         reverts = self._reverts.pop(hashed, reverts)
         keys = self.keys  # built here, on the event loop: the writer runs SQL only
-        entry_id = await self._store.write(
+        entry_id, recorded = await self._store.write(
             lambda db: _insert_version(db, files, hashed, change, reverts, keys))
-        if entry_id is None:
+        if files == self.live.files:
+            self.live.applied_version = entry_id
+        if not recorded:
             return None
         log.info("configuration version %d recorded (%s%s)", entry_id, change.source,
                  f", by {change.actor}" if change.actor else "")
@@ -189,6 +205,12 @@ class History:
         found = await self._store.read(_latest)
         return None if found is None else await self.entry(found[0])
 
+    async def latest_id(self) -> int | None:
+        """The id of the latest recorded version, or None."""
+        row = await self._store.read(lambda db: db.execute(
+            "select max(id) from config_history where digest is not null").fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
     async def version(self, entry_id: int) -> Files:
         """The files of version ``entry_id`` (for a revert; never answered); 404, or 422
         for a note."""
@@ -215,11 +237,19 @@ def _latest(db: Database) -> tuple[int, str, Files] | None:
     return None if row is None else (row[0], row[1], loads(row[2]))
 
 
+def _version_of(db: Database, hashed: str) -> int | None:
+    row = db.execute("select max(id) from config_history where digest = ?",
+                     [hashed]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def _insert_version(db: Database, files: Files, hashed: str, change: ConfigChange,
-                    reverts: int | None, keys: masking.SecretKeys) -> int | None:
+                    reverts: int | None, keys: masking.SecretKeys) -> tuple[int, bool]:
+    """The id of the version of ``files`` and whether it was recorded now (False: it is
+    the latest already)."""
     latest = _latest(db)
     if latest is not None and latest[1] == hashed:
-        return None
+        return latest[0], False
     before = latest[2] if latest is not None else {}
     changed = sorted(n for n in set(before) | set(files) if before.get(n) != files.get(n))
     cursor = db.execute(
@@ -228,7 +258,8 @@ def _insert_version(db: Database, files: Files, hashed: str, change: ConfigChang
         [utcnow(), change.source, change.actor, change.note, hashed, dumps(files),
          dumps(changed), dumps(masking.sections(before, files)),
          masking.diff(before, files, keys), reverts])
-    return cursor.lastrowid
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid, True
 
 
 def _insert_note(db: Database, note: str, actor: str | None, about: int | None) -> int:

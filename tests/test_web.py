@@ -72,8 +72,8 @@ def test_health_shows_what_failed_only_on_the_api_listener(
         "plugins": {"loaded": body["plugins"]["loaded"], "failed": 2},
         "handlers": {"loaded": 0, "failed": 0, "routes_without_handler": 0},
         "purge": {"ok": True},
-        "config": {"version": body["config"]["version"], "refused": False,
-                   "restart_needed": False}}
+        "config": {"version": body["config"]["version"], "applied_version": 1,
+                   "refused": False, "restart_needed": False}}
     for secret in (str(tmp_path), UNSET, "broken", "bad", "brokers.toml"):
         assert secret not in public.text
 

@@ -40,8 +40,9 @@ from host.errors import ConfigError, ConfigErrors, ConfigRefused
 
 log = logging.getLogger("smshost.config")
 
-Source = Literal["start", "file", "api", "admin", "cli", "revert"]
-"""``admin``: an edit made on a page of the web admin (host.web.ui.admin)."""
+Source = Literal["start", "file", "api", "admin", "cli", "revert", "cluster"]
+"""``admin``: an edit made on a page of the web admin (host.web.ui.admin); ``cluster``:
+a version another node recorded, applied here (host.cluster; the history has it)."""
 Files = dict[str, str]
 """The configuration files by name (``routes.toml``), each with its whole text."""
 
@@ -93,7 +94,8 @@ class Refusal:
 
     def to_json(self) -> dict[str, object]:
         return {"at": _iso(self.at), "source": self.change.source,
-                "actor": self.change.actor, "errors": list(self.errors)}
+                "actor": self.change.actor, "note": self.change.note,
+                "errors": list(self.errors)}
 
 
 class LiveConfig:
@@ -110,6 +112,10 @@ class LiveConfig:
         self.check: Callable[[Settings], object] | None = None  # the host's (see above)
         self.last = ConfigChange("start")
         self.applied_at = datetime.now(UTC)
+        self.applied_version: int | None = None
+        """The history version (``config_history`` id) whose files this node runs, when
+        known: set by the history (host.history) and by the cluster's follower
+        (host.cluster); /health shows it as ``config.applied_version``."""
         self._swap = swap
         self._environ = dict(environ) if environ is not None else None
         self._lock = asyncio.Lock()
@@ -160,12 +166,22 @@ class LiveConfig:
             return applied
 
     def _refuse(self, change: ConfigChange, errors: list[ConfigError]) -> Applied:
+        self.note_refused(change, errors)
+        raise ConfigRefused(errors)
+
+    def note_refused(self, change: ConfigChange, errors: list[ConfigError]) -> None:
+        """Keep (for /health) and log, once, a refused change; the running one stays."""
         described = [e.describe() for e in errors]
         if self.refused is None or self.refused.errors != described:  # logged once
-            log.error("configuration change (%s) refused, the running configuration "
-                      "stays:\n%s", change.source, "\n".join(described))
+            log.error("configuration change (%s%s) refused, the running configuration "
+                      "stays:\n%s", change.source, f": {change.note}" if change.note else "",
+                      "\n".join(described))
         self.refused = Refusal(change, described)
-        raise ConfigRefused(errors)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a change is being applied (its listeners, the history, included)."""
+        return self._lock.locked()
 
     @property
     def version(self) -> str:
@@ -177,7 +193,8 @@ class LiveConfig:
 
     def describe(self) -> dict[str, object]:
         """The running configuration for /health and ``GET /api/config/status``."""
-        return {"version": self.version, "applied_at": _iso(self.applied_at),
+        return {"version": self.version, "applied_version": self.applied_version,
+                "applied_at": _iso(self.applied_at),
                 "source": self.last.source, "actor": self.last.actor,
                 "restart_needed": list(self.restart_needed),
                 "refused": self.refused.to_json() if self.refused else None}

@@ -104,7 +104,7 @@ class ConfigEditor:
     async def _write(self, draft: Draft, text: str, who: ConfigChange) -> None:
         files = read_files(self.config_dir)
         files[draft.name] = text
-        _no_broker_stopped(self.live.settings, self.live.check_files(files),
+        no_broker_stopped(self.live.settings, self.live.check_files(files),
                            self.config_dir / home_of("brokers"))
         path = self.config_dir / draft.name
         atomic_write(path, text)
@@ -120,7 +120,7 @@ class ConfigEditor:
             raise
 
 
-def _no_broker_stopped(old: Settings, new: Settings, path: Path) -> None:
+def no_broker_stopped(old: Settings, new: Settings, path: Path) -> None:
     """Refuse (ConfigRefused) an edit after which a broker that had no problem, or a new
     one, has one: a problem inside a [[brokers]] table does not refuse the files, it
     keeps that broker from starting (host.config.loader). Messages without values."""

@@ -147,6 +147,20 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Several nodes on one PostgreSQL database (docs/deployment.md, Several nodes)."""
+
+    config_poll_s: float = setting(
+        2.0, help="How often a node looks for a configuration version another node "
+        "recorded (one indexed read); a notification from PostgreSQL wakes it sooner. "
+        "From 0.05 to 3600. Unused on SQLite.", check=between(0.05, 3600))
+    events_poll_s: float = setting(
+        1.0, help="How often a node looks for status events and desk events other nodes "
+        "stored, for its event streams (one indexed read); a notification wakes it "
+        "sooner. From 0.05 to 1. Unused on SQLite.", check=between(0.05, 1))
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeSettings:
     """Scheduled deletion of old data."""
 
@@ -297,6 +311,8 @@ class Settings:
     )
     api: ApiSettings = setting(factory=ApiSettings, help="The HTTP API.")
     store: StoreSettings = setting(factory=StoreSettings, help="The database.")
+    cluster: ClusterSettings = setting(factory=ClusterSettings,
+                                       help="Several nodes on one database.")
     purge: PurgeSettings = setting(factory=PurgeSettings, help="Data retention.")
     logging: LoggingSettings = setting(factory=LoggingSettings, help="Logs.")
     plugins: PluginSettings = setting(factory=PluginSettings, help="Plugins.")
@@ -346,8 +362,8 @@ class Settings:
 
 
 FILES: dict[str, tuple[str, ...]] = {
-    "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers", "outbox", "callbacks", "compat", "attrs"),
+    "smshost.toml": ("server", "listeners", "api", "store", "cluster", "purge", "logging",
+                     "plugins", "handlers", "outbox", "callbacks", "compat", "attrs"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),

@@ -160,6 +160,8 @@ class PgDatabase:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
         self.with_id: set[str] | None = None  # tables whose inserts return their id
+        self.notified: set[str] = set()  # tables whose inserts the writer notifies
+        self.wrote: set[str] = set()  # of those, the ones this transaction inserted into
 
     @property
     def conn(self) -> PgDatabase:
@@ -170,7 +172,7 @@ class PgDatabase:
         return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, params: Params = None) -> PgCursor:
-        table = returns_id(sql)
+        table = into = returns_id(sql)
         text = translate(sql)
         if table is not None and table in self._tables_with_id():
             text += " returning id"
@@ -181,6 +183,8 @@ class PgDatabase:
             cursor.execute(text, _params(params))
         except psycopg.Error as exc:
             raise _error(exc) from exc
+        if into in self.notified:
+            self.wrote.add(into)
         lastrowid = None
         if table is not None:
             rows = cursor.fetchall()
@@ -193,6 +197,9 @@ class PgDatabase:
             cursor.executemany(translate(sql), [_params(r) for r in rows])
         except psycopg.Error as exc:
             raise _error(exc) from exc
+        into = returns_id(sql)
+        if into in self.notified:
+            self.wrote.add(into)
         return PgCursor(cursor)
 
     def executescript(self, sql: str) -> None:

@@ -49,6 +49,7 @@ class PgStore(Store):
         self._read_call = self._read_again_once_lost
         self._pg_writer: PgWriter | None = None
         self._now: PgDatabase | None = None
+        self.notified: set[str] = set()  # tables the writer notifies (host.follow)
 
     @property
     def where(self) -> str:
@@ -141,12 +142,14 @@ class PgStore(Store):
         conn = connect(self.url)
         if readonly:
             conn.execute("set default_transaction_read_only = on")
-        return PgDatabase(conn)
+        db = PgDatabase(conn)
+        db.notified = self.notified  # the same set: follow() may add to it later
+        return db
 
 
 def _apart(fn: Callable[[PgDatabase], T], transaction: bool, db: PgDatabase) -> T:
     """``fn`` alone, in a transaction of its own under the write lock (or none)."""
-    from host.pg.writer import WRITE_LOCK
+    from host.pg.writer import WRITE_LOCK, notify
 
     if not transaction:
         return fn(db)
@@ -154,7 +157,9 @@ def _apart(fn: Callable[[PgDatabase], T], transaction: bool, db: PgDatabase) -> 
     try:
         db.execute("set local synchronous_commit = off")
         db.execute("select pg_advisory_xact_lock(?)", [WRITE_LOCK])
+        db.wrote.clear()
         result = fn(db)
+        notify(db)
         db.execute("commit")
     except BaseException:
         if db.in_transaction:

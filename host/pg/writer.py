@@ -7,6 +7,8 @@ caller's future is settled after that commit. Two things differ:
 
 - the whole group runs on the writer's thread (statements are round trips to the
   server, which would hold up the event loop; psycopg lets the GIL go while it waits);
+- a group that inserted into a table some node follows (host.follow) sends one
+  ``NOTIFY`` naming those tables before its commit (:func:`notify`);
 - each group first takes ``pg_advisory_xact_lock(WRITE_LOCK)``: one write transaction
   at a time in the whole cluster, as SQLite's ``BEGIN IMMEDIATE`` gives one per file.
   Every write function was written for that guarantee (read, decide, write, with no
@@ -36,6 +38,7 @@ import psycopg
 from host.config.settings import StoreSettings
 from host.errors import StoreError, StoreUnavailable
 from host.pg.database import PgDatabase
+from host.pg.listen import CHANNEL
 from host.writepath import WritePath, unavailable
 from host.writer import Op, StoreStats, settle
 
@@ -43,6 +46,14 @@ T = TypeVar("T")
 log = logging.getLogger("smshost.store")
 
 WRITE_LOCK = 0x736D7331  # "sms1": the cluster's one write transaction at a time
+
+
+def notify(db: PgDatabase) -> None:
+    """In the transaction about to commit: one notification naming the followed tables
+    it inserted into (host.pg.listen), if any; delivered only if it commits."""
+    if db.wrote:
+        db.execute("select pg_notify(?, ?)", [CHANNEL, ",".join(sorted(db.wrote))])
+        db.wrote.clear()
 
 
 class PgWriter:
@@ -141,6 +152,7 @@ class PgWriter:
     def _run_batch(self, db: PgDatabase, batch: list[Op]) -> None:
         pending = batch
         for _ in range(len(batch)):  # each round drops at least one failed op
+            db.wrote.clear()
             try:
                 db.execute("begin")
                 db.execute("select pg_advisory_xact_lock(?)", [WRITE_LOCK])
@@ -162,6 +174,7 @@ class PgWriter:
             if not pending:
                 return
         try:
+            notify(db)
             db.execute("commit")
         except sqlite3.Error as exc:
             self._stats.failed_commits += 1

@@ -112,6 +112,7 @@ def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
                      "routes_without_handler": len(handlers["routes_without_handler"])},
         "purge": {"ok": body["purge"]["ok"]},
         "config": {"version": body["config"]["version"],
+                   "applied_version": body["config"]["applied_version"],
                    "refused": body["config"]["refused"] is not None,
                    "restart_needed": bool(body["config"]["restart_needed"])},
     }

@@ -50,6 +50,7 @@ class QueueSink(Sink):
         self.scheduler = Scheduler(self)
         self.notices = Notices(self)  # queue notices (SPEC S5)
         self._watched: set[int] = set()  # outbound messages of open interactions
+        self._unfollow: Callable[[], None] = lambda: None
         self._replying: dict[int, asyncio.Lock] = {}
         report_metrics.register(host, self)
         problems = list(self._account_problems(host))
@@ -86,11 +87,14 @@ class QueueSink(Sink):
 
     async def start(self) -> None:
         self._watched = set(await self.host.store.read(_open_replies))
+        # Rows other nodes add to the feed wake this node's streams (several nodes).
+        self._unfollow = self.host.follow("queue_feed", self.feed.notify)
         if self.host.background:
             self.scheduler.start()
             self.notices.start()
 
     async def stop(self) -> None:
+        self._unfollow()
         await self.scheduler.stop()
         await self.notices.stop()
         self.feed.notify()  # streams look the sink up again (a reload replaces it)
