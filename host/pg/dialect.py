@@ -10,6 +10,8 @@ statement (the result is cached):
 - ``+column`` (SQLite's way to keep an index out of a plan) is the column;
 - ``rowid`` becomes ``id`` (every table of the PostgreSQL schema has an ``id``, as every
   SQLite table has a rowid: :mod:`host.pg.schema`);
+- ``x is ?`` and ``x is not ?`` (SQLite's null-safe comparison with a value) are ``x
+  is not distinct from %s`` and ``x is distinct from %s``;
 - SQLite's case-insensitive ``like`` is ``ilike``; ``instr`` is ``strpos``; ``ifnull``
   is ``coalesce``; two-argument ``max``/``min`` are ``greatest``/``least``;
   ``json_extract(x, '$.key')`` and ``json_set(x, '$.key', v)`` work on ``jsonb``;
@@ -37,6 +39,7 @@ _JSON_SET = re.compile(r"json_set\(\s*([\w.]+)\s*,\s*'\$\.(\w+)'\s*,", re.I)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _INSERT_IGNORE = re.compile(r"\binsert\s+or\s+ignore\s+into\b", re.I)
 _RETURNING = re.compile(r"\breturning\b", re.I)
+_IS_PARAM = re.compile(r"\bis(\s+not)?\s+(?=%(?:s|\(\w+\)s))", re.I)
 _SIMPLE = [
     (re.compile(r"\)\s*without\s+rowid\b", re.I), ")"),
     (re.compile(r"(^|[\s(,=])\+(?=[A-Za-z_])"), r"\1"),  # SQLite's "+column": no index
@@ -74,6 +77,7 @@ def translate(sql: str) -> str:
     code = _PIECES.sub(keep, sql)
     code = code.replace("%", "%%").replace("?", "%s")
     code = _NAMED.sub(r"%(\1)s", code)
+    code = _IS_PARAM.sub(_is_distinct, code)
     ignore = bool(_INSERT_IGNORE.search(code))
     if ignore:
         code = _INSERT_IGNORE.sub("insert into", code)
@@ -95,6 +99,10 @@ def returns_id(sql: str) -> str | None:
     if match is None or _RETURNING.search(sql):
         return None
     return match.group(1).lower()
+
+
+def _is_distinct(match: re.Match[str]) -> str:
+    return "is distinct from " if match.group(1) else "is not distinct from "
 
 
 def _on_conflict_nothing(code: str) -> str:
