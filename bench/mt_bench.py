@@ -98,6 +98,9 @@ def ctx_switches(pid: int) -> int:
     return total
 
 
+STORE_URL: list[str] = []  # --store-url: the server's PostgreSQL database (else SQLite)
+
+
 def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
                    max_in_flight: int) -> Path:
     cfg = directory / "config"
@@ -120,6 +123,7 @@ def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
 
         [store]
         synchronous = "{sync}"
+        {f'url = "{STORE_URL[0]}"' if STORE_URL else ""}
 
         [outbox]
         max_in_flight = {max_in_flight}
@@ -257,7 +261,13 @@ def ts_us(text: str) -> int:
     return sec * 1_000_000 + int(text[20:26])
 
 
-def db_connect(db: Path) -> sqlite3.Connection:
+def db_connect(db: Path) -> Any:
+    """The server's database, read on the side: its SQLite file read-only, or (with
+    --store-url) its PostgreSQL database through smshost's translating connection."""
+    if STORE_URL:
+        from host.pg.database import PgDatabase, connect
+
+        return PgDatabase(connect(STORE_URL[0]))
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
 
 
@@ -861,6 +871,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "it starts (default 1000)")
     parser.add_argument("--warmup-seconds", type=bounded(1, 60, int), default=5,
                         help="time bound of the warm-up load (default 5)")
+    parser.add_argument("--store-url", default=None, metavar="URL",
+                        help="run the server on this PostgreSQL database ([store] url), "
+                        "which must be empty: use it with --open-rates '' --runs 1")
     parser.add_argument("--sync", type=str.upper, choices=["FULL", "NORMAL"], default="FULL",
                         help="smshost store.synchronous (default FULL, the shipped default)")
     parser.add_argument("--max-in-flight", type=bounded(1, 4096, int), default=64,
@@ -909,6 +922,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.open_rates = rates
     if args.port == args.broker_port:
         parser.error("--port and --broker-port must differ")
+    if args.store_url is not None:
+        if rates or args.runs != 1:
+            parser.error("--store-url measures once: add --open-rates '' --runs 1")
+        STORE_URL.append(args.store_url)
     if args.no_pin:
         args.sut_cpu = args.load_cpu = None
     if args.profile_dir is not None:

@@ -252,9 +252,16 @@ def mark_sending(db: Database, ids: Sequence[int], at: str) -> None:
 
 
 def flag(db: Database, message_id: int, name: str) -> None:
-    """Set ``attrs.<name>`` to true (``possibly_duplicated``)."""
-    db.conn.execute("update messages set attrs = json_set(attrs, '$.' || ?, json('true')) "
-                    "where id = ?", [name, message_id])
+    """Set ``attrs.<name>`` to true (``possibly_duplicated``). Read and written back in
+    Python: SQLite's ``json_set`` with a computed path and a JSON ``true`` has no
+    PostgreSQL spelling (the recovery at start only, never the send path)."""
+    row = db.execute("select attrs from messages where id = ?", [message_id]).fetchone()
+    if row is None:
+        return
+    attrs = json.loads(row[0] or "{}")
+    attrs[name] = True
+    db.conn.execute("update messages set attrs = ? where id = ?",
+                    [json.dumps(attrs, ensure_ascii=False), message_id])
 
 
 def rewrite(db: Database, message_id: int, body: str, encoding: str,

@@ -125,7 +125,7 @@ def expire_op(db: Database, broker: str, cutoff: str,
     groups = list(db.query(
         "select remote, ref, total, min(received_at) as first from mo_parts "
         "where broker = ? and message_id is null group by remote, ref, total "
-        "having first < ?", [broker, cutoff]))
+        "having min(received_at) < ?", [broker, cutoff]))  # no alias: PostgreSQL
     out = []
     for g in groups:
         rows = _waiting(db, broker, g["remote"], g["ref"], g["total"])

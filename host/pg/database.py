@@ -217,7 +217,7 @@ class PgDatabase:
         """The tables of the schema (sqlite_utils' ``Database.table_names``)."""
         cursor = self.raw.execute(
             "select table_name from information_schema.tables where table_schema = "
-            "current_schema() order by table_name")
+            "current_schema() and table_type = 'BASE TABLE' order by table_name")
         return [row[0] for row in cursor.fetchall()]
 
     def close(self) -> None:

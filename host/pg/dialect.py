@@ -46,6 +46,7 @@ _JSON_EACH = re.compile(r"\bjson_each\(\s*([\w.]+)\s*\)", re.I)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _INSERT_IGNORE = re.compile(r"\binsert\s+or\s+ignore\s+into\b", re.I)
 _RETURNING = re.compile(r"\breturning\b", re.I)
+_IS_PARAM = re.compile(r"\bis(\s+not)?\s+(?=%(?:s|\(\w+\)s))", re.I)
 _SIMPLE = [
     (re.compile(r"\)\s*without\s+rowid\b", re.I), ")"),
     (re.compile(r"(^|[\s(,=])\+(?=[A-Za-z_])"), r"\1"),  # SQLite's "+column": no index
@@ -53,8 +54,6 @@ _SIMPLE = [
     (re.compile(r"\bnot\s+in\s*\(\s*\)", re.I), "<> all('{}')"),
     (re.compile(r"\bin\s*\(\s*\)", re.I), "= any('{}')"),
     (re.compile(r"\browid\b", re.I), "id"),
-    (re.compile(r"\bis\s+not\s+(?=%)", re.I), "is distinct from "),
-    (re.compile(r"\bis\s+(?=%)", re.I), "is not distinct from "),
     (re.compile(r"\bnot\s+like\b", re.I), "not ilike"),
     (re.compile(r"(?<!\bnot\s)\blike\b", re.I), "ilike"),
     (re.compile(r"\binstr\(", re.I), "strpos("),
@@ -94,6 +93,7 @@ def translate(sql: str) -> str:
     code = _JSON_EACH.sub(r"jsonb_array_elements_text(\1::jsonb)", code)
     code = code.replace("%", "%%").replace("?", "%s")
     code = _NAMED.sub(r"%(\1)s", code)
+    code = _IS_PARAM.sub(_is_distinct, code)
     ignore = bool(_INSERT_IGNORE.search(code))
     if ignore:
         code = _INSERT_IGNORE.sub("insert into", code)
@@ -116,6 +116,10 @@ def returns_id(sql: str) -> str | None:
     if match is None or _RETURNING.search(sql):
         return None
     return match.group(1).lower()
+
+
+def _is_distinct(match: re.Match[str]) -> str:
+    return "is distinct from " if match.group(1) else "is not distinct from "
 
 
 def _on_conflict_nothing(code: str) -> str:

@@ -517,7 +517,14 @@ def test_real_mo_through_a_post_url_service(stack: Stack) -> None:
                for line in lines), lines
 
 
+# The server under test is a subprocess (on SQLite, as every subprocess of the tests):
+# these tests write the outbound row beside it with an in-process Host on the same data
+# directory (Stack.add_outbound), which on PostgreSQL would write another database.
+SHARES_THE_SERVERS_FILE = pytest.mark.sqlite_only
+
+
 @pytest.mark.slow
+@SHARES_THE_SERVERS_FILE
 def test_real_mt_gsm_reaches_the_carrier_then_sent_and_delivered(stack: Stack) -> None:
     to, text = "+14155550130", "Hello via Kannel: 100% & more, ü €"
     message_id, _ = stack.send_new(to, text)
@@ -539,6 +546,7 @@ def test_real_mt_gsm_reaches_the_carrier_then_sent_and_delivered(stack: Stack) -
 
 
 @pytest.mark.slow
+@SHARES_THE_SERVERS_FILE
 def test_real_mt_unicode_sent_as_ucs2_then_undelivered(stack: Stack) -> None:
     to, text = "+14155550131", "Привет † мир € ✓ 日本"
     message_id, _ = stack.send_new(to, text, encoding="ucs2")
@@ -554,6 +562,7 @@ def test_real_mt_unicode_sent_as_ucs2_then_undelivered(stack: Stack) -> None:
 
 
 @pytest.mark.slow
+@SHARES_THE_SERVERS_FILE
 def test_real_mt_long_text_split_and_concatenated_by_kannel(stack: Stack) -> None:
     to = "+14155550132"
     text = ("Kannel splits this text for us, because smshost lets the broker do it. " * 3)
@@ -568,6 +577,7 @@ def test_real_mt_long_text_split_and_concatenated_by_kannel(stack: Stack) -> Non
 
 
 @pytest.mark.slow
+@SHARES_THE_SERVERS_FILE
 def test_real_mt_refused_by_the_carrier_is_rejected(stack: Stack) -> None:
     to = "+14155550133"
     message_id, _ = stack.send_new(to, "REJECTME please")

@@ -273,7 +273,8 @@ def add_outbound(client: Any, host: Host, broker_id: str, status: str = "queued"
 
 def orphan_count(client: Any, host: Host) -> int:
     return int(client.portal.call(host.store.read,
-                                  lambda db: db["orphan_receipts"].count))
+                                  lambda db: db.execute(
+                "select count(*) from orphan_receipts").fetchone()[0]))
 
 
 # -- MO -------------------------------------------------------------------------------

@@ -229,7 +229,8 @@ def test_orphan_receipt_is_kept_and_applied_when_the_send_is_recorded(
         mid = client.portal.call(send_recorded)  # type: ignore[union-attr]
         body = client.get(f"/api/messages/{mid}").json()
         orphans = client.portal.call(  # type: ignore[union-attr]
-            host.store.read, lambda db: db["orphan_receipts"].count)
+            host.store.read, lambda db: db.execute(
+                "select count(*) from orphan_receipts").fetchone()[0])
     assert body["status"] == "delivered"
     assert body["events"][-1]["detail"] == {"broker_status": "delivered", "error": "0"}
     assert orphans == 0

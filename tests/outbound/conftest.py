@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +39,10 @@ import uvicorn
 
 from host.config import load_settings
 from host.core import Host
-from tests.conftest import ServerThread
+from host.pg.database import PgDatabase, connect
+from host.pg.writer import WRITE_LOCK
+from host.store import Store
+from tests.conftest import ServerThread, write_lock
 
 LOOPBACK = "127.0.0.1"
 WAIT = 15.0  # seconds: the bound of every wait on the running host
@@ -382,6 +386,62 @@ def write_config(root: Path, port: int, *, brokers: str, routes: str = "", sinks
     return cfg
 
 
+def side_rows(store: Store, sql: str, args: list[Any] | tuple[Any, ...] = ()
+              ) -> list[dict[str, Any]]:
+    """The rows of ``sql`` (SQLite's dialect) read on a connection of their own, as
+    another program (or a restart) sees the store: its SQLite file read-only, or its
+    PostgreSQL database (SMSHOST_TEST_STORE=postgresql) with the statement translated."""
+    url = getattr(store, "url", None)
+    if url is not None:
+        db = PgDatabase(connect(url))
+        try:
+            return list(db.query(sql, list(args)))
+        finally:
+            db.close()
+    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, list(args))]
+    finally:
+        conn.close()
+
+
+def side_write(store: Store, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> int:
+    """One write ``sql`` on a connection of its own, committed at once; rows changed."""
+    url = getattr(store, "url", None)
+    if url is not None:
+        db = PgDatabase(connect(url))
+        try:
+            return db.execute(sql, list(args)).rowcount
+        finally:
+            db.close()
+    conn = sqlite3.connect(store.path, timeout=10)
+    try:
+        conn.execute("pragma foreign_keys = on")  # as smshost's connections (cascades)
+        with conn:
+            return conn.execute(sql, list(args)).rowcount
+    finally:
+        conn.close()
+
+
+@contextmanager
+def side_lock(store: Store) -> Iterator[None]:
+    """Hold the store's write lock from another connection, as another process would
+    (``smshost purge`` beside the server): on SQLite its writes wait busy_timeout, then
+    fail; on PostgreSQL they wait for the cluster's write lock (host.pg.writer)."""
+    url = getattr(store, "url", None)
+    if url is None:
+        with write_lock(store.path):
+            yield
+        return
+    conn = connect(url)
+    try:
+        conn.execute("select pg_advisory_lock(%s)", [WRITE_LOCK])
+        yield
+    finally:
+        conn.close()
+
+
 class Smshost:
     """A real smshost on 127.0.0.1: uvicorn serving the Host in a thread."""
 
@@ -494,12 +554,15 @@ class Smshost:
     # -- the database, read on the side -------------------------------------------------
 
     def rows(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute(sql, list(args))]
-        finally:
-            conn.close()
+        """The rows of ``sql`` (SQLite's dialect), read on the side of the running node."""
+        assert self.host is not None
+        return side_rows(self.host.store, sql, args)
+
+    def write(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> int:
+        """Run one write ``sql`` on the side of the running node (committed at once, as
+        another program would); the rows it changed."""
+        assert self.host is not None
+        return side_write(self.host.store, sql, args)
 
     def outbound(self) -> list[dict[str, Any]]:
         rows = self.rows("select * from messages where direction = 'out' order by id")

@@ -6,9 +6,7 @@ a message that asked for no callback gets no row."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +14,9 @@ import pytest
 from host import ledger
 from host.core import Host
 from host.ledger import NewMessage
+from host.store import Store
 from tests.outbound.conftest import (PHONE, FakeBroker, Reply, Smshost, generic_toml,
-                                     outbox_toml)
+                                     outbox_toml, side_rows)
 from tests.outbound.test_callbacks import callbacks_toml
 
 URL = "https://cb.example.com/status"
@@ -30,12 +29,12 @@ def outbound(attrs: dict[str, Any] | None) -> NewMessage:
                       account="main", local="+15550100", remote="+15550123", attrs=attrs)
 
 
-def committed(path: Path) -> list[tuple[Any, ...]]:
+def committed(store: Store) -> list[tuple[Any, ...]]:
     """The callback rows as another connection reads them (what a restart finds)."""
-    with sqlite3.connect(path) as db:
-        return db.execute("select d.message_id, e.status, d.kind, d.method, d.url, "
-                          "d.status from callback_deliveries d join message_events e "
-                          "on e.id = d.event_id order by d.id").fetchall()
+    return [tuple(row.values()) for row in side_rows(
+        store, "select d.message_id, e.status, d.kind, d.method, d.url, d.status as state "
+        "from callback_deliveries d join message_events e on e.id = d.event_id "
+        "order by d.id")]
 
 
 def test_the_rows_commit_with_the_change_without_the_announcement(
@@ -55,11 +54,11 @@ def test_the_rows_commit_with_the_change_without_the_announcement(
             return asked.id, plain.id
 
     asked, plain = asyncio.run(main())
-    assert committed(host.store.path) == [
+    assert committed(host.store) == [
         (asked, "queued", "status", "POST", URL, "pending"),
         (asked, "failed", "status", "POST", URL, "pending"),
         (asked, "failed", "kannel", "GET", "http://app.example/dlr?type=16", "pending")]
-    assert plain not in {row[0] for row in committed(host.store.path)}
+    assert plain not in {row[0] for row in committed(host.store)}
 
 
 def test_a_change_rolled_back_queues_nothing(host_factory: Callable[..., Host]) -> None:
@@ -80,7 +79,7 @@ def test_a_change_rolled_back_queues_nothing(host_factory: Callable[..., Host]) 
 
     message_id, status = asyncio.run(main())
     assert status == "queued"
-    assert committed(host.store.path) == [
+    assert committed(host.store) == [
         (message_id, "queued", "status", "POST", URL, "pending")]
 
 

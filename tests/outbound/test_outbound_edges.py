@@ -3,7 +3,6 @@ written in other forms, non-standard JSON, consolidation next to split messages.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -11,9 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.outbound.conftest import (PHONE, FakeBroker, Reply, Seen, Smshost, generic_ok,
-                                     generic_toml, outbox_toml, wait_until)
+                                     generic_toml, outbox_toml, side_lock, wait_until)
 from tests.outbound.test_receipts_events import post_receipt
-from tests.conftest import write_lock
 from tests.outbound.test_send_api import INBOX_QUEUE, INBOX_ROUTE
 
 
@@ -111,7 +109,7 @@ def test_the_sender_outlives_a_claim_that_fails(smshost: Callable[..., Smshost],
                    extra="\n[store]\nbusy_timeout_ms = 100\n")
     mid = node.queued(to=PHONE, text="before the lock")["id"]
     node.wait_status(mid, "sent")
-    with write_lock(node.db_path):
+    with side_lock(node.host.store):
         time.sleep(1.5)  # claims run at least once a second: one failed meanwhile
     later = node.queued(to=PHONE, text="after the lock")["id"]
     node.wait_status(later, "sent")
@@ -145,7 +143,7 @@ def test_a_settlement_the_database_refuses_is_written_again(
     locked, release = threading.Event(), threading.Event()
 
     def hold_lock() -> None:
-        with write_lock(box[0].db_path):
+        with side_lock(box[0].host.store):
             locked.set()
             release.wait(10)
 
@@ -189,6 +187,17 @@ def test_a_send_that_fails_unexpectedly_is_retried_then_failed_not_left_in_fligh
     assert node.rows("select * from outbox") == []
 
 
+REFUSE_SENT = {  # a trigger refusing the update to "sent", in each store's dialect
+    "sqlite": ["create trigger refuse_sent before update of status on messages "
+               "when new.status = 'sent' begin select raise(abort, 'refused by test'); end"],
+    "postgresql": [
+        "create or replace function refuse_sent() returns trigger language plpgsql as "
+        "$$ begin raise exception 'refused by test'; end $$",
+        "create trigger refuse_sent before update of status on messages for each row "
+        "when (new.status = 'sent') execute function refuse_sent()"],
+}
+
+
 def test_a_settlement_a_statement_fails_is_written_again(
         smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
     """An error from a statement of the settlement itself (here a trigger another
@@ -196,19 +205,15 @@ def test_a_settlement_a_statement_fails_is_written_again(
     refused transaction. (It used to escape the send's task: the message stayed
     "sending", in flight, until a restart.)"""
     node = smshost(brokers=generic_toml(fake_broker.url))
-    db = sqlite3.connect(node.db_path, isolation_level=None)
-    try:
-        db.execute("create trigger refuse_sent before update of status on messages "
-                   "when new.status = 'sent' begin select raise(abort, 'refused by test'); "
-                   "end")
-        mid = node.queued(to=PHONE, text="accepted, then refused")["id"]
-        fake_broker.wait_requests(1)
-        time.sleep(0.5)  # settlement writes fail meanwhile
-        assert node.message(mid)["status"] == "sending"
-        db.execute("drop trigger refuse_sent")
-        sent = node.wait_status(mid, "sent")
-    finally:
-        db.close()
+    for statement in REFUSE_SENT[node.host.store.dialect]:
+        node.write(statement)
+    mid = node.queued(to=PHONE, text="accepted, then refused")["id"]
+    fake_broker.wait_requests(1)
+    time.sleep(0.5)  # settlement writes fail meanwhile
+    assert node.message(mid)["status"] == "sending"
+    node.write("drop trigger refuse_sent" + (
+        " on messages" if node.host.store.dialect == "postgresql" else ""))
+    sent = node.wait_status(mid, "sent")
     assert sent["broker_message_id"] == f"B-{mid}"
     assert fake_broker.refs() == {str(mid): 1}
     assert node.rows("select * from outbox") == []

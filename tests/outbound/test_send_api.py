@@ -3,7 +3,6 @@ running smshost, the CLI's ``smshost send``, with a fake generic broker behind i
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -252,13 +251,8 @@ def test_a_recipient_who_texted_stop_is_refused_409_until_start(
 def test_an_optout_row_refuses_by_local_and_remote(smshost: Callable[..., Smshost],
                                                    fake_broker: FakeBroker) -> None:
     node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(enabled=False))
-    conn = sqlite3.connect(node.db_path, timeout=10)
-    try:
-        conn.execute("insert into optouts (local, remote, opted_out_at, broker) values "
-                     "(?, ?, '2026-01-01T00:00:00.000000Z', 'gen')", [OUR_NUMBER, PHONE])
-        conn.commit()
-    finally:
-        conn.close()
+    node.write("insert into optouts (local, remote, opted_out_at, broker) values "
+               "(?, ?, '2026-01-01T00:00:00.000000Z', 'gen')", [OUR_NUMBER, PHONE])
     answer = node.send(to="(415) 555-0123", text="hi")  # the same number, written nationally
     assert answer.status_code == 409, answer.text
 
@@ -436,14 +430,13 @@ def test_replaying_a_key_whose_messages_were_purged_is_not_a_500(
     node = smshost(brokers=generic_toml(fake_broker.url))
     first = node.send(key="old-key", to=PHONE, text="long ago")
     node.wait_status(first.json()["id"], "sent")
-    conn = sqlite3.connect(node.db_path, timeout=10)
-    try:
-        conn.execute("update messages set created_at = '2020-01-01T00:00:00.000000Z', "
-                     "updated_at = '2020-01-01T00:00:00.000000Z'")
-        conn.execute("update message_events set at = '2020-01-01T00:00:00.000000Z'")
-        conn.commit()
-    finally:
-        conn.close()
+    node.write("update messages set created_at = '2020-01-01T00:00:00.000000Z', "
+               "updated_at = '2020-01-01T00:00:00.000000Z'")
+    node.write("update message_events set at = '2020-01-01T00:00:00.000000Z'")
+    url = getattr(node.host.store, "url", None) if node.host else None
+    if url is not None:  # the CLI's purge on the node's PostgreSQL database too
+        with (node.cfg / "smshost.toml").open("a") as config:
+            config.write(f'\n[store]\nurl = "{url}"\n')
     purged = run_cli("purge", "--config", str(node.cfg), "--older-than", "30")
     assert purged.returncode == 0, purged.stderr
     assert node.outbound() == []
