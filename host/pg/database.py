@@ -169,6 +169,13 @@ class PgDatabase:
         for row in cursor.fetchall():
             yield dict(zip(names, row, strict=True))
 
+    def table_names(self) -> list[str]:
+        """The tables of the schema (sqlite_utils' ``Database.table_names``)."""
+        cursor = self.raw.execute(
+            "select table_name from information_schema.tables where table_schema = "
+            "current_schema() and table_type = 'BASE TABLE' order by table_name")
+        return [row[0] for row in cursor.fetchall()]
+
     def close(self) -> None:
         self.raw.close()
 

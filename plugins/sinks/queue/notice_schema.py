@@ -38,7 +38,7 @@ def m001_notices(db: Database) -> None:
             last_id integer not null
         )""")
     # from now on: the interactions already in the line get no entry notice
-    exists = db.execute("select 1 from sqlite_master where name = 'queue_events'").fetchone()
+    exists = "queue_events" in db.table_names()
     top = db.execute("select coalesce(max(id), 0) from queue_events").fetchone()[0] \
         if exists else 0
     db.execute("insert into queue_notice_cursor (name, last_id) values ('events', ?)", [top])
