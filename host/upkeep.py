@@ -86,7 +86,8 @@ async def purge_table(store: Store, table: str, column: str, cutoff: str, *,
     assert spare is None or not children, "spare is for tables without children"
     walk = walk or column
     counts = {table: 0, **{child: 0 for child, _ in children}}
-    if not await store.read(partial(_any_below, table, walk, cutoff)):
+    plan = store.dialect == "sqlite"
+    if not await store.read(partial(_any_below, table, walk, cutoff, plan)):
         return counts  # nothing to do: no transaction
     if dry_run:
         return await store.read(partial(_count, table, column, walk, cutoff, children, keep,
@@ -110,15 +111,21 @@ async def _rest(started: float, pause: float) -> None:
     await asyncio.sleep(max(pause, REST_FACTOR * (time.monotonic() - started)))
 
 
-def _any_below(table: str, walk: str, cutoff: str, db: Database) -> bool:
-    """Whether a row is below the cutoff; warns when ``walk`` has no index (then each
-    batch would read the whole table)."""
+def _any_below(table: str, walk: str, cutoff: str, check_plan: bool, db: Database) -> bool:
+    """Whether a row is below the cutoff; with ``check_plan`` (SQLite: its ``explain
+    query plan``) warns when ``walk`` has no index (then each batch would read the whole
+    table)."""
     sql = f'select rowid from "{table}" where "{walk}" < ? order by "{walk}", rowid limit 1'
+    if check_plan:
+        _warn_unindexed(db, sql, table, walk, cutoff)
+    return db.execute(sql, [cutoff]).fetchone() is not None
+
+
+def _warn_unindexed(db: Database, sql: str, table: str, walk: str, cutoff: str) -> None:
     plan = " ".join(r[3] for r in db.execute(f"explain query plan {sql}", [cutoff]))
     if "INDEX" not in plan:
         log.warning("purge of %s by %s reads the whole table each batch: index %s (%s)",
                     table, walk, walk, plan)
-    return db.execute(sql, [cutoff]).fetchone() is not None
 
 
 def _keep_clause(keep: str | None, marks: str) -> tuple[str, str]:
