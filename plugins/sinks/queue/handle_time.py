@@ -31,7 +31,8 @@ def record(db: Database, queue: str, seconds: float, at: str) -> float:
     db.conn.execute(
         "insert into queue_handle_time (queue, seconds, closes, updated_at) values "
         "(?, ?, 1, ?) on conflict (queue) do update set seconds = excluded.seconds, "
-        "closes = closes + 1, updated_at = excluded.updated_at", [queue, value, at])
+        "closes = queue_handle_time.closes + 1, updated_at = excluded.updated_at",
+        [queue, value, at])
     return value
 
 
