@@ -245,15 +245,25 @@ def _on_postgres(request: pytest.FixtureRequest,
 
     if request.node.get_closest_marker("sqlite_only") is not None:
         pytest.skip("about SQLite itself")
-    url = request.getfixturevalue("pg_url")
+    server = request.getfixturevalue("pg_server")
+    # one database per data directory, as on SQLite: two hosts of a test with their own
+    # directories do not share rows; a restart (the same directory) finds its own
+    urls: dict[Path, str] = {}
 
     def on_postgres(settings: Any, data_dir: Path, prepare: Any = None) -> Any:
         if settings.url is not None:
             return make_store(settings, data_dir, prepare)
-        return PgStore(url, settings, data_dir / settings.filename)
+        key = Path(data_dir).resolve()
+        if key not in urls:
+            urls[key] = server.new_database()
+        return PgStore(urls[key], settings, data_dir / settings.filename)
 
     monkeypatch.setattr(host.core, "make_store", on_postgres)
-    yield
+    try:
+        yield
+    finally:
+        for url in urls.values():
+            server.drop(url)
 
 
 @pytest.fixture(scope="session")

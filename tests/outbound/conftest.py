@@ -494,6 +494,15 @@ class Smshost:
     # -- the database, read on the side -------------------------------------------------
 
     def rows(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """``sql``'s rows, read on a connection of their own (on either store)."""
+        url = getattr(self.host.store, "url", None) if self.host is not None else None
+        if url is not None:  # PostgreSQL (SMSHOST_TEST_STORE=postgresql)
+            from host.pg.database import PgDatabase, connect
+            db = PgDatabase(connect(url))
+            try:
+                return list(db.query(sql, list(args)))
+            finally:
+                db.close()
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         try:
