@@ -180,7 +180,7 @@ def _count(table: str, column: str, walk: str, cutoff: str,
     if spare is not None:
         ids = [r[0] for r in db.execute(f"{prefix}{doomed}", {"cutoff": cutoff})]
         return {table: len(spare.doomed(db.conn, table, ids))}
-    counts = {table: int(db.execute(f"{prefix}select count(*) from ({doomed})",
+    counts = {table: int(db.execute(f"{prefix}select count(*) from ({doomed}) as d",
                                     {"cutoff": cutoff}).fetchone()[0])}
     for child, fk in children:
         counts[child] = int(db.execute(
@@ -200,7 +200,9 @@ def check_keep(keep: str, db: Database) -> None:
 async def give_back(store: Store, pause: float) -> int:
     """Return the database's free pages to the file system, VACUUM_STEP_PAGES per step
     with ``pause`` seconds between steps; the pages returned (0 when the database is
-    not in incremental vacuum mode)."""
+    not in incremental vacuum mode; on PostgreSQL, whose autovacuum does this)."""
+    if store.dialect != "sqlite":
+        return 0
     mode, free = await store.read(_vacuum_state)
     if mode != 2 or not free:
         return 0
