@@ -308,7 +308,7 @@ def _few(db: Database, flt: MessageFilter) -> bool:
     total = 0
     for column, number in zip(columns, numbers, strict=True):
         total += db.execute(f"select count(*) from (select 1 from messages where {column} "
-                            "= ? limit ?)", [number, FEW + 1]).fetchone()[0]
+                            "= ? limit ?) as few", [number, FEW + 1]).fetchone()[0]
     return total <= FEW
 
 

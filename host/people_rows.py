@@ -73,6 +73,11 @@ def _ids(db: Database, table: str, key: str, field: str, values: Sequence[str]) 
     return out
 
 
+# roles is a JSON array of names (json.dumps): an element is its name in quotes (a LIKE
+# on the text, portable where json_each is SQLite's)
+_IS_ADMIN = """roles like '%"admin"%'"""
+
+
 def _columns(fields: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return {k: json.dumps(v) if k in _LISTS else v for k, v in fields.items() if k in names}
 
@@ -156,8 +161,7 @@ def delete_user(db: Database, login: str) -> list[str]:
 
 def _not_last_admin(db: Database, user: int, what: str) -> None:
     admins = [int(r[0]) for r in db.execute(
-        "select id from users where exists (select 1 from json_each(users.roles) "
-        "where value = 'admin')")]
+        f"select id from users where {_IS_ADMIN}")]
     if admins == [user]:
         raise PeopleError(409, "last_admin", f"cannot {what} the last admin user: add "
                           "another admin first (smshost user add --role admin LOGIN)")
@@ -237,5 +241,4 @@ def mark(db: Database, key: str, value: str) -> None:
 
 
 def has_admin(db: Database) -> bool:
-    return db.execute("select 1 from users where exists (select 1 from json_each(users.roles) "
-                      "where value = 'admin')").fetchone() is not None
+    return db.execute(f"select 1 from users where {_IS_ADMIN}").fetchone() is not None

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from host.pg.database import PgDatabase, connect
-from host.pg.dialect import translate
+from host.pg.dialect import returns_id, translate
 
 ADMINS = ("select login from users where exists (select 1 from json_each(users.roles) "
           "where value = 'admin') order by login")
@@ -128,3 +128,14 @@ def test_pgout_is_a_parameter_is_null_safe_equality() -> None:
 def test_pgout_is_null_and_literals_stay() -> None:
     assert translate("select 1 from m where a is null and b is not null and c = 'is ?'") \
         == "select 1 from m where a is null and b is not null and c = 'is ?'"
+
+
+def test_sinks_insert_or_ignore_returns_its_new_id() -> None:
+    # the queue's notices claim a row with "insert or ignore" and read its id back
+    # (cursor.lastrowid): the insert must ask for it, after "on conflict do nothing"
+    sql = "insert or ignore into queue_notices (interaction_id, kind) values (?, ?)"
+    assert returns_id(sql) == "queue_notices"
+    assert translate(sql) == ("insert into queue_notices (interaction_id, kind) values "
+                              "(%s, %s) on conflict do nothing")
+    assert returns_id("insert into t (a) values (?) returning id") is None
+    assert returns_id("update t set a = 1") is None

@@ -99,7 +99,7 @@ async def _kept(host: HostAPI) -> str | None:
             host.purge_incomplete(f"no message purged: the query of plugin {plugin} of the "
                                    f"messages it keeps failed: {exc} ({sql})")
             return None
-    return " union all ".join(f"select * from ({sql})" for _, sql in answers.queries)
+    return " union all ".join(f"select * from ({sql}) as q" for _, sql in answers.queries)
 
 
 def _kept_pairs(keep: str, db: Database) -> frozenset[tuple[str, str]]:

@@ -443,6 +443,7 @@ def test_a_retry_after_that_is_no_number_is_an_ordinary_retry(
     asyncio.run(flow())
 
 
+@pytest.mark.sqlite_only  # holds the SQLite file's write lock past busy_timeout (sqlite3)
 def test_a_delivery_whose_record_fails_is_tried_again(make_host: Callable[..., Host],
                                                       caplog: pytest.LogCaptureFixture
                                                       ) -> None:
@@ -714,6 +715,7 @@ def test_bad_target_settings_are_reported_with_file_and_line(
 
 # -- purge ------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only  # reads SQLite's explain query plan (PostgreSQL plans differ)
 def test_the_metrics_queries_read_indexes_only(make_host: Callable[..., Host]) -> None:
     """The stored gauges run on every scrape: each must be an index-only read (measured:
     well under 1 ms at 1 M deliveries, 120 ms at 1 M waiting outbox rows)."""

@@ -134,7 +134,12 @@ def due(db: Database, state: str, cutoff: str, routes: Sequence[str],
     given, or (``overridden`` False) of every route but them."""
     column = "party_active_at" if state == "open" else "idle_at"
     marks = ", ".join("?" * len(routes))
-    where = f"route in ({marks})" if overridden else f"route not in ({marks})"
+    if not routes:  # "in ()" is SQLite's only
+        if overridden:
+            return []
+        where = "1 = 1"
+    else:
+        where = f"route in ({marks})" if overridden else f"route not in ({marks})"
     return list(db.query(
         f"select * from chat_conversations where state = ? and {column} <= ? "
         f"and {where} order by {column} limit ?", [state, cutoff, *routes, BATCH]))

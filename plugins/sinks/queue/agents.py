@@ -110,10 +110,13 @@ def wrap_up(tx: Tx, login: str, queue: str) -> None:
     seconds = tx.acd(queue).wrapup
     until = tx.later(seconds)
     ensure(tx, login)
+    # whether there is a wrap-up is decided here, not in SQL (PostgreSQL would type a
+    # parameter compared with 0 as an integer; seconds may be fractional)
+    wrapup = ("wrapup_until = max(coalesce(wrapup_until, ''), ?), ", [until]) \
+        if seconds > 0 else ("", [])
     tx.db.conn.execute(
-        "update queue_agents set wrapup_until = case when ? > 0 then max(coalesce("
-        "wrapup_until, ''), ?) else wrapup_until end, idle_since = ?, updated_at = ? "
-        "where login = ?", [seconds, until, until, tx.now, login])
+        f"update queue_agents set {wrapup[0]}idle_since = ?, updated_at = ? where login = ?",
+        [*wrapup[1], until, tx.now, login])
     tx.agents.add(login)
 
 

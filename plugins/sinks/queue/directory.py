@@ -14,7 +14,9 @@ from typing import Literal
 from sqlite_utils import Database
 
 AGENT_ROLE = "agent"
-_IS_AGENT = "exists (select 1 from json_each(u.roles) where value = 'agent')"
+# roles is a JSON array of names (json.dumps): an element is its name in quotes (a LIKE
+# on the text, portable where json_each is SQLite's)
+_IS_AGENT = """u.roles like '%"agent"%'"""
 
 
 def agent(db: Database, login: str) -> str | None:

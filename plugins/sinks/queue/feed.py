@@ -31,7 +31,7 @@ def top(db: Database) -> int:
 def for_agent(db: Database, last: int, agent: str, queues: Sequence[str],
               limit: int) -> list[dict[str, Any]]:
     """The rows after ``last`` for ``agent``: its own, and the lengths of ``queues``."""
-    marks = ", ".join("?" * len(queues))
+    marks = ", ".join("?" * len(queues)) or "null"  # "in ()" is SQLite's only
     rows = db.execute(
         "select id, kind, data from queue_feed where id > ? and (agent = ? or "
         f"(agent is null and kind = 'queue' and queue in ({marks}))) order by id limit ?",
