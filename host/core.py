@@ -24,6 +24,7 @@ from host.brokers.paths import WebhookPaths
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.callbacks.worker import Callbacks
+from host.cluster import Cluster
 from host.config.change import LiveConfig
 from host.config.secrets import Secret
 from host.datadir import generated_token, writable_data_dir
@@ -100,12 +101,17 @@ class Host:
         self.tokens = Tokens(self.store)  # API tokens (host.tokens)
         self.logins = self.people.logins(self.metrics, lambda: self.settings.api)
         self.logins.sessions.on_end = functools.partial(self.hooks.signed_out, self)
+        self.cluster = Cluster(self.store, settings.cluster, version=self._config_version,
+                               address=",".join(f"{lst.host}:{lst.port}"
+                                                for lst in settings.listeners))
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
-                             self.receipts.adopt_orphans)
+                             self.receipts.adopt_orphans, cluster=self.cluster)
         self.receipts.wake = self.sender.wake
         self.callbacks = Callbacks(settings.callbacks, self.store,  # callbacks (all kinds)
                                    compat=settings.compat)
         self.ledger.on_change = self.callbacks.changed
+        self.callbacks.gate = functools.partial(self.cluster.holds, "callbacks")
+        self.purger.gate = functools.partial(self.cluster.holds, "purge")
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender, self._sender_for,
                                  lambda: self.plugins.failures)
@@ -210,6 +216,8 @@ class Host:
         await self.people.start(self.hooks.people_in_config(self),
                                 first_admin=background and self.settings.api.token is None)
         await self.history.start(serving=background)
+        if background:  # a node of the cluster (a CLI command is none)
+            await self.cluster.start()
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -228,6 +236,7 @@ class Host:
         if background and self.settings.outbox.enabled:
             await self.sender.start()
             self._sending = True
+            self.cluster.on_beat.append(self.sender.adopt_dead)
         if background:
             await self.callbacks.start()
         if background:  # runs when purge.enabled, which a live change may turn on
@@ -261,6 +270,8 @@ class Host:
             except Exception:  # noqa: BLE001
                 log.exception("sink %s failed to stop", sink.kind)
         await self.hooks.shutdown(self)
+        await self.cluster.stop()
+        self.cluster.on_beat.clear()
         await self.store.close()
         self.lock.release()
         log.info("%s", "smshost stopped" if self.background else
@@ -305,6 +316,10 @@ class Host:
     async def _reconfigure(self, old: Settings, new: Settings) -> tuple[str, ...]:
         """Apply ``new`` to the running node (host.reconfigure); what needs a restart."""
         return await self.reconfigurer.apply(new)
+
+    def _config_version(self) -> str:
+        """The configuration this node applied (host.config.change: a digest)."""
+        return self.live.version
 
     def default_token(self) -> Secret:
         """The API token kept in the data directory (created on first use)."""

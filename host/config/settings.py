@@ -17,6 +17,7 @@ from typing import Literal
 from host.config.secrets import Secret
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.callbacks import CallbackSettings
+from host.config.cluster import ClusterSettings
 from host.config.compat import CompatSettings
 from host.config.connections import ConnectionSettings
 from host.config.lines import KeyPath
@@ -306,6 +307,8 @@ class Settings:
         (), help="Inbound routes ([[inbound]] tables), in order.", doc_default="none: "
         "every message goes to email")
     optout: OptOutSettings = setting(factory=OptOutSettings, help="Opt-out keywords.")
+    cluster: ClusterSettings = setting(
+        factory=ClusterSettings, help="Several nodes on one PostgreSQL database.")
     compat: CompatSettings = setting(
         factory=CompatSettings, help="Kannel- and Jasmin-compatible send APIs "
         "(docs/migrating.md).")
@@ -339,7 +342,7 @@ class Settings:
 
 FILES: dict[str, tuple[str, ...]] = {
     "smshost.toml": ("server", "listeners", "api", "store", "purge", "logging", "plugins",
-                     "handlers", "outbox", "callbacks", "compat", "attrs"),
+                     "handlers", "outbox", "callbacks", "cluster", "compat", "attrs"),
     "brokers.toml": ("brokers",),
     "routes.toml": ("inbound", "outbound", "optout", "routing"),
     "sinks.toml": ("sinks",),
