@@ -242,8 +242,15 @@ def mark_sending(db: Database, ids: Sequence[int], at: str) -> None:
 
 def flag(db: Database, message_id: int, name: str) -> None:
     """Set ``attrs.<name>`` to true (``possibly_duplicated``)."""
-    db.conn.execute("update messages set attrs = json_set(attrs, '$.' || ?, json('true')) "
-                    "where id = ?", [name, message_id])
+    # Read and written whole (rare: a recovery), as the same SQL must run on both
+    # stores and PostgreSQL's json_set form takes a literal path and sets text only.
+    row = db.conn.execute("select attrs from messages where id = ?", [message_id]).fetchone()
+    if row is None:
+        return
+    attrs = json.loads(row[0] or "{}")
+    attrs[name] = True
+    db.conn.execute("update messages set attrs = ? where id = ?",
+                    [json.dumps(attrs), message_id])
 
 
 def rewrite(db: Database, message_id: int, body: str, encoding: str,

@@ -94,6 +94,11 @@ class Pacer:
                                                       burst=max(1.0, rate / 10), tokens=tokens)
         return bucket
 
+    def rate(self, key: Key) -> float | None:
+        """This node's share of ``key``'s rate (None: no limit)."""
+        bucket = self.bucket(key)
+        return None if bucket is None else bucket.rate
+
     def tokens(self, key: Key, unlimited: int) -> int:
         """How many messages of ``key`` may go now (``unlimited`` when it has no rate)."""
         bucket = self.bucket(key)

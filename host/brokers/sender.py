@@ -109,6 +109,11 @@ class Sender:
         self._wakeup.set()
 
     @property
+    def pacer(self) -> Pacer:
+        """The token buckets of the accounts (their rates shared by the live nodes)."""
+        return self._pacer
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
