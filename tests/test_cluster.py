@@ -72,11 +72,11 @@ def broker() -> Iterator[HeldBroker]:
 
 
 def node(root: Path, gateway: str, url: str | None, *, broker_extra: str = "",
-         clock: Clock | None = None) -> Host:
+         clock: Clock | None = None, sinks: str = "") -> Host:
     store = f'\n[store]\nurl = "{url}"\n' if url else ""
     cfg = write_config(root, free_port(), brokers=generic_toml(gateway, extra=broker_extra),
                        outbox=outbox_toml(max_in_flight=4), shutdown_timeout=0.3,
-                       extra=store)
+                       extra=store, sinks=sinks)
     # The queue sink's migrations are not ready for PostgreSQL yet (sqlite_master).
     smshost = cfg / "smshost.toml"
     smshost.write_text(smshost.read_text().replace(
@@ -178,6 +178,47 @@ def test_a_node_that_never_came_back_and_claims_of_before_are_adopted_at_start(
         async with host.running(background=False):
             assert await host.store.read(lambda db: db.execute(
                 "select count(*) from nodes").fetchone()[0]) == 0
+    asyncio.run(main())
+
+
+# -- webhook deliveries ------------------------------------------------------------------
+
+# A target nobody answers (port 9, discard): a delivery there stays pending.
+NOWHERE = ('[webhook.targets.app]\nurl = "http://127.0.0.1:9/hook"\n'
+           'secret = "a-secret-of-the-test"\n')
+
+
+def test_a_dead_nodes_pending_webhook_deliveries_are_adopted_not_a_live_ones(
+        tmp_path: Path, pg_url: str, broker: HeldBroker) -> None:
+    clock = Clock()
+    a = node(tmp_path / "a", broker.fake.url, pg_url, clock=clock, sinks=NOWHERE)
+    b = node(tmp_path / "b", broker.fake.url, pg_url, clock=clock, sinks=NOWHERE)
+
+    def owners(db: Any) -> dict[str, str | None]:
+        return {r[0]: r[1] for r in db.execute(
+            "select route, node from webhook_deliveries order by id").fetchall()}
+
+    async def main() -> None:
+        async with a.running(), b.running():
+            assert b.sink("webhook") is not None, b.plugins.failures
+
+            def pending(db: Any) -> None:
+                for route, owner in (("of-a", a.cluster.node_id), ("of-gone", "gone"),
+                                     ("of-old", None)):
+                    db.conn.execute(
+                        "insert into webhook_deliveries (message_id, route, target, "
+                        "payload, status, next_attempt_at, created_at, updated_at, node) "
+                        "values (null, ?, 'app', '{}', 'pending', '2999-01-01T00:00:00Z', "
+                        "'x', 'x', ?)", [route, owner])
+            await a.store.write(pending)
+            await b.cluster.beat()
+            mine = b.cluster.node_id
+            assert await b.store.read(owners) == {"of-a": a.cluster.node_id,
+                                                  "of-gone": mine, "of-old": mine}
+            a.cluster.halt()
+            clock.now += a.settings.cluster.node_timeout + 1
+            await b.cluster.beat()
+            assert set((await b.store.read(owners)).values()) == {mine}
     asyncio.run(main())
 
 
