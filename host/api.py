@@ -97,7 +97,8 @@ class HostAPI(Protocol):
         """This node among the nodes sharing the database: ``node_id``,
         ``await cluster.holds(name)`` (whether this node runs the once-per-cluster work
         ``name`` now: ask it each tick), ``live_since()`` (heartbeats since then are of
-        live nodes), ``on_beat`` (coroutine functions called after each heartbeat)."""
+        live nodes), ``alive_count`` (live nodes at the last heartbeat), ``on_beat``
+        (coroutine functions called after each heartbeat)."""
 
     @property
     def background(self) -> bool:
