@@ -24,7 +24,9 @@ or during a stop, stays in flight until the next start. After a crash, rows stil
 marked in flight are sends whose outcome is unknown: each is
 tried again once, flagged ``possibly_duplicated`` (the broker may have accepted it
 before the crash); one found in flight a second time fails instead. A message the
-broker accepted (we hold its id) is never sent again.
+broker accepted (we hold its id) is never sent again. With several nodes on one
+database, a claim names its node (``outbox.claimed_by``, host.cluster) and only the
+claims of dead nodes are recovered: at the start and after each heartbeat.
 """
 
 from __future__ import annotations
