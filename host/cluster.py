@@ -54,13 +54,18 @@ class Cluster:
     (tests drive it, and :meth:`beat`, by hand)."""
 
     def __init__(self, store: Store, settings: ClusterSettings, clock: Clock = time.time,
-                 *, version: Callable[[], str] = str, address: str = "") -> None:
+                 *, version: Callable[[], str] = str, address: str = "",
+                 home: str = "") -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.node_id = str(uuid.uuid4())
         self.name = node_name()
         self.address = address
+        # Where this node serves from (host and data directory, which one server holds
+        # at a time): a start there ends the node before it there at once, not after
+        # node_timeout. "" for none (a second Cluster of a test).
+        self.home = home
         self._version = version
         self.alive_count = 1  # live nodes at the last heartbeat, this one included
         self.on_beat: list[Callable[[], Awaitable[object]]] = []  # after each heartbeat
@@ -140,7 +145,8 @@ class Cluster:
         now = self.clock()
         row = {"id": self.node_id, "name": self.name, "started_at": now,
                "heartbeat_at": now, "config_version": self._version(),
-               "address": self.address}
+               "address": self.address, "home": self.home,
+               "alone": self.store.dialect == "sqlite"}
         if not started:
             row.pop("started_at")
         return row
@@ -203,17 +209,18 @@ def _beat(row: dict[str, Any], since: float, until: float, leases: list[str], db
           ) -> tuple[int, list[str]]:
     conn = db.conn
     if "started_at" in row:
+        _forget_before(conn, row)
         conn.execute("insert into nodes (id, name, started_at, heartbeat_at, "
-                     "config_version, address) values (?, ?, ?, ?, ?, ?)",
+                     "config_version, address, home) values (?, ?, ?, ?, ?, ?, ?)",
                      [row["id"], row["name"], row["started_at"], row["heartbeat_at"],
-                      row["config_version"], row["address"]])
+                      row["config_version"], row["address"], row["home"]])
     else:  # upsert: a row removed meanwhile (forgotten as dead) comes back
         conn.execute("insert into nodes (id, name, started_at, heartbeat_at, "
-                     "config_version, address) values (?, ?, ?, ?, ?, ?) "
+                     "config_version, address, home) values (?, ?, ?, ?, ?, ?, ?) "
                      "on conflict (id) do update set heartbeat_at = excluded.heartbeat_at, "
                      "config_version = excluded.config_version",
                      [row["id"], row["name"], row["heartbeat_at"], row["heartbeat_at"],
-                      row["config_version"], row["address"]])
+                      row["config_version"], row["address"], row["home"]])
     conn.execute("delete from nodes where heartbeat_at < ?", [since - FORGET_AFTER])
     renewed: list[str] = []
     if leases:
@@ -224,6 +231,22 @@ def _beat(row: dict[str, Any], since: float, until: float, leases: list[str], db
     alive = conn.execute("select count(*) from nodes where heartbeat_at >= ?",
                          [since]).fetchone()[0]
     return max(1, int(alive)), renewed
+
+
+def _forget_before(conn: Any, row: dict[str, Any]) -> None:
+    """The nodes that served before from this node's data directory are dead (one
+    server holds it at a time): on SQLite every other node (the database is in the data
+    directory); elsewhere those of the same home. Their rows and leases go (no row is
+    dead: their claims are adopted now, not after node_timeout)."""
+    if row["alone"]:
+        where, args = "id <> ?", [row["id"]]
+    elif row["home"]:
+        where, args = "id <> ? and home = ?", [row["id"], row["home"]]
+    else:
+        return
+    conn.execute(f"delete from leases where holder in (select id from nodes where {where})",
+                 args)
+    conn.execute(f"delete from nodes where {where}", args)
 
 
 def _lease(name: str, node: str, now: float, until: float, db: Any) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,7 +104,8 @@ class Host:
         self.logins.sessions.on_end = functools.partial(self.hooks.signed_out, self)
         self.cluster = Cluster(self.store, settings.cluster, version=self._config_version,
                                address=",".join(f"{lst.host}:{lst.port}"
-                                                for lst in settings.listeners))
+                                                for lst in settings.listeners),
+                               home=f"{socket.gethostname()}:{self.data_dir.resolve()}")
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans, cluster=self.cluster)
         self.receipts.wake = self.sender.wake

@@ -154,20 +154,30 @@ def test_a_live_nodes_send_is_left_alone_and_a_dead_ones_adopted_flagged(
 
 def test_a_node_that_never_came_back_and_claims_of_before_are_adopted_at_start(
         tmp_path: Path, store_url: str | None, broker: HeldBroker) -> None:
-    """On both stores: rows claimed by a node with no row (or by none: claimed before
-    nodes had ids) are recovered at the start, flagged; a clean stop leaves no row."""
-    host = node(tmp_path / "a", broker.fake.url, store_url)
+    """On both stores: rows claimed by a node with no row, by none (claimed before
+    nodes had ids) or by the node that served from this data directory before (killed:
+    its heartbeat still fresh) are recovered at the start, flagged; a clean stop leaves
+    no row."""
+    clock = Clock()  # stands still: "killed" would stay alive but for its home
+    host = node(tmp_path / "a", broker.fake.url, store_url, clock=clock)
     broker.holding.clear()
 
     async def main() -> None:
         async with host.running(background=False):
             ids = []
-            for text in ("one", "two"):
+            for text in ("one", "two", "three"):
                 queued = await host.send(SendRequest(to=PHONE, text=text))
                 ids.append(queued.messages[0].id)
-            await host.store.write(lambda db: db.conn.execute(
-                "update outbox set in_flight = 1, claimed_by = case when message_id = ? "
-                "then 'gone-node' else null end", [ids[0]]))
+
+            def crashed(db: Any) -> None:
+                now = clock.now
+                db.conn.execute("insert into nodes (id, name, started_at, heartbeat_at, "
+                                "home) values ('killed', 'h/1', ?, ?, ?)",
+                                [now, now, host.cluster.home])
+                db.conn.execute(
+                    "update outbox set in_flight = 1, claimed_by = case message_id "
+                    "when ? then 'gone-node' when ? then 'killed' end", ids[:2])
+            await host.store.write(crashed)
         async with host.running():
             assert [n["this"] for n in await host.cluster.nodes()] == [True]
             for message_id in ids:
