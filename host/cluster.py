@@ -62,9 +62,9 @@ class Cluster:
         self.node_id = str(uuid.uuid4())
         self.name = node_name()
         self.address = address
-        # Where this node serves from (host and data directory, which one server holds
-        # at a time): a start there ends the node before it there at once, not after
-        # node_timeout. "" for none (a second Cluster of a test).
+        # Where this node serves from (host, data directory and worker number: one
+        # process at a time): a start there ends the node before it there at once, not
+        # after node_timeout. "" for none (a second Cluster of a test).
         self.home = home
         self._version = version
         self.alive_count = 1  # live nodes at the last heartbeat, this one included
@@ -88,9 +88,11 @@ class Cluster:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, home: str | None = None) -> None:
         """Write this node's row (before anything adopts work: this node is alive) and
-        start the heartbeat."""
+        start the heartbeat; ``home``: where it serves from (see ``self.home``)."""
+        if home is not None:
+            self.home = home
         self.alive_count, _ = await self.store.write(partial(
             _beat, self._row(started=True), self.live_since(), self._until(), []))
         self.joined = True
@@ -146,7 +148,7 @@ class Cluster:
         row = {"id": self.node_id, "name": self.name, "started_at": now,
                "heartbeat_at": now, "config_version": self._version(),
                "address": self.address, "home": self.home,
-               "alone": self.store.dialect == "sqlite"}
+               "alone": self.store.dialect == "sqlite" and ":worker-" not in self.home}
         if not started:
             row.pop("started_at")
         return row
@@ -234,9 +236,10 @@ def _beat(row: dict[str, Any], since: float, until: float, leases: list[str], db
 
 
 def _forget_before(conn: Any, row: dict[str, Any]) -> None:
-    """The nodes that served before from this node's data directory are dead (one
-    server holds it at a time): on SQLite every other node (the database is in the data
-    directory); elsewhere those of the same home. Their rows and leases go (no row is
+    """The nodes that served before from this node's home are dead (one process serves
+    from a data directory, or as one worker of it, at a time): on SQLite every other
+    node (the database is in the data directory; not under ``--workers``); elsewhere
+    those of the same home. Their rows and leases go (no row is
     dead: their claims are adopted now, not after node_timeout)."""
     if row["alone"]:
         where, args = "id <> ?", [row["id"]]

@@ -104,8 +104,7 @@ class Host:
         self.logins.sessions.on_end = functools.partial(self.hooks.signed_out, self)
         self.cluster = Cluster(self.store, settings.cluster, version=self._config_version,
                                address=",".join(f"{lst.host}:{lst.port}"
-                                                for lst in settings.listeners),
-                               home=f"{socket.gethostname()}:{self.data_dir.resolve()}")
+                                                for lst in settings.listeners))
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
                              self.receipts.adopt_orphans, cluster=self.cluster)
         self.receipts.wake = self.sender.wake
@@ -219,7 +218,7 @@ class Host:
                                 first_admin=background and self.settings.api.token is None)
         await self.history.start(serving=background)
         if background:  # a node of the cluster (a CLI command is none)
-            await self.cluster.start()
+            await self.cluster.start(self._home())
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -318,6 +317,13 @@ class Host:
     async def _reconfigure(self, old: Settings, new: Settings) -> tuple[str, ...]:
         """Apply ``new`` to the running node (host.reconfigure); what needs a restart."""
         return await self.reconfigurer.apply(new)
+
+    def _home(self) -> str:
+        """Where this node serves from: host, data directory and worker number (under
+        ``serve --workers``, set after __init__), which one process holds at a time."""
+        worker = getattr(self, "worker", None)
+        return f"{socket.gethostname()}:{self.data_dir.resolve()}" + \
+            (f":worker-{worker}" if worker is not None else "")
 
     def _config_version(self) -> str:
         """The configuration this node applied (host.config.change: a digest)."""

@@ -8,6 +8,7 @@ for a real broker's requests, bounded)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -173,7 +174,7 @@ def test_a_node_that_never_came_back_and_claims_of_before_are_adopted_at_start(
                 now = clock.now
                 db.conn.execute("insert into nodes (id, name, started_at, heartbeat_at, "
                                 "home) values ('killed', 'h/1', ?, ?, ?)",
-                                [now, now, host.cluster.home])
+                                [now, now, f"{socket.gethostname()}:{host.data_dir.resolve()}"])
                 db.conn.execute(
                     "update outbox set in_flight = 1, claimed_by = case message_id "
                     "when ? then 'gone-node' when ? then 'killed' end", ids[:2])
@@ -379,3 +380,29 @@ def test_node_timeout_must_be_at_least_twice_the_heartbeat(tmp_path: Path) -> No
                        extra="\n[cluster]\nheartbeat_s = 5\nnode_timeout = 8\n")
     with pytest.raises(ConfigError, match="node_timeout"):
         load_settings(cfg)
+
+
+def test_a_start_ends_the_node_before_it_in_its_home_only(tmp_path: Path,
+                                                          pg_url: str) -> None:
+    """Workers of one data directory (serve --workers) are nodes of their own: a worker
+    started again ends its predecessor only, at once (its sends adopted now)."""
+    clock = Clock()
+    host = node(tmp_path / "a", "http://127.0.0.1:9", pg_url, clock=clock)
+
+    async def main() -> None:
+        async with host.running(background=False):
+            settings = host.settings.cluster
+            one, two, again = (Cluster(host.store, settings, clock) for _ in range(3))
+            await one.start("h:/data:worker-1")
+            await two.start("h:/data:worker-2")
+            assert await one.lease("timer")
+            await again.start("h:/data:worker-1")  # worker 1 died and was restarted
+            try:
+                ids = {n["id"] for n in await again.nodes()}
+                assert ids == {two.node_id, again.node_id}
+                assert await two.lease("timer")  # its lease went with it
+            finally:
+                for cluster in (one, two, again):
+                    cluster.halt()
+                    await cluster.stop()
+    asyncio.run(main())
