@@ -170,7 +170,10 @@ class Sender:
         at a start (tried again once, flagged possibly_duplicated); how many."""
         if not self._running:
             return 0
-        adopted = await self._store.write(partial(self._recover, self._live_since(), False))
+        since = self._live_since()
+        if not await self._store.read(partial(orphans, since=since)):
+            return 0  # the usual case: a read, no write transaction each heartbeat
+        adopted = await self._store.write(partial(self._recover, since, False))
         if adopted:
             log.warning("%d send(s) in flight on a node that died: trying each again once,"
                         " flagged possibly_duplicated", adopted)

@@ -82,6 +82,14 @@ ADOPT = ("update webhook_deliveries set node = ? where status = 'pending' and (n
          "returning id, next_attempt_at")
 
 
+def orphaned(db: Database, since: float) -> bool:
+    """Whether a pending delivery belongs to a dead node (or to none)."""
+    return db.conn.execute(
+        "select 1 from webhook_deliveries where status = 'pending' and (node is null or "
+        "node not in (select id from nodes where heartbeat_at >= ?)) limit 1",
+        [since]).fetchone() is not None
+
+
 def adopt(db: Database, node: str, since: float, mine: bool
           ) -> list[tuple[int, str | None]]:
     """Take the pending deliveries of dead nodes (no heartbeat since ``since``, or none

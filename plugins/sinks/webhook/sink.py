@@ -14,7 +14,7 @@ import aiohttp
 from host.api import (ApiError, Delivery, Outage, Sink, __version__, expected, redact,
                       to_epoch, utcnow)
 
-from .deliveries import (Result, adopt, delivery_row, enqueue, record, replay,
+from .deliveries import (Result, adopt, delivery_row, enqueue, orphaned, record, replay,
                          waiting_and_dead)
 from .payloads import build_payload, sign
 from .settings import (DELIVERY_HEADER, ERROR_BODY_CHARS, IDLE_WAKEUP, RESPONSE_READ_LIMIT,
@@ -104,7 +104,11 @@ class WebhookSink(Sink):
         return len(rows)
 
     async def _adopt_dead(self) -> None:
-        if self._running and (count := await self._adopt()):
+        since = self.host.cluster.live_since()
+        if not self._running or not await self.host.store.read(
+                lambda db: orphaned(db, since)):
+            return  # the usual case: a read, no write transaction each heartbeat
+        if count := await self._adopt():
             log.warning("webhook: %d pending deliveries of a node that died adopted", count)
 
     async def stop(self) -> None:
