@@ -46,6 +46,7 @@ from host.web.routes import ApiRoute, request_caller
 if TYPE_CHECKING:
     from starlette.responses import Response
 
+    from host.cluster import Cluster
     from host.config.settings import Settings
     from host.messages import Messages
     from host.metrics import Metrics
@@ -90,6 +91,14 @@ class HostAPI(Protocol):
     @property
     def version(self) -> str:
         """The smshost version."""
+
+    @property
+    def cluster(self) -> Cluster:
+        """This node among the nodes sharing the database: ``node_id``,
+        ``await cluster.holds(name)`` (whether this node runs the once-per-cluster work
+        ``name`` now: ask it each tick), ``live_since()`` (heartbeats since then are of
+        live nodes), ``alive_count`` (live nodes at the last heartbeat), ``on_beat``
+        (coroutine functions called after each heartbeat)."""
 
     @property
     def background(self) -> bool:

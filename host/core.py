@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from host import __version__
-from host.brokers.concat import Concat
+from host.brokers.concat import Concat, sweep as concat_sweep
 from host.brokers.kit import CaseResult, kit_for
 from host.brokers.instances import BrokerInstance, unsigned_warnings
 from host.brokers.paths import WebhookPaths
 from host.brokers.receipts import Receipts
 from host.brokers.sender import Sender
 from host.callbacks.worker import Callbacks
+from host.cluster import Cluster, home
 from host.config.change import LiveConfig
 from host.config.secrets import Secret
 from host.datadir import generated_token, writable_data_dir
@@ -101,18 +102,24 @@ class Host:
         self.tokens = Tokens(self.store)  # API tokens (host.tokens)
         self.logins = self.people.logins(self.metrics, lambda: self.settings.api)
         self.logins.sessions.on_end = functools.partial(self.hooks.signed_out, self)
+        self.cluster = Cluster(self.store, settings.cluster, version=lambda: self.live.version,
+                               address=",".join(f"{lst.host}:{lst.port}"
+                                                for lst in settings.listeners))
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
-                             self.receipts.adopt_orphans)
+                             self.receipts.adopt_orphans, cluster=self.cluster)
         self.receipts.wake = self.sender.wake
         self.callbacks = Callbacks(settings.callbacks, self.store,  # callbacks (all kinds)
                                    compat=settings.compat)
         self.ledger.on_change = self.callbacks.changed
+        self.callbacks.gate = functools.partial(self.cluster.holds, "callbacks")
+        self.purger.gate = functools.partial(self.cluster.holds, "purge")
         self.outbound = Outbound(settings, self.store, self.ledger, self.brokers, self.optouts,
                                  self.metrics, self.sender, self._sender_for,
                                  lambda: self.plugins.failures)
         self.router = Router(settings, self.store, self.ledger, self.messages, self.sinks,
                              self.brokers, self.optouts, self.outbound.reply,
-                             functools.partial(self.hooks.message_routed, self))
+                             functools.partial(self.hooks.message_routed, self),
+                             node=self.cluster.node_id)
         self.handlers = HandlerRegistry(settings.handlers, settings.plugins, self.store,
                                         self.plugins, self.brokers, self.outbound,
                                         functools.partial(self.hooks.handler_reloaded, self))
@@ -120,7 +127,7 @@ class Host:
         self.webhook_paths = WebhookPaths(self.brokers)
         self.events = EventBus()
         self.reconfigurer = Reconfigurer(self, self, {HandlerSink: {"scripts": self.handlers}})
-        self.live = LiveConfig(config_dir, settings, self._reconfigure)
+        self.live: LiveConfig = LiveConfig(config_dir, settings, self._reconfigure)
         self.live.check = self.reconfigurer.check
         self.history = History(self.store, self.live, lambda: self.discovery)  # P3
         self.follower = Follower(self.store, self.history, self.events,  # several nodes
@@ -215,6 +222,8 @@ class Host:
         await self.people.start(self.hooks.people_in_config(self),
                                 first_admin=background and self.settings.api.token is None)
         await self.history.start(serving=background, shared=self.shared)
+        if background:  # a node of the cluster (a CLI command is none)
+            await self.cluster.start(self._home())
         self.started_monotonic = time.monotonic()
         await self.handlers.save()
         for sink in self.sinks.values():
@@ -233,6 +242,7 @@ class Host:
         if background and self.settings.outbox.enabled:
             await self.sender.start()
             self._sending = True
+            self.cluster.on_beat.append(self.sender.adopt_dead)
         if background:
             await self.callbacks.start()
         if background:  # runs when purge.enabled, which a live change may turn on
@@ -269,6 +279,8 @@ class Host:
             except Exception:  # noqa: BLE001
                 log.exception("sink %s failed to stop", sink.kind)
         await self.hooks.shutdown(self)
+        await self.cluster.stop()
+        self.cluster.on_beat.clear()
         await self.store.close()
         self.lock.release()
         log.info("%s", "smshost stopped" if self.background else
@@ -282,17 +294,7 @@ class Host:
             await self.sweep_concat(outage)
 
     async def sweep_concat(self, outage: Outage) -> None:
-        """One round of the sweep; a failure is logged once per failing spell."""
-        failed = False
-        for instance in list(self.brokers.values()):
-            try:
-                await self.concat.expire(instance.name, instance.settings.mo.concat_timeout)
-            # The sweep must outlive one bad round (BLE001).
-            except Exception as exc:  # noqa: BLE001
-                outage.failed(exc, instance.name)
-                failed = True
-        if not failed:
-            outage.succeeded()
+        await concat_sweep(self.concat, self.brokers, outage)
 
     @property
     def shared(self) -> bool:
@@ -318,6 +320,9 @@ class Host:
     async def _reconfigure(self, old: Settings, new: Settings) -> tuple[str, ...]:
         """Apply ``new`` to the running node (host.reconfigure); what needs a restart."""
         return await self.reconfigurer.apply(new)
+
+    def _home(self) -> str:
+        return home(self.data_dir, getattr(self, "worker", None))  # worker: set after init
 
     def default_token(self) -> Secret:
         """The API token kept in the data directory (created on first use)."""

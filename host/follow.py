@@ -43,7 +43,7 @@ from host.outage import Outage
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from host.config.settings import ClusterSettings
+    from host.config.cluster import ClusterSettings
     from host.events import EventBus
     from host.history import History
     from host.pg.listen import Listener

@@ -72,6 +72,9 @@ class Purger:
         self._store = store
         self._purge_hook = purge
         self._clock = clock
+        # Whether this node runs the scheduled purge (host.cluster: one node of several
+        # holds the "purge" lease); a node alone always does.
+        self.gate: Callable[[], Awaitable[bool]] | None = None
         self.last_run: datetime | None = None
         self.last_success: datetime | None = None
         self.last_counts: dict[str, int] = {}
@@ -184,6 +187,8 @@ class Purger:
             if done or not self._settings.enabled:
                 continue
             try:
+                if self.gate is not None and not await self.gate():
+                    continue  # another node of the cluster purges
                 await self.run()
             # The schedule must survive a failed night; the error is logged (BLE001).
             except Exception as exc:  # noqa: BLE001

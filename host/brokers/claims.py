@@ -56,19 +56,20 @@ def due_messages(asks: list[tuple[Key, int]], now: float, window: int, strays: b
     return [(message_id, broker, account) for _, message_id, broker, account in rows], found
 
 
-def claim(ids: list[int], now: float, db: Any) -> tuple[list[Claimed], float | None]:
-    """Mark ``ids`` in flight (those still waiting: a receipt may have taken one
-    meanwhile) and their messages ``sending``; the claimed ones, in the order of
-    ``ids``, and the next attempt due after ``now``."""
+def claim(ids: list[int], now: float, node: str | None, db: Any
+          ) -> tuple[list[Claimed], float | None]:
+    """Mark ``ids`` in flight, claimed by ``node`` (those still waiting: a receipt may
+    have taken one meanwhile) and their messages ``sending``; the claimed ones, in the
+    order of ``ids``, and the next attempt due after ``now``."""
     conn = db.conn
     claimed: list[Claimed] = []
     if ids:
         marks = ",".join("?" * len(ids))
         # Only the rows still waiting (a receipt may have taken one meanwhile).
         taken = {r[0]: (r[1], r[2]) for r in conn.execute(
-            f"update outbox set in_flight = 1, attempts = attempts + 1 where "
-            f"message_id in ({marks}) and in_flight = 0 "
-            "returning message_id, attempts, enqueued_at", ids).fetchall()}
+            f"update outbox set in_flight = 1, attempts = attempts + 1, claimed_by = ? "
+            f"where message_id in ({marks}) and in_flight = 0 "
+            "returning message_id, attempts, enqueued_at", [node, *ids]).fetchall()}
         if taken:
             marks = ",".join("?" * len(taken))
             ledger.mark_sending(db, list(taken), utcnow())
@@ -79,6 +80,16 @@ def claim(ids: list[int], now: float, db: Any) -> tuple[list[Claimed], float | N
     nxt = conn.execute("select min(next_attempt_at) from outbox where in_flight = 0 "
                        "and next_attempt_at > ?", [now]).fetchone()[0]
     return claimed, nxt
+
+
+def orphans(db: Any, since: float) -> list[tuple[int, int]]:
+    """The rows in flight whose claimant is dead (no heartbeat since ``since``, no row,
+    or claimed before nodes had ids): (message id, times recovered)."""
+    rows = db.conn.execute(
+        "select message_id, recovered from outbox where in_flight = 1 and (claimed_by "
+        "is null or claimed_by not in (select id from nodes where heartbeat_at >= ?))",
+        [since]).fetchall()
+    return [(int(r[0]), int(r[1])) for r in rows]
 
 
 def without(keys: list[Key]) -> tuple[str, list[str]]:

@@ -21,6 +21,10 @@ from host.ledger import Change, LaneTaker, NewMessage, insert
 from host.models import Message, StatusEvent, ago, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from host.brokers.instances import BrokerInstance
+    from host.outage import Outage
     from host.ledger import Ledger
     from host.store import Store
 
@@ -165,3 +169,19 @@ class Concat:
 
     async def _announce(self, message: Message, event: StatusEvent) -> None:
         await self._ledger.announce((Change(message, event, None, True),))
+
+
+async def sweep(concat: Concat, brokers: Mapping[str, BrokerInstance],
+                outage: Outage) -> None:
+    """One round of the sweep of long MOs whose missing parts did not come in time (every
+    broker instance); a failure is logged once per failing spell."""
+    failed = False
+    for instance in list(brokers.values()):
+        try:
+            await concat.expire(instance.name, instance.settings.mo.concat_timeout)
+        # The sweep must outlive one bad round (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            outage.failed(exc, instance.name)
+            failed = True
+    if not failed:
+        outage.succeeded()

@@ -4,6 +4,14 @@ The outbox worker asks before it claims: a message whose account has no token le
 stays queued (not claimed, not ``sending``) and takes none of the ``max_in_flight``
 slots, so one slow account never holds back the others. A token is taken only for a
 message that was claimed.
+
+Several nodes on one database share an account's rate: each node sends at most
+``mt.rate`` divided by the number of live nodes (host.cluster, counted at each
+heartbeat), so the cluster as a whole keeps to the rate without a shared counter (no
+statement per message). The price: while a node joins or leaves, until every node's
+next heartbeat, the shares do not add up to the rate (at most one heartbeat of too
+much when one joins; too little for up to ``node_timeout`` when one dies); and an idle
+node's share is not lent to a busy one (docs/deployment.md, Several nodes).
 """
 
 from __future__ import annotations
@@ -59,9 +67,11 @@ class TokenBucket:
 class Pacer:
     """The token buckets of every rate-limited account of one host."""
 
-    def __init__(self, brokers: Mapping[str, BrokerInstance], clock: Clock) -> None:
+    def __init__(self, brokers: Mapping[str, BrokerInstance], clock: Clock,
+                 nodes: Callable[[], int] = lambda: 1) -> None:
         self._brokers = brokers
         self.clock = clock
+        self._nodes = nodes  # live nodes sharing each account's rate
         self._buckets: dict[Key, TokenBucket] = {}
 
     def bucket(self, key: Key) -> TokenBucket | None:
@@ -72,13 +82,22 @@ class Pacer:
             if instance is not None and key[1] in instance.accounts else 0.0
         if rate <= 0:
             return None
+        rate /= max(1, self._nodes())
         bucket = self._buckets.get(key)
         if bucket is None or bucket.rate != rate or bucket.clock is not self.clock:
+            # A new share (nodes came or went) keeps what was left: no extra burst.
+            tokens = 1.0 if bucket is None or bucket.clock is not self.clock else \
+                min(bucket.available(), max(1.0, rate / 10))
             # A tenth of a second's worth kept while idle (one at least): a high rate is
             # not bounded by how often the worker looks, a low one sends one at a time.
             bucket = self._buckets[key] = TokenBucket(rate, self.clock,
-                                                      burst=max(1.0, rate / 10))
+                                                      burst=max(1.0, rate / 10), tokens=tokens)
         return bucket
+
+    def rate(self, key: Key) -> float | None:
+        """This node's share of ``key``'s rate (None: no limit)."""
+        bucket = self.bucket(key)
+        return None if bucket is None else bucket.rate
 
     def tokens(self, key: Key, unlimited: int) -> int:
         """How many messages of ``key`` may go now (``unlimited`` when it has no rate)."""

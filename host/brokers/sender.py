@@ -24,7 +24,9 @@ or during a stop, stays in flight until the next start. After a crash, rows stil
 marked in flight are sends whose outcome is unknown: each is
 tried again once, flagged ``possibly_duplicated`` (the broker may have accepted it
 before the crash); one found in flight a second time fails instead. A message the
-broker accepted (we hold its id) is never sent again.
+broker accepted (we hold its id) is never sent again. With several nodes on one
+database, a claim names its node (``outbox.claimed_by``, host.cluster) and only the
+claims of dead nodes are recovered: at the start and after each heartbeat.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import aiohttp
 from host.backoff import grown
 from host.brokers.attempts import attempt, tls_context
 from host.brokers.http import MtResult
-from host.brokers.claims import Claimed, claim, due_messages
+from host.brokers.claims import Claimed, claim, due_messages, orphans
 from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import part_left, repair
 from host.errors import StoreError
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
     from host.brokers.instances import BrokerInstance
+    from host.cluster import Cluster
     from host.config.settings import Settings
     from host.ledger import Ledger
     from host.store import Store
@@ -68,6 +71,8 @@ log = logging.getLogger("smshost.sender")
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How often the worker also looks for messages of accounts no longer configured.
 STRAYS_EVERY = 300.0
+# A heartbeat "since" no node has: without a cluster, every claim in flight is a dead one.
+ALONE = 1e18
 
 
 class Sender:
@@ -76,15 +81,17 @@ class Sender:
 
     def __init__(self, settings: Settings, store: Store, ledger: Ledger,
                  brokers: Mapping[str, BrokerInstance], adopt: Adopt,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, cluster: Cluster | None = None) -> None:
         self._settings = settings
+        self._cluster = cluster  # None: alone, and every row in flight at start is ours
         self._store = store
         self._ledger = ledger
         self._brokers = brokers
         self._adopt = adopt
         self._clock = clock  # wall time: next_attempt_at and enqueued_at are stored
         # Token buckets measure intervals: a clock that never jumps back, unless given one.
-        self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock)
+        self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock,
+                            lambda: cluster.alive_count if cluster is not None else 1)
         self._session: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -104,6 +111,11 @@ class Sender:
         self._wakeup.set()
 
     @property
+    def pacer(self) -> Pacer:
+        """The token buckets of the accounts (their rates shared by the live nodes)."""
+        return self._pacer
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
@@ -117,7 +129,7 @@ class Sender:
     async def start(self) -> None:
         settings = self._settings.outbox
         self._wakeup = asyncio.Event()  # bound to this start's loop
-        recovered = await self._store.write(self._recover)
+        recovered = await self._store.write(partial(self._recover, self._live_since(), True))
         if recovered:
             log.warning("%d send(s) were in flight at the last stop: trying each again once,"
                         " flagged possibly_duplicated", recovered)
@@ -149,20 +161,39 @@ class Sender:
     def wake(self) -> None:
         self._wakeup.set()
 
-    def _recover(self, db: Any) -> int:
+    def _live_since(self) -> float:
+        """Claims of nodes with a heartbeat since then are live: not recovered."""
+        return self._cluster.live_since() if self._cluster is not None else ALONE
+
+    async def adopt_dead(self) -> int:
+        """After each heartbeat: the sends in flight of nodes that died are recovered as
+        at a start (tried again once, flagged possibly_duplicated); how many."""
+        if not self._running:
+            return 0
+        since = self._live_since()
+        if not await self._store.read(partial(orphans, since=since)):
+            return 0  # the usual case: a read, no write transaction each heartbeat
+        adopted = await self._store.write(partial(self._recover, since, False))
+        if adopted:
+            log.warning("%d send(s) in flight on a node that died: trying each again once,"
+                        " flagged possibly_duplicated", adopted)
+            self._wakeup.set()
+        return adopted
+
+    def _recover(self, since: float, starting: bool, db: Any) -> int:
         conn = db.conn
-        rows = conn.execute("select message_id, recovered from outbox where in_flight = 1"
-                            ).fetchall()
+        rows = orphans(db, since)
         for message_id, recovered in rows:
             if recovered >= 1:
                 self._finish(db, message_id, "failed", {
                     "error": "in flight at two crashes in a row; not tried again",
                     "possibly_duplicated": True})
                 continue
-            conn.execute("update outbox set in_flight = 0, recovered = recovered + 1 "
-                         "where message_id = ?", [message_id])
+            conn.execute("update outbox set in_flight = 0, claimed_by = null, "
+                         "recovered = recovered + 1 where message_id = ?", [message_id])
             ledger.flag(db, message_id, "possibly_duplicated")
-        repair(db)
+        if starting:
+            repair(db)
         return len(rows)
 
     # -- the loop -----------------------------------------------------------------------
@@ -214,7 +245,8 @@ class Sender:
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
         ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
 
-        claimed, next_at = await self._store.write(partial(claim, ids, now))
+        node = self._cluster.node_id if self._cluster is not None else None
+        claimed, next_at = await self._store.write(partial(claim, ids, now, node))
         for item in claimed:
             pacer.took((item.message.broker or "", item.message.account or ""))
         token = pacer.next_token(pacer.exhausted())
@@ -273,8 +305,9 @@ class Sender:
         def write(db: Any) -> Any:
             if outcome == "retry":
                 # recovered = 0: this attempt ended, so a crash later is not "in a row"
-                db.conn.execute("update outbox set in_flight = 0, next_attempt_at = ?, "
-                                "last_error = ?, recovered = 0 where message_id = ?",
+                db.conn.execute("update outbox set in_flight = 0, claimed_by = null, "
+                                "next_attempt_at = ?, last_error = ?, recovered = 0 "
+                                "where message_id = ?",
                                 [self.clock() + detail["retry_in"], result.error, message.id])
             if result.exchange is not None:
                 ledger.add_exchange(db, message.id, utcnow(), result.exchange)

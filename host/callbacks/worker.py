@@ -84,6 +84,10 @@ class Callbacks:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._running = False
+        # Whether this node sends the callbacks now (host.cluster: the node holding the
+        # "callbacks" lease; the queue is read, not claimed, so one node sends): None,
+        # always. Checked each tick; another node's changes are found within a second.
+        self.gate: Callable[[], Awaitable[bool]] | None = None
 
     # -- queuing (after each commit, from the ledger) -----------------------------------
 
@@ -152,12 +156,14 @@ class Callbacks:
             free = self.settings.max_in_flight - len(self._in_flight)
             next_at: float | None = None
             try:
+                if self.gate is not None and not await self.gate():
+                    free = 0  # another node sends them: look again in a second
                 rows, next_at = ([], None) if free <= 0 else await self._store.read(
                     partial(due, now=self.clock(), limit=free, skip=set(self._in_flight)))
             # The worker must outlive a failed read (a locked or full database): it
             # looks again in a second (BLE001).
             except Exception:  # noqa: BLE001
-                log.exception("callbacks: reading the queue failed")
+                log.exception("callbacks: reading the queue (or the lease) failed")
                 rows = []
             for row in rows:
                 task = asyncio.create_task(self._attempt(row))

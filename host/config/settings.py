@@ -17,6 +17,7 @@ from typing import Literal
 from host.config.secrets import Secret
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.callbacks import CallbackSettings
+from host.config.cluster import ClusterSettings
 from host.config.compat import CompatSettings
 from host.config.connections import ConnectionSettings
 from host.config.lines import KeyPath
@@ -144,20 +145,6 @@ class StoreSettings:
         "(e.g. `smshost purge` run beside the server); at most 600000 (ten minutes).",
         check=at_least(0, 600_000),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """Several nodes on one PostgreSQL database (docs/deployment.md, Several nodes)."""
-
-    config_poll_s: float = setting(
-        2.0, help="How often a node looks for a configuration version another node "
-        "recorded (one indexed read); a notification from PostgreSQL wakes it sooner. "
-        "From 0.05 to 3600. Unused on SQLite.", check=between(0.05, 3600))
-    events_poll_s: float = setting(
-        1.0, help="How often a node looks for status events and desk events other nodes "
-        "stored, for its event streams (one indexed read); a notification wakes it "
-        "sooner. From 0.05 to 1. Unused on SQLite.", check=between(0.05, 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ Only the API listener, which operators keep internal, shows what failed (each it
 file, line and error, which name paths and environment variables, and what the database
 said). Every other listener, a broker port open to the internet, answers the same status
 with counts only: anyone who can reach it may read it.
+
+``node`` is this node (its id, a fresh uuid4 per start, and name, host/pid);
+``cluster.nodes`` every node sharing the database (host.cluster: one on SQLite), alive
+or not, with its heartbeat's age and the configuration version it applied, so that a
+stale node is visible.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ async def health_of(host: WebHost) -> dict[str, Any]:
                if r.destination == "handler" and host.handlers.get(r.target) is None]
     purge = host.purger.describe()
     config = host.live.describe()
+    nodes = await _nodes(host)
     status = "ok" if not failures and not handlers["failures"] and not missing else "degraded"
     if not database["writes"]["ok"] or not purge["ok"] or config["refused"]:
         status = "degraded"
@@ -95,8 +101,20 @@ async def health_of(host: WebHost) -> dict[str, Any]:
         },
         "purge": purge,
         "config": config,
+        "node": host.cluster.describe(),
+        "cluster": {"nodes": nodes},
     }
     return body
+
+
+async def _nodes(host: WebHost) -> list[dict[str, Any]]:
+    """Every node of the cluster (one read of ``nodes``): alive or not, the age of its
+    heartbeat, its configuration version; empty when the database cannot be read."""
+    try:
+        return await asyncio.wait_for(host.cluster.nodes(), PING_TIMEOUT)
+    # /health answers whatever the database does; "database" says why (BLE001).
+    except Exception:  # noqa: BLE001
+        return []
 
 
 def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
@@ -115,4 +133,6 @@ def _counts_only(body: dict[str, Any]) -> dict[str, Any]:
                    "applied_version": body["config"]["applied_version"],
                    "refused": body["config"]["refused"] is not None,
                    "restart_needed": bool(body["config"]["restart_needed"])},
+        "cluster": {"nodes": len(body["cluster"]["nodes"]),
+                    "alive": sum(1 for n in body["cluster"]["nodes"] if n["alive"])},
     }

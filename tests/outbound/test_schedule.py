@@ -198,7 +198,7 @@ def _anyone(owner: str | None) -> bool:
 
 def test_a_claim_before_the_cancel_wins(tmp_path: Path) -> None:
     db, message_id = _queued_db(tmp_path)
-    claimed, _ = claim([message_id], 20.0, db)
+    claimed, _ = claim([message_id], 20.0, None, db)
     assert [c.message.id for c in claimed] == [message_id]
     done = cancel(db, message_id, "test", _anyone)
     assert done.changes == [] and done.status == "sending"
@@ -210,7 +210,7 @@ def test_a_cancel_between_the_senders_read_and_its_claim_wins(tmp_path: Path) ->
     assert [row[0] for row in due] == [message_id]  # the sender read it as due
     done = cancel(db, message_id, "test", _anyone)
     assert done.status == "cancelled" and len(done.changes) == 1
-    claimed, _ = claim([message_id], 20.0, db)  # then tries to claim it: nothing
+    claimed, _ = claim([message_id], 20.0, None, db)  # then tries to claim it: nothing
     assert claimed == []
     status = db.execute("select status from messages where id = ?", [message_id]).fetchone()
     assert status == ("cancelled",)

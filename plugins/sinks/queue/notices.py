@@ -14,7 +14,7 @@ two of a kind go out at once and the rate limit survives a restart; then it is s
 a reply to the texter's last SMS (``host.reply``: the account the texter wrote to; an
 opted-out texter's is refused and stored failed) and its message linked to the thread.
 A notice stored ``sending`` when the node stopped is marked ``unsent`` at the next
-start, never sent twice.
+start (of a node alone: with others alive it may be theirs), never sent twice.
 """
 
 from __future__ import annotations
@@ -73,7 +73,12 @@ class Notices:
 
     async def _run(self) -> None:
         outage = Outage("the queue notices", log)
-        await self._write(_forget_unsent)
+        # Notices under way when their node stopped are marked unsent, never sent twice;
+        # but with other nodes alive, a "sending" one may be theirs, under way: left
+        # until a start alone (each step claims its notices in one write, so every node
+        # drains the events safely).
+        if self._sink.host.cluster.alive_count <= 1:
+            await self._write(_forget_unsent)
         while True:
             waiter = self._sink.feed.waiter()
             try:

@@ -69,18 +69,48 @@ def m002_target_index(db: Database) -> None:
                "(target, status, id)")
 
 
+@migrations()
+def m003_owner(db: Database) -> None:
+    # The node that keeps a pending delivery in its queue (host.cluster's node id): a
+    # starting node, and each node after each heartbeat, adopts the pending deliveries
+    # of dead nodes (and those from before, null) instead of every pending one.
+    db.execute("alter table webhook_deliveries add column node text")
+
+
+ADOPT = ("update webhook_deliveries set node = ? where status = 'pending' and (node is null "
+         "or node = ? or node not in (select id from nodes where heartbeat_at >= ?)) "
+         "returning id, next_attempt_at")
+
+
+def orphaned(db: Database, since: float) -> bool:
+    """Whether a pending delivery belongs to a dead node (or to none)."""
+    return db.conn.execute(
+        "select 1 from webhook_deliveries where status = 'pending' and (node is null or "
+        "node not in (select id from nodes where heartbeat_at >= ?)) limit 1",
+        [since]).fetchone() is not None
+
+
+def adopt(db: Database, node: str, since: float, mine: bool
+          ) -> list[tuple[int, str | None]]:
+    """Take the pending deliveries of dead nodes (no heartbeat since ``since``, or none
+    named) for ``node``, and with ``mine`` those ``node`` has (a sink built again by a
+    live change reads them): their ids and next attempts."""
+    return [(int(r[0]), r[1]) for r in db.conn.execute(
+        ADOPT, [node, node if mine else "", since]).fetchall()]
+
+
 COLUMNS = ("id, message_id, route, target, status, attempts, replays, next_attempt_at, "
             "last_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, "
             "dead_at")
 
 
 def enqueue(db: Database, message_id: int, route: str, target: str, payload: str,
-             now: str) -> tuple[int, bool]:
+            now: str, node: str | None = None) -> tuple[int, bool]:
     cur = db.conn.execute(
         "insert or ignore into webhook_deliveries (message_id, route, target, payload, "
-        "status, next_attempt_at, created_at, updated_at) "
-        "values (?, ?, ?, ?, 'pending', ?, ?, ?)",
-        [message_id, route, target, payload, now, now, now])
+        "status, next_attempt_at, created_at, updated_at, node) "
+        "values (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        [message_id, route, target, payload, now, now, now, node])
     if cur.rowcount == 1:
         return int(cur.lastrowid or 0), True
     row = db.conn.execute("select id from webhook_deliveries where message_id = ? and "
@@ -123,11 +153,12 @@ def record(db: Database, row: dict[str, Any], result: Result) -> bool:
     return True
 
 
-def replay(db: Database, delivery_id: int, now: str) -> dict[str, Any] | None:
+def replay(db: Database, delivery_id: int, now: str, node: str | None = None
+           ) -> dict[str, Any] | None:
     cur = db.conn.execute(
         "update webhook_deliveries set status = 'pending', attempts = 0, "
-        "replays = replays + 1, next_attempt_at = ?, dead_at = null, updated_at = ? "
-        "where id = ? and status = 'dead'", [now, now, delivery_id])
+        "replays = replays + 1, next_attempt_at = ?, dead_at = null, updated_at = ?, "
+        "node = ? where id = ? and status = 'dead'", [now, now, node, delivery_id])
     if cur.rowcount != 1:
         return None
     return delivery_row(db, delivery_id)

@@ -14,7 +14,8 @@ import aiohttp
 from host.api import (ApiError, Delivery, Outage, Sink, __version__, expected, redact,
                       to_epoch, utcnow)
 
-from .deliveries import Result, delivery_row, enqueue, record, replay, waiting_and_dead
+from .deliveries import (Result, adopt, delivery_row, enqueue, orphaned, record, replay,
+                         waiting_and_dead)
 from .payloads import build_payload, sign
 from .settings import (DELIVERY_HEADER, ERROR_BODY_CHARS, IDLE_WAKEUP, RESPONSE_READ_LIMIT,
                        SIGNATURE_HEADER, WebhookSettings, backoff, http_url,
@@ -82,18 +83,38 @@ class WebhookSink(Sink):
             return
         # Merged with what deliver() queued before the start (a sink built by a live
         # change takes deliveries at once; its start reads the rest from the table).
-        rows = await self.host.store.read(lambda db: list(db.execute(
-            "select id, next_attempt_at from webhook_deliveries where status = 'pending'")))
+        # With several nodes, each keeps the deliveries it queued: a start, and each
+        # heartbeat, adopts those of dead nodes only (host.cluster).
+        self._running = True
+        rows = await self._adopt(mine=True)
+        if rows:
+            log.info("webhook: %d pending deliveries resumed", rows)
+        self.host.cluster.on_beat.append(self._adopt_dead)
+        self._worker = asyncio.create_task(self._work(), name="smshost-webhook-worker")
+
+    async def _adopt(self, mine: bool = False) -> int:
+        """Queue here the pending deliveries of dead nodes (or of none; ``mine``: and
+        this node's, at a start); how many."""
+        cluster = self.host.cluster
+        rows = await self.host.store.write(
+            lambda db: adopt(db, cluster.node_id, cluster.live_since(), mine))
         now = time.time()
         for delivery_id, next_at in rows:
             self._push(delivery_id, to_epoch(next_at) if next_at else now)
-        if rows:
-            log.info("webhook: %d pending deliveries resumed", len(rows))
-        self._running = True
-        self._worker = asyncio.create_task(self._work(), name="smshost-webhook-worker")
+        return len(rows)
+
+    async def _adopt_dead(self) -> None:
+        since = self.host.cluster.live_since()
+        if not self._running or not await self.host.store.read(
+                lambda db: orphaned(db, since)):
+            return  # the usual case: a read, no write transaction each heartbeat
+        if count := await self._adopt():
+            log.warning("webhook: %d pending deliveries of a node that died adopted", count)
 
     async def stop(self) -> None:
         self._running = False
+        if self._adopt_dead in self.host.cluster.on_beat:
+            self.host.cluster.on_beat.remove(self._adopt_dead)
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -123,7 +144,8 @@ class WebhookSink(Sink):
         payload = json.dumps(build_payload(message, route, name, now), ensure_ascii=False,
                              separators=(",", ":"))
         delivery_id, created = await self.host.store.write(
-            lambda db: enqueue(db, message.id, route.name, name, payload, now))
+            lambda db: enqueue(db, message.id, route.name, name, payload, now,
+                               self.host.cluster.node_id))
         if created:
             self._push(delivery_id, time.time())
         return Delivery.delivered(f"queued for webhook {name}", delivery_id=delivery_id)
@@ -141,7 +163,8 @@ class WebhookSink(Sink):
             "old": old, "new": new, "at": event.at, "source": event.source,
             "detail": event.detail}, ensure_ascii=False, separators=(",", ":"))
         delivery_id, created = await self.host.store.write(
-            lambda db: enqueue(db, message.id, f"status:{event.id}", name, payload, now))
+            lambda db: enqueue(db, message.id, f"status:{event.id}", name, payload, now,
+                               self.host.cluster.node_id))
         if created:
             self._push(delivery_id, time.time())
 
@@ -295,7 +318,8 @@ class WebhookSink(Sink):
             raise ApiError(409, "no_target", f"webhook target {row['target']!r} is not "
                            "configured in sinks.toml; add it, restart, then replay")
         now = utcnow()
-        replayed = await self.host.store.write(lambda db: replay(db, delivery_id, now))
+        replayed = await self.host.store.write(lambda db: replay(db, delivery_id, now,
+                                                      self.host.cluster.node_id))
         if replayed is None:  # replayed by someone else in between
             raise ApiError(409, "not_dead", f"webhook delivery {delivery_id} is no longer "
                            "a dead letter")
