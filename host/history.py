@@ -26,9 +26,11 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from host.config import masking
+from host.config.local import shared_digest
 from host.config.change import Applied, ConfigChange, Files
 from host.errors import ApiError, StoreError
 from host.jsontext import dumps, loads
@@ -123,11 +125,14 @@ class History:
             latest = await self._store.read(_latest)
             hashed = digest(self.live.files)
             if shared and latest is not None and latest[1] != hashed:
-                older = await self._store.read(lambda db: _version_of(db, hashed))
-                if older is not None:
+                found = await self._store.read(partial(_shared_version, self.live.files))
+                if found == latest[0]:  # another node's, but for its own listeners...
+                    self.live.applied_version = found
+                    return None
+                if found is not None:
                     log.info("the configuration files are version %d; version %d, the "
-                             "latest, is applied from the database", older, latest[0])
-                    self.live.applied_version = older
+                             "latest, is applied from the database", found, latest[0])
+                    self.live.applied_version = found
                     return None
             change = ConfigChange("start") if latest is None else \
                 ConfigChange("file", note=FOUND_AT_START)
@@ -237,10 +242,16 @@ def _latest(db: Database) -> tuple[int, str, Files] | None:
     return None if row is None else (row[0], row[1], loads(row[2]))
 
 
-def _version_of(db: Database, hashed: str) -> int | None:
-    row = db.execute("select max(id) from config_history where digest = ?",
-                     [hashed]).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+def _shared_version(files: Files, db: Database, recent: int = 200) -> int | None:
+    """The latest of the ``recent`` versions that ``files`` are but for a node's own
+    settings (host.config.local: listeners, data_dir, role)."""
+    mine = shared_digest(files)
+    for version, texts in db.execute(
+            "select id, files from config_history where digest is not null order by id "
+            "desc limit ?", [recent]).fetchall():
+        if shared_digest(loads(texts)) == mine:
+            return int(version)
+    return None
 
 
 def _insert_version(db: Database, files: Files, hashed: str, change: ConfigChange,

@@ -11,8 +11,9 @@ The follower (host.follow) of each other node sees the newer version and calls
   plugin or an environment secret missing on this node) is refused: logged once with
   the reasons, kept in ``config.refused`` of /health, and the node keeps its files and
   its ``applied_version``;
-* the configuration directory is made exactly the version's files, each in one atomic
-  rename (host.reverts.write), under the editor's lock;
+* the configuration directory is made the version's files, with this node's own
+  listeners, data_dir and role kept (host.config.local), each in one atomic rename
+  (host.reverts.write), under the editor's lock;
 * the directory is applied through ``LiveConfig.apply`` (source ``cluster``): the same
   live path as a local edit, whose history listener records nothing for it.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from host import reverts
 from host.config.change import ConfigChange, read_files
 from host.config.editor import ConfigEditor, home_of, no_broker_stopped
+from host.config.local import with_local
 from host.errors import ApiError, ConfigError, ConfigRefused
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ async def adopt(history: History, version: int, files: Files) -> bool | None:
         current = read_files(directory)
         if live.busy or current != live.files or await history.latest_id() != version:
             return None
+        files = with_local(files, current)  # this node's listeners, data_dir and role
         if current != files:
             if not _valid(live, files, change):
                 return False

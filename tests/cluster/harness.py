@@ -193,9 +193,9 @@ class Cluster:
                 f"bind {LOOPBACK}:{self.proxy_port} ssl crt {pem}",
             **servers, **CHECKS}))
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        self.proxy = subprocess.Popen([haproxy, "-db", "-f", str(path)],
-                                      stdout=(self.root / "haproxy.log").open("ab"),
-                                      stderr=subprocess.STDOUT)
+        with (self.root / "haproxy.log").open("ab") as log:  # the child keeps its copy
+            self.proxy = subprocess.Popen([haproxy, "-db", "-f", str(path)], stdout=log,
+                                          stderr=subprocess.STDOUT)
         wait_for(self._proxy_up, what="HAProxy to route to the nodes")
 
     def _proxy_up(self) -> bool:

@@ -171,8 +171,8 @@ def check_config_spreads(cluster: Cluster) -> None:
                       headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         changed = c.patch("/api/config/purge", json={"days": 45}, headers={"If-Match": "*"})
         assert changed.status_code == 200, changed.text
-    version = first.health()["config"]["version"]
-    wait_for(lambda: all(n.health()["config"]["version"] == version
+    version = first.health()["config"]["applied_version"]
+    wait_for(lambda: all(n.health()["config"]["applied_version"] == version
                          for n in cluster.nodes), timeout=15.0,
              what="every node on the new configuration version")
     for node in cluster.nodes:
