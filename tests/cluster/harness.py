@@ -60,7 +60,7 @@ class Inbox:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with inbox._lock:
-                    inbox.hits.append(json.loads(body))
+                    inbox.hits.append({"path": self.path, **json.loads(body)})
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -79,8 +79,15 @@ class Inbox:
         return f"http://{LOOPBACK}:{self.port}/sms"
 
     def bodies(self) -> list[str]:
+        """The MOs' texts, in the order they came."""
         with self._lock:
-            return [hit["message"]["body"] for hit in self.hits]
+            return [hit["message"]["body"] for hit in self.hits if hit["path"] == "/sms"]
+
+    def callbacks(self) -> list[tuple[int, str]]:
+        """The status callbacks: (message id, status), in the order they came."""
+        with self._lock:
+            return [(hit["message_id"], hit["status"]) for hit in self.hits
+                    if hit["path"] == "/cb"]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -167,7 +174,9 @@ class Cluster:
                  f'secret = {{ env = "{SECRET_ENV}" }}\ntimeout = 5.0\n')
         cfg = write_config(root, port, brokers=generic_toml(self.broker.url), routes=routes,
                            sinks=sinks, shutdown_timeout=5.0,
-                           extra=f'\n[store]\nurl = "{self.store_url}"\n' + extra)
+                           extra=f'\n[store]\nurl = "{self.store_url}"\n'
+                           '\n[callbacks]\nallowed_hosts = ["127.0.0.1"]\nallow_private = true\n'
+                           'first_delay = 0.2\nsecret = "cb-secret-0123456789"\n' + extra)
         node = Node(name, root, port, cfg, root / "node.log")
         self.nodes.append(node)
         return node

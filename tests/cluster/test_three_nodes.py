@@ -163,6 +163,9 @@ def test_three_nodes_one_killed_mid_load(cluster: Cluster) -> None:
 
     # A configuration change through one node is live on all.
     check_config_spreads(cluster)
+    # A timer of the cluster (the callbacks' worker, on the node holding its lease) fires
+    # once: each status callback comes once, not once per node.
+    check_callbacks_once(cluster)
 
 
 def check_config_spreads(cluster: Cluster) -> None:
@@ -179,3 +182,17 @@ def check_config_spreads(cluster: Cluster) -> None:
         with httpx.Client(base_url=node.base, timeout=10.0, trust_env=False,
                           headers={"Authorization": f"Bearer {TOKEN}"}) as c:
             assert c.get("/api/config/purge").json()["days"] == 45, node.name
+
+
+def check_callbacks_once(cluster: Cluster) -> None:
+    url = cluster.inbox.url.replace("/sms", "/cb")
+    with cluster.api() as c:
+        ids = [int(c.post("/api/messages", json={"to": PHONES[0], "text": f"cb {n}",
+                                                 "status_callback": url}).json()["id"])
+               for n in range(10)]
+    wanted = {(i, "sent") for i in ids}
+    wait_for(lambda: wanted <= set(cluster.inbox.callbacks()),
+             what="a 'sent' callback of each message")
+    time.sleep(1.0)  # bounded: time for a second node's worker to send it again
+    sent = Counter(cb for cb in cluster.inbox.callbacks() if cb[0] in ids)
+    assert all(n == 1 for n in sent.values()), sent
