@@ -55,7 +55,7 @@ _DDL = [
 ]
 _DDL_START = re.compile(r"^\s*(create|alter)\s", re.I)
 _MAX_MIN = re.compile(r"\b(max|min)\(", re.I)
-_INSERT_INTO = re.compile(r"^\s*insert\s+into\s+\"?(\w+)\"?", re.I)
+_INSERT_INTO = re.compile(r"^\s*insert\s+(?:or\s+\w+\s+)?into\s+\"?(\w+)\"?", re.I)
 
 
 @lru_cache(maxsize=4096)
