@@ -501,7 +501,7 @@ def measure(config: str, load: str, run: int, ctx: Ctx) -> Cell:
             cell.pgss = pgss_top(pg_url, cell.messages)
     finally:
         reader.close()
-        if pg_url and ctx.cluster and not args.keep:
+        if pg_url and ctx.cluster:
             ctx.cluster.drop(pg_url)
     if not args.keep:
         shutil.rmtree(rundir, ignore_errors=True)
@@ -654,7 +654,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pg_stat_statements in the cluster: statements per message "
                    "(costs the cluster some CPU: not for the recorded figures)")
     p.add_argument("--dir", type=Path, default=None, help="parent of the scratch directory")
-    p.add_argument("--keep", action="store_true", help="keep scratch files and databases")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the scratch files (configs, logs, records); the cluster goes")
     p.add_argument("--json", type=Path, default=None, metavar="FILE")
     args = p.parse_args(argv)
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -744,9 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         PROCS.stop_all()
         for cluster in PROCS_CLUSTERS:
-            if args.keep:
-                log(f"cluster left running? no: stopped; its directory {cluster.root} is removed")
-            cluster.stop()
+            cluster.stop()  # and its directory removed, --keep or not
         if args.keep:
             log(f"kept {workdir}")
         else:
