@@ -50,8 +50,8 @@ from common import (HERE, HOST, PROCS, ROOT, children_cpu_s, cpu_times, git_stat
                     log, pinned, port_open, proc_cpu_s, smshost_argv, tail, wait_health,
                     wait_port_free)
 from common import bounded as _bounded
-from scaleout_db import (StoreReader, cpu_list, pctl, pgss_reset, pgss_top, pin_tree,
-                         tree_cpu_s, ts_us)
+from scaleout_db import (StoreReader, cpu_list, pctl, pgss_reset, pgss_rows, pgss_top,
+                         pin_tree, tree_cpu_s, ts_us)
 
 sys.path.insert(0, str(ROOT))
 from tests.pgserver import Cluster, PgUnavailable, find_bindir  # noqa: E402
@@ -470,6 +470,7 @@ def measure(config: str, load: str, run: int, ctx: Ctx) -> Cell:
     cell.commit = git_state()
     proc = PROCS.start(pinned(argv, sut_cpu), logfile)
     dump = rundir / "sink-records.tsv"
+    statements = None
     try:
         wait_health(args.port, proc, logfile, args.start_timeout)
         if workers > 1:
@@ -479,6 +480,7 @@ def measure(config: str, load: str, run: int, ctx: Ctx) -> Cell:
         meter = Meter(proc.pid, postmaster if pg_url else None, sink.pid if sink else None)
         state = (drive_mt(cell, ctx, largs, rundir, meter, pg_url, reader) if load == "mt"
                  else drive_mo(cell, ctx, largs, rundir, meter, pg_url, reader))
+        statements = pgss_rows(pg_url) if args.profile and pg_url else None
     finally:
         PROCS.stop(proc, args.stop_timeout)
         if sink is not None:
@@ -497,8 +499,8 @@ def measure(config: str, load: str, run: int, ctx: Ctx) -> Cell:
             check_mt(cell, reader, state, records)
         else:
             check_mo(cell, ctx, reader, state, records)
-        if args.profile and pg_url:
-            cell.pgss = pgss_top(pg_url, cell.messages)
+        if statements is not None:
+            cell.pgss = pgss_top(statements, cell.messages)
     finally:
         reader.close()
         if pg_url and ctx.cluster:
