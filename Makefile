@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-pg check docs screenshots bench bench-mo bench-mt clean
+.PHONY: run test test-pg check docs screenshots bench bench-mo bench-mt bench-scaleout clean
 
 $(STAMP): pyproject.toml
 	@echo "make: installing smshost and its dependencies into $(VENV) (pip, quiet); the first run takes about a minute"
@@ -64,6 +64,13 @@ bench-mo: $(STAMP)
 bench-mt: $(STAMP)
 	@bash bench/ensure-wrk.sh
 	$(BIN)/python bench/mt_bench.py $(MT_ARGS)
+
+# Scale-out: SQLite, PostgreSQL, PostgreSQL with --workers 2 under MO ingest, MO end to
+# end and MT, CPU per message of smshost and PostgreSQL (needs Debian's postgresql).
+# Flags through SCALEOUT_ARGS, e.g. make bench-scaleout SCALEOUT_ARGS="--runs 2"
+bench-scaleout: $(STAMP)
+	@bash bench/ensure-wrk.sh
+	$(BIN)/python bench/scaleout.py $(SCALEOUT_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -7,7 +7,9 @@ scenario: ``200 OK``, ``Content-Type: text/plain``, body ``OK``), copied so the 
 does not depend on ``../shared``, plus one record per message:
 
 - the message's reference: ``ref=<digits>`` in the form body (the ``mtbench`` broker
-  definition sends ``{message.ref}``, smshost's message id, as ``ref``);
+  definition sends ``{message.ref}``, smshost's message id, as ``ref``), or the
+  ``message.id`` of the webhook sink's JSON (``bench/scaleout.py`` uses this process
+  as the receiver app of routed MO too);
 - the arrival time (``time.time_ns()``, the same clock as smshost's timestamps);
 - the ``T<16 digits>`` token of the text when there is one (microseconds since the
   epoch, written by the load generator when it sent the API request), for an
@@ -33,6 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 TOKEN = re.compile(rb"T(\d{16})")
 REF = re.compile(rb"(?:^|&)ref=(\d+)")
+# the webhook sink's JSON (bench/scaleout.py's receiver): {"event":...,"message":{"id":N,...
+REF_JSON = re.compile(rb'"message":\{"id":(\d+)')
 MAX_RECORDS = 5_000_000  # bounded memory (~100 bytes each)
 
 
@@ -60,7 +64,7 @@ class Stats:
         if len(self.records) >= MAX_RECORDS:
             self.dropped += 1
             return
-        ref = REF.search(body)
+        ref = REF.search(body) or REF_JSON.search(body)
         token = TOKEN.search(body)
         self.records.append((ref.group(1) if ref else None, now_ns,
                              token.group(1) if token else None))

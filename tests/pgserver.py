@@ -11,7 +11,8 @@
   root), listening on 127.0.0.1 on a free port and on a unix socket in that directory,
   with ``fsync = off`` and ``full_page_writes = off`` for speed (the cluster is thrown
   away; ``synchronous_commit`` keeps its default, so commits still wait for the WAL
-  write). ``stop()`` stops it (``pg_ctl stop -m immediate``) and removes the directory.
+  write; ``Cluster(..., settings={"fsync": "on", ...})`` overrides any of them, as
+  bench/scaleout.py does for a durable cluster). ``stop()`` stops it (``pg_ctl stop -m immediate``) and removes the directory.
 
 Both have ``new_database() -> url`` (a fresh empty database, from template0) and
 ``drop(url)``. When neither is available ``open_server()`` raises ``PgUnavailable``
@@ -150,9 +151,12 @@ class ExternalServer(_Databases):
 class Cluster(_Databases):
     """A throwaway cluster in a temp directory (see the module docstring)."""
 
-    def __init__(self, bindir: Path, user: str | None = None) -> None:
+    def __init__(self, bindir: Path, user: str | None = None,
+                 settings: Mapping[str, str] | None = None) -> None:
         self.bindir = bindir
         self.user = user if user is not None else _cluster_user()
+        # postgresql.conf lines over SETTINGS: bench/scaleout.py keeps fsync on
+        self.settings = {**SETTINGS, **(settings or {})}
         self.root = Path(tempfile.mkdtemp(prefix="smshost-pg-"))
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
@@ -207,7 +211,7 @@ class Cluster(_Databases):
     def _initdb(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", ROLE, "--no-sync",
                   "-E", "UTF8", "--locale=C", timeout=120)
-        lines = [f"{key} = {value}" for key, value in SETTINGS.items()]
+        lines = [f"{key} = {value}" for key, value in self.settings.items()]
         lines.append(f"unix_socket_directories = '{self.socket_dir}'")
         conf = self.data / "postgresql.conf"
         with conf.open("a", encoding="utf-8") as out:

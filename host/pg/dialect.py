@@ -73,7 +73,7 @@ _AFTER_SUBQUERY = re.compile(r"\s*(\w+)?")
 _NOT_ALIASES = frozenset({"where", "group", "order", "limit", "offset", "union", "except",
                           "intersect", "join", "inner", "left", "right", "full", "cross",
                           "natural", "on", "using", "having", "window", "returning"})
-_INSERT_INTO = re.compile(r"^\s*insert\s+(?:or\s+ignore\s+)?into\s+\"?(\w+)\"?", re.I)
+_INSERT_INTO = re.compile(r"^\s*insert\s+(?:or\s+\w+\s+)?into\s+\"?(\w+)\"?", re.I)
 
 
 @lru_cache(maxsize=4096)
