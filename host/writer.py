@@ -48,7 +48,42 @@ class StoreStats:
     failed_commits: int = 0
 
 
-class Writer:
+class Queue:
+    """The writes waiting for a store's writer (this module's or host.pg.writer's), taken
+    in groups in the order they were queued; a bare one always alone."""
+
+    def __init__(self) -> None:
+        self._pending: deque[Op] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+
+    def queue(self, fn: Callable[[Any], T], *, bare: bool = False) -> asyncio.Future[T]:
+        """Queue ``fn``; the future gives its result once committed (in queue order)."""
+        op = Op(fn, asyncio.get_running_loop().create_future(), bare)
+        self._pending.append(op)
+        self._wakeup.set()
+        return op.future
+
+    async def _next(self, max_batch: int, linger: float = 0.0) -> list[Op] | None:
+        """The next group (after ``linger`` seconds for more); None once closing and
+        nothing is left."""
+        while not self._pending:
+            if self._closing:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if linger and not self._closing:
+            await asyncio.sleep(linger)
+        first = self._pending.popleft()
+        batch = [first]
+        if first.bare:
+            return batch
+        while self._pending and len(batch) < max_batch and not self._pending[0].bare:
+            batch.append(self._pending.popleft())
+        return batch
+
+
+class Writer(Queue):
     """Commits the writes queued with :meth:`queue` on ``db``, BEGIN and COMMIT on the
     commit thread ``pool``; records each outcome in ``writes`` and counts in ``stats``."""
 
@@ -59,17 +94,8 @@ class Writer:
         self._settings = settings
         self._writes = writes
         self._stats = stats
-        self._pending: deque[Op] = deque()
-        self._wakeup = asyncio.Event()
-        self._closing = False
+        super().__init__()
         self.task = asyncio.create_task(self._drain(), name="smshost-store-writer")
-
-    def queue(self, fn: Callable[[Database], T], *, bare: bool = False) -> asyncio.Future[T]:
-        """Queue ``fn``; the future gives its result once committed (in queue order)."""
-        op = Op(fn, asyncio.get_running_loop().create_future(), bare)
-        self._pending.append(op)
-        self._wakeup.set()
-        return op.future
 
     async def close(self) -> None:
         """Commit every write already queued, then stop and close the connection."""
@@ -87,16 +113,7 @@ class Writer:
         """The one writer: take waiting writes in batches until closed and empty."""
         max_batch = self._settings.max_batch if self._settings.group_commit else 1
         linger = self._settings.linger_ms / 1000
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if linger and not self._closing:
-                await asyncio.sleep(linger)
-            batch = self._take(max_batch)
+        while (batch := await self._next(max_batch, linger)) is not None:
             try:
                 if batch[0].bare:
                     await self._run_bare(batch[0])
@@ -108,15 +125,6 @@ class Writer:
                 await self._abandon(batch, exc)
             for op in batch:
                 settle(op)
-
-    def _take(self, max_batch: int) -> list[Op]:
-        first = self._pending.popleft()
-        batch = [first]
-        if first.bare:
-            return batch
-        while self._pending and len(batch) < max_batch and not self._pending[0].bare:
-            batch.append(self._pending.popleft())
-        return batch
 
     async def _run_bare(self, op: Op) -> None:
         try:

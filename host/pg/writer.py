@@ -28,10 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 
@@ -40,7 +39,7 @@ from host.errors import StoreError, StoreUnavailable
 from host.pg.database import PgDatabase
 from host.pg.listen import CHANNEL
 from host.writepath import WritePath, unavailable
-from host.writer import Op, StoreStats, settle
+from host.writer import Op, Queue, StoreStats, settle
 
 T = TypeVar("T")
 log = logging.getLogger("smshost.store")
@@ -56,7 +55,7 @@ def notify(db: PgDatabase) -> None:
         db.wrote.clear()
 
 
-class PgWriter:
+class PgWriter(Queue):
     """Commits the writes queued with :meth:`queue` through ``connect()``'s connection."""
 
     def __init__(self, connect: Callable[[], PgDatabase], settings: StoreSettings,
@@ -67,16 +66,8 @@ class PgWriter:
         self._settings = settings
         self._writes = writes
         self._stats = stats
-        self._pending: deque[Op] = deque()
-        self._wakeup = asyncio.Event()
-        self._closing = False
+        super().__init__()
         self.task = asyncio.create_task(self._drain(), name="smshost-store-writer")
-
-    def queue(self, fn: Callable[[Any], T], *, bare: bool = False) -> asyncio.Future[T]:
-        op = Op(fn, asyncio.get_running_loop().create_future(), bare)
-        self._pending.append(op)
-        self._wakeup.set()
-        return op.future
 
     async def close(self) -> None:
         self._closing = True
@@ -88,14 +79,7 @@ class PgWriter:
     async def _drain(self) -> None:
         max_batch = self._settings.max_batch if self._settings.group_commit else 1
         loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._take(max_batch)
+        while (batch := await self._next(max_batch)) is not None:
             try:
                 await loop.run_in_executor(self._pool, self._run, batch)
             except Exception as exc:  # noqa: BLE001 - the writer must never die
@@ -105,15 +89,6 @@ class PgWriter:
                         op.error, op.result = StoreError(f"write failed: {exc}"), None
             for op in batch:
                 settle(op)
-
-    def _take(self, max_batch: int) -> list[Op]:
-        first = self._pending.popleft()
-        batch = [first]
-        if first.bare:
-            return batch
-        while self._pending and len(batch) < max_batch and not self._pending[0].bare:
-            batch.append(self._pending.popleft())
-        return batch
 
     # -- on the writer's thread -------------------------------------------------------
 
