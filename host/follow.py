@@ -171,7 +171,8 @@ class Follower:
         if self._hint.is_set():
             return
         try:
-            await asyncio.wait_for(self._hint.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: 3.11's may lose a cancel
+                await self._hint.wait()
         except TimeoutError:
             pass
 

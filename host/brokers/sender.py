@@ -222,7 +222,8 @@ class Sender:
                 continue
             wait = 1.0 if next_at is None else max(0.0, min(1.0, next_at - self.clock()))
             try:
-                await asyncio.wait_for(self._wakeup.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: 3.11's may lose a cancel
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 

@@ -172,7 +172,8 @@ class Callbacks:
                 continue
             wait = 1.0 if next_at is None else max(0.0, min(1.0, next_at - self.clock()))
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: 3.11's may lose a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

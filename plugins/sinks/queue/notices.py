@@ -87,7 +87,8 @@ class Notices:
             except Exception as exc:  # noqa: BLE001 - logged, tried again
                 outage.failed(exc, "a queue notice step")
             try:
-                await asyncio.wait_for(waiter.wait(), MAX_WAIT)
+                async with asyncio.timeout(MAX_WAIT):  # not wait_for: 3.11's may lose a cancel
+                    await waiter.wait()
             except TimeoutError:
                 pass
 

@@ -75,7 +75,8 @@ async def _events(request: Request, select: Select, last: int | None
             if len(found) == BATCH:
                 continue
             try:
-                await asyncio.wait_for(waiter.wait(), KEEPALIVE)
+                async with asyncio.timeout(KEEPALIVE):  # not wait_for: 3.11's may lose a cancel
+                    await waiter.wait()
             except TimeoutError:
                 yield b": keepalive\n\n"
     except ApiError:  # the sink went away (a reload that dropped it): the stream ends

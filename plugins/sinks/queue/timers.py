@@ -51,6 +51,7 @@ class Scheduler:
             delay = MAX_WAIT if due is None else \
                 min(MAX_WAIT, max(0.0, due - self._sink.clock()))
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: 3.11's may lose a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 pass

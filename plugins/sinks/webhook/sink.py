@@ -196,7 +196,8 @@ class WebhookSink(Sink):
             if self._due and free > 0:
                 timeout = min(timeout, max(0.0, self._due[0][0] - now))
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: 3.11's may lose a cancel
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
