@@ -19,20 +19,25 @@ run: $(STAMP)
 
 # The whole suite on SQLite (the default store; PostgreSQL's own tests start a
 # throwaway cluster, tests/pgserver.py), then the store's, outbox's, routing's,
-# receipts', recovery's and sinks' tests again with every host on PostgreSQL.
+# receipts', recovery's and sinks' tests again with every host on PostgreSQL; each on
+# both cores (pytest-xdist).
 PG_TESTS := tests/test_ledger.py tests/test_routing.py tests/test_recovery.py \
 	tests/test_message_search.py tests/test_purge.py tests/test_acd.py \
 	tests/test_interactions.py tests/test_handlers.py tests/test_chat_idle.py \
-	tests/brokers/test_webhooks.py tests/outbound tests/sinks
+	tests/brokers/test_webhooks.py tests/outbound/test_sender.py \
+	tests/outbound/test_outbound_recovery.py tests/outbound/test_receipts_events.py \
+	tests/outbound/test_split_order.py tests/outbound/test_schedule.py \
+	tests/outbound/test_callbacks_commit.py tests/outbound/test_send_api.py \
+	tests/outbound/test_outbound_edges.py tests/sinks
 
 test: $(STAMP)
 	@bash .ci/system-packages || echo "warning: could not install the Debian packages some tests need (see .ci/system-packages)"
-	$(BIN)/python -m pytest
-	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q $(PG_TESTS)
+	$(BIN)/python -m pytest -n 2
+	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q -n 2 $(PG_TESTS)
 
 # The same PostgreSQL pass alone.
 test-pg: $(STAMP)
-	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q $(PG_TESTS)
+	SMSHOST_TEST_STORE=postgresql $(BIN)/python -m pytest -q -n 2 $(PG_TESTS)
 
 # The static checks CI runs before the tests: types (mypy --strict over host/ and
 # plugins/), lint (ruff), and the shipped configuration.

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from host.errors import StoreError
 from host.outage import Outage
 
 if TYPE_CHECKING:
@@ -115,7 +116,11 @@ class Cluster:
         if self.joined:
             self.joined = False
             self._held.clear()
-            await self.store.write(partial(_leave, self.node_id))
+            try:
+                await self.store.write(partial(_leave, self.node_id))
+            except StoreError as exc:  # the row runs out after node_timeout instead
+                log.warning("this node's row could not be removed at stop (%s): the "
+                            "others count it dead after node_timeout", exc)
 
     async def _run(self) -> None:
         while True:

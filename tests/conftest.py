@@ -351,3 +351,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if ("pg_server" in names or "pg_url" in names
                 or params.get("store_url") == "postgresql"):
             item.add_marker(pytest.mark.pg)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A report's captured output with its lone surrogates (the text rule's tests log
+    them) replaced: pytest-xdist sends reports between processes as UTF-8, and one
+    surrogate stopped its worker."""
+    report.sections = [(title, text.encode("utf-8", "replace").decode("utf-8"))
+                       for title, text in report.sections]

@@ -68,6 +68,7 @@ def test_health_shows_what_failed_only_on_the_api_listener(
         "status": "degraded", "version": __version__, "role": "primary",
         "uptime_seconds": public.json()["uptime_seconds"],
         "process": {"pid": os.getpid(), "worker": None},
+        "cluster": {"alive": 1, "nodes": 1},
         "database": {"ok": True, "readable": True, "writes": {"ok": True}},
         "plugins": {"loaded": body["plugins"]["loaded"], "failed": 2},
         "handlers": {"loaded": 0, "failed": 0, "routes_without_handler": 0},
