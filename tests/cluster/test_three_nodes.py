@@ -4,9 +4,11 @@ MOs (a sender per conversation, in order, retrying until acknowledged, as a brok
 does) and MTs (the send API with an Idempotency-Key, retried on failure, as an
 integrator does) go through HAProxy while node 2 is killed with SIGKILL and started
 again. Afterwards:
-- every acknowledged MO is stored once, and delivered to the application in its
-  conversation's order (a delivery repeated after the kill may come again: the
-  webhook sink is at-least-once; its first deliveries are in order);
+- every acknowledged MO is stored once; each conversation's MOs are routed (handed to
+  the webhook sink: its queue of deliveries) in their order, whichever node stored them
+  and across the kill; every MO reaches the application (at least once: the sink's
+  deliveries are neither exactly-once nor ordered after a retry, docs/sinks-webhook.md:
+  a delivery held by the killed node is sent by another after cluster.node_timeout);
 - every accepted MT reached the broker; one that reached it twice was in flight on the
   killed node and is flagged ``possibly_duplicated``;
 - a configuration change made through one node is live on all (each node's /health).
@@ -137,19 +139,18 @@ def test_three_nodes_one_killed_mid_load(cluster: Cluster) -> None:
     assert set(counts) == load.acked
     assert max(counts.values()) == 1
 
-    # Every MO delivered to the application, each conversation in order.
+    # Each conversation routed in order (the routing events, in the order stored), and
+    # every MO at the application.
     wait_for(lambda: len(set(cluster.inbox.bodies())) >= len(load.acked),
              what="every MO delivered to the application")
-    firsts: dict[str, list[int]] = defaultdict(list)
-    seen: set[str] = set()
-    for body in cluster.inbox.bodies():
-        if body in seen:
-            continue
-        seen.add(body)
-        phone, number = body.split(" #")
-        firsts[phone].append(int(number))
-    for phone, numbers in firsts.items():
-        assert numbers == sorted(numbers), f"{phone} delivered out of order: {numbers}"
+    routed: dict[str, list[int]] = defaultdict(list)
+    for remote, body in rows(cluster.store_url, "select m.remote, m.body from "
+                             "message_events e join messages m on m.id = e.message_id "
+                             "where e.status = 'routed' order by e.id"):
+        routed[remote].append(int(body.split(" #")[1]))
+    for phone, numbers in routed.items():
+        assert numbers == list(range(1, PER_CONVERSATION + 1)), \
+            f"{phone} routed out of order or not once each: {numbers}"
 
     # Every accepted MT reached the broker; twice only when flagged.
     ids = set(load.accepted.values())
