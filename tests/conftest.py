@@ -4,6 +4,7 @@ PostgreSQL (``pg_server``, ``pg_url``, ``store_url``)."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import socketserver
 import sqlite3
@@ -30,10 +31,30 @@ ROOT = Path(__file__).resolve().parent.parent
 SMSHOST = [sys.executable, "-m", "host"]
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of 127.0.0.1 free now, for a server a test starts later (a subprocess).
+
+    Not the kernel's pick (port 0): with pytest-xdist, two workers were handed the same
+    port between one's check and its server's bind, and a test talked to the other
+    worker's server. Each worker takes ports from a range of its own, below Linux's
+    ephemeral ports (32768 and up), never the same one twice in a session."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    low = 20000 + (int(worker) % 6 if worker.isdigit() else 0) * 2000
+    for _ in range(500):
+        port = random.randrange(low, low + 2000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{low + 1999}")
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ from host.core import Host
 from host.pg.database import PgDatabase, connect
 from host.pg.writer import WRITE_LOCK
 from host.store import Store
-from tests.conftest import ServerThread, write_lock
+from tests.conftest import ServerThread
+from tests.conftest import free_port as conftest_free_port, write_lock
 
 LOOPBACK = "127.0.0.1"
 WAIT = 15.0  # seconds: the bound of every wait on the running host
@@ -79,9 +80,7 @@ def bound_socket() -> socket.socket:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    return conftest_free_port()  # a range per pytest-xdist worker (tests/conftest.py)
 
 
 # -- the fake broker -----------------------------------------------------------------------
