@@ -103,7 +103,9 @@ ROUTES = "".join(textwrap.dedent(f"""
         ("none", "entering", "none"), ("fail", "entering", "fail"),
         ("raise", "entering", "raise"), ("bad-sql", "entering", "bad-sql"),
         ("hold", "entering", "hold"), ("mem", "memory", "m"),
-        ("hook", "webhook", "app"), ("nohook", "webhook", "missing"))) + textwrap.dedent("""
+        ("hook", "webhook", "app"), ("nohook", "webhook", "missing"),
+        ("chat", "chat", ""), ("queue", "queue", "support"),
+        ("noqueue", "queue", "nobody"))) + textwrap.dedent("""
     [[inbound]]
     name = "default"
     destination = "entering"
@@ -118,6 +120,12 @@ definition = "generic"
 [[brokers.accounts]]
 id = "main"
 local_address = "+15550100"
+"""
+QUEUES = """
+[[queue.queues]]
+name = "support"
+kind = "workgroup"
+members = ["alice"]
 """
 AUTH = {"Authorization": "Bearer test-token"}
 WAIT = 15.0
@@ -137,7 +145,7 @@ def make_host(tmp_path: Path, plugins_dir: Path, monkeypatch: pytest.MonkeyPatch
     def make(routing: str = "", webhook_url: str = "http://127.0.0.1:9/app") -> Host:
         cfg = broker_config(tmp_path, BROKERS)
         (cfg / "routes.toml").write_text(ROUTES + routing)
-        (cfg / "sinks.toml").write_text(sinks_toml({"app": webhook_url}))
+        (cfg / "sinks.toml").write_text(sinks_toml({"app": webhook_url}) + QUEUES)
         text = (cfg / "smshost.toml").read_text()
         (cfg / "smshost.toml").write_text(text.replace("dirs = []", f'dirs = ["{plugins_dir}"]'))
         return Host(load_settings(cfg), config_dir=cfg)
@@ -338,3 +346,35 @@ def test_a_broker_retry_is_stored_and_routed_once(host: Host, client: TestClient
     assert sink(host).entered_ids == [1] and sink(host).woken == [{"how": "enter"}]
     assert sink(host).delivered == []
     assert [entry[0] for entry in log(host)] == ["stored", "status", "status", "routed"]
+
+
+# -- the chat and queue sinks ---------------------------------------------------------
+
+def test_the_chat_sink_joins_the_conversation_in_the_same_write(
+        host: Host, client: TestClient) -> None:
+    post(client, "chat hello", "c1")
+    found = message(client, 1)  # right after the 200
+    assert found["status"] == "routed" and found["route"] == "chat"
+    conversation = routed_event(found)["conversation"]
+    listed = client.get("/api/conversations", headers=AUTH).json()["conversations"]
+    assert [(c["id"], c["state"], c["messages_in"]) for c in listed] == [
+        (conversation, "open", 1)]
+    post(client, "chat again", "c2")  # joins it, at ingest too
+    assert routed_event(message(client, 2))["conversation"] == conversation
+    assert routed_event(message(client, 2))["detail"] == f"joined conversation {conversation}"
+
+
+def test_the_queue_sink_queues_the_interaction_in_the_same_write(
+        host: Host, client: TestClient) -> None:
+    post(client, "queue help", "q1")
+    found = message(client, 1)  # right after the 200
+    assert found["status"] == "routed" and found["route"] == "queue"
+    detail = routed_event(found)
+    assert detail["queue"] == "support" and detail["detail"] == "waiting in queue support"
+    rows = client.portal.call(host.store.read, lambda db: list(db.query(  # type: ignore[union-attr]
+        "select id, queue, state from queue_interactions")))
+    assert rows == [{"id": detail["interaction"], "queue": "support", "state": "waiting"}]
+    post(client, "noqueue help", "q2")  # no such queue: the router's fallback
+    idle(client, host)
+    found = message(client, 2)
+    assert found["route"] == "default" and routed_event(found)["how"] == "deliver"

@@ -9,6 +9,10 @@ route fails too the message is marked ``failed`` and kept. On start, every messa
 still ``received`` that no live node routes is routed, so a crash between commit and
 routing loses nothing.
 
+A broker's MO that needs none of this (no earlier message waiting, this node's lane, a
+sink that takes entries in a write) is routed in the write that stores it instead
+(host.routing.ingest, ``routing.at_ingest``).
+
 Several nodes on one database route a conversation one node at a time, in id order
 (host.routing.leases): a node routes the oldest message of a conversation whose lane it
 holds, and a sweep takes what no live node routes (at start too).
