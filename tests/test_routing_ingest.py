@@ -378,3 +378,30 @@ def test_the_queue_sink_queues_the_interaction_in_the_same_write(
     idle(client, host)
     found = message(client, 2)
     assert found["route"] == "default" and routed_event(found)["how"] == "deliver"
+
+
+# -- recovery ------------------------------------------------------------------------
+
+def test_a_crash_after_the_commit_leaves_the_entry_to_the_sinks_recovery(
+        make_host: Callable[..., Host], monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    first = make_host(webhook_url=f"http://127.0.0.1:{port}/app")
+    with TestClient(first.app_for()) as client, monkeypatch.context() as patch:
+        # the worker never hears of it, as when the process dies right after the commit
+        patch.setattr(type(first.sinks["webhook"]), "entered", lambda self, d: None)
+        post(client, "hook after", "x1")
+        assert message(client, 1)["status"] == "routed"
+    second = make_host(webhook_url=f"http://127.0.0.1:{port}/app")
+
+    async def restart() -> list[Any]:
+        async with Receiver(port) as receiver, second.running():
+            deadline = time.monotonic() + WAIT
+            while not receiver.on("/app") and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert await second.router.idle()
+            found = await second.messages.get(1)
+            assert found is not None and found.status == "routed"
+            return receiver.on("/app")
+
+    (hit,) = asyncio.run(restart())  # sent once, at the start; not routed again
+    assert hit.json["message"]["id"] == 1 and hit.json["route"]["name"] == "hook"
