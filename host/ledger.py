@@ -94,6 +94,16 @@ class LaneTaker(Protocol):
     def claim(self, db: Database, local: str | None, remote: str | None) -> None: ...
 
 
+class IngestStep(Protocol):
+    """Routes an MO in the write that stores it (:class:`host.routing.ingest.Ingest`):
+    ``step`` right after :func:`insert` stored it (None: the router's path), then
+    ``announce`` after the commit instead of :meth:`Ledger.announce`."""
+
+    def step(self, db: Database, message: Message) -> Any | None: ...
+
+    async def announce(self, stored: Change, entered: Any) -> None: ...
+
+
 # -- writes (inside a store write) ------------------------------------------------------
 
 def insert(db: Database, new: NewMessage,
@@ -322,6 +332,9 @@ class Ledger:
         # The router's lanes (host.routing.leases), taken as MOs are stored; None while
         # routing is off.
         self.lanes: LaneTaker | None = None
+        # The router's step that routes a broker's MO in the write storing it
+        # (host.routing.ingest); None while routing is off.
+        self.ingest: IngestStep | None = None
 
     async def announce(self, changes: Iterable[Change]) -> None:
         """Run the after-commit sequence for each committed change, in order."""
@@ -337,13 +350,27 @@ class Ledger:
             if self.on_change is not None and (pending := self.on_change(change)):
                 await pending
 
-    async def add(self, new: NewMessage) -> tuple[Message, bool]:
+    async def add(self, new: NewMessage, *, at_ingest: bool = False) -> tuple[Message, bool]:
         """Store ``new`` durably and announce it; ``(message, created)`` (a broker's
-        retry of a stored message comes back with ``created=False``)."""
-        message, event = await self._store.write(lambda db: insert(db, new, self.lanes))
+        retry of a stored message comes back with ``created=False``). ``at_ingest`` (a
+        broker's MO): routed in the same write when it can be (host.routing.ingest)."""
+        ingest = self.ingest if at_ingest and new.direction == "in" and \
+            new.status == "received" else None
+        if ingest is None:
+            message, event = await self._store.write(lambda db: insert(db, new, self.lanes))
+            entered = None
+        else:
+            def write(db: Database) -> tuple[Message, StatusEvent | None, Any]:
+                message, event = insert(db, new, self.lanes)
+                return message, event, (None if event is None else ingest.step(db, message))
+            message, event, entered = await self._store.write(write)
         if event is None:
             return message, False
-        await self.announce((Change(message, event, None, True),))
+        stored = Change(message, event, None, True)
+        if ingest is not None and entered is not None:
+            await ingest.announce(stored, entered)
+        else:
+            await self.announce((stored,))
         return message, True
 
     async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:

@@ -78,13 +78,15 @@ class Messages:
         self._store = store
         self._ledger = ledger
 
-    async def add(self, new: NewMessage) -> tuple[Message, bool]:
+    async def add(self, new: NewMessage, *, at_ingest: bool = False) -> tuple[Message, bool]:
         """Store ``new`` durably; return ``(message, created)``.
 
         A message whose (broker, broker_message_id) is already stored is not stored
         again: the existing one comes back with ``created=False`` (a broker retry).
+        ``at_ingest``: an MO routed in the write that stores it when it can be
+        (host.routing.ingest; the broker webhooks ask for it).
         """
-        return await self._ledger.add(new)
+        return await self._ledger.add(new, at_ingest=at_ingest)
 
     async def add_many(self, news: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         """Store several messages in one transaction (all or nothing)."""

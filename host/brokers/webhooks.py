@@ -338,7 +338,8 @@ async def _mo(host: WebhookHost, instance: BrokerInstance, inbound: InboundReque
                 account=account.id if account else None, local=local, remote=remote,
                 encoding=fields.encoding, segments=fields.segments,
                 broker_message_id=fields.id, attrs=fields.attrs, source="broker",
-                exchange=exchanges.webhook(inbound, instance.secrets(account))))
+                exchange=exchanges.webhook(inbound, instance.secrets(account))),
+                at_ingest=True)
     except StoreError as exc:
         raise _Refused(503, "temporarily unable to store the message; retry", exc) from None
     host.metrics.webhook(instance.name, "mo", "stored" if created else "duplicate")

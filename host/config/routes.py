@@ -75,6 +75,12 @@ class RoutingSettings:
     enabled: bool = setting(
         True, help="Route inbound messages. When false they are only stored, and are "
         "routed once routing is turned back on.")
+    at_ingest: bool = setting(
+        True, help="Route a broker's MO in the write that stores it when it can be (one "
+        "commit before its delivery instead of three): its conversation has no earlier "
+        "message still to route and its lane is this node's, it is no opt-out keyword, "
+        "and the route's sink takes entries in that write (the webhook sink does). Any "
+        "other MO, and any failure on the way, is routed by the router as before.")
     workers: int = setting(
         64, help="Messages routed at the same time (messages of one conversation are "
         "always routed in order). Each routing waits on its commits, so under a burst of "

@@ -9,6 +9,10 @@ route fails too the message is marked ``failed`` and kept. On start, every messa
 still ``received`` that no live node routes is routed, so a crash between commit and
 routing loses nothing.
 
+A broker's MO that needs none of this (no earlier message waiting, this node's lane, a
+sink that takes entries in a write) is routed in the write that stores it instead
+(host.routing.ingest, ``routing.at_ingest``).
+
 Several nodes on one database route a conversation one node at a time, in id order
 (host.routing.leases): a node routes the oldest message of a conversation whose lane it
 holds, and a sweep takes what no live node routes (at start too).
@@ -39,6 +43,7 @@ from host.ledger import Change
 from host.models import Message
 from host.routing.inbound import (EMAIL_ONLY, Route, compile_routes, default_route, deliver,
                                   select)
+from host.routing.ingest import Ingest, routing_detail
 from host.routing.lanes import Key, Lanes, Outcome
 from host.routing.leases import LaneKeeper, Leases, key_of
 from host.sinks.base import Delivery, catch_all_kind
@@ -94,9 +99,11 @@ class Router:
         self._routed = routed
         self._routes: list[Route] = compile_routes(settings.inbound)
         self._lanes = Lanes(self._route_safely)  # conversations, in order each
-        self.submit = self._lanes.submit  # (message id, local, remote): route it
         # node: this node's id (a new one per start by default)
         self.leases = Leases(node, settings.routing.lane_ttl, clock)
+        self.ingest = Ingest(ledger, sinks, optouts, self.leases, lambda: self.routes, routed,
+                             self._lanes.submit, lambda: self._settings.routing.at_ingest)
+        self.submit = self.ingest.submit  # (message id, local, remote): route it
         self.keeper = LaneKeeper(store, self.leases, self._lanes, self.submit,
                                  settings.routing.sweep_s)
         self._attempts: dict[int, int] = {}
@@ -136,11 +143,11 @@ class Router:
         ``routing.workers`` tasks take the conversations that have messages to route,
         one at a time each (a task per conversation would cost a task per message)."""
         self._lanes.start(self._settings.routing.workers)
-        self._ledger.lanes = self.leases
+        self._ledger.lanes, self._ledger.ingest = self.leases, self.ingest
         await self.keeper.start()
 
     async def stop(self) -> None:
-        self._ledger.lanes = None
+        self._ledger.lanes = self._ledger.ingest = None
         await self._lanes.stop()
         announcing = list(self._announcing)
         if announcing:  # statuses queued: let them commit and announce (bounded)
@@ -296,16 +303,7 @@ class Router:
 
     async def _record(self, message: Message, status: str, route: Route | None,
                       delivery: Delivery, failures: list[dict[str, Any]]) -> Outcome:
-        detail: dict[str, Any] = {}
-        if route is not None:
-            detail.update(route=route.name, destination=route.destination,
-                          target=route.target)
-        if delivery.detail:
-            detail["detail"] = delivery.detail
-        if delivery.data:
-            detail.update(delivery.data)
-        if failures:
-            detail["failures"] = failures
+        detail = routing_detail(route, delivery, failures)  # as at ingest (its module)
         name = route.name if route is not None else None
 
         key = key_of(message.local, message.remote)

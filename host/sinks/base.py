@@ -15,6 +15,12 @@ A sink plugin registers a subclass through the ``register_sinks`` hook::
     def register_sinks(register):
         register(Echo)
 
+A sink whose delivery is one synchronous write may also take an MO in the write that
+stores it (routing at ingest, host.routing.ingest: one commit instead of three): it
+overrides :meth:`Sink.enter` (that write's statements, nothing else) and
+:meth:`Sink.entered` (after the commit: wake its worker). A sink that does not (the
+default) gets every message through :meth:`Sink.deliver`, after the commit.
+
 A sink's settings are the ``[<kind>]`` table of ``config/sinks.toml``, converted to its
 ``settings_class`` (a frozen dataclass declared with ``host.api.setting``) with
 the same file/line errors as the core's settings.
@@ -27,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from sqlite_utils import Database
 
     from host.api import HostAPI
     from host.config.settings import Settings
@@ -89,6 +97,22 @@ class Sink:
 
     async def deliver(self, message: Message, route: Route) -> Delivery:
         raise NotImplementedError
+
+    def enter(self, db: Database, message: Message, route: Route) -> Delivery | None:
+        """Deliver ``message`` (just stored, ``received``) inside the write that stores
+        it: ``db`` is that write's open transaction (synchronous; no await, no network,
+        nothing outside the database: it may be rolled back, or run again when the
+        store retries its group of writes). Return what :meth:`deliver` would; None
+        when it cannot be done here. Anything but a delivered outcome (None, a retry, a
+        failure, an exception) rolls back what it wrote and the router delivers the
+        message after the commit through :meth:`deliver`, as without this method. Not
+        overridden (this default): every message goes through :meth:`deliver`."""
+        return None
+
+    def entered(self, delivery: Delivery) -> None:
+        """After the commit of a write in which :meth:`enter` returned ``delivery``:
+        wake the worker that sends it (synchronous, quick; a failure is logged and the
+        entry is left to the sink's recovery at its next start)."""
 
 
 def catch_all_kind(sinks: Mapping[str, Sink]) -> str | None:

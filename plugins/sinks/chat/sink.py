@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
@@ -79,13 +80,27 @@ class ChatSink(Sink):
         now = self.now()
         conversation, before = await self.host.store.write(
             lambda db: join(db, message, key, route.target, route.name, now))
-        self._active.add(key)
-        if before != "open":
-            self._publish(conversation, key, before, "open",
-                          "opened" if before is None else "party active", now)
-        return Delivery.delivered(
-            f"{'opened' if before is None else 'joined'} conversation {conversation}",
-            conversation=conversation)
+        delivery = _joined(conversation, key, before, now)
+        self.entered(delivery)
+        return Delivery.delivered(delivery.detail, **(delivery.data or {}))
+
+    def enter(self, db: Database, message: Message, route: InboundRoute) -> Delivery:
+        """:meth:`deliver`'s write in the write that stores the MO (routing at ingest);
+        what follows its commit in :meth:`entered`."""
+        key = (message.local or "", message.remote or "")
+        now = self.now()
+        conversation, before = join(db, message, key, route.target, route.name, now)
+        return _joined(conversation, key, before, now)
+
+    def entered(self, delivery: Delivery) -> None:
+        """After the commit: the pair is active; a new or woken conversation published."""
+        if not isinstance(delivery, ChatEntry):
+            return
+        self._active.add(delivery.key)
+        if delivery.before != "open":
+            self._publish(delivery.conversation, delivery.key, delivery.before, "open",
+                          "opened" if delivery.before is None else "party active",
+                          delivery.at)
 
     def link_outbound(self, message: Message) -> Awaitable[None] | None:
         """Link an outbound message to the active conversation of its pair, if any."""
@@ -152,3 +167,19 @@ class ChatSink(Sink):
         if policy.enable_idle_timeout and row["state"] == "idle" and row["idle_at"]:
             disconnect_due = from_epoch(to_epoch(row["idle_at"]) + policy.party_idle_grace_time)
         return {**out, "idle_due": idle_due, "disconnect_due": disconnect_due}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEntry(Delivery):
+    """A conversation joined (:func:`join`): what its commit publishes."""
+
+    conversation: int = 0
+    key: Key = ("", "")
+    before: str | None = None  # the state before (None: opened now)
+    at: str = ""
+
+
+def _joined(conversation: int, key: Key, before: str | None, at: str) -> ChatEntry:
+    return ChatEntry("delivered", f"{'opened' if before is None else 'joined'} conversation "
+                     f"{conversation}", None, {"conversation": conversation},
+                     conversation=conversation, key=key, before=before, at=at)

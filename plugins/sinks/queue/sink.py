@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -150,6 +151,34 @@ class QueueSink(Sink):
     # -- SMS in -----------------------------------------------------------------------
 
     async def deliver(self, message: Message, route: InboundRoute) -> Delivery:
+        done = await self.run(self._join(message, route))
+        if done is None:
+            return Delivery.failed(f"no queue named {route.target!r} (no workgroup or user "
+                                   "of that name)")
+        detail, data = _detail(*done)
+        return Delivery.delivered(detail, **data)
+
+    def enter(self, db: Database, message: Message, route: InboundRoute) -> Delivery | None:
+        """:meth:`deliver`'s transaction in the write that stores the MO (routing at
+        ingest); its after-commit steps in :meth:`entered`. An unknown queue is the
+        router's (its fallback to the default route)."""
+        tx = Tx(db, self.clock(), self.settings.acd, self.settings.priorities)
+        done = self._join(message, route)(tx)
+        if done is None:
+            return None
+        tx.finish()
+        detail, data = _detail(*done)
+        return QueueEntry("delivered", detail, None, data, watch=frozenset(tx.watch))
+
+    def entered(self, delivery: Delivery) -> None:
+        """What :meth:`run` does after its commit: streams and the scheduler woken."""
+        if isinstance(delivery, QueueEntry):
+            self._watched |= delivery.watch
+        self.feed.notify()
+        self.scheduler.wake()
+
+    def _join(self, message: Message, route: InboundRoute
+              ) -> Callable[[Tx], tuple[int, str, str] | None]:
         configured = self.queues.get(route.target)
 
         def step(tx: Tx) -> tuple[int, str, str] | None:
@@ -161,15 +190,7 @@ class QueueSink(Sink):
             if how == "queued":
                 acd.dispatch(tx, queue)
             return interaction, how, queue
-
-        done = await self.run(step)
-        if done is None:
-            return Delivery.failed(f"no queue named {route.target!r} (no workgroup or user "
-                                   "of that name)")
-        interaction, how, queue = done
-        detail = {"queued": f"waiting in queue {queue}", "joined":
-                  f"joined interaction {interaction}", "already": f"already in queue {queue}"}
-        return Delivery.delivered(detail[how], queue=queue, interaction=interaction)
+        return step
 
     async def disconnect(self, interaction_id: int, *, reason: str,
                          actor: str = "system") -> bool:
@@ -269,3 +290,17 @@ def _open_replies(db: Database) -> list[int]:
 
 
 __all__ = ["KIND", "QueueSink", "SendError"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry(Delivery):
+    """A delivery made in the MO's write (:meth:`QueueSink.enter`), with the outbound
+    messages its transaction started to follow (taken after the commit)."""
+
+    watch: frozenset[int] = frozenset()
+
+
+def _detail(interaction: int, how: str, queue: str) -> tuple[str, dict[str, Any]]:
+    detail = {"queued": f"waiting in queue {queue}", "joined":
+              f"joined interaction {interaction}", "already": f"already in queue {queue}"}
+    return detail[how], {"queue": queue, "interaction": interaction}

@@ -22,6 +22,8 @@ from .settings import (DELIVERY_HEADER, ERROR_BODY_CHARS, IDLE_WAKEUP, RESPONSE_
                        retry_after_seconds)
 
 if TYPE_CHECKING:
+    from sqlite_utils import Database
+
     from host.api import HostAPI, Message, StatusEvent
     from host.api import InboundRoute as Route
 
@@ -140,15 +142,35 @@ class WebhookSink(Sink):
         name = self._target_name(route.target)
         if name not in self.settings.targets:
             return Delivery.failed(self.check_target(route.target) or "no webhook target")
-        now = utcnow()
-        payload = json.dumps(build_payload(message, route, name, now), ensure_ascii=False,
-                             separators=(",", ":"))
         delivery_id, created = await self.host.store.write(
-            lambda db: enqueue(db, message.id, route.name, name, payload, now,
-                               self.host.cluster.node_id))
+            lambda db: self._enqueue(db, message, route, name))
         if created:
             self._push(delivery_id, time.time())
         return Delivery.delivered(f"queued for webhook {name}", delivery_id=delivery_id)
+
+    def enter(self, db: Database, message: Message, route: Route) -> Delivery | None:
+        """The delivery's row, in the write that stores the MO (routing at ingest): the
+        same row :meth:`deliver` writes; an unknown target is the router's (its
+        fallback to the default route)."""
+        name = self._target_name(route.target)
+        if name not in self.settings.targets:
+            return None
+        delivery_id, _ = self._enqueue(db, message, route, name)
+        return Delivery.delivered(f"queued for webhook {name}", delivery_id=delivery_id)
+
+    def entered(self, delivery: Delivery) -> None:
+        """Committed: the worker sends it now (after a crash, the start does)."""
+        delivery_id = (delivery.data or {}).get("delivery_id")
+        if delivery_id is not None:
+            self._push(int(delivery_id), time.time())
+
+    def _enqueue(self, db: Database, message: Message, route: Route,
+                 name: str) -> tuple[int, bool]:
+        now = utcnow()
+        payload = json.dumps(build_payload(message, route, name, now), ensure_ascii=False,
+                             separators=(",", ":"))
+        return enqueue(db, message.id, route.name, name, payload, now,
+                       self.host.cluster.node_id)
 
     async def status_changed(self, message: Message, old: str | None, new: str,
                              event: StatusEvent) -> None:

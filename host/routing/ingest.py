@@ -1,0 +1,193 @@
+"""Routing at ingest: an MO routed in the very write that stores it (issue 18, lever 1).
+
+Today's path costs an MO three commits before its delivery: the webhook's write, the
+sink's entry (a webhook delivery, say), the router's ``routed`` status. When a broker
+webhook stores a new MO (:meth:`host.ledger.Ledger.add` with ``at_ingest``), the
+ledger calls :meth:`Ingest.step` right after :func:`host.ledger.insert`, in the same
+write; it decides the route (linear-time patterns: microseconds), lets the route's sink
+write its entry (:meth:`host.sinks.base.Sink.enter`), records the ``routed`` status
+exactly as the router does and releases the lane. One commit, then
+:meth:`Ingest.announce` runs the after-commit sequence: the stored change, the routed
+change, the ``message_routed`` callback, the sink's :meth:`~host.sinks.base.Sink.entered`.
+
+It routes at ingest only when nothing about the message needs the router:
+
+- ``routing.at_ingest`` is on (and the router runs: it installs this on the ledger);
+- the body is no opt-out keyword (STOP/START/HELP reply: the router's path does that);
+- the route's sink can enter it (``enter`` overridden; it returns a delivered
+  :class:`~host.sinks.base.Delivery`: None, a retry or a failure go the router's way,
+  whose fallback to the default route stays in one place);
+- this node holds the conversation's lane (the insert claimed it: another live node's
+  lane means that node routes the conversation) and the message is the conversation's
+  only one still to route (``received``): conversation order.
+
+Anything else, or anything raised on the way, is today's path: the decision and the
+sink's entry run under a SAVEPOINT rolled back on failure, so the MO is stored (and
+answered 2xx) whatever happens, and the router routes it after the commit. A crash
+before the commit leaves nothing (the broker retries); after it, the message is routed
+with its entry stored, which the sink's own recovery sends (the webhook sink sends its
+stored deliveries at start). Concatenated parts are stored by host.brokers.concat,
+not through here: they take the router's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from host.ledger import Change, record_status
+from host.logs import log_failure
+from host.routing.inbound import select
+from host.routing.leases import key_of, waiting_sql
+from host.sinks.base import Delivery, Sink
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Mapping
+
+    from sqlite_utils import Database
+
+    from host.ledger import Ledger
+    from host.models import Message
+    from host.optout import OptOuts
+    from host.routing.inbound import Route
+    from host.routing.leases import Leases
+
+    Routed = Callable[[Message, Route | None, str, dict[str, Any]], Awaitable[None]]
+    Submit = Callable[[int, str | None, str | None], None]
+
+log = logging.getLogger("smshost.routing")
+SAVEPOINT = "smshost_ingest"
+
+
+def routing_detail(route: Route | None, delivery: Delivery,
+                   failures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The detail of a routing event (the router's and this module's, the same keys):
+    the route, the sink's detail and data, the failures before it."""
+    detail: dict[str, Any] = {}
+    if route is not None:
+        detail.update(route=route.name, destination=route.destination, target=route.target)
+    if delivery.detail:
+        detail["detail"] = delivery.detail
+    if delivery.data:
+        detail.update(delivery.data)
+    if failures:
+        detail["failures"] = failures
+    return detail
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """An MO routed in the write that stored it: what its commit announces."""
+
+    change: Change  # received -> routed
+    route: Route
+    sink: Sink
+    delivery: Delivery
+    detail: dict[str, Any]  # the routing event's
+    after: int | None  # the conversation's next message to route (none, checked)
+
+
+class Ingest:
+    """The router's step inside the MO's write (:meth:`step`) and after its commit
+    (:meth:`announce`). ``submit`` hands a message to the router's lanes; ``enabled``
+    reads ``routing.at_ingest`` (a live change applies to the next MO)."""
+
+    def __init__(self, ledger: Ledger, sinks: Mapping[str, Sink], optouts: OptOuts,
+                 leases: Leases, routes: Callable[[], list[Route]], routed: Routed,
+                 submit: Submit, enabled: Callable[[], bool]) -> None:
+        self._ledger = ledger
+        self._sinks = sinks
+        self._optouts = optouts
+        self._leases = leases
+        self._routes = routes
+        self._routed = routed
+        self._submit = submit
+        self._enabled = enabled
+        self._announcing: set[int] = set()  # routed at ingest, being announced
+
+    def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
+        """The router's ``submit``: a message routed at ingest is not routed again (its
+        ``message_stored`` hook would cost the router a read for nothing)."""
+        if message_id not in self._announcing:
+            self._submit(message_id, local, remote)
+
+    # -- in the write ---------------------------------------------------------------
+
+    def step(self, db: Database, message: Message) -> Entered | None:
+        """Route ``message`` (just stored, ``received``) in this write; None: not here,
+        the router's path (nothing of this step is left in the write)."""
+        if not self._enabled():
+            return None
+        try:
+            if self._optouts.keyword(message) is not None:
+                return None
+            route = select(self._routes(), message).route
+            sink = self._sinks.get(route.destination)
+            if sink is None or type(sink).enter is Sink.enter:
+                return None  # this sink cannot: no statement spent on it
+        # The MO is stored whatever the decision does: a failure here is a bug logged
+        # once per place, and the router's path (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            log_failure(log, f"routing message {message.id} at ingest failed", exc, "ingest")
+            return None
+        db.conn.execute(f"savepoint {SAVEPOINT}")
+        try:
+            entered = self._enter(db, message, route, sink)
+        # The sink is a plugin, the statements may fail: rolled back to the savepoint,
+        # the MO stays stored and takes the router's path (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            log_failure(log, f"routing message {message.id} at ingest to "
+                        f"{route.destination} failed", exc, "ingest", route.destination)
+            entered = None
+        if entered is None:
+            db.conn.execute(f"rollback to {SAVEPOINT}")
+        db.conn.execute(f"release {SAVEPOINT}")
+        return entered
+
+    def _enter(self, db: Database, message: Message, route: Route,
+               sink: Sink) -> Entered | None:
+        key = key_of(message.local, message.remote)
+        sql, args = waiting_sql(key, limit=2, lane=True)
+        rows = list(db.query(sql, args))
+        if len(rows) != 1 or rows[0]["id"] != message.id or \
+                self._leases.holds(rows[0]["lane_owner"], rows[0]["lane_expires"]) is not True:
+            return None  # an earlier message waits, or another node holds the lane
+        delivery = sink.enter(db, message, route)
+        if delivery is None or delivery.outcome != "delivered":
+            return None
+        detail = routing_detail(route, delivery, [])
+        event = record_status(db, message.id, "routed", "router", detail, route=route.name)
+        after = self._leases.after(db, key)  # the lane released (renewed: one waits)
+        routed = dataclasses.replace(message, status="routed", route=route.name,
+                                     updated_at=event.at)
+        return Entered(Change(routed, event, message.status), route, sink, delivery, detail,
+                       after)
+
+    # -- after the commit -----------------------------------------------------------
+
+    async def announce(self, stored: Change, entered: Entered) -> None:
+        """After the commit, in order: the stored change, the routed change (the
+        ledger's sequence: metrics, hooks, callbacks), ``message_routed``, the sink's
+        ``entered``."""
+        message = stored.message
+        self._announcing.add(message.id)
+        try:
+            await self._ledger.announce((stored,))
+        finally:
+            self._announcing.discard(message.id)
+        routed = entered.change
+        await self._ledger.announce((routed,))
+        await self._routed(routed.message, entered.route, "routed", entered.detail)
+        if entered.after is not None:  # stored meanwhile by another node: its turn
+            self._submit(entered.after, message.local, message.remote)
+        try:
+            entered.sink.entered(entered.delivery)
+        # Committed already: a sink failing to wake its worker leaves the entry to its
+        # recovery (the webhook sink's start), logged once per place (BLE001).
+        except Exception as exc:  # noqa: BLE001
+            log_failure(log, f"sink {entered.sink.kind}: entered() failed for message "
+                        f"{message.id}", exc, "entered", entered.sink.kind)
+
