@@ -133,9 +133,13 @@ def add_exchange(db: Database, message_id: int, at: str, exchange: Exchange) -> 
     """Keep ``exchange`` with message ``message_id`` (in the caller's transaction)."""
     db.conn.execute(
         "insert into message_exchanges (message_id, at, kind, request, response) "
-        "values (?, ?, ?, ?, ?)", [message_id, at, exchange.kind,
-                                   json.dumps(exchange.request, ensure_ascii=False),
-                                   json.dumps(exchange.response or {}, ensure_ascii=False)])
+        "values (?, ?, ?, ?, ?)", exchange_row(message_id, at, exchange))
+
+
+def exchange_row(message_id: int, at: str, exchange: Exchange) -> list[Any]:
+    """The ``message_exchanges`` row of ``exchange`` (host.ledger_rows writes many)."""
+    return [message_id, at, exchange.kind, json.dumps(exchange.request, ensure_ascii=False),
+            json.dumps(exchange.response or {}, ensure_ascii=False)]
 
 
 def created(stored: Iterable[tuple[Message, StatusEvent | None]]) -> list[Change]:
