@@ -192,12 +192,20 @@ def _queue(db: Any, text: str, *, part: int | None = None, after: int | None = N
     return message.id
 
 
+def opened(tmp_path: Path, url: str | None) -> Store:
+    """A store on SQLite (``url`` None) or PostgreSQL, not open yet."""
+    if url is None:
+        return Store(tmp_path / "batch.db")
+    from host.pg.store import PgStore
+    return PgStore(url)
+
+
 def test_settlements_of_several_sends_in_one_write_keep_each_outcome(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_url: str | None) -> None:
     """Accepted, retried, failed (with the part after it), one a receipt reached first,
     one whose message is gone, and one with an orphan receipt: one write."""
     async def main() -> None:
-        store = Store(tmp_path / "batch.db")
+        store = opened(tmp_path, store_url)
         await store.open([core])
         try:
             def setup(db: Any) -> dict[str, int]:
@@ -252,9 +260,10 @@ def test_settlements_of_several_sends_in_one_write_keep_each_outcome(
     asyncio.run(main())
 
 
-def test_settlements_that_end_together_share_a_commit(tmp_path: Path) -> None:
+def test_settlements_that_end_together_share_a_commit(
+        tmp_path: Path, store_url: str | None) -> None:
     async def main() -> None:
-        store = Store(tmp_path / "group.db")
+        store = opened(tmp_path, store_url)
         await store.open([core])
         try:
             ids = await store.write(lambda db: [_queue(db, f"m{n}") for n in range(6)])
