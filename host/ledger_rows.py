@@ -68,14 +68,15 @@ def update_many(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, M
     broker reused for another message of it is kept in ``attrs.broker_message_id``);
     the rows as they now are, by id."""
     given = [n for n in news if n.broker_message_id is not None]
-    reused: set[int] = set()
-    if given:  # asked first, not found by the unique index's refusal (see ledger._taken)
-        holders = db.conn.execute(
-            "select id, broker, broker_message_id from messages where broker_message_id "
-            f"in ({marks(len(given))})", [n.broker_message_id for n in given]).fetchall()
-        held = {(b, bid): int(i) for i, b, bid in holders}
-        reused = {n.message_id for n in given
-                  if held.get((n.broker, n.broker_message_id), n.message_id) != n.message_id}
+    held: dict[tuple[str | None, str | None], int] = {}
+    for broker in {n.broker for n in given}:  # asked first, not found by the unique
+        # index's refusal (see ledger._taken); by (broker, id): that index's order
+        bids = [n.broker_message_id for n in given if n.broker == broker]
+        held.update(((broker, bid), int(i)) for i, bid in db.conn.execute(
+            "select id, broker_message_id from messages where broker = ? and "
+            f"broker_message_id in ({marks(len(bids))})", [broker, *bids]).fetchall())
+    reused = {n.message_id for n in given
+              if held.get((n.broker, n.broker_message_id), n.message_id) != n.message_id}
     plain = [n for n in news if n.message_id not in reused]
     if plain:
         db.conn.executemany(

@@ -135,14 +135,15 @@ def _rows(db: Database, found: list[Settlement], olds: dict[int, str], now: str)
 def _with_orphans(db: Database, accepted: list[Settlement]) -> list[int]:
     """Which ``accepted`` sends have orphan receipts waiting (by the broker's id, or by
     our reference with no broker id of their own): one read for them all."""
-    if not accepted:
-        return []
-    refs = [str(s.message_id) for s in accepted]
-    bids = [s.broker_message_id for s in accepted]
-    rows = db.conn.execute(
-        "select broker, broker_message_id, ref from orphan_receipts where "
-        f"broker_message_id in ({marks(len(bids))}) or ref in ({marks(len(refs))})",
-        [*bids, *refs]).fetchall()
+    rows: list[Any] = []
+    for broker in {s.broker for s in accepted}:  # by broker: the index's first column
+        mine = [s for s in accepted if s.broker == broker]
+        refs = [str(s.message_id) for s in mine]
+        bids = [s.broker_message_id for s in mine]
+        rows += db.conn.execute(
+            "select broker, broker_message_id, ref from orphan_receipts where broker = ? "
+            f"and (broker_message_id in ({marks(len(bids))}) or ref in "
+            f"({marks(len(refs))}))", [broker, *bids, *refs]).fetchall()
     if not rows:  # the usual case
         return []
     return [s.message_id for s in accepted if any(
