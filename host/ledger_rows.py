@@ -1,5 +1,6 @@
-"""The ledger's writes of many messages at once (part of :mod:`host.ledger`, the one
-writer of ``messages`` and ``message_events``).
+"""The ledger's writes of many messages at once, around :func:`host.ledger.add_events`
+and :func:`host.ledger.set_statuses` (the ledger stays the one writer of ``messages``
+and ``message_events``): the reads they need, done once for all.
 
 The outbox worker settles the sends that ended while a write was pending in one write
 (:mod:`host.brokers.settlements`). Each statement repeated per message is written once
@@ -13,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from host import jsontext
-from host.ledger import update
-from host.models import Message, StatusEvent
+from host.ledger import set_statuses, update
+from host.models import Message
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -45,24 +45,6 @@ def statuses(db: Database, ids: Sequence[int]) -> dict[int, str]:
     return {int(r[0]): str(r[1]) for r in rows}
 
 
-def add_events(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, StatusEvent]:
-    """One status event per message of ``news`` (one message once at most), in one
-    statement; the events by message id."""
-    args: list[Any] = []
-    details: dict[int, dict[str, Any]] = {}
-    for new in news:
-        text, details[new.message_id] = (jsontext.encode(new.detail) if new.detail
-                                         else ("{}", new.detail))
-        args += [new.message_id, new.status, at, new.source, text]
-    rows = db.conn.execute(
-        "insert into message_events (message_id, status, at, source, detail) values "
-        + ", ".join(["(?, ?, ?, ?, ?)"] * len(news)) + " returning id, message_id",
-        args).fetchall()
-    by_id = {new.message_id: new for new in news}
-    return {int(m): StatusEvent(int(i), int(m), by_id[int(m)].status, at,
-                                by_id[int(m)].source, details[int(m)]) for i, m in rows}
-
-
 def update_many(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, Message]:
     """Set each message's status and broker id (as :func:`host.ledger.update`: an id the
     broker reused for another message of it is kept in ``attrs.broker_message_id``);
@@ -79,10 +61,7 @@ def update_many(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, M
               if held.get((n.broker, n.broker_message_id), n.message_id) != n.message_id}
     plain = [n for n in news if n.message_id not in reused]
     if plain:
-        db.conn.executemany(
-            "update messages set status = ?, updated_at = ?, broker_message_id = "
-            "coalesce(?, broker_message_id) where id = ?",
-            [[n.status, at, n.broker_message_id, n.message_id] for n in plain])
+        set_statuses(db, [(n.message_id, n.status, n.broker_message_id) for n in plain], at)
     found: dict[int, Message] = {}
     for n in news:
         if n.message_id in reused:  # rare: one statement each, as the ledger does it

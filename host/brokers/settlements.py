@@ -33,7 +33,7 @@ from host import ledger
 from host.brokers.parts import part_left
 from host.brokers.receipts import Applied, adopt_orphans_op
 from host.ledger import Change, Exchange
-from host.ledger_rows import NewStatus, add_events, marks, statuses, update_many
+from host.ledger_rows import NewStatus, marks, statuses, update_many
 from host.models import utcnow
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ def settle_many(db: Database, items: Sequence[Settlement]) -> list[Settled | Loo
     found = [s for s in items if s.message_id in olds]
     if found:
         _rows(db, found, olds, now)
-        events = add_events(db, [_asked(s) for s in found], now)
+        events = ledger.add_events(db, [(s.message_id, s.status, "sender", s.detail)
+                                        for s in found], now)
         final = [replace(_asked(s), status=s.status if olds[s.message_id] in (
             "queued", "sending") else olds[s.message_id]) for s in found]
         messages = update_many(db, final, now)
