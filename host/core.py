@@ -106,7 +106,7 @@ class Host:
                                address=",".join(f"{lst.host}:{lst.port}"
                                                 for lst in settings.listeners))
         self.sender = Sender(settings, self.store, self.ledger, self.brokers,
-                             self.receipts.adopt_orphans, cluster=self.cluster)
+                             cluster=self.cluster)  # orphan receipts: in its settlements
         self.receipts.wake = self.sender.wake
         self.callbacks = Callbacks(settings.callbacks, self.store,  # callbacks (all kinds)
                                    compat=settings.compat)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host import jsontext
@@ -143,9 +143,13 @@ def add_exchange(db: Database, message_id: int, at: str, exchange: Exchange) -> 
     """Keep ``exchange`` with message ``message_id`` (in the caller's transaction)."""
     db.conn.execute(
         "insert into message_exchanges (message_id, at, kind, request, response) "
-        "values (?, ?, ?, ?, ?)", [message_id, at, exchange.kind,
-                                   json.dumps(exchange.request, ensure_ascii=False),
-                                   json.dumps(exchange.response or {}, ensure_ascii=False)])
+        "values (?, ?, ?, ?, ?)", exchange_row(message_id, at, exchange))
+
+
+def exchange_row(message_id: int, at: str, exchange: Exchange) -> list[Any]:
+    """The ``message_exchanges`` row of ``exchange`` (host.ledger_rows writes many)."""
+    return [message_id, at, exchange.kind, json.dumps(exchange.request, ensure_ascii=False),
+            json.dumps(exchange.response or {}, ensure_ascii=False)]
 
 
 def created(stored: Iterable[tuple[Message, StatusEvent | None]]) -> list[Change]:
@@ -162,6 +166,31 @@ def add_event(db: Database, message_id: int, status: str, at: str, source: str,
         "insert into message_events (message_id, status, at, source, detail) "
         "values (?, ?, ?, ?, ?)", [message_id, status, at, source, text])
     return StatusEvent(int(cursor.lastrowid or 0), message_id, status, at, source, detail)
+
+
+def add_events(db: Database, rows: Sequence[tuple[int, str, str, dict[str, Any]]],
+               at: str) -> dict[int, StatusEvent]:
+    """:func:`add_event` for many messages (one event each at most: message id, status,
+    source, detail) in one statement; the events by message id (host.ledger_rows)."""
+    args: list[Any] = []
+    made: dict[int, StatusEvent] = {}
+    for message_id, status, source, detail in rows:
+        text, detail = jsontext.encode(detail) if detail else ("{}", detail)
+        args += [message_id, status, at, source, text]
+        made[message_id] = StatusEvent(0, message_id, status, at, source, detail)
+    found = db.conn.execute(
+        "insert into message_events (message_id, status, at, source, detail) values "
+        + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)) + " returning id, message_id",
+        args).fetchall()
+    return {int(m): replace(made[int(m)], id=int(i)) for i, m in found}
+
+
+def set_statuses(db: Database, rows: Sequence[tuple[int, str, str | None]], at: str) -> None:
+    """Many messages' status and broker id (when not None), in one executemany: the
+    caller checked no other message of the broker holds the id (host.ledger_rows)."""
+    db.conn.executemany("update messages set status = ?, updated_at = ?, broker_message_id "
+                        "= coalesce(?, broker_message_id) where id = ?",
+                        [[status, at, bid, message_id] for message_id, status, bid in rows])
 
 
 def status_of(db: Database, message_id: int) -> str | None:

@@ -67,6 +67,14 @@ class OptOuts:
             "select 1 from optouts where local = ? and remote = ?", [local, remote]).fetchone())
         return row is not None
 
+    @staticmethod
+    def refuse(db: Any, local: str | None, remote: str) -> None:
+        """As :meth:`check`, inside a write (host.outbound's): the send is stored only if
+        no opt-out was committed before it, with no read of its own."""
+        if local and db.conn.execute("select 1 from optouts where local = ? and remote = ?",
+                                     [local, remote]).fetchone() is not None:
+            raise OptedOut(local, remote)
+
     async def check(self, local: str | None, remote: str) -> None:
         """Raise :class:`OptedOut` when ``remote`` opted out of ``local``."""
         if local and await self.is_opted_out(local, remote):

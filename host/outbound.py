@@ -10,7 +10,8 @@ number that received the message it answers, B8):
 3. the outbound route for the destination: its broker and account, the number to
    dial (``$0``/``$1``...), and whether the sender's classification may use it (O2);
 4. the number: E.164 when the broker internationalizes, and valid (O3);
-5. opt-out: a recipient who texted STOP to that number is refused (R6);
+5. opt-out: a recipient who texted STOP to that number is refused (R6), read in the
+   write that stores the send (6-7), so no opt-out committed before it is missed;
 6. encoding and length per the broker's ``parsing``: unaltered, split into one
    message per segment, or truncated (O4); or merged into a message still waiting
    to the same number from the same account (O5) (never a scheduled send or one with
@@ -18,6 +19,16 @@ number that received the message it answers, B8):
 7. everything stored in one transaction, with the outbox rows: persisted before any
    network call (O6); a send with ``send_at`` ahead is stored ``scheduled``, its
    outbox rows not due before then (:mod:`host.schedule`).
+
+A send due now whose account has a token and the outbox worker a free slot
+(:meth:`host.brokers.sender.Sender.reserve`, taken before the write so that sends
+stored at once never exceed ``outbox.max_in_flight``) is stored already claimed by
+this node, its (first part's) outbox row in flight and the message ``sending``, as
+the worker's claim leaves it, and is handed to the worker after the commit: no claim
+read, no claim write. A crash before it is settled leaves the row a claim like any
+other, recovered at the next start (tried once more, flagged possibly_duplicated).
+Such a message is not waiting, so nothing is merged into it (O5): messages wait, and
+can be merged into, only while their account has no token or the worker no slot.
 
 A refused send raises for the API to answer; ``send_or_record`` (handlers, sinks,
 opt-out confirmations: nobody to answer) stores it as a failed message instead
@@ -27,14 +38,16 @@ opt-out confirmations: nobody to answer) stores it as a failed message instead
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host.encoding import segments as count_segments
 from host import ledger
+from host.brokers.claims import Claimed
 from host.ledger import NewMessage
 from host.models import Message, StatusEvent, from_epoch, utcnow
 from host.numbers import normalize
-from host.optout import OptedOut
+from host.optout import OptedOut, OptOuts
 from host.planner import Plan, Planner
 from host.refusals import record_refusal, refusal_code
 from host.callbacks.urls import refusal as callback_refusal
@@ -50,8 +63,8 @@ if TYPE_CHECKING:
     from host.brokers.instances import BrokerInstance
     from host.config.settings import Settings
     from host.ledger import Ledger
+    from host.brokers.pacing import Key
     from host.metrics import Metrics
-    from host.optout import OptOuts
     from host.planner import SenderFor
     from host.plugins import PluginRecord
     from host.routing.outbound import OutboundRoute
@@ -64,7 +77,16 @@ class Outbox(Protocol):
     @property
     def clock(self) -> Callable[[], float]: ...
 
+    @property
+    def node(self) -> str | None: ...
+
     def wake(self) -> None: ...
+
+    def reserve(self, key: Key) -> bool: ...
+
+    def release(self, key: Key) -> None: ...
+
+    def launch(self, claimed: Claimed) -> None: ...
 
 
 class Outbound:
@@ -128,18 +150,32 @@ class Outbound:
             if problem:
                 raise SendError(400, "bad_parameter", f"status_callback: {problem}")
         plan = self.plan(request)
+        optout = None
         if not request.optout_exempt:
             # Opt-outs are kept in E.164, as inbound numbers are stored: compare the same
             # form whatever the account or the caller wrote.
             region = plan.instance.region(plan.account)
             local = plan.local
-            await self._optouts.check(normalize(local, region) if local else local,
-                                           normalize(plan.to, region))
-        stored = await self._storage.write(lambda db: self._store(db, request, plan, wait))
-        messages, events, consolidated = stored
+            optout = (normalize(local, region) if local else local, normalize(plan.to, region))
+        key = (plan.instance.name, plan.account.id)
+        reserved = wait is None and self._outbox.reserve(key)
+        try:
+            stored = await self._storage.write(
+                lambda db: self._store(db, request, plan, wait, optout, reserved))
+        except BaseException:
+            if reserved:
+                self._outbox.release(key)
+            raise
+        messages, events, consolidated, claimed = stored
+        if reserved and claimed is None:  # merged, or the same key's: nothing to send
+            self._outbox.release(key)
         if events is None:  # the same key raced in and won: its messages, nothing new
             return self._replayed(messages)
-        await self._ledger.announce(ledger.created(zip(messages, events, strict=True)))
+        try:
+            await self._ledger.announce(ledger.created(zip(messages, events, strict=True)))
+        finally:  # committed claimed: sent whatever a hook did
+            if claimed is not None:
+                self._outbox.launch(claimed)
         self._outbox.wake()
         route = plan.decision.route.name if plan.decision.route else None
         return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
@@ -192,8 +228,14 @@ class Outbound:
                       sum(m.segments or 1 for m in found), first.route if first else None,
                       replayed=True)
 
-    def _store(self, db: Database, request: SendRequest, plan: Plan, wait: float | None
-               ) -> tuple[list[Message], list[StatusEvent | None] | None, bool]:
+    def _store(self, db: Database, request: SendRequest, plan: Plan, wait: float | None,
+               optout: tuple[str | None, str] | None, claim: bool
+               ) -> tuple[list[Message], list[StatusEvent | None] | None, bool,
+                          Claimed | None]:
+        """Store ``request``'s messages; with ``claim``, the first one claimed by this
+        node when it is a new message (not merged), returned as claimed."""
+        if optout is not None:
+            OptOuts.refuse(db, *optout)
         if request.idempotency_key:  # the same key raced in: answer with its messages
             row = db.execute("select message_ids, request from idempotency where key = ?",
                              [request.idempotency_key]).fetchone()
@@ -205,10 +247,11 @@ class Outbound:
                     raise SendError(422, "idempotency_mismatch", "this Idempotency-Key was "
                                     "used for a different request; use a new key for a new "
                                     "message")
-                return [_get(db, i) for i in alive], None, False
+                return [_get(db, i) for i in alive], None, False, None
         alone = wait is not None or request.status_callback is not None
         merged = (self._consolidate(db, request, plan)
                   if len(plan.bodies) == 1 and not alone else None)
+        claimed = None
         if merged is not None:
             result: tuple[list[Message], list[StatusEvent | None], bool] = (
                 [merged], [None], True)
@@ -216,7 +259,11 @@ class Outbound:
             stored: list[tuple[Message, StatusEvent | None]] = []
             for n, body in enumerate(plan.bodies, 1):  # each part waits for the one before
                 after = stored[-1][0].id if stored else None
-                stored.append(self._insert_one(db, request, plan, body, n, after, wait))
+                message, event = self._insert_one(db, request, plan, body, n, after, wait,
+                                                  claim and n == 1)
+                stored.append((message, event))
+                if claim and n == 1:
+                    claimed = self._claimed(db, message)
             result = ([m for m, _ in stored], [e for _, e in stored], False)
         if request.idempotency_key:
             db.execute("insert into idempotency (key, message_ids, request, created_at) "
@@ -225,10 +272,18 @@ class Outbound:
                        "excluded.created_at", [request.idempotency_key,
                                                json.dumps([m.id for m in result[0]]),
                                                request.fingerprint(), utcnow()])
-        return result
+        return (*result, claimed)
+
+    def _claimed(self, db: Database, message: Message) -> Claimed:
+        """``message`` (just stored with its outbox row claimed, see :meth:`_insert_one`)
+        ``sending``, as ``claims.claim`` leaves it, for its first attempt."""
+        at = utcnow()
+        ledger.mark_sending(db, [message.id], at)
+        return Claimed(replace(message, status="sending", updated_at=at), 1,
+                       self._outbox.clock())
 
     def _insert_one(self, db: Database, request: SendRequest, plan: Plan, body: str,
-                    part: int, after: int | None, wait: float | None
+                    part: int, after: int | None, wait: float | None, claim: bool = False
                     ) -> tuple[Message, StatusEvent | None]:
         attrs = dict(request.attrs)
         if request.classification:
@@ -248,9 +303,12 @@ class Outbound:
             source=request.source, detail=detail or None,
             route=plan.decision.route.name if plan.decision.route else None))
         now = self._outbox.clock() if wait is None else wait  # max_age counts from then
+        # claimed: in flight for its first attempt, by this node (as claims.claim does)
         db.conn.execute("insert into outbox (message_id, next_attempt_at, enqueued_at, "
-                        "broker, account, waits_for) values (?, ?, ?, ?, ?, ?)",
-                        [message.id, now, now, plan.instance.name, plan.account.id, after])
+                        "broker, account, waits_for, in_flight, attempts, claimed_by) "
+                        "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [message.id, now, now, plan.instance.name, plan.account.id, after,
+                         int(claim), int(claim), self._outbox.node if claim else None])
         return message, event
 
     def _consolidate(self, db: Database, request: SendRequest, plan: Plan) -> Message | None:

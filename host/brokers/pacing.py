@@ -137,3 +137,9 @@ class Pacer:
         bucket = self.bucket(key)
         if bucket is not None:
             bucket.take()
+
+    def gave_back(self, key: Key) -> None:
+        """A token taken for a send that was not stored after all (host.outbound): back."""
+        bucket = self.bucket(key)
+        if bucket is not None:
+            bucket.tokens += 1.0

@@ -4,7 +4,11 @@ Every message was persisted, with its outbox row, before any network call. A sen
 
 1. claimed: its outbox row marked in flight (committed) before the request leaves,
    once its account has a token (``mt.rate`` messages per second, see
-   :mod:`host.brokers.pacing`; until then it stays queued and takes no slot);
+   :mod:`host.brokers.pacing`; until then it stays queued and takes no slot). A send
+   accepted by the API while its account has a token and the worker a free slot is
+   stored claimed already, in the write that stores it, and handed over in memory
+   (:meth:`Sender.reserve`, :meth:`Sender.launch`, :mod:`host.outbound`): no claim
+   read, no claim write;
 2. built from the broker definition (an adapter or definition that cannot build it
    fails the message);
 3. sent with the broker definition's MT request through one shared aiohttp session
@@ -15,7 +19,8 @@ Every message was persisted, with its outbox row, before any network call. A sen
    → back in the outbox after an exponential backoff with jitter; anything else, or
    ``outbox.max_attempts`` / ``outbox.max_age`` reached → ``failed``. The parts of a
    split message go one after the other, each once the one before was accepted
-   (:mod:`host.brokers.parts`).
+   (:mod:`host.brokers.parts`). The sends that end while a settlement is being written
+   are settled together in the next write (:mod:`host.brokers.settlements`).
 
 A send that fails in an unexpected way (a bug) is retried like a network error, and a
 settlement the database refuses for a while (locked by another process, a full disk)
@@ -44,24 +49,22 @@ from host.backoff import grown
 from host.brokers.attempts import attempt, tls_context
 from host.brokers.http import MtResult
 from host.brokers.claims import Claimed, claim, due_messages, orphans
+from host.brokers.settlements import Settlement, Settler
 from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import part_left, repair
-from host.errors import StoreError
 from host.outage import Outage
 from host import ledger
 from host.ledger import Change
 from host.models import Message, utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
 
     from host.brokers.instances import BrokerInstance
     from host.cluster import Cluster
     from host.config.settings import Settings
     from host.ledger import Ledger
     from host.store import Store
-
-    Adopt = Callable[[int], Awaitable[object]]
 
 log = logging.getLogger("smshost.sender")
 
@@ -76,18 +79,17 @@ ALONE = 1e18
 
 
 class Sender:
-    """Sends the outbox of ``store`` through ``brokers``; once a send is accepted,
-    ``adopt`` applies the receipts that came before it (:meth:`Receipts.adopt_orphans`)."""
+    """Sends the outbox of ``store`` through ``brokers``; once a send is accepted, the
+    receipts that came before it are applied (in its settlement's write)."""
 
     def __init__(self, settings: Settings, store: Store, ledger: Ledger,
-                 brokers: Mapping[str, BrokerInstance], adopt: Adopt,
+                 brokers: Mapping[str, BrokerInstance],
                  clock: Clock = time.time, cluster: Cluster | None = None) -> None:
         self._settings = settings
         self._cluster = cluster  # None: alone, and every row in flight at start is ours
         self._store = store
         self._ledger = ledger
         self._brokers = brokers
-        self._adopt = adopt
         self._clock = clock  # wall time: next_attempt_at and enqueued_at are stored
         # Token buckets measure intervals: a clock that never jumps back, unless given one.
         self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock,
@@ -96,12 +98,15 @@ class Sender:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots taken by sends being stored claimed (host.outbound)
+        self._limit = settings.outbox.max_in_flight  # as the loop started
         self._running = False
         self._strays_at = 0.0  # monotonic; the first claim looks for them
         # (broker, account) removed by a live change: their messages wait, neither sent
         # nor failed as strays, until the account is configured again (or a restart).
         self.held: set[Key] = set()
         self.outage = Outage("sending", log)
+        self._settler = Settler(store, lambda: self._running, self.outage, SETTLE_RETRIES)
 
     def configure(self, settings: Settings, held: set[Key]) -> None:
         """Take new settings (a live change; ``outbox.enabled``, ``max_in_flight`` and
@@ -161,6 +166,45 @@ class Sender:
     def wake(self) -> None:
         self._wakeup.set()
 
+    # -- sends claimed as they are stored (host.outbound) --------------------------------
+
+    @property
+    def node(self) -> str | None:
+        """What a claim of this node names (``outbox.claimed_by``)."""
+        return self._cluster.node_id if self._cluster is not None else None
+
+    def reserve(self, key: Key) -> bool:
+        """Take a slot and a token of ``key`` for a send about to be stored claimed, when
+        there are both (and ``key`` is configured, not held, the worker running); give
+        them back with :meth:`release`, or use them with :meth:`launch`. Taken now, so two
+        sends stored at once never exceed ``max_in_flight`` nor the account's rate."""
+        instance = self._brokers.get(key[0])
+        if not self._running or key in self.held or instance is None \
+                or key[1] not in instance.accounts or not instance.settings.mt_active \
+                or len(self._active) + self._reserved >= self._limit \
+                or self._pacer.tokens(key, 1) < 1:
+            return False
+        self._pacer.took(key)
+        self._reserved += 1
+        return True
+
+    def release(self, key: Key) -> None:
+        """A reservation not used (the send was not stored, or stored waiting)."""
+        self._reserved -= 1
+        self._pacer.gave_back(key)
+        self._wakeup.set()
+
+    def launch(self, claimed: Claimed) -> None:
+        """Send ``claimed``, stored claimed by this node with a reservation, as the loop
+        sends what it claimed. Stopped meanwhile, its row stays in flight: the next start
+        recovers it."""
+        self._reserved -= 1
+        if not self._running:
+            return
+        task = asyncio.create_task(self._send(claimed))
+        self._active.add(task)
+        task.add_done_callback(self._done)
+
     def _live_since(self) -> float:
         """Claims of nodes with a heartbeat since then are live: not recovered."""
         return self._cluster.live_since() if self._cluster is not None else ALONE
@@ -199,10 +243,10 @@ class Sender:
     # -- the loop -----------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        limit = self._settings.outbox.max_in_flight
+        limit = self._limit = self._settings.outbox.max_in_flight
         while self._running:
             self._wakeup.clear()
-            room = limit - len(self._active)
+            room = limit - len(self._active) - self._reserved
             try:
                 due, next_at = ([], None) if room <= 0 else await self._claim(room)
             # The worker must outlive a failed claim (a full disk, the database locked by
@@ -302,36 +346,22 @@ class Sender:
         status = {"accepted": "sent", "retry": "queued", "fail": "failed"}[outcome]
         if outcome == "accepted":
             detail["broker_message_id"] = result.message_id
-
-        def write(db: Any) -> Any:
-            if outcome == "retry":
-                # recovered = 0: this attempt ended, so a crash later is not "in a row"
-                db.conn.execute("update outbox set in_flight = 0, claimed_by = null, "
-                                "next_attempt_at = ?, last_error = ?, recovered = 0 "
-                                "where message_id = ?",
-                                [self.clock() + detail["retry_in"], result.error, message.id])
-            if result.exchange is not None:
-                ledger.add_exchange(db, message.id, utcnow(), result.exchange)
-            return self._finish(db, message.id, status, detail,
-                                result.message_id if outcome == "accepted" else None,
-                                keep=outcome == "retry")
-
-        written = await self._store.write_retrying(
-            write, SETTLE_RETRIES, lambda: self._running, f"message {message.id}: the "
-            "outcome of its send", self.outage)
-        if written is None:  # the row stays in flight: the next start recovers it
+        settled = await self._settler.settle(Settlement(
+            message.id, message.broker, status, detail,
+            result.message_id if outcome == "accepted" else None,
+            self.clock() + detail["retry_in"] if outcome == "retry" else None,
+            result.error, result.exchange))
+        if settled is None:  # the row stays in flight: the next start recovers it
             return
-        change, later = written
+        change, later = settled.change, settled.later
         # not when a receipt's final state stood; then the parts after a failed one
         await self._ledger.announce(
             [change, *later] if change.message.status == status else later)
-        if outcome == "accepted":
-            try:
-                await self._adopt(message.id)
-            except StoreError as exc:  # the receipts stay orphans, kept and listed
-                log.error("message %d: receipts that came first not applied: %s",
-                          message.id, exc)
-        elif outcome == "fail":
+        await self._ledger.announce(Change(a.message, a.event, a.old)
+                                    for a in settled.adopted
+                                    if a.message is not None and a.event is not None
+                                    and a.changed)
+        if outcome == "fail":
             log.warning("message %d failed: %s", message.id, detail.get("error"))
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:

@@ -215,3 +215,27 @@ def test_a_kill_after_an_attempt_that_ended_is_not_a_second_crash_in_a_row(
     assert fake.refs() == {str(message_id): 4}
     assert sent["attrs"]["possibly_duplicated"] is True
     assert node.db("select count(*) from outbox", []) == [(0,)]
+
+
+def test_a_send_stored_claimed_and_killed_unsettled_is_recovered_once_flagged(
+        node: Node, broker: Broker) -> None:
+    """A send the API stored claimed (host.outbound: a token and a free slot) is in
+    flight, claimed by this node, when the 201 comes back; killed before its outcome
+    was written, the next start recovers it like any claim: tried once more, flagged."""
+    fake = broker.fake
+    node.start()
+    message_id = node.send("inflight, stored claimed")
+    [(in_flight, attempts, claimed_by)] = node.db(
+        "select in_flight, attempts, claimed_by from outbox where message_id = ?",
+        [message_id])
+    assert (in_flight, attempts) == (1, 1)
+    assert node.db("select id from nodes", []) == [(claimed_by,)]
+    fake.wait_requests(1)
+    node.kill()
+    broker.holding.clear()
+    node.start()
+    sent = node.wait_status(message_id, "sent")
+    assert fake.refs() == {str(message_id): 2}
+    assert sent["attrs"]["possibly_duplicated"] is True
+    assert node.db("select count(*) from outbox", []) == [(0,)]
+    assert "1 send(s) were in flight at the last stop" in node.log()
