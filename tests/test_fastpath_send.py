@@ -22,12 +22,15 @@ from typing import Any
 import pytest
 
 from host import tokens
+from host.config import load_settings
+from host.core import Host
 from host.web.api import fastsend, send
 from host.web.api.fastsend import SendCall
+from host.web.fastpath import WebhookCall
 from tests.conftest import ON_POSTGRES
 from tests.sendpair import (EXTRA, MAX_SENDS, OURS, PASSWORD, PHONE, Pair, Server, message,
                             metrics, post, read, same)
-from tests.test_fastpath import HEALTH, TIMEOUT, Live, make_host
+from tests.test_fastpath import HEALTH, TIMEOUT, Live, make_host, mo_body, webhook
 
 
 @pytest.fixture
@@ -287,3 +290,32 @@ def test_a_client_gone_before_its_body_ended_is_counted_alike(pair: Pair) -> Non
         time.sleep(0.02)
     assert metrics(pair.fast) == metrics(pair.slow)
     assert 'status="499"' in " ".join(metrics(pair.fast))
+
+
+@pytest.mark.parametrize(("webhooks", "api"), [(False, True), (True, False)])
+def test_each_setting_turns_its_own_route_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               webhooks: bool, api: bool) -> None:
+    ran: list[str] = []
+    for kind, original in ((SendCall, SendCall.start), (WebhookCall, WebhookCall.start)):
+        def counted(call: Any, original: Any = original) -> None:
+            ran.append(call.scope["path"])
+            original(call)
+
+        monkeypatch.setattr(kind, "start", counted)
+    host = make_host(tmp_path, fast=True, extra=EXTRA)
+    cfg = host.config_dir
+    assert cfg is not None
+    toml = cfg / "smshost.toml"
+    toml.write_text(toml.read_text(encoding="utf-8")
+                    .replace("webhook_fast_path = true", f"webhook_fast_path = {webhooks}".lower())
+                    .replace("api_fast_path = true", f"api_fast_path = {api}".lower()),
+                    encoding="utf-8")
+    host = Host(load_settings(cfg), config_dir=cfg)
+    host.load_plugins()
+    with Live(host) as live:
+        conn = live.connect()
+        conn.send(post(message()))
+        assert conn.response().status == 201
+        conn.send(webhook(mo_body(1)))
+        assert conn.response().status == 200
+    assert ran == (["/generic/mo"] if webhooks else ["/api/messages"])
