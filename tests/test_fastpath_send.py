@@ -27,7 +27,8 @@ from host.core import Host
 from host.web.api import fastsend, send
 from host.web.api.fastsend import SendCall
 from host.web.fastpath import WebhookCall
-from tests.conftest import ON_POSTGRES
+from host.server import _config, _Server, bind
+from tests.conftest import ON_POSTGRES, free_port
 from tests.sendpair import (EXTRA, MAX_SENDS, OURS, PASSWORD, PHONE, Pair, Server, message,
                             metrics, post, read, same)
 from tests.test_fastpath import HEALTH, TIMEOUT, Live, make_host, mo_body, webhook
@@ -319,3 +320,27 @@ def test_each_setting_turns_its_own_route_off(tmp_path: Path, monkeypatch: pytes
         conn.send(webhook(mo_body(1)))
         assert conn.response().status == 200
     assert ran == (["/generic/mo"] if webhooks else ["/api/messages"])
+
+
+class EdgeLive(Live):
+    """``Live`` serving the host's second listener (one without ``api = true``)."""
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self.sock.close()
+        self.listener = host.settings.listeners[1]
+        self.sock = bind(self.listener)
+        self.port = self.sock.getsockname()[1]
+        self.server = _Server(_config(host, self.listener))
+
+
+def test_a_listener_without_the_api_does_not_take_the_send(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[SendCall] = []
+    monkeypatch.setattr(SendCall, "start", lambda call: ran.append(call))
+    edge = f'\n[[listeners]]\nname = "edge"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    with EdgeLive(make_host(tmp_path, fast=True, extra=EXTRA + edge)) as live:
+        conn = live.connect()
+        conn.send(post(message()))
+        answer = conn.response()
+    assert answer.status == 404 and ran == []
