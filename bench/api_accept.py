@@ -7,13 +7,18 @@ For each run: accepted/s (wrk, closed loop, bench/mt_send.lua), p50, and the ser
 CPU per accepted message (user + system, from /proc). The MT end to end figure with the
 sender is bench/mt_bench.py's (``--no-api-fast-path`` there too).
 
+``--refused``: every request is refused 400 after its token, parse and schema check
+(``{"text": ...}`` without ``to``): the web layer alone, without the send's write.
+
     .venv/bin/python bench/api_accept.py --port 25100 --rounds 2 --duration 8
+    .venv/bin/python bench/api_accept.py --port 25100 --rounds 2 --refused
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +26,27 @@ from typing import Any
 
 from common import HOST, PROCS, bounded, git_state, log, pinned, proc_cpu_s, smshost_argv, \
     tail, wait_health, wait_port_free
-from mt_bench import run_wrk, smshost_config
+from mt_bench import API_TOKEN, run_wrk, smshost_config
+
+REFUSED_LUA = f"""wrk.method = "POST"
+wrk.body = '{{"text": "no recipient"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {API_TOKEN}"
+"""
+
+
+def run_refused(args: argparse.Namespace, url: str, lua: Path, duration: float) -> int:
+    """wrk with ``REFUSED_LUA`` for ``duration`` s; the requests answered (all 400)."""
+    argv = pinned(["wrk", f"-t{args.threads}", f"-c{args.connections}",
+                   f"-d{max(1, round(duration))}s", "-s", str(lua), url], args.load_cpu)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60,
+                         stdin=subprocess.DEVNULL, check=True)
+    lines = res.stdout.splitlines()
+    answered = int(next(line for line in lines if "requests in" in line).split()[0])
+    refused = next((line for line in lines if "Non-2xx" in line), "")
+    if not refused or int(refused.split()[-1]) != answered:
+        raise RuntimeError(f"not every request was refused:\n{res.stdout}")
+    return answered
 
 
 def config(directory: Path, port: int, fast: bool) -> Path:
@@ -45,6 +70,8 @@ def measure(args: argparse.Namespace, workdir: Path, name: str, fast: bool) -> d
     url = f"http://{HOST}:{args.port}/api/messages"
     try:
         wait_health(args.port, proc, logfile, 30.0)
+        if args.refused:
+            return _refused(args, rundir, url, name, fast, proc.pid)
         warm = run_wrk(args, url, rundir / "warm", 2, f"{name}-warm", args.warmup_requests)
         if warm["non201"] or not warm["acked"]:
             raise RuntimeError(f"warm-up failed: {warm['first_error']!r}\n{tail(logfile)}")
@@ -58,6 +85,19 @@ def measure(args: argparse.Namespace, workdir: Path, name: str, fast: bool) -> d
     return {"run": name, "fast": fast, "accepted": accepted, "rate": accepted / window,
             "p50_ms": load["lat_p50_us"] / 1000, "refused": load["non201"],
             "cpu_us_per_msg": 1e6 * (cpu1 - cpu0) / max(1, accepted)}
+
+
+def _refused(args: argparse.Namespace, rundir: Path, url: str, name: str, fast: bool,
+             pid: int) -> dict[str, Any]:
+    lua = rundir / "refused.lua"
+    lua.write_text(REFUSED_LUA, encoding="utf-8")
+    run_refused(args, url, lua, 2)  # warm-up
+    cpu0 = proc_cpu_s(pid)
+    answered = run_refused(args, url, lua, args.duration)
+    cpu1 = proc_cpu_s(pid)
+    return {"run": name, "fast": fast, "accepted": answered,
+            "rate": answered / max(1, round(args.duration)), "p50_ms": 0.0, "refused": 0,
+            "cpu_us_per_msg": 1e6 * (cpu1 - cpu0) / max(1, answered)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sut-cpu", default="0")
     parser.add_argument("--load-cpu", default="1")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--refused", action="store_true",
+                        help="every request refused 400 (the web layer alone; rates are "
+                        "answers/s, p50 not measured)")
     args = parser.parse_args(argv)
     if args.no_pin:
         args.load_cpu = None
