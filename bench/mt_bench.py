@@ -102,7 +102,7 @@ STORE_URL: list[str] = []  # --store-url: the server's PostgreSQL database (else
 
 
 def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
-                   max_in_flight: int) -> Path:
+                   max_in_flight: int, api_fast_path: bool = True) -> Path:
     cfg = directory / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "smshost.toml").write_text(textwrap.dedent(f"""\
@@ -111,6 +111,7 @@ def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
         data_dir = "{directory / 'data'}"
         public_url = "http://{HOST}:{port}"
         shutdown_timeout = 10
+        api_fast_path = {str(api_fast_path).lower()}
 
         [[listeners]]
         name = "bench"
@@ -524,7 +525,8 @@ def measure(scenario: str, rate: float | None, run: int, args: argparse.Namespac
     rundir.mkdir()
     logfile = rundir / "server.log"
     wait_port_free(args.port)
-    cfg = smshost_config(rundir, args.port, args.broker_port, args.sync, args.max_in_flight)
+    cfg = smshost_config(rundir, args.port, args.broker_port, args.sync, args.max_in_flight,
+                         not args.no_api_fast_path)
     data = rundir / "data"
     db = data / "smshost.db"
     url = f"http://{HOST}:{args.port}/api/messages"
@@ -876,6 +878,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "which must be empty: use it with --open-rates '' --runs 1")
     parser.add_argument("--sync", type=str.upper, choices=["FULL", "NORMAL"], default="FULL",
                         help="smshost store.synchronous (default FULL, the shipped default)")
+    parser.add_argument("--no-api-fast-path", action="store_true",
+                        help="server.api_fast_path = false: the send API through the ASGI "
+                        "stack rather than answered by the protocol (host/web/api/fastsend.py)")
     parser.add_argument("--max-in-flight", type=bounded(1, 4096, int), default=64,
                         help="smshost outbox.max_in_flight (default 64, the shipped default)")
     parser.add_argument("--port", type=bounded(1024, 65535, int), default=23100,
@@ -1017,7 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args)
     log(f"mt_bench: duration={args.duration}s connections={args.connections} runs={args.runs} "
         f"open={args.open_rates} kannel={'no' if args.no_kannel else 'yes'} sync={args.sync} "
-        f"pinning={env['pinning']} python={env['python']} sqlite={env['sqlite']} {env['wrk']}")
+        f"api_fast_path={'off' if args.no_api_fast_path else 'on'} pinning={env['pinning']} "
+        f"python={env['python']} sqlite={env['sqlite']} {env['wrk']}")
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)

@@ -61,7 +61,8 @@ log = logging.getLogger("smshost.config")
 
 RESTART: tuple[str, ...] = (
     "server.data_dir", "server.shutdown_timeout", "server.webhook_fast_path",
-    "server.connections", "server.watch_config", "listeners", "api.max_body_bytes",
+    "server.api_fast_path", "server.connections", "server.watch_config", "listeners",
+    "api.max_body_bytes",
     "store", "plugins", "handlers", "outbox.enabled", "outbox.max_in_flight", "outbox.ca_file",
     "logging.format", "routing.enabled", "routing.workers",
 )

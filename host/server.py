@@ -32,6 +32,7 @@ from host.core import Host
 from host.errors import SmshostError
 from host.lockfile import DataLock
 from host.web import fastpath
+from host.web.api import fastsend
 from host.web.connections import Clock, GuardedProtocol, protocol_class
 from host.web.sweeper import Sweeper
 
@@ -98,12 +99,23 @@ def bind(listener: ListenerSettings) -> socket.socket:
     return sock
 
 
+def _protocol(host: Host, listener: ListenerSettings, clock: Clock) -> type[GuardedProtocol]:
+    """The listener's protocol: its fast routes (host.web.fastpath) when it has any."""
+    server = host.settings.server
+    routes: list[fastpath.FastRoute] = []
+    if server.webhook_fast_path:
+        routes.append(fastpath.webhook_route(host, listener.port))
+    if server.api_fast_path and listener.api:
+        routes.append(fastsend.send_route(host))
+    if not routes:
+        return protocol_class(host, listener, clock)
+    return fastpath.protocol_for(host, listener, clock, tuple(routes))
+
+
 def _config(host: Host, listener: ListenerSettings,
             clock: Clock = time.monotonic) -> uvicorn.Config:
-    fast = host.settings.server.webhook_fast_path
-    make = fastpath.protocol_for if fast else protocol_class
     config = uvicorn.Config(
-        host.app_for(listener), lifespan="off", http=make(host, listener, clock),
+        host.app_for(listener), lifespan="off", http=_protocol(host, listener, clock),
         log_config=None, access_log=False,
         server_header=False, proxy_headers=False,
         ssl_certfile=listener.certfile, ssl_keyfile=listener.keyfile,

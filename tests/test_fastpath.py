@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from host.config import load_settings
 from host.core import Host
 from host.server import _config, _Server, bind
-from host.web.fastpath import WebhookCall, WebhookProtocol
+from host.web.fastpath import FastProtocol, WebhookCall
 from tests.brokers.conftest import broker_config
 from tests.conftest import free_port, read_apart, write_lock
 
@@ -210,6 +210,7 @@ def make_host(tmp_path: Path, *, fast: bool, signed: bool = True,
     text = text.replace('token = "test-token"\n',
                         f'token = "test-token"\nmax_body_bytes = {LIMIT}\n')
     text = text.replace("[server]\n", f"[server]\nwebhook_fast_path = {str(fast).lower()}\n"
+                        f"api_fast_path = {str(fast).lower()}\n"
                         f"shutdown_timeout = {shutdown_timeout}\n")
     (cfg / "smshost.toml").write_text(text + extra, encoding="utf-8")
     host = Host(load_settings(cfg), config_dir=cfg)
@@ -257,8 +258,8 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
 
 def test_uses_the_webhook_protocol_only_when_on(live: Callable[..., Live]) -> None:
     fast, slow = live(), live(fast=False)
-    assert issubclass(fast.server.config.http_protocol_class, WebhookProtocol)
-    assert not issubclass(slow.server.config.http_protocol_class, WebhookProtocol)
+    assert issubclass(fast.server.config.http_protocol_class, FastProtocol)
+    assert not issubclass(slow.server.config.http_protocol_class, FastProtocol)
 
 
 @pytest.mark.parametrize("fast", [True, False])

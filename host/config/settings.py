@@ -88,6 +88,13 @@ class ServerSettings:
         "ids and logs). "
         "Set false to serve them through the ASGI stack like every other request.",
     )
+    api_fast_path: bool = setting(
+        True,
+        help="Answer the send API (POST /api/messages with a bearer token, no cookie) "
+        "straight from the HTTP parser on the API listener, without the ASGI request "
+        "cycle and middleware (the same checks, answers, limits, request ids and logs). "
+        "Set false to serve it through the ASGI stack like every other request.",
+    )
     connections: ConnectionSettings = setting(
         factory=ConnectionSettings, help="Timeouts and connection limits of every listener.")
     watch_config: bool = setting(

@@ -7,6 +7,8 @@ place (host.web.routes):
 - ``api``: host.web.api, the JSON API under ``/api`` behind a bearer token or a
   browser session (host.web.api.auth, host.web.api.session; each route checks the right
   it needs), and the API routes plugins register (a plain route needs ``admin``);
+  ``POST /api/messages`` by a bearer token is answered before this app, from the HTTP
+  parser, through the same functions (host.web.api.fastsend, ``server.api_fast_path``);
 - ``ops``: ``/metrics``;
 - ``webhook``: routes plugins register for other programs to call;
 - ``ui``: host.web.ui, the sign-in page (host.web.ui.login), the agent desk

@@ -20,12 +20,18 @@ from host.errors import ApiError
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``); 400 otherwise. NaN, Infinity,
+    """The request's body as a JSON object (see :func:`parse_object`)."""
+    return parse_object(await request.body())
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object (an empty body is ``{}``); 400 otherwise. NaN, Infinity,
     numbers beyond a double and integers beyond signed 64 bits are refused, naming the
     field: stored, they would break every read of the row. Nesting is bounded and text
-    that cannot round-trip replaced, as for webhooks (:func:`host.jsontext.loads`)."""
+    that cannot round-trip replaced, as for webhooks (:func:`host.jsontext.loads`). The
+    ASGI routes and the send API's fast path (host.web.api.fastsend) both parse here."""
     try:
-        data = jsontext.loads(await request.body() or b"{}", numbers=jsontext.INT64)
+        data = jsontext.loads(raw or b"{}", numbers=jsontext.INT64)
     except jsontext.JsonError as exc:
         if exc.pointer is not None:  # a number out of range, named by its field
             message = str(exc).partition(": ")[2]

@@ -2,7 +2,7 @@
 
 :class:`GuardedProtocol` is uvicorn's httptools protocol with one deadline per
 connection. Every listener uses it, through the ASGI cycle or the webhook fast path
-(:class:`~host.web.fastpath.WebhookProtocol` is a subclass). The deadline follows what
+(:class:`~host.web.fastpath.FastProtocol` is a subclass). The deadline follows what
 the server waits for (``[server.connections]``, or the listener's own values):
 
 - a request's head: ``header_timeout`` from the connection's start (its first request)

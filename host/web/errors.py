@@ -95,19 +95,34 @@ class ErrorAnswers:
                            exc.headers)
 
     async def _store_refused(self, request: Request, exc: Exception) -> Response:
-        refused = unavailable(exc, "the database refused the request")
-        if refused is None and not isinstance(exc, StoreError):
+        message = refusal_message(self.refusals, exc, request.method, request.url.path)
+        if message is None:
             return await self._unexpected(request, exc)
-        reason = str(refused or exc)
-        self.refusals.refused("API requests", refused or exc,
-                              f"{request.method} {request.url.path}", log)
-        return self.answer(request.scope, 503, "unavailable", f"{reason}; try again later",
-                           retry_later())
+        return self.answer(request.scope, 503, "unavailable", message, retry_later())
 
     async def _unexpected(self, request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return self.answer(request.scope, 500, "internal",
-                           "internal error; see the server log")
+        log_unexpected(exc, request.method, request.url.path)
+        return self.answer(request.scope, 500, "internal", INTERNAL)
+
+
+INTERNAL = "internal error; see the server log"
+"""The message of every unexpected 500 of the app (its details go to the log)."""
+
+
+def refusal_message(refusals: Refusals, exc: Exception, method: str,
+                    path: str) -> str | None:
+    """The message of the 503 to a ``method path`` request the database refused with
+    ``exc`` (a ``StoreError``, or an ``sqlite3`` error ``host.writepath`` recognises),
+    logged a line per spell; None when ``exc`` is no refusal (then a bug: a 500)."""
+    refused = unavailable(exc, "the database refused the request")
+    if refused is None and not isinstance(exc, StoreError):
+        return None
+    refusals.refused("API requests", refused or exc, f"{method} {path}", log)
+    return f"{refused or exc}; try again later"
+
+
+def log_unexpected(exc: BaseException, method: str, path: str) -> None:
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, get_args
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -119,7 +120,7 @@ class ApiRoute(Declared):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # host.web.api.auth refused the request already when its credentials were wrong
         # and put what they proved in the scope; this holds it to the route's need.
-        from host.web.api.auth import forbidden, unauthorized
+        from host.web.api.auth import unauthorized
 
         granted = scope.get(GRANTED)
         if self.auth == "public":
@@ -128,12 +129,22 @@ class ApiRoute(Declared):
         if not isinstance(granted, dict):
             await unauthorized("missing bearer token")(scope, receive, send)
             return
-        caller = caller_of(granted)
-        if not caller.allows(self.auth):
-            what = f"{scope.get('method', 'GET')} {self.path}"
-            await forbidden(caller.refusal(self.auth, what))(scope, receive, send)
+        refused = self.refusal(granted, scope.get("method", "GET"))
+        if refused is not None:
+            await refused(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def refusal(self, granted: dict[str, Any], method: str) -> Response | None:
+        """The 403 to a ``method`` request by a caller that proved ``granted`` without
+        the right this route needs; None when it has it. Also the send API's fast path's
+        check (host.web.api.fastsend)."""
+        from host.web.api.auth import forbidden
+
+        caller = caller_of(granted)
+        if caller.allows(self.auth):
+            return None
+        return forbidden(caller.refusal(self.auth, f"{method} {self.path}"))
 
 
 class OutsideApi(Declared):

@@ -20,7 +20,7 @@ from host.schedule import parse_send_at
 from host.rights import (Caller, Refused, caller_of, check_account, check_send_as,
                          classification_for)
 from host.sends import Queued, SendError, SendRequest
-from host.web.bodies import Body, json_body
+from host.web.bodies import Body, json_body, parse_object
 from host.web.context import WebHost
 from host.web.routes import GRANTED
 
@@ -102,9 +102,17 @@ async def send_message(request: Request) -> Response:
     """Send an SMS: stored as queued (with its outbox entry) before the answer, then
     sent by the outbox through its broker. ``Idempotency-Key``: a retry answers the
     first request's messages (200, ``replayed``) and sends nothing new."""
-    host: WebHost = request.app.state.host
-    send = _request(await json_body(request), request.headers.get("idempotency-key"))
-    queued = await submit(host, caller_of(request.scope[GRANTED]), send)
+    return await accept(request.app.state.host, request.scope[GRANTED],
+                        await request.body(), request.headers.get("idempotency-key"))
+
+
+async def accept(host: WebHost, granted: dict[str, Any], raw: bytes,
+                 key: str | None) -> JSONResponse:
+    """``POST /api/messages`` once its caller proved ``granted`` (with the send right):
+    the body ``raw`` parsed, checked and submitted, and the answer. ApiError when
+    refused. The ASGI route and the fast path (host.web.api.fastsend) both run this."""
+    send = _request(Body(parse_object(raw)), key)
+    queued = await submit(host, caller_of(granted), send)
     first = queued.messages[0]
     body = {"id": first.id, "ids": [m.id for m in queued.messages], "status": first.status,
             "encoding": queued.encoding, "segments": queued.segments, "route": queued.route,
