@@ -99,6 +99,7 @@ def ctx_switches(pid: int) -> int:
 
 
 STORE_URL: list[str] = []  # --store-url: the server's PostgreSQL database (else SQLite)
+HTTP_CLIENT: list[str] = []  # --http-client: the sender's (else the shipped default)
 
 
 def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
@@ -127,6 +128,7 @@ def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
 
         [outbox]
         max_in_flight = {max_in_flight}
+        {f'http_client = "{HTTP_CLIENT[0]}"' if HTTP_CLIENT else ""}
 
         [purge]
         enabled = false
@@ -878,6 +880,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="smshost store.synchronous (default FULL, the shipped default)")
     parser.add_argument("--max-in-flight", type=bounded(1, 4096, int), default=64,
                         help="smshost outbox.max_in_flight (default 64, the shipped default)")
+    parser.add_argument("--http-client", choices=["curl", "aiohttp"], default=None,
+                        help="smshost outbox.http_client (default: the shipped default)")
     parser.add_argument("--port", type=bounded(1024, 65535, int), default=23100,
                         help="smshost's listener (default 23100)")
     parser.add_argument("--broker-port", type=bounded(1024, 65535, int), default=23110,
@@ -926,6 +930,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if rates or args.runs != 1:
             parser.error("--store-url measures once: add --open-rates '' --runs 1")
         STORE_URL.append(args.store_url)
+    if args.http_client is not None:
+        HTTP_CLIENT.append(args.http_client)
     if args.no_pin:
         args.sut_cpu = args.load_cpu = None
     if args.profile_dir is not None:

@@ -38,25 +38,20 @@ def trust(ca_file: str | None) -> tuple[str | None, str | None]:
 
 
 class _Transfer:
-    """One request under way: its future, and the answer as it arrives."""
+    """One request under way: its future, and the answer as it arrives (header lines
+    kept raw, read once at the end: fewer calls into Python per request)."""
 
-    __slots__ = ("future", "headers", "chunks", "size", "limit", "truncated")
+    __slots__ = ("future", "lines", "chunks", "size", "limit", "truncated", "plain")
 
-    def __init__(self, future: asyncio.Future[Response], limit: int | None) -> None:
+    def __init__(self, future: asyncio.Future[Response], limit: int | None,
+                 plain: bool) -> None:
         self.future = future
-        self.headers: dict[str, str] = {}
+        self.lines: list[bytes] = []
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
         self.truncated = False
-
-    def header(self, line: bytes) -> None:
-        text = line.decode("latin-1")
-        if text.startswith("HTTP/"):  # a new answer (after a CONNECT's or a 100's)
-            self.headers = {}
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
+        self.plain = plain  # a GET or POST without CONNECT headers: the handle stays set
 
     def write(self, data: bytes) -> int | None:
         if self.limit is not None and self.size + len(data) > self.limit:
@@ -67,6 +62,18 @@ class _Transfer:
         self.chunks.append(data)
         self.size += len(data)
         return None
+
+    def headers(self) -> dict[str, str]:
+        """The last answer's headers (after a CONNECT's or a 100's), names lower-cased."""
+        found: dict[str, str] = {}
+        for line in self.lines:
+            text = line.decode("latin-1")
+            if text.startswith("HTTP/"):
+                found = {}
+            elif ":" in text:
+                name, _, value = text.partition(":")
+                found[name.strip().lower()] = value.strip()
+        return found
 
 
 class CurlTransport:
@@ -96,14 +103,17 @@ class CurlTransport:
                       limit: int | None = None) -> Response:
         if self._closed:
             raise HttpError("the HTTP client is closed")
-        _check_headers(headers, proxy_headers)
-        handle = self._spare.pop() if self._spare else pycurl.Curl()
-        transfer = _Transfer(self._loop.create_future(), limit)
+        verb = method.upper()
+        lines = _header_lines(headers, body is not None or verb in ("POST", "PUT", "PATCH"))
+        handle = self._spare.pop() if self._spare else self._fresh()
+        transfer = _Transfer(self._loop.create_future(), limit,
+                             verb in ("GET", "POST") and not proxy_headers)
         try:
-            self._prepare(handle, transfer, method, url, headers, body, timeout)
+            self._prepare(handle, transfer, verb, url, lines, body, timeout)
             self._route(handle, proxy, proxy_headers)
         except (pycurl.error, UnicodeError) as exc:
-            self._recycle(handle)
+            transfer.plain = False
+            self._recycle(handle, transfer)
             raise HttpError(f"cannot make the request: {exc}") from exc
         self._running[handle] = transfer
         self._multi.add_handle(handle)
@@ -112,65 +122,65 @@ class CurlTransport:
         except asyncio.CancelledError:
             if self._running.pop(handle, None) is not None:  # still under way: drop it
                 self._multi.remove_handle(handle)
-                self._recycle(handle)
+                self._recycle(handle, transfer)
             raise
 
-    def _prepare(self, handle: pycurl.Curl, transfer: _Transfer, method: str, url: str,
-                 headers: dict[str, str], body: bytes | None, timeout: float) -> None:
+    def _fresh(self) -> pycurl.Curl:
+        """A handle with the options every request shares (set once, kept by reuse)."""
+        handle = pycurl.Curl()
         setopt = handle.setopt
-        setopt(pycurl.URL, url if url.isascii() else _encoded(url))
         setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         setopt(pycurl.NOSIGNAL, 1)
-        setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
         setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # as aiohttp
         setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding libcurl decodes
         setopt(pycurl.DNS_CACHE_TIMEOUT, 300)
-        setopt(pycurl.HEADERFUNCTION, transfer.header)
-        setopt(pycurl.WRITEFUNCTION, transfer.write)
-        if self._cainfo:
-            setopt(pycurl.CAINFO, self._cainfo)
-        if self._capath:
-            setopt(pycurl.CAPATH, self._capath)
-        # bytes: a value beyond ASCII goes as UTF-8, as aiohttp sends it
-        lines = [f"{name}: {value}".encode() for name, value in headers.items()]
-        lines.append(b"Expect:")  # no 100-continue round trip before a large body
-        verb = method.upper()
-        if body or verb in ("POST", "PUT", "PATCH"):
+        # HTTPHEADER goes to the server, and to a proxy forwarding plain http (which
+        # strips Proxy-Authorization); PROXYHEADER only on the CONNECT of an https one.
+        setopt(pycurl.HEADEROPT, pycurl.HEADER_SEPARATE)
+        for option, proxy_option, value in ((pycurl.CAINFO, pycurl.PROXY_CAINFO,
+                                             self._cainfo),
+                                            (pycurl.CAPATH, pycurl.PROXY_CAPATH,
+                                             self._capath)):
+            if value:
+                setopt(option, value)
+                setopt(proxy_option, value)
+        return handle
+
+    def _prepare(self, handle: pycurl.Curl, transfer: _Transfer, verb: str, url: str,
+                 lines: list[bytes], body: bytes | None, timeout: float) -> None:
+        setopt = handle.setopt
+        setopt(pycurl.URL, url if url.isascii() else _encoded(url))
+        setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
+        setopt(pycurl.HEADERFUNCTION, transfer.lines.append)
+        setopt(pycurl.WRITEFUNCTION, transfer.chunks.append if transfer.limit is None
+               else transfer.write)
+        setopt(pycurl.HTTPHEADER, lines)
+        if body is not None or verb in ("POST", "PUT", "PATCH"):
             data = body or b""
-            if not any(name.lower() == "content-type" for name in headers):
-                lines.append(b"Content-Type: application/octet-stream")  # as aiohttp
             setopt(pycurl.POSTFIELDSIZE, len(data))
             setopt(pycurl.POSTFIELDS, data)
             if verb != "POST":
                 setopt(pycurl.CUSTOMREQUEST, verb)
         elif verb == "HEAD":
             setopt(pycurl.NOBODY, 1)
-        elif verb != "GET":
-            setopt(pycurl.CUSTOMREQUEST, verb)
-        setopt(pycurl.HTTPHEADER, lines)
+        else:
+            setopt(pycurl.HTTPGET, 1)
+            if verb != "GET":
+                setopt(pycurl.CUSTOMREQUEST, verb)
 
     def _route(self, handle: pycurl.Curl, proxy: str | None,
                proxy_headers: dict[str, str] | None) -> None:
-        # HTTPHEADER goes to the server, and to a proxy forwarding plain http (which
-        # strips Proxy-Authorization); PROXYHEADER only on the CONNECT of an https one.
-        handle.setopt(pycurl.HEADEROPT, pycurl.HEADER_SEPARATE)
         handle.setopt(pycurl.PROXY, proxy or "")  # "": none, not the environment's
-        if not proxy:
-            return
-        if proxy_headers:
-            handle.setopt(pycurl.PROXYHEADER,
-                          [f"{name}: {value}".encode()
-                           for name, value in proxy_headers.items()])
-        if self._cainfo:
-            handle.setopt(pycurl.PROXY_CAINFO, self._cainfo)
-        if self._capath:
-            handle.setopt(pycurl.PROXY_CAPATH, self._capath)
+        if proxy and proxy_headers:
+            handle.setopt(pycurl.PROXYHEADER, _header_lines(proxy_headers, False))
 
-    def _recycle(self, handle: pycurl.Curl) -> None:
+    def _recycle(self, handle: pycurl.Curl, transfer: _Transfer) -> None:
         if self._closed or len(self._spare) >= SPARE_HANDLES:
             handle.close()
             return
-        handle.reset()  # options and callbacks cleared; connections stay in the multi
+        if not transfer.plain:  # a method, NOBODY or PROXYHEADER the next must not keep
+            handle.close()
+            handle = self._fresh()
         self._spare.append(handle)
 
     # -- the loop's side ----------------------------------------------------------------
@@ -229,11 +239,14 @@ class CurlTransport:
             if code == 0 or (code == pycurl.E_WRITE_ERROR and transfer.truncated):
                 status = handle.getinfo(pycurl.RESPONSE_CODE)
                 transfer.future.set_result(
-                    Response(status, transfer.headers, b"".join(transfer.chunks)))
+                    Response(status, transfer.headers(), b"".join(transfer.chunks)))
             else:
                 tunnel = handle.getinfo(pycurl.HTTP_CONNECTCODE)
                 transfer.future.set_exception(_error(code, text, tunnel))
-        self._recycle(handle)
+        if transfer is not None:
+            self._recycle(handle, transfer)
+        else:
+            handle.close()
 
     async def close(self) -> None:
         if self._closed:
@@ -270,14 +283,20 @@ def _error(code: int, text: str, tunnel: int = 0) -> HttpError:
     return HttpError(f"{text} (curl error {code})")
 
 
-def _check_headers(*groups: dict[str, str] | None) -> None:
-    """Refuse a line break in a header, as aiohttp does (ValueError, no network error):
+def _header_lines(headers: dict[str, str], with_body: bool) -> list[bytes]:
+    """Header lines for libcurl: UTF-8 beyond ASCII (as aiohttp sends them), no
+    ``Expect: 100-continue`` round trip, aiohttp's Content-Type for a body without one.
+    A line break or NUL is refused, as aiohttp does (ValueError, no network error):
     libcurl would send it as is, and a value could add headers of its own."""
-    for headers in groups:
-        for name, value in (headers or {}).items():
-            if any(c in name or c in value for c in "\r\n\0"):
-                raise ValueError(f"a line break or NUL in the HTTP header {name!r}: "
-                                 "refused, as it could add headers of its own")
+    lines = [f"{name}: {value}".encode() for name, value in headers.items()]
+    joined = b"".join(lines)
+    if b"\r" in joined or b"\n" in joined or b"\0" in joined:
+        raise ValueError("a line break or NUL in an HTTP header: refused, as it could "
+                         "add headers of its own")
+    lines.append(b"Expect:")
+    if with_body and not any(name.lower() == "content-type" for name in headers):
+        lines.append(b"Content-Type: application/octet-stream")
+    return lines
 
 
 def _encoded(url: str) -> str:
