@@ -470,7 +470,9 @@ PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("sender: read message + outbox row", ("Messages.get", "attempt.<locals>")),
     ("sender: build MT request", ("build_mt_request",)),
     ("sender: read MT answer", ("read_mt_response",)),
-    ("sender: aiohttp request/answer", ("exchange (host/brokers/attempts.py)", "aiohttp/")),
+    # the client's own loop callbacks (aiohttp's protocol, libcurl's socket_action) too
+    ("sender: HTTP client request/answer", ("exchange (host/brokers/attempts.py)", "aiohttp/",
+                                            "host/httpclient/")),
     ("sender: hooks, metrics, other", ("Sender.",)),
     ("API: plan (route, number, encoding)", ("Planner.plan",)),
     ("API: opt-out check", ("OptOuts.check",)),

@@ -295,7 +295,7 @@ def test_curl_without_pycurl_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_an_unknown_client_is_refused() -> None:
-    with pytest.raises(ConfigError, match="not one of curl, aiohttp"):
+    with pytest.raises(ConfigError, match="not one of aiohttp, curl"):
         open_client("httpx", 10)
 
 

@@ -11,11 +11,11 @@ TLS).
 
 Two transports, chosen by ``[outbox] http_client``:
 
-* ``curl``: libcurl's multi interface through pycurl, driven by the event loop
-  (:mod:`host.httpclient.curl`); about a tenth of aiohttp's CPU per request
-  (docs/benchmarks.md, "HTTP clients").
-* ``aiohttp``: one aiohttp session (:mod:`host.httpclient.aio`); the fallback when
-  pycurl cannot be installed.
+* ``aiohttp`` (the default): one aiohttp session (:mod:`host.httpclient.aio`).
+* ``curl``: libcurl's multi interface through pycurl (the ``curl`` extra), driven by
+  the event loop (:mod:`host.httpclient.curl`). It costs about half aiohttp's CPU per
+  request, which is a few percent of a message's CPU in the server: too little to
+  make it the default (docs/benchmarks.md, "HTTP clients").
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Protocol
 
 from host.errors import ConfigError
 
-KINDS = ("curl", "aiohttp")
+KINDS = ("aiohttp", "curl")
 
 
 @dataclass(frozen=True, slots=True)
