@@ -99,6 +99,7 @@ def ctx_switches(pid: int) -> int:
 
 
 STORE_URL: list[str] = []  # --store-url: the server's PostgreSQL database (else SQLite)
+HTTP_CLIENT: list[str] = []  # --http-client: the sender's (else the shipped default)
 
 
 def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
@@ -128,6 +129,7 @@ def smshost_config(directory: Path, port: int, broker_port: int, sync: str,
 
         [outbox]
         max_in_flight = {max_in_flight}
+        {f'http_client = "{HTTP_CLIENT[0]}"' if HTTP_CLIENT else ""}
 
         [purge]
         enabled = false
@@ -469,7 +471,9 @@ PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("sender: read message + outbox row", ("Messages.get", "attempt.<locals>")),
     ("sender: build MT request", ("build_mt_request",)),
     ("sender: read MT answer", ("read_mt_response",)),
-    ("sender: aiohttp request/answer", ("exchange (host/brokers/attempts.py)", "aiohttp/")),
+    # the client's own loop callbacks (aiohttp's protocol, libcurl's socket_action) too
+    ("sender: HTTP client request/answer", ("exchange (host/brokers/attempts.py)", "aiohttp/",
+                                            "host/httpclient/")),
     ("sender: hooks, metrics, other", ("Sender.",)),
     ("API: plan (route, number, encoding)", ("Planner.plan",)),
     ("API: opt-out check", ("OptOuts.check",)),
@@ -883,6 +887,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "stack rather than answered by the protocol (host/web/api/fastsend.py)")
     parser.add_argument("--max-in-flight", type=bounded(1, 4096, int), default=64,
                         help="smshost outbox.max_in_flight (default 64, the shipped default)")
+    parser.add_argument("--http-client", choices=["curl", "aiohttp"], default=None,
+                        help="smshost outbox.http_client (default: the shipped default)")
     parser.add_argument("--port", type=bounded(1024, 65535, int), default=23100,
                         help="smshost's listener (default 23100)")
     parser.add_argument("--broker-port", type=bounded(1024, 65535, int), default=23110,
@@ -931,6 +937,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if rates or args.runs != 1:
             parser.error("--store-url measures once: add --open-rates '' --runs 1")
         STORE_URL.append(args.store_url)
+    if args.http_client is not None:
+        HTTP_CLIENT.append(args.http_client)
     if args.no_pin:
         args.sut_cpu = args.load_cpu = None
     if args.profile_dir is not None:

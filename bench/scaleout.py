@@ -87,6 +87,9 @@ def write_config(rundir: Path, args: argparse.Namespace, store_url: str | None,
         [purge]
         enabled = false
 
+        [outbox]
+        {f'http_client = "{args.http_client}"' if args.http_client else ""}
+
         [logging]
         level = "WARNING"
 
@@ -492,6 +495,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="time bound of the warm-up (default 5)")
     p.add_argument("--recipients", type=_bounded(1, 10_000, int), default=1000,
                    help="MT recipients cycled through (default 1000)")
+    p.add_argument("--http-client", choices=["curl", "aiohttp"], default=None,
+                   help="smshost outbox.http_client: sends and webhook deliveries "
+                   "(default: the shipped default)")
     p.add_argument("--port", type=_bounded(1024, 65535, int), default=23300)
     p.add_argument("--broker-port", type=_bounded(1024, 65535, int), default=23310)
     p.add_argument("--receiver-port", type=_bounded(1024, 65535, int), default=23320)

@@ -25,9 +25,12 @@ from host.brokers.signatures import verify as verify_signature
 from host.config.lines import KeyPath
 from host.config.schema import DAY, HOUR, at_least, greater_than, port_number, setting
 from host.config.secrets import Secret, redact
-from host.errors import (ApiError, ConfigError, PluginError, SmshostError, StoreError,
-                         StoreUnavailable)
+from host.errors import (ApiError, ConfigError, HttpError, PluginError, SmshostError,
+                         StoreError, StoreUnavailable)
 from host.handlers.context import Context as HandlerContext
+from host.httpclient import Response as HttpResponse
+from host.httpclient import Transport as HttpClient
+from host.httpclient import open_client as open_http_client
 from host.messages import NewMessage
 from host.models import MAX_ID, Message, StatusEvent, from_epoch, to_epoch, utcnow
 from host.outage import Outage, expected
@@ -169,6 +172,8 @@ __all__ = [
     "ApiRoute", "Caller", "request_caller", "json_body", "int_param", "known_params",
     "timestamp_param",
     "path_id", "is_decimal", "MAX_ID",
+    # outbound HTTP
+    "HttpClient", "HttpResponse", "HttpError", "open_http_client",
     # time
     "utcnow", "to_epoch", "from_epoch",
     # work that may fail

@@ -12,6 +12,8 @@
         * StoreUnavailable: the database refused the work (full disk, read-only, I/O error,
           a lock held too long); nothing of it was stored
     * DataDirInUse: another smshost process holds the data directory (a server)
+    * HttpError: an outbound HTTP request got no answer (cannot connect, broken
+      connection, TLS refused, timed out, client closed; host.httpclient)
     * ApiError: an HTTP API request was refused (status, code, message)
         * PeopleError: a change to users or workgroups was refused (host.people)
 
@@ -121,6 +123,18 @@ class StoreUnavailable(StoreError):
 
 class DataDirInUse(SmshostError):
     """Another process holds the data directory's lock: a server runs on it."""
+
+
+class HttpError(SmshostError):
+    """An outbound HTTP request got no answer: what a network error is to its callers,
+    whichever client sent it (host.httpclient). ``timed_out``: its timeout passed;
+    ``connect_failure``: the connection could not be made, and why."""
+
+    def __init__(self, message: str, *, timed_out: bool = False,
+                 connect_failure: str | None = None) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.connect_failure = connect_failure
 
 
 class ApiError(SmshostError):

@@ -1,49 +1,41 @@
 """One attempt at a send: its MT request built and sent, the broker's answer read.
 
 The request is built from the broker definition (an adapter or definition that cannot
-build it fails the message) and sent through the sender's one aiohttp session (through
-the broker's proxy, with Proxy-Authorization, when one is set), with the broker
-instance's ``mt.timeout``. Its outcome is redacted here, the one place: every text of it
-comes from the broker's answer or the request, and is stored, answered by the API and
-logged from here on. :class:`host.brokers.sender.Sender` claims and settles the sends.
+build it fails the message) and sent through the sender's one HTTP client
+(:mod:`host.httpclient`; through the broker's proxy, with Proxy-Authorization, when one
+is set), with the broker instance's ``mt.timeout``. Its outcome is redacted here, the
+one place: every text of it comes from the broker's answer or the request, and is
+stored, answered by the API and logged from here on. :class:`host.brokers.sender.Sender`
+claims and settles the sends.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import ssl
 import traceback
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-import aiohttp
 
 from host.brokers import exchanges
 from host.brokers.engine import OutboundMessage
 from host.brokers.http import MtRequest, MtResponse, MtResult
 from host.config.secrets import redact
+from host.errors import HttpError
 from host.models import Message
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from host.brokers.instances import BrokerInstance
+    from host.httpclient import Transport
 
 log = logging.getLogger("smshost.sender")
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """The system's trust, plus ``ca_file`` when set (``[outbox] ca_file``)."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
-async def attempt(session: aiohttp.ClientSession | None, brokers: Mapping[str, BrokerInstance],
+async def attempt(client: Transport | None, brokers: Mapping[str, BrokerInstance],
                   message: Message) -> MtResult:
-    """Build ``message``'s request and send it through ``session``; its outcome, redacted."""
+    """Build ``message``'s request and send it through ``client``; its outcome, redacted."""
     instance = brokers.get(message.broker or "")
     if instance is None or not instance.settings.mt_active:
         return MtResult("fail", error=f"broker {message.broker!r} is not configured "
@@ -69,7 +61,7 @@ async def attempt(session: aiohttp.ClientSession | None, brokers: Mapping[str, B
     # logged from here on.
     secrets += request.secrets
     try:
-        result = await exchange(session, instance, request, outbound, values, secrets)
+        result = await exchange(client, instance, request, outbound, values, secrets)
     # A bug while sending: the request may or may not have left, as with a network
     # error, so it is retried like one. Its text may hold the URL (BLE001).
     except Exception as exc:  # noqa: BLE001
@@ -80,34 +72,30 @@ async def attempt(session: aiohttp.ClientSession | None, brokers: Mapping[str, B
         result = MtResult("retry", error=f"internal error: {text}")
     return result.redacted(secrets)
 
-async def exchange(session: aiohttp.ClientSession | None, instance: BrokerInstance,
+async def exchange(client: Transport | None, instance: BrokerInstance,
                    request: MtRequest, outbound: OutboundMessage,
                    account: dict[str, Any], secrets: list[str] | None = None) -> MtResult:
     """``request`` sent, its answer read by the broker's definition or adapter; the
     exchange kept with the message (masked with ``secrets``) goes with the result."""
-    assert session is not None
+    assert client is not None
     proxy = instance.settings.proxy
     headers, proxy_headers = request.headers, None
     if proxy.url and proxy.login:
-        # Set as a header: aiohttp 3.14 deprecates proxy_auth (BasicAuth), 4.0 drops it.
+        # A header, as both clients send it (aiohttp 4.0 drops proxy_auth).
         password = proxy.password.reveal() if proxy.password else ""
         token = "Basic " + base64.b64encode(f"{proxy.login}:{password}".encode()).decode()
         if request.url.startswith("https:"):  # on the CONNECT, never inside the tunnel
             proxy_headers = {"Proxy-Authorization": token}
         else:  # an absolute-form request to the proxy, which strips the header
             headers = {**request.headers, "Proxy-Authorization": token}
-    timeout = aiohttp.ClientTimeout(total=instance.settings.mt.timeout)
     try:
-        async with session.request(
-                request.method, request.url, headers=headers,
-                data=request.body or None, timeout=timeout, proxy=proxy.url,
-                proxy_headers=proxy_headers, allow_redirects=False) as response:
-            body = await response.read()
-            answer = MtResponse(response.status,
-                                {k.lower(): v for k, v in response.headers.items()}, body)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else \
-            f"{type(exc).__name__}: {exc}"
+        response = await client.request(
+            request.method, request.url, headers, request.body or None,
+            instance.settings.mt.timeout, proxy=proxy.url or None,
+            proxy_headers=proxy_headers)
+        answer = MtResponse(response.status, response.headers, response.body)
+    except HttpError as exc:
+        reason = str(exc)
         log.warning("send to %s failed: %s", instance.name, request.redacted(reason))
         return MtResult("retry", error=request.redacted(reason),
                         exchange=exchanges.mt(request, None, secrets or ()))

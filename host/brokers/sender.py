@@ -11,7 +11,8 @@ Every message was persisted, with its outbox row, before any network call. A sen
    read, no claim write;
 2. built from the broker definition (an adapter or definition that cannot build it
    fails the message);
-3. sent with the broker definition's MT request through one shared aiohttp session
+3. sent with the broker definition's MT request through one shared HTTP client
+   (:mod:`host.httpclient`, ``outbox.http_client``)
    (through the broker's proxy, with Proxy-Authorization, when one is set), with the
    broker instance's ``mt.timeout`` (2 and 3: :mod:`host.brokers.attempts`);
 4. settled: accepted → ``sent`` with the broker's message id (receipts that came
@@ -43,15 +44,14 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from host.backoff import grown
-from host.brokers.attempts import attempt, tls_context
+from host.brokers.attempts import attempt
 from host.brokers.http import MtResult
 from host.brokers.claims import Claimed, claim, due_messages, orphans
 from host.brokers.settlements import Settlement, Settler
 from host.brokers.pacing import Clock, Key, Pacer
 from host.brokers.parts import part_left, repair
+from host.httpclient import Transport, open_client
 from host.outage import Outage
 from host import ledger
 from host.ledger import Change
@@ -94,7 +94,7 @@ class Sender:
         # Token buckets measure intervals: a clock that never jumps back, unless given one.
         self._pacer = Pacer(brokers, time.monotonic if clock is time.time else clock,
                             lambda: cluster.alive_count if cluster is not None else 1)
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Transport | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
@@ -138,10 +138,8 @@ class Sender:
         if recovered:
             log.warning("%d send(s) were in flight at the last stop: trying each again once,"
                         " flagged possibly_duplicated", recovered)
-        connector = aiohttp.TCPConnector(limit=settings.max_in_flight, ttl_dns_cache=300,
-                                         ssl=tls_context(settings.ca_file))
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                              trust_env=False)
+        self._session = open_client(settings.http_client, settings.max_in_flight,
+                                    settings.ca_file)
         self._running = True
         self._strays_at = 0.0
         self._task = asyncio.create_task(self._loop(), name="smshost-sender")

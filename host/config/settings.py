@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from host.config.secrets import Secret
+from host.httpclient import pycurl_missing
 from host.config.brokers import BrokerSettings, broker_problems
 from host.config.callbacks import CallbackSettings
 from host.config.cluster import ClusterSettings
@@ -242,12 +243,21 @@ class OutboxSettings:
     ca_file: str | None = setting(
         None, help="PEM file of certificate authorities to trust, besides the system's, "
         "for TLS to brokers and proxies (a private CA, e.g. a Kannel inside the network).")
+    http_client: Literal["aiohttp", "curl"] = setting(
+        "aiohttp", help="The HTTP client of sends to brokers and of webhook deliveries: "
+        "`aiohttp`, or `curl` (libcurl through pycurl: `pip install 'smshost[curl]'`; "
+        "about half aiohttp's CPU per request, a few percent of a message's). Both keep "
+        "proxies, TLS with `ca_file`, timeouts and Retry-After; takes effect at the next "
+        "start.")
     schedule_horizon: float = setting(
         30 * DAY, help="How far ahead a send's `send_at` may be, in seconds (default 30 "
         "days, at most a year); a later one is refused with a 400 naming send_at.",
         check=greater_than(0, 365 * DAY))
 
     def problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if self.http_client == "curl" and (missing := pycurl_missing()):
+            yield ("http_client",), f'"curl" needs pycurl: {missing}; install it ' \
+                '(pip install pycurl) or set http_client = "aiohttp"'
         if self.ca_file is not None:
             try:
                 ssl.create_default_context().load_verify_locations(cafile=self.ca_file)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import socket
 import sqlite3
 import ssl
@@ -334,10 +335,16 @@ def generic_toml(gateway: str, *, name: str = "gen", extra: str = "",
     return text
 
 
+def _client() -> dict[str, str]:
+    kind = os.environ.get("SMSHOST_TEST_HTTP_CLIENT")
+    return {"http_client": kind} if kind else {}
+
+
 def outbox_toml(**values: Any) -> str:
-    """An ``[outbox]`` table; tests keep the delays tiny and the jitter off."""
+    """An ``[outbox]`` table; tests keep the delays tiny and the jitter off.
+    ``SMSHOST_TEST_HTTP_CLIENT=curl`` runs them with the other HTTP client."""
     merged = {"first_delay": 0.01, "factor": 2.0, "max_delay": 1.0, "jitter": 0.0,
-              **values}
+              **_client(), **values}
     lines = ["[outbox]"]
     for key, value in merged.items():
         lines.append(f"{key} = {json.dumps(value)}")

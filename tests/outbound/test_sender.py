@@ -174,8 +174,9 @@ def test_a_network_error_is_retried_until_max_attempts(smshost: Callable[..., Sm
     body = node.queued(to=PHONE, text="hi")
     failed = node.wait_status(body["id"], "failed")
     first, last = sender_events(failed)
-    assert first["detail"]["retry_in"] == 0.01 and "ClientConnectorError" in \
-        first["detail"]["error"]
+    error = first["detail"]["error"]  # aiohttp's words, or libcurl's
+    assert first["detail"]["retry_in"] == 0.01
+    assert "ClientConnectorError" in error or error.startswith("cannot connect: ")
     assert last["detail"]["error"].endswith("gave up after 2 attempt(s)")
 
 

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import inspect
 import json
+import os
 import re
 import textwrap
 import time
@@ -169,6 +170,9 @@ def make_host(tmp_path: Path, config_dir: Callable[..., Path], plugins_dir: Path
 
     def make(targets: dict[str, str], *, api_port: int = 8080, routes: str | None = None,
              sinks: str | None = None, extra: str = "", **policy: Any) -> Host:
+        client = os.environ.get("SMSHOST_TEST_HTTP_CLIENT")  # =curl: the other client
+        if client:
+            extra = textwrap.dedent(extra) + f'\n[outbox]\nhttp_client = "{client}"\n'
         cfg = config_dir(smshost=base_config(tmp_path, port=api_port, extra=extra),
                          routes=routes if routes is not None else routes_toml(list(targets)),
                          sinks=sinks if sinks is not None else sinks_toml(targets, **policy))

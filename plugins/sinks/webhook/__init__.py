@@ -1,14 +1,15 @@
 """The webhook sink: POST each routed message as signed JSON to a named target (SPEC S4).
 
-Nothing is lost: :meth:`WebhookSink.deliver` only commits a row to ``webhook_deliveries``
-and answers "delivered" to the router (the message is then in our hands). A background
-worker POSTs due rows, at most ``max_in_flight`` at a time, through one shared aiohttp
-session; it records every attempt in ``webhook_attempts``, retries network errors,
-timeouts, 5xx and 429 (honouring ``Retry-After``) with exponential backoff and jitter,
-and turns a permanent failure (another 4xx, a redirect) or the last failed attempt into
-a dead letter, which the API and ``smshost webhooks`` list and replay. Pending rows are
-picked up again after a restart, so delivery is at least once: receivers de-duplicate
-by the ``X-Smshost-Delivery`` header (or the body's ``delivery_id``).
+Nothing is lost: :meth:`WebhookSink.deliver` only commits a row to
+``webhook_deliveries`` and answers "delivered" to the router (the message is then in our
+hands). A background worker POSTs due rows, at most ``max_in_flight`` at a time, through
+one shared HTTP client (``[outbox] http_client``); it records every attempt in
+``webhook_attempts``, retries network errors, timeouts, 5xx and 429 (honouring
+``Retry-After``) with exponential backoff and jitter, and turns a permanent failure
+(another 4xx, a redirect) or the last failed attempt into a dead letter, which the API
+and ``smshost webhooks`` list and replay. Pending rows are picked up again after a
+restart, so delivery is at least once: receivers de-duplicate by the
+``X-Smshost-Delivery`` header (or the body's ``delivery_id``).
 
 Settings (``[webhook]`` of ``config/sinks.toml``), payload, signature and API are
 described in ``docs/sinks-webhook.md``.

@@ -9,10 +9,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from host.api import (ApiError, Delivery, Outage, Sink, __version__, expected, redact,
-                      to_epoch, utcnow)
+from host.api import (ApiError, Delivery, HttpClient, HttpError, Outage, Sink, __version__,
+                      expected, open_http_client, redact, to_epoch, utcnow)
 
 from .deliveries import (Result, adopt, delivery_row, enqueue, orphaned, record, replay,
                          waiting_and_dead)
@@ -41,7 +39,7 @@ class WebhookSink(Sink):
     def __init__(self, host: HostAPI, settings: WebhookSettings) -> None:
         super().__init__(host, settings)
         self.settings: WebhookSettings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._session: HttpClient | None = None
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._due: list[tuple[float, int]] = []  # (next attempt, delivery id), a heap
@@ -76,9 +74,8 @@ class WebhookSink(Sink):
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.max_in_flight),
-            headers={"User-Agent": f"smshost/{__version__}"}, trust_env=False)
+        self._session = open_http_client(self.host.settings.outbox.http_client,
+                                         self.settings.max_in_flight)
         # A CLI command (purge, ...) opens the host with background=False and must not send
         # deliveries the server process owns.
         if not self.host.background:
@@ -288,28 +285,25 @@ class WebhookSink(Sink):
         assert self._session is not None
         body = f'{{"delivery_id":{row["id"]:d},'.encode() + row["payload"].encode()[1:]
         stamp = int(started)
-        headers = {**target.headers, "Content-Type": "application/json",
+        headers = {"User-Agent": f"smshost/{__version__}", **target.headers,
+                   "Content-Type": "application/json",
                    SIGNATURE_HEADER: sign(target.secret.reveal(), stamp, body),
                    DELIVERY_HEADER: str(row["id"])}
         status: int | None = None
         retry_after: float | None = None
         try:
-            async with self._session.post(
-                    target.url, data=body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=target.timeout)) as response:
-                status = response.status
-                answer = await _read_some(response)
-                if status in (429, 503):
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"),
-                                                      time.time())
-        except TimeoutError:
-            error = f"no answer within {target.timeout:g} s"
-        except aiohttp.ClientConnectorError as exc:
-            error = f"cannot connect: {exc.os_error or exc}"
-        except (aiohttp.ClientError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            response = await self._session.request(
+                "POST", target.url, headers, body, target.timeout,
+                limit=RESPONSE_READ_LIMIT)
+            status = response.status
+            if status in (429, 503):
+                retry_after = retry_after_seconds(response.headers.get("retry-after"),
+                                                  time.time())
+        except HttpError as exc:
+            error = f"no answer within {target.timeout:g} s" if exc.timed_out else \
+                f"cannot connect: {exc.connect_failure}" if exc.connect_failure else str(exc)
         else:
-            text = answer.decode("utf-8", "replace").strip()[:ERROR_BODY_CHARS]
+            text = response.body.decode("utf-8", "replace").strip()[:ERROR_BODY_CHARS]
             error = f"HTTP {status}" + (f": {text}" if text else "")
         finished = time.time()
         if status is not None and 200 <= status < 300:
@@ -350,13 +344,3 @@ class WebhookSink(Sink):
         log.info("webhook delivery %d to %s replayed", delivery_id, row["target"])
         return replayed
 
-
-async def _read_some(response: aiohttp.ClientResponse) -> bytes:
-    """Up to RESPONSE_READ_LIMIT bytes of the answer (all of it keeps the connection)."""
-    data = b""
-    while len(data) < RESPONSE_READ_LIMIT:
-        chunk = await response.content.read(RESPONSE_READ_LIMIT - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
