@@ -25,10 +25,16 @@ pending list already defers the index work of each insert).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import TYPE_CHECKING, Any
+
+from host.errors import StoreError
 
 if TYPE_CHECKING:
     from host.store import Store
+
+log = logging.getLogger("smshost.store")
 
 BATCH = 512
 """Messages indexed together (the write of every message whose id is a multiple)."""
@@ -57,12 +63,17 @@ def due(message_id: int) -> bool:
 
 async def catch_up(store: Store) -> int:
     """Index every message not indexed yet (SQLite; nothing on PostgreSQL), in writes
-    of ``CATCH_UP``; how many."""
+    of ``CATCH_UP``; how many. A database that refuses the write (a full disk) leaves
+    them pending: the search goes on with what is indexed, as every read does then."""
     if store.dialect != "sqlite":
         return 0
     total = 0
     for _ in range(_CATCH_UP_ROUNDS):
-        done = await store.write(lambda db: index_pending(db, CATCH_UP))
+        try:
+            done = await store.write(lambda db: index_pending(db, CATCH_UP))
+        except (StoreError, sqlite3.Error) as exc:
+            log.warning("the text index is behind: %s", exc)
+            return total
         total += done
         if done < CATCH_UP:
             break

@@ -221,3 +221,20 @@ def test_the_text_index_is_written_in_batches_and_caught_up_before_a_search(
     assert before == [(i, f"m{i}") for i in range(1, textindex.BATCH + 1)]
     assert (first, again) == (2, 0)
     assert after == [*before, (count - 2, f"m{count - 2}"), (count - 1, "changed")]
+
+
+def test_a_catch_up_the_database_refuses_leaves_the_text_pending(tmp_path: Path) -> None:
+    """A full disk (SQLite refusing new pages): the catch-up indexes nothing and raises
+    nothing (the search goes on with what is indexed); once there is room, it does."""
+    async def body(store: Store) -> tuple[int, int, int]:
+        await store.write(lambda db: [ledger.insert(db, new_mo(f"m{i} " + "ab" * i))
+                                      for i in range(300)])  # more text than a page
+        await store.write(lambda db: db.execute(
+            "pragma max_page_count = " + str(db.execute("pragma page_count").fetchone()[0])
+        ).fetchall())
+        full = await textindex.catch_up(store)
+        await store.write(lambda db: db.execute("pragma max_page_count = 1000000").fetchall())
+        done = await textindex.catch_up(store)
+        return full, done, await store.read(lambda db: db.execute(
+            "select count(*) from messages_text").fetchone()[0])
+    assert with_store(tmp_path, body) == (0, 300, 300)
