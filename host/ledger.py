@@ -15,11 +15,12 @@ Reads stay where they are used (:mod:`host.messages` is the read side).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from host import jsontext
+from host import jsontext, textindex
 from host.callbacks.queue import enqueue, wanted
 from host.models import Direction, Message, StatusEvent, utcnow
 from host.text import clean
@@ -37,7 +38,15 @@ _INSERT = (f"insert into messages ({', '.join(_COLUMNS)}) "
            f"values ({', '.join('?' * len(_COLUMNS))}) "
            "on conflict (broker, broker_message_id) where broker_message_id is not null "
            "do nothing returning id")
-_INDEX_TEXT = "insert into messages_text (rowid, body) values (?, ?)"
+_PG_PARTS = (
+    f"with m as ({_INSERT}), "
+    "e as (insert into message_events (message_id, status, at, source, detail) "
+    "select id, ?, ?, ?, ? from m returning id), "
+    "t as (insert into messages_text (id, body) select id, ? from m)")
+_INSERT_PG = f"{_PG_PARTS} select m.id, e.id from m, e"
+_INSERT_PG_EXCHANGE = (
+    f"{_PG_PARTS}, x as (insert into message_exchanges (message_id, at, kind, request, "
+    "response) select id, ?, ?, ?, ? from m) select m.id, e.id from m, e")
 _KEEP: Any = object()  # a column an update leaves as it is
 
 
@@ -121,7 +130,10 @@ def insert(db: Database, new: NewMessage,
     body = clean(new.body)
     args = [new.direction, broker, account, local, remote, body, encoding, new.segments,
             new.status, broker_id, now, now, attrs_text, route]
-    row = db.conn.execute(_INSERT, args).fetchone()
+    if isinstance(db.conn, sqlite3.Connection):
+        row = db.conn.execute(_INSERT, args).fetchone()
+    else:  # PostgreSQL: the message, its event, text and exchange in one round trip
+        row = _insert_pg(db, args, new, now)
     if row is None:
         existing = next(db.query(
             "select * from messages where broker = ? and broker_message_id = ?",
@@ -129,14 +141,37 @@ def insert(db: Database, new: NewMessage,
         return Message.from_row(existing), None
     message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
                       new.segments, new.status, broker_id, now, now, attrs, route)
-    event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
-    db.conn.execute(_INDEX_TEXT, [message.id, body])  # the search's text index (m014)
+    if len(row) > 1:
+        event = StatusEvent(row[1], message.id, new.status, now, new.source, new.detail or {})
+    else:
+        event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
+        if new.exchange is not None:
+            add_exchange(db, message.id, now, new.exchange)
+        if textindex.due(message.id):  # the search's text index, in batches (m014)
+            textindex.index_pending(db, 4 * textindex.BATCH)
     queue_callbacks(db, Change(message, event, None, True))
-    if new.exchange is not None:
-        add_exchange(db, message.id, now, new.exchange)
     if lanes is not None and new.direction == "in" and new.status == "received":
         lanes.claim(db, local, remote)
     return message, event
+
+
+def _insert_pg(db: Database, args: list[Any], new: NewMessage, now: str) -> Any:
+    """``(message id, event id)`` of ``new`` inserted with its status event, its text
+    (the search's) and its exchange in one statement: on PostgreSQL each statement is a
+    round trip under the cluster's write lock. None when the message was stored already
+    (its broker message id taken: nothing else is inserted then)."""
+    detail = jsontext.encode(new.detail)[0] if new.detail else "{}"
+    params = [*args, new.status, now, new.source, detail, args[5]]
+    sql = _INSERT_PG
+    if new.exchange is not None:
+        params += [now, *_exchange_values(new.exchange)]
+        sql = _INSERT_PG_EXCHANGE
+    return db.conn.execute(sql, params).fetchone()
+
+
+def _exchange_values(exchange: Exchange) -> list[str]:
+    return [exchange.kind, jsontext.dumps(exchange.request),
+            jsontext.dumps(exchange.response or {})]
 
 
 def add_exchange(db: Database, message_id: int, at: str, exchange: Exchange) -> None:
@@ -148,8 +183,7 @@ def add_exchange(db: Database, message_id: int, at: str, exchange: Exchange) -> 
 
 def exchange_row(message_id: int, at: str, exchange: Exchange) -> list[Any]:
     """The ``message_exchanges`` row of ``exchange`` (host.ledger_rows writes many)."""
-    return [message_id, at, exchange.kind, json.dumps(exchange.request, ensure_ascii=False),
-            json.dumps(exchange.response or {}, ensure_ascii=False)]
+    return [message_id, at, *_exchange_values(exchange)]
 
 
 def created(stored: Iterable[tuple[Message, StatusEvent | None]]) -> list[Change]:

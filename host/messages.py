@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from host import conversations, jsontext
+from host import conversations, jsontext, textindex
 from host.conversations import Conversation
 from host.ledger import NewMessage, purge
 from host.models import DIRECTIONS, Direction, Message, StatusEvent
@@ -117,6 +117,8 @@ class Messages:
     async def find(self, flt: MessageFilter) -> list[Message]:
         """Newest first, ``flt.limit`` at most, before ``flt.before_id`` (or after
         ``flt.after_id``) when given."""
+        if flt.text is not None:  # the text index is written in batches: the rest now
+            await textindex.catch_up(self._store)
         rows = await self._store.read(partial(find_rows, flt=flt))
         return [Message.from_row(r) for r in rows]
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from host import ledger
+from host import ledger, textindex
 from host.ledger import Change, Ledger, NewMessage
 from host.metrics import Metrics
 from host.migrations import core
@@ -191,3 +191,50 @@ def test_purge_deletes_old_messages_with_their_history_but_the_kept(tmp_path: Pa
     counts, left = with_store(tmp_path, body)
     assert counts["messages"] == 1 and counts["message_events"] == 1
     assert left == [("kept", 1)]
+
+
+def test_the_text_index_is_written_in_batches_and_caught_up_before_a_search(
+        tmp_path: Path) -> None:
+    """SQLite (host.textindex): the write of every BATCH-th message indexes the text of
+    the messages before it; a catch-up indexes the rest, as they now are (a body
+    rewritten before it was indexed), and finds them after a restart (nothing held in
+    memory); a message deleted before it was indexed is not."""
+    count = textindex.BATCH + 3
+
+    def indexed(db: Any) -> list[tuple[int, str]]:
+        return db.execute("select rowid, body from messages_text order by rowid").fetchall()
+
+    async def store_them(store: Store) -> list[tuple[int, str]]:
+        await store.write(lambda db: [ledger.insert(db, new_mo(f"m{i}"))
+                                      for i in range(1, count + 1)])
+        await store.write(lambda db: ledger.rewrite(db, count - 1, "changed", "GSM", {}))
+        await store.write(lambda db: db.execute("delete from messages where id = ?",
+                                                [count]))
+        return await store.read(indexed)
+
+    async def catch_up(store: Store) -> tuple[int, int, list[tuple[int, str]]]:
+        first = await textindex.catch_up(store)
+        return first, await textindex.catch_up(store), await store.read(indexed)
+
+    before = with_store(tmp_path, store_them)
+    first, again, after = with_store(tmp_path, catch_up)
+    assert before == [(i, f"m{i}") for i in range(1, textindex.BATCH + 1)]
+    assert (first, again) == (2, 0)
+    assert after == [*before, (count - 2, f"m{count - 2}"), (count - 1, "changed")]
+
+
+def test_a_catch_up_the_database_refuses_leaves_the_text_pending(tmp_path: Path) -> None:
+    """A full disk (SQLite refusing new pages): the catch-up indexes nothing and raises
+    nothing (the search goes on with what is indexed); once there is room, it does."""
+    async def body(store: Store) -> tuple[int, int, int]:
+        await store.write(lambda db: [ledger.insert(db, new_mo(f"m{i} " + "ab" * i))
+                                      for i in range(300)])  # more text than a page
+        await store.write(lambda db: db.execute(
+            "pragma max_page_count = " + str(db.execute("pragma page_count").fetchone()[0])
+        ).fetchall())
+        full = await textindex.catch_up(store)
+        await store.write(lambda db: db.execute("pragma max_page_count = 1000000").fetchall())
+        done = await textindex.catch_up(store)
+        return full, done, await store.read(lambda db: db.execute(
+            "select count(*) from messages_text").fetchone()[0])
+    assert with_store(tmp_path, body) == (0, 300, 300)

@@ -307,3 +307,30 @@ def test_a_csv_cell_never_starts_a_formula(cell: Any, shown: str) -> None:
     """Leading spaces do not hide a formula (a spreadsheet skips them)."""
     from host.web.export import safe_cell
     assert safe_cell(cell) == shown
+
+
+def test_a_message_is_found_as_soon_as_it_is_stored_whatever_its_batch(
+        host_factory: Callable[..., Host]) -> None:
+    """SQLite writes the text index in batches (host.textindex): a search first indexes
+    what is pending, so it finds a message as soon as it is committed, before its
+    batch comes, and each message once. PostgreSQL indexes each with its message."""
+    from host import textindex
+    host = host_factory()
+    count = textindex.BATCH + 3  # one batch written with a message, three pending
+    news = [NewMessage(direction="in", body=f"m{i}: " + ("kiwi" if i % 2 else "plum"),
+                       status="received", broker="b", remote=f"+1202555{i:04d}")
+            for i in range(1, count + 1)]
+    with TestClient(host.app_for(), headers=AUTH) as client:
+        for at in range(0, count, 100):
+            client.portal.call(host.messages.add_many, news[at:at + 100])
+        last = client.get("/api/messages", params={"text": f"m{count}: kiwi"})
+        ids, done = walk(client, "/api/messages?text=KIWI&limit=100")
+        client.portal.call(host.messages.add, NewMessage(
+            direction="in", body="a fig", status="received", broker="b", remote="+1"))
+        fig = client.get("/api/messages", params={"text": "fig"}).json()["messages"]
+        indexed = client.portal.call(host.store.read, lambda db: db.execute(  # type: ignore[union-attr]
+            "select count(*) from messages_text").fetchone()[0])
+    assert [m["body"] for m in last.json()["messages"]] == [f"m{count}: kiwi"]
+    assert done and len(ids) == len(set(ids)) == (count + 1) // 2
+    assert [m["body"] for m in fig] == ["a fig"]
+    assert indexed == count + 1  # every message once, none twice

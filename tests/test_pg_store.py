@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -126,3 +127,54 @@ def test_the_password_is_not_in_messages(pg_url: str) -> None:
     with pytest.raises(StoreError) as caught:
         run(store.open([core]))
     assert "s3cr3t-pw" not in str(caught.value)
+
+
+def test_an_mo_is_inserted_in_one_statement_and_a_retry_returns_the_stored_one(
+        pg_url: str) -> None:
+    """host.ledger.insert on PostgreSQL: the message, its status event, its text and its
+    exchange in one statement (one round trip), followers told of the event; the same
+    broker message id again inserts nothing and returns the message stored."""
+    from host import jsontext, ledger
+    from host.ledger import Exchange, NewMessage
+
+    exchange = Exchange("webhook", {"method": "POST", "url": "http://x/mo",
+                                    "headers": {"host": "x"}, "body": "Body=hi+%C3%A9"})
+    new = NewMessage(direction="in", body="hi é", status="received", broker="b",
+                     remote="+15550001", broker_message_id="SM1", source="broker",
+                     exchange=exchange)
+    seen: list[str] = []
+
+    def insert(db: Any) -> Any:
+        db.notified = {"message_events"}
+        execute = db.execute
+
+        def traced(sql: str, params: Any = None) -> Any:
+            seen.append(sql)
+            return execute(sql, params)
+        db.execute = traced  # every statement of the ledger (db.conn is db)
+        try:
+            return ledger.insert(db, new), set(db.wrote)
+        finally:
+            del db.execute
+
+    async def main() -> tuple[Any, ...]:
+        store = await opened(pg_url)
+        try:
+            (first, event), wrote = await store.write(insert)
+            (again, none), _ = await store.write(insert)
+            rows = await store.read(lambda db: [db.execute(sql).fetchall() for sql in (
+                "select id, status, source from message_events",
+                "select id, body from messages_text",
+                "select message_id, kind, request, response from message_exchanges")])
+        finally:
+            await store.close()
+        return first, event, wrote, again, none, rows
+
+    first, event, wrote, again, none, (events, texts, exchanges) = run(main())
+    assert len(seen) == 3  # one insert, then the retry's insert and its read of the row
+    assert event is not None and events == [(event.id, "received", "broker")]
+    assert "message_events" in wrote
+    assert none is None and again == first and again.body == "hi é"
+    assert texts == [(first.id, "hi é")]
+    assert [(m, k, jsontext.loads(q), r) for m, k, q, r in exchanges] == [
+        (first.id, "webhook", exchange.request, "{}")]

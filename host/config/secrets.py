@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from host.errors import ConfigError
+from host.regex import PatternError, compile_re2
 
 MASK = "********"
 
@@ -101,8 +102,36 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     Every form is matched ignoring case. Not masked: a secret echoed spaced out, cut,
     reversed, or encoded twice (JSON inside a percent-encoded query...)."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if not _may_hold(text, secret):
+            continue
         text = _pattern(secret).sub(MASK, text)
     return text
+
+
+def _may_hold(text: str, secret: str) -> bool:
+    """Whether ``text`` may hold ``secret`` in a form :func:`redact` masks: the same
+    expression searched by RE2 first, a linear scan ~4x faster than ``re``'s sub, and
+    almost every text (an MO's webhook kept with it, an answer) holds none. Only for
+    an ASCII secret, whose case RE2 and ``re`` fold alike; True whenever RE2 cannot
+    tell (the secret is not ASCII, RE2 refuses the expression, the text cannot be
+    UTF-8), so that ``re`` decides."""
+    screen = _screen(secret)
+    if screen is None:
+        return True
+    try:
+        return screen(text) is not None
+    except UnicodeEncodeError:  # a lone surrogate: RE2 reads UTF-8 only
+        return True
+
+
+@functools.lru_cache(maxsize=512)
+def _screen(secret: str) -> Any:
+    if not secret.isascii():
+        return None
+    try:
+        return compile_re2("(?i)" + _pattern(secret).pattern).search
+    except PatternError:
+        return None
 
 
 class SecretUnavailable(ValueError):

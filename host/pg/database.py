@@ -26,7 +26,7 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Buffer, Dumper, Loader
 
-from host.pg.dialect import returns_id, translate
+from host.pg.dialect import inserted, returns_id, translate
 
 __all__ = ["PgDatabase", "connect", "mask_url"]
 
@@ -172,7 +172,7 @@ class PgDatabase:
         return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, params: Params = None) -> PgCursor:
-        table = into = returns_id(sql)
+        table = returns_id(sql)
         text = translate(sql)
         if table is not None and table in self._tables_with_id():
             text += " returning id"
@@ -183,8 +183,8 @@ class PgDatabase:
             cursor.execute(text, _params(params))
         except psycopg.Error as exc:
             raise _error(exc) from exc
-        if into in self.notified:
-            self.wrote.add(into)
+        if self.notified:
+            self.wrote.update(self.notified.intersection(inserted(sql)))
         lastrowid = None
         if table is not None:
             rows = cursor.fetchall()
@@ -197,9 +197,8 @@ class PgDatabase:
             cursor.executemany(translate(sql), [_params(r) for r in rows])
         except psycopg.Error as exc:
             raise _error(exc) from exc
-        into = returns_id(sql)
-        if into in self.notified:
-            self.wrote.add(into)
+        if self.notified:
+            self.wrote.update(self.notified.intersection(inserted(sql)))
         return PgCursor(cursor)
 
     def executescript(self, sql: str) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["translate", "returns_id"]
+__all__ = ["inserted", "translate", "returns_id"]
 
 _PIECES = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(--[^\n]*)""")
 _LITERAL = "\x00{}\x00"
@@ -116,6 +116,17 @@ def returns_id(sql: str) -> str | None:
     if match is None or _RETURNING.search(sql):
         return None
     return match.group(1).lower()
+
+
+_ANY_INSERT = re.compile(r"(?:^|\bas\s*\()\s*insert\s+(?:or\s+\w+\s+)?into\s+\"?(\w+)", re.I)
+
+
+@lru_cache(maxsize=4096)
+def inserted(sql: str) -> frozenset[str]:
+    """The tables ``sql`` inserts into: an ``insert``'s, and each of a ``with`` whose
+    parts insert (``with m as (insert into ...)``, host.ledger's insert on PostgreSQL),
+    for the writer's notifications (host.pg.writer.notify)."""
+    return frozenset(name.lower() for name in _ANY_INSERT.findall(sql))
 
 
 def _is_distinct(match: re.Match[str]) -> str:
