@@ -17,12 +17,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from host import jsontext, textindex
+from host.ledger_records import Change as Change
+from host.ledger_records import Exchange as Exchange
+from host.ledger_records import IngestStep as IngestStep
+from host.ledger_records import LaneTaker as LaneTaker
+from host.ledger_records import MessageHooks as MessageHooks
+from host.ledger_records import NewMessage as NewMessage
 from host.callbacks.queue import enqueue, wanted
-from host.models import Direction, Message, StatusEvent, utcnow
+from host.models import Message, StatusEvent, utcnow
 from host.text import clean
 
 if TYPE_CHECKING:
@@ -48,69 +54,6 @@ _INSERT_PG_EXCHANGE = (
     f"{_PG_PARTS}, x as (insert into message_exchanges (message_id, at, kind, request, "
     "response) select id, ?, ?, ?, ? from m) select m.id, e.id from m, e")
 _KEEP: Any = object()  # a column an update leaves as it is
-
-
-@dataclass(slots=True)
-class NewMessage:
-    """What a caller knows about a message before it is stored (not frozen: see
-    :class:`host.brokers.engine.MoFields`)."""
-
-    direction: Direction
-    body: str
-    status: str
-    broker: str | None = None
-    account: str | None = None
-    local: str | None = None
-    remote: str | None = None
-    encoding: str | None = None
-    segments: int | None = None
-    broker_message_id: str | None = None
-    attrs: dict[str, Any] | None = None
-    source: str = "system"
-    detail: dict[str, Any] | None = None
-    route: str | None = None
-    exchange: Exchange | None = None  # what the broker sent, kept with the message
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """An HTTP exchange with a broker kept with its message (``message_exchanges``):
-    ``kind`` ``webhook`` (an MO as the broker sent it; no response) or ``mt`` (a send's
-    request and the broker's answer). Each side is a JSON object (method, url, status,
-    headers, body), bounded and with secrets masked by whoever builds it
-    (host.brokers.exchanges)."""
-
-    kind: str
-    request: dict[str, Any]
-    response: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One committed change of a message: stored (``created``, ``old`` None) or its
-    status changed from ``old``; ``event`` is the status event it appended."""
-
-    message: Message
-    event: StatusEvent
-    old: str | None = None
-    created: bool = False
-
-
-class LaneTaker(Protocol):
-    """Takes the routing lane of a conversation in the write that stores its MO
-    (:class:`host.routing.leases.Leases`)."""
-
-    def claim(self, db: Database, local: str | None, remote: str | None) -> None: ...
-
-
-class IngestStep(Protocol):
-    """Routes an MO in the write that stores it (:class:`host.routing.ingest.Ingest`):
-    ``step`` right after :func:`insert` stored it (None: the router's path), then
-    ``announce`` after the commit instead of :meth:`Ledger.announce`."""
-
-    def step(self, db: Database, message: Message) -> Any | None: ...
-
-    async def announce(self, stored: Change, entered: Any) -> None: ...
 
 
 # -- writes (inside a store write) ------------------------------------------------------
@@ -369,15 +312,6 @@ TEXT_MERGE_PAGES = 2000
 
 
 # -- after the commit -------------------------------------------------------------------
-
-class MessageHooks(Protocol):
-    """The hooks the ledger announces through (:class:`host.plugins.Hooks`)."""
-
-    async def message_stored(self, host: Any, message: Message) -> None: ...
-
-    async def message_status_changed(self, host: Any, message: Message, old: str | None,
-                                     new: str, event: StatusEvent) -> None: ...
-
 
 class Ledger:
     """Stores and announces: the after-commit sequence, and the writes whose callers
