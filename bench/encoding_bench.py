@@ -3,7 +3,8 @@
 "before" is ``tests/encoding_reference.py`` (the module before its fast paths, verbatim);
 "after" is ``host.encoding`` of the checkout given by ``--src`` (this one by default).
 Both run in the same process, in turns (``--runs`` rounds), so machine load hits them
-alike; each cell is the best round's µs per call (timeit, ``--number`` calls a round).
+alike; each cell is the best round's CPU µs per call (timeit on ``time.process_time``,
+``--number`` calls a round).
 
 ``segments`` is measured twice: "segments" asks for the same text again, as the send
 path does (the plan, then the stored row), and is answered from the bounded memory of
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +50,8 @@ def load(src: Path) -> tuple[ModuleType, ModuleType]:
 
 
 def per_call(fn: Callable[..., Any], text: str, number: int) -> float:
-    return timeit.timeit(lambda: fn(text), number=number) / number * 1e6
+    timer = timeit.Timer(lambda: fn(text), timer=time.process_time)  # CPU, not wall
+    return timer.timeit(number=number) / number * 1e6
 
 
 def main() -> None:

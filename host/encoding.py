@@ -115,6 +115,8 @@ GSM7_EXTENSION: Final[Mapping[str, int]] = MappingProxyType(
 #: Every character GSM-7 can carry; also characters that never join a grapheme cluster.
 _GSM7_ALL: Final = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
 _GSM7_EXT: Final = frozenset(GSM7_EXTENSION)
+#: str.translate table: each GSM-7 character -> its cost in septets, as a code point
+_SEPTETS: Final = {ord(ch): "\x02" if ch in GSM7_EXTENSION else "\x01" for ch in _GSM7_ALL}
 #: :func:`segments` remembers its last results for texts up to this long: a send asks
 #: for the same text twice (the plan, then the stored row), and a bound on both the
 #: count and the length keeps the memory it holds small (~ 512 x 1 KB at most).
@@ -290,16 +292,20 @@ def _units(text: str, enc: Encoding) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _pieces(text: str, enc: Encoding, capacity: int) -> tuple[list[str], list[int]]:
+def _pieces(text: str, enc: Encoding, capacity: int
+            ) -> tuple[list[str], Sequence[int]]:
     """Indivisible pieces and their cost: clusters, or code points of a too-big cluster."""
     if _simple(text, _GSM7_ALL):
         # clusters are single characters or CR LF: a piece costs its length, plus 1 for
         # an escape (GSM-7) or a surrogate pair (UCS-2, the only characters above FFFF)
-        pieces = _clusters(text, _GSM7_ALL)
+        simple = _clusters(text, _GSM7_ALL)
+        if enc == GSM7 and len(simple) == len(text):  # no CR LF: a piece is a character
+            return simple, text.translate(_SEPTETS).encode("latin-1")  # bytes of 1 or 2
         if enc == GSM7:
-            return pieces, [len(p) + (p in _GSM7_EXT) for p in pieces]
-        return pieces, [len(p) + (p > "\uffff") for p in pieces]
-    pieces, costs = [], []
+            return simple, [len(p) + (p in _GSM7_EXT) for p in simple]
+        return simple, [len(p) + (p > "\uffff") for p in simple]
+    pieces: list[str] = []
+    costs: list[int] = []
     for cluster in _clusters(text, _GSM7_ALL):
         cost = sum(char_units(ch, enc) for ch in cluster)
         if cost <= capacity:

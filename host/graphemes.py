@@ -24,15 +24,27 @@ from typing import Final
 _SIMPLE_CLUSTER: Final = re.compile(r"\r\n|.", re.DOTALL)
 
 
+#: Characters found to join nothing, learned from the texts seen (bounded): a language's
+#: letters repeat from one message to the next, so the per-character look-up in the
+#: Unicode database runs once per character, not once per message.
+_LEARNED: Final[set[str]] = set()
+_LEARNED_MAX: Final = 8192
+
+
 def simple(text: str, plain: frozenset[str]) -> bool:
     """True when no rule but CR + LF can join two characters of ``text``.
 
     ``plain`` is a set of characters known to join nothing (the GSM-7 tables): a text
     made only of them, or of ASCII, needs no per-character look-up.
     """
-    if text.isascii() or plain.issuperset(text):
+    if text.isascii() or plain.issuperset(text) or _LEARNED.issuperset(text):
         return True
-    return not any(_is_extend(ch) or _is_regional(ch) for ch in set(text))
+    new = set(text).difference(_LEARNED)
+    if any(_is_extend(ch) or _is_regional(ch) for ch in new):
+        return False
+    if len(_LEARNED) + len(new) <= _LEARNED_MAX:
+        _LEARNED.update(new)  # set.update is atomic under the GIL: no lock
+    return True
 
 
 def clusters(text: str, plain: frozenset[str] = frozenset()) -> list[str]:

@@ -127,3 +127,11 @@ def test_a_refusal_is_not_remembered_as_an_answer() -> None:
         with pytest.raises(enc.EncodingError, match="not GSM-7"):
             enc.segments(A_ACUTE, "gsm7")
     assert enc.segments(A_ACUTE).encoding == "ucs2"
+
+
+def test_learned_plain_characters_never_hide_a_joining_one() -> None:
+    # "ж" and "ш" are learned as joining nothing; a combining mark after them still joins
+    assert graphemes.simple("жш", frozenset())
+    assert graphemes.simple("шж", frozenset())  # now from the learned set
+    assert enc.clusters("ж\u0301ш") == ["ж\u0301", "ш"] == ref.clusters("ж\u0301ш")
+    assert not graphemes.simple("ж\u0301", frozenset())
