@@ -53,6 +53,7 @@ Sources
 from __future__ import annotations
 
 import functools
+import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ GSM7_EXTENSION: Final[Mapping[str, int]] = MappingProxyType(
 #: Every character GSM-7 can carry; also characters that never join a grapheme cluster.
 _GSM7_ALL: Final = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
 _GSM7_EXT: Final = frozenset(GSM7_EXTENSION)
+_GSM7_BASIC_SET: Final = frozenset(GSM7_BASIC)
+_EXTENSION_CHAR: Final = re.compile("[" + re.escape("".join(GSM7_EXTENSION)) + "]")
 #: str.translate table: each GSM-7 character -> its cost in septets, as a code point
 _SEPTETS: Final = {ord(ch): "\x02" if ch in GSM7_EXTENSION else "\x01" for ch in _GSM7_ALL}
 #: :func:`segments` remembers its last results for texts up to this long: a send asks
@@ -215,9 +218,13 @@ def segments(text: str, encoding: Encoding | str | None = None) -> Segmentation:
 
 def analyse(text: str, encoding: Encoding | str | None = None) -> Segmentation:
     """:func:`segments` without the memory of recent texts (what a first call costs)."""
-    enc = _resolve(text, encoding)
+    if encoding is None and _GSM7_BASIC_SET.issuperset(text):
+        enc: Encoding = GSM7  # the usual text: detection and count in one C loop
+        units = len(text)
+    else:
+        enc = _resolve(text, encoding)
+        units = _units(text, enc)
     single, multi = LIMITS[enc]
-    units = _units(text, enc)
     if units <= single:
         return Segmentation(enc, units, 1, single, single - units, (text,), (units,))
     if units == len(text) and "\r\n" not in text and _simple(text, _GSM7_ALL):
@@ -285,7 +292,7 @@ def _resolve(text: str, encoding: Encoding | str | None) -> Encoding:
 def _units(text: str, enc: Encoding) -> int:
     """Septets or UTF-16 code units of a text already known to fit ``enc``."""
     if enc == GSM7:  # 1 septet each, plus the escape of each extension character
-        return len(text) + sum(text.count(ch) for ch in _GSM7_EXT.intersection(text))
+        return len(text) + len(_EXTENSION_CHAR.findall(text))
     if text.isascii():
         return len(text)
     # UTF-16 as brokers count it; "surrogatepass" counts a lone surrogate as 1 unit
