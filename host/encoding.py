@@ -120,9 +120,8 @@ _GSM7_BASIC_SET: Final = frozenset(GSM7_BASIC)
 _EXTENSION_CHAR: Final = re.compile("[" + re.escape("".join(GSM7_EXTENSION)) + "]")
 #: str.translate table: each GSM-7 character -> its cost in septets, as a code point
 _SEPTETS: Final = {ord(ch): "\x02" if ch in GSM7_EXTENSION else "\x01" for ch in _GSM7_ALL}
-#: :func:`segments` remembers its last results for texts up to this long: a send asks
-#: for the same text twice (the plan, then the stored row), and a bound on both the
-#: count and the length keeps the memory it holds small (~ 512 x 1 KB at most).
+#: :func:`segments` remembers recent results for texts up to this long: a send asks for
+#: the same text twice (plan, stored row); both bounds keep it small (512 x 1 KB).
 _CACHE_SIZE: Final = 512
 _CACHE_CHARS: Final = 1024
 
@@ -232,7 +231,7 @@ def analyse(text: str, encoding: Encoding | str | None = None) -> Segmentation:
         parts = tuple(text[i:i + multi] for i in range(0, len(text), multi))
         costs = tuple(len(p) for p in parts)
     else:
-        parts, costs = _pack(*_pieces(text, enc, multi), multi, None)
+        parts, costs = _pack(text, *_pieces(text, enc, multi), multi, None)
     return Segmentation(enc, units, len(parts), multi, multi - costs[-1], parts, costs)
 
 
@@ -250,7 +249,7 @@ def truncate(text: str, encoding: Encoding | str | None = None) -> str:
     single = LIMITS[enc][0]
     if _units(text, enc) <= single:
         return text
-    parts, _ = _pack(*_pieces(text, enc, single), single, 1)
+    parts, _ = _pack(text, *_pieces(text, enc, single), single, 1)
     return parts[0] if parts else ""
 
 
@@ -324,8 +323,8 @@ def _pieces(text: str, enc: Encoding, capacity: int
     return pieces, costs
 
 
-def _pack(pieces: Sequence[str], costs: Sequence[int], capacity: int, limit: int | None
-          ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _pack(text: str, pieces: Sequence[str], costs: Sequence[int], capacity: int,
+          limit: int | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Greedy packing: each part takes the pieces that fit whole, in order.
 
     The running total of the costs is cut by binary search, so the Python work is per
@@ -337,7 +336,8 @@ def _pack(pieces: Sequence[str], costs: Sequence[int], capacity: int, limit: int
     start, base = 0, 0
     while start < len(total) and (limit is None or len(parts) < limit):
         end = bisect_right(total, base + capacity, start)
-        parts.append("".join(pieces[start:end]))
+        chars = len(pieces) == len(text)  # one character a piece: a part is a slice
+        parts.append(text[start:end] if chars else "".join(pieces[start:end]))
         used.append(total[end - 1] - base)
         start, base = end, total[end - 1]
     return tuple(parts), tuple(used)
