@@ -121,7 +121,7 @@ _EXTENSION_CHAR: Final = re.compile("[" + re.escape("".join(GSM7_EXTENSION)) + "
 #: str.translate table: each GSM-7 character -> its cost in septets, as a code point
 _SEPTETS: Final = {ord(ch): "\x02" if ch in GSM7_EXTENSION else "\x01" for ch in _GSM7_ALL}
 #: :func:`segments` remembers recent results for texts up to this long: a send asks for
-#: the same text twice (plan, stored row); both bounds keep it small (512 x 1 KB).
+#: the same text twice (plan, stored row); both bounds cap it (~6 MB if all are emoji).
 _CACHE_SIZE: Final = 512
 _CACHE_CHARS: Final = 1024
 
