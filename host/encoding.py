@@ -52,13 +52,18 @@ Sources
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterator, Mapping
+import functools
+import re
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from host.errors import SmshostError
+from host.graphemes import clusters as _clusters
+from host.graphemes import simple as _simple
 
 Encoding = Literal["gsm7", "ucs2"]
 
@@ -108,6 +113,19 @@ GSM7_EXTENSION: Final[Mapping[str, int]] = MappingProxyType(
 )
 
 
+#: Every character GSM-7 can carry; also characters that never join a grapheme cluster.
+_GSM7_ALL: Final = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
+_GSM7_EXT: Final = frozenset(GSM7_EXTENSION)
+_GSM7_BASIC_SET: Final = frozenset(GSM7_BASIC)
+_EXTENSION_CHAR: Final = re.compile("[" + re.escape("".join(GSM7_EXTENSION)) + "]")
+#: str.translate table: each GSM-7 character -> its cost in septets, as a code point
+_SEPTETS: Final = {ord(ch): "\x02" if ch in GSM7_EXTENSION else "\x01" for ch in _GSM7_ALL}
+#: :func:`segments` remembers recent results for texts up to this long: a send asks for
+#: the same text twice (plan, stored row); both bounds cap it (~6 MB if all are emoji).
+_CACHE_SIZE: Final = 512
+_CACHE_CHARS: Final = 1024
+
+
 class EncodingError(SmshostError, ValueError):
     """Text cannot be sent in the encoding asked for, or the encoding is unknown."""
 
@@ -150,12 +168,14 @@ def is_gsm7(ch: str) -> bool:
 
 def non_gsm7(text: str) -> list[str]:
     """The characters of ``text`` that force UCS-2, each once, in order of appearance."""
-    return list(dict.fromkeys(ch for ch in text if not is_gsm7(ch)))
+    if _GSM7_ALL.issuperset(text):  # one C loop over the text: the usual answer
+        return []
+    return list(dict.fromkeys(ch for ch in text if ch not in _GSM7_ALL))
 
 
 def detect(text: str) -> Encoding:
     """``"gsm7"`` when every character is in either GSM table, else ``"ucs2"``."""
-    return GSM7 if all(is_gsm7(ch) for ch in text) else UCS2
+    return GSM7 if _GSM7_ALL.issuperset(text) else UCS2
 
 
 def char_units(ch: str, encoding: Encoding) -> int:
@@ -171,8 +191,7 @@ def char_units(ch: str, encoding: Encoding) -> int:
 
 def count_units(text: str, encoding: Encoding | str | None = None) -> int:
     """Septets (GSM-7) or UTF-16 code units (UCS-2) of the whole text."""
-    enc = _resolve(text, encoding)
-    return sum(char_units(ch, enc) for ch in text)
+    return _units(text, _resolve(text, encoding))
 
 
 def clusters(text: str) -> list[str]:
@@ -181,54 +200,42 @@ def clusters(text: str) -> list[str]:
     See the module docstring for what is kept together and what is not modelled.
     ``"".join(clusters(text)) == text`` always holds.
     """
-    out: list[list[str]] = []
-    regional = 0  # regional indicators in the current cluster
-    for ch in text:
-        if out:
-            current = out[-1]
-            prev = current[-1]
-            if prev == "\r" or prev == "\n":
-                join = prev == "\r" and ch == "\n" and len(current) == 1
-            else:
-                join = (
-                    _is_extend(ch)
-                    or prev == "\u200d"
-                    or (_is_regional(ch) and _is_regional(prev) and regional % 2 == 1)
-                )
-            if join:
-                current.append(ch)
-                regional += _is_regional(ch)
-                continue
-        out.append([ch])
-        regional = int(_is_regional(ch))
-    return ["".join(c) for c in out]
+    return _clusters(text, _GSM7_ALL)
 
 
 def segments(text: str, encoding: Encoding | str | None = None) -> Segmentation:
     """Count and split ``text`` into SMS parts.
 
     ``encoding`` None detects it; ``"gsm7"`` raises :class:`EncodingError` if a
-    character is not in GSM-7; ``"ucs2"`` is always possible.
+    character is not in GSM-7; ``"ucs2"`` is always possible. The result is
+    immutable and remembered for recent short texts (see :func:`analyse`).
     """
-    enc = _resolve(text, encoding)
+    if len(text) > _CACHE_CHARS:
+        return analyse(text, encoding)
+    return _remembered(text, encoding)
+
+
+def analyse(text: str, encoding: Encoding | str | None = None) -> Segmentation:
+    """:func:`segments` without the memory of recent texts (what a first call costs)."""
+    if encoding is None and _GSM7_BASIC_SET.issuperset(text):
+        enc: Encoding = GSM7  # the usual text: detection and count in one C loop
+        units = len(text)
+    else:
+        enc = _resolve(text, encoding)
+        units = _units(text, enc)
     single, multi = LIMITS[enc]
-    units = count_units(text, enc)
     if units <= single:
         return Segmentation(enc, units, 1, single, single - units, (text,), (units,))
-    parts: list[str] = []
-    costs: list[int] = []
-    buf: list[str] = []
-    used = 0
-    for piece, cost in _atoms(text, enc, multi):
-        if used + cost > multi:
-            parts.append("".join(buf))
-            costs.append(used)
-            buf, used = [], 0
-        buf.append(piece)
-        used += cost
-    parts.append("".join(buf))
-    costs.append(used)
-    return Segmentation(enc, units, len(parts), multi, multi - used, tuple(parts), tuple(costs))
+    if units == len(text) and "\r\n" not in text and _simple(text, _GSM7_ALL):
+        # every character costs 1 and stands alone: parts are plain slices
+        parts = tuple(text[i:i + multi] for i in range(0, len(text), multi))
+        costs = tuple(len(p) for p in parts)
+    else:
+        parts, costs = _pack(text, *_pieces(text, enc, multi), multi, None)
+    return Segmentation(enc, units, len(parts), multi, multi - costs[-1], parts, costs)
+
+
+_remembered = functools.lru_cache(maxsize=_CACHE_SIZE)(analyse)
 
 
 def truncate(text: str, encoding: Encoding | str | None = None) -> str:
@@ -240,14 +247,10 @@ def truncate(text: str, encoding: Encoding | str | None = None) -> str:
     """
     enc = _resolve(text, encoding)
     single = LIMITS[enc][0]
-    out: list[str] = []
-    used = 0
-    for piece, cost in _atoms(text, enc, single):
-        if used + cost > single:
-            break
-        out.append(piece)
-        used += cost
-    return "".join(out)
+    if _units(text, enc) <= single:
+        return text
+    parts, _ = _pack(text, *_pieces(text, enc, single), single, 1)
+    return parts[0] if parts else ""
 
 
 def describe(text: str, encoding: Encoding | str | None = None) -> dict[str, Any]:
@@ -285,31 +288,59 @@ def _resolve(text: str, encoding: Encoding | str | None) -> Encoding:
     raise EncodingError(f"unknown SMS encoding {encoding!r}: use 'gsm7' or 'ucs2'")
 
 
-def _atoms(text: str, enc: Encoding, capacity: int) -> Iterator[tuple[str, int]]:
+def _units(text: str, enc: Encoding) -> int:
+    """Septets or UTF-16 code units of a text already known to fit ``enc``."""
+    if enc == GSM7:  # 1 septet each, plus the escape of each extension character
+        return len(text) + len(_EXTENSION_CHAR.findall(text))
+    if text.isascii():
+        return len(text)
+    # UTF-16 as brokers count it; "surrogatepass" counts a lone surrogate as 1 unit
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _pieces(text: str, enc: Encoding, capacity: int
+            ) -> tuple[list[str], Sequence[int]]:
     """Indivisible pieces and their cost: clusters, or code points of a too-big cluster."""
-    for cluster in clusters(text):
+    if _simple(text, _GSM7_ALL):
+        # clusters are single characters or CR LF: a piece costs its length, plus 1 for
+        # an escape (GSM-7) or a surrogate pair (UCS-2, the only characters above FFFF)
+        simple = _clusters(text, _GSM7_ALL)
+        if enc == GSM7 and len(simple) == len(text):  # no CR LF: a piece is a character
+            return simple, text.translate(_SEPTETS).encode("latin-1")  # bytes of 1 or 2
+        if enc == GSM7:
+            return simple, [len(p) + (p in _GSM7_EXT) for p in simple]
+        return simple, [len(p) + (p > "\uffff") for p in simple]
+    pieces: list[str] = []
+    costs: list[int] = []
+    for cluster in _clusters(text, _GSM7_ALL):
         cost = sum(char_units(ch, enc) for ch in cluster)
         if cost <= capacity:
-            yield cluster, cost
+            pieces.append(cluster)
+            costs.append(cost)
         else:
-            for ch in cluster:
-                yield ch, char_units(ch, enc)
+            pieces.extend(cluster)
+            costs.extend(char_units(ch, enc) for ch in cluster)
+    return pieces, costs
 
 
-def _is_regional(ch: str) -> bool:
-    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+def _pack(text: str, pieces: Sequence[str], costs: Sequence[int], capacity: int,
+          limit: int | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Greedy packing: each part takes the pieces that fit whole, in order.
 
-
-def _is_extend(ch: str) -> bool:
-    cp = ord(ch)
-    return (
-        unicodedata.category(ch) in ("Mn", "Me", "Mc")  # combining and spacing marks
-        or cp in (0x200C, 0x200D)  # ZWNJ, ZWJ
-        or 0xFE00 <= cp <= 0xFE0F  # variation selectors (emoji / text presentation)
-        or 0xE0100 <= cp <= 0xE01EF  # variation selectors supplement
-        or 0x1F3FB <= cp <= 0x1F3FF  # emoji skin-tone modifiers
-        or 0xE0020 <= cp <= 0xE007F  # tags (subdivision flags)
-    )
+    The running total of the costs is cut by binary search, so the Python work is per
+    part, not per character. ``limit`` stops after that many parts (truncation).
+    """
+    total = list(accumulate(costs))
+    parts: list[str] = []
+    used: list[int] = []
+    start, base = 0, 0
+    while start < len(total) and (limit is None or len(parts) < limit):
+        end = bisect_right(total, base + capacity, start)
+        chars = len(pieces) == len(text)  # one character a piece: a part is a slice
+        parts.append(text[start:end] if chars else "".join(pieces[start:end]))
+        used.append(total[end - 1] - base)
+        start, base = end, total[end - 1]
+    return tuple(parts), tuple(used)
 
 
 # ---------------------------------------------------------------------------------------
