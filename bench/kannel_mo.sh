@@ -14,6 +14,7 @@
 #   bench/kannel_mo.sh                      # one run, ~2 minutes
 #   RUNS=3 bench/kannel_mo.sh               # three
 #   DURATION=20 CONC=64 bench/kannel_mo.sh  # the harness's other settings pass through
+#   HTTP_CLIENT=curl bench/kannel_mo.sh     # the webhook sink on libcurl ([outbox] http_client)
 #
 # Tables go to stdout; raw JSON and scratch files to $OUT (default: a new temp dir).
 set -euo pipefail
@@ -63,6 +64,8 @@ level = "WARNING"
 dirs = ["$OUT/plugins"]
 entry_points = false
 TOML
+# HTTP_CLIENT=curl: the webhook sink's deliveries through libcurl ([outbox] http_client)
+[ -n "${HTTP_CLIENT:-}" ] && printf '\n[outbox]\nhttp_client = "%s"\n' "$HTTP_CLIENT" >> "$CFG/smshost.toml"
 cat > "$CFG/brokers.toml" <<TOML
 # written by bench/kannel_mo.sh; MT is never used (discard port)
 [[brokers]]
