@@ -17,7 +17,8 @@ or more each. Each send is settled exactly as alone (:func:`settle_many` keeps
   (looked for once for the whole write, not one read per send).
 
 A write the database refuses is written again for about a minute, the whole group
-together (``Store.write_retrying``); one that raises anything else (a bug) is written
+together (``Store.write_retrying``); one that raises anything else (a constraint, a
+bug: ``host.writepath.refusal`` says None) is not retried as a refusal but written
 again send by send, so one send's bug does not leave the others in flight.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from host.brokers.receipts import Applied, adopt_orphans_op
 from host.ledger import Change, Exchange
 from host.ledger_rows import NewStatus, marks, statuses, update_many
 from host.models import utcnow
+from host.writepath import refusal
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -195,9 +198,12 @@ class Settler:
     async def _write(self, items: list[Settlement]) -> list[Settled | LookupError] | None:
         what = (f"message {items[0].message_id}: the outcome of its send" if len(items) == 1
                 else f"the outcomes of {len(items)} sends")
-        return await self._store.write_retrying(
-            lambda db: settle_many(db, items), self._retries, self._keep_going, what,
-            self._outage)
+        try:
+            return await self._store.write_retrying(
+                lambda db: _settle_or_bug(db, items), self._retries, self._keep_going,
+                what, self._outage)
+        except _Bug as bug:  # to _drain (each alone) or the send's task, as raised
+            raise bug.error from None
 
     async def _alone(self, item: Settlement, future: asyncio.Future[Settled | None]) -> None:
         try:
@@ -207,6 +213,25 @@ class Settler:
                 future.set_exception(exc)
             return
         _resolve(future, results[0] if results else None)
+
+
+class _Bug(Exception):  # noqa: N818 (carries the error out of write_retrying)
+    """A database error that is no refusal (a constraint, a bug), carried past
+    ``Store.write_retrying``: retried, it would be met again for a minute, then leave
+    every send of the group in flight until a restart."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _settle_or_bug(db: Database, items: Sequence[Settlement]) -> list[Settled | LookupError]:
+    try:
+        return settle_many(db, items)
+    except sqlite3.Error as exc:
+        if refusal(exc) is not None:
+            raise  # the disk, a lock: written again later, the group together
+        raise _Bug(exc) from exc
 
 
 def _resolve(future: asyncio.Future[Settled | None],

@@ -297,3 +297,61 @@ def test_a_receipt_that_came_first_stands_through_an_accept(
         mid = node.queued(to=PHONE, text="fast receipt")["id"]
         wait_until(lambda: node.rows("select * from outbox") == [], what="the settlement")
         assert node.message(mid)["status"] == "delivered"
+
+
+def test_two_sends_of_one_write_given_the_same_broker_id_keep_it_aside(
+        tmp_path: Path, store_url: str | None) -> None:
+    """The broker reused an id for two sends that settle in the same write: the first
+    holds it, the second keeps it in attrs (as one send alone would), and the write
+    goes through (the unique index messages_broker_id is never met)."""
+    async def main() -> None:
+        store = opened(tmp_path, store_url)
+        await store.open([core])
+        try:
+            ids = await store.write(lambda db: [_queue(db, f"m{n}") for n in range(3)])
+            items = [Settlement(i, "gen", "sent", {"attempt": 1}, "B-same") for i in ids]
+            results = await store.write(lambda db: settle_many(db, items))
+            messages = [r.change.message for r in results  # type: ignore[union-attr]
+                        ]
+            assert [m.status for m in messages] == ["sent"] * 3
+            assert [m.broker_message_id for m in messages] == ["B-same", None, None]
+            assert [m.attrs.get("broker_message_id") for m in messages[1:]
+                    ] == ["B-same", "B-same"]
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_group_settlement_that_meets_a_bug_settles_each_send_alone(
+        tmp_path: Path, store_url: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group write raising something the database did not refuse it for (a constraint,
+    a bug) is not retried as a refusal (it would meet it again for a minute, then leave
+    every send in flight): each send is written alone."""
+    import sqlite3
+
+    from host.brokers import settlements
+    real = settlements.update_many
+
+    def buggy(db: Any, news: Any, at: str) -> Any:
+        if len(news) > 1:
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: messages.broker_message_id")
+        return real(db, news, at)
+    monkeypatch.setattr(settlements, "update_many", buggy)
+
+    async def main() -> None:
+        store = opened(tmp_path, store_url)
+        await store.open([core])
+        try:
+            ids = await store.write(lambda db: [_queue(db, f"m{n}") for n in range(4)])
+            settler = Settler(store, lambda: True,
+                              Outage("test", logging.getLogger("test")), (0.01,))
+            done = await asyncio.gather(*(settler.settle(Settlement(
+                i, "gen", "sent", {"attempt": 1}, f"B-{i}")) for i in ids))
+            assert [d.change.message.status for d in done  # type: ignore[union-attr]
+                    ] == ["sent"] * 4
+            left = store.read_now(lambda db: db.execute(
+                "select count(*) from outbox").fetchone()[0])
+            assert left == 0
+        finally:
+            await store.close()
+    asyncio.run(main())
