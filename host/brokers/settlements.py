@@ -215,7 +215,7 @@ class Settler:
         _resolve(future, results[0] if results else None)
 
 
-class _Bug(Exception):  # noqa: N818 (carries the error out of write_retrying)
+class _Bug(Exception):  # private: never leaves this module (Settler._write unwraps it)
     """A database error that is no refusal (a constraint, a bug), carried past
     ``Store.write_retrying``: retried, it would be met again for a minute, then leave
     every send of the group in flight until a restart."""
