@@ -37,8 +37,10 @@ opt-out confirmations: nobody to answer) stores it as a failed message instead
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host.encoding import segments as count_segments
@@ -159,9 +161,17 @@ class Outbound:
             optout = (normalize(local, region) if local else local, normalize(plan.to, region))
         key = (plan.instance.name, plan.account.id)
         reserved = wait is None and self._outbox.reserve(key)
+        written = self._storage.write_soon(
+            lambda db: self._store(db, request, plan, wait, optout, reserved))
         try:
-            stored = await self._storage.write(
-                lambda db: self._store(db, request, plan, wait, optout, reserved))
+            stored = await asyncio.shield(written)
+        except asyncio.CancelledError:
+            # The caller gave up, not the write: it may still commit a row claimed by
+            # this node, which nobody else would launch until a restart. The write's
+            # own end launches it (or gives the reservation back).
+            if reserved:
+                written.add_done_callback(partial(self._abandoned, key))
+            raise
         except BaseException:
             if reserved:
                 self._outbox.release(key)
@@ -179,6 +189,18 @@ class Outbound:
         self._outbox.wake()
         route = plan.decision.route.name if plan.decision.route else None
         return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
+
+    def _abandoned(self, key: Key, written: asyncio.Future[Any]) -> None:
+        """The write of a send whose caller was cancelled has ended: its claimed message
+        is sent (not announced: nobody waits for it), or the reservation given back."""
+        claimed = None
+        if not written.cancelled() and written.exception() is None:
+            claimed = written.result()[3]
+        if claimed is None:
+            self._outbox.release(key)
+        else:
+            self._outbox.launch(claimed)
+            self._outbox.wake()
 
     async def submit(self, request: SendRequest) -> Message:
         """As :meth:`send`, for callers that want the (first) message."""

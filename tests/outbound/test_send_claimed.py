@@ -355,3 +355,30 @@ def test_a_group_settlement_that_meets_a_bug_settles_each_send_alone(
         finally:
             await store.close()
     asyncio.run(main())
+
+
+def test_a_send_whose_caller_is_cancelled_during_its_write_still_goes(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """The caller (a handler, a client gone) is cancelled while the write that stores
+    its send claimed by this node is pending: the write commits anyway, and the send
+    goes then, not after the next restart; its slot is not lost either."""
+    from host.sends import SendRequest
+    node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(max_in_flight=1))
+    host = node.host
+    assert host is not None and host.store._drainer is not None
+    loop = host.store._drainer.get_loop()
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(host.outbound.send(SendRequest(to=PHONE, text="gone")))
+        await asyncio.sleep(0)  # the task ran up to its write, queued, not committed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run_coroutine_threadsafe(cancelled(), loop).result(timeout=10)
+    wait_until(lambda: node.rows("select id from messages"), what="the committed send")
+    mid = node.rows("select id from messages")[0]["id"]
+    node.wait_status(mid, "sent")
+    after = node.queued(to=PHONE, text="after")["id"]
+    node.wait_status(after, "sent")
+    assert fake_broker.refs() == {str(mid): 1, str(after): 1}
