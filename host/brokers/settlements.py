@@ -3,8 +3,8 @@
 The sends that end while a settlement write is pending wait for it, then go in the
 next write together (:class:`Settler`): one transaction, and one statement per kind
 of row for all of them (:mod:`host.ledger_rows`) where the per-send write took five
-or more each. Each send is settled exactly as alone (:func:`settle_many` keeps
-``Sender._finish``'s rules):
+or more each. Each send is settled exactly as alone (:func:`settle_many`, also used
+alone for a send failed at recovery):
 
 * its status event appended (the status the send came to);
 * a receipt that came first (by our reference) stands: its status is kept, never

@@ -382,3 +382,43 @@ def test_a_send_whose_caller_is_cancelled_during_its_write_still_goes(
     after = node.queued(to=PHONE, text="after")["id"]
     node.wait_status(after, "sent")
     assert fake_broker.refs() == {str(mid): 1, str(after): 1}
+
+
+@pytest.mark.parametrize(("max_in_flight", "other"), [(1, "second"), (10, "main")],
+                         ids=["slot", "token"])
+def test_a_send_reserved_while_the_loop_claims_never_exceeds_the_limits(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker,
+        monkeypatch: pytest.MonkeyPatch, max_in_flight: int, other: str) -> None:
+    """While the worker's loop claims (its write pending), an API send asking for a slot
+    and a token must count the ones the claim takes: with one slot, another account's
+    send finds it taken; with many, the same account's send finds its only token
+    taken (the claim chose it)."""
+    clock = FakeClock()
+    answers: list[bool] = []
+    real = claims_module.claim
+    boxed: list[Host] = []
+
+    def watching(ids: list[int], *args: Any) -> Any:
+        if ids:  # the loop's claim write of ``ids``: a send reserved meanwhile
+            sender, key = boxed[0].sender, ("gen", other)
+            answers.append(sender.reserve(key))
+            if answers[-1]:
+                sender.release(key)
+        return real(ids, *args)
+    monkeypatch.setattr("host.brokers.sender.claim", watching)
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+        boxed.append(host)
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001",
+                                        accounts=RATE_ACCOUNTS),
+                   outbox=outbox_toml(max_in_flight=max_in_flight), prepare=prepare,
+                   shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first", account="main")["id"]
+    node.wait_status(first, "sent")
+    waiting = node.queued(to=PHONE, text="no token yet", account="main")["id"]
+    assert node.message(waiting)["status"] == "queued"
+    clock.now += 1000.0  # the account's next token: the loop claims it
+    node.wait_status(waiting, "sent")
+    assert answers and not any(answers), answers
