@@ -405,3 +405,21 @@ def test_a_crash_after_the_commit_leaves_the_entry_to_the_sinks_recovery(
 
     (hit,) = asyncio.run(restart())  # sent once, at the start; not routed again
     assert hit.json["message"]["id"] == 1 and hit.json["route"]["name"] == "hook"
+
+
+# -- after the commit ----------------------------------------------------------------
+
+def test_the_sink_hears_of_its_entry_even_when_the_announce_fails(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry is committed: the sink's worker is told first (the webhook sink has no
+    periodic scan), whatever the announce after it does (a hook's bug, a cancel)."""
+    async def failing(changes: Any) -> None:
+        raise RuntimeError("announce failed")
+
+    with TestClient(host.app_for(), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(host.ledger, "announce", failing)
+        client.post("/generic/mo", json={"id": "e1", "from": "+12125550123",
+                                         "to": "+15550100", "text": "hello"})
+        monkeypatch.undo()
+        assert message(client, 1)["status"] == "routed"
+        assert sink(host).woken == [{"how": "enter"}]

@@ -7,8 +7,9 @@ ledger calls :meth:`Ingest.step` right after :func:`host.ledger.insert`, in the 
 write; it decides the route (linear-time patterns: microseconds), lets the route's sink
 write its entry (:meth:`host.sinks.base.Sink.enter`), records the ``routed`` status
 exactly as the router does and releases the lane. One commit, then
-:meth:`Ingest.announce` runs the after-commit sequence: the stored change, the routed
-change, the ``message_routed`` callback, the sink's :meth:`~host.sinks.base.Sink.entered`.
+:meth:`Ingest.announce` runs the after-commit sequence: the sink's
+:meth:`~host.sinks.base.Sink.entered`, then the stored change, the routed change, the
+``message_routed`` callback.
 
 It routes at ingest only when nothing about the message needs the router:
 
@@ -169,9 +170,15 @@ class Ingest:
     # -- after the commit -----------------------------------------------------------
 
     async def announce(self, stored: Change, entered: Entered) -> None:
-        """After the commit, in order: the stored change, the routed change (the
-        ledger's sequence: metrics, hooks, callbacks), ``message_routed``, the sink's
-        ``entered``."""
+        """After the commit: the sink's ``entered`` first (the entry is committed: its
+        worker must hear of it whatever happens next; the webhook sink has no periodic
+        scan), then in order: the stored change, the routed change (the ledger's
+        sequence: metrics, hooks, callbacks), ``message_routed``."""
+        message = stored.message
+        self._wake(entered, message.id)
+        await self._announce(stored, entered)
+
+    async def _announce(self, stored: Change, entered: Entered) -> None:
         message = stored.message
         self._announcing.add(message.id)
         try:
@@ -183,11 +190,12 @@ class Ingest:
         await self._routed(routed.message, entered.route, "routed", entered.detail)
         if entered.after is not None:  # stored meanwhile by another node: its turn
             self._submit(entered.after, message.local, message.remote)
+
+    def _wake(self, entered: Entered, message_id: int) -> None:
         try:
             entered.sink.entered(entered.delivery)
         # Committed already: a sink failing to wake its worker leaves the entry to its
         # recovery (the webhook sink's start), logged once per place (BLE001).
         except Exception as exc:  # noqa: BLE001
             log_failure(log, f"sink {entered.sink.kind}: entered() failed for message "
-                        f"{message.id}", exc, "entered", entered.sink.kind)
-
+                        f"{message_id}", exc, "entered", entered.sink.kind)
