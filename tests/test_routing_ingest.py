@@ -423,3 +423,41 @@ def test_the_sink_hears_of_its_entry_even_when_the_announce_fails(
         monkeypatch.undo()
         assert message(client, 1)["status"] == "routed"
         assert sink(host).woken == [{"how": "enter"}]
+
+
+def test_the_announces_of_one_conversation_keep_its_order(host: Host) -> None:
+    """Two MOs of one conversation routed at ingest: the second's announces (hooks,
+    callbacks, its webhook push) wait for the first's, even when the first's is slow."""
+    from host.ledger import NewMessage
+    announced: list[tuple[int, str]] = []
+
+    with TestClient(host.app_for()) as client:
+        real = host.ledger.announce
+        gate = asyncio.Event()
+
+        async def slow_first(changes: Any) -> None:
+            changes = list(changes)
+            announced.extend((c.message.id, c.message.status) for c in changes)
+            if changes and changes[0].message.id == 1 and changes[0].created:
+                await gate.wait()
+            await real(changes)
+
+        async def two() -> None:
+            host.ledger.announce = slow_first  # type: ignore[method-assign]
+            new = [NewMessage(direction="in", body=f"hello {n}", status="received",
+                              broker="gen", account="main", local="+15550100",
+                              remote="+12125550123", broker_message_id=f"o{n}")
+                   for n in (1, 2)]
+            tasks = [asyncio.create_task(host.ledger.add(m, at_ingest=True)) for m in new]
+            for _ in range(1000):  # both committed: the second is in its announce
+                if len(sink(host).woken) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(100):  # its turn to go on, if it did not wait
+                await asyncio.sleep(0)
+            gate.set()
+            await asyncio.gather(*tasks)
+            del host.ledger.announce
+
+        client.portal.call(two)  # type: ignore[union-attr]
+    assert [m for m, _ in announced] == [1, 1, 2, 2], announced

@@ -8,8 +8,8 @@ write; it decides the route (linear-time patterns: microseconds), lets the route
 write its entry (:meth:`host.sinks.base.Sink.enter`), records the ``routed`` status
 exactly as the router does and releases the lane. One commit, then
 :meth:`Ingest.announce` runs the after-commit sequence: the sink's
-:meth:`~host.sinks.base.Sink.entered`, then the stored change, the routed change, the
-``message_routed`` callback.
+:meth:`~host.sinks.base.Sink.entered`, then (after the conversation's previous
+announce) the stored change, the routed change, the ``message_routed`` callback.
 
 It routes at ingest only when nothing about the message needs the router:
 
@@ -33,6 +33,7 @@ not through here: they take the router's path.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -108,6 +109,8 @@ class Ingest:
         self._submit = submit
         self._enabled = enabled
         self._announcing: set[int] = set()  # routed at ingest, being announced
+        # Per conversation, the last announce under way: the next one waits for it.
+        self._chain: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
         """The router's ``submit``: a message routed at ingest is not routed again (its
@@ -172,11 +175,23 @@ class Ingest:
     async def announce(self, stored: Change, entered: Entered) -> None:
         """After the commit: the sink's ``entered`` first (the entry is committed: its
         worker must hear of it whatever happens next; the webhook sink has no periodic
-        scan), then in order: the stored change, the routed change (the ledger's
-        sequence: metrics, hooks, callbacks), ``message_routed``."""
+        scan), then, after the announces of the conversation's message before (each
+        request announces its own, and the next MO's must not pass it), in order: the
+        stored change, the routed change (the ledger's sequence: metrics, hooks,
+        callbacks), ``message_routed``."""
         message = stored.message
         self._wake(entered, message.id)
-        await self._announce(stored, entered)
+        key = key_of(message.local, message.remote)
+        previous = self._chain.get(key)
+        mine = self._chain[key] = asyncio.get_running_loop().create_future()
+        try:
+            if previous is not None:  # done whatever it came to, even cancelled
+                await asyncio.wait([previous])
+            await self._announce(stored, entered)
+        finally:
+            mine.set_result(None)
+            if self._chain.get(key) is mine:  # the last of its conversation: dropped
+                del self._chain[key]
 
     async def _announce(self, stored: Change, entered: Entered) -> None:
         message = stored.message
