@@ -17,9 +17,10 @@ alone for a send failed at recovery):
   (looked for once for the whole write, not one read per send).
 
 A write the database refuses is written again for about a minute, the whole group
-together (``Store.write_retrying``); one that raises anything else (a constraint, a
-bug: ``host.writepath.refusal`` says None) is not retried as a refusal but written
-again send by send, so one send's bug does not leave the others in flight.
+together (``Store.write_retrying``); a group's write that raises anything else (a
+constraint, a bug: ``host.writepath.refusal`` says None) is not retried as a group but
+written again send by send (each then retried alone), so one send's bug does not leave
+the others in flight.
 """
 
 from __future__ import annotations
@@ -184,11 +185,11 @@ class Settler:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 results = await self._write([item for item, _ in batch])
-            # A bug in the group's write: each send written alone, so only its own
-            # send meets it (BLE001: it goes to that send's task).
+            # A bug in the group's write: each send written alone (queued together, the
+            # writer keeps each write's failure to itself), so only its own send meets
+            # it (BLE001: it goes to that send's task).
             except Exception:  # noqa: BLE001
-                for item, future in batch:
-                    await self._alone(item, future)
+                await asyncio.gather(*(self._alone(item, future) for item, future in batch))
                 continue
             outcomes: Sequence[Settled | LookupError | None] = \
                 [None] * len(batch) if results is None else results
@@ -198,11 +199,14 @@ class Settler:
     async def _write(self, items: list[Settlement]) -> list[Settled | LookupError] | None:
         what = (f"message {items[0].message_id}: the outcome of its send" if len(items) == 1
                 else f"the outcomes of {len(items)} sends")
+        # A group's non-refusal error goes to _drain (each send alone, then retried as
+        # a refusal is: a trigger refusing the statement, say, may be dropped).
+        fn = _settle_or_bug if len(items) > 1 else settle_many
         try:
             return await self._store.write_retrying(
-                lambda db: _settle_or_bug(db, items), self._retries, self._keep_going,
-                what, self._outage)
-        except _Bug as bug:  # to _drain (each alone) or the send's task, as raised
+                lambda db: fn(db, items), self._retries, self._keep_going, what,
+                self._outage)
+        except _Bug as bug:
             raise bug.error from None
 
     async def _alone(self, item: Settlement, future: asyncio.Future[Settled | None]) -> None:
