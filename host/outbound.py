@@ -176,6 +176,10 @@ class Outbound:
             if reserved:
                 self._outbox.release(key)
             raise
+        if isinstance(stored, OptedOut):
+            if reserved:
+                self._outbox.release(key)
+            raise stored
         messages, events, consolidated, claimed = stored
         if reserved and claimed is None:  # merged, or the same key's: nothing to send
             self._outbox.release(key)
@@ -194,7 +198,8 @@ class Outbound:
         """The write of a send whose caller was cancelled has ended: its claimed message
         is sent (not announced: nobody waits for it), or the reservation given back."""
         claimed = None
-        if not written.cancelled() and written.exception() is None:
+        if not written.cancelled() and written.exception() is None and \
+                not isinstance(written.result(), OptedOut):
             claimed = written.result()[3]
         if claimed is None:
             self._outbox.release(key)
@@ -253,11 +258,12 @@ class Outbound:
     def _store(self, db: Database, request: SendRequest, plan: Plan, wait: float | None,
                optout: tuple[str | None, str] | None, claim: bool
                ) -> tuple[list[Message], list[StatusEvent | None] | None, bool,
-                          Claimed | None]:
+                          Claimed | None] | OptedOut:
         """Store ``request``'s messages; with ``claim``, the first one claimed by this
-        node when it is a new message (not merged), returned as claimed."""
-        if optout is not None:
-            OptOuts.refuse(db, *optout)
+        node when it is a new message (not merged), returned as claimed. Opted out:
+        nothing stored, the refusal returned."""
+        if optout is not None and (refused := OptOuts.refusal(db, *optout)) is not None:
+            return refused  # raised by the caller: nothing written, the group untouched
         if request.idempotency_key:  # the same key raced in: answer with its messages
             row = db.execute("select message_ids, request from idempotency where key = ?",
                              [request.idempotency_key]).fetchone()

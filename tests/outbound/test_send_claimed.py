@@ -422,3 +422,33 @@ def test_a_send_reserved_while_the_loop_claims_never_exceeds_the_limits(
     clock.now += 1000.0  # the account's next token: the loop claims it
     node.wait_status(waiting, "sent")
     assert answers and not any(answers), answers
+
+
+def test_an_opted_out_send_does_not_roll_back_its_group(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A send refused by an opt-out read in its write answers the same refusal, but its
+    group commit is not rolled back: the other writes of the group run once."""
+    from host.optout import OptedOut
+    from host.sends import SendRequest
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    node.write("insert into optouts (local, remote, opted_out_at, broker) values "
+               "(?, ?, '2026-01-01T00:00:00.000000Z', 'gen')", [OUR_NUMBER, PHONE])
+    host = node.host
+    assert host is not None and host.store._drainer is not None
+    runs: list[int] = []
+
+    async def together() -> None:
+        send = asyncio.create_task(host.outbound.send(SendRequest(to=PHONE, text="no")))
+        # queued now, before the send's write (its task runs next, before the writer):
+        # one group, this write first
+        other = host.store.write_soon(lambda db: runs.append(1))
+        with pytest.raises(OptedOut):
+            await send
+        await other
+
+    loop = host.store._drainer.get_loop()
+    asyncio.run_coroutine_threadsafe(together(), loop).result(timeout=10)
+    assert runs == [1]
+    assert node.rows("select * from messages") == []
+    mid = node.queued(to=OTHER_PHONE, text="still goes")["id"]
+    node.wait_status(mid, "sent")
