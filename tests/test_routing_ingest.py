@@ -57,6 +57,10 @@ class EnteringSink(Sink):
             raise RuntimeError("entering: raise")
         if target == "bad-sql":
             db.execute("insert into no_such_table (x) values (1)")
+        if target == "full":  # SQLite rolled the whole transaction back itself
+            import sqlite3
+            db.conn.execute("rollback")
+            raise sqlite3.OperationalError("database or disk is full")
         return Delivery.delivered("entered", how="enter")
 
     def entered(self, delivery):
@@ -102,7 +106,7 @@ ROUTES = "".join(textwrap.dedent(f"""
     """) for name, destination, target in (
         ("none", "entering", "none"), ("fail", "entering", "fail"),
         ("raise", "entering", "raise"), ("bad-sql", "entering", "bad-sql"),
-        ("hold", "entering", "hold"), ("mem", "memory", "m"),
+        ("hold", "entering", "hold"), ("full", "entering", "full"), ("mem", "memory", "m"),
         ("hook", "webhook", "app"), ("nohook", "webhook", "missing"),
         ("chat", "chat", ""), ("queue", "queue", "support"),
         ("noqueue", "queue", "nobody"))) + textwrap.dedent("""
@@ -461,3 +465,15 @@ def test_the_announces_of_one_conversation_keep_its_order(host: Host) -> None:
 
         client.portal.call(two)  # type: ignore[union-attr]
     assert [m for m, _ in announced] == [1, 1, 2, 2], announced
+
+
+def test_a_transaction_the_database_rolled_back_in_the_entry_answers_503(
+        host: Host, client: TestClient) -> None:
+    """SQLite rolled the whole transaction back itself (a full disk, an I/O error in the
+    sink's statements): there is no savepoint to go back to, and the MO's write is
+    refused as a whole (503, the broker retries), not a 500."""
+    answer = client.post("/generic/mo", json={"id": "full1", "from": "+12125550123",
+                                              "to": "+15550100", "text": "full x"})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "5"
+    assert client.get("/api/messages", headers=AUTH).json()["messages"] == []

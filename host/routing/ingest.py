@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,22 @@ def routing_detail(route: Route | None, delivery: Delivery,
     if failures:
         detail["failures"] = failures
     return detail
+
+
+def _back_to_savepoint(db: Database, failure: Exception | None) -> None:
+    """Undo the entry. The database may have rolled the whole transaction back itself
+    (SQLite on a full disk or an I/O error; a PostgreSQL connection lost): no savepoint
+    is left, the MO's write is gone with it, and ``failure`` is raised again so the
+    store answers it as the refusal it is (503, the broker retries), not "no such
+    savepoint"."""
+    if failure is not None and not db.conn.in_transaction:
+        raise failure
+    try:
+        db.conn.execute(f"rollback to {SAVEPOINT}")
+    except sqlite3.Error:
+        if failure is None:
+            raise
+        raise failure from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +155,7 @@ class Ingest:
             log_failure(log, f"routing message {message.id} at ingest failed", exc, "ingest")
             return None
         db.conn.execute(f"savepoint {SAVEPOINT}")
+        failure: Exception | None = None
         try:
             entered = self._enter(db, message, route, sink)
         # The sink is a plugin, the statements may fail: rolled back to the savepoint,
@@ -145,9 +163,9 @@ class Ingest:
         except Exception as exc:  # noqa: BLE001
             log_failure(log, f"routing message {message.id} at ingest to "
                         f"{route.destination} failed", exc, "ingest", route.destination)
-            entered = None
+            entered, failure = None, exc
         if entered is None:
-            db.conn.execute(f"rollback to {SAVEPOINT}")
+            _back_to_savepoint(db, failure)
         db.conn.execute(f"release {SAVEPOINT}")
         return entered
 
