@@ -73,10 +73,11 @@ def insert(db: Database, new: NewMessage,
     body = clean(new.body)
     args = [new.direction, broker, account, local, remote, body, encoding, new.segments,
             new.status, broker_id, now, now, attrs_text, route]
+    detail: dict[str, Any] = {}  # the first event's as stored (PostgreSQL's insert)
     if isinstance(db.conn, sqlite3.Connection):
         row = db.conn.execute(_INSERT, args).fetchone()
     else:  # PostgreSQL: the message, its event, text and exchange in one round trip
-        row = _insert_pg(db, args, new, now)
+        row, detail = _insert_pg(db, args, new, now)
     if row is None:
         existing = next(db.query(
             "select * from messages where broker = ? and broker_message_id = ?",
@@ -84,8 +85,8 @@ def insert(db: Database, new: NewMessage,
         return Message.from_row(existing), None
     message = Message(row[0], new.direction, broker, account, local, remote, body, encoding,
                       new.segments, new.status, broker_id, now, now, attrs, route)
-    if len(row) > 1:
-        event = StatusEvent(row[1], message.id, new.status, now, new.source, new.detail or {})
+    if len(row) > 1:  # the detail as stored (cleaned), as every later read returns it
+        event = StatusEvent(row[1], message.id, new.status, now, new.source, detail)
     else:
         event = add_event(db, message.id, new.status, now, new.source, new.detail or {})
         if new.exchange is not None:
@@ -98,18 +99,20 @@ def insert(db: Database, new: NewMessage,
     return message, event
 
 
-def _insert_pg(db: Database, args: list[Any], new: NewMessage, now: str) -> Any:
+def _insert_pg(db: Database, args: list[Any], new: NewMessage,
+               now: str) -> tuple[Any, dict[str, Any]]:
     """``(message id, event id)`` of ``new`` inserted with its status event, its text
     (the search's) and its exchange in one statement: on PostgreSQL each statement is a
     round trip under the cluster's write lock. None when the message was stored already
-    (its broker message id taken: nothing else is inserted then)."""
-    detail = jsontext.encode(new.detail)[0] if new.detail else "{}"
-    params = [*args, new.status, now, new.source, detail, args[5]]
+    (its broker message id taken: nothing else is inserted then). And the event's
+    detail as stored (:func:`host.jsontext.encode` cleaned)."""
+    text, detail = jsontext.encode(new.detail) if new.detail else ("{}", {})
+    params = [*args, new.status, now, new.source, text, args[5]]
     sql = _INSERT_PG
     if new.exchange is not None:
         params += [now, *_exchange_values(new.exchange)]
         sql = _INSERT_PG_EXCHANGE
-    return db.conn.execute(sql, params).fetchone()
+    return db.conn.execute(sql, params).fetchone(), detail
 
 
 def _exchange_values(exchange: Exchange) -> list[str]:

@@ -47,8 +47,8 @@ def statuses(db: Database, ids: Sequence[int]) -> dict[int, str]:
 
 def update_many(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, Message]:
     """Set each message's status and broker id (as :func:`host.ledger.update`: an id the
-    broker reused for another message of it is kept in ``attrs.broker_message_id``);
-    the rows as they now are, by id."""
+    broker reused for another message of it, stored or earlier in ``news``, is kept in
+    ``attrs.broker_message_id``); the rows as they now are, by id."""
     given = [n for n in news if n.broker_message_id is not None]
     held: dict[tuple[str | None, str | None], int] = {}
     for broker in {n.broker for n in given}:  # asked first, not found by the unique
@@ -57,8 +57,11 @@ def update_many(db: Database, news: Sequence[NewStatus], at: str) -> dict[int, M
         held.update(((broker, bid), int(i)) for i, bid in db.conn.execute(
             "select id, broker_message_id from messages where broker = ? and "
             f"broker_message_id in ({marks(len(bids))})", [broker, *bids]).fetchall())
-    reused = {n.message_id for n in given
-              if held.get((n.broker, n.broker_message_id), n.message_id) != n.message_id}
+    reused: set[int] = set()
+    for n in given:  # in order: the first of the batch to get an id holds it
+        key = (n.broker, n.broker_message_id)
+        if held.setdefault(key, n.message_id) != n.message_id:
+            reused.add(n.message_id)  # stored already, or earlier in this batch
     plain = [n for n in news if n.message_id not in reused]
     if plain:
         set_statuses(db, [(n.message_id, n.status, n.broker_message_id) for n in plain], at)

@@ -68,12 +68,15 @@ class OptOuts:
         return row is not None
 
     @staticmethod
-    def refuse(db: Any, local: str | None, remote: str) -> None:
+    def refusal(db: Any, local: str | None, remote: str) -> OptedOut | None:
         """As :meth:`check`, inside a write (host.outbound's): the send is stored only if
-        no opt-out was committed before it, with no read of its own."""
+        no opt-out was committed before it, with no read of its own. Returned, not
+        raised: raised in a group commit, it would roll back every write of the group
+        and run them again; the caller raises it once the write returns."""
         if local and db.conn.execute("select 1 from optouts where local = ? and remote = ?",
                                      [local, remote]).fetchone() is not None:
-            raise OptedOut(local, remote)
+            return OptedOut(local, remote)
+        return None
 
     async def check(self, local: str | None, remote: str) -> None:
         """Raise :class:`OptedOut` when ``remote`` opted out of ``local``."""

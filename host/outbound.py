@@ -37,8 +37,10 @@ opt-out confirmations: nobody to answer) stores it as a failed message instead
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host.encoding import segments as count_segments
@@ -159,13 +161,25 @@ class Outbound:
             optout = (normalize(local, region) if local else local, normalize(plan.to, region))
         key = (plan.instance.name, plan.account.id)
         reserved = wait is None and self._outbox.reserve(key)
+        written = self._storage.write_soon(
+            lambda db: self._store(db, request, plan, wait, optout, reserved))
         try:
-            stored = await self._storage.write(
-                lambda db: self._store(db, request, plan, wait, optout, reserved))
+            stored = await asyncio.shield(written)
+        except asyncio.CancelledError:
+            # The caller gave up, not the write: it may still commit a row claimed by
+            # this node, which nobody else would launch until a restart. The write's
+            # own end launches it (or gives the reservation back).
+            if reserved:
+                written.add_done_callback(partial(self._abandoned, key))
+            raise
         except BaseException:
             if reserved:
                 self._outbox.release(key)
             raise
+        if isinstance(stored, OptedOut):
+            if reserved:
+                self._outbox.release(key)
+            raise stored
         messages, events, consolidated, claimed = stored
         if reserved and claimed is None:  # merged, or the same key's: nothing to send
             self._outbox.release(key)
@@ -179,6 +193,19 @@ class Outbound:
         self._outbox.wake()
         route = plan.decision.route.name if plan.decision.route else None
         return Queued(messages, plan.encoding, plan.segments, route, False, consolidated)
+
+    def _abandoned(self, key: Key, written: asyncio.Future[Any]) -> None:
+        """The write of a send whose caller was cancelled has ended: its claimed message
+        is sent (not announced: nobody waits for it), or the reservation given back."""
+        claimed = None
+        if not written.cancelled() and written.exception() is None and \
+                not isinstance(written.result(), OptedOut):
+            claimed = written.result()[3]
+        if claimed is None:
+            self._outbox.release(key)
+        else:
+            self._outbox.launch(claimed)
+            self._outbox.wake()
 
     async def submit(self, request: SendRequest) -> Message:
         """As :meth:`send`, for callers that want the (first) message."""
@@ -231,11 +258,12 @@ class Outbound:
     def _store(self, db: Database, request: SendRequest, plan: Plan, wait: float | None,
                optout: tuple[str | None, str] | None, claim: bool
                ) -> tuple[list[Message], list[StatusEvent | None] | None, bool,
-                          Claimed | None]:
+                          Claimed | None] | OptedOut:
         """Store ``request``'s messages; with ``claim``, the first one claimed by this
-        node when it is a new message (not merged), returned as claimed."""
-        if optout is not None:
-            OptOuts.refuse(db, *optout)
+        node when it is a new message (not merged), returned as claimed. Opted out:
+        nothing stored, the refusal returned."""
+        if optout is not None and (refused := OptOuts.refusal(db, *optout)) is not None:
+            return refused  # raised by the caller: nothing written, the group untouched
         if request.idempotency_key:  # the same key raced in: answer with its messages
             row = db.execute("select message_ids, request from idempotency where key = ?",
                              [request.idempotency_key]).fetchone()

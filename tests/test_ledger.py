@@ -238,3 +238,29 @@ def test_a_catch_up_the_database_refuses_leaves_the_text_pending(tmp_path: Path)
         return full, done, await store.read(lambda db: db.execute(
             "select count(*) from messages_text").fetchone()[0])
     assert with_store(tmp_path, body) == (0, 300, 300)
+
+
+def test_the_first_event_holds_its_detail_as_stored(
+        tmp_path: Path, store_url: str | None) -> None:
+    """A detail with text that cannot be stored as given (a NUL) is stored cleaned: the
+    event :func:`host.ledger.insert` returns holds the cleaned detail, as every later
+    read does (on PostgreSQL too, where the event is inserted with the message)."""
+    async def main() -> None:
+        if store_url is None:
+            store: Store = Store(tmp_path / "ledger.db")
+        else:
+            from host.pg.store import PgStore
+            store = PgStore(store_url)
+        await store.open([core])
+        try:
+            _, event = await store.write(lambda db: ledger.insert(
+                db, new_mo(detail={"note": "a\x00b"})))
+            assert event is not None
+            stored = await store.read(lambda db: db.execute(
+                "select detail from message_events where id = ?", [event.id]).fetchone()[0])
+            import json
+            assert event.detail == json.loads(stored)
+            assert "\x00" not in event.detail["note"]
+        finally:
+            await store.close()
+    asyncio.run(main())

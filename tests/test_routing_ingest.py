@@ -57,6 +57,10 @@ class EnteringSink(Sink):
             raise RuntimeError("entering: raise")
         if target == "bad-sql":
             db.execute("insert into no_such_table (x) values (1)")
+        if target == "full":  # SQLite rolled the whole transaction back itself
+            import sqlite3
+            db.conn.execute("rollback")
+            raise sqlite3.OperationalError("database or disk is full")
         return Delivery.delivered("entered", how="enter")
 
     def entered(self, delivery):
@@ -102,7 +106,7 @@ ROUTES = "".join(textwrap.dedent(f"""
     """) for name, destination, target in (
         ("none", "entering", "none"), ("fail", "entering", "fail"),
         ("raise", "entering", "raise"), ("bad-sql", "entering", "bad-sql"),
-        ("hold", "entering", "hold"), ("mem", "memory", "m"),
+        ("hold", "entering", "hold"), ("full", "entering", "full"), ("mem", "memory", "m"),
         ("hook", "webhook", "app"), ("nohook", "webhook", "missing"),
         ("chat", "chat", ""), ("queue", "queue", "support"),
         ("noqueue", "queue", "nobody"))) + textwrap.dedent("""
@@ -405,3 +409,71 @@ def test_a_crash_after_the_commit_leaves_the_entry_to_the_sinks_recovery(
 
     (hit,) = asyncio.run(restart())  # sent once, at the start; not routed again
     assert hit.json["message"]["id"] == 1 and hit.json["route"]["name"] == "hook"
+
+
+# -- after the commit ----------------------------------------------------------------
+
+def test_the_sink_hears_of_its_entry_even_when_the_announce_fails(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry is committed: the sink's worker is told first (the webhook sink has no
+    periodic scan), whatever the announce after it does (a hook's bug, a cancel)."""
+    async def failing(changes: Any) -> None:
+        raise RuntimeError("announce failed")
+
+    with TestClient(host.app_for(), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(host.ledger, "announce", failing)
+        client.post("/generic/mo", json={"id": "e1", "from": "+12125550123",
+                                         "to": "+15550100", "text": "hello"})
+        monkeypatch.undo()
+        assert message(client, 1)["status"] == "routed"
+        assert sink(host).woken == [{"how": "enter"}]
+
+
+def test_the_announces_of_one_conversation_keep_its_order(host: Host) -> None:
+    """Two MOs of one conversation routed at ingest: the second's announces (hooks,
+    callbacks, its webhook push) wait for the first's, even when the first's is slow."""
+    from host.ledger import NewMessage
+    announced: list[tuple[int, str]] = []
+
+    with TestClient(host.app_for()) as client:
+        real = host.ledger.announce
+        gate = asyncio.Event()
+
+        async def slow_first(changes: Any) -> None:
+            changes = list(changes)
+            announced.extend((c.message.id, c.message.status) for c in changes)
+            if changes and changes[0].message.id == 1 and changes[0].created:
+                await gate.wait()
+            await real(changes)
+
+        async def two() -> None:
+            host.ledger.announce = slow_first  # type: ignore[method-assign]
+            new = [NewMessage(direction="in", body=f"hello {n}", status="received",
+                              broker="gen", account="main", local="+15550100",
+                              remote="+12125550123", broker_message_id=f"o{n}")
+                   for n in (1, 2)]
+            tasks = [asyncio.create_task(host.ledger.add(m, at_ingest=True)) for m in new]
+            for _ in range(1000):  # both committed: the second is in its announce
+                if len(sink(host).woken) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(100):  # its turn to go on, if it did not wait
+                await asyncio.sleep(0)
+            gate.set()
+            await asyncio.gather(*tasks)
+            del host.ledger.announce
+
+        client.portal.call(two)  # type: ignore[union-attr]
+    assert [m for m, _ in announced] == [1, 1, 2, 2], announced
+
+
+def test_a_transaction_the_database_rolled_back_in_the_entry_answers_503(
+        host: Host, client: TestClient) -> None:
+    """SQLite rolled the whole transaction back itself (a full disk, an I/O error in the
+    sink's statements): there is no savepoint to go back to, and the MO's write is
+    refused as a whole (503, the broker retries), not a 500."""
+    answer = client.post("/generic/mo", json={"id": "full1", "from": "+12125550123",
+                                              "to": "+15550100", "text": "full x"})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "5"
+    assert client.get("/api/messages", headers=AUTH).json()["messages"] == []

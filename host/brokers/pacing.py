@@ -109,22 +109,21 @@ class Pacer:
         return [key for key in list(self._buckets)
                 if (bucket := self.bucket(key)) is not None and bucket.whole() < 1]
 
-    def choose(self, candidates: list[tuple[Key, int]], room: int) -> list[int]:
+    def choose(self, candidates: list[tuple[Key, int]], room: int) -> dict[int, Key]:
         """Which of ``candidates`` (key, message id), in order, may be claimed now: at
-        most ``room``, and per rate-limited account no more than its tokens. Takes no
-        token (the claim may run again, see :meth:`took`)."""
-        left: dict[Key, int] = {}
-        chosen: list[int] = []
+        most ``room``, and per rate-limited account no more than its tokens. Their tokens
+        are taken now, so sends reserved while the claim writes count them: give back
+        with :meth:`gave_back` those the claim did not get."""
+        chosen: dict[int, Key] = {}
         for key, message_id in candidates:
             if len(chosen) >= room:
                 break
             bucket = self.bucket(key)
             if bucket is not None:
-                spare = left.setdefault(key, bucket.whole())
-                if spare < 1:
+                if bucket.whole() < 1:
                     continue
-                left[key] = spare - 1
-            chosen.append(message_id)
+                bucket.take()
+            chosen[message_id] = key
         return chosen
 
     def next_token(self, keys: Iterable[Key]) -> float | None:
@@ -139,7 +138,8 @@ class Pacer:
             bucket.take()
 
     def gave_back(self, key: Key) -> None:
-        """A token taken for a send that was not stored after all (host.outbound): back."""
+        """A token taken for a send that was not stored after all (host.outbound), or
+        chosen by a claim that did not get its message: back."""
         bucket = self.bucket(key)
         if bucket is not None:
             bucket.tokens += 1.0

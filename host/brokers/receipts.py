@@ -79,7 +79,7 @@ def _apply_row(db: Database, row: dict[str, Any], status: str,
         ledger.update(db, row["id"], at, status=status, read=False)
         if status not in ("queued", "sending"):
             # The broker has it: a retry waiting in the outbox must not send it again (a
-            # send under way settles by this status, see Sender._finish).
+            # send under way settles by this status, see host.brokers.settlements).
             if db.conn.execute("delete from outbox where message_id = ? and in_flight = 0",
                                [row["id"]]).rowcount:
                 part_left(db, row["id"], failed=False)  # a split message's next part goes

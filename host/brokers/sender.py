@@ -48,14 +48,14 @@ from host.backoff import grown
 from host.brokers.attempts import attempt
 from host.brokers.http import MtResult
 from host.brokers.claims import Claimed, claim, due_messages, orphans
-from host.brokers.settlements import Settlement, Settler
+from host.brokers.settlements import Settlement, Settler, settle_many
 from host.brokers.pacing import Clock, Key, Pacer
-from host.brokers.parts import part_left, repair
+from host.brokers.parts import repair
 from host.httpclient import Transport, open_client
 from host.outage import Outage
 from host import ledger
 from host.ledger import Change
-from host.models import Message, utcnow
+from host.models import Message
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -99,6 +99,7 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._active: set[asyncio.Task[None]] = set()
         self._reserved = 0  # slots taken by sends being stored claimed (host.outbound)
+        self._claiming = 0  # slots the loop's claim may fill, while it reads and writes
         self._limit = settings.outbox.max_in_flight  # as the loop started
         self._running = False
         self._strays_at = 0.0  # monotonic; the first claim looks for them
@@ -179,7 +180,7 @@ class Sender:
         instance = self._brokers.get(key[0])
         if not self._running or key in self.held or instance is None \
                 or key[1] not in instance.accounts or not instance.settings.mt_active \
-                or len(self._active) + self._reserved >= self._limit \
+                or len(self._active) + self._reserved + self._claiming >= self._limit \
                 or self._pacer.tokens(key, 1) < 1:
             return False
         self._pacer.took(key)
@@ -227,9 +228,9 @@ class Sender:
         rows = orphans(db, since)
         for message_id, recovered in rows:
             if recovered >= 1:
-                self._finish(db, message_id, "failed", {
+                settle_many(db, [Settlement(message_id, None, "failed", {
                     "error": "in flight at two crashes in a row; not tried again",
-                    "possibly_duplicated": True})
+                    "possibly_duplicated": True})])
                 continue
             conn.execute("update outbox set in_flight = 0, claimed_by = null, "
                          "recovered = recovered + 1 where message_id = ?", [message_id])
@@ -275,7 +276,10 @@ class Sender:
 
     async def _claim(self, room: int) -> tuple[list[Claimed], float | None]:
         """Claim up to ``room`` due messages whose accounts have a token; also say when
-        to look again (the next retry due, or the next token of an account without)."""
+        to look again (the next retry due, or the next token of an account without).
+
+        Sends reserved meanwhile (:meth:`reserve`) never take the claim's slots and
+        tokens: room counted again after the read; slots and tokens held while it writes."""
         now = self.clock()
         pacer = self._pacer
         strays = time.monotonic() >= self._strays_at  # accounts gone from the config
@@ -286,12 +290,17 @@ class Sender:
             due_messages, asks, now, window, strays, self._accounts() + sorted(self.held)))
         if strays:  # looked: again in a while, or at once while there are more
             self._strays_at = time.monotonic() + (0.0 if found_strays else STRAYS_EVERY)
-        ids = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
-
+        room = min(room, self._limit - len(self._active) - self._reserved)
+        chosen = pacer.choose([((r[1], r[2]), r[0]) for r in rows[:window]], room)
+        ids = list(chosen)
         node = self._cluster.node_id if self._cluster is not None else None
-        claimed, next_at = await self._store.write(partial(claim, ids, now, node))
-        for item in claimed:
-            pacer.took((item.message.broker or "", item.message.account or ""))
+        self._claiming, claimed = len(ids), list[Claimed]()
+        try:
+            claimed, next_at = await self._store.write(partial(claim, ids, now, node))
+        finally:
+            self._claiming = 0  # the claimed go in _active before the loop yields
+            for message_id in chosen.keys() - {item.message.id for item in claimed}:
+                pacer.gave_back(chosen[message_id])  # taken meanwhile, or not written
         token = pacer.next_token(pacer.exhausted())
         if token is not None:
             at = self.clock() + token
@@ -368,30 +377,3 @@ class Sender:
             return min(max(retry_after, 0.0), s.max_delay)
         base = grown(s.first_delay, s.factor, attempts - 1, s.max_delay)
         return max(0.0, base * (1 + random.uniform(-s.jitter, s.jitter)))
-
-    @staticmethod
-    def _finish(db: Any, message_id: int, status: str, detail: dict[str, Any],
-                broker_id: str | None = None, keep: bool = False) -> Any:
-        now, asked = utcnow(), status
-        old = ledger.status_of(db, message_id)
-        if old is None:
-            raise LookupError(f"no message {message_id}")
-        event = ledger.add_event(db, message_id, status, now, "sender", detail)
-        failed = status == "failed" and old in ("queued", "sending")  # the broker never had it
-        if old not in ("queued", "sending"):
-            # A receipt (by our reference) came first: the broker has the message. Its
-            # status stands (never back to queued), and nothing is sent again.
-            status, keep = old, False
-        # The row as it now is (a receipt may have changed it before).
-        message = ledger.update(db, message_id, now, status=status,
-                                broker_message_id=broker_id)
-        later: list[Change] = []
-        if not keep:
-            db.conn.execute("delete from outbox where message_id = ?", [message_id])
-            # a split message's next part goes now, or fails with the rest (parts.py)
-            later = part_left(db, message_id, failed)
-        assert message is not None  # the row was read above, in this transaction
-        change = Change(message, event, old)
-        if message.status == asked:  # announced (see _send): its callbacks queued now
-            ledger.queue_callbacks(db, change)
-        return change, later

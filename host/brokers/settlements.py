@@ -3,8 +3,8 @@
 The sends that end while a settlement write is pending wait for it, then go in the
 next write together (:class:`Settler`): one transaction, and one statement per kind
 of row for all of them (:mod:`host.ledger_rows`) where the per-send write took five
-or more each. Each send is settled exactly as alone (:func:`settle_many` keeps
-``Sender._finish``'s rules):
+or more each. Each send is settled exactly as alone (:func:`settle_many`, also used
+alone for a send failed at recovery):
 
 * its status event appended (the status the send came to);
 * a receipt that came first (by our reference) stands: its status is kept, never
@@ -17,14 +17,17 @@ or more each. Each send is settled exactly as alone (:func:`settle_many` keeps
   (looked for once for the whole write, not one read per send).
 
 A write the database refuses is written again for about a minute, the whole group
-together (``Store.write_retrying``); one that raises anything else (a bug) is written
-again send by send, so one send's bug does not leave the others in flight.
+together (``Store.write_retrying``); a group's write that raises anything else (a
+constraint, a bug: ``host.writepath.refusal`` says None) is not retried as a group but
+written again send by send (each then retried alone), so one send's bug does not leave
+the others in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -35,6 +38,7 @@ from host.brokers.receipts import Applied, adopt_orphans_op
 from host.ledger import Change, Exchange
 from host.ledger_rows import NewStatus, marks, statuses, update_many
 from host.models import utcnow
+from host.writepath import refusal
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -181,11 +185,11 @@ class Settler:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 results = await self._write([item for item, _ in batch])
-            # A bug in the group's write: each send written alone, so only its own
-            # send meets it (BLE001: it goes to that send's task).
+            # A bug in the group's write: each send written alone (queued together, the
+            # writer keeps each write's failure to itself), so only its own send meets
+            # it (BLE001: it goes to that send's task).
             except Exception:  # noqa: BLE001
-                for item, future in batch:
-                    await self._alone(item, future)
+                await asyncio.gather(*(self._alone(item, future) for item, future in batch))
                 continue
             outcomes: Sequence[Settled | LookupError | None] = \
                 [None] * len(batch) if results is None else results
@@ -195,9 +199,15 @@ class Settler:
     async def _write(self, items: list[Settlement]) -> list[Settled | LookupError] | None:
         what = (f"message {items[0].message_id}: the outcome of its send" if len(items) == 1
                 else f"the outcomes of {len(items)} sends")
-        return await self._store.write_retrying(
-            lambda db: settle_many(db, items), self._retries, self._keep_going, what,
-            self._outage)
+        # A group's non-refusal error goes to _drain (each send alone, then retried as
+        # a refusal is: a trigger refusing the statement, say, may be dropped).
+        fn = _settle_or_bug if len(items) > 1 else settle_many
+        try:
+            return await self._store.write_retrying(
+                lambda db: fn(db, items), self._retries, self._keep_going, what,
+                self._outage)
+        except _Bug as bug:
+            raise bug.error from None
 
     async def _alone(self, item: Settlement, future: asyncio.Future[Settled | None]) -> None:
         try:
@@ -207,6 +217,25 @@ class Settler:
                 future.set_exception(exc)
             return
         _resolve(future, results[0] if results else None)
+
+
+class _Bug(Exception):  # private: never leaves this module (Settler._write unwraps it)
+    """A database error that is no refusal (a constraint, a bug), carried past
+    ``Store.write_retrying``: retried, it would be met again for a minute, then leave
+    every send of the group in flight until a restart."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _settle_or_bug(db: Database, items: Sequence[Settlement]) -> list[Settled | LookupError]:
+    try:
+        return settle_many(db, items)
+    except sqlite3.Error as exc:
+        if refusal(exc) is not None:
+            raise  # the disk, a lock: written again later, the group together
+        raise _Bug(exc) from exc
 
 
 def _resolve(future: asyncio.Future[Settled | None],

@@ -7,8 +7,9 @@ ledger calls :meth:`Ingest.step` right after :func:`host.ledger.insert`, in the 
 write; it decides the route (linear-time patterns: microseconds), lets the route's sink
 write its entry (:meth:`host.sinks.base.Sink.enter`), records the ``routed`` status
 exactly as the router does and releases the lane. One commit, then
-:meth:`Ingest.announce` runs the after-commit sequence: the stored change, the routed
-change, the ``message_routed`` callback, the sink's :meth:`~host.sinks.base.Sink.entered`.
+:meth:`Ingest.announce` runs the after-commit sequence: the sink's
+:meth:`~host.sinks.base.Sink.entered`, then (after the conversation's previous
+announce) the stored change, the routed change, the ``message_routed`` callback.
 
 It routes at ingest only when nothing about the message needs the router:
 
@@ -32,8 +33,10 @@ not through here: they take the router's path.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -78,6 +81,22 @@ def routing_detail(route: Route | None, delivery: Delivery,
     return detail
 
 
+def _back_to_savepoint(db: Database, failure: Exception | None) -> None:
+    """Undo the entry. The database may have rolled the whole transaction back itself
+    (SQLite on a full disk or an I/O error; a PostgreSQL connection lost): no savepoint
+    is left, the MO's write is gone with it, and ``failure`` is raised again so the
+    store answers it as the refusal it is (503, the broker retries), not "no such
+    savepoint"."""
+    if failure is not None and not db.conn.in_transaction:
+        raise failure
+    try:
+        db.conn.execute(f"rollback to {SAVEPOINT}")
+    except sqlite3.Error:
+        if failure is None:
+            raise
+        raise failure from None
+
+
 @dataclass(frozen=True, slots=True)
 class Entered:
     """An MO routed in the write that stored it: what its commit announces."""
@@ -107,6 +126,8 @@ class Ingest:
         self._submit = submit
         self._enabled = enabled
         self._announcing: set[int] = set()  # routed at ingest, being announced
+        # Per conversation, the last announce under way: the next one waits for it.
+        self._chain: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     def submit(self, message_id: int, local: str | None, remote: str | None) -> None:
         """The router's ``submit``: a message routed at ingest is not routed again (its
@@ -134,6 +155,7 @@ class Ingest:
             log_failure(log, f"routing message {message.id} at ingest failed", exc, "ingest")
             return None
         db.conn.execute(f"savepoint {SAVEPOINT}")
+        failure: Exception | None = None
         try:
             entered = self._enter(db, message, route, sink)
         # The sink is a plugin, the statements may fail: rolled back to the savepoint,
@@ -141,9 +163,9 @@ class Ingest:
         except Exception as exc:  # noqa: BLE001
             log_failure(log, f"routing message {message.id} at ingest to "
                         f"{route.destination} failed", exc, "ingest", route.destination)
-            entered = None
+            entered, failure = None, exc
         if entered is None:
-            db.conn.execute(f"rollback to {SAVEPOINT}")
+            _back_to_savepoint(db, failure)
         db.conn.execute(f"release {SAVEPOINT}")
         return entered
 
@@ -169,9 +191,27 @@ class Ingest:
     # -- after the commit -----------------------------------------------------------
 
     async def announce(self, stored: Change, entered: Entered) -> None:
-        """After the commit, in order: the stored change, the routed change (the
-        ledger's sequence: metrics, hooks, callbacks), ``message_routed``, the sink's
-        ``entered``."""
+        """After the commit: the sink's ``entered`` first (the entry is committed: its
+        worker must hear of it whatever happens next; the webhook sink has no periodic
+        scan), then, after the announces of the conversation's message before (each
+        request announces its own, and the next MO's must not pass it), in order: the
+        stored change, the routed change (the ledger's sequence: metrics, hooks,
+        callbacks), ``message_routed``."""
+        message = stored.message
+        self._wake(entered, message.id)
+        key = key_of(message.local, message.remote)
+        previous = self._chain.get(key)
+        mine = self._chain[key] = asyncio.get_running_loop().create_future()
+        try:
+            if previous is not None:  # done whatever it came to, even cancelled
+                await asyncio.wait([previous])
+            await self._announce(stored, entered)
+        finally:
+            mine.set_result(None)
+            if self._chain.get(key) is mine:  # the last of its conversation: dropped
+                del self._chain[key]
+
+    async def _announce(self, stored: Change, entered: Entered) -> None:
         message = stored.message
         self._announcing.add(message.id)
         try:
@@ -183,11 +223,12 @@ class Ingest:
         await self._routed(routed.message, entered.route, "routed", entered.detail)
         if entered.after is not None:  # stored meanwhile by another node: its turn
             self._submit(entered.after, message.local, message.remote)
+
+    def _wake(self, entered: Entered, message_id: int) -> None:
         try:
             entered.sink.entered(entered.delivery)
         # Committed already: a sink failing to wake its worker leaves the entry to its
         # recovery (the webhook sink's start), logged once per place (BLE001).
         except Exception as exc:  # noqa: BLE001
             log_failure(log, f"sink {entered.sink.kind}: entered() failed for message "
-                        f"{message.id}", exc, "entered", entered.sink.kind)
-
+                        f"{message_id}", exc, "entered", entered.sink.kind)

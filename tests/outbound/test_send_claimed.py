@@ -297,3 +297,158 @@ def test_a_receipt_that_came_first_stands_through_an_accept(
         mid = node.queued(to=PHONE, text="fast receipt")["id"]
         wait_until(lambda: node.rows("select * from outbox") == [], what="the settlement")
         assert node.message(mid)["status"] == "delivered"
+
+
+def test_two_sends_of_one_write_given_the_same_broker_id_keep_it_aside(
+        tmp_path: Path, store_url: str | None) -> None:
+    """The broker reused an id for two sends that settle in the same write: the first
+    holds it, the second keeps it in attrs (as one send alone would), and the write
+    goes through (the unique index messages_broker_id is never met)."""
+    async def main() -> None:
+        store = opened(tmp_path, store_url)
+        await store.open([core])
+        try:
+            ids = await store.write(lambda db: [_queue(db, f"m{n}") for n in range(3)])
+            items = [Settlement(i, "gen", "sent", {"attempt": 1}, "B-same") for i in ids]
+            results = await store.write(lambda db: settle_many(db, items))
+            messages = [r.change.message for r in results  # type: ignore[union-attr]
+                        ]
+            assert [m.status for m in messages] == ["sent"] * 3
+            assert [m.broker_message_id for m in messages] == ["B-same", None, None]
+            assert [m.attrs.get("broker_message_id") for m in messages[1:]
+                    ] == ["B-same", "B-same"]
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_group_settlement_that_meets_a_bug_settles_each_send_alone(
+        tmp_path: Path, store_url: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group write raising something the database did not refuse it for (a constraint,
+    a bug) is not retried as a refusal (it would meet it again for a minute, then leave
+    every send in flight): each send is written alone."""
+    import sqlite3
+
+    from host.brokers import settlements
+    real = settlements.update_many
+
+    def buggy(db: Any, news: Any, at: str) -> Any:
+        if len(news) > 1:
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: messages.broker_message_id")
+        return real(db, news, at)
+    monkeypatch.setattr(settlements, "update_many", buggy)
+
+    async def main() -> None:
+        store = opened(tmp_path, store_url)
+        await store.open([core])
+        try:
+            ids = await store.write(lambda db: [_queue(db, f"m{n}") for n in range(4)])
+            settler = Settler(store, lambda: True,
+                              Outage("test", logging.getLogger("test")), (0.01,))
+            done = await asyncio.gather(*(settler.settle(Settlement(
+                i, "gen", "sent", {"attempt": 1}, f"B-{i}")) for i in ids))
+            assert [d.change.message.status for d in done  # type: ignore[union-attr]
+                    ] == ["sent"] * 4
+            left = store.read_now(lambda db: db.execute(
+                "select count(*) from outbox").fetchone()[0])
+            assert left == 0
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_send_whose_caller_is_cancelled_during_its_write_still_goes(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """The caller (a handler, a client gone) is cancelled while the write that stores
+    its send claimed by this node is pending: the write commits anyway, and the send
+    goes then, not after the next restart; its slot is not lost either."""
+    from host.sends import SendRequest
+    node = smshost(brokers=generic_toml(fake_broker.url), outbox=outbox_toml(max_in_flight=1))
+    host = node.host
+    assert host is not None and host.store._drainer is not None
+    loop = host.store._drainer.get_loop()
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(host.outbound.send(SendRequest(to=PHONE, text="gone")))
+        await asyncio.sleep(0)  # the task ran up to its write, queued, not committed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run_coroutine_threadsafe(cancelled(), loop).result(timeout=10)
+    wait_until(lambda: node.rows("select id from messages"), what="the committed send")
+    mid = node.rows("select id from messages")[0]["id"]
+    node.wait_status(mid, "sent")
+    after = node.queued(to=PHONE, text="after")["id"]
+    node.wait_status(after, "sent")
+    assert fake_broker.refs() == {str(mid): 1, str(after): 1}
+
+
+@pytest.mark.parametrize(("max_in_flight", "other"), [(1, "second"), (10, "main")],
+                         ids=["slot", "token"])
+def test_a_send_reserved_while_the_loop_claims_never_exceeds_the_limits(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker,
+        monkeypatch: pytest.MonkeyPatch, max_in_flight: int, other: str) -> None:
+    """While the worker's loop claims (its write pending), an API send asking for a slot
+    and a token must count the ones the claim takes: with one slot, another account's
+    send finds it taken; with many, the same account's send finds its only token
+    taken (the claim chose it)."""
+    clock = FakeClock()
+    answers: list[bool] = []
+    real = claims_module.claim
+    boxed: list[Host] = []
+
+    def watching(ids: list[int], *args: Any) -> Any:
+        if ids:  # the loop's claim write of ``ids``: a send reserved meanwhile
+            sender, key = boxed[0].sender, ("gen", other)
+            answers.append(sender.reserve(key))
+            if answers[-1]:
+                sender.release(key)
+        return real(ids, *args)
+    monkeypatch.setattr("host.brokers.sender.claim", watching)
+
+    def prepare(host: Host) -> None:
+        host.sender.clock = clock
+        boxed.append(host)
+
+    node = smshost(brokers=generic_toml(fake_broker.url, extra="mt.rate = 0.001",
+                                        accounts=RATE_ACCOUNTS),
+                   outbox=outbox_toml(max_in_flight=max_in_flight), prepare=prepare,
+                   shutdown_timeout=0.5)
+    first = node.queued(to=PHONE, text="first", account="main")["id"]
+    node.wait_status(first, "sent")
+    waiting = node.queued(to=PHONE, text="no token yet", account="main")["id"]
+    assert node.message(waiting)["status"] == "queued"
+    clock.now += 1000.0  # the account's next token: the loop claims it
+    node.wait_status(waiting, "sent")
+    assert answers and not any(answers), answers
+
+
+def test_an_opted_out_send_does_not_roll_back_its_group(
+        smshost: Callable[..., Smshost], fake_broker: FakeBroker) -> None:
+    """A send refused by an opt-out read in its write answers the same refusal, but its
+    group commit is not rolled back: the other writes of the group run once."""
+    from host.optout import OptedOut
+    from host.sends import SendRequest
+    node = smshost(brokers=generic_toml(fake_broker.url))
+    node.write("insert into optouts (local, remote, opted_out_at, broker) values "
+               "(?, ?, '2026-01-01T00:00:00.000000Z', 'gen')", [OUR_NUMBER, PHONE])
+    host = node.host
+    assert host is not None and host.store._drainer is not None
+    runs: list[int] = []
+
+    async def together() -> None:
+        send = asyncio.create_task(host.outbound.send(SendRequest(to=PHONE, text="no")))
+        # queued now, before the send's write (its task runs next, before the writer):
+        # one group, this write first
+        other = host.store.write_soon(lambda db: runs.append(1))
+        with pytest.raises(OptedOut):
+            await send
+        await other
+
+    loop = host.store._drainer.get_loop()
+    asyncio.run_coroutine_threadsafe(together(), loop).result(timeout=10)
+    assert runs == [1]
+    assert node.rows("select * from messages") == []
+    mid = node.queued(to=OTHER_PHONE, text="still goes")["id"]
+    node.wait_status(mid, "sent")
