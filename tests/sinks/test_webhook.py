@@ -170,7 +170,7 @@ def make_host(tmp_path: Path, config_dir: Callable[..., Path], plugins_dir: Path
 
     def make(targets: dict[str, str], *, api_port: int = 8080, routes: str | None = None,
              sinks: str | None = None, extra: str = "", **policy: Any) -> Host:
-        client = os.environ.get("SMSHOST_TEST_HTTP_CLIENT")  # =curl: the other client
+        client = os.environ.get("SMSHOST_TEST_HTTP_CLIENT")  # =aiohttp: the other client
         if client:
             extra = textwrap.dedent(extra) + f'\n[outbox]\nhttp_client = "{client}"\n'
         cfg = config_dir(smshost=base_config(tmp_path, port=api_port, extra=extra),
@@ -789,7 +789,10 @@ def test_purge_keeps_pending_deliveries_and_their_messages(
 
 
 async def _two_deliveries(host: Host) -> bool:
-    return len(await deliveries(host)) == 2
+    """Both deliveries stored and each tried once: a first attempt still under way would
+    write its outcome (and a fresh updated_at) over what the test sets next."""
+    rows = await deliveries(host)
+    return len(rows) == 2 and all(r["attempts"] >= 1 for r in rows)
 
 
 def test_backoff_never_overflows() -> None:
