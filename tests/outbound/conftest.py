@@ -342,7 +342,7 @@ def _client() -> dict[str, str]:
 
 def outbox_toml(**values: Any) -> str:
     """An ``[outbox]`` table; tests keep the delays tiny and the jitter off.
-    ``SMSHOST_TEST_HTTP_CLIENT=curl`` runs them with the other HTTP client."""
+    ``SMSHOST_TEST_HTTP_CLIENT=aiohttp`` (or curl) runs them with that HTTP client."""
     merged = {"first_delay": 0.01, "factor": 2.0, "max_delay": 1.0, "jitter": 0.0,
               **_client(), **values}
     lines = ["[outbox]"]
