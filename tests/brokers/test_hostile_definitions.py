@@ -128,6 +128,23 @@ def test_a_catastrophic_pattern_answers_at_once(acme_host: Callable[[str], Host]
     assert accepted.status_code == 200, accepted.text
 
 
+def test_a_pattern_gives_the_same_verdict_to_a_value_seen_before(
+        acme_host: Callable[[str], Host]) -> None:
+    """Pattern checks are memoized for short values (issue 18: RE2's binding costs ~4 us
+    a call): a value refused is refused again, one accepted accepted again, and a long
+    value (past the memo) is checked each time."""
+    host = acme_host(acme(ID_FIELD, '<field name="id" param="id" required="true" '
+                                    'pattern="ok[0-9]+"/>'))
+    long_bad = "ok" + "1" * 300 + "x"
+    with TestClient(host.app_for()) as client:
+        answers = [client.post("/acme/mo", json={"id": value, "from": "+14155550123"})
+                   for value in ("ok1x", "ok1x", "ok12", long_bad, long_bad, "ok" + "1" * 300)]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [400, 400, 200, 400, 400, 200], [a.text for a in answers]
+    assert all("not in the form the broker sends" in a.text for a in answers if
+               a.status_code == 400)
+
+
 # -- point 4: one definition's failure is its load error, whatever it is ---------------
 
 NUMBERS = ["9" * 5000, "99999999999999999999", "0", "-1", "1e3", " 7", "٣"]
