@@ -361,7 +361,9 @@ class Ledger:
             entered = None
         else:
             def write(db: Database) -> tuple[Message, StatusEvent | None, Any]:
-                message, event = insert(db, new, self.lanes)
+                # no lane taken by the insert: one routed here needs none, and the step
+                # takes it for one that falls back (host.routing.ingest)
+                message, event = insert(db, new, None)
                 return message, event, (None if event is None else ingest.step(db, message))
             message, event, entered = await self._store.write(write)
         if event is None:

@@ -305,6 +305,50 @@ def test_a_lane_held_by_another_node_leaves_the_mo_to_that_node(
     assert message(client, 1)["status"] == "routed" and sink(host).delivered == [1]
 
 
+def test_an_mo_routed_at_ingest_writes_no_lane(host: Host, client: TestClient) -> None:
+    """Routed in its own write, an MO needs no lane: none is taken and released (two
+    statements an MO saved); an expired lane of a dead node does not stop it, one of
+    this node's with nothing left to route is released."""
+    portal = client.portal
+    assert portal is not None
+    sqlite = host.store.dialect == "sqlite"  # the count of lane writes: a SQLite trigger
+    if sqlite:
+        portal.call(host.store.write, lambda db: db.executescript(
+            "create table lane_writes (n integer);"
+            "create trigger lane_insert after insert on lanes begin "
+            "insert into lane_writes values (1); end;"))
+    portal.call(host.store.write, lambda db: db.execute(
+        "insert into lanes (local, remote, owner, expires_at) values (?, ?, ?, ?)",
+        ["+15550100", "+12125550999", "dead-node", time.time() - 1]))
+    portal.call(host.store.write, lambda db: db.execute(
+        "insert into lanes (local, remote, owner, expires_at) values (?, ?, ?, ?)",
+        ["+15550100", "+12125550888", host.router.leases.owner, time.time() + 3600]))
+    post(client, "hello", "n1")
+    post(client, "hello", "n2", remote="+12125550999")
+    post(client, "hello", "n3", remote="+12125550888")
+    assert [message(client, i)["status"] for i in (1, 2, 3)] == ["routed"] * 3
+    writes, lanes = portal.call(host.store.read, lambda db: (
+        db.execute("select count(*) from lane_writes").fetchone()[0] if sqlite else 2,
+        [tuple(r) for r in db.execute("select remote, owner from lanes order by remote")]))
+    assert writes == 2  # the two inserted above, none by the three MOs
+    assert lanes == [("+12125550999", "dead-node")]  # ours released; the dead one left
+
+
+def test_an_mo_that_falls_back_takes_its_lane_for_the_router(
+        host: Host, client: TestClient) -> None:
+    portal = client.portal
+    assert portal is not None
+    gate = sink(host).gate = asyncio.Event()
+    post(client, "hold first", "f1")  # the router holds it in deliver()
+    post(client, "hello", "f2")  # waits behind it: not at ingest, its lane taken
+    lanes = portal.call(host.store.read, lambda db: [
+        tuple(r) for r in db.execute("select remote, owner from lanes")])
+    assert lanes == [("+12125550123", host.router.leases.owner)]
+    portal.call(gate.set)
+    idle(client, host)
+    assert [message(client, i)["status"] for i in (1, 2)] == ["routed", "routed"]
+
+
 def test_a_conversation_with_a_backlog_keeps_its_order(host: Host, client: TestClient) -> None:
     portal = client.portal
     assert portal is not None

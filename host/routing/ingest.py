@@ -18,9 +18,11 @@ It routes at ingest only when nothing about the message needs the router:
 - the route's sink can enter it (``enter`` overridden; it returns a delivered
   :class:`~host.sinks.base.Delivery`: None, a retry or a failure go the router's way,
   whose fallback to the default route stays in one place);
-- this node holds the conversation's lane (the insert claimed it: another live node's
-  lane means that node routes the conversation) and the message is the conversation's
-  only one still to route (``received``): conversation order.
+- no other live node holds the conversation's lane (that node routes the conversation)
+  and the message is the conversation's only one still to route (``received``):
+  conversation order. A message routed here takes no lane at all (a lane of this node's
+  with nothing left to route is released, as the router's write would); one that falls
+  back takes it in the same write, as the router's path needs (host.routing.leases).
 
 Anything else, or anything raised on the way, is today's path: the decision and the
 sink's entry run under a SAVEPOINT rolled back on failure, so the MO is stored (and
@@ -138,8 +140,15 @@ class Ingest:
     # -- in the write ---------------------------------------------------------------
 
     def step(self, db: Database, message: Message) -> Entered | None:
-        """Route ``message`` (just stored, ``received``) in this write; None: not here,
-        the router's path (nothing of this step is left in the write)."""
+        """Route ``message`` (just stored, ``received``, its lane not taken) in this
+        write; None: not here, the router's path (nothing of this step is left in the
+        write but the conversation's lane, taken for the router)."""
+        entered = self._step(db, message)
+        if entered is None:
+            self._leases.claim(db, message.local, message.remote)
+        return entered
+
+    def _step(self, db: Database, message: Message) -> Entered | None:
         if not self._enabled():
             return None
         try:
@@ -174,19 +183,23 @@ class Ingest:
         key = key_of(message.local, message.remote)
         sql, args = waiting_sql(key, limit=2, lane=True)
         rows = list(db.query(sql, args))
-        if len(rows) != 1 or rows[0]["id"] != message.id or \
-                self._leases.holds(rows[0]["lane_owner"], rows[0]["lane_expires"]) is not True:
-            return None  # an earlier message waits, or another node holds the lane
+        if len(rows) != 1 or rows[0]["id"] != message.id:
+            return None  # an earlier message of the conversation waits: order
+        owner = rows[0]["lane_owner"]
+        if self._leases.holds(owner, rows[0]["lane_expires"]) is False:
+            return None  # another live node routes this conversation
         delivery = sink.enter(db, message, route)
         if delivery is None or delivery.outcome != "delivered":
             return None
         detail = routing_detail(route, delivery, [])
         event = record_status(db, message.id, "routed", "router", detail, route=route.name)
-        after = self._leases.after(db, key)  # the lane released (renewed: one waits)
+        if owner == self._leases.owner:  # nothing of it left to route: released
+            self._leases.release(db, key)
         routed = dataclasses.replace(message, status="routed", route=route.name,
                                      updated_at=event.at)
+        # after: None, as nothing else of the conversation waits (read above, this write)
         return Entered(Change(routed, event, message.status), route, sink, delivery, detail,
-                       after)
+                       None)
 
     # -- after the commit -----------------------------------------------------------
 

@@ -50,6 +50,7 @@ _TAKE = ("insert into lanes (local, remote, owner, expires_at) values (?, ?, ?, 
          "where lanes.owner = excluded.owner or lanes.expires_at < ?")
 _OWNER = "select owner from lanes where local = ? and remote = ?"
 _RELEASE = "delete from lanes where owner = ?"
+_RELEASE_ONE = "delete from lanes where local = ? and remote = ? and owner = ?"
 _RENEW = "update lanes set expires_at = ? where local = ? and remote = ? and owner = ?"
 _DROP = ("delete from lanes where local = ? and remote = ? and owner = ? "
          "and not exists ({waiting})")
@@ -138,6 +139,10 @@ class Leases:
         if owner == self.owner:
             return True if left > self.ttl / 2 else None
         return False if left >= 0 else None
+
+    def release(self, db: Database, key: Key) -> None:
+        """Give up the lane of ``key`` (a message routed at ingest, nothing left)."""
+        db.conn.execute(_RELEASE_ONE, [*key, self.owner])
 
     def release_all(self, db: Database) -> None:
         """Give up every lane of this node (a clean stop)."""
